@@ -1,0 +1,127 @@
+"""The ``btms-gateway`` command line. Plugins add commands through
+``register_commands(cli)``; documentation exporters go under ``export``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from .config_load import ConfigError
+from .plugin_manager import FailureLog, call_each, create_manager, plugin_infos
+from .registry import load_config
+from .version import __version__
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+EXIT_CONFIG = 2
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="btms-gateway")
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    help="Logging threshold (to stderr).",
+)
+@click.pass_context
+def cli(ctx: click.Context, log_level: str) -> None:
+    """BTMS battery monitoring gateway: BM-SM string masters (Modbus RTU) in;
+    Modbus TCP, SNMP, BACnet/IP and more out."""
+    setup_logging(log_level)
+    ctx.ensure_object(dict)
+
+
+@cli.group()
+def export() -> None:
+    """Print maps, MIBs and object lists generated from the tables the servers use."""
+
+
+@cli.command("check-config")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def check_config(file: Path) -> None:
+    """Validate FILE; print every problem as `FILE: key.path: expected, found` (exit 2)."""
+    try:
+        loaded = load_config(file, create_manager())
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_CONFIG)
+    g = loaded.gateway
+    click.echo(
+        f"{file}: OK: {len(g.buses)} bus(es), {len(g.ups)} UPS, {len(g.strings)} "
+        f"string(s), plugins {sorted(loaded.enabled_plugins()) or 'none'}"
+    )
+
+
+@cli.command()
+@click.option(
+    "-c",
+    "--config",
+    "file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The gateway's TOML file.",
+)
+def run(file: Path) -> None:
+    """Run the gateway with the configuration in FILE."""
+    pm = create_manager()
+    try:
+        loaded = load_config(file, pm)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_CONFIG)
+    from .gateway import Gateway
+
+    sys.exit(run_until_signalled(Gateway(loaded, pm)))
+
+
+def run_until_signalled(gateway: object) -> int:
+    """Run a gateway until SIGINT/SIGTERM; 0 on a clean stop, 1 if it failed."""
+    from .gateway import Gateway, GatewayStartError
+
+    assert isinstance(gateway, Gateway)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, gateway.request_stop)
+        await gateway.run()
+
+    try:
+        asyncio.run(main())
+    except GatewayStartError as exc:
+        logging.getLogger("btms_gateway").error("%s", exc)
+        return 1
+    return 0
+
+
+@cli.command()
+def plugins() -> None:
+    """List the installed plugins, their versions and the hooks they implement."""
+    for info in plugin_infos(create_manager()):
+        dist = f"{info.distribution} {info.version}" if info.distribution else (info.version or "-")
+        click.echo(f"{info.name:<16} {dist:<28} {', '.join(info.hooks)}")
+
+
+def build_cli() -> click.Group:
+    """The root group with every plugin's commands added (a failing plugin is
+    logged and skipped, so one broken plugin cannot take the CLI down)."""
+    call_each(create_manager(), "register_commands", FailureLog(), cli=cli)
+    return cli
+
+
+def main() -> None:
+    build_cli()(prog_name="btms-gateway")

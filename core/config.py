@@ -1,0 +1,146 @@
+"""The gateway's configuration: one TOML file, validated whole before anything starts.
+
+Every model forbids unknown keys, so a typo is an error rather than a silently
+ignored setting. Plugin sections (``[plugins.NAME]``) are validated by the
+model each plugin registers through the ``register_config_sections`` hook;
+see :mod:`btms_gateway.core.config_load` for loading and error reporting.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .config_base import PluginSection, StrictModel
+
+__all__ = ["PluginSection", "StrictModel"]
+
+BAUD_RATES = (2400, 4800, 9600, 19200, 38400, 57600, 115200)
+
+
+class GatewaySection(StrictModel):
+    name: str = "btms-gateway"
+    poll_interval_s: Annotated[float, Field(gt=0, le=3600)] = 2.0
+    stale_after_s: Annotated[float, Field(gt=0)] = 10.0
+    offline_after_failures: Annotated[int, Field(ge=1, le=1000)] = 3
+    data_dir: Path = Path("./var")
+    shutdown_timeout_s: Annotated[float, Field(gt=0, le=30)] = 1.5
+
+
+class BusConfig(StrictModel):
+    """One RS485 bus: a local serial port, or an RS485-to-Ethernet converter
+    speaking RTU over TCP. Its strings are polled one after another."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    transport: Literal["serial", "rtu-over-tcp"] = "serial"
+    port: str | None = None
+    host: str | None = None
+    tcp_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    baudrate: int = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+    timeout_s: Annotated[float, Field(gt=0, le=10)] = 0.5
+    retries: Annotated[int, Field(ge=0, le=5)] = 1
+    inter_frame_gap_s: Annotated[float, Field(ge=0, le=1)] | None = None
+    rs485_direction: Literal["none", "rts"] = "none"
+    poll_interval_s: Annotated[float, Field(gt=0, le=3600)] | None = None
+    backoff_max_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    wait_for_port: bool = False
+
+    @field_validator("baudrate")
+    @classmethod
+    def _baud(cls, v: int) -> int:
+        if v not in BAUD_RATES:
+            raise ValueError(f"one of {', '.join(map(str, BAUD_RATES))}")
+        return v
+
+    @model_validator(mode="after")
+    def _transport_fields(self) -> BusConfig:
+        if self.transport == "serial":
+            if not self.port:
+                raise ValueError("a serial bus needs 'port' (e.g. /dev/ttyUSB0)")
+            if self.host is not None or self.tcp_port is not None:
+                raise ValueError("'host'/'tcp_port' belong to transport = \"rtu-over-tcp\"")
+        else:
+            if not self.host or self.tcp_port is None:
+                raise ValueError("an rtu-over-tcp bus needs 'host' and 'tcp_port'")
+            if self.port is not None:
+                raise ValueError("'port' belongs to transport = \"serial\"")
+        return self
+
+    def char_time_s(self) -> float:
+        """Seconds one character takes on the wire (start + data + parity + stop)."""
+        bits = 1 + self.bytesize + (0 if self.parity == "N" else 1) + self.stopbits
+        return bits / self.baudrate
+
+    def frame_gap_s(self) -> float:
+        """The silent interval between frames: 3.5 characters (Modbus over serial
+        line, 2.3.1.1), fixed at 1.75 ms above 19200 baud as the spec recommends."""
+        spec = 0.00175 if self.baudrate > 19200 else 3.5 * self.char_time_s()
+        return max(spec, self.inter_frame_gap_s or 0.0)
+
+
+class UpsConfig(StrictModel):
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    index: Annotated[int, Field(ge=1, le=32)] | None = None
+    description: str = ""
+
+
+class StringConfig(StrictModel):
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    bus: str
+    slave_id: Annotated[int, Field(ge=1, le=247)]
+    ups: str | None = None
+    index: Annotated[int, Field(ge=1, le=32)] | None = None
+    profile: str = "bmsm"
+    description: str = ""
+
+
+class GatewayConfig(StrictModel):
+    """The whole file. ``plugins`` holds raw tables until each plugin's own
+    model validates them (see config_load)."""
+
+    gateway: GatewaySection = GatewaySection()
+    buses: list[BusConfig] = []
+    ups: list[UpsConfig] = []
+    strings: list[StringConfig] = []
+    alarms: dict[str, Any] = {}
+    plugins: dict[str, dict[str, Any]] = {}
+
+    def with_indexes(self) -> GatewayConfig:
+        """Fill in UPS and string indexes (1..32) in file order where not given,
+        skipping the ones taken explicitly; the BM-GW unit ids derive from them."""
+
+        def assign(items: list[Any]) -> list[Any]:
+            taken = {i.index for i in items if i.index is not None}
+            free = (n for n in range(1, 33) if n not in taken)
+            return [
+                i if i.index is not None else i.model_copy(update={"index": next(free)})
+                for i in items
+            ]
+
+        return self.model_copy(update={"ups": assign(self.ups), "strings": assign(self.strings)})
+
+    def bus(self, name: str) -> BusConfig:
+        return next(b for b in self.buses if b.name == name)
+
+
+def check_serial_port(bus: BusConfig) -> str | None:
+    """A missing device is a configuration error unless the bus is told to wait
+    for it (a USB adapter that appears after boot)."""
+    if bus.transport != "serial" or bus.port is None or bus.wait_for_port:
+        return None
+    if bus.port.startswith(("socket://", "rfc2217://", "loop://")):
+        return None
+    if not os.path.isabs(bus.port):
+        return f"an absolute device path such as /dev/ttyUSB0, found {bus.port!r}"
+    if not os.path.exists(bus.port):
+        return (
+            f"an existing serial device (or wait_for_port = true), "
+            f"found {bus.port!r}, which does not exist"
+        )
+    return None

@@ -1,0 +1,244 @@
+"""Loading the TOML file and reporting every problem in it at once.
+
+Each problem reads ``FILE: key.path: what was expected, what was found`` so an
+integrator can fix the whole file in one pass. Values of keys that look like
+secrets (SNMPv3 keys, passwords, communities, tokens) are never echoed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .config import GatewayConfig, PluginSection, check_serial_port
+
+SECRET_WORDS = ("password", "passphrase", "secret", "key", "community", "token")
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+
+    def render(self, file: str) -> str:
+        return f"{file}: {self.path}: expected {self.message}"
+
+
+class ConfigError(Exception):
+    """Raised with every problem found; ``str()`` is the report a user sees."""
+
+    def __init__(self, file: str, problems: list[Problem]) -> None:
+        self.file = file
+        self.problems = problems
+        super().__init__("\n".join(p.render(file) for p in problems))
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """The validated file: the core model plus each enabled plugin's own model."""
+
+    source: str
+    gateway: GatewayConfig
+    plugins: dict[str, BaseModel]
+
+    def plugin(self, name: str) -> BaseModel | None:
+        return self.plugins.get(name)
+
+    def enabled_plugins(self) -> set[str]:
+        return {n for n, m in self.plugins.items() if getattr(m, "enabled", True)}
+
+
+def is_secret(path: tuple[Any, ...]) -> bool:
+    return any(isinstance(p, str) and any(w in p.lower() for w in SECRET_WORDS) for p in path)
+
+
+def format_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _expected(err: Mapping[str, Any], loc: tuple[Any, ...], known: list[str]) -> str:
+    kind = err["type"]
+    found = "***" if is_secret(loc) else repr(err.get("input"))
+    if kind == "missing":
+        return "a value for this required key, found nothing"
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"one of the known keys {sorted(known)}{hint}, found unknown key {loc[-1]!r}"
+    msg: str = err["msg"]
+    for prefix in ("Value error, ", "Input should be ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix) :]
+    if "found" in msg:
+        return msg
+    if kind.startswith(("model_type", "dict_type")):
+        return f"a table, found {found}"
+    return f"{msg}, found {found}"
+
+
+def problems_from(
+    exc: ValidationError, model: type[BaseModel], prefix: tuple[Any, ...] = ()
+) -> list[Problem]:
+    out = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        known = _known_keys(model, loc[:-1]) if err["type"] == "extra_forbidden" else []
+        out.append(Problem(format_path(prefix + loc), _expected(err, prefix + loc, known)))
+    return out
+
+
+def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys a table at ``loc`` accepts, to suggest the one a typo meant."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        current = field.annotation
+        for arg in getattr(current, "__args__", ()) or ():
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                current = arg
+    return list(getattr(current, "model_fields", {}))
+
+
+def cross_check(cfg: GatewayConfig) -> list[Problem]:
+    """Rules that span sections: references, uniqueness, the 32/32 address space."""
+    problems: list[Problem] = []
+    bus_names = [b.name for b in cfg.buses]
+    ups_names = [u.name for u in cfg.ups]
+    for section, items in (("buses", cfg.buses), ("ups", cfg.ups), ("strings", cfg.strings)):
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            if item.name in seen:
+                problems.append(
+                    Problem(
+                        f"{section}[{i}].name", f"a name not used before, found {item.name!r} again"
+                    )
+                )
+            seen.add(item.name)
+    for section, items in (("ups", cfg.ups), ("strings", cfg.strings)):
+        if len(items) > 32:
+            problems.append(Problem(section, f"at most 32 entries, found {len(items)}"))
+        seen_idx: set[int] = set()
+        for i, item in enumerate(items):
+            if item.index is not None and item.index in seen_idx:
+                problems.append(
+                    Problem(
+                        f"{section}[{i}].index",
+                        f"an index not used before, found {item.index} again",
+                    )
+                )
+            if item.index is not None:
+                seen_idx.add(item.index)
+    slaves: dict[tuple[str, int], str] = {}
+    for i, s in enumerate(cfg.strings):
+        if s.bus not in bus_names:
+            problems.append(
+                Problem(
+                    f"strings[{i}].bus",
+                    f"the name of a [[buses]] entry {bus_names}, found {s.bus!r}",
+                )
+            )
+        if s.ups is not None and s.ups not in ups_names:
+            problems.append(
+                Problem(
+                    f"strings[{i}].ups", f"the name of a [[ups]] entry {ups_names}, found {s.ups!r}"
+                )
+            )
+        key = (s.bus, s.slave_id)
+        if key in slaves:
+            problems.append(
+                Problem(
+                    f"strings[{i}].slave_id",
+                    f"a slave id unique on bus {s.bus!r}, found {s.slave_id} "
+                    f"(already string {slaves[key]!r})",
+                )
+            )
+        slaves[key] = s.name
+    if not cfg.strings:
+        problems.append(Problem("strings", "at least one [[strings]] entry, found none"))
+    for i, bus in enumerate(cfg.buses):
+        port_problem = check_serial_port(bus)
+        if port_problem:
+            problems.append(Problem(f"buses[{i}].port", port_problem))
+    return problems
+
+
+def validate(
+    data: dict[str, Any],
+    source: str,
+    sections: Mapping[str, type[BaseModel]],
+    profiles: set[str] | None = None,
+) -> LoadedConfig:
+    """Validate a parsed document; raise ConfigError listing every problem."""
+    problems: list[Problem] = []
+    cfg: GatewayConfig | None = None
+    try:
+        cfg = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(problems_from(exc, GatewayConfig))
+    if cfg is not None:
+        problems.extend(cross_check(cfg))
+        if profiles is not None:
+            for i, s in enumerate(cfg.strings):
+                if s.profile not in profiles:
+                    problems.append(
+                        Problem(
+                            f"strings[{i}].profile",
+                            f"an installed device profile {sorted(profiles)}, found {s.profile!r}",
+                        )
+                    )
+    plugins: dict[str, BaseModel] = {}
+    raw_plugins = data.get("plugins", {})
+    if isinstance(raw_plugins, dict):
+        for name, section in raw_plugins.items():
+            model = sections.get(name)
+            if model is None:
+                problems.append(
+                    Problem(
+                        f"plugins.{name}",
+                        f"a section of an installed plugin {sorted(sections)}, found {name!r}",
+                    )
+                )
+                continue
+            try:
+                plugins[name] = model.model_validate(section)
+            except ValidationError as exc:
+                problems.extend(problems_from(exc, model, ("plugins", name)))
+    if problems or cfg is None:
+        raise ConfigError(source, problems)
+    return LoadedConfig(source=source, gateway=cfg.with_indexes(), plugins=plugins)
+
+
+def load(
+    path: str | Path, sections: Mapping[str, type[BaseModel]], profiles: set[str] | None = None
+) -> LoadedConfig:
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            source, [Problem("(file)", f"a readable file, found {exc.strerror}")]
+        ) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [Problem("(syntax)", f"valid TOML, found {exc}")]) from None
+    return validate(data, source, sections, profiles)
+
+
+__all__ = ["ConfigError", "LoadedConfig", "PluginSection", "Problem", "load", "validate"]

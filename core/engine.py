@@ -1,0 +1,250 @@
+"""The acquisition engine: one asyncio task per bus, strings polled in turn.
+
+A bus is half-duplex, so its strings are polled one after another; buses run
+concurrently. A string that stops answering is backed off on its own
+(exponentially, up to ``backoff_max_s``) and probed without retries, so it
+costs its bus at most one response timeout per cycle. A port that disappears
+is reopened every cycle until it comes back.
+
+Quality follows Network UPS Tools' stale-data rule: a failed poll keeps the
+last good values with their old timestamp and marks them STALE at once;
+``offline_after_failures`` consecutive failures (or never having been read)
+mean OFFLINE. A watchdog marks a string STALE when its data ages past the
+limit without any poll result at all (a stuck bus task). Every transition is
+logged once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+
+from .config import BusConfig, GatewayConfig, StringConfig
+from .counters import CommCounters
+from .model import Quality, StringReading, StringSnapshot
+from .profiles import BusLink, DeviceProfile, ErrorKind, PollError, StringPoller
+from .store import SnapshotStore
+
+log = logging.getLogger("btms_gateway.engine")
+
+Publish = Callable[[StringSnapshot], None]
+LinkFactory = Callable[[BusConfig], BusLink]
+
+
+def default_link_factory(bus: BusConfig) -> BusLink:
+    from btms_gateway.protocols.rtu import open_link
+
+    return open_link(bus)
+
+
+@dataclass
+class StringState:
+    """The engine's bookkeeping for one string (never shown to plugins directly)."""
+
+    config: StringConfig
+    poller: StringPoller
+    counters: CommCounters
+    failures: int = 0
+    next_due: float = 0.0
+    backoff_s: float = 0.0
+
+
+@dataclass
+class BusStatus:
+    name: str
+    interval_s: float
+    last_cycle_s: float | None = None
+    cycles: int = 0
+    port_open: bool = False
+    counters: CommCounters = field(default_factory=CommCounters)
+
+
+class BusWorker:
+    def __init__(
+        self,
+        bus: BusConfig,
+        interval_s: float,
+        strings: list[StringState],
+        link: BusLink,
+        engine: Engine,
+    ) -> None:
+        self.bus = bus
+        self.link = link
+        self.strings = strings
+        self.engine = engine
+        self.status = BusStatus(
+            bus.name, interval_s, counters=getattr(link, "counters", CommCounters())
+        )
+        self._was_open = False
+
+    async def run(self) -> None:
+        interval = self.status.interval_s
+        while True:
+            started = time.monotonic()
+            if await self._ensure_open():
+                for state in self.strings:
+                    if time.monotonic() >= state.next_due:
+                        await self._poll(state)
+                    if not self.link.is_open:
+                        break
+            self.status.cycles += 1
+            self.status.last_cycle_s = time.monotonic() - started
+            await asyncio.sleep(max(0.0, started + interval - time.monotonic()))
+
+    async def _ensure_open(self) -> bool:
+        if self.link.is_open:
+            return True
+        try:
+            await self.link.open()
+        except PollError as exc:
+            self.status.port_open = False
+            for state in self.strings:
+                state.counters.record_error(ErrorKind.PORT, exc.detail, time.time())
+                self.engine.poll_failed(state, exc)
+            return False
+        if self._was_open:
+            self.status.counters.port_reopens += 1
+            log.warning("bus %s: port reopened", self.bus.name)
+        self._was_open = True
+        self.status.port_open = True
+        return True
+
+    async def _poll(self, state: StringState) -> None:
+        started = time.monotonic()
+        state.counters.polls += 1
+        probing = state.failures > 0
+        try:
+            reading = await state.poller.poll(retries=0 if probing else None)
+        except PollError as exc:
+            state.counters.polls_failed += 1
+            self.engine.poll_failed(state, exc)
+            state.backoff_s = min(
+                max(state.backoff_s * 2, self.status.interval_s), self.bus.backoff_max_s
+            )
+            state.next_due = time.monotonic() + state.backoff_s
+        else:
+            state.counters.last_success = time.time()
+            state.backoff_s = 0.0
+            state.next_due = 0.0
+            self.engine.poll_succeeded(state, reading)
+        finally:
+            state.counters.last_poll_s = time.monotonic() - started
+
+
+class Engine:
+    """Owns the bus workers and decides each string's quality."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        store: SnapshotStore,
+        profiles: Mapping[str, DeviceProfile],
+        publish: Publish,
+        link_factory: LinkFactory = default_link_factory,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.publish = publish
+        self.workers: list[BusWorker] = []
+        self.states: dict[str, StringState] = {}
+        for bus in config.buses:
+            members = [s for s in config.strings if s.bus == bus.name]
+            if not members:
+                continue
+            link = link_factory(bus)
+            states = []
+            for s in members:
+                poller = profiles[s.profile].create_poller(s, bus, link)
+                counters = (
+                    link.counters_for(s.slave_id)
+                    if hasattr(link, "counters_for")
+                    else CommCounters()
+                )
+                states.append(StringState(s, poller, counters))
+            self.states.update((st.config.name, st) for st in states)
+            interval = bus.poll_interval_s or config.gateway.poll_interval_s
+            self.workers.append(BusWorker(bus, interval, states, link, self))
+
+    async def run(self) -> None:
+        tasks = [asyncio.create_task(w.run(), name=f"bus-{w.bus.name}") for w in self.workers]
+        tasks.append(asyncio.create_task(self._watchdog(), name="stale-watchdog"))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for w in self.workers:
+                try:
+                    await w.link.close()
+                except Exception:  # closing a vanished port must not mask shutdown
+                    log.debug("closing bus %s failed", w.bus.name, exc_info=True)
+
+    def poll_succeeded(self, state: StringState, reading: StringReading) -> None:
+        state.failures = 0
+        self._set(state.config.name, Quality.GOOD, reading, "poll succeeded")
+
+    def poll_failed(self, state: StringState, exc: PollError) -> None:
+        state.failures += 1
+        current = self.store.string(state.config.name)
+        offline = (
+            state.failures >= self.config.gateway.offline_after_failures or current.reading is None
+        )
+        self._set(
+            state.config.name,
+            Quality.OFFLINE if offline else Quality.STALE,
+            current.reading,
+            str(exc),
+        )
+
+    def _set(self, name: str, quality: Quality, reading: StringReading | None, why: str) -> None:
+        current = self.store.string(name)
+        changed = quality is not current.quality
+        if changed:
+            level = logging.INFO if quality is Quality.GOOD else logging.WARNING
+            log.log(
+                level, "string %s: %s -> %s (%s)", name, current.quality.name, quality.name, why
+            )
+        if not changed and reading is current.reading:
+            return
+        self.publish(
+            replace(
+                current,
+                quality=quality,
+                reading=reading,
+                changed_at=time.time() if changed else current.changed_at,
+            )
+        )
+
+    def stale_limit_s(self, worker: BusWorker) -> float:
+        """Age past which GOOD data is no longer believed current even without
+        a failed poll: the configured limit, but never less than two poll
+        intervals plus the bus's last cycle (a slow 9600-baud bus is not stale)."""
+        cycle = worker.status.last_cycle_s or 0.0
+        return max(self.config.gateway.stale_after_s, 2 * worker.status.interval_s + cycle)
+
+    async def _watchdog(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.time()
+            for worker in self.workers:
+                limit = self.stale_limit_s(worker)
+                for state in worker.strings:
+                    snap = self.store.string(state.config.name)
+                    age = snap.age_s(now)
+                    if snap.quality is Quality.GOOD and age is not None and age > limit:
+                        self._set(
+                            snap.name,
+                            Quality.STALE,
+                            snap.reading,
+                            f"no poll result for {age:.1f} s",
+                        )
+
+    def bus_status(self) -> list[BusStatus]:
+        return [w.status for w in self.workers]
+
+    def string_counters(self, name: str) -> CommCounters:
+        return self.states[name].counters

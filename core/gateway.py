@@ -1,0 +1,212 @@
+"""The running gateway: wires the store, engine, alarms and plugins together.
+
+Data flows one way: engine -> store -> alarm engine -> plugin channels. A
+plugin receives this object in ``startup(gateway)``; the attributes documented
+in docs/plugin_hooks.md ("The gateway object") are its stable API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pluggy
+from pydantic import BaseModel
+
+from .alarm_types import ActiveAlarm, AlarmEvent
+from .config_load import LoadedConfig
+from .counters import CommCounters
+from .engine import BusStatus, Engine, LinkFactory, default_link_factory
+from .model import StringSnapshot
+from .plugin_channel import PluginChannel
+from .plugin_manager import FailureLog, call_each, implementations
+from .registry import device_profiles
+from .store import SnapshotStore
+
+log = logging.getLogger("btms_gateway")
+
+STARTUP_LIMIT_S = 30.0
+
+
+class GatewayStartError(RuntimeError):
+    """A plugin could not start; the gateway refuses to run half-configured."""
+
+
+class NoAlarms:
+    """Stands in when the alarm engine is not configured (tests of the bare core)."""
+
+    def active(self) -> list[ActiveAlarm]:
+        return []
+
+    def acknowledge(self, alarm_id: str, by: str) -> bool:
+        return False
+
+    def on_string(self, string: Any, plant: Any) -> None:
+        pass
+
+    def tick(self, now: float) -> None:
+        pass
+
+    def restore(self, plant: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: LoadedConfig,
+        pm: pluggy.PluginManager,
+        *,
+        link_factory: LinkFactory = default_link_factory,
+        demo: bool = False,
+        alarms: bool = True,
+    ) -> None:
+        self.config = config
+        self.settings = config.gateway
+        self.pm = pm
+        self.demo = demo
+        self.failures = FailureLog()
+        self.enabled = config.enabled_plugins()
+        self.store = SnapshotStore.from_config(self.settings)
+        self.started_at = time.time()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.channels: dict[str, PluginChannel] = {}
+        self.alarms: Any = self._create_alarms() if alarms else NoAlarms()
+        self.engine = Engine(
+            self.settings,
+            self.store,
+            device_profiles(pm, self.failures),
+            self._publish,
+            link_factory,
+        )
+        self._stop = asyncio.Event()
+        self.ready = asyncio.Event()
+
+    # --- the API plugins use -------------------------------------------------
+    def plugin_config(self, name: str) -> BaseModel | None:
+        """Your validated ``[plugins.NAME]`` section (None if absent)."""
+        return self.config.plugin(name)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.gateway.data_dir
+
+    def bus_status(self) -> list[BusStatus]:
+        return self.engine.bus_status()
+
+    def string_counters(self, name: str) -> CommCounters:
+        return self.engine.string_counters(name)
+
+    def uptime_s(self) -> float:
+        return time.time() - self.started_at
+
+    # --- lifecycle -----------------------------------------------------------
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Start plugins, poll until ``request_stop()``, then shut down cleanly."""
+        self.loop = asyncio.get_running_loop()
+        self._open_channels()
+        self.alarms.restore(self.store.snapshot)
+        await self._startup()
+        engine = asyncio.create_task(self.engine.run(), name="engine")
+        ticker = asyncio.create_task(self._tick(), name="alarm-tick")
+        self.ready.set()
+        log.info(
+            "gateway %r running: %d strings on %d buses, plugins %s",
+            self.settings.gateway.name,
+            len(self.settings.strings),
+            len(self.settings.buses),
+            sorted(self.enabled) or "none",
+        )
+        try:
+            stopper = asyncio.create_task(self._stop.wait())
+            done, _ = await asyncio.wait({engine, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if engine in done and engine.exception() is not None:
+                raise engine.exception()  # type: ignore[misc]
+        finally:
+            await self._shutdown(engine, ticker)
+
+    async def _startup(self) -> None:
+        for name, result in call_each(
+            self.pm, "startup", self.failures, only=self.enabled, gateway=self
+        ):
+            if inspect.isawaitable(result):
+                try:
+                    await asyncio.wait_for(result, STARTUP_LIMIT_S)
+                except Exception as exc:
+                    raise GatewayStartError(f"plugin {name!r} failed to start: {exc}") from exc
+        failed = [p for (p, hook) in self.failures.counts if hook == "startup"]
+        if failed:
+            raise GatewayStartError(f"plugin(s) {failed} failed to start (see log)")
+
+    async def _shutdown(self, *tasks: asyncio.Task[Any]) -> None:
+        started = time.monotonic()
+        budget = self.settings.gateway.shutdown_timeout_s
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        pending = [
+            r
+            for _, r in call_each(
+                self.pm, "shutdown", self.failures, only=self.enabled, gateway=self
+            )
+            if inspect.isawaitable(r)
+        ]
+        if pending:
+            remaining = max(0.1, budget - (time.monotonic() - started))
+            _done, late = await asyncio.wait(
+                [asyncio.ensure_future(p) for p in pending], timeout=remaining
+            )
+            for t in late:
+                t.cancel()
+            if late:
+                log.warning("%d plugin(s) did not shut down within %.1f s", len(late), budget)
+        for channel in self.channels.values():
+            channel.stop(timeout=0.2)
+        self.alarms.close()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self.alarms.tick(time.time())
+            except Exception:
+                log.exception("alarm engine tick failed")
+
+    # --- data flow -------------------------------------------------------------
+    def _open_channels(self) -> None:
+        assert self.loop is not None
+        impls: dict[str, dict[str, Any]] = {}
+        for hook in ("string_reading", "alarm_event"):
+            for name, impl in implementations(self.pm, hook, only=self.enabled):
+                impls.setdefault(name, {})[hook] = impl
+        for name, hooks in impls.items():
+            channel = PluginChannel(name, hooks, self.loop, self.failures)
+            channel.start()
+            self.channels[name] = channel
+
+    def _publish(self, string: StringSnapshot) -> None:
+        plant = self.store.publish(string)
+        try:
+            self.alarms.on_string(string, plant)
+        except Exception:
+            log.exception("alarm evaluation failed for string %s", string.name)
+        for channel in self.channels.values():
+            channel.offer_reading(string, plant)
+
+    def emit(self, event: AlarmEvent) -> None:
+        """Hand a committed alarm event to every plugin (never blocks)."""
+        for channel in self.channels.values():
+            channel.offer_event(event)
+
+    def _create_alarms(self) -> Any:
+        return NoAlarms()

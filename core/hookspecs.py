@@ -1,0 +1,103 @@
+"""The plugin hooks of btms-gateway (pluggy project ``btms_gateway``).
+
+Every hook here has a section in docs/plugin_hooks.md, and a test fails when
+one does not. Plugins are modules or objects registered under the entry-point
+group ``btms_gateway``; the built-in plugins use the same entry points.
+
+Runtime hooks (``startup``, ``shutdown``, ``string_reading``, ``alarm_event``)
+run only for plugins whose ``[plugins.NAME]`` section is present in the
+config (and not ``enabled = false``); registration hooks run for every
+installed plugin. The host calls implementations one at a time, so a plugin
+that raises is logged once and skipped, never stopping the others.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    import click
+    from pydantic import BaseModel
+
+    from .alarm_types import AlarmEvent
+    from .gateway import Gateway
+    from .model import PlantSnapshot, StringSnapshot
+    from .profiles import DeviceProfile
+
+PROJECT = "btms_gateway"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_config_sections(register: Callable[[str, type[BaseModel]], None]) -> None:
+    """Declare the pydantic model that validates ``[plugins.NAME]``.
+
+    Call ``register(name, Model)``. The model should subclass
+    :class:`btms_gateway.core.config.PluginSection` (unknown keys forbidden,
+    an ``enabled`` flag). A section with no registered model is a config error.
+    """
+
+
+@hookspec
+def register_device_profiles(register: Callable[[DeviceProfile], None]) -> None:
+    """Add a southbound device profile (a kind of string master).
+
+    Call ``register(profile)`` with an object satisfying
+    :class:`btms_gateway.core.profiles.DeviceProfile`; strings select it with
+    ``profile = "NAME"``. The BM-SM profile registers this way too.
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add click commands to the ``btms-gateway`` command line.
+
+    ``cli`` is the root group; ``cli.commands["export"]`` is the ``export``
+    group, where documentation exporters (maps, MIBs, object lists) belong.
+    """
+
+
+@hookspec
+def startup(gateway: Gateway) -> Awaitable[Any] | None:
+    """The gateway is configured and about to poll: start serving.
+
+    May return an awaitable (e.g. an ``async def`` implementation), which is
+    awaited on the gateway's event loop before acquisition starts. Raising
+    here stops the gateway from starting (it never runs half-configured).
+    Read your settings with ``gateway.plugin_config(NAME)``.
+    """
+
+
+@hookspec
+def shutdown(gateway: Gateway) -> Awaitable[Any] | None:
+    """The gateway is stopping: close servers and files. May return an awaitable,
+    which is given ``gateway.config.gateway.shutdown_timeout_s`` to finish."""
+
+
+@hookspec
+def string_reading(string: StringSnapshot, plant: PlantSnapshot) -> Awaitable[Any] | None:
+    """A string was polled or its quality changed.
+
+    ``string`` is the new snapshot of that string (check ``string.quality``:
+    values are only current when it is GOOD); ``plant`` is the whole plant at
+    the same instant. Called from the plugin's own worker thread through a
+    queue that keeps only the newest reading per string, so a slow plugin sees
+    fewer readings but never delays acquisition. Return an awaitable to have
+    the work done on the gateway's event loop instead (required when touching
+    asyncio servers).
+    """
+
+
+@hookspec
+def alarm_event(event: AlarmEvent) -> Awaitable[Any] | None:
+    """An alarm was raised, cleared or acknowledged.
+
+    Delivered in order through the plugin's bounded event queue (events are
+    never coalesced; if a plugin falls 10,000 events behind, the oldest are
+    dropped and counted). Same threading rules as ``string_reading``.
+    """

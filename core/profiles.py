@@ -1,0 +1,72 @@
+"""The southbound contract: device profiles, bus links and poll errors.
+
+A device profile turns a configured string into a poller that reads one
+reading over a shared bus link. The engine owns scheduling, quality and
+back-off; a profile only knows its registers. The BM-SM profile
+(btms_gateway.protocols.bmsm) is registered through the same hook a third
+party would use.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .config import BusConfig, StringConfig
+    from .model import StringReading
+
+
+class ErrorKind(enum.StrEnum):
+    """Why a transaction failed: each has its own counter per bus and string."""
+
+    TIMEOUT = "timeout"  # no (complete) reply within the response timeout
+    CRC = "crc"  # a reply arrived with a bad CRC
+    EXCEPTION = "exception"  # the slave answered with a Modbus exception
+    SHORT_FRAME = "short_frame"  # a reply too short or of the wrong length/shape
+    PORT = "port"  # the serial port / TCP converter is unavailable
+    DECODE = "decode"  # registers read fine but hold impossible values
+
+
+class PollError(Exception):
+    def __init__(self, kind: ErrorKind, detail: str = "", exception_code: int | None = None):
+        self.kind = kind
+        self.detail = detail
+        self.exception_code = exception_code
+        super().__init__(f"{kind.value}: {detail}" if detail else kind.value)
+
+
+class BusLink(Protocol):
+    """A half-duplex Modbus RTU link (serial port or RTU over TCP).
+
+    Raises PollError for every failure; never returns partial data."""
+
+    @property
+    def is_open(self) -> bool: ...
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def read_holding_registers(
+        self, slave: int, address: int, count: int, *, retries: int | None = None
+    ) -> list[int]: ...
+
+
+class StringPoller(Protocol):
+    async def poll(self, *, retries: int | None = None) -> StringReading:
+        """Read the whole string once; raise PollError on the first failure.
+
+        ``retries`` overrides the bus setting for every transaction of this
+        poll: the engine passes 0 when probing a string that is failing, so a
+        dead slave costs its bus at most one response timeout per cycle."""
+        ...
+
+
+class DeviceProfile(Protocol):
+    name: str
+    description: str
+
+    def create_poller(
+        self, string: StringConfig, bus: BusConfig, link: BusLink
+    ) -> StringPoller: ...

@@ -1,0 +1,1 @@
+"""Southbound device profiles (BM-SM and transports)."""
