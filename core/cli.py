@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from .config_load import ConfigError
-from .plugin_manager import FailureLog, call_each, create_manager, plugin_infos
+from .plugin_manager import LOAD_FAILURES, FailureLog, call_each, create_manager, plugin_infos
 from .registry import load_config
 from .version import __version__
 
@@ -112,8 +112,10 @@ def run_until_signalled(gateway: object) -> int:
 def plugins() -> None:
     """List the installed plugins, their versions and the hooks they implement."""
     for info in plugin_infos(create_manager()):
-        dist = f"{info.distribution} {info.version}" if info.distribution else (info.version or "-")
+        dist = f"{info.distribution} {info.version}" if info.distribution else "-"
         click.echo(f"{info.name:<16} {dist:<28} {', '.join(info.hooks)}")
+    for name, why in sorted(LOAD_FAILURES.items()):
+        click.echo(f"{name:<16} {'NOT LOADED':<28} {why}")
 
 
 def build_cli() -> click.Group:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from .alarms.config import AlarmsSection
 from .config_base import PluginSection, StrictModel
 
 __all__ = ["PluginSection", "StrictModel"]
@@ -108,7 +109,7 @@ class GatewayConfig(StrictModel):
     buses: list[BusConfig] = []
     ups: list[UpsConfig] = []
     strings: list[StringConfig] = []
-    alarms: dict[str, Any] = {}
+    alarms: AlarmsSection = AlarmsSection()
     plugins: dict[str, dict[str, Any]] = {}
 
     def with_indexes(self) -> GatewayConfig:

@@ -46,12 +46,38 @@ class FailureLog:
             )
 
 
+#: entry-point name -> why it could not be loaded (shown by ``btms-gateway plugins``)
+LOAD_FAILURES: dict[str, str] = {}
+#: entry-point name -> (distribution name, version) of the package that provides it
+DISTRIBUTIONS: dict[str, tuple[str, str]] = {}
+
+
 def create_manager(load_entrypoints: bool = True) -> pluggy.PluginManager:
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     if load_entrypoints:
-        pm.load_setuptools_entrypoints(hookspecs.PROJECT)
+        load_entrypoints_isolated(pm)
     return pm
+
+
+def load_entrypoints_isolated(pm: pluggy.PluginManager) -> None:
+    """Like pluggy's loader, but one plugin that fails to import (or declares a
+    hook wrongly) is logged and left out instead of taking the gateway down;
+    a config section for it is then reported as belonging to no plugin."""
+    for ep in metadata.entry_points(group=hookspecs.PROJECT):
+        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            continue
+        try:
+            plugin = ep.load()
+            pm.register(plugin, name=ep.name)
+        except Exception as exc:
+            if ep.name not in LOAD_FAILURES:
+                log.error("plugin %r (%s) could not be loaded: %s", ep.name, ep.value, exc)
+            LOAD_FAILURES[ep.name] = f"{type(exc).__name__}: {exc}"
+            continue
+        dist = getattr(ep, "dist", None)
+        if dist is not None:
+            DISTRIBUTIONS[ep.name] = (dist.metadata["Name"], dist.version)
 
 
 def implementations(
@@ -85,21 +111,13 @@ def call_each(
 
 def plugin_infos(pm: pluggy.PluginManager) -> list[PluginInfo]:
     """What ``btms-gateway plugins`` prints: name, version, distribution, hooks."""
-    dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
     out = []
     for name, plugin in sorted(pm.list_name_plugin(), key=lambda p: p[0]):
         if plugin is None:
             continue
-        dist = dists.get(id(plugin))
+        dist_name, version = DISTRIBUTIONS.get(name, (None, None))
         hooks = tuple(sorted(h.name for h in pm.get_hookcallers(plugin) or ()))
-        version = dist.version if dist is not None else None
-        dname = dist.project_name if dist is not None else None
-        if dist is None:
-            try:
-                version = metadata.version(getattr(plugin, "__name__", name).split(".")[0])
-            except metadata.PackageNotFoundError:
-                version = None
-        out.append(PluginInfo(name, version, dname, hooks))
+        out.append(PluginInfo(name, version, dist_name, hooks))
     return out
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pluggy
 from pydantic import BaseModel
 
+from .config_base import PluginSection
 from .config_load import ConfigError, LoadedConfig, Problem, load, validate
 from .plugin_manager import FailureLog, collect_registrations
 from .profiles import DeviceProfile
@@ -27,6 +28,9 @@ def config_sections(pm: pluggy.PluginManager, failures: FailureLog) -> dict[str,
                 ],
             )
         sections[name] = model
+    for name, plugin in pm.list_name_plugin():
+        if plugin is not None and name not in sections:
+            sections[name] = PluginSection  # a plugin without settings can still be enabled
     return sections
 
 

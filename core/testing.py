@@ -144,13 +144,20 @@ class GatewayHarness:
     """``async with GatewayHarness(config_data) as h:`` runs a gateway for a test."""
 
     def __init__(
-        self, config: dict[str, Any], *, simulate: bool = False, alarms: bool = False
+        self,
+        config: dict[str, Any],
+        *,
+        simulate: bool = False,
+        alarms: bool = False,
+        extra_plugins: dict[str, object] | None = None,
     ) -> None:
         if simulate:
             raise NotImplementedError("simulate=True arrives with the simulator")
         self.config_data = config
         self.simulate = simulate
         self.pm = create_manager()
+        for name, plugin in (extra_plugins or {}).items():
+            self.pm.register(plugin, name=name)
         loaded = validate_config(config, "<test>", self.pm)
         self.gateway = Gateway(loaded, self.pm, link_factory=NeverOpenLink, alarms=alarms)
         self._task: asyncio.Task[None] | None = None

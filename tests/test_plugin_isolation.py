@@ -1,0 +1,121 @@
+"""A plugin that raises or blocks never stops the other plugins or the data flow."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+from btms_gateway.core import hookimpl
+from btms_gateway.core.gateway import GatewayStartError
+from btms_gateway.core.model import Quality
+from btms_gateway.core.testing import GatewayHarness, make_reading, plant_config
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.latest: dict[str, float] = {}
+        self.events: list[object] = []
+
+    @hookimpl
+    def string_reading(self, string):
+        self.latest[string.name] = string.reading.current_a
+
+    @hookimpl
+    def alarm_event(self, event):
+        self.events.append(event)
+
+
+class Raiser:
+    calls = 0
+
+    @hookimpl
+    def string_reading(self, string, plant):
+        self.calls += 1
+        raise RuntimeError("boom")
+
+
+class Blocker:
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.seen: list[float] = []
+
+    @hookimpl
+    def string_reading(self, string):
+        self.release.wait(30)  # stalls its own worker thread until the test lets go
+        self.seen.append(string.reading.current_a)
+
+
+def config(*names: str) -> dict:
+    return plant_config(strings=2, ups=1, plugins={n: {} for n in names})
+
+
+async def test_raising_and_blocking_plugins_do_not_stop_the_others(caplog):
+    recorder, raiser, blocker = Recorder(), Raiser(), Blocker()
+    plugins = {"recorder": recorder, "raiser": raiser, "blocker": blocker}
+    caplog.set_level(logging.ERROR, logger="btms_gateway.plugins")
+    async with GatewayHarness(config(*plugins), extra_plugins=plugins) as h:
+        for i in range(200):
+            h.publish("S1", make_reading(3, current_a=float(i)))
+            h.publish("S2", make_reading(3, current_a=float(-i)))
+        await h.wait_until(
+            lambda: recorder.latest == {"S1": 199.0, "S2": -199.0},
+            what="the recorder to see the last readings",
+        )
+        await h.wait_until(lambda: raiser.calls >= 2, what="the raiser to be called again")
+        stats = h.gateway.channels["blocker"].stats
+        assert stats.readings_coalesced >= 390  # 400 offered, the stalled worker holds one
+        blocker.release.set()
+        await h.wait_until(
+            lambda: sorted(blocker.seen[-2:]) == [-199.0, 199.0],
+            what="the blocker to catch up with the newest readings",
+        )
+        assert len(blocker.seen) <= 4  # it was never fed the backlog
+    failures = [r for r in caplog.records if "'raiser' failed in string_reading" in r.message]
+    assert len(failures) == 1  # logged once, however often it raised
+    assert h.gateway.failures.counts[("raiser", "string_reading")] == raiser.calls
+
+
+async def test_disabled_and_unconfigured_plugins_get_no_readings():
+    on, off, absent = Recorder(), Recorder(), Recorder()
+    data = plant_config(strings=1, ups=1, plugins={"on": {}, "off": {"enabled": False}})
+    async with GatewayHarness(data, extra_plugins={"on": on, "off": off, "absent": absent}) as h:
+        h.publish("S1", make_reading(2, current_a=3.0), Quality.GOOD)
+        await h.wait_until(lambda: on.latest == {"S1": 3.0})
+    assert off.latest == {} and absent.latest == {}
+
+
+class FailsToStart:
+    @hookimpl
+    async def startup(self, gateway):
+        raise OSError("address already in use")
+
+
+async def test_a_plugin_that_cannot_start_stops_the_gateway_from_starting():
+    with pytest.raises(GatewayStartError, match="'broken' failed to start: address already"):
+        async with GatewayHarness(config("broken"), extra_plugins={"broken": FailsToStart()}):
+            pass
+
+
+def test_a_plugin_that_fails_to_import_is_reported_and_left_out(tmp_path):
+    """A broken third-party package must not take the command line down."""
+    import os
+    import subprocess
+    import sys
+
+    dist = tmp_path / "btms_broken-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: btms-broken\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[btms_gateway]\nbroken = btms_broken_missing\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "btms_gateway.core", "plugins"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "broken           NOT LOADED                   ModuleNotFoundError" in result.stdout
+    assert any(line.startswith("jsonl ") for line in result.stdout.splitlines())
+    assert "plugin 'broken' (btms_broken_missing) could not be loaded" in result.stderr
