@@ -121,6 +121,9 @@ def plugins() -> None:
 def build_cli() -> click.Group:
     """The root group with every plugin's commands added (a failing plugin is
     logged and skipped, so one broken plugin cannot take the CLI down)."""
+    from .alarms.cli import add_to as add_alarm_commands
+
+    add_alarm_commands(cli)
     call_each(create_manager(), "register_commands", FailureLog(), cli=cli)
     return cli
 

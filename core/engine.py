@@ -50,6 +50,7 @@ class StringState:
     failures: int = 0
     next_due: float = 0.0
     backoff_s: float = 0.0
+    profile_failed: bool = False
 
 
 @dataclass
@@ -112,21 +113,38 @@ class BusWorker:
         self.status.port_open = True
         return True
 
+    async def _read(self, state: StringState, probing: bool) -> StringReading:
+        """One poll; a bug in a device profile counts as a failed poll (and is
+        logged once) instead of killing the bus task."""
+        try:
+            return await state.poller.poll(retries=0 if probing else None)
+        except PollError:
+            raise
+        except Exception as exc:
+            if not state.profile_failed:
+                state.profile_failed = True
+                log.exception("string %s: device profile failed while polling", state.config.name)
+            state.counters.record_error(ErrorKind.DECODE, repr(exc), time.time())
+            raise PollError(ErrorKind.DECODE, f"profile error: {exc!r}") from exc
+
     async def _poll(self, state: StringState) -> None:
         started = time.monotonic()
         state.counters.polls += 1
         probing = state.failures > 0
+        bus = self.status.counters
+        bus.polls += 1
         try:
-            reading = await state.poller.poll(retries=0 if probing else None)
+            reading = await self._read(state, probing)
         except PollError as exc:
             state.counters.polls_failed += 1
+            bus.polls_failed += 1
             self.engine.poll_failed(state, exc)
             state.backoff_s = min(
                 max(state.backoff_s * 2, self.status.interval_s), self.bus.backoff_max_s
             )
             state.next_due = time.monotonic() + state.backoff_s
         else:
-            state.counters.last_success = time.time()
+            state.counters.last_success = bus.last_success = time.time()
             state.backoff_s = 0.0
             state.next_due = 0.0
             self.engine.poll_succeeded(state, reading)

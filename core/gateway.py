@@ -209,4 +209,10 @@ class Gateway:
             channel.offer_event(event)
 
     def _create_alarms(self) -> Any:
-        return NoAlarms()
+        from .alarms.engine import AlarmEngine
+        from .alarms.eventlog import EventLog
+
+        alarms = self.settings.alarms
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log_file = self.data_dir / "events.sqlite"
+        return AlarmEngine(alarms, EventLog(log_file, synchronous=alarms.synchronous), self.emit)

@@ -10,6 +10,9 @@ a plugin's image; protocol tests should use the simulator.
 from __future__ import annotations
 
 import asyncio
+import copy
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -17,6 +20,7 @@ from typing import Any
 
 from .config import BusConfig
 from .counters import CommCounters
+from .engine import default_link_factory
 from .gateway import Gateway
 from .model import CellReading, CellStatus, Quality, StringAlarm, StringReading, StringState
 from .plugin_manager import create_manager
@@ -77,7 +81,7 @@ def plant_config(
     poll_interval_s: float = 0.2,
     stale_after_s: float = 2.0,
     offline_after_failures: int = 2,
-    data_dir: str = "./var",
+    data_dir: str | None = None,
 ) -> dict[str, Any]:
     """Config data: ``strings`` strings named S1.. spread over ``ups`` UPS named UPS1..,
     all on bus "bus1" with slave ids 1..n (replace ``buses`` to point at real ports)."""
@@ -86,7 +90,7 @@ def plant_config(
             "poll_interval_s": poll_interval_s,
             "stale_after_s": stale_after_s,
             "offline_after_failures": offline_after_failures,
-            "data_dir": data_dir,
+            "data_dir": data_dir or tempfile.mkdtemp(prefix="btms-test-"),
             "shutdown_timeout_s": 1.0,
         },
         "buses": buses
@@ -141,7 +145,15 @@ class NeverOpenLink:
 
 
 class GatewayHarness:
-    """``async with GatewayHarness(config_data) as h:`` runs a gateway for a test."""
+    """``async with GatewayHarness(config_data) as h:`` runs a gateway for a test.
+
+    With ``simulate=True`` every serial bus of the config is served by a BM-SM
+    simulator on a fresh pseudo-terminal (one slave per configured string,
+    ``cells`` cells each: an int for all, or a dict by string name), and the
+    readings travel through the real RTU link, poller and engine. The
+    simulators are frozen by default so a test can compare exact values;
+    ``h.sim_for(name)`` gives a string's simulator and slave id.
+    """
 
     def __init__(
         self,
@@ -150,17 +162,82 @@ class GatewayHarness:
         simulate: bool = False,
         alarms: bool = False,
         extra_plugins: dict[str, object] | None = None,
+        cells: int | dict[str, int] = 8,
+        seed: int = 1,
+        frozen: bool = True,
     ) -> None:
-        if simulate:
-            raise NotImplementedError("simulate=True arrives with the simulator")
         self.config_data = config
         self.simulate = simulate
+        self.sims: dict[str, Any] = {}
         self.pm = create_manager()
         for name, plugin in (extra_plugins or {}).items():
             self.pm.register(plugin, name=name)
-        loaded = validate_config(config, "<test>", self.pm)
-        self.gateway = Gateway(loaded, self.pm, link_factory=NeverOpenLink, alarms=alarms)
+        link_factory = default_link_factory
+        if simulate:
+            self._start_simulators(cells, seed, frozen)
+        else:
+            link_factory = NeverOpenLink
+        try:
+            loaded = validate_config(self.config_data, "<test>", self.pm)
+            self.gateway = Gateway(loaded, self.pm, link_factory=link_factory, alarms=alarms)
+        except BaseException:
+            self._stop_simulators()
+            raise
         self._task: asyncio.Task[None] | None = None
+
+    def _start_simulators(self, cells: int | dict[str, int], seed: int, frozen: bool) -> None:
+        from btms_gateway.protocols.bmsm.simulator import Simulator
+
+        data = copy.deepcopy(self.config_data)
+        for bus in data["buses"]:
+            if bus.get("transport", "serial") != "serial":
+                continue
+            members = [s for s in data["strings"] if s["bus"] == bus["name"]]
+            counts = {
+                s["slave_id"]: cells.get(s["name"], 8) if isinstance(cells, dict) else cells
+                for s in members
+            }
+            # a stable name, as /dev/serial/by-id/... on a real machine: pty numbers
+            # are recycled, and an unplugged adapter must not reopen someone else's pty
+            link = os.path.join(tempfile.mkdtemp(prefix="btms-sim-"), f"tty-{bus['name']}")
+            sim = Simulator(
+                list(counts),
+                counts,
+                baud=bus.get("baudrate", 9600),
+                parity=bus.get("parity", "N"),
+                stopbits=bus.get("stopbits", 1),
+                seed=seed,
+                frozen=frozen,
+                link=link,
+            )
+            self.sims[bus["name"]] = sim.start()
+            bus["port"] = sim.port
+            bus.pop("wait_for_port", None)
+        self.config_data = data
+
+    def _stop_simulators(self) -> None:
+        for sim in self.sims.values():
+            sim.stop()
+
+    def sim_for(self, name: str) -> tuple[Any, int]:
+        """(simulator, slave id) of string ``name``."""
+        cfg = next(s for s in self.config_data["strings"] if s["name"] == name)
+        return self.sims[cfg["bus"]], cfg["slave_id"]
+
+    @property
+    def sim(self) -> Any:
+        """The simulator of the first bus (most tests have one)."""
+        return next(iter(self.sims.values()))
+
+    async def wait_quality(self, quality: Quality, *names: str, timeout: float = 15.0) -> None:
+        """Wait until the named strings (all if none named) have ``quality``."""
+        store = self.gateway.store
+        targets = names or tuple(store.snapshot.strings)
+        await self.wait_until(
+            lambda: all(store.string(n).quality is quality for n in targets),
+            timeout=timeout,
+            what=f"{', '.join(targets)} to be {quality.name}",
+        )
 
     async def __aenter__(self) -> GatewayHarness:
         self._task = asyncio.create_task(self.gateway.run())
@@ -168,17 +245,24 @@ class GatewayHarness:
         done, _ = await asyncio.wait(
             {self._task, ready}, timeout=30, return_when=asyncio.FIRST_COMPLETED
         )
-        if self._task in done:
-            ready.cancel()
-            self._task.result()  # raises the startup error
-        if ready not in done:
-            raise TimeoutError("gateway did not start within 30 s")
+        try:
+            if self._task in done:
+                ready.cancel()
+                self._task.result()  # raises the startup error
+            if ready not in done:
+                raise TimeoutError("gateway did not start within 30 s")
+        except BaseException:
+            self._stop_simulators()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         self.gateway.request_stop()
-        if self._task is not None:
-            await asyncio.wait_for(self._task, 10)
+        try:
+            if self._task is not None:
+                await asyncio.wait_for(self._task, 10)
+        finally:
+            self._stop_simulators()
 
     def publish(
         self, name: str, reading: StringReading | None, quality: Quality = Quality.GOOD

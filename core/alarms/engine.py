@@ -1,0 +1,310 @@
+"""The alarm engine: readings in, committed alarm events out.
+
+Called synchronously by the gateway after every published string
+(``on_string``) and about once a second (``tick``); plugins may call
+``acknowledge`` from their own threads, so all state sits behind one lock.
+An event is handed to ``emit`` only after its transaction committed (it has
+its ``seq``); ``emit`` itself must not block (the gateway queues per plugin),
+so the only wait on this path is the SQLite commit, one per evaluated string.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from ..alarm_types import ActiveAlarm, AlarmEvent, EventKind, ObjectPath
+from ..model import PlantSnapshot, Quality, StringSnapshot
+from . import baseline, inbox
+from .baseline import BaselineRow, CellBaselines
+from .config import AlarmsSection
+from .evaluate import COMM_LOST, StringEval, Tracker, Transition
+from .eventlog import EventLog
+from .rules import RULES, Rule, resolve
+from .state import ACTIVE, PENDING_ON, Condition
+
+log = logging.getLogger("btms_gateway.alarms")
+
+UPS_RULE = "ups_string_error"
+RETENTION_EVERY_S = 600.0
+
+
+class AlarmEngine:
+    def __init__(
+        self,
+        settings: AlarmsSection,
+        log: EventLog,
+        emit: Callable[[AlarmEvent], None],
+    ) -> None:
+        self.settings = settings
+        self.log = log
+        self._emit = emit
+        self._lock = threading.RLock()
+        self._ups_rule = resolve(settings, None)[UPS_RULE]
+        self._evals: dict[str, StringEval] = {}
+        self._ups = Tracker()
+        self._active: dict[str, Condition] = {}
+        self._plant: PlantSnapshot | None = None
+        self._next_retention = 0.0
+
+    # --- the gateway's calls -------------------------------------------------------
+    def restore(self, plant: PlantSnapshot) -> None:
+        """Take back the alarms active when the gateway stopped, without raising
+        them again; clear (with an event) those whose rule or object no longer
+        exists in the configuration, since nothing else would ever clear them."""
+        now = time.time()
+        with self._lock:
+            self._plant = plant
+            out: list[Transition] = []
+            for a in self.log.active():
+                c = self._adopt(a, plant)
+                if c is None:
+                    gone = Condition(a.alarm_id, _placeholder(a), a.path, 0, now, a.value, a.limit)
+                    gone.clear_message = (
+                        f"{a.message} (cleared: rule or object no longer configured)"
+                    )
+                    out.append((EventKind.CLEARED, gone, now))
+            grace = now + self.settings.startup_grace_s
+            for s in plant.strings.values():
+                ev = self._eval_for(s)
+                rule = ev.rules[COMM_LOST]
+                key = (COMM_LOST, 0)
+                if rule.enabled and s.quality is Quality.OFFLINE and key not in ev.tracker.conds:
+                    ev.tracker.conds[key] = Condition(
+                        f"{COMM_LOST}:{s.name}", rule, ev.path, PENDING_ON, grace, 1.0, None
+                    )
+            self._commit(out, [])
+            self._retention(now)
+
+    def on_string(self, string: StringSnapshot, plant: PlantSnapshot) -> None:
+        if not self.settings.enabled:
+            return
+        with self._lock:
+            self._plant = plant
+            ev = self._eval_for(string)
+            out: list[Transition] = []
+            learned: list[BaselineRow] = []
+            ev.evaluate(string, out, learned)
+            if string.ups is not None and self._ups_rule.enabled:
+                r = string.reading
+                t = r.read_at if string.quality is Quality.GOOD and r else string.changed_at
+                self._eval_ups(string.ups, plant, t, out)
+            if out or learned:
+                self._commit(out, learned)
+
+    def tick(self, now: float) -> None:
+        with self._lock:
+            out: list[Transition] = []
+            for ev in self._evals.values():
+                if ev.tracker.conds:
+                    ev.tracker.tick(now, out)
+            if self._ups.conds:
+                self._ups.tick(now, out)
+            lost = {c.path.ups for k, c, _ in out if c.rule.name == COMM_LOST and c.path.ups}
+            if self._plant is not None and self._ups_rule.enabled:
+                for ups in sorted(lost):
+                    self._eval_ups(ups, self._plant, now, out)
+            if out:
+                self._commit(out, [])
+            self._requests(now)
+            if now >= self._next_retention:
+                self._retention(now)
+
+    def active(self) -> list[ActiveAlarm]:
+        with self._lock:
+            return sorted((c.to_active() for c in self._active.values()), key=_order)
+
+    def acknowledge(self, alarm_id: str, by: str) -> bool:
+        """Record who acknowledged an active alarm (once; again is a no-op)."""
+        with self._lock:
+            c = self._active.get(alarm_id)
+            if c is None:
+                return False
+            if c.acknowledged_by is not None:
+                return True
+            now = time.time()
+            c.acknowledged_by, c.acknowledged_at = by, now
+            event = self._event(
+                EventKind.ACKNOWLEDGED, c, now, f"{c.message} (acknowledged by {by})"
+            )
+            self._publish(self.log.commit([event], upsert=[c.to_active()]))
+            return True
+
+    def close(self) -> None:
+        self.log.close()
+
+    # --- internals -----------------------------------------------------------------
+    def _eval_for(self, s: StringSnapshot) -> StringEval:
+        ev = self._evals.get(s.name)
+        if ev is None:
+            b = CellBaselines(s.name, self.settings.baseline_readings)
+            b.replace_all(baseline.load(self.log.db, s.name))
+            ev = StringEval(s.name, s.ups, resolve(self.settings, s.name), b)
+            self._evals[s.name] = ev
+        return ev
+
+    def _adopt(self, a: ActiveAlarm, plant: PlantSnapshot) -> Condition | None:
+        """Put a restored active alarm back where evaluation will find it."""
+        if not self.settings.enabled or a.rule not in RULES:
+            return None
+        scope = RULES[a.rule].scope
+        if scope == "ups":
+            if a.path.ups not in plant.ups or not self._ups_rule.enabled:
+                return None
+            tracker, rule, key = self._ups, self._ups_rule, (a.rule, 0)
+        else:
+            s = plant.strings.get(a.path.string or "")
+            if s is None:
+                return None
+            ev = self._eval_for(s)
+            rule = ev.rules[a.rule]
+            if not rule.enabled or (scope == "cell") != (a.path.cell is not None):
+                return None
+            tracker, key = ev.tracker, (a.rule, a.path.cell or 0)
+            if a.path.cell:
+                ev.busy.add(a.path.cell)
+        c = Condition(
+            a.alarm_id, rule, a.path, ACTIVE, a.raised_at, a.value, a.limit, a.message,
+            a.raised_at, a.acknowledged_by, a.acknowledged_at,
+        )  # fmt: skip
+        tracker.conds[key] = c
+        self._active[a.alarm_id] = c
+        return c
+
+    def _eval_ups(self, ups: str, plant: PlantSnapshot, t: float, out: list[Transition]) -> None:
+        u = plant.ups.get(ups)
+        if u is None:
+            return
+        errors = 0
+        for name in u.strings:
+            ev = self._evals.get(name)
+            if ev is not None and ev.in_error:
+                errors += 1
+        self._ups.feed((UPS_RULE, 0), self._ups_rule, ObjectPath(ups), float(errors), 0, 0, t, out)
+
+    def _commit(self, out: list[Transition], learned: list[BaselineRow]) -> None:
+        events: list[AlarmEvent] = []
+        upsert: list[ActiveAlarm] = []
+        delete: list[str] = []
+        for kind, c, t in out:
+            if kind is EventKind.RAISED:
+                c.raised_at, c.message = t, _message(c, raised=True)
+                self._active[c.alarm_id] = c
+                upsert.append(c.to_active())
+                events.append(self._event(kind, c, t, c.message))
+            else:
+                self._active.pop(c.alarm_id, None)
+                delete.append(c.alarm_id)
+                text = c.clear_message or _message(c, raised=False)
+                events.append(self._event(kind, c, t, text))
+        extra = (lambda db: baseline.save(db, learned)) if learned else None
+        try:
+            committed = self.log.commit(events, upsert=upsert, delete=delete, extra=extra)
+        except Exception:
+            log.exception("event log write failed: %d event(s) not recorded", len(events))
+            return
+        self._publish(committed)
+
+    def _event(self, kind: EventKind, c: Condition, t: float, message: str) -> AlarmEvent:
+        return AlarmEvent(
+            seq=0, kind=kind, alarm_id=c.alarm_id, rule=c.rule.name, severity=c.rule.severity,
+            path=c.path, value=c.value, limit=c.limit, unit=c.rule.unit, message=message, at=t,
+            by=c.acknowledged_by if kind is EventKind.ACKNOWLEDGED else None,
+        )  # fmt: skip
+
+    def _publish(self, events: list[AlarmEvent]) -> None:
+        for e in events:
+            try:
+                self._emit(e)
+            except Exception:  # a consumer's failure must not stop the next alarm
+                log.exception("alarm event consumer failed for seq %d", e.seq)
+
+    def _retention(self, now: float) -> None:
+        self._next_retention = now + RETENTION_EVERY_S
+        try:
+            s = self.settings
+            n = self.log.retain(s.retention_days * 86_400, s.max_log_mb * 1e6, now)
+            if n:
+                log.info("event log retention removed %d old event(s)", n)
+        except Exception:
+            log.exception("event log retention failed")
+
+    # --- requests from the command line (see inbox.py) ------------------------------------
+    def _requests(self, now: float) -> None:
+        for req in inbox.pending(self.log):
+            if now - req.created_at > self.settings.request_ttl_s:
+                inbox.finish(self.log, req.id, False, "expired before the gateway picked it up")
+                continue
+            try:
+                ok, result = self._apply(req)
+            except Exception as exc:
+                ok, result = False, f"failed: {exc}"
+            inbox.finish(self.log, req.id, ok, result)
+
+    def _apply(self, req: inbox.Request) -> tuple[bool, str]:
+        a = req.args
+        if req.kind == inbox.ACK:
+            if self.acknowledge(str(a["alarm_id"]), str(a["by"])):
+                return True, f"{a['alarm_id']} acknowledged by {a['by']}"
+            return False, f"no active alarm {a['alarm_id']!r}"
+        string = str(a["string"])
+        if req.kind == inbox.BASELINE_CAPTURE:
+            snap = self._plant.strings.get(string) if self._plant else None
+            if snap is None or snap.quality is not Quality.GOOD or snap.reading is None:
+                return False, f"string {string!r} has no current (GOOD) reading"
+            cell = a.get("cell")
+            rows = [
+                BaselineRow(string, c.index, c.resistance_mohm, "set", time.time())
+                for c in snap.reading.cells
+                if c.resistance_mohm is not None and (cell is None or c.index == cell)
+            ]
+            with self.log.transaction() as db:
+                baseline.save(db, rows)
+            self._reload(string)
+            return (
+                True,
+                f"baseline of {len(rows)} cell(s) of {string} set from the current readings",
+            )
+        if req.kind == inbox.BASELINE_RELOAD:
+            self._reload(string)
+            return True, f"baselines of {string} reloaded"
+        return False, f"unknown request kind {req.kind!r}"
+
+    def _reload(self, string: str) -> None:
+        ev = self._evals.get(string)
+        if ev is not None:
+            ev.baselines.replace_all(baseline.load(self.log.db, string))
+            ev.refresh_baselines()
+
+
+def _placeholder(a: ActiveAlarm) -> Rule:
+    """A stand-in rule for clearing a restored alarm whose rule no longer applies."""
+    d = RULES.get(a.rule)
+    return Rule(
+        name=a.rule, scope=d.scope if d else "string", kind=d.kind if d else "flag",
+        unit=a.unit, limit=a.limit or 0.0, hysteresis=0.0, on_delay_s=0.0, off_delay_s=0.0,
+        severity=a.severity, text=d.text if d else a.rule, enabled=False, per_cell_count=False,
+    )  # fmt: skip
+
+
+def _order(a: ActiveAlarm) -> tuple[float, str]:
+    return (a.raised_at, a.alarm_id)
+
+
+def _where(p: ObjectPath) -> str:
+    if p.cell is not None:
+        return f"string {p.string} cell {p.cell}"
+    return f"string {p.string}" if p.string is not None else f"UPS {p.ups}"
+
+
+def _message(c: Condition, raised: bool) -> str:
+    rule = c.rule
+    head = f"{_where(c.path)}: {rule.text}"
+    if rule.kind == "flag":
+        return head if raised else f"{head}: cleared"
+    unit = f" {rule.unit}" if rule.unit else ""
+    if raised:
+        return f"{head}: {c.value:.4g}{unit} (limit {c.limit:.4g}{unit})"
+    return f"{head}: cleared at {c.value:.4g}{unit}"

@@ -1,0 +1,238 @@
+"""The rule table (one row per alarm kind, with its defaults) and the
+threshold state machine every rule shares.
+
+Voltage limits are written in volts per cell (VPC), the unit lead-acid
+datasheets use, and scaled by the block type (2 V = 1 cell, 12 V = 6 cells)
+and, for string voltage, by the string's cell count; so one table serves 2 V
+and 12 V strings and a correction is a one-line change. Reasoning for each
+default is in docs/alarms.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from ..alarm_types import ObjectPath, Severity
+from ..model import StringAlarm
+
+if TYPE_CHECKING:
+    from .config import AlarmsSection
+
+Scope = Literal["cell", "string", "ups"]
+Kind = Literal["high", "low", "flag"]
+Scale = Literal["none", "block", "string"]
+
+SEVERITIES = {"warning": Severity.WARNING, "alarm": Severity.ALARM, "critical": Severity.CRITICAL}
+
+
+@dataclass(frozen=True, slots=True)
+class RuleDef:
+    name: str
+    scope: Scope
+    kind: Kind
+    unit: str
+    limit: float
+    hysteresis: float
+    on_delay_s: float
+    off_delay_s: float
+    severity: Severity
+    text: str
+    enabled: bool = True
+    scale: Scale = "none"  # "block": x cells per block; "string": x cells per block x cell count
+
+
+W, A = Severity.WARNING, Severity.ALARM
+# name, scope, kind, unit, limit, hysteresis, on-delay s, off-delay s, severity, scale
+_TABLE: list[tuple[str, Scope, Kind, str, float, float, float, float, Severity, Scale]] = [
+    ("cell_voltage_high", "cell", "high", "V", 2.40, 0.02, 10, 5, A, "block"),
+    ("cell_voltage_low", "cell", "low", "V", 1.90, 0.03, 10, 5, A, "block"),
+    ("cell_resistance_warning", "cell", "high", "%", 20.0, 5.0, 60, 60, W, "none"),
+    ("cell_resistance_alarm", "cell", "high", "%", 50.0, 5.0, 60, 60, A, "none"),
+    ("cell_temperature_high", "cell", "high", "C", 40.0, 2.0, 30, 30, A, "none"),
+    ("cell_soc_low", "cell", "low", "%", 30.0, 5.0, 30, 10, W, "none"),
+    ("cell_soh_low", "cell", "low", "%", 80.0, 2.0, 60, 60, W, "none"),
+    ("string_voltage_high", "string", "high", "V", 2.38, 0.01, 10, 5, A, "string"),
+    ("string_voltage_low", "string", "low", "V", 1.85, 0.01, 10, 5, A, "string"),
+    ("string_current_charge_high", "string", "high", "A", 100.0, 5.0, 10, 10, W, "none"),
+    ("string_current_discharge_high", "string", "high", "A", 500.0, 10.0, 5, 10, A, "none"),
+    ("string_soc_low", "string", "low", "%", 50.0, 5.0, 30, 10, W, "none"),
+    ("string_soh_low", "string", "low", "%", 80.0, 2.0, 60, 60, W, "none"),
+    ("string_comm_lost", "string", "flag", "", 0.0, 0.0, 0, 0, A, "none"),
+    ("ups_string_error", "ups", "flag", "strings", 0.0, 0.0, 0, 0, A, "none"),
+]
+_TEXT = {
+    "cell_voltage_high": "voltage high",
+    "cell_voltage_low": "voltage low",
+    "cell_resistance_warning": "internal resistance above baseline",
+    "cell_resistance_alarm": "internal resistance far above baseline",
+    "cell_temperature_high": "temperature high",
+    "cell_soc_low": "state of charge low",
+    "cell_soh_low": "state of health low",
+    "string_voltage_high": "string voltage high",
+    "string_voltage_low": "string voltage low",
+    "string_current_charge_high": "charge current above limit",
+    "string_current_discharge_high": "discharge current above limit",
+    "string_soc_low": "string state of charge low",
+    "string_soh_low": "string state of health low",
+    "string_comm_lost": "communication lost",
+    "ups_string_error": "a string of this UPS is in error",
+}
+#: off by default: string SOH is derived from the weakest cell, which cell_soh_low covers
+_DISABLED = {"string_soh_low"}
+_DEFAULTS = [
+    RuleDef(n, sc, k, u, lim, h, on, off, sev, _TEXT[n], n not in _DISABLED, scale)
+    for (n, sc, k, u, lim, h, on, off, sev, scale) in _TABLE
+]
+
+#: one flag rule per bit of the BM-SM's own alarm word (HR 13)
+ALARM_WORD_RULES: dict[str, StringAlarm] = {
+    f"bmsm_{bit.name.lower()}": bit
+    for bit in StringAlarm
+    if bit.name and bit is not StringAlarm.NONE
+}
+for _name, _bit in ALARM_WORD_RULES.items():
+    _sev = W if _bit is StringAlarm.HALL_SENSOR_DISCONNECTED else A
+    _text = "BM-SM alarm: " + (_bit.name or "").lower().replace("_", " ")
+    _DEFAULTS.append(RuleDef(_name, "string", "flag", "", 0.0, 0.0, 0, 0, _sev, _text))
+
+RULES: dict[str, RuleDef] = {r.name: r for r in _DEFAULTS}
+CELL_RULES = [r.name for r in _DEFAULTS if r.scope == "cell"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A rule as it applies to one string: overrides merged, block scaling done.
+
+    For ``scale == "string"`` rules ``limit``/``hysteresis`` are still per
+    block and are multiplied by the cell count at evaluation time, because
+    auto-addressing can change the count while the gateway runs.
+    """
+
+    name: str
+    scope: Scope
+    kind: Kind
+    unit: str
+    limit: float
+    hysteresis: float
+    on_delay_s: float
+    off_delay_s: float
+    severity: Severity
+    text: str
+    enabled: bool
+    per_cell_count: bool
+
+    def on(self, value: float, limit: float, hysteresis: float) -> bool:
+        """Beyond the limit: the condition that raises."""
+        return value < limit if self.kind == "low" else value > limit
+
+    def off(self, value: float, limit: float, hysteresis: float) -> bool:
+        """Back past the hysteresis band: the condition that clears."""
+        if self.kind == "low":
+            return value >= limit + hysteresis
+        return value <= limit - hysteresis
+
+
+def resolve(settings: AlarmsSection, string: str | None) -> dict[str, Rule]:
+    """Every rule with the global and (if given) the string's overrides applied."""
+    per_string = settings.strings.get(string) if string else None
+    cpb = _cells_per_block(settings.block_for(string) if string else settings.block)
+    layers = [settings.rules, per_string.rules if per_string else {}]
+    out: dict[str, Rule] = {}
+    for d in RULES.values():
+        values = {
+            "enabled": d.enabled,
+            "limit": d.limit,
+            "hysteresis": d.hysteresis,
+            "on_delay_s": d.on_delay_s,
+            "off_delay_s": d.off_delay_s,
+            "severity": d.severity,
+        }
+        for layer in layers:
+            o = layer.get(d.name)
+            if o is None:
+                continue
+            for key, val in o.model_dump(exclude_none=True).items():
+                values[key] = SEVERITIES[val] if key == "severity" else val
+        factor = cpb if d.scale != "none" else 1
+        out[d.name] = Rule(
+            name=d.name,
+            scope=d.scope,
+            kind=d.kind,
+            unit=d.unit,
+            limit=round(values["limit"] * factor, 6),
+            hysteresis=round(values["hysteresis"] * factor, 6),
+            on_delay_s=values["on_delay_s"],
+            off_delay_s=values["off_delay_s"],
+            severity=values["severity"],
+            text=d.text,
+            enabled=values["enabled"],
+            per_cell_count=d.scale == "string",
+        )
+    return out
+
+
+def _cells_per_block(block: str) -> int:
+    from .config import CELLS_PER_BLOCK
+
+    return CELLS_PER_BLOCK[block]
+
+
+def check_limits(settings: AlarmsSection) -> str | None:
+    """Catch limits that can never work (high below low, a band wider than the
+    gap) at config time rather than as alarms that never clear."""
+    for where in [None, *settings.strings]:
+        rules = resolve(settings, where)
+        prefix = f"strings.{where}: " if where else ""
+        for hi, lo in (
+            ("cell_voltage_high", "cell_voltage_low"),
+            ("string_voltage_high", "string_voltage_low"),
+        ):
+            if rules[hi].limit <= rules[lo].limit:
+                return (
+                    f"{prefix}{hi}.limit ({rules[hi].limit:g}) above "
+                    f"{lo}.limit ({rules[lo].limit:g})"
+                )
+        for name in ("cell_resistance_warning", "cell_resistance_alarm"):
+            r = rules[name]
+            if r.limit <= 0 or r.hysteresis >= r.limit:
+                return (
+                    f"{prefix}{name}.limit (% above baseline, {r.limit:g}) above 0 "
+                    f"and above its hysteresis ({r.hysteresis:g})"
+                )
+    return None
+
+
+def alarm_id(rule: str, path: ObjectPath) -> str:
+    """Stable across restarts: rule plus the object it applies to."""
+    if path.cell is not None:
+        return f"{rule}:{path.string}:{path.cell}"
+    if path.string is not None:
+        return f"{rule}:{path.string}"
+    return f"{rule}:{path.ups}"
+
+
+def defaults_table() -> str:
+    """The defaults as a Markdown table (docs/alarms.md embeds it verbatim and a
+    test keeps the two equal, so the documentation cannot drift)."""
+    head = (
+        "| rule | scope | raises when | 2 V cell | 12 V block | hysteresis (2 V) "
+        "| on / off delay | severity |\n|---|---|---|---|---|---|---|---|\n"
+    )
+    rows = []
+    for r in RULES.values():
+        if r.kind == "flag":
+            when, two, twelve, hyst = "condition present", "-", "-", "-"
+        else:
+            when = ("value > limit" if r.kind == "high" else "value < limit") + f" ({r.unit})"
+            f12 = 6 if r.scale != "none" else 1
+            per = " x n" if r.scale == "string" else ""
+            two = f"{r.limit:g}{per}"
+            twelve = f"{round(r.limit * f12, 6):g}{per}"
+            hyst = f"{r.hysteresis:g}{per}"
+        state = "" if r.enabled else " (off)"
+        rows.append(
+            f"| `{r.name}`{state} | {r.scope} | {when} | {two} | {twelve} | {hyst} "
+            f"| {r.on_delay_s:g} s / {r.off_delay_s:g} s | {r.severity.name.lower()} |"
+        )
+    return head + "\n".join(rows) + "\n"
