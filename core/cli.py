@@ -88,8 +88,9 @@ def run(file: Path) -> None:
     sys.exit(run_until_signalled(Gateway(loaded, pm)))
 
 
-def run_until_signalled(gateway: object) -> int:
-    """Run a gateway until SIGINT/SIGTERM; 0 on a clean stop, 1 if it failed."""
+def run_until_signalled(gateway: object, stop_after: float | None = None) -> int:
+    """Run a gateway until SIGINT/SIGTERM (or ``stop_after`` seconds); 0 on a
+    clean stop, 1 if it could not start."""
     from .gateway import Gateway, GatewayStartError
 
     assert isinstance(gateway, Gateway)
@@ -98,6 +99,8 @@ def run_until_signalled(gateway: object) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, gateway.request_stop)
+        if stop_after is not None:
+            loop.call_later(stop_after, gateway.request_stop)
         await gateway.run()
 
     try:
@@ -122,8 +125,10 @@ def build_cli() -> click.Group:
     """The root group with every plugin's commands added (a failing plugin is
     logged and skipped, so one broken plugin cannot take the CLI down)."""
     from .alarms.cli import add_to as add_alarm_commands
+    from .demo import demo
 
     add_alarm_commands(cli)
+    cli.add_command(demo)
     call_each(create_manager(), "register_commands", FailureLog(), cli=cli)
     return cli
 

@@ -1,0 +1,189 @@
+"""``btms-gateway demo``: a whole battery room on one machine.
+
+Two simulated buses (a pseudo-terminal at 115200 baud and an RS485-to-TCP
+converter at 38400 baud) carry four BM-SM strings in two UPS, one string with
+the full 120 cells. The gateway polls them through the real RTU link and
+engine, with every installed plugin that can run on its defaults (its demo
+port on 127.0.0.1), and prints one line per poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+import time
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from .hookspecs import hookimpl
+from .model import StringSnapshot
+from .plugin_manager import create_manager
+from .registry import config_sections, validate_config
+
+log = logging.getLogger("btms_gateway.demo")
+
+#: (bus, transport, baud, [(string, slave, cells, mode)]) for each simulated bus
+PLANT = (
+    ("demo-pty", "pty", 115200, [("A1", 1, 120, "float"), ("A2", 2, 60, "float")]),
+    ("demo-tcp", "tcp", 38400, [("B1", 1, 24, "discharge"), ("B2", 2, 24, "discharge")]),
+)
+UPS_OF = {"A1": "UPS-A", "A2": "UPS-A", "B1": "UPS-B", "B2": "UPS-B"}
+ENDPOINT_KEYS = ("host", "port", "address", "tls")
+
+
+class StatusPrinter:
+    """Prints each poll as one line a person can follow (a plugin like any other)."""
+
+    def __init__(self, out: Any = None) -> None:
+        self.out = out or sys.stdout
+
+    @hookimpl
+    def string_reading(self, string: StringSnapshot) -> None:
+        r = string.reading
+        stamp = time.strftime("%H:%M:%S")
+        if r is None:
+            line = f"{stamp}  {string.name:<3} {string.quality.name:<7} (never read)"
+        else:
+            age = string.age_s() or 0.0
+            line = (
+                f"{stamp}  {string.name:<3} {string.quality.name:<7} {r.voltage_v:8.2f} V "
+                f"{r.current_a:+8.2f} A  SOC {r.soc_pct:3.0f}%  {r.state.name.lower():<15} "
+                f"{r.cell_count:3d} cells  age {age:4.1f} s"
+            )
+        print(line, file=self.out, flush=True)
+
+    @hookimpl
+    def alarm_event(self, event: Any) -> None:
+        print(
+            f"{time.strftime('%H:%M:%S')}  ALARM {event.kind.value:<12} {event.severity.name:<8} "
+            f"{event.path}  {event.message}",
+            file=self.out,
+            flush=True,
+        )
+
+
+def start_simulators(seed: int) -> tuple[list[Any], list[dict[str, Any]]]:
+    from btms_gateway.protocols.bmsm.simulator import Simulator
+
+    sims, buses = [], []
+    for bus, transport, baud, strings in PLANT:
+        link = f"{tempfile.mkdtemp(prefix='btms-demo-')}/{bus}" if transport == "pty" else None
+        modes = {mode for *_, mode in strings}
+        sim = Simulator(
+            [s[1] for s in strings],
+            {s[1]: s[2] for s in strings},
+            baud=baud,
+            seed=seed,
+            transport=transport,
+            link=link,
+            mode=modes.pop(),
+        ).start()
+        sims.append(sim)
+        cfg: dict[str, Any] = {
+            "name": bus,
+            "baudrate": baud,
+            "timeout_s": 0.3,
+            "poll_interval_s": 1.0,
+        }
+        if transport == "tcp":
+            host, port = sim.tcp_address
+            cfg |= {"transport": "rtu-over-tcp", "host": host, "tcp_port": port}
+        else:
+            cfg["port"] = sim.port
+        buses.append(cfg)
+    return sims, buses
+
+
+def demo_config(buses: list[dict[str, Any]], data_dir: str, pm: Any) -> dict[str, Any]:
+    """Every plugin whose settings validate on their defaults runs (its demo port)."""
+    plugins = {}
+    for name, model in config_sections(pm, _Quiet()).items():
+        if name in ("bmsm",):
+            continue
+        try:
+            model.model_validate({})
+        except ValidationError:
+            continue  # needs site settings (e.g. a file path): not part of the demo
+        plugins[name] = {}
+    return {
+        "gateway": {
+            "name": "btms-gateway demo",
+            "poll_interval_s": 1.0,
+            "stale_after_s": 5.0,
+            "offline_after_failures": 3,
+            "data_dir": data_dir,
+        },
+        "buses": buses,
+        "ups": [{"name": "UPS-A"}, {"name": "UPS-B"}],
+        "strings": [
+            {"name": name, "bus": bus, "slave_id": slave, "ups": UPS_OF[name]}
+            for bus, _, _, strings in PLANT
+            for name, slave, _, _ in strings
+        ],
+        "plugins": plugins,
+    }
+
+
+class _Quiet:
+    def record(self, *args: Any) -> None:
+        pass
+
+
+def endpoints(loaded: Any) -> list[str]:
+    lines = []
+    for name, settings in sorted(loaded.plugins.items()):
+        if name == "demo-status":
+            continue
+        values = settings.model_dump()
+        shown = {k: values[k] for k in ENDPOINT_KEYS if k in values and values[k] is not None}
+        tls = shown.pop("tls", None)
+        where = " ".join(f"{k}={v}" for k, v in shown.items()) or "(no network endpoint)"
+        if isinstance(tls, dict) and tls.get("enabled"):
+            where += f" tls-port={tls.get('port')}"
+        lines.append(f"  {name:<12} {where}")
+    return lines
+
+
+@click.command()
+@click.option("--seed", default=1, show_default=True, help="Simulator seed (same seed, same run).")
+@click.option(
+    "--duration",
+    type=float,
+    default=None,
+    help="Stop after this many seconds (default: until Ctrl-C).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where the event log goes (default: a new temporary directory).",
+)
+def demo(seed: int, duration: float | None, data_dir: str | None) -> None:
+    """Run the gateway on simulated strings: 2 UPS, 4 strings (one of 120 cells),
+    every plugin on its demo port on 127.0.0.1."""
+    from .cli import run_until_signalled
+    from .gateway import Gateway
+
+    pm = create_manager()
+    sims, buses = start_simulators(seed)
+    try:
+        data = demo_config(buses, data_dir or tempfile.mkdtemp(prefix="btms-demo-var-"), pm)
+        pm.register(StatusPrinter(), name="demo-status")
+        data["plugins"]["demo-status"] = {}
+        loaded = validate_config(data, "<demo>", pm)
+        gateway = Gateway(loaded, pm, demo=True)
+        click.echo("btms-gateway demo: 2 UPS, 4 simulated BM-SM strings")
+        for bus, sim in zip(buses, sims, strict=True):
+            where = sim.port if "port" in bus else f"{bus['host']}:{bus['tcp_port']}"
+            click.echo(f"  bus {bus['name']:<9} {bus['baudrate']:>6} baud  {where}")
+        click.echo("serving:")
+        for line in endpoints(loaded):
+            click.echo(line)
+        click.echo("Ctrl-C stops.")
+        sys.exit(run_until_signalled(gateway, stop_after=duration))
+    finally:
+        for sim in sims:
+            sim.stop()
