@@ -17,13 +17,27 @@ import tracemalloc
 from btms_gateway.core.model import Quality, StringSnapshot
 from btms_gateway.core.store import SnapshotStore
 from btms_gateway.core.testing import make_reading
+from btms_gateway.protocols.bmsm.decode import decode_reading
+from btms_gateway.protocols.bmsm.registers import BLOCK_COUNT, BLOCK_START, CELL_ARRAYS
 
 STRINGS, CELLS, NEED_PER_S, TARGET_HEADROOM = 32, 120, 32.0, 100.0
 
 
 def plant() -> SnapshotStore:
-    strings = [StringSnapshot(f"S{i}", i, f"UPS{(i - 1) // 4 + 1}", (i - 1) // 4 + 1, i, "bus1",
-                              Quality.OFFLINE, None, 0.0) for i in range(1, STRINGS + 1)]
+    strings = [
+        StringSnapshot(
+            f"S{i}",
+            i,
+            f"UPS{(i - 1) // 4 + 1}",
+            (i - 1) // 4 + 1,
+            i,
+            "bus1",
+            Quality.OFFLINE,
+            None,
+            0.0,
+        )
+        for i in range(1, STRINGS + 1)
+    ]
     return SnapshotStore(strings, [(f"UPS{u}", u) for u in range(1, STRINGS // 4 + 1)])
 
 
@@ -42,23 +56,41 @@ def main() -> int:
 
     def publish(n: int) -> None:
         name = names[n % STRINGS]
-        store.publish(StringSnapshot(name, n % STRINGS + 1, store.string(name).ups,
-                                     1, 1, "bus1", Quality.GOOD, readings[n % STRINGS], 0.0))
+        store.publish(
+            StringSnapshot(
+                name,
+                n % STRINGS + 1,
+                store.string(name).ups,
+                1,
+                1,
+                "bus1",
+                Quality.GOOD,
+                readings[n % STRINGS],
+                0.0,
+            )
+        )
+
+    from btms_gateway.protocols.bmsm.simulator import StringModel
+
+    image = StringModel.create(1, CELLS, seed=1).image()
+    block = [image[a] for a in range(BLOCK_START, BLOCK_START + BLOCK_COUNT)]
+    arrays = {a.base: [image[a.base + i] for i in range(CELLS)] for a in CELL_ARRAYS}
 
     def build_reading(n: int) -> None:
-        make_reading(CELLS, current_a=float(n))
+        decode_reading(block, arrays, read_at=float(n))
 
     def full_cycle(n: int) -> None:  # build + publish every string once
         for i in range(STRINGS):
             publish(i)
 
     tracemalloc.start()
-    full_cycle(0)
+    decoded = [decode_reading(block, arrays, read_at=0.0) for _ in range(STRINGS)]
     size, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    del decoded
     rows = [
         ("publish one string (120 cells)", rate(publish), NEED_PER_S),
-        ("build one 120-cell reading", rate(build_reading), NEED_PER_S),
+        ("decode one 120-cell string", rate(build_reading), NEED_PER_S),
         ("publish all 32 strings", rate(full_cycle), 1.0),
     ]
     print(f"{'operation':<34}{'per second':>14}{'needed':>10}{'headroom':>12}")
@@ -67,7 +99,7 @@ def main() -> int:
         headroom = measured / need
         ok &= headroom >= TARGET_HEADROOM
         print(f"{name:<34}{measured:>14,.0f}{need:>10,.0f}{headroom:>11,.0f}x")
-    print(f"memory of one full plant cycle (32 x {CELLS} cells, new objects): {size / 1e6:.1f} MB")
+    print(f"memory of one decoded plant (32 x {CELLS} cells): {size / 1e6:.1f} MB")
     print(f"target: headroom >= {TARGET_HEADROOM:.0f}x: {'met' if ok else 'MISSED'}")
     return 0 if ok else 1
 

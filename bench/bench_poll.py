@@ -1,0 +1,76 @@
+"""Acquisition: how close does a 120-cell poll get to the wire-time limit?
+
+Polls one 120-cell BM-SM string through the paced simulator (a background
+thread releasing reply bytes at the line's wire speed) over a real
+pseudo-terminal with pyserial, through the real RTU link and BM-SM poller, at
+9600, 19200 and 115200 baud 8N1. The theoretical limit of one poll is
+sum over its transactions of (request + reply bytes) x bits per character /
+baud, plus two 3.5-character gaps per transaction (after the request, after
+the reply; 1.75 ms each above 19200 baud). Target: median measured / limit
+<= 1.10 at every rate; exits 1 when missed.
+
+    python bench/bench_poll.py [--polls N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+
+from btms_gateway.protocols.bmsm.planner import full_plan
+from btms_gateway.protocols.bmsm.poller import BmsmPoller
+from btms_gateway.protocols.bmsm.simulator import Simulator
+from btms_gateway.protocols.rtu import framing, open_link
+
+CELLS, TARGET, BAUDS = 120, 1.10, (9600, 19200, 115200)
+
+
+def wire_limit_s(baud: int, cells: int = CELLS, bits: int = 10) -> float:
+    char = bits / baud
+    gap = 0.00175 if baud > 19200 else 3.5 * char
+    plan = full_plan(cells)
+    nbytes = sum(framing.REQUEST_LENGTH + framing.reply_length(r.count) for r in plan)
+    return nbytes * char + 2 * gap * len(plan)
+
+
+async def measure(baud: int, polls: int) -> list[float]:
+    with Simulator([1], cells=CELLS, baud=baud, seed=1, frozen=True) as sim:
+        link = open_link(sim.bus_config(timeout_s=0.5, retries=0))
+        await link.open()
+        poller = BmsmPoller(link, 1)
+        try:
+            await poller.poll()  # warm-up: plan cache, first open
+            times = []
+            for _ in range(polls):
+                t = time.perf_counter()
+                reading = await poller.poll()
+                times.append(time.perf_counter() - t)
+                assert len(reading.cells) == CELLS
+        finally:
+            await link.close()
+    return times
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--polls", type=int, default=5)
+    args = ap.parse_args()
+    print(f"120-cell poll, {len(full_plan(CELLS))} transactions, 8N1, paced simulator over a pty")
+    print(f"{'baud':>7} {'wire limit s':>13} {'median s':>10} {'worst s':>9} "
+          f"{'median/limit':>13} {'worst/limit':>12}")  # fmt: skip
+    ok = True
+    for baud in BAUDS:
+        times = asyncio.run(measure(baud, args.polls))
+        limit, med, worst = wire_limit_s(baud), statistics.median(times), max(times)
+        ok &= med / limit <= TARGET
+        print(f"{baud:>7} {limit:>13.4f} {med:>10.4f} {worst:>9.4f} "
+              f"{med / limit:>13.3f} {worst / limit:>12.3f}")  # fmt: skip
+    print(f"target: median/limit <= {TARGET:.2f} at every rate: {'met' if ok else 'MISSED'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

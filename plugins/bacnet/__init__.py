@@ -1,0 +1,1 @@
+"""BACnet/IP northbound plugin: the battery plant as BACnet objects (see docs/bacnet.md)."""

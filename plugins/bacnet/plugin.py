@@ -1,0 +1,70 @@
+"""The BACnet/IP northbound plugin: hook implementations only.
+
+Registered through the ``btms_gateway`` entry point ``bacnet`` like any
+third-party plugin; enabled by a ``[plugins.bacnet]`` table. The runtime
+hooks are ``async def`` so they run on the gateway's event loop, where
+bacpypes3 lives.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import click
+from btms_gateway.core import hookimpl
+from btms_gateway.core.model import PlantSnapshot, StringSnapshot
+
+from .export import bacnet_objects_command, ede_command
+from .service import BacnetService
+from .settings import BacnetSettings
+
+NAME = "bacnet"
+_services: weakref.WeakKeyDictionary[Any, BacnetService] = weakref.WeakKeyDictionary()
+
+
+def service(gateway: Any) -> BacnetService:
+    """The running device of ``gateway`` (tests and benchmarks read it)."""
+    return _services[gateway]
+
+
+@hookimpl
+def register_config_sections(register: Callable[[str, type], None]) -> None:
+    register(NAME, BacnetSettings)
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    export = cli.commands.get("export")
+    if isinstance(export, click.Group):
+        export.add_command(ede_command)
+        export.add_command(bacnet_objects_command)
+
+
+@hookimpl
+async def startup(gateway: Any) -> None:
+    settings = gateway.plugin_config(NAME)
+    assert isinstance(settings, BacnetSettings)
+    svc = BacnetService(settings)
+    await svc.start(gateway.store.snapshot, list(gateway.alarms.active()))
+    _services[gateway] = svc
+
+
+@hookimpl
+async def shutdown(gateway: Any) -> None:
+    svc = _services.pop(gateway, None)
+    if svc is not None:
+        svc.stop()
+
+
+@hookimpl
+async def string_reading(string: StringSnapshot, plant: PlantSnapshot) -> None:
+    for svc in list(_services.values()):
+        svc.on_reading(string, plant)
+
+
+@hookimpl
+async def alarm_event(event: Any) -> None:
+    for svc in list(_services.values()):
+        svc.on_alarm(event)

@@ -1,0 +1,76 @@
+"""The running BACnet/IP device of one gateway: start, keep current, stop."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from btms_gateway.core.alarm_types import EventKind
+
+from .device import start_device
+from .image import Image
+from .objects import Layout, Point, build_points
+from .settings import BacnetSettings
+
+log = logging.getLogger("btms_gateway.plugins.bacnet")
+
+
+def points_for(settings: BacnetSettings, layout: Layout) -> list[Point]:
+    return build_points(
+        layout,
+        cells=settings.cells,
+        cells_per_string=settings.cells_per_string,
+        structured_views=settings.structured_views,
+    )
+
+
+class BacnetService:
+    def __init__(self, settings: BacnetSettings) -> None:
+        self.settings = settings
+        self.app: Any = None
+        self.objects: dict[tuple[str, int], Any] = {}
+        self.points: list[Point] = []
+        self.image: Image | None = None
+        self.startup_s = 0.0
+        self.last_apply_s = 0.0
+
+    async def start(self, plant: Any, active_alarms: list[Any]) -> None:
+        started = time.perf_counter()
+        self.points = points_for(self.settings, Layout.from_plant(plant))
+        self.app, self.objects = await start_device(self.settings, self.points)
+        self.image = Image(self.points, self.objects)
+        self.image.apply_plant(plant)
+        for alarm in active_alarms:
+            self.image.raise_alarm(alarm.alarm_id, alarm.rule, alarm.path)
+        self.startup_s = time.perf_counter() - started
+        log.info(
+            "BACnet/IP device %d %r on %s: %d objects, ready in %.2f s",
+            self.settings.device_instance,
+            self.settings.device_name,
+            self.settings.address,
+            len(self.objects) + 2,
+            self.startup_s,
+        )
+
+    def stop(self) -> None:
+        if self.app is not None:
+            self.app.close()
+            self.app = None
+
+    def on_reading(self, string: Any, plant: Any) -> None:
+        if self.image is None:
+            return
+        started = time.perf_counter()
+        self.image.apply_string(string)
+        if string.ups is not None and string.ups in plant.ups:
+            self.image.apply_ups(plant.ups[string.ups])
+        self.last_apply_s = time.perf_counter() - started
+
+    def on_alarm(self, event: Any) -> None:
+        if self.image is None:
+            return
+        if event.kind == EventKind.RAISED:
+            self.image.raise_alarm(event.alarm_id, event.rule, event.path)
+        elif event.kind == EventKind.CLEARED:
+            self.image.clear_alarm(event.alarm_id)

@@ -1,0 +1,68 @@
+"""The Modbus TCP northbound plugin: hook implementations only.
+
+Registered through the ``btms_gateway`` entry point ``modbus_tcp`` like any
+third-party plugin; enabled by a ``[plugins.modbus_tcp]`` table.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import click
+from btms_gateway.core import hookimpl
+from btms_gateway.core.model import PlantSnapshot, StringSnapshot
+
+from .export import modbus_map_command
+from .service import ModbusService
+from .settings import ModbusTcpSettings
+
+NAME = "modbus_tcp"
+_services: weakref.WeakKeyDictionary[Any, ModbusService] = weakref.WeakKeyDictionary()
+
+
+def service(gateway: Any) -> ModbusService:
+    """The running service of ``gateway`` (tests and benchmarks read its port and stats)."""
+    return _services[gateway]
+
+
+@hookimpl
+def register_config_sections(register: Callable[[str, type], None]) -> None:
+    register(NAME, ModbusTcpSettings)
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    export = cli.commands.get("export")
+    if isinstance(export, click.Group):
+        export.add_command(modbus_map_command)
+
+
+@hookimpl
+async def startup(gateway: Any) -> None:
+    settings = gateway.plugin_config(NAME)
+    assert isinstance(settings, ModbusTcpSettings)
+    svc = ModbusService(settings, gateway)
+    await svc.start()
+    _services[gateway] = svc
+
+
+@hookimpl
+async def shutdown(gateway: Any) -> None:
+    svc = _services.pop(gateway, None)
+    if svc is not None:
+        await svc.stop()
+
+
+@hookimpl
+def string_reading(string: StringSnapshot, plant: PlantSnapshot) -> None:
+    # runs in this plugin's worker thread: build the new image here, off the loop
+    for svc in list(_services.values()):
+        svc.on_reading(string, plant)
+
+
+@hookimpl
+def alarm_event(event: Any) -> None:
+    for svc in list(_services.values()):
+        svc.on_alarm(event)

@@ -1,0 +1,185 @@
+"""One running Modbus TCP service: image store, listeners, idle sweeper.
+
+Created in ``startup`` on the gateway's event loop; readings update the
+image from the plugin's worker thread (building is CPU work that should not
+delay answers), and the listeners only ever read the current image.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from typing import Any
+
+from btms_gateway.core.model import PlantSnapshot, StringSnapshot
+from btms_gateway.core.version import PRODUCT, VENDOR, __version__
+from pymodbus.pdu.device import ModbusDeviceIdentification
+
+from .image import AlarmSummary, ImageStore
+from .map import string_unit, ups_unit
+from .server import GatewayTcpServer, GatewayTlsServer, Guard, ServerStats, build_devices
+from .settings import ModbusTcpSettings, TlsSettings
+
+log = logging.getLogger("btms_gateway.plugins.modbus_tcp")
+
+
+class QuietDecodeErrors(logging.Filter):
+    """pymodbus logs every undecodable frame; the server counts them instead
+    (ServerStats.malformed_pdu) and logs a rate-limited note, so a flood of
+    junk cannot flood the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Unable to decode frame")
+
+
+PYMODBUS_LOG = logging.getLogger("pymodbus.logging")
+
+
+def identity() -> ModbusDeviceIdentification:
+    """FC 0x2B/0x0E answers: vendor, product code, version (core/version.py)."""
+    return ModbusDeviceIdentification(
+        info_name={
+            "VendorName": VENDOR,
+            "ProductCode": PRODUCT,
+            "MajorMinorRevision": __version__,
+            "ProductName": f"{PRODUCT} Modbus TCP server (BM-GW v2 compatible map)",
+            "ModelName": PRODUCT,
+        }
+    )
+
+
+def tls_context(tls: TlsSettings) -> ssl.SSLContext:
+    """TLS 1.2+ server context; with require_client_cert, a client must present
+    a certificate signed by ``cafile`` (Modbus/TCP Security's mutual auth)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(tls.certfile), str(tls.keyfile))
+    if tls.cafile is not None:
+        ctx.load_verify_locations(cafile=str(tls.cafile))
+    if tls.require_client_cert:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    elif tls.cafile is not None:
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+    return ctx
+
+
+class ModbusService:
+    def __init__(self, settings: ModbusTcpSettings, gateway: Any) -> None:
+        self.settings = settings
+        self.gateway = gateway
+        self.stats = ServerStats()
+        self.store = ImageStore(
+            high_first=settings.high_word_first, honest=settings.stale_behaviour == "exception"
+        )
+        self.guard = Guard(settings.allowlist, settings.max_connections, self.stats)
+        self.tcp: GatewayTcpServer | None = None
+        self.tls: GatewayTlsServer | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._quiet = QuietDecodeErrors()
+
+    # --- image -------------------------------------------------------------------
+    def _alarms(self, plant: PlantSnapshot) -> AlarmSummary:
+        try:
+            active = self.gateway.alarms.active()
+        except Exception:  # the alarm engine's trouble must not stop serving values
+            log.exception("modbus_tcp: could not read active alarms")
+            return self.store.alarms
+        return AlarmSummary.of(active, plant)
+
+    def rebuild(self) -> None:
+        plant = self.gateway.store.snapshot
+        self.store.rebuild_all(plant, self._alarms(plant))
+
+    def on_reading(self, string: StringSnapshot, plant: PlantSnapshot) -> None:
+        """Rebuild from the store's newest snapshot, not the one delivered: readings
+        coalesce per string, so a delivered plant can be older than one already
+        applied (S2's plant would bring back S1's previous UPS values)."""
+        latest = self.gateway.store.snapshot
+        self.store.update_string(latest.strings.get(string.name, string), latest)
+
+    def on_alarm(self, event: Any) -> None:
+        plant = self.gateway.store.snapshot
+        self.store.update_alarms(self._alarms(plant), plant, event.path.string)
+
+    # --- listeners ---------------------------------------------------------------
+    async def start(self) -> None:
+        """Listen on every configured port, or close what was opened and raise:
+        the gateway then refuses to start rather than run half-served."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        plant = self.gateway.store.snapshot
+        self.rebuild()
+        PYMODBUS_LOG.addFilter(self._quiet)
+        ups_units = [ups_unit(u.index) for u in plant.ups.values()]
+        string_units = [string_unit(s.index) for s in plant.strings.values()]
+        s = self.settings
+        self.tcp = GatewayTcpServer(
+            build_devices(ups_units, string_units, self.store, self.stats),
+            self.guard,
+            address=(s.host, s.port),
+            identity=identity(),
+        )
+        await self._listen(self.tcp, s.host, s.port)
+        if s.tls.enabled:
+            host = s.tls.host or s.host
+            self.tls = GatewayTlsServer(
+                build_devices(ups_units, string_units, self.store, self.stats),
+                self.guard,
+                address=(host, s.tls.port),
+                identity=identity(),
+                sslctx=tls_context(s.tls),
+            )
+            await self._listen(self.tls, host, s.tls.port)
+        if s.idle_timeout_s is not None:
+            self._sweeper = asyncio.create_task(self._sweep(s.idle_timeout_s), name="modbus-idle")
+
+    async def _listen(self, server: Any, host: str, port: int) -> None:
+        try:
+            await server.serve_forever(background=True)
+        except RuntimeError as exc:
+            raise RuntimeError(f"modbus_tcp: cannot listen on {host}:{port}: {exc}") from exc
+        log.info("modbus_tcp: serving on %s:%d", host, server.bound_port)
+
+    async def _sweep(self, idle_s: float) -> None:
+        """Close connections silent for idle_s: one pass every idle_s/4 (at most
+        1 s), so a request costs a timestamp, not a timer reschedule."""
+        period = min(1.0, idle_s / 4)
+        while True:
+            await asyncio.sleep(period)
+            limit = time.monotonic() - idle_s
+            for server in (self.tcp, self.tls):
+                if server is None:
+                    continue
+                for handler in server.handlers():
+                    if handler.admitted and handler.last_seen < limit:
+                        self.stats.idle_closed += 1
+                        handler.drop()
+
+    @property
+    def port(self) -> int:
+        assert self.tcp is not None
+        return self.tcp.bound_port
+
+    @property
+    def tls_port(self) -> int:
+        assert self.tls is not None
+        return self.tls.bound_port
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        for server in (self.tcp, self.tls):
+            if server is not None and server.transport is not None:
+                await server.shutdown()
+        PYMODBUS_LOG.removeFilter(self._quiet)
+        log.info("modbus_tcp: stopped; %s", self.stats)

@@ -1,0 +1,68 @@
+"""``[plugins.modbus_tcp]``: validated at start, so a typo never half-starts the server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from btms_gateway.core.config_base import PluginSection, StrictModel
+from btms_gateway.core.netguard import AllowList, ClientAllowlist
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+Port = Annotated[int, Field(ge=0, le=65535)]  # 0 = any free port (tests)
+
+
+class TlsSettings(StrictModel):
+    """Modbus/TCP Security (TLS, port 802): mutual authentication by certificates."""
+
+    enabled: bool = False
+    host: str | None = None  # None: the same address as the plain listener
+    port: Port = 802
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    cafile: Path | None = None
+    require_client_cert: bool = True
+
+    @field_validator("certfile", "keyfile", "cafile")
+    @classmethod
+    def _exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and info.data.get("enabled") and not value.is_file():
+            raise ValueError("an existing file")
+        return value
+
+    @model_validator(mode="after")
+    def _required(self) -> TlsSettings:
+        if self.enabled:
+            needed = ["certfile", "keyfile"] + (["cafile"] if self.require_client_cert else [])
+            missing = [key for key in needed if getattr(self, key) is None]
+            if missing:
+                raise ValueError(
+                    f"{' and '.join(missing)} when enabled = true"
+                    + (
+                        " (cafile: the CA that signs client certificates)"
+                        if "cafile" in missing
+                        else ""
+                    )
+                )
+        return self
+
+
+class ModbusTcpSettings(PluginSection):
+    """Defaults serve the demo (loopback, port 5020); production uses 0.0.0.0:502."""
+
+    host: str = "127.0.0.1"
+    port: Port = 5020
+    word_order: Literal["high_first", "low_first"] = "high_first"
+    stale_behaviour: Literal["exception", "bmgw"] = "exception"
+    allow: AllowList = []  # client addresses or CIDR networks; empty = everyone
+    max_connections: Annotated[int, Field(ge=1, le=1000)] = 16
+    idle_timeout_s: Annotated[float, Field(gt=0, le=86400)] | None = 120.0
+    tls: TlsSettings = TlsSettings()
+
+    @property
+    def high_word_first(self) -> bool:
+        return self.word_order == "high_first"
+
+    @property
+    def allowlist(self) -> ClientAllowlist:
+        return ClientAllowlist(self.allow)

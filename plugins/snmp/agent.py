@@ -1,0 +1,224 @@
+"""The pysnmp command responder: transport, security, access control, MIB objects.
+
+Traps avoided (pysnmp 7.1.30): the UDP socket is bound here, synchronously,
+so a port already in use fails the plugin's startup loudly instead of
+silently inside the loop; GETBULK's 64-varbind cap is raised to the
+configured ``max_bulk_varbinds``; the read view is restricted to the system
+and snmp groups, the engine and USM statistics and our base, so the
+community/USM/VACM tables pysnmp keeps in its own MIB are never readable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any
+
+from btms_gateway.core.netguard import ClientAllowlist
+from btms_gateway.core.version import __version__
+from pysnmp.carrier.asyncio.dgram import udp, udp6
+from pysnmp.entity import config, engine
+from pysnmp.entity.rfc3413 import context
+from pysnmp.proto import rfc1902
+
+from . import responders
+from .image import AgentStats, ServeContext, build_index
+from .instrum import BtmsController
+from .settings import SnmpSettings, UserSettings
+
+log = logging.getLogger("btms_gateway.plugins.snmp")
+
+AUTH = {
+    "SHA": config.USM_AUTH_HMAC96_SHA,
+    "SHA-224": config.USM_AUTH_HMAC128_SHA224,
+    "SHA-256": config.USM_AUTH_HMAC192_SHA256,
+    "SHA-384": config.USM_AUTH_HMAC256_SHA384,
+    "SHA-512": config.USM_AUTH_HMAC384_SHA512,
+}
+PRIV = {
+    "AES": config.USM_PRIV_CFB128_AES,
+    "AES-128": config.USM_PRIV_CFB128_AES,
+    "AES-192": config.USM_PRIV_CFB192_AES_BLUMENTHAL,
+    "AES-256": config.USM_PRIV_CFB256_AES_BLUMENTHAL,
+}
+READ_VIEW, NO_VIEW = "btms-read", "btms-none"
+COMMUNITY_NAME = "btms-ro"
+READ_SUBTREES = (
+    (1, 3, 6, 1, 2, 1, 1),  # SNMPv2-MIB system group
+    (1, 3, 6, 1, 2, 1, 11),  # SNMPv2-MIB snmp group (counters)
+    (1, 3, 6, 1, 6, 3, 10, 2, 1),  # snmpEngine (engine id, boots, time)
+    (1, 3, 6, 1, 6, 3, 15, 1, 1),  # usmStats
+)
+
+
+class AgentStartError(RuntimeError):
+    pass
+
+
+def engine_id(settings: SnmpSettings, gateway_name: str) -> bytes:
+    """RFC 3411 text format under net-snmp's enterprise (8072): stable across
+    restarts, so v3 trap receivers can be configured with it."""
+    if settings.engine_id:
+        return bytes.fromhex(settings.engine_id.removeprefix("0x"))
+    return bytes.fromhex("80001f8804") + f"btms:{gateway_name}".encode()[:27]
+
+
+def add_user(snmp_engine: Any, user: UserSettings) -> None:
+    config.add_v3_user(
+        snmp_engine,
+        user.name,
+        AUTH[user.auth_protocol],
+        user.auth_key.get_secret_value(),
+        PRIV[user.priv_protocol],
+        user.priv_key.get_secret_value(),
+    )
+
+
+class AllowlistUdp(udp.UdpAsyncioTransport):
+    """Drops (and counts) datagrams from sources outside the manager allowlist
+    before pysnmp parses them: no answer, no error, no CPU spent on BER."""
+
+    allowlist = ClientAllowlist([])
+    stats: AgentStats | None = None
+
+    def datagram_received(self, datagram: bytes, transportAddress: Any) -> None:
+        if not self.allowlist.allows(transportAddress[0]):
+            if self.stats is not None:
+                self.stats.dropped_sources += 1
+            return
+        self.loop.call_soon(self._process, transportAddress, datagram)
+
+    def _process(self, address: Any, datagram: bytes) -> None:
+        """pysnmp lets some decoder errors (TypeError, IndexError...) escape;
+        count and drop such datagrams instead of logging a traceback each."""
+        try:
+            self._callback_function(self, address, datagram)  # type: ignore[misc]
+        except Exception as exc:
+            if self.stats is not None:
+                self.stats.bad_datagrams += 1
+                count = self.stats.bad_datagrams
+            else:
+                count = 1
+            if count == 1 or count % 1000 == 0:
+                log.warning(
+                    "dropped %d undecodable SNMP datagram(s); last from %s: %s",
+                    count, address[0], type(exc).__name__,
+                )  # fmt: skip
+
+
+class AllowlistUdp6(AllowlistUdp):
+    SOCK_FAMILY = socket.AF_INET6
+    ADDRESS_TYPE = udp6.Udp6TransportAddress
+
+
+def bind_socket(address: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.bind((address, port))
+    except OSError as exc:
+        sock.close()
+        raise AgentStartError(f"SNMP agent cannot bind udp {address}:{port}: {exc}") from exc
+    sock.setblocking(False)
+    return sock
+
+
+class Agent:
+    """One SNMP engine answering GET/GETNEXT/GETBULK (and refusing SET)."""
+
+    def __init__(
+        self, settings: SnmpSettings, base: tuple[int, ...], ctx: ServeContext, sys_name: str
+    ) -> None:
+        self.settings = settings
+        self.base = base
+        self.ctx = ctx
+        self.engine_id = engine_id(settings, ctx.gateway_name)
+        self.engine = engine.SnmpEngine(rfc1902.OctetString(self.engine_id))
+        self._security()
+        self._system(sys_name)
+        self.controller = BtmsController(
+            base,
+            self.engine.message_dispatcher.mib_instrum_controller,
+            ctx,
+            lambda: build_index(base, ctx),
+        )
+        snmp_context = context.SnmpContext(self.engine)
+        snmp_context.context_names[b""] = self.controller  # type: ignore[assignment]
+        responders.GetResponder(self.engine, snmp_context)
+        responders.NextResponder(self.engine, snmp_context)
+        bulk = responders.BulkResponder(self.engine, snmp_context)
+        bulk.max_varbinds = settings.max_bulk_varbinds  # pysnmp's default is 64
+        responders.SetResponder(self.engine, snmp_context)
+        ctx.stats.auth_failures = self._auth_failures
+        self.transport: AllowlistUdp | None = None
+        self.bound: tuple[str, int] | None = None
+
+    def _security(self) -> None:
+        e, s = self.engine, self.settings
+        config.add_context(e, "")
+        for sub in (*READ_SUBTREES, self.base):
+            config.add_vacm_view(e, READ_VIEW, "included", sub, "")
+        config.add_vacm_view(e, NO_VIEW, "excluded", (1,), "")
+        if s.v2c and s.community is not None:
+            config.add_v1_system(
+                e, COMMUNITY_NAME, s.community.get_secret_value(), securityName=COMMUNITY_NAME
+            )
+            config.add_vacm_group(e, "btms-v2c", 2, COMMUNITY_NAME)
+            config.add_vacm_access(
+                e, "btms-v2c", "", 2, "noAuthNoPriv", "exact", READ_VIEW, NO_VIEW, NO_VIEW
+            )
+        for user in s.users:
+            add_user(e, user)
+            config.add_vacm_group(e, "btms-v3", 3, user.name)
+        if s.users:
+            config.add_vacm_access(
+                e, "btms-v3", "", 3, "authPriv", "exact", READ_VIEW, NO_VIEW, NO_VIEW
+            )
+
+    def _system(self, sys_name: str) -> None:
+        builder = self.engine.get_mib_builder()
+        syms = builder.import_symbols(
+            "__SNMPv2-MIB", "sysDescr", "sysObjectID", "sysContact", "sysName", "sysLocation"
+        )
+        descr, oid, contact, name, location = syms
+        descr.syntax = descr.syntax.clone(f"btms-gateway {__version__}: BTMS battery monitoring")
+        oid.syntax = oid.syntax.clone(self.base)
+        contact.syntax = contact.syntax.clone(self.settings.sys_contact)
+        name.syntax = name.syntax.clone(sys_name)
+        location.syntax = location.syntax.clone(self.settings.sys_location)
+
+    def _auth_failures(self) -> int:
+        b = self.engine.get_mib_builder()
+        (bad_community,) = b.import_symbols("__SNMPv2-MIB", "snmpInBadCommunityNames")
+        usm = b.import_symbols(
+            "__SNMP-USER-BASED-SM-MIB",
+            "usmStatsUnknownUserNames",
+            "usmStatsWrongDigests",
+            "usmStatsDecryptionErrors",
+        )
+        return int(bad_community.syntax) + sum(int(u.syntax) for u in usm)
+
+    async def start(self, loop: asyncio.AbstractEventLoop) -> tuple[str, int]:
+        sock = bind_socket(self.settings.address, self.settings.port)
+        cls = AllowlistUdp6 if sock.family == socket.AF_INET6 else AllowlistUdp
+        transport = cls(loop=loop)
+        transport.allowlist = ClientAllowlist(self.settings.allowed_managers)
+        transport.stats = self.ctx.stats
+        transport.open_server_mode(sock=sock)
+        await transport._lport  # the endpoint exists before startup returns
+        domain = udp6.DOMAIN_NAME if cls is AllowlistUdp6 else udp.DOMAIN_NAME
+        config.add_transport(self.engine, domain, transport)
+        self.transport = transport
+        self.bound = sock.getsockname()[:2]
+        log.info(
+            "SNMP agent listening on udp %s:%d, snmpEngineID 0x%s (v3 trap receivers "
+            "need it: createUser -e 0x%s ...)",
+            *self.bound, self.engine_id.hex(), self.engine_id.hex(),
+        )  # fmt: skip
+        return self.bound
+
+    def stop(self) -> None:
+        if self.transport is not None:
+            self.engine.close_dispatcher()
+            self.transport = None

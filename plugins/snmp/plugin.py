@@ -1,0 +1,207 @@
+"""Hook implementations of the SNMP plugin (entry point ``snmp``).
+
+All runtime hooks are ``async def`` so they run on the gateway's loop, the
+loop pysnmp answers requests on: an image refresh or an alarm-table update
+can never interleave with a request half-way, and enqueueing a notification
+never waits for a receiver. One running gateway per process (the hooks do
+not say which gateway a reading belongs to).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import click
+from btms_gateway.core import hookimpl
+from btms_gateway.core.alarm_types import ActiveAlarm, AlarmEvent, EventKind
+from btms_gateway.core.model import PlantSnapshot, Quality, StringSnapshot
+from btms_gateway.core.version import __version__
+
+from .agent import Agent
+from .image import AgentStats, ServeContext, same_shape
+from .mibgen import generate
+from .notify import Notifier
+from .settings import SnmpSettings
+from .tables import DEFAULT_BASE, parse_oid
+
+log = logging.getLogger("btms_gateway.plugins.snmp")
+NAME = "snmp"
+
+
+class SnmpPlugin:
+    """The running agent and notifier of one gateway."""
+
+    def __init__(self, gateway: Any, settings: SnmpSettings) -> None:
+        self.gateway = gateway
+        self.settings = settings
+        self.base = parse_oid(settings.enterprise_base)
+        self.stats = AgentStats()
+        self._next_alarm_index = 1
+        self.ctx = ServeContext(
+            plant=gateway.store.snapshot,
+            gateway_name=gateway.settings.gateway.name,
+            version=__version__,
+            uptime_s=gateway.uptime_s,
+            counters=self._counters,
+            stats=self.stats,
+            alarms=self._seed_alarms(gateway),
+        )
+        sys_name = settings.sys_name or gateway.settings.gateway.name
+        self.agent = Agent(settings, self.base, self.ctx, sys_name)
+        self.notifier = Notifier(settings, self.base, self.agent.engine_id, self.stats)
+        self.announced_offline: set[str] = set()
+
+    def _counters(self, name: str) -> Any:
+        try:
+            return self.gateway.string_counters(name)
+        except Exception:
+            return None
+
+    def _seed_alarms(self, gateway: Any) -> dict[str, tuple[int, ActiveAlarm]]:
+        alarms: dict[str, tuple[int, ActiveAlarm]] = {}
+        for a in sorted(gateway.alarms.active(), key=lambda a: a.raised_at):
+            alarms[a.alarm_id] = (self._next_alarm_index, a)
+            self._next_alarm_index += 1
+        return alarms
+
+    async def start(self) -> None:
+        await self.agent.start(self.gateway.loop)
+        self.notifier.start()
+        if self.settings.cold_start:
+            self.notifier.cold_start()
+
+    async def stop(self) -> None:
+        await self.notifier.stop()
+        self.agent.stop()
+
+    def refresh(self, plant: PlantSnapshot) -> bool:
+        """Swap the snapshot; rebuild the OID index only when the shape changed
+        (True then). Runs on the loop, so no request sees one without the other."""
+        old, self.ctx.plant = self.ctx.plant, plant
+        if same_shape(old, plant):
+            return False
+        self.agent.controller.dirty = True  # rebuilt on the next request
+        return True
+
+    def on_string(self, string: StringSnapshot, plant: PlantSnapshot) -> None:
+        # The store's snapshot, not the hook's ``plant``: readings are coalesced
+        # per string, so hook calls can arrive with plants older than one already
+        # served; the store (published on this loop) is always the newest.
+        self.refresh(self.gateway.store.snapshot)
+        if string.quality is Quality.OFFLINE:
+            if string.reading is not None and string.name not in self.announced_offline:
+                self.announced_offline.add(string.name)
+                self.notifier.string_quality(string, offline=True)
+        elif string.name in self.announced_offline:
+            self.announced_offline.discard(string.name)
+            self.notifier.string_quality(string, offline=False)
+
+    def on_alarm(self, event: AlarmEvent) -> None:
+        alarms = dict(self.ctx.alarms)
+        if event.kind is EventKind.CLEARED:
+            alarms.pop(event.alarm_id, None)
+        elif event.kind is EventKind.RAISED:
+            index = alarms[event.alarm_id][0] if event.alarm_id in alarms else None
+            if index is None:
+                index, self._next_alarm_index = self._next_alarm_index, self._next_alarm_index + 1
+            alarms[event.alarm_id] = (index, _active(event))
+        elif event.alarm_id in alarms:
+            index, active = alarms[event.alarm_id]
+            acked = replace(
+                active, acknowledged=True, acknowledged_by=event.by, acknowledged_at=event.at
+            )
+            alarms[event.alarm_id] = (index, acked)
+        self.ctx.alarms = alarms
+        self.agent.controller.dirty = True
+        self.notifier.alarm(event)
+
+
+def _active(event: AlarmEvent) -> ActiveAlarm:
+    return ActiveAlarm(
+        alarm_id=event.alarm_id,
+        rule=event.rule,
+        severity=event.severity,
+        path=event.path,
+        value=event.value,
+        limit=event.limit,
+        unit=event.unit,
+        message=event.message,
+        raised_at=event.at,
+    )
+
+
+RUNNING: list[SnmpPlugin] = []
+
+
+def current() -> SnmpPlugin:
+    """The running plugin (tests read the bound port and counters from it)."""
+    return RUNNING[-1]
+
+
+@hookimpl
+def register_config_sections(register: Any) -> None:
+    register(NAME, SnmpSettings)
+
+
+@hookimpl
+async def startup(gateway: Any) -> None:
+    settings = gateway.plugin_config(NAME)
+    plugin = SnmpPlugin(gateway, settings)
+    await plugin.start()
+    RUNNING.append(plugin)
+
+
+@hookimpl
+async def shutdown(gateway: Any) -> None:
+    for plugin in [p for p in RUNNING if p.gateway is gateway]:
+        RUNNING.remove(plugin)
+        await plugin.stop()
+
+
+@hookimpl
+async def string_reading(string: StringSnapshot, plant: PlantSnapshot) -> None:
+    for plugin in RUNNING:
+        plugin.on_string(string, plant)
+
+
+@hookimpl
+async def alarm_event(event: AlarmEvent) -> None:
+    for plugin in RUNNING:
+        plugin.on_alarm(event)
+
+
+@click.command("mib")
+@click.option(
+    "--base",
+    default=DEFAULT_BASE,
+    show_default=True,
+    help="Enterprise OID the module sits under (the default is a placeholder: "
+    "use your own enterprise number).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to FILE instead of standard output.",
+)
+def export_mib(base: str, output: Path | None) -> None:
+    """BTMS-GATEWAY-MIB (SMIv2), generated from the tables the SNMP agent serves."""
+    try:
+        oid = parse_oid(base)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--base") from None
+    text = generate(oid)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text)
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    export = cli.commands["export"]
+    assert isinstance(export, click.Group)
+    export.add_command(export_mib)

@@ -1,0 +1,100 @@
+"""``[plugins.snmp]``: agent binding, security, notification receivers.
+
+Every secret (community, auth/priv keys) is a SecretStr: it prints as
+``**********`` in logs, reprs and ``check-config`` output, and the config
+loader masks any key named like community/key in its error messages.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from btms_gateway.core.config_base import PluginSection, StrictModel
+from btms_gateway.core.netguard import AllowList
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from .tables import DEFAULT_BASE, parse_oid
+
+AuthProtocol = Literal["SHA", "SHA-224", "SHA-256", "SHA-384", "SHA-512"]
+PrivProtocol = Literal["AES", "AES-128", "AES-192", "AES-256"]
+Name = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class UserSettings(StrictModel):
+    """An SNMPv3 USM user (authPriv only: unauthenticated v3 is refused)."""
+
+    name: Name
+    auth_protocol: AuthProtocol = "SHA-256"
+    auth_key: SecretStr
+    priv_protocol: PrivProtocol = "AES"
+    priv_key: SecretStr
+
+    @field_validator("auth_key", "priv_key")
+    @classmethod
+    def _pass_phrase(cls, v: SecretStr) -> SecretStr:
+        if len(v.get_secret_value()) < 8:
+            raise ValueError("a pass phrase of at least 8 characters (RFC 3414)")
+        return v
+
+
+class ReceiverSettings(StrictModel):
+    """A notification receiver (a NOC's trap receiver)."""
+
+    name: Name
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 162
+    version: Literal["v2c", "v3"] = "v2c"
+    kind: Literal["trap", "inform"] = "trap"
+    community: SecretStr | None = None  # v2c; defaults to the agent's community
+    user: str | None = None  # v3: the name of an entry in `users`
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+    queue_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
+
+
+class SnmpSettings(PluginSection):
+    address: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 1161  # production: 161; 0 = any free port
+    community: SecretStr | None = SecretStr("public")
+    v2c: bool = True  # false: serve SNMPv3 only (the community may still be used by receivers)
+    users: list[UserSettings] = []
+    allowed_managers: AllowList = []  # addresses or networks; empty = any source
+    enterprise_base: str = DEFAULT_BASE
+    engine_id: str | None = None  # hex; default derived from the gateway name
+    max_bulk_varbinds: Annotated[int, Field(ge=1, le=10_000)] = 1000
+    sys_contact: str = ""
+    sys_location: str = ""
+    sys_name: str | None = None  # default: the gateway's name
+    receivers: list[ReceiverSettings] = []
+    cold_start: bool = True
+
+    @field_validator("enterprise_base")
+    @classmethod
+    def _base(cls, v: str) -> str:
+        parse_oid(v)
+        return v
+
+    @field_validator("engine_id")
+    @classmethod
+    def _engine_id(cls, v: str | None) -> str | None:
+        if v is not None:
+            raw = bytes.fromhex(v.removeprefix("0x"))
+            if not 5 <= len(raw) <= 32:
+                raise ValueError(f"expected 5..32 octets of hex, found {len(raw)} octets")
+        return v
+
+    @model_validator(mode="after")
+    def _receivers(self) -> SnmpSettings:
+        users = {u.name for u in self.users}
+        for r in self.receivers:
+            if r.version == "v3" and r.user not in users:
+                raise ValueError(
+                    f"a v3 receiver's `user` naming one of the users {sorted(users)} "
+                    f"(receiver {r.name!r}), found {r.user!r}"
+                )
+            if r.version == "v2c" and r.community is None and self.community is None:
+                raise ValueError(f"a community for v2c receiver {r.name!r}, found none")
+        return self
+
+    def user(self, name: str) -> UserSettings:
+        return next(u for u in self.users if u.name == name)

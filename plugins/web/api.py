@@ -1,0 +1,259 @@
+"""HTTP routes: the JSON REST API, the live stream, health, metrics and login.
+
+Handlers only read immutable snapshots on the loop; anything that may block
+(SQLite event-log queries, acknowledging with its fsync, scrypt, a metrics
+scrape at full scale) runs in an executor so the gateway's loop stays free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client.exposition import choose_encoder
+
+from . import data, events
+from .live import Client, serve_client, sse
+from .openapi import openapi_document
+from .security import CSRF_HEADER, SESSION_COOKIE
+
+if TYPE_CHECKING:
+    from .service import WebService
+
+log = logging.getLogger("btms_gateway.web")
+
+
+def _json(payload: Any, status: int = 200) -> web.Response:
+    return web.json_response(payload, status=status, dumps=lambda o: json.dumps(o, default=str))
+
+
+def _not_found(what: str) -> web.Response:
+    return _json({"error": f"{what} not found"}, 404)
+
+
+async def _blocking(fn: Callable[..., Any], *args: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+def add_routes(app: web.Application, svc: WebService) -> None:
+    h = Handlers(svc)
+    r = app.router
+    for path, handler in (
+        ("/api/plant", h.plant),
+        ("/api/ups", h.ups_list),
+        ("/api/ups/{name}", h.ups),
+        ("/api/strings", h.strings),
+        ("/api/strings/{name}", h.string),
+        ("/api/strings/{name}/history", h.history),
+        ("/api/buses", h.buses),
+        ("/api/alarms", h.alarms),
+        ("/api/events", h.events),
+        ("/api/stream", h.stream),
+        ("/api/session", h.session),
+        ("/api/openapi.json", h.openapi),
+        ("/metrics", h.metrics),
+        ("/health/live", h.live),
+        ("/health/ready", h.ready),
+    ):
+        r.add_get(path, handler)
+    r.add_post("/api/alarms/{alarm_id}/acknowledge", h.acknowledge)
+    r.add_post("/api/login", h.login)
+    r.add_post("/api/logout", h.logout)
+
+
+class Handlers:
+    def __init__(self, svc: WebService) -> None:
+        self.svc = svc
+        self.gw = svc.gateway
+
+    # --- plant data ---------------------------------------------------------------
+    async def plant(self, request: web.Request) -> web.Response:
+        return _json(data.plant(self.gw))
+
+    async def ups_list(self, request: web.Request) -> web.Response:
+        return _json(data.plant(self.gw)["ups"])
+
+    async def ups(self, request: web.Request) -> web.Response:
+        out = data.ups(self.gw, request.match_info["name"])
+        return _json(out) if out is not None else _not_found("UPS")
+
+    async def strings(self, request: web.Request) -> web.Response:
+        return _json(data.plant(self.gw)["strings"])
+
+    async def string(self, request: web.Request) -> web.Response:
+        cells = request.query.get("cells", "true").lower() not in ("false", "0", "no")
+        out = data.string(self.gw, request.match_info["name"], cells)
+        return _json(out) if out is not None else _not_found("string")
+
+    async def history(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in self.gw.store.snapshot.strings:
+            return _not_found("string")
+        try:
+            since = float(request.query["since"]) if request.query.get("since") else None
+            limit = int(request.query["limit"]) if request.query.get("limit") else None
+        except ValueError:
+            return _json({"error": "since: expected a number; limit: expected an integer"}, 400)
+        h = self.svc.history
+        return _json(
+            {
+                "string": name,
+                "interval_s": h.interval_s,
+                "max_points": h.points,
+                "source": "memory",
+                "samples": h.samples(name, since, limit),
+            }
+        )
+
+    async def buses(self, request: web.Request) -> web.Response:
+        return _json(data.buses(self.gw))
+
+    # --- alarms and events -----------------------------------------------------------
+    async def alarms(self, request: web.Request) -> web.Response:
+        return _json(await _blocking(data.active_alarms, self.gw))
+
+    async def events(self, request: web.Request) -> web.Response:
+        try:
+            query = events.parse(request.query)
+        except events.QueryError as exc:
+            return _json({"error": str(exc)}, 400)
+        log_ = data.event_log(self.gw)
+        rows, more = await _blocking(events.run, query, log_, self.svc.ring)
+        out: dict[str, Any] = {
+            "source": "event_log" if log_ is not None else "memory",
+            "order": query.order,
+            "limit": query.limit,
+            "more": more,
+            "events": data.events_json(rows),
+        }
+        if query.order == "asc":
+            out["next_after_seq"] = rows[-1].seq if rows else query.after_seq
+        return _json(out)
+
+    async def acknowledge(self, request: web.Request) -> web.Response:
+        user = await self.svc.gate.user(request)
+        alarm_id = request.match_info["alarm_id"]
+        ok = await _blocking(self.gw.alarms.acknowledge, alarm_id, user)
+        if not ok:
+            return _json({"error": f"no active alarm {alarm_id!r}"}, 404)
+        log.info("alarm %s acknowledged by %s via web", alarm_id, user)
+        return _json({"alarm_id": alarm_id, "acknowledged": True, "by": user})
+
+    # --- live stream -------------------------------------------------------------------
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        hub = self.svc.hub
+        assert hub is not None
+        name = request.query.get("string") or None
+        if name is not None and name not in self.gw.store.snapshot.strings:
+            return _not_found("string")
+        if len(hub.clients) >= self.svc.settings.max_live_clients:
+            self.svc.stats.refuse("live_clients")
+            return _json({"error": "too many live clients; try again later"}, 503)
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-store",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        await response.prepare(request)
+        client = hub.join(name)
+        client.last_seq = self.svc.ring.last_seq
+        try:
+            await response.write(sse("hello", {"string": name, "last_seq": client.last_seq}))
+            await serve_client(
+                hub, client, response.write, self._compose, self.svc.settings.live_interval_s
+            )
+        except ConnectionResetError:
+            pass  # the browser went away
+        finally:
+            hub.leave(client)
+        return response
+
+    async def _compose(self, client: Client) -> list[bytes]:
+        out = []
+        if client.plant:
+            client.plant = False
+            payload = data.plant(self.gw)
+            payload["buses"] = data.buses(self.gw)
+            out.append(sse("plant", payload))
+        if client.selected and client.string:
+            client.selected = False
+            out.append(sse("string", data.string(self.gw, client.string)))
+        if client.alarms:
+            client.alarms = False
+            new = self.svc.ring.after(client.last_seq)
+            if new:
+                client.last_seq = new[-1].seq
+            active = await _blocking(data.active_alarms, self.gw)
+            out.append(sse("alarms", {"active": active, "events": data.events_json(new)}))
+        return out
+
+    # --- login ---------------------------------------------------------------------------
+    async def login(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            user, password = str(body["user"]), str(body["password"])
+        except (ValueError, KeyError, TypeError):
+            return _json({"error": 'expected JSON {"user": ..., "password": ...}'}, 400)
+        if not self.svc.settings.users:
+            return _json({"error": "no users configured: the dashboard is read-only"}, 403)
+        if not await self.svc.gate.check_password(request, user, password):
+            self.svc.stats.refuse("bad_credentials")
+            return _json({"error": "wrong user or password"}, 401)
+        sid, session = self.svc.auth.open_session(user)
+        log.info("web login by %r", user)
+        response = _json({"user": user, "csrf": session.csrf, "expires": session.expires})
+        response.set_cookie(
+            SESSION_COOKIE,
+            sid,
+            httponly=True,
+            samesite="Strict",
+            secure=self.svc.tls,
+            path="/",
+            max_age=int(self.svc.settings.session_ttl_s),
+        )
+        return response
+
+    async def logout(self, request: web.Request) -> web.Response:
+        self.svc.auth.close_session(request.cookies.get(SESSION_COOKIE))
+        response = _json({"user": None})
+        response.del_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    async def session(self, request: web.Request) -> web.Response:
+        s = self.svc.auth.session(request.cookies.get(SESSION_COOKIE))
+        return _json(
+            {
+                "user": s.user if s else None,
+                "csrf": s.csrf if s else None,
+                "csrf_header": CSRF_HEADER,
+                "login_possible": bool(self.svc.settings.users),
+            }
+        )
+
+    # --- machine endpoints ---------------------------------------------------------------
+    async def openapi(self, request: web.Request) -> web.Response:
+        return _json(openapi_document())
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        body = await _blocking(encoder, self.svc.registry)
+        response = web.Response(body=body)
+        response.headers["Content-Type"] = content_type
+        return response
+
+    async def live(self, request: web.Request) -> web.Response:
+        return _json({"status": "live", "uptime_s": round(self.gw.uptime_s(), 3)})
+
+    async def ready(self, request: web.Request) -> web.Response:
+        ok, reason = data.readiness(self.gw, self.svc.settings.ready_when)
+        return _json(
+            {"status": "ready" if ok else "not_ready", "reason": reason, "at": time.time()},
+            200 if ok else 503,
+        )

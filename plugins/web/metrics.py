@@ -1,0 +1,271 @@
+"""Prometheus metrics: one custom collector that reads the current snapshot at
+scrape time (no thousands of Gauge objects kept in step with every poll).
+
+Names follow Prometheus conventions: base units (volts, amperes, ohms,
+celsius, seconds), ratios 0..1 instead of percentages, ``_total`` on
+counters, enums as state sets (one series per state, value 0/1). A string's
+values are exported only while its quality is GOOD: a stale value is never
+served as fresh, and an absent series is what Prometheus expects when a
+target has no data. Per-cell series are behind ``cell_metrics`` (32 x 120 x 6
+series at full scale).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from btms_gateway.core.model import DeviceStatus, Quality, StringAlarm, StringState
+from btms_gateway.core.version import __version__
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from .history import EventRing
+
+G, C = GaugeMetricFamily, CounterMetricFamily
+QUALITIES = [q.name.lower() for q in Quality]
+STATES = [s.name.lower() for s in StringState]
+ALARM_BITS = [(b.name.lower(), b) for b in StringAlarm if b and b.name]
+
+
+def _ratio(pct: float | None) -> float | None:
+    return None if pct is None else pct / 100.0
+
+
+def _same(value: float | None) -> float | None:
+    return value
+
+
+#: metric, help, reading attribute, conversion to the metric's unit
+STRING_VALUES: list[tuple[str, str, str, Callable[[float | None], float | None]]] = [
+    ("btms_string_voltage_volts", "String voltage.", "voltage_v", _same),
+    ("btms_string_current_amperes", "String current, + charge, - discharge.", "current_a", _same),
+    ("btms_string_soc_ratio", "String state of charge (0..1).", "soc_pct", _ratio),
+    ("btms_string_soh_ratio", "String SOH: the lowest cell SOH (0..1).", "soh_pct", _ratio),
+    ("btms_string_balance_ratio", "String balance (0..1).", "balance_pct", _ratio),
+    ("btms_string_cells", "Cells found by auto-addressing.", "cell_count", _same),
+    (
+        "btms_string_ambient_temperature_celsius",
+        "Ambient temperature.",
+        "ambient_temperature_c",
+        _same,
+    ),
+    (
+        "btms_string_ambient_humidity_ratio",
+        "Ambient relative humidity (0..1).",
+        "ambient_humidity_pct",
+        _ratio,
+    ),
+]
+
+
+class GatewayCollector(Collector):
+    def __init__(self, gateway: Any, ring: EventRing, cell_metrics: bool, web: Any) -> None:
+        self.gateway = gateway
+        self.ring = ring
+        self.cell_metrics = cell_metrics
+        self.web = web  # live stats of the web server itself (clients, refusals)
+
+    def describe(self) -> list[Metric]:
+        return []  # do not collect at registration time (before the gateway runs)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._gateway()
+        yield from self._buses()
+        yield from self._strings()
+        yield from self._alarms()
+
+    def _gateway(self) -> Iterator[Metric]:
+        g = self.gateway
+        info = G("btms_gateway_info", "Gateway name and version.", labels=["name", "version"])
+        info.add_metric([g.settings.gateway.name, __version__], 1)
+        yield info
+        yield G("btms_gateway_uptime_seconds", "Seconds since the gateway started.", g.uptime_s())
+        failures = C(
+            "btms_gateway_plugin_failures",
+            "Calls of a plugin hook that raised (plugin isolated, gateway carries on).",
+            labels=["plugin", "hook"],
+        )
+        for (plugin, hook), n in sorted(g.failures.counts.items()):
+            failures.add_metric([plugin, hook], n)
+        yield failures
+        yield G("btms_web_live_clients", "Browsers connected to the live stream.", self.web.clients)
+        refused = C(
+            "btms_web_requests_refused",
+            "HTTP requests refused, by reason.",
+            labels=["reason"],
+        )
+        for reason, n in sorted(self.web.refused.items()):
+            refused.add_metric([reason], n)
+        yield refused
+
+    def _buses(self) -> Iterator[Metric]:
+        fam = {
+            "req": C("btms_bus_requests", "Modbus requests sent on the bus.", labels=["bus"]),
+            "resp": C("btms_bus_responses", "Valid responses received.", labels=["bus"]),
+            "err": C("btms_bus_errors", "Failed transactions by kind.", labels=["bus", "kind"]),
+            "reopen": C("btms_bus_port_reopens", "Times the port was reopened.", labels=["bus"]),
+            "cycles": C("btms_bus_poll_cycles", "Completed poll cycles.", labels=["bus"]),
+            "open": G("btms_bus_port_open", "1 while the bus port is open.", labels=["bus"]),
+            "cycle_s": G(
+                "btms_bus_last_cycle_seconds", "Duration of the last poll cycle.", labels=["bus"]
+            ),
+            "interval": G(
+                "btms_bus_poll_interval_seconds", "Configured poll interval.", labels=["bus"]
+            ),
+        }
+        for b in self.gateway.bus_status():
+            c = b.counters
+            fam["req"].add_metric([b.name], c.requests)
+            fam["resp"].add_metric([b.name], c.responses)
+            for kind, n in c.errors.items():
+                fam["err"].add_metric([b.name, kind.value], n)
+            fam["reopen"].add_metric([b.name], c.port_reopens)
+            fam["cycles"].add_metric([b.name], b.cycles)
+            fam["open"].add_metric([b.name], 1 if b.port_open else 0)
+            if b.last_cycle_s is not None:
+                fam["cycle_s"].add_metric([b.name], b.last_cycle_s)
+            fam["interval"].add_metric([b.name], b.interval_s)
+        yield from fam.values()
+
+    def _strings(self) -> Iterator[Metric]:
+        snap = self.gateway.store.snapshot
+        lbl = ["string"]
+        info = G(
+            "btms_string_info",
+            "String identity (value 1).",
+            labels=[*lbl, "ups", "bus", "slave_id", "index"],
+        )
+        quality = G("btms_string_quality", "Data quality state set.", labels=[*lbl, "quality"])
+        read_ts = G(
+            "btms_string_last_read_timestamp_seconds",
+            "When the values were last read successfully (age = now - this).",
+            labels=lbl,
+        )
+        polls = C("btms_string_polls", "Polls of the string.", labels=lbl)
+        failed = C("btms_string_polls_failed", "Polls that failed.", labels=lbl)
+        errors = C("btms_string_errors", "Failed transactions by kind.", labels=[*lbl, "kind"])
+        values: dict[str, GaugeMetricFamily] = {}
+
+        def gauge(name: str, doc: str, labels: list[str] = lbl) -> GaugeMetricFamily:
+            if name not in values:
+                values[name] = G(name, doc, labels=labels)
+            return values[name]
+
+        for s in snap.strings.values():
+            info.add_metric([s.name, s.ups or "", s.bus, str(s.slave_id), str(s.index)], 1)
+            for q in Quality:
+                quality.add_metric([s.name, q.name.lower()], 1 if s.quality is q else 0)
+            counters = self.gateway.string_counters(s.name)
+            polls.add_metric([s.name], counters.polls)
+            failed.add_metric([s.name], counters.polls_failed)
+            for kind, n in counters.errors.items():
+                errors.add_metric([s.name, kind.value], n)
+            r = s.reading
+            if r is None:
+                continue
+            read_ts.add_metric([s.name], r.read_at)
+            if s.quality is not Quality.GOOD:
+                continue
+            self._string_values(s.name, r, gauge)
+        yield from (info, quality, read_ts, polls, failed, errors, *values.values())
+        yield from self._ups(snap)
+
+    def _string_values(self, name: str, r: Any, gauge: Callable[..., GaugeMetricFamily]) -> None:
+        put = [
+            (name, doc, scale(getattr(r, attr)) if attr else None)
+            for name, doc, attr, scale in STRING_VALUES
+        ]
+        volts = [c.voltage_v for c in r.cells if c.voltage_v is not None]
+        temps = [c.temperature_c for c in r.cells if c.temperature_c is not None]
+        ohms = [c.resistance_mohm / 1000 for c in r.cells if c.resistance_mohm is not None]
+        if volts:
+            put.append(("btms_string_cell_voltage_min_volts", "Lowest cell voltage.", min(volts)))
+            put.append(("btms_string_cell_voltage_max_volts", "Highest cell voltage.", max(volts)))
+        if temps:
+            put.append(("btms_string_cell_temperature_max_celsius", "Warmest cell.", max(temps)))
+        if ohms:
+            put.append(
+                ("btms_string_cell_resistance_max_ohms", "Highest cell resistance.", max(ohms))
+            )
+        lost = sum(1 for c in r.cells if c.device_status is DeviceStatus.ERROR)
+        put.append(("btms_string_cell_sensors_lost", "Cells without a reading.", lost))
+        for metric, doc, value in put:
+            if value is not None:
+                gauge(metric, doc).add_metric([name], float(value))
+        state = gauge("btms_string_state", "String state set.", ["string", "state"])
+        for st in STATES:
+            state.add_metric([name, st], 1 if r.state.name.lower() == st else 0)
+        bits = gauge(
+            "btms_string_device_alarm", "BM-SM alarm word bits (1 = set).", ["string", "alarm"]
+        )
+        for bit_name, bit in ALARM_BITS:
+            bits.add_metric([name, bit_name], 1 if r.alarms & bit else 0)
+        if self.cell_metrics:
+            self._cells(name, r, gauge)
+
+    @staticmethod
+    def _cells(name: str, r: Any, gauge: Callable[..., GaugeMetricFamily]) -> None:
+        lbl = ["string", "cell"]
+        specs = [
+            ("btms_cell_voltage_volts", "Cell voltage.", "voltage_v", 1.0),
+            ("btms_cell_resistance_ohms", "Cell internal resistance.", "resistance_mohm", 1e-3),
+            ("btms_cell_temperature_celsius", "Cell temperature.", "temperature_c", 1.0),
+            ("btms_cell_soc_ratio", "Cell state of charge (0..1).", "soc_pct", 0.01),
+            ("btms_cell_soh_ratio", "Cell state of health (0..1).", "soh_pct", 0.01),
+        ]
+        lost = gauge("btms_cell_sensor_lost", "1 when the cell sensor is lost.", lbl)
+        for c in r.cells:
+            labels = [name, str(c.index)]
+            for metric, doc, attr, scale in specs:
+                v = getattr(c, attr)
+                if v is not None:
+                    gauge(metric, doc, lbl).add_metric(labels, v * scale)
+            lost.add_metric(labels, 1 if c.device_status is DeviceStatus.ERROR else 0)
+
+    def _ups(self, snap: Any) -> Iterator[Metric]:
+        lbl = ["ups"]
+        quality = G(
+            "btms_ups_quality", "Worst quality of the UPS's strings.", labels=[*lbl, "quality"]
+        )
+        volts = G("btms_ups_voltage_volts", "UPS voltage: mean of string voltages.", labels=lbl)
+        amps = G("btms_ups_current_amperes", "UPS current: sum of string currents.", labels=lbl)
+        soc = G("btms_ups_soc_ratio", "UPS state of charge: mean of strings (0..1).", labels=lbl)
+        for u in snap.ups.values():
+            for q in Quality:
+                quality.add_metric([u.name, q.name.lower()], 1 if u.quality is q else 0)
+            if u.quality is not Quality.GOOD:
+                continue
+            for fam, value in ((volts, u.voltage_v), (amps, u.current_a), (soc, _ratio(u.soc_pct))):
+                if value is not None:
+                    fam.add_metric([u.name], value)
+        yield from (quality, volts, amps, soc)
+
+    def _alarms(self) -> Iterator[Metric]:
+        active = G(
+            "btms_alarms_active",
+            "Active alarms by severity and acknowledgement.",
+            labels=["severity", "acknowledged"],
+        )
+        counts: dict[tuple[str, str], int] = {}
+        for a in self.gateway.alarms.active():
+            key = (a.severity.name.lower(), "true" if a.acknowledged else "false")
+            counts[key] = counts.get(key, 0) + 1
+        for sev in ("warning", "alarm", "critical"):
+            for ack in ("false", "true"):
+                active.add_metric([sev, ack], counts.get((sev, ack), 0))
+        yield active
+        events = C(
+            "btms_alarm_events",
+            "Alarm events received by the web plugin since start, by kind.",
+            labels=["kind"],
+        )
+        for kind in ("raised", "cleared", "acknowledged"):
+            events.add_metric([kind], self.ring.received.get(kind, 0))
+        yield events
+
+
+def registry_for(collector: GatewayCollector) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry

@@ -1,0 +1,335 @@
+"""The OpenAPI 3.1 description of the REST API, served at /api/openapi.json.
+
+Written by hand next to the handlers (api.py) and checked in the tests twice:
+the document validates with openapi-spec-validator, and real responses
+validate against these schemas, so the description cannot drift unnoticed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from btms_gateway.core.version import __version__
+
+
+def _n(kind: str, **extra: Any) -> dict[str, Any]:
+    """A nullable value: None means not measured / not read (never invented)."""
+    return {"type": [kind, "null"], **extra}
+
+
+def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    return {"type": "object", "properties": props, "required": required or list(props)}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _arr(item: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": item}
+
+
+NUM, INT, STR, BOOL = ({"type": t} for t in ("number", "integer", "string", "boolean"))
+QUALITY = {"type": "string", "enum": ["good", "stale", "offline"]}
+STATUS = {"type": "string", "enum": ["disabled", "ok", "error"]}
+SEVERITY = {"type": "string", "enum": ["warning", "alarm", "critical"]}
+BAND = {"type": "object", "additionalProperties": True}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _obj({"error": STR}),
+    "Cell": _obj(
+        {
+            "index": INT,
+            "voltage_v": _n("number"),
+            "resistance_mohm": _n("number"),
+            "temperature_c": _n("number"),
+            "soc_pct": _n("number"),
+            "soh_pct": _n("number"),
+            "status": {"type": "integer", "description": "bits: 1 sensor lost, 2 balancing"},
+        }
+    ),
+    "Reading": _obj(
+        {
+            "voltage_v": NUM,
+            "current_a": {"type": "number", "description": "+ charge, - discharge"},
+            "soc_pct": NUM,
+            "balance_pct": NUM,
+            "state": STR,
+            "alarms": {"type": "integer", "description": "BM-SM alarm word (HR 13)"},
+            "alarm_bits": _arr(STR),
+            "cell_count": INT,
+            "ambient_temperature_c": _n("number"),
+            "ambient_humidity_pct": _n("number"),
+            "relay_closed": _n("boolean"),
+            "aux_input_on": _n("boolean"),
+            "read_at": {"type": "number", "description": "epoch seconds of the poll"},
+            "soh_pct": _n("number", description="derived: the lowest cell SOH"),
+            "cells": _arr(_ref("Cell")),
+        },
+        required=["voltage_v", "current_a", "soc_pct", "state", "cell_count", "read_at"],
+    ),
+    "String": _obj(
+        {
+            "name": STR,
+            "index": INT,
+            "ups": _n("string"),
+            "bus": STR,
+            "slave_id": INT,
+            "quality": QUALITY,
+            "status": STATUS,
+            "changed_at": NUM,
+            "age_s": _n("number"),
+            "reading": {"oneOf": [_ref("Reading"), {"type": "null"}]},
+        }
+    ),
+    "StringDetail": {
+        "allOf": [
+            _ref("String"),
+            _obj(
+                {
+                    "ups_index": INT,
+                    "limits": {"type": "object", "additionalProperties": BAND},
+                    "baseline_mohm": _arr(_n("number")),
+                },
+                required=["ups_index"],
+            ),
+        ]
+    },
+    "Ups": _obj(
+        {
+            "name": STR,
+            "index": INT,
+            "strings": _arr(STR),
+            "voltage_v": _n("number"),
+            "current_a": _n("number"),
+            "soc_pct": _n("number"),
+            "quality": QUALITY,
+            "status": STATUS,
+            "read_at": _n("number"),
+        }
+    ),
+    "UpsDetail": {
+        "allOf": [_ref("Ups"), _obj({"string_details": _arr(_ref("String"))})],
+    },
+    "Plant": _obj(
+        {
+            "taken_at": NUM,
+            "gateway": _obj(
+                {
+                    "name": STR,
+                    "version": STR,
+                    "uptime_s": NUM,
+                    "demo": BOOL,
+                    "alarm_engine": BOOL,
+                    "event_log": BOOL,
+                }
+            ),
+            "ups": _arr(_ref("Ups")),
+            "strings": _arr(_ref("String")),
+        }
+    ),
+    "Counters": {"type": "object", "required": ["requests", "responses", "errors", "polls"]},
+    "Bus": _obj(
+        {
+            "name": STR,
+            "interval_s": NUM,
+            "last_cycle_s": _n("number"),
+            "cycles": INT,
+            "port_open": BOOL,
+            "counters": _ref("Counters"),
+            "strings": {"type": "object", "additionalProperties": _ref("Counters")},
+        }
+    ),
+    "Path": _obj({"ups": _n("string"), "string": _n("string"), "cell": _n("integer"), "text": STR}),
+    "Alarm": _obj(
+        {
+            "alarm_id": STR,
+            "rule": STR,
+            "severity": SEVERITY,
+            "path": _ref("Path"),
+            "value": _n("number"),
+            "limit": _n("number"),
+            "unit": STR,
+            "message": STR,
+            "raised_at": NUM,
+            "acknowledged": BOOL,
+            "acknowledged_by": _n("string"),
+            "acknowledged_at": _n("number"),
+        }
+    ),
+    "Event": _obj(
+        {
+            "seq": INT,
+            "kind": {"type": "string", "enum": ["raised", "cleared", "acknowledged"]},
+            "alarm_id": STR,
+            "rule": STR,
+            "severity": SEVERITY,
+            "path": _ref("Path"),
+            "value": _n("number"),
+            "limit": _n("number"),
+            "unit": STR,
+            "message": STR,
+            "at": NUM,
+            "by": _n("string"),
+        }
+    ),
+    "EventPage": _obj(
+        {
+            "source": {"type": "string", "enum": ["event_log", "memory"]},
+            "order": {"type": "string", "enum": ["asc", "desc"]},
+            "limit": INT,
+            "more": BOOL,
+            "next_after_seq": _n("integer"),
+            "events": _arr(_ref("Event")),
+        },
+        required=["source", "order", "limit", "more", "events"],
+    ),
+    "History": _obj(
+        {
+            "string": STR,
+            "interval_s": NUM,
+            "max_points": INT,
+            "source": STR,
+            "samples": _arr(
+                _obj(
+                    {"t": NUM, "voltage_v": NUM, "current_a": NUM, "soc_pct": NUM},
+                )
+            ),
+        }
+    ),
+    "Health": _obj({"status": STR, "reason": STR, "at": NUM}, required=["status"]),
+    "Session": _obj(
+        {"user": _n("string"), "csrf": _n("string"), "csrf_header": STR, "login_possible": BOOL}
+    ),
+    "Login": _obj({"user": STR, "password": {"type": "string", "format": "password"}}),
+    "LoginResult": _obj({"user": STR, "csrf": STR, "expires": NUM}),
+    "AckResult": _obj({"alarm_id": STR, "acknowledged": BOOL, "by": STR}),
+}
+
+
+def _ok(schema: dict[str, Any], text: str = "OK") -> dict[str, Any]:
+    return {"description": text, "content": {"application/json": {"schema": schema}}}
+
+
+ERR = _ok(_ref("Error"), "error")
+NAME = {"in": "path", "required": True, "schema": STR}
+
+
+def _get(summary: str, schema: dict[str, Any], params: list[Any] | None = None, **more: Any):
+    responses = {"200": _ok(schema), **more}
+    return {"get": {"summary": summary, "parameters": params or [], "responses": responses}}
+
+
+def _q(name: str, schema: dict[str, Any], text: str) -> dict[str, Any]:
+    return {"in": "query", "name": name, "required": False, "schema": schema, "description": text}
+
+
+def openapi_document() -> dict[str, Any]:
+    events_params = [
+        _q("since", NUM, "events at or after (epoch seconds)"),
+        _q("until", NUM, "events before (epoch seconds)"),
+        _q("kind", STR, "comma list of raised, cleared, acknowledged"),
+        _q("severity", STR, "comma list of warning, alarm, critical"),
+        _q("string", STR, "only events of this string"),
+        _q("alarm_id", STR, "only events of this alarm"),
+        _q("after_seq", INT, "cursor: events after this seq (order=asc)"),
+        _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size (100)"),
+        _q("order", {"type": "string", "enum": ["asc", "desc"]}, "desc (default): newest first"),
+    ]
+    paths: dict[str, Any] = {
+        "/api/plant": _get("The whole plant: UPS and strings (no cells)", _ref("Plant")),
+        "/api/ups": _get("Every UPS", _arr(_ref("Ups"))),
+        "/api/ups/{name}": _get(
+            "One UPS with its strings",
+            _ref("UpsDetail"),
+            [{**NAME, "name": "name"}],
+            **{"404": ERR},
+        ),
+        "/api/strings": _get("Every string (no cells)", _arr(_ref("String"))),
+        "/api/strings/{name}": _get(
+            "One string with its cells, alarm limits and resistance baselines",
+            _ref("StringDetail"),
+            [{**NAME, "name": "name"}, _q("cells", BOOL, "include cells (true)")],
+            **{"404": ERR},
+        ),
+        "/api/strings/{name}/history": _get(
+            "Recent samples of GOOD data kept in memory by the web plugin",
+            _ref("History"),
+            [{**NAME, "name": "name"}, _q("since", NUM, "epoch seconds"), _q("limit", INT, "")],
+            **{"404": ERR, "400": ERR},
+        ),
+        "/api/buses": _get("Buses with communication counters", _arr(_ref("Bus"))),
+        "/api/alarms": _get("Active alarms", _arr(_ref("Alarm"))),
+        "/api/events": _get(
+            "Alarm events with filters and paging", _ref("EventPage"), events_params, **{"400": ERR}
+        ),
+        "/api/alarms/{alarm_id}/acknowledge": {
+            "post": {
+                "summary": "Acknowledge an active alarm (needs credentials)",
+                "parameters": [{**NAME, "name": "alarm_id"}],
+                "security": [{"bearer": []}, {"basic": []}, {"session": [], "csrf": []}],
+                "responses": {
+                    "200": _ok(_ref("AckResult")),
+                    "401": ERR,
+                    "403": ERR,
+                    "404": ERR,
+                    "429": ERR,
+                },
+            }
+        },
+        "/api/login": {
+            "post": {
+                "summary": "Open a dashboard session (sets an HttpOnly cookie)",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("Login")}},
+                },
+                "responses": {"200": _ok(_ref("LoginResult")), "400": ERR, "401": ERR, "403": ERR},
+            }
+        },
+        "/api/logout": {"post": {"summary": "End the session", "responses": {"200": _ok(BAND)}}},
+        "/api/session": _get("The current dashboard session, if any", _ref("Session")),
+        "/api/stream": _get(
+            "Live updates as server-sent events (hello, plant, string, alarms)",
+            STR,
+            [_q("string", STR, "the string whose cells to push")],
+        ),
+        "/api/openapi.json": _get("This description (OpenAPI 3.1)", {"type": "object"}),
+        "/health/live": _get("The server answers", _ref("Health")),
+        "/health/ready": _get(
+            "Ready when strings have GOOD data (503 with the reason when not)",
+            _ref("Health"),
+            **{"503": _ok(_ref("Health"), "not ready")},
+        ),
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (text exposition format)",
+                "responses": {
+                    "200": {"description": "metrics", "content": {"text/plain": {"schema": STR}}}
+                },
+            }
+        },
+    }
+    paths["/api/stream"]["get"]["responses"]["200"] = {
+        "description": "an event stream",
+        "content": {"text/event-stream": {"schema": STR}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "btms-gateway REST API",
+            "version": __version__,
+            "description": "Battery plant data, alarms and events. Read-only without "
+            "credentials; actions need a token, a user (Basic) or a dashboard session.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "basic": {"type": "http", "scheme": "basic"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "btms_session"},
+                "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"},
+            },
+        },
+    }

@@ -1,0 +1,67 @@
+"""The web northbound plugin: hook implementations only.
+
+Registered through the ``btms_gateway`` entry point ``web`` like any
+third-party plugin; enabled by a ``[plugins.web]`` table.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import click
+from btms_gateway.core import hookimpl
+from btms_gateway.core.alarm_types import AlarmEvent
+from btms_gateway.core.model import PlantSnapshot, StringSnapshot
+
+from .commands import web_group
+from .service import WebService
+from .settings import WebSettings
+
+NAME = "web"
+_services: weakref.WeakKeyDictionary[Any, WebService] = weakref.WeakKeyDictionary()
+
+
+def service(gateway: Any) -> WebService:
+    """The running service of ``gateway`` (tests read its port and URL)."""
+    return _services[gateway]
+
+
+@hookimpl
+def register_config_sections(register: Callable[[str, type], None]) -> None:
+    register(NAME, WebSettings)
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    cli.add_command(web_group)
+
+
+@hookimpl
+async def startup(gateway: Any) -> None:
+    settings = gateway.plugin_config(NAME)
+    assert isinstance(settings, WebSettings)
+    svc = WebService(settings, gateway)
+    await svc.start()
+    _services[gateway] = svc
+
+
+@hookimpl
+async def shutdown(gateway: Any) -> None:
+    svc = _services.pop(gateway, None)
+    if svc is not None:
+        await svc.stop()
+
+
+@hookimpl
+def string_reading(string: StringSnapshot, plant: PlantSnapshot) -> None:
+    # the plugin's worker thread: record history, then wake the loop once per burst
+    for svc in list(_services.values()):
+        svc.on_reading(string)
+
+
+@hookimpl
+def alarm_event(event: AlarmEvent) -> None:
+    for svc in list(_services.values()):
+        svc.on_alarm(event)

@@ -1,0 +1,123 @@
+"""The web service: one aiohttp application on the gateway's own event loop.
+
+aiohttp's AppRunner/TCPSite start a server inside an already running loop, so
+the plugin needs no separate server process or thread (see docs/web.md for
+why aiohttp). Everything the handlers share lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from . import api
+from .auth import Authenticator
+from .history import EventRing, History
+from .live import LiveHub
+from .metrics import GatewayCollector, registry_for
+from .security import Gatekeeper, guard_middleware
+from .settings import WebSettings
+
+log = logging.getLogger("btms_gateway.web")
+STATIC = Path(__file__).parent / "static"
+
+
+class Stats:
+    """The web server's own counters, exported as metrics."""
+
+    def __init__(self) -> None:
+        self.refused: dict[str, int] = {}
+        self.hub: LiveHub | None = None
+
+    def refuse(self, reason: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+
+    @property
+    def clients(self) -> int:
+        return len(self.hub.clients) if self.hub else 0
+
+
+class WebService:
+    def __init__(self, settings: WebSettings, gateway: Any) -> None:
+        self.settings = settings
+        self.gateway = gateway
+        self.history = History(settings.history_interval_s, settings.history_points)
+        self.ring = EventRing()
+        self.stats = Stats()
+        self.auth = Authenticator(
+            settings.users, settings.tokens, settings.session_ttl_s, settings.max_failed_logins
+        )
+        self.gate = Gatekeeper(self.auth, settings.actions_possible, self.stats)
+        self.registry = registry_for(
+            GatewayCollector(gateway, self.ring, settings.cell_metrics, self.stats)
+        )
+        self.hub: LiveHub | None = None
+        self.runner: web.AppRunner | None = None
+        self.port: int | None = None
+        self.tls = settings.tls_certfile is not None
+
+    def build_app(self) -> web.Application:
+        app = web.Application(middlewares=[guard_middleware(self.settings.allow, self.stats)])
+        api.add_routes(app, self)
+        app.router.add_get("/", self.index)
+        app.router.add_static("/static", STATIC, append_version=False)
+        return app
+
+    async def index(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def start(self) -> None:
+        self.hub = LiveHub(asyncio.get_running_loop())
+        self.stats.hub = self.hub
+        self.runner = web.AppRunner(self.build_app(), handle_signals=False, shutdown_timeout=0.5)
+        await self.runner.setup()
+        context = None
+        if self.settings.tls_certfile is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(self.settings.tls_certfile, self.settings.tls_keyfile)
+        site = web.TCPSite(self.runner, self.settings.host, self.settings.port, ssl_context=context)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.runner.cleanup()
+            self.runner = None
+            where = f"{self.settings.host}:{self.settings.port}"
+            raise OSError(f"web: cannot listen on {where}: {exc.strerror or exc}") from exc
+        addresses = self.runner.addresses  # the bound sockets: port 0 becomes a real port
+        self.port = addresses[0][1] if addresses else self.settings.port
+        log.info(
+            "web dashboard, REST API and /metrics on %s://%s:%s (actions %s)",
+            "https" if self.tls else "http",
+            self.settings.host,
+            self.port,
+            "need a login" if self.settings.actions_possible else "disabled (read-only)",
+        )
+
+    async def stop(self) -> None:
+        if self.hub is not None:
+            self.hub.close()
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+    # --- from the plugin's worker thread ----------------------------------------
+    def on_reading(self, string: Any) -> None:
+        self.history.record(string)
+        if self.hub is not None:
+            self.hub.string_changed(string.name)
+
+    def on_alarm(self, event: Any) -> None:
+        self.ring.add(event)
+        if self.hub is not None:
+            self.hub.alarm_changed()
+
+    @property
+    def url(self) -> str:
+        host = self.settings.host
+        host = f"[{host}]" if ":" in host else host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"

@@ -1,0 +1,1 @@
+"""The BM-SM string master: register table, decoding, read planner, poller, simulator."""

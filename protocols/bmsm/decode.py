@@ -1,0 +1,126 @@
+"""Register words <-> SI values, driven only by the table in registers.py.
+
+Decoding never invents a value: a "no sensor" marker becomes None, and a cell
+whose status says "sensor lost" gets None for every measurement. Encoding is
+the inverse, used by the simulator so its registers come from the same table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from btms_gateway.core.model import (
+    CellReading,
+    CellStatus,
+    StringAlarm,
+    StringReading,
+    StringState,
+)
+from btms_gateway.core.profiles import ErrorKind, PollError
+
+from .registers import (
+    BLOCK_COUNT,
+    BLOCK_START,
+    CELL_ARRAYS,
+    CELL_STATUS,
+    MAX_CELLS,
+    STRING_BLOCK,
+    CellArray,
+    Register,
+    RegType,
+    WordOrder,
+)
+
+_SIGNED = (RegType.INT16, RegType.INT32)
+
+
+def raw_value(words: Sequence[int], rtype: RegType, order: WordOrder = WordOrder.NONE) -> int:
+    """Combine 1 or 2 register words into one integer, signed if the type is."""
+    if rtype in (RegType.UINT32, RegType.INT32):
+        lo, hi = (words[0], words[1]) if order is WordOrder.LOW_FIRST else (words[1], words[0])
+        value, bits = (hi << 16) | lo, 32
+    else:
+        value, bits = words[0], 16
+    if rtype in _SIGNED and value >= 1 << (bits - 1):
+        value -= 1 << bits
+    return value
+
+
+def to_words(value: int, rtype: RegType, order: WordOrder = WordOrder.NONE) -> list[int]:
+    """The inverse of raw_value (two's complement for signed types)."""
+    if rtype in (RegType.UINT32, RegType.INT32):
+        value &= 0xFFFFFFFF
+        lo, hi = value & 0xFFFF, value >> 16
+        return [lo, hi] if order is WordOrder.LOW_FIRST else [hi, lo]
+    return [value & 0xFFFF]
+
+
+def _scaled(reg: Register | CellArray, words: Sequence[int], order: WordOrder) -> float | None:
+    if reg.no_sensor is not None and words[0] == reg.no_sensor and len(words) == 1:
+        return None
+    return float(round(raw_value(words, reg.type, order) * reg.scale, 6))
+
+
+def decode_block(block: Sequence[int]) -> dict[str, Any]:
+    """HR 0..15 -> the string fields of a StringReading (without cells/read_at)."""
+    if len(block) != BLOCK_COUNT:
+        raise PollError(ErrorKind.DECODE, f"string block has {len(block)} words, not 16")
+    out: dict[str, Any] = {}
+    for reg in STRING_BLOCK:
+        if not reg.field:
+            continue
+        at = reg.address - BLOCK_START
+        out[reg.field] = _scaled(reg, block[at : at + reg.words], reg.word_order)
+    out["state"] = StringState.from_raw(int(out["state"]))
+    out["alarms"] = StringAlarm(int(out["alarms"]))
+    out["cell_count"] = int(out["cell_count"])
+    for flag in ("relay_closed", "aux_input_on"):
+        out[flag] = None if out[flag] is None else bool(out[flag])
+    if not 0 <= out["cell_count"] <= MAX_CELLS:
+        raise PollError(ErrorKind.DECODE, f"cell count {out['cell_count']} outside 0..{MAX_CELLS}")
+    return out
+
+
+def decode_cells(arrays: Mapping[int, Sequence[int]], count: int) -> tuple[CellReading, ...]:
+    """Per-cell arrays keyed by base address -> CellReading 1..count."""
+    cells = []
+    for i in range(count):
+        status = CellStatus(arrays[CELL_STATUS.base][i])
+        lost = bool(status & CellStatus.SENSOR_LOST)
+        values: dict[str, float | None] = {}
+        for arr in CELL_ARRAYS:
+            if arr is not CELL_STATUS:
+                raw = [arrays[arr.base][i]]
+                values[arr.field] = None if lost else _scaled(arr, raw, WordOrder.NONE)
+        cells.append(CellReading(index=i + 1, status=status, **values))  # type: ignore[arg-type]
+    return tuple(cells)
+
+
+def decode_reading(
+    block: Sequence[int], arrays: Mapping[int, Sequence[int]], read_at: float
+) -> StringReading:
+    fields = decode_block(block)
+    cells = decode_cells(arrays, fields["cell_count"])
+    return StringReading(cells=cells, read_at=read_at, **fields)
+
+
+def encode_value(reg: Register | CellArray, value: float | None) -> list[int]:
+    """An SI value -> register words (None -> the no-sensor marker, or 0)."""
+    order = reg.word_order if isinstance(reg, Register) else WordOrder.NONE
+    if value is None:
+        return [reg.no_sensor if reg.no_sensor is not None else 0]
+    return to_words(round(value / reg.scale), reg.type, order)
+
+
+def encode_block(values: Mapping[str, Any]) -> list[int]:
+    """String fields (as in StringReading) -> HR 0..15; missing fields read 0."""
+    block = [0] * BLOCK_COUNT
+    for reg in STRING_BLOCK:
+        if not reg.field or reg.field not in values:
+            continue
+        v = values[reg.field]
+        v = int(v) if isinstance(v, bool | int) else v
+        at = reg.address - BLOCK_START
+        block[at : at + reg.words] = encode_value(reg, v)
+    return block

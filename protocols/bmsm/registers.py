@@ -1,0 +1,166 @@
+"""THE register table of the BM-SM string master: every address, type, word
+order, scale, unit and "no sensor" marker the gateway relies on, with whether
+the manufacturer documents it or the project assumes it (DEVICE.md).
+
+A correction from the field is a one-line change here: the decoder, the read
+planner, the simulator and docs/bmsm-registers.md all derive from these rows.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class RegType(enum.StrEnum):
+    UINT16 = "uint16"
+    INT16 = "int16"
+    UINT32 = "uint32"
+    INT32 = "int32"
+
+
+class WordOrder(enum.StrEnum):
+    LOW_FIRST = "low word first"
+    NONE = "-"
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    """One value in the string block (HR 0..15)."""
+
+    address: int
+    type: RegType
+    scale: float
+    unit: str
+    field: str  # the StringReading field it feeds ("" for reserved)
+    meaning: str
+    documented: bool
+    word_order: WordOrder = WordOrder.NONE
+    no_sensor: int | None = None  # raw value meaning "no sensor fitted" -> None
+
+    @property
+    def words(self) -> int:
+        return 2 if self.type in (RegType.UINT32, RegType.INT32) else 1
+
+
+@dataclass(frozen=True, slots=True)
+class CellArray:
+    """One per-cell array: register ``base + i`` holds cell i (i = 0-based)."""
+
+    base: int
+    type: RegType
+    scale: float
+    unit: str
+    field: str  # the CellReading field it feeds
+    meaning: str
+    documented: bool
+    no_sensor: int | None = None
+
+    def address(self, cell: int) -> int:
+        return self.base + cell
+
+
+MAX_CELLS = 120
+BLOCK_START = 0
+BLOCK_COUNT = 16
+DOC, ASSUMED = True, False
+
+STRING_BLOCK: tuple[Register, ...] = (
+    Register(0, RegType.UINT32, 0.01, "V", "voltage_v", "string voltage", DOC,
+             WordOrder.LOW_FIRST),
+    Register(2, RegType.INT32, 0.01, "A", "current_a",
+             "string current, + charge / - discharge", DOC, WordOrder.LOW_FIRST),
+    Register(4, RegType.UINT16, 1, "%", "soc_pct", "string SOC", DOC),
+    Register(5, RegType.UINT16, 1, "-", "", "reserved, reads 0", ASSUMED),
+    Register(6, RegType.UINT16, 0.01, "%", "balance_pct", "string balance", DOC),
+    Register(7, RegType.UINT16, 1, "enum", "state",
+             "0 floating charge, 1 equalizing charge, 2 discharge, 3 idle, 5 abnormal", DOC),
+    Register(8, RegType.UINT16, 1, "-", "", "reserved, reads 0", ASSUMED),
+    Register(9, RegType.UINT16, 1, "-", "", "reserved, reads 0", ASSUMED),
+    Register(10, RegType.UINT16, 1, "count", "cell_count",
+             "number of cells found by auto-addressing (0..120)", DOC),
+    Register(11, RegType.INT16, 0.1, "C", "ambient_temperature_c",
+             "ambient temperature", ASSUMED, no_sensor=0x8000),
+    Register(12, RegType.UINT16, 0.1, "%RH", "ambient_humidity_pct",
+             "ambient humidity", ASSUMED, no_sensor=0xFFFF),
+    Register(13, RegType.UINT16, 1, "bits", "alarms",
+             "string alarm word: b0 current high (charging), b1 current low (discharging), "
+             "b2 voltage high, b3 voltage low, b4 SOC low, b5 SOH low, "
+             "b6 Hall sensor disconnected", DOC),
+    Register(14, RegType.UINT16, 1, "0/1", "relay_closed",
+             "relay status (0 open, 1 closed)", ASSUMED),
+    Register(15, RegType.UINT16, 1, "0/1", "aux_input_on",
+             "auxiliary input (0 off, 1 on)", ASSUMED),
+)  # fmt: skip
+
+CELL_ARRAYS: tuple[CellArray, ...] = (
+    CellArray(1000, RegType.UINT16, 0.001, "V", "voltage_v", "cell voltage (1 mV)", ASSUMED),
+    CellArray(1200, RegType.UINT16, 0.001, "mOhm", "resistance_mohm",
+              "cell internal resistance (1 uOhm)", ASSUMED),
+    CellArray(1400, RegType.INT16, 0.1, "C", "temperature_c", "cell temperature", ASSUMED),
+    CellArray(1600, RegType.UINT16, 1, "%", "soc_pct", "cell SOC", ASSUMED),
+    CellArray(1800, RegType.UINT16, 1, "%", "soh_pct", "cell SOH", ASSUMED),
+    CellArray(2000, RegType.UINT16, 1, "bits", "status",
+              "cell status: b0 sensor lost (all the cell's values become None), "
+              "b1 balancing active", ASSUMED),
+)  # fmt: skip
+
+CELL_COUNT = next(r for r in STRING_BLOCK if r.field == "cell_count")
+CELL_STATUS = next(a for a in CELL_ARRAYS if a.field == "status")
+
+
+def render_markdown() -> str:
+    """docs/bmsm-registers.md, generated from the table above."""
+    out = [
+        "# BM-SM register table",
+        "",
+        "Generated from `protocols/bmsm/registers.py` "
+        "(`python -m btms_gateway.protocols.bmsm.registers > docs/bmsm-registers.md`);",
+        "do not edit by hand. Holding registers, function 03, 0-based addresses.",
+        '"assumed" rows are not published by the manufacturer (see DEVICE.md):',
+        "a correction from the field is a one-line change in that table.",
+        "",
+        "## String block (one read of HR 0..15)",
+        "",
+        "| HR | type | word order | scale | unit | no-sensor marker | meaning | source |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in STRING_BLOCK:
+        hr = f"{r.address}-{r.address + 1}" if r.words == 2 else str(r.address)
+        out.append(
+            f"| {hr} | {r.type} | {r.word_order} | {r.scale:g} | {r.unit} | "
+            f"{_marker(r.no_sensor)} | {r.meaning} | {_src(r.documented)} |"
+        )
+    out += [
+        "",
+        f"## Per-cell arrays (cell i = 0..{MAX_CELLS - 1}, only i < HR 10 is read)",
+        "",
+        "| HR | type | scale | unit | no-sensor marker | meaning | source |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for a in CELL_ARRAYS:
+        out.append(
+            f"| {a.base} + i | {a.type} | {a.scale:g} | {a.unit} | {_marker(a.no_sensor)} | "
+            f"{a.meaning} | {_src(a.documented)} |"
+        )
+    out += [
+        "",
+        "Decoded values are SI as the data model uses them (V, A, mOhm, C, %RH, %).",
+        "String SOH is not a device register: the gateway derives it as the lowest cell SOH.",
+        "Registers past the cell count read as 0 or answer exception 02; the poller never",
+        "reads them on purpose and handles both (see docs/southbound.md).",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def _marker(v: int | None) -> str:
+    return "-" if v is None else f"0x{v:04X}"
+
+
+def _src(documented: bool) -> str:
+    return "documented" if documented else "**assumed**"
+
+
+if __name__ == "__main__":
+    print(render_markdown(), end="")

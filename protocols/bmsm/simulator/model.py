@@ -1,0 +1,167 @@
+"""The ground truth of one simulated BM-SM: SI values a test can read and set,
+and the register image encoded from them through the one register table.
+
+Dynamics are slow on purpose (as a real battery room): temperature and SOC
+drift, one weak cell's resistance creeps up. ``frozen`` stops them so a test
+can compare exact values.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from btms_gateway.core.model import CellReading, CellStatus, StringReading
+
+from ..decode import decode_reading, encode_block, encode_value
+from ..registers import BLOCK_COUNT, BLOCK_START, CELL_ARRAYS, MAX_CELLS
+
+Mode = Literal["float", "discharge"]
+
+
+@dataclass(slots=True)
+class CellTruth:
+    voltage_v: float
+    resistance_mohm: float
+    temperature_c: float
+    soc_pct: float
+    soh_pct: float
+    status: int = 0
+
+
+@dataclass(slots=True)
+class StringModel:
+    """One slave. Mutate through the Simulator's setters (they lock)."""
+
+    slave: int
+    rng: random.Random
+    mode: Mode = "float"
+    cells: list[CellTruth] = field(default_factory=list)
+    string: dict[str, Any] = field(default_factory=dict)
+    past_count: Literal["zero", "exception"] = "zero"
+    frozen: bool = False
+    weak_cell: int = 0  # 0-based index of the cell whose resistance drifts up
+    _image: dict[int, int] | None = None
+
+    @classmethod
+    def create(
+        cls, slave: int, cells: int, seed: int, mode: Mode = "float", **kw: Any
+    ) -> StringModel:
+        m = cls(slave=slave, rng=random.Random(seed * 1000 + slave), mode=mode, **kw)
+        m.cells = [m._new_cell() for _ in range(cells)]
+        m.weak_cell = m.rng.randrange(cells) if cells else 0
+        if cells:
+            c = m.cells[m.weak_cell]
+            c.resistance_mohm = round(c.resistance_mohm * 1.35, 3)
+        m.string = {
+            "soc_pct": 100.0 if mode == "float" else 80.0,
+            "state": 0 if mode == "float" else 2,
+            "current_a": 0.8 if mode == "float" else -42.5,
+            "alarms": 0,
+            "ambient_temperature_c": 23.5,
+            "ambient_humidity_pct": 45.0,
+            "relay_closed": False,
+            "aux_input_on": False,
+        }
+        m._derive()
+        return m
+
+    def _new_cell(self) -> CellTruth:
+        r = self.rng
+        base = 2.25 if self.mode == "float" else 2.02
+        return CellTruth(
+            voltage_v=round(base + r.gauss(0, 0.008), 3),
+            resistance_mohm=round(0.45 * (1 + r.gauss(0, 0.04)), 3),
+            temperature_c=round(24.0 + r.gauss(0, 0.4), 1),
+            soc_pct=float(round(min(100.0, 100.0 if self.mode == "float" else 80 + r.gauss(0, 1)))),
+            soh_pct=float(round(min(100.0, 97 + r.gauss(0, 1.5)))),
+        )
+
+    def _derive(self) -> None:
+        """String values that follow from the cells, as the BM-SM computes them."""
+        vs = [c.voltage_v for c in self.cells if not c.status & CellStatus.SENSOR_LOST]
+        s = self.string
+        s["voltage_v"] = round(sum(vs), 2) if vs else 0.0
+        mean = sum(vs) / len(vs) if vs else 0.0
+        s["balance_pct"] = round(100 * (1 - (max(vs) - min(vs)) / mean), 2) if vs else 100.0
+        s["cell_count"] = len(self.cells)
+        self._image = None
+
+    def step(self, dt: float) -> None:
+        """Advance the slow dynamics by dt seconds (no-op when frozen)."""
+        if self.frozen or not self.cells:
+            return
+        r, s = self.rng, self.string
+        # Unrounded on purpose: slow drifts accumulate; the register encoding rounds.
+        for c in self.cells:
+            c.temperature_c += r.gauss(0, 0.01) * dt
+            c.voltage_v += r.gauss(0, 0.0003) * dt
+        weak = self.cells[self.weak_cell]
+        weak.resistance_mohm *= 1 + 0.0002 * dt  # about +1 % a minute
+        if self.mode == "discharge":
+            s["soc_pct"] = max(0.0, s["soc_pct"] - 0.01 * dt)
+            for c in self.cells:
+                c.soc_pct = s["soc_pct"]
+        s["ambient_temperature_c"] += r.gauss(0, 0.005) * dt
+        self._derive()
+
+    def set_cell(self, index: int, **values: Any) -> None:
+        """Set truth values of cell ``index`` (1-based), e.g. voltage_v=2.271."""
+        self.cells[index - 1] = replace(self.cells[index - 1], **values)
+        self._derive()
+
+    def set_string(self, **values: Any) -> None:
+        """Set string-block values (StringReading field names); derived ones are
+        recomputed from the cells unless given here."""
+        self.string.update(values)
+        derived = {k: values[k] for k in ("voltage_v", "balance_pct") if k in values}
+        self._derive()
+        self.string.update(derived)
+
+    def set_cell_count(self, count: int) -> None:
+        """Auto-addressing found more or fewer sensors."""
+        count = max(0, min(MAX_CELLS, count))
+        while len(self.cells) > count:
+            self.cells.pop()
+        while len(self.cells) < count:
+            self.cells.append(self._new_cell())
+        self.weak_cell = min(self.weak_cell, max(0, count - 1))
+        self._derive()
+
+    def image(self) -> dict[int, int]:
+        """Address -> word for everything the device answers (cached)."""
+        if self._image is None:
+            img = dict(enumerate(encode_block(self.string), BLOCK_START))
+            for arr in CELL_ARRAYS:
+                for i, c in enumerate(self.cells):
+                    img[arr.base + i] = encode_value(arr, getattr(c, arr.field))[0]
+            self._image = img
+        return self._image
+
+    def read(self, address: int, count: int) -> list[int] | None:
+        """Words for a function-03 read, or None for exception 02."""
+        img, out = self.image(), []
+        for a in range(address, address + count):
+            if a in img:
+                out.append(img[a])
+            elif _in_cell_array(a) and self.past_count == "zero":
+                out.append(0)
+            else:
+                return None
+        return out
+
+    def expected_reading(self, read_at: float = 0.0) -> StringReading:
+        """What a correct poller must publish for the current truth."""
+        img = self.image()
+        n = len(self.cells)
+        block = [img[a] for a in range(BLOCK_START, BLOCK_START + BLOCK_COUNT)]
+        arrays = {a.base: [img[a.base + i] for i in range(n)] for a in CELL_ARRAYS}
+        return decode_reading(block, arrays, read_at)
+
+    def expected_cells(self) -> tuple[CellReading, ...]:
+        return self.expected_reading().cells
+
+
+def _in_cell_array(address: int) -> bool:
+    return any(a.base <= address < a.base + MAX_CELLS for a in CELL_ARRAYS)

@@ -1,0 +1,230 @@
+"""Byte transports under the RTU link: a local serial port (pyserial, read
+through the event loop's reader callback, never a blocking call) or a TCP
+connection to an RS485-to-Ethernet converter that passes RTU frames through.
+
+A transport only moves bytes and records when they arrived; framing and
+timing belong to the link. Any I/O failure is reported as PollError(PORT)
+and leaves the transport closed, so the engine's reopen logic takes over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+
+import serial
+import serial.rs485
+from btms_gateway.core.config import BusConfig
+from btms_gateway.core.profiles import ErrorKind, PollError
+
+_PARITY = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD}
+
+
+class Transport:
+    """Received bytes collect in ``rx``; ``last_rx`` is the monotonic time the
+    latest chunk arrived (the end of a frame for the inter-frame gap)."""
+
+    def __init__(self) -> None:
+        self.rx = bytearray()
+        self.last_rx = 0.0
+        self._event = asyncio.Event()
+        self._error: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        raise NotImplementedError
+
+    async def open(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _received(self, data: bytes) -> None:
+        self.rx += data
+        self.last_rx = time.monotonic()
+        self._event.set()
+
+    def _failed(self, detail: str) -> None:
+        self._error = detail
+        self._event.set()
+
+    def take(self) -> bytes:
+        data = bytes(self.rx)
+        self.rx.clear()
+        return data
+
+    async def wait_data(self, deadline: float) -> bool:
+        """Wait until new bytes arrive or the monotonic deadline passes; False on
+        timeout. Raises PollError(PORT) when the port failed meanwhile."""
+        self._raise_if_failed()
+        self._event.clear()
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        try:
+            await asyncio.wait_for(self._event.wait(), remaining)
+        except TimeoutError:
+            return False
+        self._raise_if_failed()
+        return True
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            detail, self._error = self._error, None
+            self.close()
+            raise PollError(ErrorKind.PORT, detail)
+
+
+class SerialTransport(Transport):
+    def __init__(self, bus: BusConfig) -> None:
+        super().__init__()
+        self.bus = bus
+        self._ser: serial.Serial | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._ser is not None
+
+    async def open(self) -> None:
+        bus = self.bus
+        port = bus.port or ""
+        try:
+            ser = serial.Serial(
+                port=None,
+                baudrate=bus.baudrate,
+                bytesize=bus.bytesize,
+                parity=_PARITY[bus.parity],
+                stopbits=bus.stopbits,
+                timeout=0,
+                write_timeout=1.0,
+            )
+            ser.port = port
+            ser.open()
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise PollError(ErrorKind.PORT, f"cannot open {port}: {exc}") from exc
+        if bus.rs485_direction == "rts":
+            try:
+                ser.rs485_mode = serial.rs485.RS485Settings(
+                    rts_level_for_tx=True, rts_level_for_rx=False
+                )
+            except (ValueError, OSError, serial.SerialException) as exc:
+                ser.close()
+                raise PollError(
+                    ErrorKind.PORT,
+                    f'{port}: rs485_direction = "rts" needs kernel RS485 support '
+                    f"(TIOCSRS485) on this adapter, which refused it: {exc}",
+                ) from exc
+        ser.reset_input_buffer()
+        self._ser = ser
+        self._error = None
+        self.rx.clear()
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(ser.fileno(), self._on_readable)
+
+    def _on_readable(self) -> None:
+        ser = self._ser
+        if ser is None:
+            return
+        try:
+            data = os.read(ser.fileno(), 4096)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._detach()
+            self._failed(f"{self.bus.port}: read failed ({exc}); adapter unplugged?")
+            return
+        if not data:
+            self._detach()
+            self._failed(f"{self.bus.port}: end of file; adapter unplugged?")
+            return
+        self._received(data)
+
+    def _detach(self) -> None:
+        if self._ser is not None and self._loop is not None:
+            self._loop.remove_reader(self._ser.fileno())
+
+    def write(self, data: bytes) -> None:
+        self._raise_if_failed()
+        if self._ser is None:
+            raise PollError(ErrorKind.PORT, f"{self.bus.port} is not open")
+        try:
+            self._ser.write(data)
+        except (serial.SerialException, OSError) as exc:
+            self.close()
+            raise PollError(ErrorKind.PORT, f"{self.bus.port}: write failed: {exc}") from exc
+
+    def close(self) -> None:
+        ser, self._ser = self._ser, None
+        if ser is None:
+            return
+        if self._loop is not None and not self._loop.is_closed():
+            with contextlib.suppress(ValueError, OSError):
+                self._loop.remove_reader(ser.fileno())
+        with contextlib.suppress(serial.SerialException, OSError):
+            ser.close()
+
+
+class _TcpProtocol(asyncio.Protocol):
+    def __init__(self, owner: TcpTransport) -> None:
+        self.owner = owner
+
+    def data_received(self, data: bytes) -> None:
+        self.owner._received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.owner._lost(exc)
+
+
+class TcpTransport(Transport):
+    """RTU over TCP: the converter forwards raw RTU frames (CRC included)."""
+
+    def __init__(self, bus: BusConfig) -> None:
+        super().__init__()
+        self.bus = bus
+        self._tr: asyncio.Transport | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._tr is not None
+
+    @property
+    def _where(self) -> str:
+        return f"{self.bus.host}:{self.bus.tcp_port}"
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            tr, _ = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: _TcpProtocol(self), self.bus.host, self.bus.tcp_port
+                ),
+                max(self.bus.timeout_s, 1.0),
+            )
+        except (OSError, TimeoutError) as exc:
+            raise PollError(ErrorKind.PORT, f"cannot connect to {self._where}: {exc}") from exc
+        self._tr = tr  # type: ignore[assignment]
+        self._error = None
+        self.rx.clear()
+
+    def _lost(self, exc: Exception | None) -> None:
+        if self._tr is not None:
+            self._tr = None
+            self._failed(f"{self._where}: connection lost ({exc or 'closed by peer'})")
+
+    def write(self, data: bytes) -> None:
+        self._raise_if_failed()
+        if self._tr is None:
+            raise PollError(ErrorKind.PORT, f"{self._where} is not connected")
+        self._tr.write(data)
+
+    def close(self) -> None:
+        tr, self._tr = self._tr, None
+        if tr is not None:
+            tr.abort()

@@ -1,0 +1,267 @@
+"""COV, quality and alarms on the wire: what a BMS subscribed to the device sees.
+
+rusty-bacnet (independent) and bacpypes3's client subscribe; values set in
+the BM-SM simulators, strings that stop answering and come back, and alarm
+events must reach them as notifications with the right present value and
+status flags.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from bacpypes3.apdu import SimpleAckPDU, SubscribeCOVPropertyRequest
+from bacpypes3.pdu import Address
+from bacpypes3.service.cov import SubscriptionContextManager
+from btms_gateway.core.alarm_types import (
+    ActiveAlarm,
+    AlarmEvent,
+    EventKind,
+    ObjectPath,
+    Severity,
+)
+from btms_gateway.core.model import Quality, StringAlarm, StringState
+from btms_gateway.core.testing import GatewayHarness
+from btms_gateway.plugins.bacnet.client import free_udp_port, make_client, oid
+from btms_gateway.plugins.bacnet.plugin import service
+from test_bacnet_device import PI, _by_name, device, poll, rid, rusty, sim, truth
+
+IN_ALARM, FAULT = 0x80, 0x40
+
+
+async def next_for(it: Any, monitored: Any, timeout: float = 3.0) -> dict[str, Any]:
+    """The next notification about ``monitored``: {property name: value}."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no COV notification for {monitored} within {timeout} s")
+        n = await asyncio.wait_for(it.__anext__(), left)
+        if n.monitored_object_identifier == monitored:
+            return {str(v["property_id"]).split(".")[-1]: v["value"].value for v in n.values}
+
+
+def flags(values: dict[str, Any]) -> int:
+    return values["STATUS_FLAGS"]["data"][0]
+
+
+def set_string(h: GatewayHarness, name: str, **values: Any) -> None:
+    simulator, slave = sim(h, name)
+    simulator.set_string(slave, **values)
+
+
+def silence(h: GatewayHarness, name: str, silent: bool = True) -> None:
+    """The string master stops answering (or answers again)."""
+    simulator, slave = sim(h, name)
+    (simulator.vanish if silent else simulator.restore)(slave)
+
+
+def served(h: GatewayHarness, name: str, attr: str = "presentValue") -> Any:
+    svc = service(h.gateway)
+    point = next(p for p in svc.points if p.name == name)
+    return getattr(svc.objects[point.oid], attr)
+
+
+async def test_cov_on_value_past_increment_and_on_quality_changes() -> None:
+    async with device() as (h, address), rusty() as c:
+        volts = rid(*_by_name(h)["S1.voltage"].oid)
+        base = truth(h, "S1").voltage_v
+        it = await c.cov_notifications()
+        await c.subscribe_cov(address, 11, volts, True, 60)
+        first = await next_for(it, volts)
+        assert (first["PRESENT_VALUE"], flags(first)) == (pytest.approx(base), 0)
+
+        # 0.2 V is below the 0.5 V increment: served, but not notified
+        set_string(h, "S1", voltage_v=round(base + 0.2, 2))
+        await h.wait_until(lambda: served(h, "S1.voltage") == pytest.approx(base + 0.2))
+        set_string(h, "S1", voltage_v=round(base + 1.0, 2))
+        moved = await next_for(it, volts)
+        assert moved["PRESENT_VALUE"] == pytest.approx(base + 1.0)
+
+        silence(h, "S1")  # polls fail: STALE first, OFFLINE after N failures
+        stale = await next_for(it, volts, timeout=10)
+        assert flags(stale) == FAULT
+        assert stale["PRESENT_VALUE"] == pytest.approx(base + 1.0)  # last good value kept
+        offline = await next_for(it, volts, timeout=10)  # reliability changed: notified too
+        assert flags(offline) == FAULT
+        assert (await c.read_property(address, volts, PI.RELIABILITY)).value == 12
+
+        silence(h, "S1", False)
+        recovered = await next_for(it, volts, timeout=10)
+        assert flags(recovered) == 0
+        assert (await c.read_property(address, volts, PI.RELIABILITY)).value == 0
+
+
+async def test_stale_string_reads_unreliable_other() -> None:
+    # OFFLINE only after 1,000 failed polls: the string stays STALE here
+    async with device(offline_after=1000) as (h, address), rusty() as c:
+        cell = rid(*_by_name(h)["S2.cell005.temperature"].oid)
+        it = await c.cov_notifications()
+        await c.subscribe_cov(address, 12, cell, False, 60)  # unconfirmed
+        assert flags(await next_for(it, cell)) == 0
+        silence(h, "S2")
+        assert flags(await next_for(it, cell, timeout=10)) == FAULT
+        assert h.gateway.store.string("S2").quality is Quality.STALE
+        assert (await c.read_property(address, cell, PI.RELIABILITY)).value == 7
+        silence(h, "S2", False)
+        await h.wait_quality(Quality.GOOD, "S2")
+        assert (await c.read_property(address, cell, PI.RELIABILITY)).value == 0
+
+
+async def test_active_alarm_sets_in_alarm_and_clearing_resets_it() -> None:
+    async with device() as (h, address), rusty() as c:
+        cell = rid(*_by_name(h)["S1.cell003.voltage"].oid)
+        bit = rid(*_by_name(h)["S1.alarm_voltage_high"].oid)
+        it = await c.cov_notifications()
+        await c.subscribe_cov(address, 13, cell, True, 60)
+        await c.subscribe_cov(address, 14, bit, True, 60)
+        assert flags(await next_for(it, cell)) == 0
+        assert flags(await next_for(it, bit)) == 0
+        path = ObjectPath(ups="UPS1", string="S1", cell=3)
+        h.gateway.emit(
+            _event(1, EventKind.RAISED, "cell_voltage_high:S1:3", "cell_voltage_high", path)
+        )
+        assert flags(await next_for(it, cell)) == IN_ALARM
+        assert (await c.read_property(address, cell, PI.EVENT_STATE)).value == 3  # high-limit
+        h.gateway.emit(
+            _event(2, EventKind.RAISED, "bmsm_voltage_high:S1", "bmsm_voltage_high",
+                   ObjectPath(ups="UPS1", string="S1"))
+        )  # fmt: skip
+        assert flags(await next_for(it, bit)) == IN_ALARM
+        h.gateway.emit(
+            _event(3, EventKind.CLEARED, "cell_voltage_high:S1:3", "cell_voltage_high", path)
+        )
+        assert flags(await next_for(it, cell)) == 0
+        assert (await c.read_property(address, cell, PI.EVENT_STATE)).value == 0
+        assert (await c.read_property(address, bit, PI.EVENT_STATE)).value == 2  # offnormal
+
+
+async def test_alarms_active_at_start_up_show_at_once() -> None:
+    active = ActiveAlarm(
+        alarm_id="string_soc_low:S2", rule="string_soc_low", severity=Severity.WARNING,
+        path=ObjectPath(ups="UPS2", string="S2"), value=40.0, limit=50.0, unit="%",
+        message="test", raised_at=time.time(),
+    )  # fmt: skip
+    async with device(active_alarms=(active,)) as (h, address), rusty() as c:
+        soc = rid(*_by_name(h)["S2.soc"].oid)
+        flags_value = await c.read_property(address, soc, PI.STATUS_FLAGS)
+        assert flags_value.value["data"][0] == IN_ALARM
+        assert (await c.read_property(address, soc, PI.EVENT_STATE)).value == 4  # low-limit
+
+
+def _event(seq: int, kind: EventKind, alarm_id: str, rule: str, path: ObjectPath) -> AlarmEvent:
+    return AlarmEvent(seq=seq, kind=kind, alarm_id=alarm_id, rule=rule,
+                      severity=Severity.ALARM, path=path, value=2.5, limit=2.4, unit="V",
+                      message="test", at=time.time())  # fmt: skip
+
+
+async def test_bacpypes3_unconfirmed_cov_on_multistate_and_binary_inputs() -> None:
+    async with device() as (h, address):
+        app = make_client(free_udp_port())
+        points = _by_name(h)
+        try:
+            state = oid(*points["S1.state"].oid)
+            alarm = oid(*points["S1.alarm_soc_low"].oid)
+            async with (
+                app.change_of_value(Address(address), state, None, False, 30) as state_cov,
+                app.change_of_value(Address(address), alarm, None, False, 30) as alarm_cov,
+            ):
+                assert await _value(state_cov, "present-value") == 3  # discharge
+                assert await _value(alarm_cov, "present-value") == 0
+                set_string(h, "S1", state=int(StringState.IDLE), alarms=int(StringAlarm.SOC_LOW))
+                assert await _value(state_cov, "present-value") == 4  # idle
+                assert await _value(alarm_cov, "present-value") == 1  # active
+        finally:
+            app.close()
+
+
+async def _value(scm: Any, prop: str, timeout: float = 3.0) -> Any:
+    """Skip to the next notified value of ``prop`` (each notification lists
+    present-value then status-flags)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no notification of {prop} within {timeout} s")
+        name, value = await asyncio.wait_for(scm.get_value(), left)
+        if str(name) == prop:
+            return value
+
+
+async def test_subscription_lifetime_expires_and_shows_in_the_device() -> None:
+    async with device() as (h, address), rusty() as c:
+        soc = rid(*_by_name(h)["S1.soc"].oid)
+        await c.subscribe_cov(address, 21, soc, False, 2)
+        app = make_client(free_udp_port())
+        try:
+            dev = oid("device", 1234)
+
+            async def active() -> list[Any]:
+                return list(
+                    await app.read_property(Address(address), dev, "activeCovSubscriptions")
+                )
+
+            [sub] = await poll(active, what="the subscription in active-cov-subscriptions")
+            assert sub.recipient.processIdentifier == 21
+            assert 0 <= sub.timeRemaining <= 2
+            assert sub.monitoredPropertyReference.objectIdentifier[1] == soc.instance
+
+            async def expired() -> bool:
+                return not await active()
+
+            await poll(expired, timeout=6, what="the 2 s subscription to expire")
+        finally:
+            app.close()
+
+
+async def test_subscribe_cov_property_with_its_own_increment() -> None:
+    async with device() as (h, address):
+        app = make_client(free_udp_port())
+        server = Address(address)
+        current = oid(*_by_name(h)["S1.current"].oid)
+        try:
+            scm = await _subscribe_property(app, server, current, "present-value", 31, 5.0)
+            assert await _value(scm, "present-value") == pytest.approx(-42.5)
+            # 2 A is past the object's 1 A increment but not the subscriber's 5 A
+            set_string(h, "S1", current_a=-44.5)
+            await h.wait_until(lambda: served(h, "S1.current") == pytest.approx(-44.5))
+            set_string(h, "S1", current_a=-50.0)
+            assert await _value(scm, "present-value") == pytest.approx(-50.0)
+            [sub] = list(
+                await app.read_property(server, oid("device", 1234), "activeCovSubscriptions")
+            )
+            assert (sub.covIncrement, str(sub.monitoredPropertyReference.propertyIdentifier)) == (
+                5.0,
+                "present-value",
+            )
+            flags_scm = await _subscribe_property(app, server, current, "status-flags", 32, None)
+            assert list(await _value(flags_scm, "status-flags")) == [0, 0, 0, 0]
+            silence(h, "S1")
+            assert list(await _value(flags_scm, "status-flags", timeout=10)) == [0, 1, 0, 0]
+        finally:
+            app.close()
+
+
+async def _subscribe_property(
+    app: Any, server: Address, monitored: Any, prop: str, proc_id: int, increment: float | None
+) -> Any:
+    """Send SubscribeCOVProperty (bacpypes3 has no client helper for it) and
+    route the notifications into a bacpypes3 subscription context."""
+    request = SubscribeCOVPropertyRequest(
+        subscriberProcessIdentifier=proc_id,
+        monitoredObjectIdentifier=monitored,
+        issueConfirmedNotifications=False,
+        lifetime=30,
+        monitoredPropertyIdentifier=prop,  # bacpypes3 casts names, not PropertyReference
+        destination=server,
+    )
+    if increment is not None:
+        request.covIncrement = increment
+    scm = SubscriptionContextManager(app, server, monitored, proc_id, False, 30)
+    app._cov_contexts[(server, proc_id)] = scm
+    response = await app.request(request)
+    assert isinstance(response, SimpleAckPDU), response
+    return scm

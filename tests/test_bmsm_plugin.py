@@ -1,0 +1,46 @@
+"""The BM-SM plugin registers through the same entry point and hooks a third
+party would use: the "bmsm" device profile and the `simulate` command. The
+profile's poller is driven here exactly as the engine drives it."""
+
+from __future__ import annotations
+
+from btms_gateway.core.cli import build_cli
+from btms_gateway.core.config import StringConfig
+from btms_gateway.core.plugin_manager import FailureLog, create_manager
+from btms_gateway.core.registry import device_profiles
+from btms_gateway.protocols.bmsm.simulator import Simulator
+from btms_gateway.protocols.rtu import open_link
+from click.testing import CliRunner
+
+
+def test_profile_registered_from_the_entry_point() -> None:
+    failures = FailureLog()
+    profiles = device_profiles(create_manager(), failures)
+    assert "bmsm" in profiles
+    assert "BM-SM" in profiles["bmsm"].description
+
+
+def test_simulate_command_is_on_the_cli() -> None:
+    cli = build_cli()
+    assert "simulate" in cli.commands
+    r = CliRunner().invoke(cli, ["simulate", "--help"])
+    assert r.exit_code == 0 and "--pty" in r.output and "--fault" in r.output
+
+
+async def test_engine_style_use_of_profile_link_and_counters() -> None:
+    profile = device_profiles(create_manager(), FailureLog())["bmsm"]
+    with Simulator([1, 2], cells={1: 120, 2: 3}, baud=115200, seed=8, frozen=True) as sim:
+        bus = sim.bus_config("busA", timeout_s=0.3)
+        link = open_link(bus)
+        assert not link.is_open
+        await link.open()
+        try:
+            p1 = profile.create_poller(StringConfig(name="S1", bus="busA", slave_id=1), bus, link)
+            p2 = profile.create_poller(StringConfig(name="S2", bus="busA", slave_id=2), bus, link)
+            r1 = await p1.poll()
+            r2 = await p2.poll(retries=0)
+        finally:
+            await link.close()
+        assert r1.cells == sim.expected(1).cells and len(r2.cells) == 3
+    assert link.counters.requests == 14 and link.counters.responses == 14
+    assert link.counters_for(1).requests == link.counters_for(2).requests == 7

@@ -1,0 +1,155 @@
+"""The map table: BM-GW v2 positions, no collisions, encoding, generated docs, exporter."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from btms_gateway.core.alarm_types import ActiveAlarm, ObjectPath, Severity
+from btms_gateway.core.config_load import ConfigError
+from btms_gateway.core.model import Quality, StringSnapshot, UpsSnapshot
+from btms_gateway.core.plugin_manager import create_manager
+from btms_gateway.core.registry import validate_config
+from btms_gateway.core.testing import make_reading, plant_config
+from btms_gateway.plugins.modbus_tcp.export import to_csv, to_markdown
+from btms_gateway.plugins.modbus_tcp.image import AlarmSummary, string_image, ups_image
+from btms_gateway.plugins.modbus_tcp.map import (
+    CELL_STRIDE,
+    POINTS,
+    STRING_MEASURED,
+    Role,
+    cell_register,
+    decode,
+    encode,
+    point,
+)
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "modbus-map.md"
+
+#: DEVICE.md, "the BM-GW Modbus TCP map (v2)", transcribed independently of map.py
+BMGW_V2 = {
+    ("ups", 0, 1), ("ups", 1, 2), ("ups", 3, 2), ("ups", 5, 1),
+    *(("string", r, 1) for r in (0, 1, 6, 7, 8, 9, 10, 11, 12, 13, 14)),
+    ("string", 2, 2), ("string", 4, 2),
+    ("cell", 0, 1), ("cell", 1, 1), ("cell", 2, 2), ("cell", 4, 1), ("cell", 5, 1),
+}  # fmt: skip
+
+
+def test_bmgw_v2_positions_are_exactly_the_published_map() -> None:
+    ours = {(p.block, p.offset, p.words) for p in POINTS if p.origin == "BM-GW v2"}
+    assert ours == BMGW_V2
+
+
+def test_extension_registers_never_collide_with_the_bmgw_map_or_each_other() -> None:
+    for block in ("ups", "string", "cell"):
+        used: dict[int, str] = {}
+        for p in (p for p in POINTS if p.block == block):
+            for w in range(p.words):
+                reg = p.offset + w
+                assert reg not in used, f"{p.name} overlaps {used.get(reg)}"
+                used[reg] = p.name
+        bmgw_regs = {o + w for (b, o, n) in BMGW_V2 if b == block for w in range(n)}
+        ext = {p.offset for p in POINTS if p.block == block and p.origin == "extension"}
+        assert not ext & bmgw_regs
+        limit = CELL_STRIDE if block == "cell" else 30
+        assert all(r < limit for r in used), block
+    assert {p.offset for p in POINTS if p.origin == "extension" and p.block != "cell"} <= set(
+        range(20, 30)
+    )
+
+
+@pytest.mark.parametrize("high_first", [True, False])
+def test_encoding_round_trips_signed_32_bit_values_in_both_word_orders(high_first: bool) -> None:
+    current = point("string_current")
+    regs = encode(current, -123.45, high_first)
+    assert len(regs) == 2 and all(0 <= r <= 0xFFFF for r in regs)
+    assert regs == ([0xFFFF, 0xCFC7] if high_first else [0xCFC7, 0xFFFF])
+    assert decode(current, regs, high_first) == pytest.approx(-123.45)
+    voltage = point("string_voltage")
+    assert decode(voltage, encode(voltage, 812.34, high_first), high_first) == pytest.approx(812.34)
+
+
+def test_encoding_pins_out_of_range_values_and_marks_missing_ones() -> None:
+    assert encode(point("string_soc"), 1e9) == [0xFFFF]
+    assert encode(point("cell_temperature"), -9999.0) == [0x8000]
+    assert encode(point("cell_temperature"), None) == [0x8000]
+    assert encode(point("ambient_humidity"), None) == [0xFFFF]
+    assert encode(point("cell_resistance"), None) == [0, 0]
+
+
+def test_committed_map_doc_is_the_generated_one() -> None:
+    assert DOC.read_text() == to_markdown(), (
+        "docs/modbus-map.md is stale: btms-gateway export modbus-map --format md > "
+        "docs/modbus-map.md"
+    )
+
+
+def test_export_command_prints_the_table_as_csv() -> None:
+    exe = Path(sys.executable).with_name("btms-gateway")  # the installed console script
+    out = subprocess.run(
+        [str(exe), "export", "modbus-map", "--format", "csv"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert out.stdout == to_csv()
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert len(rows) == len(POINTS)
+    cell_v = next(r for r in rows if r["name"] == "cell_voltage")
+    assert (cell_v["register"], cell_v["scale"], cell_v["unit"]) == ("100*ci +1", "0.001", "V")
+
+
+def _snapshot(quality: Quality = Quality.GOOD) -> StringSnapshot:
+    return StringSnapshot("S1", 1, "UPS1", 1, 1, "bus1", quality, make_reading(8), time.time())
+
+
+def test_alarm_summary_fills_counts_severity_and_cell_alarm_bits() -> None:
+    def alarm(rule: str, sev: Severity, cell: int | None) -> ActiveAlarm:
+        return ActiveAlarm(
+            f"{rule}:S1:{cell}", rule, sev, ObjectPath("UPS1", "S1", cell), 2.5, 2.4, "V", "", 0.0
+        )
+
+    active = [
+        alarm("cell_voltage_high", Severity.ALARM, 3),
+        alarm("cell_temperature_high", Severity.CRITICAL, 3),
+        alarm("some_future_rule", Severity.WARNING, 5),
+        alarm("string_soc_low", Severity.WARNING, None),
+    ]
+    s1 = _snapshot()
+    from btms_gateway.core.store import SnapshotStore
+
+    plant = SnapshotStore([s1], [("UPS1", 1)]).snapshot
+    summary = AlarmSummary.of(active, plant)
+    img = string_image(s1, summary, True, True)
+    assert list(img.regs[22:24]) == [4, int(Severity.CRITICAL)]
+    assert img.regs[cell_register(3, 7)] == 1 << 8 | 1 << 12
+    assert img.regs[cell_register(5, 7)] == 1 << 15
+    assert img.regs[cell_register(4, 7)] == 0
+    ups: UpsSnapshot = plant.ups["UPS1"]
+    uimg = ups_image(ups, summary, True, True)
+    assert list(uimg.regs[22:25]) == [4, int(Severity.CRITICAL), 1]
+
+
+def test_quality_rule_is_decided_from_the_table_roles() -> None:
+    stale = string_image(_snapshot(Quality.STALE), AlarmSummary(), True, True)
+    assert not stale.good
+    status_only = [p for p in POINTS if p.block == "string" and p.role is Role.STATUS]
+    for p in status_only:  # a read of only status registers touches nothing measured
+        assert STRING_MEASURED[p.offset + p.words] == STRING_MEASURED[p.offset], p.name
+    assert STRING_MEASURED[cell_register(120, 8)] > STRING_MEASURED[cell_register(120, 1)]
+    assert string_image(_snapshot(Quality.STALE), AlarmSummary(), True, False).good  # BM-GW mode
+
+
+def test_bad_settings_are_named_by_key_path() -> None:
+    cfg = plant_config(plugins={"modbus_tcp": {"allow": ["10.0.0.0/8", "not-an-ip"]}})
+    with pytest.raises(ConfigError, match=r"plugins\.modbus_tcp\.allow"):
+        validate_config(cfg, "<test>", create_manager())
+    cfg = plant_config(plugins={"modbus_tcp": {"word_order": "middle"}})
+    with pytest.raises(ConfigError, match=r"plugins\.modbus_tcp\.word_order"):
+        validate_config(cfg, "<test>", create_manager())

@@ -1,0 +1,119 @@
+"""Protocol behaviour that does not need the simulator: exceptions 01/02/0x0A,
+device identification, the live data-age register and gateway alarms in the
+extension registers. Readings are published into a whole running gateway;
+values travelling from the simulator are in test_modbus_sim.py.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from btms_gateway.core.model import Quality
+from btms_gateway.core.testing import GatewayHarness, make_reading
+from btms_gateway.plugins.modbus_tcp import plugin
+from btms_gateway.plugins.modbus_tcp.map import cell_register
+from pymodbus.client import AsyncModbusTcpClient
+from test_modbus_support import mbpoll, modbus_config, port_of
+
+GOOD_120 = dict(cells=120, current_a=-123.45, soc_pct=76.0)
+
+
+async def _client(port: int) -> AsyncModbusTcpClient:
+    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=3, retries=0)
+    assert await client.connect()
+    return client
+
+
+async def _publish_good(h: GatewayHarness) -> None:
+    """S1: 120 cells discharging; S2 (same UPS): 4 cells charging."""
+    h.publish("S1", make_reading(**GOOD_120), Quality.GOOD)
+    h.publish("S2", make_reading(4, current_a=20.5), Quality.GOOD)
+    svc = plugin.service(h.gateway)
+
+    def units() -> dict:
+        return svc.store.units
+
+    await h.wait_until(
+        lambda: units()[101].regs[1] == units()[102].regs[1] == units()[1].regs[0] == 1,
+        what="status OK in the images of S1, S2 and UPS1",
+    )
+
+
+async def test_writes_illegal_addresses_unknown_units_and_identification() -> None:
+    async with GatewayHarness(modbus_config(2, 1)) as h:
+        await _publish_good(h)
+        port = port_of(h)
+        client = await _client(port)
+        try:
+            for rr in (
+                await client.write_register(0, 5, device_id=101),
+                await client.write_registers(2, [1, 2], device_id=101),
+                await client.write_coil(0, True, device_id=1),
+                await client.read_coils(0, count=8, device_id=101),
+            ):
+                assert rr.isError() and rr.exception_code == 0x01, rr
+            for unit, address, count in ((101, 30, 1), (101, 12100, 1), (101, 25, 10), (1, 30, 1)):
+                rr = await client.read_holding_registers(address, count=count, device_id=unit)
+                assert rr.isError() and rr.exception_code == 0x02, (unit, address, rr)
+            for unit in (0, 3, 50, 103, 133, 255):  # no such UPS/string configured
+                rr = await client.read_holding_registers(0, count=1, device_id=unit)
+                assert rr.isError() and rr.exception_code == 0x0A, (unit, rr)
+            info = (await client.read_device_information(device_id=101)).information
+            from btms_gateway.core.version import PRODUCT, VENDOR, __version__
+
+            assert info[0] == VENDOR.encode() and info[1] == PRODUCT.encode()
+            assert info[2] == __version__.encode()
+        finally:
+            client.close()
+        rc, _, text = await mbpoll(port, 101, 0, None, "--", "5")
+        assert rc != 0 and "Illegal function" in text, text
+        rc, _, text = await mbpoll(port, 101, 12100, 1)
+        assert rc != 0 and "Illegal data address" in text, text
+        rc, _, text = await mbpoll(port, 50, 0, 1)
+        assert rc != 0 and "Gateway path unavailable" in text, text
+
+
+async def test_data_age_register_counts_seconds_since_the_values_were_read() -> None:
+    async with GatewayHarness(modbus_config(2, 1)) as h:
+        svc = plugin.service(h.gateway)
+        client = await _client(port_of(h))
+        try:
+            never = (await client.read_holding_registers(20, count=2, device_id=102)).registers
+            assert never == [int(Quality.OFFLINE), 0xFFFF]
+            h.publish("S1", make_reading(4, read_at=time.time() - 100), Quality.GOOD)
+            await h.wait_until(lambda: svc.store.units[101].good, what="S1 image")
+            age = (await client.read_holding_registers(21, count=1, device_id=101)).registers[0]
+            assert 100 <= age < 130
+        finally:
+            client.close()
+
+
+async def test_gateway_alarms_reach_the_extension_registers(tmp_path: Path) -> None:
+    cfg = modbus_config(2, 1)
+    cfg["gateway"]["data_dir"] = str(tmp_path)
+    cfg["alarms"] = {"rules": {"cell_voltage_high": {"on_delay_s": 0, "off_delay_s": 0}}}
+    async with GatewayHarness(cfg, alarms=True) as h:
+        svc = plugin.service(h.gateway)
+        reading = make_reading(8)
+        hot = tuple(
+            replace(c, voltage_v=2.65) if c.index == 3 else c for c in reading.cells
+        )  # cell 3 above the 2.40 V default limit
+        h.publish("S1", replace(reading, cells=hot), Quality.GOOD)
+        await h.wait_until(
+            lambda: svc.store.units[101].regs[cell_register(3, 7)] & 1 << 8,
+            what="cell 3 voltage-high bit in the image",
+        )
+        client = await _client(port_of(h))
+        try:
+            ext = (await client.read_holding_registers(20, count=4, device_id=101)).registers
+            assert ext[2] >= 1 and ext[3] >= 2  # active alarms, highest severity >= alarm
+            bits = await client.read_holding_registers(cell_register(3, 7), count=1, device_id=101)
+            assert bits.registers[0] & 1 << 8
+            other = await client.read_holding_registers(cell_register(4, 7), count=1, device_id=101)
+            assert not other.registers[0] & 1 << 8
+            ups = (await client.read_holding_registers(22, count=1, device_id=1)).registers
+            assert ups[0] >= 1
+        finally:
+            client.close()

@@ -1,0 +1,66 @@
+"""Helpers shared by the Modbus TCP tests (no tests here): config, mbpoll, decoding.
+
+Expected values always come from what the gateway holds (its snapshot),
+decoded with the same map the server uses, so a test compares the wire
+against the model, never against constants copied from the implementation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from btms_gateway.core.testing import plant_config
+from btms_gateway.plugins.modbus_tcp import plugin
+from btms_gateway.plugins.modbus_tcp.map import Point, decode, point
+from conftest import require_tool
+
+LINE = re.compile(r"^\[(\d+)\]:\s+(-?\d+)", re.M)
+
+
+def modbus_config(strings: int = 4, ups: int = 2, **settings: Any) -> dict[str, Any]:
+    """Published readings stay GOOD for a minute (the engine would mark them
+    STALE after the default 2 s, making value tests depend on machine load)."""
+    return plant_config(
+        strings=strings,
+        ups=ups,
+        plugins={"modbus_tcp": {"port": 0, **settings}},
+        stale_after_s=60.0,
+    )
+
+
+def port_of(harness: Any) -> int:
+    return plugin.service(harness.gateway).port
+
+
+async def mbpoll(
+    port: int, unit: int, ref: int, count: int | None, *extra: str
+) -> tuple[int, dict[int, int], str]:
+    """Run Debian's mbpoll once (0-based references) and parse ``[ref]: value`` lines;
+    ``count=None`` with values after "--" in ``extra`` writes them."""
+    exe = require_tool("mbpoll", "mbpoll")
+    proc = await asyncio.create_subprocess_exec(
+        exe, "-m", "tcp", "-0", "-1", "-o", "2", "-p", str(port), "-a", str(unit),
+        "-r", str(ref), *(["-c", str(count)] if count else []), "127.0.0.1", *extra,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    text = out.decode() + err.decode()
+    values = {int(m[1]): int(m[2]) for m in LINE.finditer(out.decode())}
+    return proc.returncode or 0, values, text
+
+
+def wire(name: str, regs: list[int], offset: int = 0, high_first: bool = True) -> float | int:
+    """Decode one map point out of a block of registers read starting at ``offset``."""
+    p: Point = point(name)
+    start = p.offset - offset
+    return decode(p, regs[start : start + p.words], high_first)
+
+
+def close_to(value: float | int, expected: float | None, name: str) -> bool:
+    """Equal within half a count of the point's resolution (the encoder rounds)."""
+    p = point(name)
+    assert expected is not None, f"{name}: the gateway holds no value"
+    tolerance = (p.scale or 1) / 2 + 1e-9
+    return abs(value - expected) <= tolerance

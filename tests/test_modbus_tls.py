@@ -1,0 +1,157 @@
+"""Modbus/TCP Security: a TLS listener that requires a client certificate from our CA."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import ssl
+from pathlib import Path
+
+import pytest
+from btms_gateway.core.config_load import ConfigError
+from btms_gateway.core.plugin_manager import create_manager
+from btms_gateway.core.registry import validate_config
+from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.plugins.modbus_tcp import plugin
+from btms_gateway.plugins.modbus_tcp.settings import ModbusTcpSettings
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from pydantic import ValidationError
+from pymodbus.client import AsyncModbusTlsClient
+from test_modbus_support import modbus_config
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+Key = ec.EllipticCurvePrivateKey
+
+
+def _cert(
+    subject: str, key: Key, issuer: tuple[str, Key] | None, *, ca: bool = False,
+    server: bool = False,
+) -> x509.Certificate:  # fmt: skip
+    now = datetime.datetime.now(datetime.UTC)
+    issuer_name, issuer_key = (subject, key) if issuer is None else issuer
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(_name(issuer_name))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+    else:
+        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    if server:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _write(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> tuple[str, str]:
+    crt, pem = path.with_suffix(".crt"), path.with_suffix(".key")
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(crt), str(pem)
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> dict[str, str]:
+    """A CA, a server certificate for 127.0.0.1, and a client certificate, all ECDSA P-256."""
+    ca_key, srv_key, cli_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    ca = _cert("test-ca", ca_key, None, ca=True)
+    ca_crt, _ = _write(tmp_path / "ca", ca, ca_key)
+    srv_crt, srv_key_path = _write(
+        tmp_path / "server", _cert("gateway", srv_key, ("test-ca", ca_key), server=True), srv_key
+    )
+    cli_crt, cli_key_path = _write(
+        tmp_path / "client", _cert("scada", cli_key, ("test-ca", ca_key)), cli_key
+    )
+    return {
+        "ca": ca_crt,
+        "server_crt": srv_crt,
+        "server_key": srv_key_path,
+        "client_crt": cli_crt,
+        "client_key": cli_key_path,
+    }
+
+
+def _client_ctx(pki: dict[str, str], with_cert: bool) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(pki["ca"])
+    if with_cert:
+        ctx.load_cert_chain(pki["client_crt"], pki["client_key"])
+    return ctx
+
+
+async def _tls_read(port: int, ctx: ssl.SSLContext) -> list[int] | None:
+    client = AsyncModbusTlsClient("127.0.0.1", port=port, sslctx=ctx, timeout=2, retries=0)
+    try:
+        if not await client.connect():
+            return None
+        rr = await client.read_holding_registers(0, count=2, device_id=101)
+        return None if rr.isError() else list(rr.registers)
+    except Exception:  # handshake refused / connection closed
+        return None
+    finally:
+        client.close()
+
+
+async def test_tls_client_with_a_valid_certificate_reads_one_without_is_refused(
+    pki: dict[str, str],
+) -> None:
+    tls = {
+        "enabled": True,
+        "port": 0,
+        "certfile": pki["server_crt"],
+        "keyfile": pki["server_key"],
+        "cafile": pki["ca"],
+    }
+    async with GatewayHarness(modbus_config(2, 1, tls=tls)) as h:
+        port = plugin.service(h.gateway).tls_port
+        assert await _tls_read(port, _client_ctx(pki, with_cert=True)) == [1, 2]
+        assert await _tls_read(port, _client_ctx(pki, with_cert=False)) is None
+        # and the certificate-holding client is still served afterwards
+        assert await _tls_read(port, _client_ctx(pki, with_cert=True)) == [1, 2]
+
+
+def test_tls_settings_name_missing_files(tmp_path: Path) -> None:
+    tls = {
+        "enabled": True,
+        "certfile": str(tmp_path / "nope.crt"),
+        "keyfile": str(tmp_path / "nope.key"),
+        "cafile": str(tmp_path / "ca.crt"),
+    }
+    cfg = plant_config(plugins={"modbus_tcp": {"tls": tls}})
+    with pytest.raises(
+        ConfigError, match=r"plugins\.modbus_tcp\.tls\.certfile: expected an existing file"
+    ):
+        validate_config(cfg, "<test>", create_manager())
+    with pytest.raises(ValidationError, match=r"cafile when enabled = true"):
+        ModbusTcpSettings.model_validate(
+            {"tls": {"enabled": True, "certfile": __file__, "keyfile": __file__}}
+        )
+    # a disabled TLS section is not checked
+    ModbusTcpSettings.model_validate({"tls": {"enabled": False, "certfile": "/nope"}})

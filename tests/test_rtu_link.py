@@ -1,0 +1,312 @@
+"""The RTU link over real pseudo-terminals (and TCP): every fault kind becomes
+the right ErrorKind and counter, bad frames are never decoded, the next good
+request recovers, and a vanished port is reopened."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+import tty
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from btms_gateway.core.config import BusConfig
+from btms_gateway.core.profiles import ErrorKind, PollError
+from btms_gateway.protocols.bmsm.simulator import Fault, Simulator
+from btms_gateway.protocols.rtu import framing, open_link
+from btms_gateway.protocols.rtu.link import RtuLink
+
+# -- the pure classification -------------------------------------------------
+
+
+def _ok(slave: int = 1, regs: tuple[int, ...] = (1, 2)) -> bytes:
+    return framing.read_reply(slave, list(regs))
+
+
+def _kind(buf: bytes, slave: int = 1, count: int = 2) -> ErrorKind:
+    with pytest.raises(PollError) as err:
+        framing.classify(buf, slave, count)
+    return err.value.kind
+
+
+def test_request_frame_is_exact_rtu() -> None:
+    # The canonical example: slave 1, read 2 registers from 0 -> CRC C4 0B.
+    assert framing.read_request(1, 0, 2) == bytes.fromhex("010300000002c40b")
+
+
+def test_classification() -> None:
+    assert framing.classify(_ok(), 1, 2) == [1, 2]
+    assert _kind(b"") is ErrorKind.TIMEOUT
+    assert _kind(_ok()[:-3]) is ErrorKind.SHORT_FRAME
+    bad = _ok()[:-1] + bytes([_ok()[-1] ^ 1])
+    assert _kind(bad) is ErrorKind.CRC
+    assert _kind(b"\x00\x55" + _ok()) is ErrorKind.CRC  # garbage before
+    assert _kind(_ok() + b"\x12\x34") is ErrorKind.CRC  # garbage after, same burst
+    assert _kind(_ok(slave=2)) is ErrorKind.SHORT_FRAME  # wrong slave echo
+    assert _kind(_ok(regs=(1, 2, 3))) is ErrorKind.SHORT_FRAME  # wrong length
+    assert _kind(framing.adu(1, b"\x04\x04\x00\x01\x00\x02")) is ErrorKind.SHORT_FRAME  # fc
+    with pytest.raises(PollError) as err:
+        framing.classify(framing.exception_reply(1, 3, 2), 1, 2)
+    assert err.value.kind is ErrorKind.EXCEPTION and err.value.exception_code == 2
+
+
+# -- the simulator over a pty ----------------------------------------------------
+
+
+async def _open(sim: Simulator, **kw: object) -> RtuLink:
+    link = open_link(sim.bus_config(**({"timeout_s": 0.3, "retries": 0} | kw)))
+    await link.open()
+    return link
+
+
+FAULTS = [
+    (Fault.NO_REPLY, ErrorKind.TIMEOUT),
+    (Fault.BAD_CRC, ErrorKind.CRC),
+    (Fault.TRUNCATED, ErrorKind.SHORT_FRAME),
+    (Fault.GARBAGE, ErrorKind.CRC),
+    (Fault.EXCEPTION, ErrorKind.EXCEPTION),
+    (Fault.VANISH, ErrorKind.TIMEOUT),
+]
+
+
+@pytest.mark.parametrize(("fault", "kind"), FAULTS, ids=[f.value for f, _ in FAULTS])
+async def test_fault_kind_counter_and_recovery(fault: Fault, kind: ErrorKind) -> None:
+    with Simulator([1, 2], cells=4, baud=115200, frozen=True, seed=2) as sim:
+        link = await _open(sim)
+        try:
+            sim.inject(1, fault, seconds=0.3)
+            with pytest.raises(PollError) as err:
+                await link.read_holding_registers(1, 1000, 4)
+            assert err.value.kind is kind
+            if fault is Fault.VANISH:
+                sim.restore(1)
+            # the neighbour and then the same slave answer fine right after
+            assert await link.read_holding_registers(2, 0, 16) == sim.model(2).read(0, 16)
+            good = await link.read_holding_registers(1, 1000, 4)
+        finally:
+            await link.close()
+        served = sim.truth_log
+    assert good == sim.model(1).read(1000, 4)
+    assert served[0].fault == fault.value and served[0].words is None
+    for c in (link.counters, link.counters_for(1)):
+        assert c.errors[kind] == 1
+        assert sum(c.errors.values()) == 1
+    assert link.counters.requests == 3 and link.counters_for(1).requests == 2
+    assert link.counters_for(2).errors[kind] == 0 and link.counters_for(2).responses == 1
+    expected_responses = 1 + (kind is ErrorKind.EXCEPTION)
+    assert link.counters_for(1).responses == expected_responses
+    assert link.counters_for(1).last_error is not None
+    if kind is ErrorKind.EXCEPTION:
+        assert err.value.exception_code == 4
+
+
+async def test_bad_frames_are_never_decoded_even_when_they_hold_data() -> None:
+    """Each bad reply carries real register words (see the truth log's
+    requests); the link raises instead of returning any of them."""
+    with Simulator([1], cells=8, baud=115200, frozen=True, seed=9) as sim:
+        link = await _open(sim)
+        try:
+            for fault in (Fault.BAD_CRC, Fault.GARBAGE, Fault.TRUNCATED):
+                for _ in range(5):
+                    sim.inject(1, fault)
+                    with pytest.raises(PollError):
+                        await link.read_holding_registers(1, 1000, 8)
+            assert link.counters.responses == 0
+            assert await link.read_holding_registers(1, 1000, 8) == sim.model(1).read(1000, 8)
+        finally:
+            await link.close()
+    assert link.counters.errors[ErrorKind.CRC] == 10
+    assert link.counters.errors[ErrorKind.SHORT_FRAME] == 5
+
+
+async def test_retries_and_the_per_call_override() -> None:
+    with Simulator([1], cells=2, baud=115200, frozen=True) as sim:
+        link = await _open(sim, retries=2)
+        try:
+            sim.inject(1, Fault.NO_REPLY, times=2)
+            assert await link.read_holding_registers(1, 0, 16) == sim.model(1).read(0, 16)
+            assert link.counters.requests == 3
+            assert link.counters.errors[ErrorKind.TIMEOUT] == 2
+            sim.inject(1, Fault.NO_REPLY)
+            with pytest.raises(PollError):  # retries=0: one timeout, no more
+                await link.read_holding_registers(1, 0, 16, retries=0)
+            assert link.counters.requests == 4
+            sim.inject(1, Fault.EXCEPTION, times=3)  # an exception is never retried
+            with pytest.raises(PollError):
+                await link.read_holding_registers(1, 0, 16)
+            assert link.counters.requests == 5
+        finally:
+            await link.close()
+
+
+async def test_rtu_over_tcp() -> None:
+    with Simulator([5], cells=3, baud=115200, frozen=True, transport="tcp") as sim:
+        link = await _open(sim)
+        try:
+            assert link.is_open
+            assert await link.read_holding_registers(5, 1000, 3) == sim.model(5).read(1000, 3)
+            sim.inject(5, Fault.BAD_CRC)
+            with pytest.raises(PollError) as err:
+                await link.read_holding_registers(5, 1000, 3)
+            assert err.value.kind is ErrorKind.CRC
+            assert await link.read_holding_registers(5, 0, 16) == sim.model(5).read(0, 16)
+        finally:
+            await link.close()
+
+
+async def test_tcp_connection_lost_and_reconnected() -> None:
+    with Simulator([5], cells=3, baud=115200, frozen=True, transport="tcp") as sim:
+        link = await _open(sim)
+        try:
+            assert await link.read_holding_registers(5, 0, 16)
+            sim.unplug()  # the converter reboots: connection and listener gone
+            with pytest.raises(PollError) as err:
+                await link.read_holding_registers(5, 0, 16)
+            assert err.value.kind is ErrorKind.PORT and not link.is_open
+            sim.replug()
+            await link.open()
+            assert await link.read_holding_registers(5, 0, 16) == sim.model(5).read(0, 16)
+        finally:
+            await link.close()
+
+
+async def test_tcp_converter_gone_is_a_port_error() -> None:
+    with Simulator([5], cells=1, baud=115200, transport="tcp") as sim:
+        bus = sim.bus_config(timeout_s=0.1)
+    link = open_link(bus)
+    with pytest.raises(PollError) as err:
+        await link.open()
+    assert err.value.kind is ErrorKind.PORT and not link.is_open
+
+
+async def test_missing_port_is_a_port_error(tmp_path: Path) -> None:
+    bus = BusConfig(name="b", port=str(tmp_path / "ttyUSB9"), wait_for_port=True)
+    link = open_link(bus)
+    with pytest.raises(PollError) as err:
+        await link.open()
+    assert err.value.kind is ErrorKind.PORT and "ttyUSB9" in err.value.detail
+    with pytest.raises(PollError) as err:
+        await link.read_holding_registers(1, 0, 1)
+    assert err.value.kind is ErrorKind.PORT
+
+
+async def test_rs485_rts_mode_on_a_pty_fails_clearly() -> None:
+    with Simulator([1], cells=1, baud=115200) as sim:
+        link = open_link(sim.bus_config(rs485_direction="rts"))
+        with pytest.raises(PollError) as err:
+            await link.open()
+    assert err.value.kind is ErrorKind.PORT
+    assert "rs485_direction" in err.value.detail and "TIOCSRS485" in err.value.detail
+    assert not link.is_open
+
+
+async def test_unplug_closes_the_link_and_replug_reopens(tmp_path: Path) -> None:
+    path = str(tmp_path / "ttyUSB0")
+    with Simulator([1], cells=2, baud=115200, frozen=True, link=path) as sim:
+        link = await _open(sim)
+        try:
+            assert await link.read_holding_registers(1, 0, 16)
+            sim.unplug()
+            assert not os.path.exists(path)
+            with pytest.raises(PollError) as err:
+                await link.read_holding_registers(1, 0, 16)
+            assert err.value.kind is ErrorKind.PORT and not link.is_open
+            with pytest.raises(PollError) as err:  # still gone: reopening fails
+                await link.open()
+            assert err.value.kind is ErrorKind.PORT
+            sim.replug()
+            await link.open()
+            assert await link.read_holding_registers(1, 0, 16) == sim.model(1).read(0, 16)
+        finally:
+            await link.close()
+    assert link.counters.errors[ErrorKind.PORT] >= 1
+
+
+async def test_line_settings_are_applied() -> None:
+    """Even parity and two stop bits: 12-bit characters stretch the gap."""
+    with Simulator([1], cells=1, baud=9600, parity="E", stopbits=2, frozen=True) as sim:
+        bus = sim.bus_config()
+        assert bus.char_time_s() == 12 / 9600
+        link = await _open(sim)
+        try:
+            assert link._transport._ser.parity == "E"  # type: ignore[attr-defined]
+            assert link._transport._ser.stopbits == 2  # type: ignore[attr-defined]
+            assert await link.read_holding_registers(1, 0, 16) == sim.model(1).read(0, 16)
+        finally:
+            await link.close()
+
+
+# -- a scripted slave for replies the simulator never sends -----------------------
+
+
+@contextmanager
+def scripted_slave(replies: list[bytes | tuple[bytes, bytes]]) -> Iterator[str]:
+    """A pty whose other end answers each 8-byte request with the next reply
+    (a tuple: a reply, then stray bytes 10 ms later, as a separate burst)."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    path = os.ttyname(slave)
+
+    def serve() -> None:
+        for reply in replies:
+            got = b""
+            while len(got) < 8:
+                try:
+                    got += os.read(master, 8 - len(got))
+                except OSError:
+                    return
+            if isinstance(reply, tuple):
+                os.write(master, reply[0])
+                time.sleep(0.01)
+                os.write(master, reply[1])
+            else:
+                os.write(master, reply)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        yield path
+    finally:
+        os.close(master)
+        os.close(slave)
+        t.join(timeout=2)
+
+
+async def test_wrong_echo_and_stray_bytes() -> None:
+    good = framing.read_reply(1, [7])
+    replies = [
+        framing.read_reply(9, [7]),  # another slave answers
+        framing.adu(1, b"\x04\x02\x00\x07"),  # wrong function echo
+        framing.read_reply(1, [7, 8]),  # wrong byte count
+        good + b"\xff\xfe",  # garbage glued after a good frame: CRC
+        (good, b"\xff\xfe"),  # a late burst: stray bytes before the next request
+        good,
+    ]
+    with scripted_slave(replies) as path:
+        link = open_link(BusConfig(name="b", port=path, baudrate=115200, timeout_s=0.15, retries=0))
+        await link.open()
+        kinds = []
+        try:
+            for _ in range(3):
+                with pytest.raises(PollError) as err:
+                    await link.read_holding_registers(1, 0, 1)
+                kinds.append(err.value.kind)
+            with pytest.raises(PollError) as err:
+                await link.read_holding_registers(1, 0, 1)
+            kinds.append(err.value.kind)
+            assert await link.read_holding_registers(1, 0, 1) == [7]
+            deadline = time.monotonic() + 5
+            while not link._transport.rx and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            assert link._transport.rx == b"\xff\xfe"
+            assert await link.read_holding_registers(1, 0, 1) == [7]
+        finally:
+            await link.close()
+    assert kinds == [ErrorKind.SHORT_FRAME] * 3 + [ErrorKind.CRC]
+    assert link.counters.errors[ErrorKind.CRC] == 2  # the glued garbage + the stray burst
+    assert link.counters_for(1).errors[ErrorKind.CRC] == 1  # strays blame no slave
+    assert link.counters.responses == link.counters_for(1).responses == 2

@@ -1,0 +1,216 @@
+"""The BM-SM simulator as a device and as a user command: realistic, seeded,
+controllable values; faults on demand and at rates; a bounded truth log."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+
+import pytest
+from btms_gateway.core.config import BusConfig
+from btms_gateway.core.model import StringState
+from btms_gateway.core.profiles import PollError
+from btms_gateway.protocols.bmsm.poller import BmsmPoller
+from btms_gateway.protocols.bmsm.simulator import Fault, Simulator, StringModel
+from btms_gateway.protocols.bmsm.simulator.cli import simulate
+from btms_gateway.protocols.bmsm.simulator.faults import parse_rates
+from btms_gateway.protocols.rtu import open_link
+from click.testing import CliRunner
+from conftest import require_tool
+
+
+def test_same_seed_same_string_different_seed_different() -> None:
+    a = StringModel.create(1, 120, seed=4).expected_reading()
+    b = StringModel.create(1, 120, seed=4).expected_reading()
+    c = StringModel.create(1, 120, seed=5).expected_reading()
+    assert a == b
+    assert a.cells != c.cells
+
+
+def test_float_string_is_realistic() -> None:
+    m = StringModel.create(1, 120, seed=1)
+    r = m.expected_reading()
+    volts = [c.voltage_v for c in r.cells]
+    assert r.state is StringState.FLOAT_CHARGE and r.current_a > 0 and r.soc_pct == 100
+    assert 2.20 < min(volts) < max(volts) < 2.30  # float charge, per-cell spread
+    assert r.voltage_v == pytest.approx(sum(volts), abs=0.01)
+    res = sorted(c.resistance_mohm for c in r.cells)
+    assert r.cells[m.weak_cell].resistance_mohm == res[-1] > 1.2 * res[len(res) // 2]
+
+
+def test_discharge_string_moves_slowly_and_freezes() -> None:
+    m = StringModel.create(2, 24, seed=1, mode="discharge")
+    before = m.expected_reading()
+    assert before.state is StringState.DISCHARGE and before.current_a < 0
+    weak_r = m.cells[m.weak_cell].resistance_mohm
+    for _ in range(60):
+        m.step(1.0)
+    after = m.expected_reading()
+    assert after.soc_pct < before.soc_pct
+    assert m.cells[m.weak_cell].resistance_mohm > weak_r  # the weak cell drifts up
+    assert after.cells != before.cells
+    m.frozen = True
+    for _ in range(60):
+        m.step(1.0)
+    assert m.expected_reading() == after
+
+
+def test_fault_rates_parse_with_clear_errors() -> None:
+    assert parse_rates(["bad_crc=0.1", "vanish=0"]) == {Fault.BAD_CRC: 0.1, Fault.VANISH: 0.0}
+    with pytest.raises(ValueError, match="unknown fault 'crc'"):
+        parse_rates(["crc=0.1"])
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        parse_rates(["no_reply=2"])
+
+
+async def _faults_seen(seed: int) -> list[str | None]:
+    rates = {Fault.BAD_CRC: 0.2, Fault.EXCEPTION: 0.2, Fault.NO_REPLY: 0.1}
+    with Simulator([1], cells=2, baud=115200, seed=seed, rates=rates, frozen=True) as sim:
+        link = open_link(sim.bus_config(timeout_s=0.05, retries=0))
+        await link.open()
+        try:
+            for _ in range(25):
+                with contextlib.suppress(PollError):
+                    await link.read_holding_registers(1, 0, 16)
+        finally:
+            await link.close()
+        return [t.fault for t in sim.truth_log]
+
+
+async def test_fault_rates_are_deterministic_with_a_seed() -> None:
+    first, again = await _faults_seen(11), await _faults_seen(11)
+    assert first == again
+    assert {Fault.BAD_CRC.value, Fault.EXCEPTION.value} <= set(first)
+    assert first.count(None) > 5
+
+
+async def test_truth_log_is_bounded_and_matches_what_was_served() -> None:
+    with Simulator([1], cells=3, baud=115200, frozen=True, log_size=5) as sim:
+        link = open_link(sim.bus_config(timeout_s=0.2))
+        await link.open()
+        try:
+            r = await BmsmPoller(link, 1).poll()
+            r2 = await BmsmPoller(link, 1).poll()
+        finally:
+            await link.close()
+        log = sim.truth_log
+    assert len(log) == 5  # 14 replies served, the newest 5 kept
+    assert [(t.address, t.count) for t in log] == [
+        (1200, 3),
+        (1400, 3),
+        (1600, 3),
+        (1800, 3),
+        (2000, 3),
+    ]
+    assert log[0].words == tuple(round(c.resistance_mohm * 1000) for c in r.cells)
+    assert r == r2.__class__(**{**{f: getattr(r2, f) for f in r2.__slots__}, "read_at": r.read_at})
+
+
+async def test_tests_set_a_value_and_the_poller_reads_it() -> None:
+    with Simulator([3], cells=6, baud=115200, seed=2) as sim:
+        sim.freeze()
+        sim.set_cell(3, 5, voltage_v=2.171, temperature_c=31.7)
+        link = open_link(sim.bus_config(timeout_s=0.2))
+        await link.open()
+        try:
+            r = await BmsmPoller(link, 3).poll()
+        finally:
+            await link.close()
+        assert r.cells[4].voltage_v == 2.171 and r.cells[4].temperature_c == 31.7
+        assert r.cells == sim.expected(3).cells
+        assert r.voltage_v == sim.expected(3).voltage_v
+
+
+async def test_a_vanished_slave_comes_back_by_itself() -> None:
+    with Simulator([1], cells=2, baud=115200, frozen=True) as sim:
+        link = open_link(sim.bus_config(timeout_s=0.05, retries=0))
+        await link.open()
+        try:
+            sim.inject(1, Fault.VANISH, seconds=0.3)
+            failures = 0
+            for _ in range(200):  # bounded: at most ~200 x 60 ms
+                try:
+                    await link.read_holding_registers(1, 0, 16)
+                    break
+                except PollError:
+                    failures += 1
+            else:
+                pytest.fail("the slave never came back")
+        finally:
+            await link.close()
+    assert failures >= 2
+
+
+def test_cli_rejects_bad_options() -> None:
+    runner = CliRunner()
+    r = runner.invoke(simulate, ["--fault", "crc=0.1"])
+    assert r.exit_code == 2 and "unknown fault 'crc'" in r.output
+    r = runner.invoke(simulate, ["--tcp", "nohost"])
+    assert r.exit_code == 2 and "HOST:PORT" in r.output
+    r = runner.invoke(simulate, ["--slaves", "1,1"])
+    assert r.exit_code == 2 and "distinct" in r.output
+    r = runner.invoke(simulate, ["--pty", "--tcp", "127.0.0.1:0"])
+    assert r.exit_code == 2
+
+
+async def test_simulate_command_serves_a_pty_a_gateway_can_poll() -> None:
+    """The user feature end to end: `btms-gateway simulate` in its own
+    process, its printed pty polled through the real link and poller."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "btms_gateway.core", "simulate", "--slaves", "4,5",
+        "--cells", "8", "--baud", "115200", "--pty", "--seed", "3", "--duration", "60",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        path = None
+        async with asyncio.timeout(30):
+            while path is None:
+                line = (await proc.stdout.readline()).decode()  # type: ignore[union-attr]
+                assert line, (await proc.stderr.read()).decode()  # type: ignore[union-attr]
+                if line.startswith("serial port: "):
+                    path = line.split(": ", 1)[1].strip()
+        link = open_link(BusConfig(name="b", port=path, baudrate=115200, timeout_s=0.3))
+        await link.open()
+        try:
+            r4 = await BmsmPoller(link, 4).poll()
+            r5 = await BmsmPoller(link, 5).poll()
+        finally:
+            await link.close()
+        assert r4.cell_count == r5.cell_count == 8
+        assert r4.cells != r5.cells
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(proc.communicate(), 10)
+    assert "served 14 requests" in out.decode()
+
+
+async def test_serial_port_mode_through_a_socat_null_modem() -> None:
+    """--port: the simulator drives an existing serial device. socat links two
+    ptys like a null-modem cable; the gateway side opens the other end."""
+    socat = require_tool("socat", "socat")
+    proc = await asyncio.create_subprocess_exec(
+        socat, "-d", "-d", "pty,raw,echo=0", "pty,raw,echo=0", stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        ptys: list[str] = []
+        async with asyncio.timeout(10):
+            while len(ptys) < 2:
+                line = (await proc.stderr.readline()).decode()  # type: ignore[union-attr]
+                assert line, "socat exited"
+                if "PTY is " in line:
+                    ptys.append(line.rsplit("PTY is ", 1)[1].strip())
+        with Simulator(
+            [6], cells=5, baud=115200, frozen=True, transport="serial", port=ptys[0]
+        ) as sim:
+            link = open_link(BusConfig(name="b", port=ptys[1], baudrate=115200, timeout_s=0.3))
+            await link.open()
+            try:
+                r = await BmsmPoller(link, 6).poll()
+            finally:
+                await link.close()
+            assert r.cells == sim.expected(6).cells
+    finally:
+        proc.terminate()
+        await proc.wait()

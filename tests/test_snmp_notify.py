@@ -1,0 +1,172 @@
+"""Notifications as snmptrapd receives and decodes them (with the MIB loaded):
+v2c and v3 traps, informs, a dead receiver, string quality changes.
+
+Alarm events are emitted with ``gateway.emit`` (what the alarm engine does
+when it commits an event), one receiver per snmptrapd.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from btms_gateway.core.alarm_types import AlarmEvent, EventKind, ObjectPath, Severity
+from btms_gateway.core.model import Quality
+from btms_gateway.core.testing import GatewayHarness, make_reading, plant_config
+from btms_gateway.plugins.snmp import plugin
+from test_snmp_support import (
+    USERS,
+    V2C,
+    TrapReceiver,
+    agent_address,
+    free_udp_port,
+    net_snmp,
+    snmp_settings,
+)
+
+pytestmark = pytest.mark.peer
+
+ENGINE_ID = "80001f88046274657374"  # fixed, so snmptrapd can hold the v3 trap user
+
+
+def harness(*receivers: dict[str, object], **settings: object) -> GatewayHarness:
+    snmp = snmp_settings(receivers=list(receivers), engine_id=ENGINE_ID, **settings)
+    return GatewayHarness(plant_config(strings=2, ups=1, plugins={"snmp": snmp}))
+
+
+def event(kind: EventKind, seq: int = 1, value: float = 2.451, by: str | None = None) -> AlarmEvent:
+    return AlarmEvent(
+        seq=seq,
+        kind=kind,
+        alarm_id="cell_voltage_high:S1:7",
+        rule="cell_voltage_high",
+        severity=Severity.ALARM,
+        path=ObjectPath("UPS1", "S1", 7),
+        value=value,
+        limit=2.40,
+        unit="V",
+        message=f"cell 7 voltage {kind.value}",
+        at=time.time(),
+        by=by,
+    )
+
+
+async def raise_and_clear(h: GatewayHarness, receiver: TrapReceiver) -> None:
+    h.gateway.emit(event(EventKind.RAISED))
+    raised = await receiver.wait_for("btmsTrapAlarmRaised")
+    for expected in (
+        "btmsNotifAlarmId.0 = STRING: cell_voltage_high:S1:7",
+        "btmsNotifObject.0 = STRING: UPS1/S1/7",
+        "btmsNotifSeverity.0 = INTEGER: alarm(2)",
+        "btmsNotifValue.0 = STRING: 2.451",
+        "btmsNotifLimit.0 = STRING: 2.4",
+        "btmsNotifUnit.0 = STRING: V",
+        "btmsNotifTime.0 = STRING: 20",
+    ):
+        assert expected in raised, raised
+    h.gateway.emit(event(EventKind.CLEARED, seq=2, value=2.31))
+    cleared = await receiver.wait_for("btmsTrapAlarmCleared")
+    assert "btmsNotifValue.0 = STRING: 2.31" in cleared
+
+
+async def test_v2c_trap_raise_and_clear_and_alarm_table() -> None:
+    async with TrapReceiver() as rx, harness(rx.receiver("noc-v2c")) as h:
+        await rx.wait_for("snmpTrapOID.0 = OID: SNMPv2-MIB::coldStart")
+        h.gateway.emit(event(EventKind.RAISED))
+        await rx.wait_for("btmsTrapAlarmRaised")
+        table = await net_snmp(
+            "snmpwalk", *V2C, agent_address(), "BTMS-GATEWAY-MIB::btmsAlarmTable"
+        )
+        assert 'btmsAlarmId.1 = STRING: "cell_voltage_high:S1:7"' in table.stdout or (
+            "btmsAlarmId.1 = STRING: cell_voltage_high:S1:7" in table.stdout
+        ), table.stdout
+        assert "btmsAlarmSeverity.1 = INTEGER: alarm(2)" in table.stdout
+        h.gateway.emit(event(EventKind.ACKNOWLEDGED, seq=2, by="operator-1"))
+        acked = await rx.wait_for("btmsTrapAlarmAcknowledged")
+        assert "btmsNotifAckBy.0 = STRING: operator-1" in acked
+        h.gateway.emit(event(EventKind.CLEARED, seq=3, value=2.31))
+        await rx.wait_for("btmsTrapAlarmCleared")
+        table = await net_snmp(
+            "snmpwalk", *V2C, agent_address(), "BTMS-GATEWAY-MIB::btmsAlarmTable"
+        )
+        assert "btmsAlarmId" not in table.stdout
+
+
+async def test_v3_authpriv_trap_raise_and_clear() -> None:
+    async with (
+        TrapReceiver(engine_id_hex=ENGINE_ID) as rx,
+        harness(rx.receiver("noc-v3", "v3")) as h,
+    ):
+        await raise_and_clear(h, rx)
+        assert plugin.current().stats.notifications_sent >= 3  # coldStart, raise, clear
+
+
+@pytest.mark.parametrize("version", ["v2c", "v3"])
+async def test_inform_is_acknowledged(version: str) -> None:
+    async with TrapReceiver() as rx, harness(rx.receiver("noc", version, "inform")) as h:
+        await raise_and_clear(h, rx)
+        receiver = plugin.current().notifier.receivers[0]
+        # an inform counts as sent only once snmptrapd's response arrived
+        await h.wait_until(lambda: receiver.sent == 3, what="three acknowledged informs")
+        assert receiver.failed == 0 and plugin.current().stats.informs_failed == 0
+
+
+async def test_dead_receiver_does_not_delay_another_nor_the_agent() -> None:
+    dead = {
+        "name": "dead",
+        "port": free_udp_port(),
+        "kind": "inform",
+        "timeout_s": 30,
+        "retries": 0,
+    }
+    async with TrapReceiver() as rx, harness(dead, rx.receiver("alive")) as h:
+        await raise_and_clear(h, rx)
+        receivers = {r.settings.name: r for r in plugin.current().notifier.receivers}
+        # the live receiver got both while the dead one's informs are still unanswered
+        assert receivers["dead"].sent == 0 and receivers["dead"].failed == 0
+        r = await net_snmp("snmpget", *V2C, agent_address(), "SNMPv2-MIB::sysUpTime.0")
+        assert r.returncode == 0, r.stderr
+        for seq in range(100):  # a burst: the agent keeps answering afterwards
+            h.gateway.emit(event(EventKind.RAISED if seq % 2 == 0 else EventKind.CLEARED, seq))
+        await rx.wait_for("btmsTrapAlarmCleared", "btmsNotifAlarmId.0")
+        await h.wait_until(lambda: receivers["alive"].sent >= 103, what="burst delivered")
+        r = await net_snmp(
+            "snmpget", *V2C, agent_address(), "BTMS-GATEWAY-MIB::btmsGwNotificationsSent.0"
+        )
+        assert r.returncode == 0, r.stderr
+
+
+async def test_unacknowledged_informs_are_retried_then_counted() -> None:
+    dead = {
+        "name": "dead",
+        "port": free_udp_port(),
+        "kind": "inform",
+        "timeout_s": 0.3,
+        "retries": 1,
+    }
+    async with harness(dead) as h:
+        h.gateway.emit(event(EventKind.RAISED))
+        await h.wait_until(lambda: plugin.current().stats.informs_failed >= 2, what="failures")
+        r = await net_snmp(
+            "snmpget", *V2C, agent_address(), "BTMS-GATEWAY-MIB::btmsGwInformsFailed.0"
+        )
+        assert r.returncode == 0 and "Counter32: " in r.stdout
+
+
+async def test_string_offline_and_back_online_notifications() -> None:
+    async with TrapReceiver() as rx, harness(rx.receiver("noc")) as h:
+        reading = make_reading(3)
+        h.publish("S2", reading, Quality.GOOD)
+        h.publish("S2", reading, Quality.STALE)
+        h.publish("S2", reading, Quality.OFFLINE)
+        offline = await rx.wait_for("btmsTrapStringOffline")
+        assert "btmsStringName.2 = STRING: S2" in offline
+        assert "btmsStringQuality.2 = INTEGER: offline(3)" in offline
+        h.publish("S2", make_reading(3), Quality.GOOD)
+        online = await rx.wait_for("btmsTrapStringOnline")
+        assert "btmsStringQuality.2 = INTEGER: good(1)" in online
+        assert rx.text().count("btmsTrapStringOffline") == 1
+
+
+def test_users_fixture_has_both_protocol_generations() -> None:
+    assert {u.get("auth_protocol", "SHA-256") for u in USERS} == {"SHA", "SHA-256"}

@@ -1,0 +1,108 @@
+"""The live stream (server-sent events) read by a plain HTTP client: first
+state, pushes on change, alarm events, and a clean stop while connected."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from btms_gateway.core.alarm_types import AlarmEvent, EventKind, ObjectPath, Severity
+from btms_gateway.core.model import Quality
+from test_web_support import reading, web_gateway
+
+
+async def _events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, Any]]:
+    name, data = None, None
+    async for raw in response.content:
+        line = raw.decode().rstrip("\n")
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            data = json.loads(line[6:])
+        elif line == "" and name is not None:
+            yield name, data
+            name, data = None, None
+
+
+async def _until(stream: AsyncIterator[tuple[str, Any]], predicate: Any) -> Any:
+    """The first event for which predicate(name, data) holds (5 s deadline)."""
+
+    async def scan() -> Any:
+        async for name, data in stream:
+            if predicate(name, data):
+                return data
+        raise AssertionError("stream ended")
+
+    return await asyncio.wait_for(scan(), 5.0)
+
+
+async def test_stream_pushes_state_changes_and_alarms(tmp_path: Path) -> None:
+    async with web_gateway(tmp_path, web={"live_interval_s": 0.05}) as (h, svc):
+        h.publish("S1", reading(6, voltage_v=13.5), Quality.GOOD)
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(svc.url + "/api/stream", params={"string": "S1"}) as r,
+        ):
+            assert r.status == 200
+            assert r.headers["Content-Type"] == "text/event-stream"
+            stream = _events(r)
+            hello = await _until(stream, lambda n, d: n == "hello")
+            assert hello == {"string": "S1", "last_seq": 0}
+            first = await _until(stream, lambda n, d: n == "string")
+            assert first["reading"]["voltage_v"] == 13.5 and len(first["reading"]["cells"]) == 6
+            plant = await _until(stream, lambda n, d: n == "plant")
+            assert [s["name"] for s in plant["strings"]] == ["S1", "S2", "S3", "S4"]
+            assert plant["buses"][0]["name"] == "bus1"
+
+            h.publish("S1", reading(6, voltage_v=14.25, cell_2={"voltage_v": 2.5}), Quality.GOOD)
+            pushed = await _until(
+                stream, lambda n, d: n == "string" and d["reading"]["voltage_v"] == 14.25
+            )
+            assert pushed["reading"]["cells"][1]["voltage_v"] == 2.5
+            h.publish("S1", reading(6, voltage_v=14.25), Quality.STALE)
+            stale = await _until(
+                stream, lambda n, d: n == "plant" and d["strings"][0]["quality"] != "good"
+            )
+            assert stale["strings"][0]["quality"] == "stale"
+
+            event = AlarmEvent(
+                seq=41, kind=EventKind.RAISED, alarm_id="string_comm_lost:S2",
+                rule="string_comm_lost", severity=Severity.ALARM, path=ObjectPath("UPS2", "S2"),
+                value=1.0, limit=None, unit="", message="string S2: communication lost",
+                at=time.time(),
+            )  # fmt: skip
+            h.gateway.emit(event)
+            alarms = await _until(stream, lambda n, d: n == "alarms" and d["events"])
+            assert [e["seq"] for e in alarms["events"]] == [41]
+            assert alarms["events"][0]["message"] == "string S2: communication lost"
+            # the gateway stops while the browser is still connected: the stream ends
+            h.gateway.request_stop()
+            async with asyncio.timeout(10):
+                async for _ in stream:
+                    pass
+
+
+async def test_stream_for_unknown_string_is_404(tmp_path: Path) -> None:
+    async with (
+        web_gateway(tmp_path) as (_, svc),
+        aiohttp.ClientSession() as s,
+        s.get(svc.url + "/api/stream", params={"string": "NOPE"}) as r,
+    ):
+        assert r.status == 404
+
+
+async def test_live_clients_are_bounded(tmp_path: Path) -> None:
+    async with (
+        web_gateway(tmp_path, web={"max_live_clients": 1}) as (_, svc),
+        aiohttp.ClientSession() as s,
+        s.get(svc.url + "/api/stream") as first,
+    ):
+        await _until(_events(first), lambda n, d: n == "hello")
+        async with s.get(svc.url + "/api/stream") as second:
+            assert second.status == 503
+        assert svc.stats.refused["live_clients"] == 1
