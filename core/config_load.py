@@ -216,7 +216,9 @@ def validate(
                 )
                 continue
             try:
-                plugins[name] = model.model_validate(section)
+                # plugins may check names against the core config (strings, UPS)
+                context = {"gateway": cfg} if cfg is not None else None
+                plugins[name] = model.model_validate(section, context=context)
             except ValidationError as exc:
                 problems.extend(problems_from(exc, model, ("plugins", name)))
     if problems or cfg is None:

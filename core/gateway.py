@@ -190,7 +190,7 @@ class Gateway:
             for name, impl in implementations(self.pm, hook, only=self.enabled):
                 impls.setdefault(name, {})[hook] = impl
         for name, hooks in impls.items():
-            channel = PluginChannel(name, hooks, self.loop, self.failures)
+            channel = PluginChannel(name, hooks, self.loop, self.failures, gateway=self)
             channel.start()
             self.channels[name] = channel
 

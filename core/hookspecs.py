@@ -80,12 +80,15 @@ def shutdown(gateway: Gateway) -> Awaitable[Any] | None:
 
 
 @hookspec
-def string_reading(string: StringSnapshot, plant: PlantSnapshot) -> Awaitable[Any] | None:
+def string_reading(
+    string: StringSnapshot, plant: PlantSnapshot, gateway: Gateway
+) -> Awaitable[Any] | None:
     """A string was polled or its quality changed.
 
     ``string`` is the new snapshot of that string (check ``string.quality``:
     values are only current when it is GOOD); ``plant`` is the whole plant at
-    the same instant. Called from the plugin's own worker thread through a
+    the same instant; ``gateway`` the gateway that polled it (take only the
+    arguments you need). Called from the plugin's own worker thread through a
     queue that keeps only the newest reading per string, so a slow plugin sees
     fewer readings but never delays acquisition. Return an awaitable to have
     the work done on the gateway's event loop instead (required when touching
@@ -94,7 +97,7 @@ def string_reading(string: StringSnapshot, plant: PlantSnapshot) -> Awaitable[An
 
 
 @hookspec
-def alarm_event(event: AlarmEvent) -> Awaitable[Any] | None:
+def alarm_event(event: AlarmEvent, gateway: Gateway) -> Awaitable[Any] | None:
     """An alarm was raised, cleared or acknowledged.
 
     Delivered in order through the plugin's bounded event queue (events are

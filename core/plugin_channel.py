@@ -46,9 +46,11 @@ class PluginChannel:
         impls: dict[str, Any],
         loop: asyncio.AbstractEventLoop,
         failures: FailureLog,
+        gateway: Any = None,
         max_events: int = MAX_EVENTS,
     ) -> None:
         self.name = name
+        self._gateway = gateway
         self._impls = impls
         self._loop = loop
         self._failures = failures
@@ -70,7 +72,11 @@ class PluginChannel:
         with self._cond:
             if string.name in self._readings:
                 self.stats.readings_coalesced += 1
-            self._readings[string.name] = {"string": string, "plant": plant}
+            self._readings[string.name] = {
+                "string": string,
+                "plant": plant,
+                "gateway": self._gateway,
+            }
             self._cond.notify()
         self._check_stall()
 
@@ -114,7 +120,7 @@ class PluginChannel:
             while not (self._events or self._readings or self._stopping):
                 self._cond.wait()
             if self._events:
-                return "alarm_event", {"event": self._events.popleft()}
+                return "alarm_event", {"event": self._events.popleft(), "gateway": self._gateway}
             if self._readings:
                 key = next(iter(self._readings))
                 return "string_reading", self._readings.pop(key)

@@ -285,7 +285,7 @@ def _placeholder(a: ActiveAlarm) -> Rule:
     return Rule(
         name=a.rule, scope=d.scope if d else "string", kind=d.kind if d else "flag",
         unit=a.unit, limit=a.limit or 0.0, hysteresis=0.0, on_delay_s=0.0, off_delay_s=0.0,
-        severity=a.severity, text=d.text if d else a.rule, enabled=False, per_cell_count=False,
+        severity=a.severity, text=d.text if d else a.rule, enabled=False,
     )  # fmt: skip
 
 

@@ -60,7 +60,7 @@ class Tracker:
         out: list[Transition],
     ) -> None:
         c = self.conds.get(key)
-        on = rule.on(value, limit, hysteresis)
+        on = rule.on(value, limit)
         if c is None:
             if not on:
                 return

@@ -10,7 +10,7 @@ default is in docs/alarms.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 from ..alarm_types import ObjectPath, Severity
@@ -27,7 +27,14 @@ SEVERITIES = {"warning": Severity.WARNING, "alarm": Severity.ALARM, "critical": 
 
 
 @dataclass(frozen=True, slots=True)
-class RuleDef:
+class Rule:
+    """One rule. ``RULES`` holds the defaults (voltage limits in volts per cell);
+    :func:`resolve` gives the rule as it applies to one string, overrides
+    merged and block scaling done. For ``scale == "string"`` rules the resolved
+    ``limit``/``hysteresis`` are still per block and are multiplied by the cell
+    count at evaluation time, because auto-addressing can change the count
+    while the gateway runs."""
+
     name: str
     scope: Scope
     kind: Kind
@@ -39,7 +46,21 @@ class RuleDef:
     severity: Severity
     text: str
     enabled: bool = True
-    scale: Scale = "none"  # "block": x cells per block; "string": x cells per block x cell count
+    scale: Scale = "none"  # "block": x cells per block; "string": also x cell count
+
+    @property
+    def per_cell_count(self) -> bool:
+        return self.scale == "string"
+
+    def on(self, value: float, limit: float) -> bool:
+        """Beyond the limit: the condition that raises."""
+        return value < limit if self.kind == "low" else value > limit
+
+    def off(self, value: float, limit: float, hysteresis: float) -> bool:
+        """Back past the hysteresis band: the condition that clears."""
+        if self.kind == "low":
+            return value >= limit + hysteresis
+        return value <= limit - hysteresis
 
 
 W, A = Severity.WARNING, Severity.ALARM
@@ -81,7 +102,7 @@ _TEXT = {
 #: off by default: string SOH is derived from the weakest cell, which cell_soh_low covers
 _DISABLED = {"string_soh_low"}
 _DEFAULTS = [
-    RuleDef(n, sc, k, u, lim, h, on, off, sev, _TEXT[n], n not in _DISABLED, scale)
+    Rule(n, sc, k, u, lim, h, on, off, sev, _TEXT[n], n not in _DISABLED, scale)
     for (n, sc, k, u, lim, h, on, off, sev, scale) in _TABLE
 ]
 
@@ -94,43 +115,10 @@ ALARM_WORD_RULES: dict[str, StringAlarm] = {
 for _name, _bit in ALARM_WORD_RULES.items():
     _sev = W if _bit is StringAlarm.HALL_SENSOR_DISCONNECTED else A
     _text = "BM-SM alarm: " + (_bit.name or "").lower().replace("_", " ")
-    _DEFAULTS.append(RuleDef(_name, "string", "flag", "", 0.0, 0.0, 0, 0, _sev, _text))
+    _DEFAULTS.append(Rule(_name, "string", "flag", "", 0.0, 0.0, 0, 0, _sev, _text))
 
-RULES: dict[str, RuleDef] = {r.name: r for r in _DEFAULTS}
+RULES: dict[str, Rule] = {r.name: r for r in _DEFAULTS}
 CELL_RULES = [r.name for r in _DEFAULTS if r.scope == "cell"]
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """A rule as it applies to one string: overrides merged, block scaling done.
-
-    For ``scale == "string"`` rules ``limit``/``hysteresis`` are still per
-    block and are multiplied by the cell count at evaluation time, because
-    auto-addressing can change the count while the gateway runs.
-    """
-
-    name: str
-    scope: Scope
-    kind: Kind
-    unit: str
-    limit: float
-    hysteresis: float
-    on_delay_s: float
-    off_delay_s: float
-    severity: Severity
-    text: str
-    enabled: bool
-    per_cell_count: bool
-
-    def on(self, value: float, limit: float, hysteresis: float) -> bool:
-        """Beyond the limit: the condition that raises."""
-        return value < limit if self.kind == "low" else value > limit
-
-    def off(self, value: float, limit: float, hysteresis: float) -> bool:
-        """Back past the hysteresis band: the condition that clears."""
-        if self.kind == "low":
-            return value >= limit + hysteresis
-        return value <= limit - hysteresis
 
 
 def resolve(settings: AlarmsSection, string: str | None) -> dict[str, Rule]:
@@ -155,20 +143,9 @@ def resolve(settings: AlarmsSection, string: str | None) -> dict[str, Rule]:
             for key, val in o.model_dump(exclude_none=True).items():
                 values[key] = SEVERITIES[val] if key == "severity" else val
         factor = cpb if d.scale != "none" else 1
-        out[d.name] = Rule(
-            name=d.name,
-            scope=d.scope,
-            kind=d.kind,
-            unit=d.unit,
-            limit=round(values["limit"] * factor, 6),
-            hysteresis=round(values["hysteresis"] * factor, 6),
-            on_delay_s=values["on_delay_s"],
-            off_delay_s=values["off_delay_s"],
-            severity=values["severity"],
-            text=d.text,
-            enabled=values["enabled"],
-            per_cell_count=d.scale == "string",
-        )
+        values["limit"] = round(values["limit"] * factor, 6)
+        values["hysteresis"] = round(values["hysteresis"] * factor, 6)
+        out[d.name] = replace(d, **values)
     return out
 
 

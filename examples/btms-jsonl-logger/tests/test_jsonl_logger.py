@@ -13,8 +13,13 @@ async def test_every_reading_becomes_a_json_line(tmp_path):
         h.publish("S1", make_reading(3, current_a=-5.5))
         h.publish("S2", make_reading(3), Quality.STALE)
         lines = await h.wait_until(
-            lambda: out.exists() and len(out.read_text().splitlines()) >= 2 and
-            out.read_text().splitlines(), what="two lines in the file")
+            lambda: (
+                out.exists()
+                and len(out.read_text().splitlines()) >= 2
+                and out.read_text().splitlines()
+            ),
+            what="two lines in the file",
+        )
     records = [json.loads(line) for line in lines]
     by_name = {r["string"]["name"]: r["string"] for r in records}
     assert by_name["S1"]["reading"]["current_a"] == -5.5
