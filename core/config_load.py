@@ -100,19 +100,37 @@ def problems_from(
 
 
 def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """The keys a table at ``loc`` accepts, to suggest the one a typo meant."""
+    """The keys a table at ``loc`` accepts, to suggest the one a typo meant.
+    Steps through lists (an index in ``loc``) and dicts of models (a free key)."""
     current: Any = model
-    for part in loc:
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
         if isinstance(part, int):
             continue
         field = getattr(current, "model_fields", {}).get(part)
         if field is None:
             return []
-        current = field.annotation
-        for arg in getattr(current, "__args__", ()) or ():
-            if isinstance(arg, type) and issubclass(arg, BaseModel):
-                current = arg
+        current = _model_in(field.annotation)
+        if _is_dict(field.annotation) and parts:
+            parts.pop(0)  # the dict's own key (e.g. a string name), not a field
     return list(getattr(current, "model_fields", {}))
+
+
+def _is_dict(annotation: Any) -> bool:
+    return getattr(annotation, "__origin__", None) is dict
+
+
+def _model_in(annotation: Any) -> Any:
+    """The model class inside ``Model``, ``Model | None``, ``list[Model]`` or
+    ``dict[str, Model]`` (the annotation itself when there is none)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if isinstance(found, type) and issubclass(found, BaseModel):
+            return found
+    return annotation
 
 
 def cross_check(cfg: GatewayConfig) -> list[Problem]:
@@ -169,6 +187,15 @@ def cross_check(cfg: GatewayConfig) -> list[Problem]:
                 )
             )
         slaves[key] = s.name
+    string_names = [s.name for s in cfg.strings]
+    for name in cfg.alarms.strings:
+        if name not in string_names:
+            problems.append(
+                Problem(
+                    f"alarms.strings.{name}",
+                    f"the name of a [[strings]] entry {string_names}, found {name!r}",
+                )
+            )
     if not cfg.strings:
         problems.append(Problem("strings", "at least one [[strings]] entry, found none"))
     for i, bus in enumerate(cfg.buses):

@@ -196,3 +196,18 @@ def test_the_shipped_example_config_is_valid():
     loaded = load_config(example, create_manager())
     assert [s.name for s in loaded.gateway.strings] == ["A1", "A2", "B1"]
     assert loaded.enabled_plugins() == {"jsonl"}
+
+
+def test_typo_inside_a_table_of_tables_is_named_with_a_suggestion(tmp_path):
+    text = GOOD.format(port="/dev/null") + '\n[alarms.strings.A1]\nblok = "12V"\n'
+    [line] = problems(write(tmp_path, text))
+    assert "alarms.strings.A1.blok: expected one of the known keys" in line
+    assert "(did you mean 'block'?)" in line
+
+
+def test_alarm_settings_for_an_unknown_string(tmp_path):
+    text = GOOD.format(port="/dev/null") + '\n[alarms.strings.Z9]\nblock = "12V"\n'
+    [line] = problems(write(tmp_path, text))
+    assert line.endswith(
+        "alarms.strings.Z9: expected the name of a [[strings]] entry ['A1', 'A2'], found 'Z9'"
+    )
