@@ -22,6 +22,7 @@ import rusty_bacnet as rb
 from bacpypes3.apdu import ErrorRejectAbortNack
 from bacpypes3.pdu import Address
 from btms_gateway.core.cli import build_cli
+from btms_gateway.core.config_load import ConfigError
 from btms_gateway.core.gateway import GatewayStartError, NoAlarms
 from btms_gateway.core.model import Quality
 from btms_gateway.core.testing import GatewayHarness, plant_config
@@ -334,7 +335,8 @@ async def test_summary_mode_serves_min_max_mean_instead_of_cells() -> None:
 
 async def test_start_up_errors_name_the_setting() -> None:
     port = free_udp_port()
-    with pytest.raises(GatewayStartError, match=r"plugins.bacnet.cells: .*\['S9'\]"):
+    # unknown string names are caught when the config is validated, before any start
+    with pytest.raises(ConfigError, match=r"plugins.bacnet.cells: .*\['S9'\]"):
         async with GatewayHarness(config(port, cells=["S1", "S9"])):
             pass
     async with device() as (_h, address):
