@@ -57,6 +57,9 @@ class NoAlarms:
     def close(self) -> None:
         pass
 
+    def baselines(self, string: str) -> dict[int, float]:
+        return {}
+
 
 class Gateway:
     def __init__(
@@ -87,6 +90,7 @@ class Gateway:
             link_factory,
         )
         self._stop = asyncio.Event()
+        self._started: list[str] = []
         self.ready = asyncio.Event()
 
     # --- the API plugins use -------------------------------------------------
@@ -97,6 +101,11 @@ class Gateway:
     @property
     def data_dir(self) -> Path:
         return self.settings.gateway.data_dir
+
+    @property
+    def event_log(self) -> Any | None:
+        """The SQLite event log (``events(...)``, ``active()``), None without alarms."""
+        return getattr(self.alarms, "log", None)
 
     def bus_status(self) -> list[BusStatus]:
         return self.engine.bus_status()
@@ -136,17 +145,18 @@ class Gateway:
             await self._shutdown(engine, ticker)
 
     async def _startup(self) -> None:
-        for name, result in call_each(
-            self.pm, "startup", self.failures, only=self.enabled, gateway=self
-        ):
-            if inspect.isawaitable(result):
-                try:
+        """Start plugins one at a time; if one fails, shut down the ones already
+        started (releasing their ports) and refuse to run."""
+        for name, impl in implementations(self.pm, "startup", only=self.enabled):
+            try:
+                result = impl.function(**{k: self for k in impl.argnames})
+                if inspect.isawaitable(result):
                     await asyncio.wait_for(result, STARTUP_LIMIT_S)
-                except Exception as exc:
-                    raise GatewayStartError(f"plugin {name!r} failed to start: {exc}") from exc
-        failed = [p for (p, hook) in self.failures.counts if hook == "startup"]
-        if failed:
-            raise GatewayStartError(f"plugin(s) {failed} failed to start (see log)")
+            except Exception as exc:
+                self.failures.record(name, "startup", exc)
+                await self._shutdown()
+                raise GatewayStartError(f"plugin {name!r} failed to start: {exc}") from exc
+            self._started.append(name)
 
     async def _shutdown(self, *tasks: asyncio.Task[Any]) -> None:
         started = time.monotonic()
@@ -157,10 +167,11 @@ class Gateway:
         pending = [
             r
             for _, r in call_each(
-                self.pm, "shutdown", self.failures, only=self.enabled, gateway=self
+                self.pm, "shutdown", self.failures, only=set(self._started), gateway=self
             )
             if inspect.isawaitable(r)
         ]
+
         if pending:
             remaining = max(0.1, budget - (time.monotonic() - started))
             _done, late = await asyncio.wait(

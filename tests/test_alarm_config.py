@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from btms_gateway.core.alarms.config import AlarmsSection
-from btms_gateway.core.alarms.rules import RULES, resolve
+from btms_gateway.core.alarms.rules import RULES, defaults_table, resolve
 from btms_gateway.core.config import GatewayConfig
 from btms_gateway.core.config_load import ConfigError, validate
 from pydantic import ValidationError
@@ -71,9 +72,5 @@ def test_gateway_config_carries_the_section_and_reports_the_key_path():
 
 
 def test_docs_show_the_defaults_from_the_rule_table():
-    from pathlib import Path
-
-    from btms_gateway.core.alarms.rules import defaults_table
-
     doc = (Path(__file__).parent.parent / "docs" / "alarms.md").read_text(encoding="utf-8")
     assert defaults_table() in doc, "docs/alarms.md: paste the output of defaults_table()"

@@ -4,6 +4,8 @@ test_alarm_simulator.py)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -204,8 +206,6 @@ def test_ups_rule_ignores_strings_not_yet_polled_at_startup(tmp_path: Path):
 def test_never_read_string_is_lost_after_the_startup_grace(tmp_path: Path):
     rig = Rig(tmp_path / "e.sqlite", AlarmsSection(startup_grace_s=0.0), names=("A", "B"))
     rig.feed(0.0, "A")
-    import time
-
     rig.engine.tick(time.time() + 1)
     assert rig.kinds("string_comm_lost:B") == [EventKind.RAISED]
     assert rig.kinds("string_comm_lost:A") == []
@@ -277,8 +277,6 @@ def test_a_failing_consumer_does_not_stop_the_next_alarm(tmp_path: Path):
 
 
 def test_plugins_acknowledging_from_threads_while_readings_arrive(tmp_path: Path):
-    import threading
-
     rig = Rig(tmp_path / "e.sqlite", settings(cell_voltage_high=NOW, cell_voltage_low=NOW))
     rig.feed(0.0, v={i: 2.5 for i in range(1, 41)})
     ids = [a.alarm_id for a in rig.engine.active()]
@@ -304,3 +302,15 @@ def test_plugins_acknowledging_from_threads_while_readings_arrive(tmp_path: Path
     assert seqs == sorted(seqs) == list(range(1, len(seqs) + 1))  # emitted in commit order
     stored = [(e.seq, e.kind, e.alarm_id) for e in rig.log.events()]
     assert stored == [(e.seq, e.kind, e.alarm_id) for e in rig.events]
+
+
+def test_disabled_alarms_raise_nothing_and_clear_what_was_active(tmp_path: Path):
+    rig = Rig(tmp_path / "e.sqlite", settings(cell_voltage_high=NOW))
+    rig.feed(0.0, v={1: 2.5})
+    rig.log.close()
+    off = AlarmsSection(enabled=False, startup_grace_s=0)
+    rig2 = Rig(tmp_path / "e.sqlite", off, names=("A", "B"))
+    assert rig2.kinds("cell_voltage_high:A:1") == [EventKind.CLEARED]
+    rig2.feed(1.0, v={2: 2.6})
+    rig2.engine.tick(time.time() + 10)  # B never answered: still no comm-lost alarm
+    assert len(rig2.events) == 1 and rig2.engine.active() == []

@@ -129,3 +129,26 @@ async def test_communication_loss_raises_and_clears(tmp_path):
         await h.wait_until(lambda: len(rec.of(ups)) == 2, what="the UPS error to clear")
         assert rec.of(aid) == [EventKind.RAISED, EventKind.CLEARED]
         assert h.gateway.alarms.active() == []
+
+
+async def test_gateway_restart_restores_active_alarms_without_raising_them_again(tmp_path):
+    rule = {"cell_voltage_high": {"on_delay_s": 0, "off_delay_s": 0}}
+    aid = "cell_voltage_high:S1:3"
+    seqs = []
+    for run in range(2):
+        h, rec = harness(tmp_path, rule)
+        sim, slave = h.sim_for("S1")  # the simulator runs before the gateway polls
+        sim.set_cell(slave, 3, voltage_v=2.45)
+        async with h:
+            await h.wait_quality(Quality.GOOD)
+            if run == 0:
+                await h.wait_until(lambda r=rec: r.of(aid), what="the raise")
+                seqs = [e.seq for e in rec.events]
+                continue
+            assert aid in {a.alarm_id for a in h.gateway.alarms.active()}  # restored
+            await show(h, 3, "voltage_v", 2.45)  # polled, still high: nothing new
+            assert rec.events == []
+            await show(h, 3, "voltage_v", 2.30)
+            await h.wait_until(lambda r=rec: r.of(aid), what="the clear")
+            [cleared] = rec.events
+            assert cleared.kind is EventKind.CLEARED and cleared.seq == seqs[-1] + 1

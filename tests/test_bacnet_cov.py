@@ -194,23 +194,25 @@ async def _value(scm: Any, prop: str, timeout: float = 3.0) -> Any:
 async def test_subscription_lifetime_expires_and_shows_in_the_device() -> None:
     async with device() as (h, address), rusty() as c:
         soc = rid(*_by_name(h)["S1.soc"].oid)
+        volts = rid(*_by_name(h)["S1.voltage"].oid)
         await c.subscribe_cov(address, 21, soc, False, 2)
+        await c.subscribe_cov(address, 22, volts, True, None)  # no lifetime: indefinite
         app = make_client(free_udp_port())
         try:
             dev = oid("device", 1234)
 
-            async def active() -> list[Any]:
-                return list(
-                    await app.read_property(Address(address), dev, "activeCovSubscriptions")
-                )
+            async def active() -> dict[int, Any]:
+                subs = await app.read_property(Address(address), dev, "activeCovSubscriptions")
+                return {s.recipient.processIdentifier: s for s in subs}
 
-            [sub] = await poll(active, what="the subscription in active-cov-subscriptions")
-            assert sub.recipient.processIdentifier == 21
-            assert 0 <= sub.timeRemaining <= 2
-            assert sub.monitoredPropertyReference.objectIdentifier[1] == soc.instance
+            subs = await poll(active, what="subscriptions in active-cov-subscriptions")
+            assert sorted(subs) == [21, 22]
+            assert 0 <= subs[21].timeRemaining <= 2
+            assert subs[21].monitoredPropertyReference.objectIdentifier[1] == soc.instance
+            assert subs[22].timeRemaining == 0  # indefinite
 
             async def expired() -> bool:
-                return not await active()
+                return sorted(await active()) == [22]
 
             await poll(expired, timeout=6, what="the 2 s subscription to expire")
         finally:

@@ -44,3 +44,12 @@ async def test_engine_style_use_of_profile_link_and_counters() -> None:
         assert r1.cells == sim.expected(1).cells and len(r2.cells) == 3
     assert link.counters.requests == 14 and link.counters.responses == 14
     assert link.counters_for(1).requests == link.counters_for(2).requests == 7
+
+
+def test_export_bmsm_registers_prints_the_committed_doc() -> None:
+    from pathlib import Path
+
+    r = CliRunner().invoke(build_cli(), ["export", "bmsm-registers"])
+    assert r.exit_code == 0
+    doc = Path(__file__).resolve().parents[1] / "docs" / "bmsm-registers.md"
+    assert r.output == doc.read_text()

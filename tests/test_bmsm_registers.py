@@ -115,7 +115,7 @@ def test_table_covers_the_documented_block_and_arrays() -> None:
 def test_committed_doc_equals_generated_table() -> None:
     assert DOC.read_text() == render_markdown(), (
         "docs/bmsm-registers.md is stale: "
-        "python -m btms_gateway.protocols.bmsm.registers > docs/bmsm-registers.md"
+        "btms-gateway export bmsm-registers > docs/bmsm-registers.md"
     )
 
 

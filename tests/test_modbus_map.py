@@ -153,3 +153,12 @@ def test_bad_settings_are_named_by_key_path() -> None:
     cfg = plant_config(plugins={"modbus_tcp": {"word_order": "middle"}})
     with pytest.raises(ConfigError, match=r"plugins\.modbus_tcp\.word_order"):
         validate_config(cfg, "<test>", create_manager())
+
+
+def test_the_plugin_is_installed_through_its_entry_point_like_any_other() -> None:
+    from importlib.metadata import entry_points
+
+    eps = {ep.name: ep.value for ep in entry_points(group="btms_gateway")}
+    assert eps.get("modbus_tcp") == "btms_gateway.plugins.modbus_tcp.plugin"
+    pm = create_manager()
+    assert pm.get_plugin("modbus_tcp") is not None

@@ -119,3 +119,28 @@ def test_a_plugin_that_fails_to_import_is_reported_and_left_out(tmp_path):
     assert "broken           NOT LOADED                   ModuleNotFoundError" in result.stdout
     assert any(line.startswith("jsonl ") for line in result.stdout.splitlines())
     assert "plugin 'broken' (btms_broken_missing) could not be loaded" in result.stderr
+
+
+class StartsAndStops:
+    def __init__(self) -> None:
+        self.started = self.stopped = False
+
+    @hookimpl
+    async def startup(self, gateway):
+        self.started = True
+
+    @hookimpl
+    async def shutdown(self, gateway):
+        self.stopped = True
+
+
+async def test_plugins_already_started_are_shut_down_when_another_cannot_start():
+    good = StartsAndStops()
+    never = StartsAndStops()
+    # pluggy calls the last registered first: `good`, then `broken`, then never `never`
+    plugins = {"never": never, "broken": FailsToStart(), "good": good}
+    with pytest.raises(GatewayStartError, match="'broken' failed to start"):
+        async with GatewayHarness(config(*plugins), extra_plugins=plugins):
+            pass
+    assert good.started and good.stopped
+    assert not never.started and not never.stopped

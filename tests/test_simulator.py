@@ -214,3 +214,30 @@ async def test_serial_port_mode_through_a_socat_null_modem() -> None:
     finally:
         proc.terminate()
         await proc.wait()
+
+
+async def test_simulate_command_over_tcp() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "btms_gateway.core", "simulate", "--slaves", "9", "--cells", "2",
+        "--baud", "115200", "--tcp", "127.0.0.1:0", "--duration", "60",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        port = None
+        async with asyncio.timeout(30):
+            while port is None:
+                line = (await proc.stdout.readline()).decode()  # type: ignore[union-attr]
+                assert line, (await proc.stderr.read()).decode()  # type: ignore[union-attr]
+                if "tcp_port = " in line:
+                    port = int(line.rsplit("tcp_port = ", 1)[1])
+        bus = BusConfig(name="b", transport="rtu-over-tcp", host="127.0.0.1", tcp_port=port)
+        link = open_link(bus)
+        await link.open()
+        try:
+            r = await BmsmPoller(link, 9).poll()
+        finally:
+            await link.close()
+        assert r.cell_count == 2
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 10)

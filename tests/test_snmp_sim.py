@@ -13,6 +13,7 @@ pytestmark = pytest.mark.peer
 
 ENGINE_ID = "80001f88046274657374"
 ALARM = "cell_voltage_high:S1:5"
+ALARM_TABLE = "BTMS-GATEWAY-MIB::btmsAlarmTable"
 
 
 def sim_harness(*receivers: dict[str, object], cells: object = 8) -> GatewayHarness:
@@ -31,6 +32,7 @@ def hinted(value: float, decimals: int) -> str:
 
 async def test_v2c_and_v3_read_the_values_the_simulator_holds() -> None:
     async with sim_harness(cells={"S1": 120, "S2": 16}) as h:
+        await h.wait_quality(Quality.GOOD)
         sim, slave = h.sim_for("S1")
         sim.set_string(slave, current_a=-42.5)
         sim.set_cell(slave, 77, voltage_v=2.301, temperature_c=31.5)

@@ -260,6 +260,14 @@ async def test_events_page_through_the_event_log(tmp_path: Path) -> None:
         assert seqs == sorted(seqs) and len(seqs) == len(set(seqs)) == 4 and not rest["more"]
         _, newest = await get_json(url, params={"limit": "1"})
         assert newest["events"][0]["seq"] == seqs[-1]
+        backwards, cursor = [], newest["next_before_seq"]
+        while True:  # newest first, page by page, down to the oldest
+            _, page = await get_json(url, params={"limit": "1", "before_seq": cursor})
+            backwards += [e["seq"] for e in page["events"]]
+            cursor = page["next_before_seq"]
+            if not page["more"]:
+                break
+        assert [newest["events"][0]["seq"], *backwards] == seqs[::-1]
         _, temps = await get_json(url, params={"alarm_id": "cell_temperature_high:S1:2"})
         assert [e["path"]["cell"] for e in temps["events"]] == [2]
         assert {a["alarm_id"] for a in (await get_json(svc.url + "/api/alarms"))[1]} == {

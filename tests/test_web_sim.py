@@ -94,3 +94,57 @@ async def _wait_async(predicate, what: str, timeout: float = 20.0) -> None:  # t
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+async def test_simulated_alarm_acknowledge_needs_credentials_and_answers_match_openapi(
+    tmp_path: Path,
+) -> None:
+    from btms_gateway.core.model import StringAlarm
+    from openapi_schema_validator import OAS31Validator
+    from openapi_spec_validator import validate
+    from test_web_support import TOKEN, TOKENS, post_json
+
+    web = {"tokens": TOKENS}
+    async with sim_gateway(tmp_path, {1: 12, 2: 12}, ups=1, web=web) as (gw, svc, sim):
+        await GatewayHarness.wait_until(
+            lambda: all(s.quality is Quality.GOOD for s in gw.store.snapshot.strings.values()),
+            20,
+            what="both simulated strings GOOD",
+        )
+        # the BM-SM itself raises its "voltage high" alarm bit
+        sim.set_string(2, alarms=int(StringAlarm.VOLTAGE_HIGH))
+        alarm_id = "bmsm_voltage_high:S2"
+        await GatewayHarness.wait_until(
+            lambda: [a for a in gw.alarms.active() if a.alarm_id == alarm_id],
+            20,
+            what="the alarm engine raises the BM-SM alarm",
+        )
+        status, doc = await get_json(svc.url + "/api/openapi.json")
+        validate(doc)
+        for path, schema in (
+            ("/api/plant", "Plant"),
+            ("/api/strings/S2", "StringDetail"),
+            ("/api/ups/UPS1", "UpsDetail"),
+            ("/api/events", "EventPage"),
+        ):
+            status, body = await get_json(svc.url + path)
+            assert status == 200, path
+            ref = {"$ref": f"#/components/schemas/{schema}", "components": doc["components"]}
+            OAS31Validator(ref).validate(body)
+        status, body = await get_json(svc.url + "/api/strings/S2")
+        assert body["reading"]["alarm_bits"] == ["voltage_high"] and body["status"] == "error"
+        status, alarms = await get_json(svc.url + "/api/alarms")
+        # the UPS holding S2 is in error too (ups_string_error), as the alarm rules say
+        assert {a["alarm_id"] for a in alarms} == {alarm_id, "ups_string_error:UPS1"}
+
+        def acked_by() -> str | None:
+            return next(a for a in gw.alarms.active() if a.alarm_id == alarm_id).acknowledged_by
+
+        url = f"{svc.url}/api/alarms/{alarm_id}/acknowledge"
+        status, body = await post_json(url)
+        assert status == 401 and acked_by() is None
+        status, body = await post_json(url, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert status == 200 and body["by"] == "token:scada"
+        assert acked_by() == "token:scada"
+        _, events = await get_json(svc.url + "/api/events", params={"alarm_id": alarm_id})
+        assert [e["kind"] for e in events["events"]] == ["acknowledged", "raised"]

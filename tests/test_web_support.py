@@ -7,7 +7,6 @@ so alarm tests go through the same path as production.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -62,17 +61,7 @@ async def web_gateway(
     )
     if alarms is not None:
         config["alarms"] = alarms
-    h = GatewayHarness(config, alarms=alarms is not None)
-    if alarms is not None and type(h.gateway.alarms).__name__ == "NoAlarms":
-        # the gateway does not build the engine itself yet: wire it as it will
-        from btms_gateway.core.alarms.engine import AlarmEngine
-        from btms_gateway.core.alarms.eventlog import EventLog
-
-        settings = h.gateway.settings.alarms
-        h.gateway.alarms = AlarmEngine(
-            settings, EventLog(tmp_path / "events.sqlite3"), h.gateway.emit
-        )
-    async with h:
+    async with GatewayHarness(config, alarms=alarms is not None) as h:
         yield h, service(h.gateway)
 
 
@@ -96,43 +85,19 @@ async def sim_gateway(
     alarms: dict[str, Any] | None = None,
 ) -> AsyncIterator[tuple[Any, Any, Any]]:
     """(gateway, web service, simulator): the BM-SM simulator on a real
-    pseudo-terminal, polled by the real RTU poller and engine; strings S1..
-    are slaves 1.. on one bus at 115200 baud. The simulator is frozen, so the
-    values it serves stay exactly as set."""
-    from btms_gateway.core.gateway import Gateway
-    from btms_gateway.core.registry import validate_config
+    pseudo-terminal, polled by the real RTU link, poller and engine, with the
+    real alarm engine; strings S1.. are slaves 1.. (``cells`` by slave) on one
+    bus at 115200 baud. The simulator is frozen, so values stay exactly as set."""
     from btms_gateway.plugins.web.plugin import service
-    from btms_gateway.protocols.bmsm.simulator import Simulator
 
-    with Simulator(slaves=sorted(cells), cells=cells, baud=115200, seed=1, frozen=True) as sim:
-        bus = sim.bus_config("bus1", timeout_s=0.3).model_dump(mode="json", exclude_none=True)
-        config = plant_config(
-            strings=len(cells),
-            ups=ups,
-            plugins={"web": {"port": 0, **(web or {})}},
-            buses=[bus],
-            data_dir=str(tmp_path),
-            poll_interval_s=0.2,
-            stale_after_s=3.0,
-        )
-        config["alarms"] = alarms or {}
-        pm = manager()
-        gateway = Gateway(validate_config(config, "<test>", pm), pm, alarms=True)
-        if type(gateway.alarms).__name__ == "NoAlarms":  # until the gateway builds it
-            from btms_gateway.core.alarms.engine import AlarmEngine
-            from btms_gateway.core.alarms.eventlog import EventLog
-
-            gateway.alarms = AlarmEngine(
-                gateway.settings.alarms, EventLog(tmp_path / "events.sqlite3"), gateway.emit
-            )
-        task = asyncio.create_task(gateway.run())
-        try:
-            await GatewayHarness.wait_until(
-                lambda: gateway.ready.is_set() or task.done(), 30, what="gateway start"
-            )
-            if task.done():
-                task.result()
-            yield gateway, service(gateway), sim
-        finally:
-            gateway.request_stop()
-            await asyncio.wait_for(task, 10)
+    config = plant_config(
+        strings=len(cells),
+        ups=ups,
+        plugins={"web": {"port": 0, **(web or {})}},
+        data_dir=str(tmp_path),
+        stale_after_s=3.0,
+    )
+    config["alarms"] = alarms or {}
+    per_string = {f"S{slave}": n for slave, n in cells.items()}
+    async with GatewayHarness(config, simulate=True, alarms=True, cells=per_string) as h:
+        yield h.gateway, service(h.gateway), h.sim

@@ -67,7 +67,7 @@ class AlarmEngine:
                     )
                     out.append((EventKind.CLEARED, gone, now))
             grace = now + self.settings.startup_grace_s
-            for s in plant.strings.values():
+            for s in plant.strings.values() if self.settings.enabled else ():
                 ev = self._eval_for(s)
                 rule = ev.rules[COMM_LOST]
                 key = (COMM_LOST, 0)
@@ -131,6 +131,14 @@ class AlarmEngine:
             )
             self._publish(self.log.commit([event], upsert=[c.to_active()]))
             return True
+
+    def baselines(self, string: str) -> dict[int, float]:
+        """Cell index -> resistance baseline (mOhm) of ``string``, as the rules use it."""
+        with self._lock:
+            ev = self._evals.get(string)
+            if ev is not None:
+                return dict(ev.baselines.values)
+            return {r.cell: r.mohm for r in baseline.load(self.log.db, string)}
 
     def close(self) -> None:
         self.log.close()

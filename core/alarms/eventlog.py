@@ -212,10 +212,13 @@ class EventLog:
         string: str | None = None,
         alarm_id: str | None = None,
         after_seq: int | None = None,
+        before_seq: int | None = None,
         limit: int | None = None,
         newest_first: bool = False,
     ) -> list[AlarmEvent]:
-        where, args = _filters(since, until, kinds, severities, string, alarm_id, after_seq)
+        where, args = _filters(
+            since, until, kinds, severities, string, alarm_id, after_seq, before_seq
+        )
         order = "DESC" if newest_first else "ASC"
         sql = f"SELECT {EVENT_COLS} FROM events{where} ORDER BY seq {order}"
         if limit is not None:
@@ -278,6 +281,7 @@ def _filters(
     string: str | None,
     alarm_id: str | None,
     after_seq: int | None,
+    before_seq: int | None = None,
 ) -> tuple[str, list[object]]:
     clauses: list[str] = []
     args: list[object] = []
@@ -287,6 +291,7 @@ def _filters(
         ("string = ?", string),
         ("alarm_id = ?", alarm_id),
         ("seq > ?", after_seq),
+        ("seq < ?", before_seq),
     ):
         if value is not None:
             clauses.append(clause)

@@ -18,6 +18,7 @@ from bacpypes3.apdu import (
 )
 from bacpypes3.app import Application
 from bacpypes3.basetypes import (
+    BinaryPV,
     COVSubscription,
     DeviceAddress,
     DeviceObjectReference,
@@ -124,6 +125,13 @@ class GatewayApplication(PropertyCOVServices, Application):
     before bacpypes3 tries to decode the value against a property type.
     Adds SubscribeCOVProperty (cov_property.py) and a real active-cov-subscriptions."""
 
+    async def do_SubscribeCOVRequest(self, apdu: Any) -> None:
+        """A subscription without a lifetime is indefinite (lifetime 0); the
+        stock service compares None with 0 and answers an error."""
+        if apdu.issueConfirmedNotifications is not None and apdu.lifetime is None:
+            apdu.lifetime = 0
+        await super().do_SubscribeCOVRequest(apdu)
+
     async def do_WritePropertyRequest(self, apdu: Any) -> None:
         self._refuse(apdu.objectIdentifier)
 
@@ -209,7 +217,7 @@ def make_object(point: Point, cache: ValueCache, oids: dict[tuple[str, int], Any
             oid,
             {
                 **common,
-                "presentValue": cache.get(_binary_pv(), "inactive"),
+                "presentValue": cache.get(BinaryPV, "inactive"),
                 "polarity": cache.get(Polarity, "normal"),
                 "inactiveText": cache.get(CharacterString, q.states[0]),
                 "activeText": cache.get(CharacterString, q.states[1]),
@@ -249,12 +257,6 @@ def _reference(oid: Any) -> Any:
     ref = DeviceObjectReference.__new__(DeviceObjectReference)
     ref.__dict__.update(deviceIdentifier=None, objectIdentifier=_REF_OID(oid))
     return ref
-
-
-def _binary_pv() -> Any:
-    from bacpypes3.basetypes import BinaryPV
-
-    return BinaryPV
 
 
 def _analog(q: Quantity, cache: ValueCache) -> dict[str, Any]:

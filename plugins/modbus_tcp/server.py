@@ -213,7 +213,7 @@ class Guard:
         if now - self._last_log.get(kind, -LOG_EVERY_S) >= LOG_EVERY_S:
             self._last_log[kind] = now
             log.warning(
-                "modbus_tcp: " + message + " (counted; further ones logged every %.0f s)",
+                message + " (counted; further ones logged every %.0f s)",
                 *args,
                 LOG_EVERY_S,
             )

@@ -85,7 +85,7 @@ class ModbusService:
         try:
             active = self.gateway.alarms.active()
         except Exception:  # the alarm engine's trouble must not stop serving values
-            log.exception("modbus_tcp: could not read active alarms")
+            log.exception("could not read active alarms")
             return self.store.alarms
         return AlarmSummary.of(active, plant)
 
@@ -146,7 +146,7 @@ class ModbusService:
             await server.serve_forever(background=True)
         except RuntimeError as exc:
             raise RuntimeError(f"modbus_tcp: cannot listen on {host}:{port}: {exc}") from exc
-        log.info("modbus_tcp: serving on %s:%d", host, server.bound_port)
+        log.info("serving on %s:%d", host, server.bound_port)
 
     async def _sweep(self, idle_s: float) -> None:
         """Close connections silent for idle_s: one pass every idle_s/4 (at most
@@ -182,4 +182,4 @@ class ModbusService:
             if server is not None and server.transport is not None:
                 await server.shutdown()
         PYMODBUS_LOG.removeFilter(self._quiet)
-        log.info("modbus_tcp: stopped; %s", self.stats)
+        log.info("stopped; %s", self.stats)

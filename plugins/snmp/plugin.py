@@ -69,7 +69,11 @@ class SnmpPlugin:
 
     async def start(self) -> None:
         await self.agent.start(self.gateway.loop)
-        self.notifier.start()
+        try:
+            self.notifier.start()
+        except BaseException:
+            self.agent.stop()  # never leave the port bound behind a failed start
+            raise
         if self.settings.cold_start:
             self.notifier.cold_start()
 

@@ -133,6 +133,8 @@ class Handlers:
         }
         if query.order == "asc":
             out["next_after_seq"] = rows[-1].seq if rows else query.after_seq
+        else:
+            out["next_before_seq"] = rows[-1].seq if rows else query.before_seq
         return _json(out)
 
     async def acknowledge(self, request: web.Request) -> web.Response:

@@ -8,7 +8,6 @@ immutable, counters are plain numbers the engine (same loop) updates.
 from __future__ import annotations
 
 import time
-import weakref
 from typing import Any
 
 from btms_gateway.core.alarm_types import AlarmEvent
@@ -39,13 +38,13 @@ def gateway_info(gateway: Any) -> dict[str, Any]:
 
 
 def alarm_engine_present(gateway: Any) -> bool:
-    return type(gateway.alarms).__name__ != "NoAlarms"
+    return gateway.event_log is not None
 
 
 def event_log(gateway: Any) -> Any | None:
     """The gateway's SQLite event log if it has one (``gateway.event_log`` or the
     alarm engine's ``log``); None means only this plugin's in-memory ring."""
-    log = getattr(gateway, "event_log", None) or getattr(gateway.alarms, "log", None)
+    log = gateway.event_log
     return log if log is not None and hasattr(log, "events") else None
 
 
@@ -100,32 +99,11 @@ def cell_limits(gateway: Any, name: str) -> dict[str, Any]:
     return out
 
 
-#: gateway -> string -> (read at, baselines): baselines change rarely (learned once,
-#: or set by a command), so the live stream need not query SQLite on every push
-_BASELINES: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, dict[int, float]]]] = (
-    weakref.WeakKeyDictionary()
-)
-BASELINE_TTL_S = 5.0
-
-
 def baselines(gateway: Any, name: str, count: int) -> list[float | None]:
     """Per-cell resistance baselines (index 0 = cell 1); None where a cell has
-    none yet (still learning, or no event log)."""
-    cache = _BASELINES.setdefault(gateway, {})
-    now = time.monotonic()
-    hit = cache.get(name)
-    if hit is None or now - hit[0] > BASELINE_TTL_S:
-        values: dict[int, float] = {}
-        getter = getattr(gateway.alarms, "baselines", None)
-        if callable(getter):
-            values = dict(getter(name))
-        else:
-            log = event_log(gateway)
-            if log is not None and hasattr(log, "read"):
-                rows = log.read("SELECT cell, mohm FROM baseline WHERE string = ?", (name,))
-                values = {int(c): float(m) for c, m in rows}
-        hit = cache[name] = (now, values)
-    return [hit[1].get(i) for i in range(1, count + 1)]
+    none yet (still learning, or no alarm engine)."""
+    values = gateway.alarms.baselines(name)
+    return [values.get(i) for i in range(1, count + 1)]
 
 
 def buses(gateway: Any) -> list[dict[str, Any]]:

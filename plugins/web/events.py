@@ -4,7 +4,8 @@ one, over the plugin's in-memory ring), with input errors said plainly.
 Paging is by sequence number, the log's own cursor: ``order=asc`` with
 ``after_seq`` walks forward page by page (``next_after_seq`` in each answer),
 which never skips or repeats an event even while new ones arrive;
-``order=desc`` gives the newest ``limit`` events for a "recent" view.
+``order=desc`` gives the newest ``limit`` events for a "recent" view, and
+``before_seq`` walks backwards from there (``next_before_seq``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class EventQuery:
     string: str | None = None
     alarm_id: str | None = None
     after_seq: int | None = None
+    before_seq: int | None = None
     limit: int = 100
     order: str = "desc"
 
@@ -47,6 +49,7 @@ class EventQuery:
             and (self.string is None or e.path.string == self.string)
             and (self.alarm_id is None or e.alarm_id == self.alarm_id)
             and (self.after_seq is None or e.seq > self.after_seq)
+            and (self.before_seq is None or e.seq < self.before_seq)
         )
 
 
@@ -87,6 +90,9 @@ def parse(q: Mapping[str, str]) -> EventQuery:
     after_seq = _number(q, "after_seq", int)
     if after_seq is not None and order != "asc":
         raise QueryError("after_seq pages forward: use it with order=asc")
+    before_seq = _number(q, "before_seq", int)
+    if before_seq is not None and order != "desc":
+        raise QueryError("before_seq pages backward: use it with order=desc")
     return EventQuery(
         since=_number(q, "since", float),
         until=_number(q, "until", float),
@@ -95,6 +101,7 @@ def parse(q: Mapping[str, str]) -> EventQuery:
         string=q.get("string") or None,
         alarm_id=q.get("alarm_id") or None,
         after_seq=after_seq,
+        before_seq=before_seq,
         limit=limit,
         order=order,
     )
@@ -112,6 +119,7 @@ def run(query: EventQuery, log: Any | None, ring: EventRing) -> tuple[list[Alarm
             string=query.string,
             alarm_id=query.alarm_id,
             after_seq=query.after_seq,
+            before_seq=query.before_seq,
             limit=query.limit + 1,
             newest_first=query.order == "desc",
         )

@@ -180,6 +180,7 @@ SCHEMAS: dict[str, Any] = {
             "limit": INT,
             "more": BOOL,
             "next_after_seq": _n("integer"),
+            "next_before_seq": _n("integer"),
             "events": _arr(_ref("Event")),
         },
         required=["source", "order", "limit", "more", "events"],
@@ -233,6 +234,7 @@ def openapi_document() -> dict[str, Any]:
         _q("string", STR, "only events of this string"),
         _q("alarm_id", STR, "only events of this alarm"),
         _q("after_seq", INT, "cursor: events after this seq (order=asc)"),
+        _q("before_seq", INT, "cursor: events before this seq (order=desc)"),
         _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size (100)"),
         _q("order", {"type": "string", "enum": ["asc", "desc"]}, "desc (default): newest first"),
     ]

@@ -115,7 +115,7 @@ def render_markdown() -> str:
         "# BM-SM register table",
         "",
         "Generated from `protocols/bmsm/registers.py` "
-        "(`python -m btms_gateway.protocols.bmsm.registers > docs/bmsm-registers.md`);",
+        "(`btms-gateway export bmsm-registers > docs/bmsm-registers.md`);",
         "do not edit by hand. Holding registers, function 03, 0-based addresses.",
         '"assumed" rows are not published by the manufacturer (see DEVICE.md):',
         "a correction from the field is a one-line change in that table.",
