@@ -8,20 +8,20 @@ bacpypes3 lives.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from typing import Any
 
 import click
 from btms_gateway.core import hookimpl
 from btms_gateway.core.model import PlantSnapshot, StringSnapshot
+from btms_gateway.core.plugin_services import PerGateway, add_export_commands
 
 from .export import bacnet_objects_command, ede_command
 from .service import BacnetService
 from .settings import BacnetSettings
 
 NAME = "bacnet"
-_services: weakref.WeakKeyDictionary[Any, BacnetService] = weakref.WeakKeyDictionary()
+_services: PerGateway[BacnetService] = PerGateway()
 
 
 def service(gateway: Any) -> BacnetService:
@@ -36,10 +36,7 @@ def register_config_sections(register: Callable[[str, type], None]) -> None:
 
 @hookimpl
 def register_commands(cli: click.Group) -> None:
-    export = cli.commands.get("export")
-    if isinstance(export, click.Group):
-        export.add_command(ede_command)
-        export.add_command(bacnet_objects_command)
+    add_export_commands(cli, ede_command, bacnet_objects_command)
 
 
 @hookimpl
@@ -48,23 +45,23 @@ async def startup(gateway: Any) -> None:
     assert isinstance(settings, BacnetSettings)
     svc = BacnetService(settings)
     await svc.start(gateway.store.snapshot, list(gateway.alarms.active()))
-    _services[gateway] = svc
+    _services.add(gateway, svc)
 
 
 @hookimpl
 async def shutdown(gateway: Any) -> None:
-    svc = _services.pop(gateway, None)
+    svc = _services.pop(gateway)
     if svc is not None:
         svc.stop()
 
 
 @hookimpl
-async def string_reading(string: StringSnapshot, plant: PlantSnapshot) -> None:
-    for svc in list(_services.values()):
+async def string_reading(string: StringSnapshot, plant: PlantSnapshot, gateway: Any) -> None:
+    if (svc := _services.get(gateway)) is not None:
         svc.on_reading(string, plant)
 
 
 @hookimpl
-async def alarm_event(event: Any) -> None:
-    for svc in list(_services.values()):
+async def alarm_event(event: Any, gateway: Any) -> None:
+    if (svc := _services.get(gateway)) is not None:
         svc.on_alarm(event)

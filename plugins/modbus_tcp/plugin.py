@@ -6,20 +6,20 @@ third-party plugin; enabled by a ``[plugins.modbus_tcp]`` table.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from typing import Any
 
 import click
 from btms_gateway.core import hookimpl
 from btms_gateway.core.model import PlantSnapshot, StringSnapshot
+from btms_gateway.core.plugin_services import PerGateway, add_export_commands
 
 from .export import modbus_map_command
 from .service import ModbusService
 from .settings import ModbusTcpSettings
 
 NAME = "modbus_tcp"
-_services: weakref.WeakKeyDictionary[Any, ModbusService] = weakref.WeakKeyDictionary()
+_services: PerGateway[ModbusService] = PerGateway()
 
 
 def service(gateway: Any) -> ModbusService:
@@ -34,9 +34,7 @@ def register_config_sections(register: Callable[[str, type], None]) -> None:
 
 @hookimpl
 def register_commands(cli: click.Group) -> None:
-    export = cli.commands.get("export")
-    if isinstance(export, click.Group):
-        export.add_command(modbus_map_command)
+    add_export_commands(cli, modbus_map_command)
 
 
 @hookimpl
@@ -45,24 +43,24 @@ async def startup(gateway: Any) -> None:
     assert isinstance(settings, ModbusTcpSettings)
     svc = ModbusService(settings, gateway)
     await svc.start()
-    _services[gateway] = svc
+    _services.add(gateway, svc)
 
 
 @hookimpl
 async def shutdown(gateway: Any) -> None:
-    svc = _services.pop(gateway, None)
+    svc = _services.pop(gateway)
     if svc is not None:
         await svc.stop()
 
 
 @hookimpl
-def string_reading(string: StringSnapshot, plant: PlantSnapshot) -> None:
+def string_reading(string: StringSnapshot, plant: PlantSnapshot, gateway: Any) -> None:
     # runs in this plugin's worker thread: build the new image here, off the loop
-    for svc in list(_services.values()):
+    if (svc := _services.get(gateway)) is not None:
         svc.on_reading(string, plant)
 
 
 @hookimpl
-def alarm_event(event: Any) -> None:
-    for svc in list(_services.values()):
+def alarm_event(event: Any, gateway: Any) -> None:
+    if (svc := _services.get(gateway)) is not None:
         svc.on_alarm(event)

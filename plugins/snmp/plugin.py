@@ -18,6 +18,7 @@ import click
 from btms_gateway.core import hookimpl
 from btms_gateway.core.alarm_types import ActiveAlarm, AlarmEvent, EventKind
 from btms_gateway.core.model import PlantSnapshot, Quality, StringSnapshot
+from btms_gateway.core.plugin_services import add_export_commands
 from btms_gateway.core.version import __version__
 
 from .agent import Agent
@@ -166,15 +167,17 @@ async def shutdown(gateway: Any) -> None:
 
 
 @hookimpl
-async def string_reading(string: StringSnapshot, plant: PlantSnapshot) -> None:
+async def string_reading(string: StringSnapshot, plant: PlantSnapshot, gateway: Any) -> None:
     for plugin in RUNNING:
-        plugin.on_string(string, plant)
+        if plugin.gateway is gateway:
+            plugin.on_string(string, plant)
 
 
 @hookimpl
-async def alarm_event(event: AlarmEvent) -> None:
+async def alarm_event(event: AlarmEvent, gateway: Any) -> None:
     for plugin in RUNNING:
-        plugin.on_alarm(event)
+        if plugin.gateway is gateway:
+            plugin.on_alarm(event)
 
 
 @click.command("mib")
@@ -206,6 +209,4 @@ def export_mib(base: str, output: Path | None) -> None:
 
 @hookimpl
 def register_commands(cli: click.Group) -> None:
-    export = cli.commands["export"]
-    assert isinstance(export, click.Group)
-    export.add_command(export_mib)
+    add_export_commands(cli, export_mib)

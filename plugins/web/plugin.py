@@ -6,21 +6,21 @@ third-party plugin; enabled by a ``[plugins.web]`` table.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from typing import Any
 
 import click
 from btms_gateway.core import hookimpl
 from btms_gateway.core.alarm_types import AlarmEvent
-from btms_gateway.core.model import PlantSnapshot, StringSnapshot
+from btms_gateway.core.model import StringSnapshot
+from btms_gateway.core.plugin_services import PerGateway
 
 from .commands import web_group
 from .service import WebService
 from .settings import WebSettings
 
 NAME = "web"
-_services: weakref.WeakKeyDictionary[Any, WebService] = weakref.WeakKeyDictionary()
+_services: PerGateway[WebService] = PerGateway()
 
 
 def service(gateway: Any) -> WebService:
@@ -44,24 +44,24 @@ async def startup(gateway: Any) -> None:
     assert isinstance(settings, WebSettings)
     svc = WebService(settings, gateway)
     await svc.start()
-    _services[gateway] = svc
+    _services.add(gateway, svc)
 
 
 @hookimpl
 async def shutdown(gateway: Any) -> None:
-    svc = _services.pop(gateway, None)
+    svc = _services.pop(gateway)
     if svc is not None:
         await svc.stop()
 
 
 @hookimpl
-def string_reading(string: StringSnapshot, plant: PlantSnapshot) -> None:
+def string_reading(string: StringSnapshot, gateway: Any) -> None:
     # the plugin's worker thread: record history, then wake the loop once per burst
-    for svc in list(_services.values()):
+    if (svc := _services.get(gateway)) is not None:
         svc.on_reading(string)
 
 
 @hookimpl
-def alarm_event(event: AlarmEvent) -> None:
-    for svc in list(_services.values()):
+def alarm_event(event: AlarmEvent, gateway: Any) -> None:
+    if (svc := _services.get(gateway)) is not None:
         svc.on_alarm(event)
