@@ -76,9 +76,7 @@ class BusWorker:
         self.link = link
         self.strings = strings
         self.engine = engine
-        self.status = BusStatus(
-            bus.name, interval_s, counters=getattr(link, "counters", CommCounters())
-        )
+        self.status = BusStatus(bus.name, interval_s, counters=link.counters)
         self._was_open = False
 
     async def run(self) -> None:
@@ -176,12 +174,7 @@ class Engine:
             states = []
             for s in members:
                 poller = profiles[s.profile].create_poller(s, bus, link)
-                counters = (
-                    link.counters_for(s.slave_id)
-                    if hasattr(link, "counters_for")
-                    else CommCounters()
-                )
-                states.append(StringState(s, poller, counters))
+                states.append(StringState(s, poller, link.counters_for(s.slave_id)))
             self.states.update((st.config.name, st) for st in states)
             interval = bus.poll_interval_s or config.gateway.poll_interval_s
             self.workers.append(BusWorker(bus, interval, states, link, self))

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from .config import BusConfig, StringConfig
+    from .counters import CommCounters
     from .model import StringReading
 
 
@@ -51,6 +52,15 @@ class BusLink(Protocol):
     async def read_holding_registers(
         self, slave: int, address: int, count: int, *, retries: int | None = None
     ) -> list[int]: ...
+
+    @property
+    def counters(self) -> CommCounters:
+        """Requests, responses and errors of the whole bus."""
+        ...
+
+    def counters_for(self, slave: int) -> CommCounters:
+        """The same for one slave; the engine adds its poll counts to it."""
+        ...
 
 
 class StringPoller(Protocol):

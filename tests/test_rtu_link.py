@@ -19,6 +19,7 @@ from btms_gateway.core.profiles import ErrorKind, PollError
 from btms_gateway.protocols.bmsm.simulator import Fault, Simulator
 from btms_gateway.protocols.rtu import framing, open_link
 from btms_gateway.protocols.rtu.link import RtuLink
+from conftest import require_tool
 
 # -- the pure classification -------------------------------------------------
 
@@ -194,6 +195,17 @@ async def test_missing_port_is_a_port_error(tmp_path: Path) -> None:
     assert err.value.kind is ErrorKind.PORT
 
 
+async def test_a_second_master_on_the_same_port_is_refused() -> None:
+    with Simulator([1], cells=1, baud=115200) as sim:
+        first, second = await _open(sim), open_link(sim.bus_config())
+        try:
+            with pytest.raises(PollError) as err:
+                await second.open()
+            assert err.value.kind is ErrorKind.PORT and not second.is_open
+        finally:
+            await first.close()
+
+
 async def test_rs485_rts_mode_on_a_pty_fails_clearly() -> None:
     with Simulator([1], cells=1, baud=115200) as sim:
         link = open_link(sim.bus_config(rs485_direction="rts"))
@@ -310,3 +322,59 @@ async def test_wrong_echo_and_stray_bytes() -> None:
     assert link.counters.errors[ErrorKind.CRC] == 2  # the glued garbage + the stray burst
     assert link.counters_for(1).errors[ErrorKind.CRC] == 1  # strays blame no slave
     assert link.counters.responses == link.counters_for(1).responses == 2
+
+
+# -- independent peers: the frames are exact Modbus RTU ---------------------------
+
+
+async def _socat_pair() -> tuple[asyncio.subprocess.Process, list[str]]:
+    socat = require_tool("socat", "socat")
+    proc = await asyncio.create_subprocess_exec(
+        socat, "-d", "-d", "pty,raw,echo=0", "pty,raw,echo=0", stderr=asyncio.subprocess.PIPE
+    )
+    ptys: list[str] = []
+    try:
+        async with asyncio.timeout(10):
+            while len(ptys) < 2:
+                line = (await proc.stderr.readline()).decode()  # type: ignore[union-attr]
+                assert line, "socat exited"
+                if "PTY is " in line:
+                    ptys.append(line.rsplit("PTY is ", 1)[1].strip())
+    except BaseException:
+        proc.terminate()
+        await proc.wait()
+        raise
+    return proc, ptys
+
+
+async def test_link_against_pymodbus_serial_server() -> None:
+    """pymodbus's own RTU slave (not our code) answers our requests; its
+    exception 02 for an unmapped address is classified as EXCEPTION."""
+    from pymodbus.datastore import (
+        ModbusDeviceContext,
+        ModbusSequentialDataBlock,
+        ModbusServerContext,
+    )
+    from pymodbus.server import ModbusSerialServer
+
+    proc, ptys = await _socat_pair()
+    try:
+        hr = ModbusSequentialDataBlock(1, list(range(100, 2300)))  # pymodbus: address + 1
+        ctx = ModbusServerContext(devices={4: ModbusDeviceContext(hr=hr)}, single=False)
+        server = ModbusSerialServer(ctx, port=ptys[0], baudrate=115200)
+        await server.serve_forever(background=True)
+        link = open_link(BusConfig(name="b", port=ptys[1], baudrate=115200, timeout_s=0.5))
+        await link.open()
+        try:
+            assert await link.read_holding_registers(4, 0, 5) == [100, 101, 102, 103, 104]
+            regs = await link.read_holding_registers(4, 1000, 125)
+            assert regs == list(range(1100, 1225))
+            with pytest.raises(PollError) as err:
+                await link.read_holding_registers(4, 5000, 10)
+            assert err.value.kind is ErrorKind.EXCEPTION and err.value.exception_code == 2
+        finally:
+            await link.close()
+            await server.shutdown()
+    finally:
+        proc.terminate()
+        await proc.wait()

@@ -112,7 +112,10 @@ class RtuLink:
 
     async def _wait_gap(self) -> None:
         """Keep the bus silent for one frame gap before a request; bytes that
-        arrive meanwhile are strays (a late reply, noise) and are dropped."""
+        arrive meanwhile are strays (a late reply, noise) and are dropped. A line
+        that never goes quiet (a babbling device) is given up on after one
+        response timeout: the request goes out and its reply will show the damage."""
+        give_up = time.monotonic() + self.bus.timeout_s
         while True:
             quiet_until = max(self._idle_since, self._transport.last_rx) + self._gap
             delay = quiet_until - time.monotonic()
@@ -125,6 +128,8 @@ class RtuLink:
             self.counters.record_error(
                 ErrorKind.CRC, f"{len(stray)} stray bytes on the line dropped", time.time()
             )
+            if self._idle_since > give_up:
+                return
 
     async def _receive(self, count: int, deadline: float) -> bytes:
         """Collect one reply: return as soon as the header's length is in and

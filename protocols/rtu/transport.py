@@ -104,6 +104,7 @@ class SerialTransport(Transport):
                 stopbits=bus.stopbits,
                 timeout=0,
                 write_timeout=1.0,
+                exclusive=True,  # two masters on one port garble each other's frames
             )
             ser.port = port
             ser.open()

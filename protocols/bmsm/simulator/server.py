@@ -172,6 +172,10 @@ class Simulator:
         for m in self.responder.models.values():
             self._locked(lambda m=m: setattr(m, "frozen", frozen))
 
+    def registers(self, slave: int, address: int, count: int) -> list[int] | None:
+        """The words a read would get now (None: the device answers exception 02)."""
+        return self._locked(lambda: self.model(slave).read(address, count))
+
     def expected(self, slave: int) -> StringReading:
         """The reading a correct poller publishes now (read_at = 0)."""
         return self._locked(lambda: self.model(slave).expected_reading())
