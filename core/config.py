@@ -8,7 +8,6 @@ see :mod:`btms_gateway.core.config_load` for loading and error reporting.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -128,20 +127,3 @@ class GatewayConfig(StrictModel):
 
     def bus(self, name: str) -> BusConfig:
         return next(b for b in self.buses if b.name == name)
-
-
-def check_serial_port(bus: BusConfig) -> str | None:
-    """A missing device is a configuration error unless the bus is told to wait
-    for it (a USB adapter that appears after boot)."""
-    if bus.transport != "serial" or bus.port is None or bus.wait_for_port:
-        return None
-    if bus.port.startswith(("socket://", "rfc2217://", "loop://")):
-        return None
-    if not os.path.isabs(bus.port):
-        return f"an absolute device path such as /dev/ttyUSB0, found {bus.port!r}"
-    if not os.path.exists(bus.port):
-        return (
-            f"an existing serial device (or wait_for_port = true), "
-            f"found {bus.port!r}, which does not exist"
-        )
-    return None

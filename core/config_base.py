@@ -3,6 +3,8 @@ that any module (alarm rules, plugins) can define a section without import cycle
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import BaseModel, ConfigDict
 
 
@@ -16,3 +18,12 @@ class PluginSection(StrictModel):
     """Base for plugin sections; ``enabled = false`` keeps a configured plugin off."""
 
     enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+
+    def render(self, file: str) -> str:
+        return f"{file}: {self.path}: expected {self.message}"

@@ -16,18 +16,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .config import GatewayConfig, PluginSection, check_serial_port
+from .config import GatewayConfig, PluginSection
+from .config_base import Problem
+from .config_cross import cross_check
 
 SECRET_WORDS = ("password", "passphrase", "secret", "key", "community", "token")
-
-
-@dataclass(frozen=True)
-class Problem:
-    path: str
-    message: str
-
-    def render(self, file: str) -> str:
-        return f"{file}: {self.path}: expected {self.message}"
 
 
 class ConfigError(Exception):
@@ -133,78 +126,6 @@ def _model_in(annotation: Any) -> Any:
     return annotation
 
 
-def cross_check(cfg: GatewayConfig) -> list[Problem]:
-    """Rules that span sections: references, uniqueness, the 32/32 address space."""
-    problems: list[Problem] = []
-    bus_names = [b.name for b in cfg.buses]
-    ups_names = [u.name for u in cfg.ups]
-    for section, items in (("buses", cfg.buses), ("ups", cfg.ups), ("strings", cfg.strings)):
-        seen: set[str] = set()
-        for i, item in enumerate(items):
-            if item.name in seen:
-                problems.append(
-                    Problem(
-                        f"{section}[{i}].name", f"a name not used before, found {item.name!r} again"
-                    )
-                )
-            seen.add(item.name)
-    for section, items in (("ups", cfg.ups), ("strings", cfg.strings)):
-        if len(items) > 32:
-            problems.append(Problem(section, f"at most 32 entries, found {len(items)}"))
-        seen_idx: set[int] = set()
-        for i, item in enumerate(items):
-            if item.index is not None and item.index in seen_idx:
-                problems.append(
-                    Problem(
-                        f"{section}[{i}].index",
-                        f"an index not used before, found {item.index} again",
-                    )
-                )
-            if item.index is not None:
-                seen_idx.add(item.index)
-    slaves: dict[tuple[str, int], str] = {}
-    for i, s in enumerate(cfg.strings):
-        if s.bus not in bus_names:
-            problems.append(
-                Problem(
-                    f"strings[{i}].bus",
-                    f"the name of a [[buses]] entry {bus_names}, found {s.bus!r}",
-                )
-            )
-        if s.ups is not None and s.ups not in ups_names:
-            problems.append(
-                Problem(
-                    f"strings[{i}].ups", f"the name of a [[ups]] entry {ups_names}, found {s.ups!r}"
-                )
-            )
-        key = (s.bus, s.slave_id)
-        if key in slaves:
-            problems.append(
-                Problem(
-                    f"strings[{i}].slave_id",
-                    f"a slave id unique on bus {s.bus!r}, found {s.slave_id} "
-                    f"(already string {slaves[key]!r})",
-                )
-            )
-        slaves[key] = s.name
-    string_names = [s.name for s in cfg.strings]
-    for name in cfg.alarms.strings:
-        if name not in string_names:
-            problems.append(
-                Problem(
-                    f"alarms.strings.{name}",
-                    f"the name of a [[strings]] entry {string_names}, found {name!r}",
-                )
-            )
-    if not cfg.strings:
-        problems.append(Problem("strings", "at least one [[strings]] entry, found none"))
-    for i, bus in enumerate(cfg.buses):
-        port_problem = check_serial_port(bus)
-        if port_problem:
-            problems.append(Problem(f"buses[{i}].port", port_problem))
-    return problems
-
-
 def validate(
     data: dict[str, Any],
     source: str,
@@ -218,17 +139,17 @@ def validate(
         cfg = GatewayConfig.model_validate(data)
     except ValidationError as exc:
         problems.extend(problems_from(exc, GatewayConfig))
-    if cfg is not None:
-        problems.extend(cross_check(cfg))
-        if profiles is not None:
-            for i, s in enumerate(cfg.strings):
-                if s.profile not in profiles:
-                    problems.append(
-                        Problem(
-                            f"strings[{i}].profile",
-                            f"an installed device profile {sorted(profiles)}, found {s.profile!r}",
-                        )
+    problems.extend(cross_check(data))
+    if profiles is not None:
+        for i, s in enumerate(data.get("strings") or []):
+            profile = s.get("profile", "bmsm") if isinstance(s, dict) else None
+            if isinstance(profile, str) and profile not in profiles:
+                problems.append(
+                    Problem(
+                        f"strings[{i}].profile",
+                        f"an installed device profile {sorted(profiles)}, found {profile!r}",
                     )
+                )
     plugins: dict[str, BaseModel] = {}
     raw_plugins = data.get("plugins", {})
     if isinstance(raw_plugins, dict):

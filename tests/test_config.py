@@ -128,9 +128,14 @@ def test_every_problem_is_reported_at_once(tmp_path):
     text = GOOD.format(port="/dev/null").replace("baudrate = 19200", "baudrate = 9601")
     text = text.replace('bus = "converter"', 'bus = "nosuchbus"')
     text += "\n[plugins.nosuch]\nx = 1\n"
+    text = text.replace('port = "/dev/null"', 'port = "/dev/ttyNOPE0"')
     lines = problems(write(tmp_path, text))
+    # type errors, references, a missing port and unknown sections, all in one pass
     assert any("buses[0].baudrate: expected one of 2400, 4800, 9600" in x for x in lines)
+    assert any("strings[1].bus: expected the name of a [[buses]] entry" in x for x in lines)
+    assert any("buses[0].port: expected an existing serial device" in x for x in lines)
     assert any("plugins.nosuch: expected a section of an installed plugin" in x for x in lines)
+    assert len(lines) == 4
 
 
 def test_cross_references(tmp_path):

@@ -1,0 +1,117 @@
+"""Rules that span sections of the config file: references between sections,
+unique names and slave ids, the 32/32 address space, serial ports that exist.
+
+They run on the raw document, not on the validated model, so that a file
+with a type error somewhere still gets every reference problem reported in
+the same pass: an integrator fixes the whole file at once. A value that is
+itself malformed is left to the schema's own message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from .config_base import Problem
+
+SERIAL_URL_SCHEMES = ("socket://", "rfc2217://", "loop://")
+
+
+def _entries(data: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        return []
+    return [e if isinstance(e, dict) else {} for e in value]
+
+
+def _names(entries: list[dict[str, Any]]) -> list[str]:
+    return [e["name"] for e in entries if isinstance(e.get("name"), str)]
+
+
+def serial_port_problem(bus: Mapping[str, Any]) -> str | None:
+    """A missing device is a configuration error unless the bus is told to wait
+    for it (a USB adapter that appears after boot)."""
+    port = bus.get("port")
+    if bus.get("transport", "serial") != "serial" or not isinstance(port, str):
+        return None
+    if bus.get("wait_for_port") is True or port.startswith(SERIAL_URL_SCHEMES):
+        return None
+    if not os.path.isabs(port):
+        return f"an absolute device path such as /dev/ttyUSB0, found {port!r}"
+    if not os.path.exists(port):
+        return (
+            f"an existing serial device (or wait_for_port = true), "
+            f"found {port!r}, which does not exist"
+        )
+    return None
+
+
+def _unique(section: str, entries: list[dict[str, Any]], key: str, what: str) -> list[Problem]:
+    seen: set[Any] = set()
+    out = []
+    for i, entry in enumerate(entries):
+        value = entry.get(key)
+        if value is None or isinstance(value, dict | list):
+            continue
+        if value in seen:
+            out.append(
+                Problem(f"{section}[{i}].{key}", f"{what} not used before, found {value!r} again")
+            )
+        seen.add(value)
+    return out
+
+
+def cross_check(data: Mapping[str, Any]) -> list[Problem]:
+    buses, ups, strings = (_entries(data, k) for k in ("buses", "ups", "strings"))
+    bus_names, ups_names, string_names = _names(buses), _names(ups), _names(strings)
+    problems: list[Problem] = []
+    for section, entries in (("buses", buses), ("ups", ups), ("strings", strings)):
+        problems += _unique(section, entries, "name", "a name")
+    for section, entries in (("ups", ups), ("strings", strings)):
+        if len(entries) > 32:
+            problems.append(Problem(section, f"at most 32 entries, found {len(entries)}"))
+        problems += _unique(section, entries, "index", "an index")
+    slaves: dict[tuple[str, int], str] = {}
+    for i, s in enumerate(strings):
+        bus, ups_name, slave = s.get("bus"), s.get("ups"), s.get("slave_id")
+        if isinstance(bus, str) and bus not in bus_names:
+            problems.append(
+                Problem(
+                    f"strings[{i}].bus", f"the name of a [[buses]] entry {bus_names}, found {bus!r}"
+                )
+            )
+        if isinstance(ups_name, str) and ups_name not in ups_names:
+            problems.append(
+                Problem(
+                    f"strings[{i}].ups",
+                    f"the name of a [[ups]] entry {ups_names}, found {ups_name!r}",
+                )
+            )
+        if isinstance(bus, str) and isinstance(slave, int):
+            if (bus, slave) in slaves:
+                problems.append(
+                    Problem(
+                        f"strings[{i}].slave_id",
+                        f"a slave id unique on bus {bus!r}, found {slave} "
+                        f"(already string {slaves[(bus, slave)]!r})",
+                    )
+                )
+            slaves[(bus, slave)] = str(s.get("name"))
+    if not strings:
+        problems.append(Problem("strings", "at least one [[strings]] entry, found none"))
+    alarms = data.get("alarms")
+    per_string = alarms.get("strings") if isinstance(alarms, dict) else None
+    for name in per_string if isinstance(per_string, dict) else ():
+        if name not in string_names:
+            problems.append(
+                Problem(
+                    f"alarms.strings.{name}",
+                    f"the name of a [[strings]] entry {string_names}, found {name!r}",
+                )
+            )
+    for i, bus in enumerate(buses):
+        port_problem = serial_port_problem(bus)
+        if port_problem:
+            problems.append(Problem(f"buses[{i}].port", port_problem))
+    return problems
