@@ -1,13 +1,16 @@
 """RTU frames for function 03 on both sides of the wire, and the exact
 classification of a reply into data or an ErrorKind.
 
-CRC and PDU encoding are pymodbus's (FramerRTU, ReadHoldingRegisters*,
-ExceptionResponse); only the classification is ours, because pymodbus's
-framer drops a bad-CRC frame silently and leaves a timeout behind.
+PDU encoding is pymodbus's (ReadHoldingRegisters*, ExceptionResponse) and the
+CRC uses pymodbus's table; the classification is ours, because pymodbus's
+framer drops a bad-CRC frame silently and leaves a timeout behind, and so is
+the decoding of a checked reply's registers (one struct call instead of one
+per register, on the hot path of every poll).
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 from btms_gateway.core.profiles import ErrorKind, PollError
@@ -24,9 +27,19 @@ REQUEST_LENGTH = 8  # slave, fc, address(2), count(2), crc(2)
 EXCEPTION_LENGTH = 5  # slave, fc|0x80, code, crc(2)
 
 
+_CRC_TABLE = tuple(FramerRTU.crc16_table)  # pymodbus's table for the Modbus polynomial
+
+
 def crc16(data: bytes) -> bytes:
-    """The Modbus CRC16 as it goes on the wire (low byte first)."""
-    return FramerRTU.compute_CRC(data).to_bytes(2, "big")
+    """The Modbus CRC16 as it goes on the wire (low byte first).
+
+    The same table-driven algorithm as pymodbus's ``FramerRTU.compute_CRC``
+    (a test checks they agree), with the loop kept to locals: it runs over
+    every byte of every reply, about 1,900 bytes a second per 120-cell string."""
+    crc, table = 0xFFFF, _CRC_TABLE
+    for byte in data:
+        crc = (crc >> 8) ^ table[(crc ^ byte) & 0xFF]
+    return crc.to_bytes(2, "little")
 
 
 def crc_ok(frame: bytes) -> bool:
@@ -83,7 +96,7 @@ def expected_length(buf: bytes | bytearray, count: int) -> int:
     return reply_length(count)
 
 
-def classify(buf: bytes, slave: int, count: int) -> list[int]:
+def classify(buf: bytes, slave: int, count: int, crc_good: bool | None = None) -> list[int]:
     """Turn the bytes received for one request into registers or a PollError.
 
     ``buf`` is everything that arrived between the request and the end of the
@@ -96,6 +109,8 @@ def classify(buf: bytes, slave: int, count: int) -> list[int]:
       frame: CRC;
     - a good CRC but wrong slave, function, byte count or length: SHORT_FRAME;
     - a good exception frame: EXCEPTION with its code.
+
+    ``crc_good`` is the receiver's own verdict when it already checked the CRC.
     """
     if not buf:
         raise PollError(ErrorKind.TIMEOUT, f"no reply from slave {slave}")
@@ -104,7 +119,7 @@ def classify(buf: bytes, slave: int, count: int) -> list[int]:
         raise PollError(
             ErrorKind.SHORT_FRAME, f"slave {slave}: truncated reply, {len(buf)} of {need} bytes"
         )
-    if not crc_ok(buf):
+    if not (crc_good if crc_good is not None else crc_ok(buf)):
         raise PollError(ErrorKind.CRC, f"slave {slave}: bad CRC over {len(buf)} bytes")
     if buf[0] != slave:
         raise PollError(ErrorKind.SHORT_FRAME, f"reply from slave {buf[0]}, expected {slave}")
@@ -120,6 +135,4 @@ def classify(buf: bytes, slave: int, count: int) -> list[int]:
             ErrorKind.SHORT_FRAME,
             f"slave {slave}: {len(buf)}-byte reply with byte count {buf[2]}, expected {need}",
         )
-    resp = ReadHoldingRegistersResponse()
-    resp.decode(bytes(buf[2:-2]))
-    return list(resp.registers)
+    return list(struct.unpack_from(f">{count}H", buf, 3))  # one call, not one per register

@@ -94,8 +94,8 @@ class RtuLink:
             self._transport.write(request)
             sent = time.monotonic()
             wire = (len(request) + framing.reply_length(count)) * self._char
-            buf = await self._receive(count, sent + wire + self._gap + self.bus.timeout_s)
-            registers = framing.classify(buf, slave, count)
+            buf, crc_good = await self._receive(count, sent + wire + self._gap + self.bus.timeout_s)
+            registers = framing.classify(buf, slave, count, crc_good=crc_good)
         except PollError as exc:
             now = time.time()
             self.counters.record_error(exc.kind, exc.detail, now)
@@ -131,20 +131,24 @@ class RtuLink:
             if self._idle_since > give_up:
                 return
 
-    async def _receive(self, count: int, deadline: float) -> bytes:
+    async def _receive(self, count: int, deadline: float) -> tuple[bytes, bool | None]:
         """Collect one reply: return as soon as the header's length is in and
-        its CRC checks; otherwise read on until a frame gap of silence (or the
-        deadline) so the whole bad burst is judged and dropped at once."""
+        its CRC checks (and say so, so it is not computed twice); otherwise read
+        on until a frame gap of silence (or the deadline) so the whole bad burst
+        is judged and dropped at once. Waits for whole frames, not chunks: first
+        for an exception reply's length (enough to read the header), then for
+        the length the header promises."""
         tr = self._transport
         while True:
             buf = tr.rx
             need = framing.expected_length(buf, count)
             if len(buf) >= need:
                 if len(buf) == need and framing.crc_ok(bytes(buf)):
-                    return tr.take()
+                    return tr.take(), True
                 silence_end = min(deadline, tr.last_rx + max(self._gap, _BAD_BURST_SILENCE_S))
                 if not await tr.wait_data(silence_end):
-                    return tr.take()
+                    return tr.take(), None
                 continue
-            if not await tr.wait_data(deadline):
-                return tr.take()
+            want = framing.EXCEPTION_LENGTH if len(buf) < framing.EXCEPTION_LENGTH else need
+            if not await tr.wait_data(deadline, want):
+                return tr.take(), None
