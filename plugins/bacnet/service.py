@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -10,6 +11,7 @@ from btms_gateway.core.alarm_types import EventKind
 
 from .device import start_device
 from .image import Image
+from .noise import DecodeNoise
 from .objects import Layout, Point, build_points
 from .settings import BacnetSettings
 
@@ -34,11 +36,13 @@ class BacnetService:
         self.image: Image | None = None
         self.startup_s = 0.0
         self.last_apply_s = 0.0
+        self.noise = DecodeNoise()
 
     async def start(self, plant: Any, active_alarms: list[Any]) -> None:
         started = time.perf_counter()
         self.points = points_for(self.settings, Layout.from_plant(plant))
         self.app, self.objects = await start_device(self.settings, self.points)
+        self.noise.install(asyncio.get_running_loop())
         self.image = Image(self.points, self.objects)
         self.image.apply_plant(plant)
         for alarm in active_alarms:
@@ -54,6 +58,7 @@ class BacnetService:
         )
 
     def stop(self) -> None:
+        self.noise.uninstall()
         if self.app is not None:
             self.app.close()
             self.app = None
