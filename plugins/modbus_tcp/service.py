@@ -152,16 +152,24 @@ class ModbusService:
         """Close connections silent for idle_s: one pass every idle_s/4 (at most
         1 s), so a request costs a timestamp, not a timer reschedule."""
         period = min(1.0, idle_s / 4)
+        failed = False
         while True:
             await asyncio.sleep(period)
-            limit = time.monotonic() - idle_s
-            for server in (self.tcp, self.tls):
-                if server is None:
-                    continue
-                for handler in server.handlers():
-                    if handler.admitted and handler.last_seen < limit:
-                        self.stats.idle_closed += 1
-                        handler.drop()
+            try:
+                self._close_idle(time.monotonic() - idle_s)
+            except Exception:  # a dead sweeper would leak connection slots for good
+                if not failed:
+                    log.exception("idle sweep failed; going on")
+                failed = True
+
+    def _close_idle(self, limit: float) -> None:
+        for server in (self.tcp, self.tls):
+            if server is None:
+                continue
+            for handler in server.handlers():
+                if handler.admitted and handler.last_seen < limit:
+                    self.stats.idle_closed += 1
+                    handler.drop()
 
     @property
     def port(self) -> int:
