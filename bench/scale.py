@@ -1,0 +1,261 @@
+"""Full scale: 32 BM-SM strings x 120 cells, every plugin on, clients working.
+
+The simulators run in one child process (bench/scale/simrunner.py: pseudo-
+terminals and RTU over TCP), the gateway in another (``btms-gateway run -c
+generated.toml``), so the gateway's CPU and RSS are its own. Buses are sized
+by wire time (at 115200 baud a 120-cell string is ~0.16 s on the wire, ~0.17 s
+a poll; using 70 % of a 1 s interval: four strings per bus -> 8 buses, the
+last two RTU over TCP; five a bus measured 1.03-1.12 s cycles, over 1 s).
+
+While it runs: a Modbus TCP client scans every string and cell every 10 s,
+snmpbulkwalk walks the whole cell table back to back, rusty-bacnet holds
+unconfirmed COV subscriptions on a few hundred objects, the dashboard's live
+stream stays open, and an age probe changes one string's current at a time
+in the simulator and times when Modbus, SNMP, BACnet and REST serve it.
+
+Reported: gateway CPU (fraction of one core, /proc/PID/stat), RSS and its
+growth per hour (least squares after warm-up), poll cycle time per bus
+against its wire time, the oldest data each protocol served (seen - the
+device read it replaced) and the REST ``age_s`` served. Targets: CPU < 10 %
+of a core, RSS < 150 MB, data age < poll interval + 100 ms. Exit 1 if missed.
+
+    python bench/scale.py --minutes 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from scale import clients
+from scale.plant import Ports, bus_spec, gateway_config, strings_of, wire_time_s
+from scale.procs import (
+    GatewayProcess,
+    SimRunner,
+    cpu_seconds,
+    get_json,
+    rss_mb,
+    slope_per_hour,
+)
+
+TARGETS = {"cpu_core": 0.10, "rss_mb": 150.0, "age_margin_s": 0.100}
+PROTOCOLS = ("modbus", "snmp", "bacnet", "rest")
+
+
+async def wait_all_good(web: int, count: int, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            plant = await asyncio.to_thread(get_json, f"http://127.0.0.1:{web}/api/plant")
+            if sum(s["quality"] == "good" for s in plant["strings"]) == count:
+                return
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"not all {count} strings GOOD within {timeout} s")
+
+
+def bacnet_targets(
+    config_path: Path, probe_names: list[str], cells_of: list[str], strings: int
+) -> tuple[list[tuple[str, int]], dict[tuple[str, int], str]]:
+    from btms_gateway.plugins.bacnet.export import plant_points
+
+    _settings, points = plant_points(config_path)
+    by_name = {p.name: p for p in points}
+    wanted = [f"{n}.current" for n in probe_names]
+    wanted += [f"S{i}.voltage" for i in range(1, strings + 1)]
+    wanted += [
+        p.name
+        for p in points
+        if p.string in cells_of and p.name.endswith(".voltage") and p.cell is not None
+    ]
+    oids = [by_name[n].oid for n in dict.fromkeys(wanted) if n in by_name]
+    return [(str(k), i) for k, i in oids], {
+        (str(k), i): n for n in wanted if n in by_name for k, i in [by_name[n].oid]
+    }
+
+
+async def run(
+    minutes: float,
+    strings: int = 32,
+    cells: int = 120,
+    baud: int = 115200,
+    interval_s: float = 1.0,
+    tcp_buses: int = 2,
+    warmup_s: float = 30.0,
+    modbus_period_s: float = 10.0,
+    snmp_period_s: float = 10.0,
+    cov_cells_strings: int = 2,
+    baseline_s: float = 30.0,
+    headroom: float = 0.7,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Runs the whole scene and returns the figures (see ``report``)."""
+    spec = bus_spec(strings, cells, baud, interval_s, tcp_buses, headroom=headroom)
+    plant = strings_of(spec)
+    workdir = tempfile.mkdtemp(prefix="btms-scale-")
+    runner = SimRunner(spec)
+    ports = Ports.free()
+    gw = None
+    try:
+        config = gateway_config(spec, runner.where, ports, workdir, interval_s)
+        gw = GatewayProcess(config, workdir)
+        t0 = time.monotonic()
+        gw.wait_http(ports.web)
+        await wait_all_good(ports.web, strings)
+        log(
+            f"gateway pid {gw.pid}: {strings} strings GOOD on {len(spec)} buses after "
+            f"{time.monotonic() - t0:.1f} s; workdir {workdir}"
+        )
+        probes = [next(p for p in plant if p[1] == b["name"]) for b in spec]  # one per bus
+        probe_names = [p[0] for p in probes]
+        index = {name: i for i, (name, _b, _s) in enumerate(plant, start=1)}
+        oids, names = bacnet_targets(
+            gw.path, probe_names, [p[0] for p in plant[:cov_cells_strings]], strings
+        )
+        stats, obs, stop = clients.Stats(), clients.Observed(), asyncio.Event()
+        # acquisition alone first: the gateway's own cost, before clients add theirs
+        await asyncio.sleep(warmup_s / 2)
+        c_idle, m_idle, rss_idle = cpu_seconds(gw.pid), time.monotonic(), rss_mb(gw.pid)
+        await asyncio.sleep(baseline_s)
+        cpu_idle = (cpu_seconds(gw.pid) - c_idle) / (time.monotonic() - m_idle)
+        tasks = [
+            clients.modbus_sweeper(
+                ports.modbus, list(range(1, strings + 1)), modbus_period_s, stats, stop, cells
+            ),
+            clients.snmp_walker(ports.snmp, snmp_period_s, stats, stop),
+            clients.bacnet_cov(f"127.0.0.1:{ports.bacnet}", oids, names, obs, stats, stop),
+            clients.sse_reader(ports.web, stats, stop),
+            clients.watch_modbus(
+                ports.modbus, {n: index[n] for n in probe_names}, obs, stats, stop
+            ),
+            clients.watch_rest(ports.web, probe_names, obs, stats, stop),
+            clients.watch_snmp(ports.snmp, {n: index[n] for n in probe_names}, obs, stats, stop),
+            clients.age_probe(runner, probes, obs, stats, stop, PROTOCOLS),
+        ]
+        running = [asyncio.create_task(t) for t in tasks]
+        await asyncio.sleep(warmup_s / 2)
+        samples, cycles = [], {b["name"]: [] for b in spec}
+        c0, m0 = cpu_seconds(gw.pid), time.monotonic()
+        end = m0 + minutes * 60
+        while time.monotonic() < end and gw.alive():
+            samples.append((time.monotonic() - m0, rss_mb(gw.pid)))
+            buses = await asyncio.to_thread(get_json, f"http://127.0.0.1:{ports.web}/api/buses")
+            for b in buses:
+                if b["last_cycle_s"] is not None:
+                    cycles[b["name"]].append(b["last_cycle_s"])
+            for t in running:
+                if t.done() and t.exception():
+                    raise t.exception()  # type: ignore[misc]
+            await asyncio.sleep(min(5.0, max(0.0, end - time.monotonic())))
+        alive = gw.alive()
+        cpu = (cpu_seconds(gw.pid) - c0) / (time.monotonic() - m0) if alive else float("nan")
+        stop.set()
+        await asyncio.wait(running, timeout=15)
+        return {
+            "alive": alive,
+            "cpu_core": cpu,
+            "cpu_idle": cpu_idle,
+            "rss_idle": rss_idle,
+            "rss_mb": max(v for _, v in samples),
+            "rss_growth_mb_h": slope_per_hour(samples),
+            "interval_s": interval_s,
+            "cycles": cycles,
+            "spec": spec,
+            "stats": stats,
+            "minutes": minutes,
+            "wire_s": {b["name"]: len(b["slaves"]) * wire_time_s(cells, baud) for b in spec},
+            "sim": runner.call(op="stats"),
+        }
+    finally:
+        if gw is not None:
+            gw.stop()
+        runner.close()
+
+
+def report(r: dict[str, Any]) -> list[str]:
+    """Prints the table; returns the targets missed."""
+    st: clients.Stats = r["stats"]
+    missed = []
+    limit_age = r["interval_s"] + TARGETS["age_margin_s"]
+    print(f"\nFull scale, {r['minutes']} min measured (after warm-up); gateway alive: {r['alive']}")
+    print(f"{'figure':<34}{'measured':>12}{'target':>12}  ok")
+    rows = [
+        ("gateway CPU (fraction of a core)", r["cpu_core"], TARGETS["cpu_core"]),
+        ("gateway RSS max (MB)", r["rss_mb"], TARGETS["rss_mb"]),
+    ]
+    for p in PROTOCOLS:
+        rows.append((f"data age max {p} (s)", max(st.ages[p], default=float("inf")), limit_age))
+    rows.append(
+        ("REST age_s served max (s)", max(st.ages["rest_age_s"], default=float("inf")), limit_age)
+    )
+    for name, value, target in rows:
+        ok = value < target
+        missed += [] if ok else [name]
+        print(f"{name:<34}{value:>12.3f}{target:>12.3f}  {'yes' if ok else 'NO'}")
+    print(f"{'RSS growth (MB/hour, info)':<34}{r['rss_growth_mb_h']:>12.1f}")
+    print(f"{'CPU, polling only (no clients)':<34}{r['cpu_idle']:>12.3f}")
+    print(f"{'RSS, polling only (MB)':<34}{r['rss_idle']:>12.1f}")
+    print(
+        "\nper protocol: change seen after the device served it (s)  p50 / p99 / max, probes missed"
+    )
+    for p in PROTOCOLS:
+        lags = st.lags[p]
+        print(
+            f"  {p:<8} {clients.pct(lags, 50):7.3f} {clients.pct(lags, 99):7.3f} "
+            f"{max(lags, default=float('nan')):7.3f}   n={len(lags)} missed={st.missed[p]}"
+        )
+    print("\nbus   strings  wire s  cycle p50  cycle max  max/interval")
+    for b in r["spec"]:
+        cyc = r["cycles"][b["name"]]
+        print(
+            f"  {b['name']:<5}{len(b['slaves']):>5}{r['wire_s'][b['name']]:>9.3f}"
+            f"{clients.pct(cyc, 50):>10.3f}{max(cyc, default=float('nan')):>10.3f}"
+            f"{max(cyc, default=float('nan')) / r['interval_s']:>10.2f}  ({b['transport']})"
+        )
+    print(f"\nclients: {dict(st.ops)}")
+    print(f"client errors: {dict(st.errors)} {st.last_error if st.errors else ''}")
+    if not r["alive"]:
+        missed.append("gateway died")
+    if any(st.missed.values()):
+        missed.append("age probes missed")
+    return missed
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--strings", type=int, default=32)
+    ap.add_argument("--cells", type=int, default=120)
+    ap.add_argument("--interval", type=float, default=1.0)
+    ap.add_argument("--warmup", type=float, default=30.0)
+    ap.add_argument("--baseline", type=float, default=30.0, help="seconds measured without clients")
+    a = ap.parse_args()
+    r = asyncio.run(
+        run(
+            a.minutes,
+            a.strings,
+            a.cells,
+            interval_s=a.interval,
+            warmup_s=a.warmup,
+            baseline_s=a.baseline,
+        )
+    )
+    missed = report(r)
+    print(
+        f"\nload on the machine (1/5/15 min): {Path('/proc/loadavg').read_text().strip()}"
+        " (2 cores shared with other work while measured)"
+    )
+    if missed:
+        print(f"MISSED: {', '.join(missed)}")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

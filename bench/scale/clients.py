@@ -1,0 +1,349 @@
+"""Northbound clients that work on the gateway while a benchmark runs: a
+Modbus TCP sweeper, snmpbulkwalk, BACnet COV subscribers, the dashboard's
+live stream, and the age probe that times how old served data is."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+SNMP_BASE = "1.3.6.1.4.1.8072.9999.9999.1"
+SNMP_CELL_TABLE = f"{SNMP_BASE}.4"
+SNMP_STRING_CURRENT = f"{SNMP_BASE}.3.1.9"
+
+
+@dataclass
+class Stats:
+    """What every client did; ``errors`` are failures a well-behaved client saw."""
+
+    ops: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    last_error: dict[str, str] = field(default_factory=dict)
+    ages: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    lags: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    missed: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def fail(self, who: str, exc: BaseException | str) -> None:
+        self.errors[who] += 1
+        self.last_error[who] = repr(exc)[:200]
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return (
+        statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+        if q < 100
+        else max(values)
+    )
+
+
+def s32(hi: int, lo: int) -> int:
+    v = (hi << 16) | lo
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+async def modbus_sweeper(
+    port: int,
+    indexes: list[int],
+    period: float,
+    stats: Stats,
+    stop: asyncio.Event,
+    cells: int = 120,
+) -> None:
+    """Every ``period`` s read each string's section and all its cells (a SCADA scan)."""
+    from pymodbus.client import AsyncModbusTcpClient
+
+    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5)
+    await client.connect()
+    try:
+        while not stop.is_set():
+            started = time.monotonic()
+            for i in indexes:
+                ranges = [(0, 25)] + [
+                    (a, min(125, 100 * (cells + 1) - a)) for a in range(100, 100 * (cells + 1), 125)
+                ]
+                for address, count in ranges:
+                    try:
+                        r = await client.read_holding_registers(
+                            address, count=count, device_id=100 + i
+                        )
+                        if r.isError() and getattr(r, "exception_code", 0) != 0x0B:
+                            stats.fail("modbus", f"unit {100 + i} @{address}: {r}")
+                        stats.ops["modbus"] += 1
+                    except Exception as exc:
+                        stats.fail("modbus", exc)
+                        await asyncio.sleep(0.5)
+                        if not client.connected:
+                            await client.connect()
+                    if stop.is_set():
+                        return
+            stats.ops["modbus_sweeps"] += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(0.0, period - (time.monotonic() - started)))
+    finally:
+        client.close()
+
+
+async def snmp_walker(port: int, period: float, stats: Stats, stop: asyncio.Event) -> None:
+    """snmpbulkwalk (net-snmp) of the whole cell table, again and again."""
+    while not stop.is_set():
+        started = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            "snmpbulkwalk",
+            "-v2c",
+            "-c",
+            "public",
+            "-On",
+            "-Cr50",
+            "-t",
+            "5",
+            "-r",
+            "1",
+            f"127.0.0.1:{port}",
+            SNMP_CELL_TABLE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        rows = out.count(b"\n")
+        if proc.returncode != 0 or rows == 0:
+            stats.fail(
+                "snmpbulkwalk", err.decode(errors="replace")[:200] or f"rc {proc.returncode}"
+            )
+        else:
+            stats.ops["snmpbulkwalk"] += 1
+            stats.ops["snmp_varbinds"] += rows
+            stats.ages["snmpbulkwalk_s"].append(time.monotonic() - started)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), max(0.0, period - (time.monotonic() - started)))
+
+
+async def sse_reader(web_port: int, stats: Stats, stop: asyncio.Event) -> None:
+    """The dashboard's live stream, kept open the whole run."""
+    import aiohttp
+
+    # no total timeout: the stream is meant to stay open (aiohttp's default ends it at 300 s)
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        while not stop.is_set():
+            try:
+                async with session.get(f"http://127.0.0.1:{web_port}/api/stream") as resp:
+                    async for line in resp.content:
+                        if line.startswith(b"data:"):
+                            stats.ops["sse_events"] += 1
+                        if stop.is_set():
+                            return
+            except Exception as exc:
+                stats.fail("sse", exc)
+                await asyncio.sleep(1)
+
+
+class Observed:
+    """First time each protocol saw a value (for the age probe)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, str, float], float] = {}
+
+    def saw(self, proto: str, string: str, value: float) -> None:
+        self.seen.setdefault((proto, string, round(value, 2)), time.time())
+
+
+async def bacnet_cov(
+    address: str,
+    oids: list[tuple[str, int]],
+    names: dict[tuple[str, int], str],
+    obs: Observed,
+    stats: Stats,
+    stop: asyncio.Event,
+) -> None:
+    """rusty-bacnet (independent stack): unconfirmed COV on every object in ``oids``."""
+    import rusty_bacnet as rb
+
+    kinds = {
+        "analogInput": rb.ObjectType.ANALOG_INPUT,
+        "binaryInput": rb.ObjectType.BINARY_INPUT,
+        "multiStateInput": rb.ObjectType.MULTI_STATE_INPUT,
+    }
+    import socket
+
+    from .procs import free_port
+
+    port = free_port(socket.SOCK_DGRAM)
+    async with rb.BACnetClient(
+        interface="127.0.0.1", port=port, broadcast_address="127.255.255.255"
+    ) as c:
+        it = await c.cov_notifications()
+        for n, (kind, inst) in enumerate(oids, start=1):
+            try:
+                await c.subscribe_cov(
+                    address, n, rb.ObjectIdentifier(kinds[kind], inst), False, 3600
+                )
+                stats.ops["bacnet_subscriptions"] += 1
+            except Exception as exc:
+                stats.fail("bacnet_subscribe", exc)
+        by_instance = {inst: names[(k, inst)] for k, inst in oids}
+        while not stop.is_set():
+            try:
+                note = await asyncio.wait_for(it.__anext__(), 1.0)
+            except TimeoutError:
+                continue
+            stats.ops["bacnet_cov"] += 1
+            name = by_instance.get(note.monitored_object_identifier.instance)
+            if name and name.endswith(".current"):
+                for v in note.values:
+                    if str(v["property_id"]).endswith("PRESENT_VALUE"):
+                        obs.saw("bacnet", name.split(".")[0], float(v["value"].value))
+
+
+async def watch_modbus(
+    port: int,
+    targets: dict[str, int],
+    obs: Observed,
+    stats: Stats,
+    stop: asyncio.Event,
+    every: float = 0.02,
+) -> None:
+    """Reads each probe string's current (registers 4-5) every ``every`` s."""
+    from pymodbus.client import AsyncModbusTcpClient
+
+    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5)
+    await client.connect()
+    try:
+        while not stop.is_set():
+            for name, index in targets.items():
+                try:
+                    r = await client.read_holding_registers(4, count=2, device_id=100 + index)
+                    if not r.isError():
+                        obs.saw("modbus", name, s32(*r.registers) / 100)
+                except Exception as exc:
+                    stats.fail("modbus_probe", exc)
+                    await asyncio.sleep(0.5)
+                    if not client.connected:
+                        await client.connect()
+            await asyncio.sleep(every)
+    finally:
+        client.close()
+
+
+async def watch_rest(
+    web_port: int,
+    names: list[str],
+    obs: Observed,
+    stats: Stats,
+    stop: asyncio.Event,
+    every: float = 0.02,
+) -> None:
+    """GET /api/strings/NAME?cells=false; records the served age_s of GOOD data."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        while not stop.is_set():
+            for name in names:
+                try:
+                    url = f"http://127.0.0.1:{web_port}/api/strings/{name}?cells=false"
+                    async with session.get(url) as resp:
+                        body = await resp.json()
+                    if body["quality"] == "good" and body["reading"]:
+                        obs.saw("rest", name, body["reading"]["current_a"])
+                        stats.ages["rest_age_s"].append(body["age_s"])
+                except Exception as exc:
+                    stats.fail("rest_probe", exc)
+                    await asyncio.sleep(0.5)
+            await asyncio.sleep(every)
+
+
+async def watch_snmp(
+    port: int,
+    targets: dict[str, int],
+    obs: Observed,
+    stats: Stats,
+    stop: asyncio.Event,
+    every: float = 0.02,
+) -> None:
+    """pysnmp GET of btmsStringCurrent (0.01 A) for each probe string."""
+    from pysnmp.hlapi.v3arch.asyncio import (
+        CommunityData,
+        ContextData,
+        ObjectIdentity,
+        ObjectType,
+        SnmpEngine,
+        UdpTransportTarget,
+        get_cmd,
+    )
+
+    engine = SnmpEngine()
+    target = await UdpTransportTarget.create(("127.0.0.1", port), timeout=2, retries=1)
+    oids = {name: f"{SNMP_STRING_CURRENT}.{index}" for name, index in targets.items()}
+    while not stop.is_set():
+        try:
+            err, status, _idx, binds = await get_cmd(
+                engine,
+                CommunityData("public", mpModel=1),
+                target,
+                ContextData(),
+                *(ObjectType(ObjectIdentity(o)) for o in oids.values()),
+            )
+            if err or status:
+                stats.fail("snmp_probe", str(err or status))
+            else:
+                for name, (_oid, value) in zip(oids, binds, strict=True):
+                    with contextlib.suppress(TypeError, ValueError):
+                        obs.saw("snmp", name, int(value) / 100)
+        except Exception as exc:
+            stats.fail("snmp_probe", exc)
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(every)
+    engine.close_dispatcher()
+
+
+async def age_probe(
+    runner: Any,
+    probes: list[tuple[str, str, int]],
+    obs: Observed,
+    stats: Stats,
+    stop: asyncio.Event,
+    protocols: tuple[str, ...],
+    every: float = 2.5,
+) -> None:
+    """Changes one probe string's current in the simulator at a time and
+    times, for each protocol, the age of the data it served just before the
+    change showed: (first time the new value was seen) - (end of the poll the
+    old value came from, what the gateway stamps as read_at). That is the
+    oldest data the protocol served."""
+    k = 0
+    await asyncio.sleep(3.0)  # subscriptions and first reads settle
+    while not stop.is_set():
+        name, bus, slave = probes[k % len(probes)]
+        value = round(3.0 + (k % 40) * 1.5 + 0.01 * (k % 7), 2)
+        k += 1
+        for p in protocols:
+            obs.seen.pop((p, name, value), None)
+        t_set = (
+            await asyncio.to_thread(
+                runner.call, op="set_string", bus=bus, slave=slave, values={"current_a": value}
+            )
+        )["t"]
+        deadline = time.time() + 6.0
+        while time.time() < deadline and not all((p, name, value) in obs.seen for p in protocols):
+            await asyncio.sleep(0.05)
+        served = await asyncio.to_thread(
+            runner.call, op="first_data_after", bus=bus, slave=slave, t=t_set
+        )
+        for p in protocols:
+            seen = obs.seen.get((p, name, value))
+            if seen is None or served.get("at") is None:
+                stats.missed[p] += 1
+                continue
+            stats.lags[p].append(seen - served["at"])
+            if served.get("prev") is not None:
+                stats.ages[p].append(seen - served["prev"])
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)

@@ -1,0 +1,122 @@
+"""How hostile inputs reach a server: one input per connection or glued on
+a kept one (TCP), datagrams (UDP), slow-drip connections, connection floods."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+
+
+class Sender:
+    """Sends one input at a time; TCP reconnects whenever the server hangs up."""
+
+    def __init__(self, proto: str, port: int) -> None:
+        self.proto, self.port = proto, port
+        self.udp = proto in ("snmp", "bacnet")
+        self.sock: socket.socket | None = None
+        self.reconnects = self.replies = self.refused = 0
+
+    def _connect(self) -> socket.socket:
+        if self.udp:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.connect(("127.0.0.1", self.port))
+        else:
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=2)
+            self.reconnects += 1
+        s.setblocking(False)
+        return s
+
+    def send(self, data: bytes, fresh: bool = False) -> None:
+        """``fresh``: on a connection of its own (the parser starts clean and
+        sees exactly this input, then end of stream); otherwise glued to the
+        previous inputs on a kept connection (framing desync is an attack too)."""
+        if fresh and not self.udp:
+            self.one_shot(data)
+            return
+        for _ in range(2):
+            if self.sock is None:
+                self.sock = self._connect()
+            try:
+                self.sock.settimeout(2)
+                self.sock.sendall(data)
+                self.sock.setblocking(False)
+                self._drain()
+                return
+            except OSError:
+                self.sock.close()
+                self.sock = None
+
+    def one_shot(self, data: bytes) -> None:
+        try:
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=2)
+        except OSError:
+            self.refused += 1
+            return
+        # RST on close: 100,000 connections must not exhaust ports in TIME_WAIT
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        try:
+            s.sendall(data)
+            s.settimeout(0.01)
+            if s.recv(65536):
+                self.replies += 1
+        except OSError:
+            pass
+        finally:
+            s.close()
+        self.reconnects += 1
+
+    def _drain(self) -> None:
+        assert self.sock is not None
+        try:
+            while True:
+                got = self.sock.recv(65536)
+                if not got and not self.udp:
+                    raise ConnectionResetError("closed by the server")
+                self.replies += 1
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            if not self.udp:
+                raise
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+
+
+class Drip(threading.Thread):
+    """Slow-drip connections: a valid-looking request, one byte every 0.5 s."""
+
+    def __init__(self, port: int, payload: bytes, connections: int, stop: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.port, self.payload, self.n, self.stop_ = port, payload, connections, stop
+        self.closed_by_server = 0
+
+    def run(self) -> None:
+        socks = []
+        for _ in range(self.n):
+            with contextlib.suppress(OSError):
+                socks.append(socket.create_connection(("127.0.0.1", self.port), timeout=2))
+        i = 0
+        while not self.stop_.wait(0.5):
+            for s in list(socks):
+                try:
+                    s.send(self.payload[i % len(self.payload) : i % len(self.payload) + 1])
+                except OSError:
+                    self.closed_by_server += 1
+                    socks.remove(s)
+            i += 1
+        for s in socks:
+            s.close()
+
+
+def flood(port: int, n: int) -> list[socket.socket]:
+    out = []
+    for _ in range(n):
+        try:
+            out.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+        except OSError:
+            break
+    return out

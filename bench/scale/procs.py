@@ -1,0 +1,190 @@
+"""The processes a reliability benchmark drives: the simulator runner and
+the gateway (``btms-gateway run -c FILE``), plus /proc sampling of CPU and RSS."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+GATEWAY = str(BIN / "btms-gateway")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """Just enough TOML for a gateway config (tables, arrays of tables, scalars)."""
+
+    def scalar(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(scalar(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k} = {scalar(x)}" for k, x in v.items()) + "}"
+        return json.dumps(str(v))
+
+    out: list[str] = []
+
+    def table(prefix: str, d: dict[str, Any], array: bool = False) -> None:
+        out.append(f"[[{prefix}]]" if array else f"[{prefix}]")
+        nested = []
+        for k, v in d.items():
+            if v is None:
+                continue
+            if isinstance(v, dict) or (
+                isinstance(v, list) and v and all(isinstance(x, dict) for x in v)
+            ):
+                nested.append((k, v))
+            else:
+                out.append(f"{k} = {scalar(v)}")
+        for k, v in nested:
+            if isinstance(v, dict):
+                table(f"{prefix}.{k}", v)
+            else:
+                for item in v:
+                    table(f"{prefix}.{k}", item, array=True)
+
+    for key, value in data.items():
+        if isinstance(value, dict):
+            table(key, value)
+        else:
+            for item in value:
+                table(key, item, array=True)
+    return "\n".join(out) + "\n"
+
+
+class SimRunner:
+    """bench/scale/simrunner.py in a child process; ``call`` sends one command."""
+
+    def __init__(self, spec: list[dict[str, Any]]) -> None:
+        fd, path = tempfile.mkstemp(suffix=".json", prefix="btms-simspec-")
+        with os.fdopen(fd, "w") as f:
+            json.dump(spec, f)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "simrunner.py"), path],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the simulator runner did not start")
+        self.where: dict[str, Any] = json.loads(line)
+        self._lock = threading.Lock()
+
+    def call(self, **cmd: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        with self._lock:
+            self.proc.stdin.write(json.dumps(cmd) + "\n")
+            self.proc.stdin.flush()
+            return json.loads(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class GatewayProcess:
+    """``btms-gateway run -c FILE`` as a child; ``kill9`` for crash tests."""
+
+    def __init__(self, config: dict[str, Any], workdir: str) -> None:
+        self.config = config
+        self.path = Path(workdir) / "generated.toml"
+        self.path.write_text(to_toml(config))
+        self.log = open(Path(workdir) / "gateway.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [GATEWAY, "run", "-c", str(self.path)], stdout=self.log, stderr=subprocess.STDOUT
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_http(self, port: int, path: str = "/health/live", timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(
+                    f"gateway exited with {self.proc.returncode}; see {self.log.name}"
+                )
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise TimeoutError(f"gateway not serving http://127.0.0.1:{port}{path} in {timeout} s")
+
+    def kill9(self) -> None:
+        if self.alive():
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+        self.log.close()
+        return self.proc.returncode
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` (all its threads), from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def get_json(url: str, timeout: float = 5.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def slope_per_hour(samples: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, value) samples, per hour (memory growth)."""
+    if len(samples) < 3:
+        return 0.0
+    n = len(samples)
+    mt = sum(t for t, _ in samples) / n
+    mv = sum(v for _, v in samples) / n
+    den = sum((t - mt) ** 2 for t, _ in samples)
+    return 0.0 if den == 0 else sum((t - mt) * (v - mv) for t, v in samples) / den * 3600

@@ -1,0 +1,124 @@
+"""BM-SM simulators in a process of their own, driven over stdin/stdout.
+
+Run ``python bench/scale/simrunner.py SPEC.json``: SPEC is a list of buses
+``{"name", "transport": "pty"|"tcp", "baud", "slaves": {id: cells}, "seed",
+"rates": {fault: p}, "frozen"}``. The runner prints one JSON line mapping each
+bus to where a gateway connects, then answers one JSON command per line:
+
+* ``{"op": "set_string", "bus", "slave", "values"}`` -> ``{"t": when applied}``
+* ``{"op": "set_cells", "bus", "slave", "cells": [i...], "values"}`` -> ``{"t"}``
+* ``{"op": "first_data_after", "bus", "slave", "t", "reg"?}`` -> ``{"at", "prev"}``:
+  when the first reply after t carrying register reg (default 2, the string
+  current) was served, and when the poll before it ended (from the truth log)
+* ``{"op": "vanish"|"restore", "bus", "slave", "seconds"?}``
+* ``{"op": "stats"}`` -> requests and faults per bus
+
+It exits when stdin closes, so it never outlives the benchmark.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from typing import Any
+
+
+def start(spec: list[dict[str, Any]]) -> dict[str, Any]:
+    from btms_gateway.protocols.bmsm.simulator import Simulator
+    from btms_gateway.protocols.bmsm.simulator.faults import Fault
+
+    sims: dict[str, Any] = {}
+    for bus in spec:
+        slaves = {int(k): int(v) for k, v in bus["slaves"].items()}
+        link = None
+        if bus["transport"] == "pty":
+            link = f"{tempfile.mkdtemp(prefix='btms-scale-')}/{bus['name']}"
+        sims[bus["name"]] = Simulator(
+            list(slaves),
+            slaves,
+            baud=bus["baud"],
+            seed=bus.get("seed", 1),
+            transport=bus["transport"],
+            link=link,
+            rates={Fault(k): v for k, v in bus.get("rates", {}).items()},
+            frozen=bus.get("frozen", False),
+            log_size=bus.get("log_size", 20_000),
+        ).start()
+    return sims
+
+
+def where(sims: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for name, sim in sims.items():
+        if sim.transport == "tcp":
+            host, port = sim.tcp_address
+            out[name] = {"transport": "rtu-over-tcp", "host": host, "tcp_port": port}
+        else:
+            out[name] = {"port": sim.port}
+    return out
+
+
+def first_data_after(sim: Any, slave: int, t: float, reg: int) -> dict[str, float | None]:
+    """When the first reply after ``t`` carrying register ``reg`` was served
+    (``at``), and when the poll before it ended (``prev``: its last reply
+    with data, the moment the gateway stamps as read_at)."""
+    prev = None
+    for rec in sim.truth_log:
+        if rec.slave != slave or rec.words is None:
+            continue
+        covers = rec.address <= reg < rec.address + rec.count
+        if covers and rec.at >= t:
+            return {"at": rec.at, "prev": prev}
+        prev = rec.at
+    return {"at": None, "prev": prev}
+
+
+def handle(sims: dict[str, Any], cmd: dict[str, Any]) -> dict[str, Any]:
+    op = cmd["op"]
+    if op == "stats":
+        return {
+            name: {
+                "requests": s.responder.requests,
+                "faults": {f.value: n for f, n in s.responder.faults.items() if n},
+            }
+            for name, s in sims.items()
+        }
+    sim, slave = sims[cmd["bus"]], int(cmd["slave"])
+    if op == "set_string":
+        sim.set_string(slave, **cmd["values"])
+    elif op == "set_cells":
+        for i in cmd["cells"]:
+            sim.set_cell(slave, i, **cmd["values"])
+    elif op == "first_data_after":
+        return first_data_after(sim, slave, cmd["t"], cmd.get("reg", 2))
+    elif op == "vanish":
+        sim.vanish(slave, cmd.get("seconds"))
+    elif op == "restore":
+        sim.restore(slave)
+    else:
+        return {"error": f"unknown op {op!r}"}
+    return {"t": time.time()}
+
+
+def main() -> None:
+    with open(sys.argv[1]) as f:
+        spec = json.load(f)
+    sims = start(spec)
+    try:
+        print(json.dumps(where(sims)), flush=True)
+        for line in sys.stdin:
+            if line.strip():
+                try:
+                    reply = handle(sims, json.loads(line))
+                except Exception as exc:  # a bad command must not kill the simulators
+                    reply = {"error": repr(exc)}
+                print(json.dumps(reply), flush=True)
+    finally:
+        for sim in sims.values():
+            sim.stop()
+
+
+if __name__ == "__main__":
+    main()
