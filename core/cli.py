@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,6 +16,9 @@ from .config_load import ConfigError
 from .plugin_manager import LOAD_FAILURES, FailureLog, call_each, create_manager, plugin_infos
 from .registry import load_config
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 EXIT_CONFIG = 2
@@ -88,12 +92,10 @@ def run(file: Path) -> None:
     sys.exit(run_until_signalled(Gateway(loaded, pm)))
 
 
-def run_until_signalled(gateway: object, stop_after: float | None = None) -> int:
+def run_until_signalled(gateway: Gateway, stop_after: float | None = None) -> int:
     """Run a gateway until SIGINT/SIGTERM (or ``stop_after`` seconds); 0 on a
     clean stop, 1 if it could not start."""
-    from .gateway import Gateway, GatewayStartError
-
-    assert isinstance(gateway, Gateway)
+    from .gateway import GatewayStartError
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

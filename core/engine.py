@@ -41,7 +41,7 @@ def default_link_factory(bus: BusConfig) -> BusLink:
 
 
 @dataclass
-class StringState:
+class StringPoll:
     """The engine's bookkeeping for one string (never shown to plugins directly)."""
 
     config: StringConfig
@@ -68,7 +68,7 @@ class BusWorker:
         self,
         bus: BusConfig,
         interval_s: float,
-        strings: list[StringState],
+        strings: list[StringPoll],
         link: BusLink,
         engine: Engine,
     ) -> None:
@@ -111,7 +111,7 @@ class BusWorker:
         self.status.port_open = True
         return True
 
-    async def _read(self, state: StringState, probing: bool) -> StringReading:
+    async def _read(self, state: StringPoll, probing: bool) -> StringReading:
         """One poll; a bug in a device profile counts as a failed poll (and is
         logged once) instead of killing the bus task."""
         try:
@@ -125,7 +125,7 @@ class BusWorker:
             state.counters.record_error(ErrorKind.DECODE, repr(exc), time.time())
             raise PollError(ErrorKind.DECODE, f"profile error: {exc!r}") from exc
 
-    async def _poll(self, state: StringState) -> None:
+    async def _poll(self, state: StringPoll) -> None:
         started = time.monotonic()
         state.counters.polls += 1
         probing = state.failures > 0
@@ -165,7 +165,7 @@ class Engine:
         self.store = store
         self.publish = publish
         self.workers: list[BusWorker] = []
-        self.states: dict[str, StringState] = {}
+        self.states: dict[str, StringPoll] = {}
         for bus in config.buses:
             members = [s for s in config.strings if s.bus == bus.name]
             if not members:
@@ -174,7 +174,7 @@ class Engine:
             states = []
             for s in members:
                 poller = profiles[s.profile].create_poller(s, bus, link)
-                states.append(StringState(s, poller, link.counters_for(s.slave_id)))
+                states.append(StringPoll(s, poller, link.counters_for(s.slave_id)))
             self.states.update((st.config.name, st) for st in states)
             interval = bus.poll_interval_s or config.gateway.poll_interval_s
             self.workers.append(BusWorker(bus, interval, states, link, self))
@@ -194,11 +194,11 @@ class Engine:
                 except Exception:  # closing a vanished port must not mask shutdown
                     log.debug("closing bus %s failed", w.bus.name, exc_info=True)
 
-    def poll_succeeded(self, state: StringState, reading: StringReading) -> None:
+    def poll_succeeded(self, state: StringPoll, reading: StringReading) -> None:
         state.failures = 0
         self._set(state.config.name, Quality.GOOD, reading, "poll succeeded")
 
-    def poll_failed(self, state: StringState, exc: PollError) -> None:
+    def poll_failed(self, state: StringPoll, exc: PollError) -> None:
         state.failures += 1
         current = self.store.string(state.config.name)
         offline = (

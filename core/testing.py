@@ -24,7 +24,7 @@ from .engine import default_link_factory
 from .gateway import Gateway
 from .model import CellReading, CellStatus, Quality, StringAlarm, StringReading, StringState
 from .plugin_manager import create_manager
-from .profiles import PollError
+from .profiles import ErrorKind, PollError
 from .registry import validate_config
 
 
@@ -138,7 +138,7 @@ class NeverOpenLink:
     async def read_holding_registers(
         self, slave: int, address: int, count: int, *, retries: int | None = None
     ) -> list[int]:
-        raise PollError("port", "never open")  # type: ignore[arg-type]
+        raise PollError(ErrorKind.PORT, "never open")
 
     def counters_for(self, slave: int) -> CommCounters:
         return CommCounters()
