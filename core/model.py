@@ -70,6 +70,9 @@ class CellStatus(enum.IntFlag):
     BALANCING = 1 << 1
 
 
+_SENSOR_LOST = int(CellStatus.SENSOR_LOST)
+
+
 class DeviceStatus(enum.IntEnum):
     """BM-GW's status code for a UPS, string or cell: what its SCADA users expect."""
 
@@ -92,7 +95,8 @@ class CellReading:
 
     @property
     def device_status(self) -> DeviceStatus:
-        if self.status & CellStatus.SENSOR_LOST or self.voltage_v is None:
+        # int() first: IntFlag's own & builds a new flag member, per cell per poll
+        if int(self.status) & _SENSOR_LOST or self.voltage_v is None:
             return DeviceStatus.ERROR
         return DeviceStatus.OK
 

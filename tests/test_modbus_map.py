@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
+import random
 import subprocess
 import sys
 import time
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 from btms_gateway.core.alarm_types import ActiveAlarm, ObjectPath, Severity
 from btms_gateway.core.config_load import ConfigError
-from btms_gateway.core.model import Quality, StringSnapshot, UpsSnapshot
+from btms_gateway.core.model import CellStatus, Quality, StringSnapshot, UpsSnapshot
 from btms_gateway.core.plugin_manager import create_manager
 from btms_gateway.core.registry import validate_config
 from btms_gateway.core.testing import make_reading, plant_config
@@ -20,8 +22,10 @@ from btms_gateway.plugins.modbus_tcp.export import to_csv, to_markdown
 from btms_gateway.plugins.modbus_tcp.image import AlarmSummary, string_image, ups_image
 from btms_gateway.plugins.modbus_tcp.map import (
     CELL_STRIDE,
+    MAX_CELLS,
     POINTS,
     STRING_MEASURED,
+    CellView,
     Role,
     cell_register,
     decode,
@@ -134,6 +138,43 @@ def test_alarm_summary_fills_counts_severity_and_cell_alarm_bits() -> None:
     ups: UpsSnapshot = plant.ups["UPS1"]
     uimg = ups_image(ups, summary, True, True)
     assert list(uimg.regs[22:25]) == [4, int(Severity.CRITICAL), 1]
+
+
+@pytest.mark.parametrize("high_first", [True, False])
+def test_the_column_built_image_equals_one_register_at_a_time(high_first: bool) -> None:
+    """string_image encodes the cell block a column at a time into strided
+    slices (for speed); it must equal encoding every cell point one value at a
+    time with encode() at cell_register(ci, offset): missing values, pinned
+    out-of-range values, negative numbers, alarm bits, short strings, bad quality."""
+    rng = random.Random(7)
+    for trial in range(40):
+        count = rng.choice([0, 1, 7, 119, 120])
+        base = make_reading(count)
+        cells = tuple(
+            dataclasses.replace(
+                c,
+                voltage_v=rng.choice([None, 0.0, 2.2471, 70.0, -1.0]),
+                resistance_mohm=rng.choice([None, 0.0, 1.2345, 5e6, -3.0]),
+                temperature_c=rng.choice([None, -40.04, 25.05, 4000.0]),
+                soc_pct=rng.choice([None, 0.4, 99.5, 1e9]),
+                soh_pct=rng.choice([None, 80.0]),
+                status=CellStatus(rng.randrange(4)),
+            )
+            for c in base.cells
+        )
+        reading = dataclasses.replace(base, cells=cells, cell_count=count)
+        quality = rng.choice(list(Quality))
+        snap = StringSnapshot("S1", 1, "UPS1", 1, 1, "bus1", quality, reading, time.time())
+        bits = {("S1", ci): rng.randrange(1 << 16) for ci in rng.sample(range(1, 121), 5)}
+        alarms = AlarmSummary(cell_bits=bits)
+        img = string_image(snap, alarms, high_first, True)
+        good = quality is Quality.GOOD
+        for ci in range(1, MAX_CELLS + 1):
+            view = CellView(cells[ci - 1] if ci <= count else None, good, bits.get(("S1", ci), 0))
+            for p in (p for p in POINTS if p.block == "cell"):
+                want = encode(p, p.read(view), high_first)
+                got = list(img.regs[cell_register(ci, p.offset) :][: p.words])
+                assert got == want, (trial, ci, p.name)
 
 
 def test_quality_rule_is_decided_from_the_table_roles() -> None:

@@ -20,6 +20,7 @@ from .map import (
     AGE_REGISTER,
     CELL_ALARM_BITS,
     CELL_POINTS,
+    CELL_STRIDE,
     MAX_CELLS,
     OTHER_CELL_ALARM_BIT,
     STRING_MEASURED,
@@ -34,6 +35,7 @@ from .map import (
     UpsView,
     cell_register,
     encode,
+    encode_column,
     string_unit,
     ups_unit,
 )
@@ -118,11 +120,20 @@ def string_image(
     reading = string.reading
     good = string.quality is Quality.GOOD and reading is not None
     cells = reading.cells if reading is not None else ()
-    for ci in range(1, MAX_CELLS + 1):
-        cell = cells[ci - 1] if ci <= len(cells) else None
-        cview = CellView(cell, good, alarms.cell_bits.get((string.name, ci), 0))
-        for p in CELL_POINTS:
-            _put(regs, cell_register(ci, p.offset), p, cview, high_first)
+    bits = alarms.cell_bits
+    views = [
+        CellView(
+            cells[ci - 1] if ci <= len(cells) else None,
+            good,
+            bits.get((string.name, ci), 0) if bits else 0,
+        )
+        for ci in range(1, MAX_CELLS + 1)
+    ]
+    for p in CELL_POINTS:
+        columns = encode_column(p, [p.read(v) for v in views], high_first)
+        for word, column in enumerate(columns):
+            first = cell_register(1, p.offset + word)
+            regs[first : first + CELL_STRIDE * MAX_CELLS : CELL_STRIDE] = array("H", column)
     return UnitImage(
         string_unit(string.index),
         regs,

@@ -56,11 +56,27 @@ class BmsmPoller:
         if plan != self.plan:
             self.replans += 1 if self.plan else 0
             self.plan = plan
-        words: dict[int, int] = {}
+        got: list[tuple[int, list[int]]] = []
         for r in plan:
             regs = await self.link.read_holding_registers(
                 self.slave, r.address, r.count, retries=retries
             )
-            words.update(zip(range(r.address, r.end), regs, strict=True))
-        arrays = {a.base: [words[a.base + i] for i in range(count)] for a in CELL_ARRAYS}
+            got.append((r.address, regs))
+        arrays = {a.base: _registers(got, a.base, count) for a in CELL_ARRAYS}
         return StringReading(cells=decode_cells(arrays, count), read_at=time.time(), **fields)
+
+
+def _registers(got: list[tuple[int, list[int]]], address: int, count: int) -> list[int]:
+    """``count`` registers from ``address`` on, sliced out of the replies (an
+    array may span two replies when the plan split it at 125 registers)."""
+    out: list[int] = []
+    for start, regs in got:
+        if start <= address < start + len(regs):
+            piece = regs[address - start : address - start + count - len(out)]
+            out += piece
+            address += len(piece)
+            if len(out) == count:
+                return out
+    if len(out) != count:
+        raise PollError(ErrorKind.DECODE, f"registers {address}.. missing from the read plan")
+    return out

@@ -11,6 +11,7 @@ per register, on the hot path of every poll).
 from __future__ import annotations
 
 import struct
+from array import array
 from dataclasses import dataclass
 
 from btms_gateway.core.profiles import ErrorKind, PollError
@@ -30,20 +31,43 @@ EXCEPTION_LENGTH = 5  # slave, fc|0x80, code, crc(2)
 _CRC_TABLE = tuple(FramerRTU.crc16_table)  # pymodbus's table for the Modbus polynomial
 
 
+def _word_table(byte_table: tuple[int, ...]) -> array:
+    """The CRC register after two more bytes, for every value of (register XOR
+    the two bytes, little-endian): two table steps folded into one lookup, so
+    the loop runs once per 16 bits. 128 KB, built once at import."""
+    table = array("H", bytes(2 * 65536))
+    for x in range(65536):
+        after_first = byte_table[x & 0xFF] ^ (x >> 8)
+        table[x] = byte_table[after_first & 0xFF] ^ (after_first >> 8)
+    return table
+
+
+_CRC_WORD_TABLE = _word_table(_CRC_TABLE)
+
+
+def _crc(data: bytes) -> int:
+    crc, words = 0xFFFF, _CRC_WORD_TABLE
+    for word in struct.unpack_from(f"<{len(data) // 2}H", data):
+        crc = words[crc ^ word]
+    if len(data) & 1:
+        crc = (crc >> 8) ^ _CRC_TABLE[(crc ^ data[-1]) & 0xFF]
+    return crc
+
+
 def crc16(data: bytes) -> bytes:
     """The Modbus CRC16 as it goes on the wire (low byte first).
 
-    The same table-driven algorithm as pymodbus's ``FramerRTU.compute_CRC``
-    (a test checks they agree), with the loop kept to locals: it runs over
-    every byte of every reply, about 1,900 bytes a second per 120-cell string."""
-    crc, table = 0xFFFF, _CRC_TABLE
-    for byte in data:
-        crc = (crc >> 8) ^ table[(crc ^ byte) & 0xFF]
-    return crc.to_bytes(2, "little")
+    The same polynomial and table as pymodbus's ``FramerRTU.compute_CRC`` (a
+    test checks they agree), taken 16 bits a step: it runs over every byte of
+    every reply, about 1,900 bytes a second per 120-cell string, and the
+    byte-at-a-time loop was a tenth of the gateway's CPU at full scale."""
+    return _crc(data).to_bytes(2, "little")
 
 
 def crc_ok(frame: bytes) -> bool:
-    return len(frame) >= 4 and crc16(frame[:-2]) == frame[-2:]
+    """A frame is intact when the CRC over the frame *with* its CRC is zero
+    (the CRC's residue), which spares slicing the frame."""
+    return len(frame) >= 4 and _crc(frame) == 0
 
 
 def adu(slave: int, pdu: bytes) -> bytes:

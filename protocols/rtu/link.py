@@ -94,7 +94,12 @@ class RtuLink:
             self._transport.write(request)
             sent = time.monotonic()
             wire = (len(request) + framing.reply_length(count)) * self._char
-            buf, crc_good = await self._receive(count, sent + wire + self._gap + self.bus.timeout_s)
+            # a slave sees the end of the request only after a frame gap of
+            # silence: its reply cannot be complete before sent + wire + gap
+            complete_at = sent + wire + self._gap
+            buf, crc_good = await self._receive(
+                count, complete_at, complete_at + self.bus.timeout_s
+            )
             registers = framing.classify(buf, slave, count, crc_good=crc_good)
         except PollError as exc:
             now = time.time()
@@ -131,14 +136,18 @@ class RtuLink:
             if self._idle_since > give_up:
                 return
 
-    async def _receive(self, count: int, deadline: float) -> tuple[bytes, bool | None]:
+    async def _receive(
+        self, count: int, complete_at: float, deadline: float
+    ) -> tuple[bytes, bool | None]:
         """Collect one reply: return as soon as the header's length is in and
         its CRC checks (and say so, so it is not computed twice); otherwise read
         on until a frame gap of silence (or the deadline) so the whole bad burst
         is judged and dropped at once. Waits for whole frames, not chunks: first
         for an exception reply's length (enough to read the header), then for
-        the length the header promises."""
+        the length the header promises. Nothing is read before ``complete_at``,
+        the earliest moment a full data reply can have crossed the wire."""
         tr = self._transport
+        not_before: float | None = complete_at
         while True:
             buf = tr.rx
             need = framing.expected_length(buf, count)
@@ -150,5 +159,6 @@ class RtuLink:
                     return tr.take(), None
                 continue
             want = framing.EXCEPTION_LENGTH if len(buf) < framing.EXCEPTION_LENGTH else need
-            if not await tr.wait_data(deadline, want):
+            if not await tr.wait_data(deadline, want, not_before):
                 return tr.take(), None
+            not_before = None

@@ -59,35 +59,68 @@ class Transport:
             self._waiter.set_result(True)
 
     def take(self) -> bytes:
+        self._read_now()
         data = bytes(self.rx)
         self.rx.clear()
         return data
 
-    async def wait_data(self, deadline: float, want: int | None = None) -> bool:
+    async def wait_data(
+        self, deadline: float, want: int | None = None, not_before: float | None = None
+    ) -> bool:
         """Wait until ``want`` bytes are buffered (default: one more than now)
         or the monotonic deadline passes; False on timeout. Raises
         PollError(PORT) when the port failed meanwhile.
 
-        The waiting coroutine is resumed once, when enough has arrived, not on
-        every chunk a UART or pty delivers: at full scale (3,840 cells a
-        second) per-chunk wake-ups were most of the gateway's CPU."""
+        ``not_before`` is the earliest moment the bytes can all be there (the
+        link knows the reply's wire time): until then nothing is read, and the
+        port's buffer is read once when the timer fires. A UART or pty delivers
+        a 255-byte reply in about ten chunks, and each chunk read through the
+        event loop costs a loop iteration; at full scale (224 transactions a
+        second) those wake-ups were most of the gateway's CPU. Only when the
+        bytes are not all there by then does the transport listen, and the
+        waiting coroutine is still resumed once, when enough has arrived."""
         self._raise_if_failed()
         self._want = len(self.rx) + 1 if want is None else want
+        if not_before is not None and len(self.rx) < self._want:
+            delay = min(not_before, deadline) - time.monotonic()
+            if delay > 0:
+                self._quiet()
+                await asyncio.sleep(delay)
+        self._read_now()
+        self._raise_if_failed()
         if len(self.rx) >= self._want:
+            self._idle()
             return True
         remaining = deadline - time.monotonic()
         if remaining <= 0:
+            self._idle()
             return False
         loop = asyncio.get_running_loop()
         waiter = self._waiter = loop.create_future()
         timer = loop.call_later(remaining, _expire, waiter)
+        self._listen()
         try:
             arrived = await waiter
         finally:
             timer.cancel()
             self._waiter = None
+            self._idle()
         self._raise_if_failed()
         return arrived
+
+    # How a transport reads. Bytes either come through the event loop as they
+    # arrive (listening) or wait in the kernel's buffer until read on purpose.
+    def _listen(self) -> None:
+        """Deliver bytes through the event loop as they arrive."""
+
+    def _quiet(self) -> None:
+        """Leave bytes in the kernel's buffer until read on purpose."""
+
+    def _idle(self) -> None:
+        """The state between waits."""
+
+    def _read_now(self) -> None:
+        """Take into ``rx`` what the kernel holds, if it can be read directly."""
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
@@ -107,6 +140,7 @@ class SerialTransport(Transport):
         self.bus = bus
         self._ser: serial.Serial | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._listening = False
 
     @property
     def is_open(self) -> bool:
@@ -147,7 +181,7 @@ class SerialTransport(Transport):
         self._error = None
         self.rx.clear()
         self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(ser.fileno(), self._on_readable)
+        self._listening = False
 
     def _on_readable(self) -> None:
         ser = self._ser
@@ -167,16 +201,50 @@ class SerialTransport(Transport):
             return
         self._received(data)
 
-    def _detach(self) -> None:
-        if self._ser is not None and self._loop is not None:
+    # A serial port is read only while the link waits for bytes that are late
+    # (see wait_data) and otherwise on purpose: between transactions and before
+    # a reply can be complete, nothing wakes the event loop.
+    def _listen(self) -> None:
+        if not self._listening and self._ser is not None and self._loop is not None:
+            self._loop.add_reader(self._ser.fileno(), self._on_readable)
+            self._listening = True
+
+    def _quiet(self) -> None:
+        if self._listening and self._ser is not None and self._loop is not None:
             self._loop.remove_reader(self._ser.fileno())
+        self._listening = False
+
+    _idle = _quiet
+
+    def _read_now(self) -> None:
+        if self._ser is None:
+            return
+        # only when something is there: with VMIN = VTIME = 0 an empty read looks like EOF
+        try:
+            waiting = self._ser.in_waiting
+        except (OSError, serial.SerialException):
+            waiting = 1  # let the read report the failure
+        if waiting:
+            self._on_readable()
+
+    def _detach(self) -> None:
+        self._quiet()
 
     def write(self, data: bytes) -> None:
         self._raise_if_failed()
         if self._ser is None:
             raise PollError(ErrorKind.PORT, f"{self.bus.port} is not open")
         try:
-            self._ser.write(data)
+            # os.write first: a request is 8 bytes and the port's buffer is empty
+            # between transactions, so it goes in one call. pyserial's write adds
+            # a select() per call to honour write_timeout; it only runs for the rest
+            # of a short write.
+            try:
+                sent = os.write(self._ser.fileno(), data)
+            except BlockingIOError:
+                sent = 0
+            if sent < len(data):
+                self._ser.write(data[sent:])
         except (serial.SerialException, OSError) as exc:
             self.close()
             raise PollError(ErrorKind.PORT, f"{self.bus.port}: write failed: {exc}") from exc
@@ -185,9 +253,10 @@ class SerialTransport(Transport):
         ser, self._ser = self._ser, None
         if ser is None:
             return
-        if self._loop is not None and not self._loop.is_closed():
+        if self._listening and self._loop is not None and not self._loop.is_closed():
             with contextlib.suppress(ValueError, OSError):
                 self._loop.remove_reader(ser.fileno())
+        self._listening = False
         with contextlib.suppress(serial.SerialException, OSError):
             ser.close()
 
@@ -233,6 +302,18 @@ class TcpTransport(Transport):
         self._tr = tr  # type: ignore[assignment]
         self._error = None
         self.rx.clear()
+
+    # TCP is read through the event loop (asyncio's transport), except before a
+    # reply can be complete: the converter's packets then wait in the socket.
+    def _listen(self) -> None:
+        if self._tr is not None and not self._tr.is_reading():
+            self._tr.resume_reading()
+
+    def _quiet(self) -> None:
+        if self._tr is not None and self._tr.is_reading():
+            self._tr.pause_reading()
+
+    _idle = _listen
 
     def _lost(self, exc: Exception | None) -> None:
         if self._tr is not None:

@@ -32,7 +32,7 @@ from .responder import Responder, TruthRecord
 __all__ = ["Simulator", "TruthRecord"]
 
 Transport = Literal["pty", "serial", "tcp"]
-_CHUNK_S = 0.002  # reply bytes are released in chunks of about this much wire time
+CHUNK_S = 0.002  # reply bytes are released in chunks of about this much wire time
 
 
 class Simulator:
@@ -271,7 +271,7 @@ class Simulator:
     def _send_paced(self, ep: Endpoint, data: bytes, start: float) -> None:
         """Release each chunk no earlier than the time its last byte would have
         left a UART at this baud rate."""
-        chunk = max(1, int(_CHUNK_S / self.char_s))
+        chunk = max(1, int(CHUNK_S / self.char_s))
         for i in range(0, len(data), chunk):
             piece = data[i : i + chunk]
             due = start + (i + len(piece)) * self.char_s
