@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -92,6 +93,18 @@ def run(file: Path) -> None:
     sys.exit(run_until_signalled(Gateway(loaded, pm)))
 
 
+def freeze_startup_objects() -> None:
+    """Move everything built at start-up (imports, configuration, the plugins'
+    object tables: 23,000 BACnet objects, the SNMP index, register images) out
+    of the cyclic garbage collector's sight. They live as long as the process,
+    yet every full collection walked them all: 110 ms measured at full scale,
+    a stall of the event loop that stretched bus cycles and so the age of the
+    served data. Objects made later are collected as usual; refcounting still
+    frees frozen objects that are dropped."""
+    gc.collect()
+    gc.freeze()
+
+
 def run_until_signalled(gateway: Gateway, stop_after: float | None = None) -> int:
     """Run a gateway until SIGINT/SIGTERM (or ``stop_after`` seconds); 0 on a
     clean stop, 1 if it could not start."""
@@ -103,7 +116,14 @@ def run_until_signalled(gateway: Gateway, stop_after: float | None = None) -> in
             loop.add_signal_handler(sig, gateway.request_stop)
         if stop_after is not None:
             loop.call_later(stop_after, gateway.request_stop)
-        await gateway.run()
+        running = asyncio.create_task(gateway.run(), name="gateway")
+        ready = asyncio.create_task(gateway.ready.wait())
+        await asyncio.wait({running, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if ready.done():
+            freeze_startup_objects()
+        else:
+            ready.cancel()
+        await running
 
     try:
         asyncio.run(main())
