@@ -23,7 +23,7 @@ from btms_gateway.core.alarm_types import (
     ObjectPath,
     Severity,
 )
-from btms_gateway.core.model import Quality, StringAlarm, StringState
+from btms_gateway.core.model import CellStatus, Quality, StringAlarm, StringState
 from btms_gateway.core.testing import GatewayHarness
 from btms_gateway.plugins.bacnet.client import free_udp_port, make_client, oid
 from btms_gateway.plugins.bacnet.plugin import service
@@ -267,3 +267,57 @@ async def _subscribe_property(
     response = await app.request(request)
     assert isinstance(response, SimpleAckPDU), response
     return scm
+
+
+async def test_value_and_quality_changes_are_served_subscribed_or_not() -> None:
+    """A subscribed object (kept alive, its monitors told) and an unsubscribed
+    one (a view made per request) serve the same truth after every change:
+    new values, a lost sensor (last value kept, no-sensor), a string that
+    stops answering, and recovery."""
+    async with device() as (h, address), rusty() as c:
+        points = _by_name(h)
+        watched = rid(*points["S2.cell002.voltage"].oid)
+        plain = rid(*points["S2.cell003.voltage"].oid)
+        simulator, slave = sim(h, "S2")
+        it = await c.cov_notifications()
+        await c.subscribe_cov(address, 41, watched, False, 60)
+        await next_for(it, watched)
+
+        async def wire(oid: Any) -> tuple[float, int, int]:
+            specs = [(oid, [(PI.PRESENT_VALUE, None), (PI.RELIABILITY, None),
+                            (PI.STATUS_FLAGS, None)])]  # fmt: skip
+            [result] = await c.read_property_multiple(address, specs)
+            value, reliability, status = (r["value"].value for r in result["results"])
+            return value, reliability, status["data"][0]
+
+        async def both(expected: dict[Any, tuple[float, int, int]]) -> None:
+            async def equal() -> bool:
+                got = {o: await wire(o) for o in expected}
+                return all(
+                    got[o][0] == pytest.approx(v[0]) and got[o][1:] == v[1:]
+                    for o, v in expected.items()
+                )
+
+            await poll(equal, timeout=10, what=f"served {expected}")
+
+        simulator.set_cell(slave, 2, voltage_v=2.311)
+        simulator.set_cell(slave, 3, voltage_v=2.322)
+        assert (await next_for(it, watched))["PRESENT_VALUE"] == pytest.approx(2.311)
+        await both({watched: (2.311, 0, 0), plain: (2.322, 0, 0)})
+
+        lost = int(CellStatus.SENSOR_LOST)
+        simulator.set_cell(slave, 2, status=lost)
+        simulator.set_cell(slave, 3, status=lost)
+        notified = await next_for(it, watched)
+        assert (notified["PRESENT_VALUE"], flags(notified)) == (pytest.approx(2.311), FAULT)
+        await both({watched: (2.311, 1, FAULT), plain: (2.322, 1, FAULT)})  # no-sensor
+
+        simulator.set_cell(slave, 2, status=0, voltage_v=2.333)
+        simulator.set_cell(slave, 3, status=0, voltage_v=2.344)
+        await both({watched: (2.333, 0, 0), plain: (2.344, 0, 0)})
+
+        silence(h, "S2")  # STALE, then OFFLINE: the last values stay, with the fault
+        await both({watched: (2.333, 7, FAULT), plain: (2.344, 7, FAULT)})
+        await both({watched: (2.333, 12, FAULT), plain: (2.344, 12, FAULT)})
+        silence(h, "S2", False)
+        await both({watched: (2.333, 0, 0), plain: (2.344, 0, 0)})

@@ -34,6 +34,8 @@ async def test_malformed_datagrams_are_counted_not_logged_each(caplog) -> None:
         await h.wait_until(lambda: noise.dropped >= 100, what="malformed datagrams counted")
         name = await c.read_property(address, rid("device", DEVICE), PI.OBJECT_NAME)
         assert name.value  # still answering a well-behaved client
+        assert sum(noise.kinds.values()) == noise.dropped  # counted by kind too
+        assert "DecodingError" in noise.kinds
     from_bacpypes3 = [r for r in caplog.records if r.name.startswith("bacpypes3")]
     tracebacks = [r for r in caplog.records if r.exc_info]
     summaries = [r for r in caplog.records if "malformed BACnet message" in r.getMessage()]

@@ -1,4 +1,4 @@
-"""Build the BACnet/IP device: the device object, the application and one object per table row.
+"""Build the BACnet/IP device: the device object, the application and its object tables.
 
 Everything here runs on the gateway's event loop (bacpypes3 is asyncio).
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 from bacpypes3.apdu import (
@@ -18,20 +19,13 @@ from bacpypes3.apdu import (
 )
 from bacpypes3.app import Application
 from bacpypes3.basetypes import (
-    BinaryPV,
     COVSubscription,
     DeviceAddress,
-    DeviceObjectReference,
-    EngineeringUnits,
-    EventState,
     ListOfCOVSubscription,
-    NodeType,
     ObjectPropertyReference,
     ObjectTypesSupported,
-    Polarity,
     Recipient,
     RecipientProcess,
-    Reliability,
     Segmentation,
     ServicesSupported,
 )
@@ -40,46 +34,116 @@ from bacpypes3.errors import ExecutionError
 from bacpypes3.local.device import DeviceObject
 from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.pdu import Address
-from bacpypes3.primitivedata import (
-    Boolean,
-    CharacterString,
-    ObjectIdentifier,
-    Real,
-    Unsigned,
-)
+from bacpypes3.primitivedata import ObjectIdentifier
 from btms_gateway.core.version import __version__
 
-from .bacobjects import (
-    AnalogInput,
-    ArrayOfObjectIdentifier,
-    BinaryInput,
-    MultiStateInput,
-    StructuredView,
-)
+from .bacobjects import OBJECT_TYPES, text
 from .cov_property import PropertyCOVServices
-from .objects import Point, Quantity
+from .image import Image
+from .objects import Point
 from .settings import BacnetSettings
 
 log = logging.getLogger("btms_gateway.plugins.bacnet")
+
+ArrayOfObjectIdentifier = ArrayOf(ObjectIdentifier)
 
 BIND_TIMEOUT_S = 5.0
 SERVED_TYPES = ("device", "analogInput", "binaryInput", "multiStateInput", "structuredView",
                 "networkPort")  # fmt: skip
 
 
-class GatewayDevice(DeviceObject):
-    """The device object, with an object list built once (the stock one
-    rebuilds the whole array on every read, even of one element) and
-    services/object types that say what this device really does."""
+class ObjectList(ArrayOfObjectIdentifier):  # type: ignore[misc,valid-type]
+    """The device's object-list, each identifier made when it is read (an
+    index read makes one; the stock device rebuilt the whole array of
+    23,600 for every read, even of one element)."""
 
-    _object_list: Any = None
+    @classmethod
+    def over(cls, head: list[Any], image: Image) -> ObjectList:
+        lst = list.__new__(cls)
+        lst.__dict__.update(_head=head, _image=image)
+        return lst  # type: ignore[no-any-return]
+
+    def __len__(self) -> int:
+        return len(self._head) + len(self._image.points)
+
+    def __iter__(self) -> Iterator[Any]:
+        yield from self._head
+        make = self._image.object_identifier
+        for k in range(len(self._image.points)):
+            yield make(k)
+
+    def __getitem__(self, item: Any) -> Any:
+        if isinstance(item, slice):
+            return [self[i] for i in range(*item.indices(len(self)))]
+        n, head = len(self), self._head
+        index = item + n if item < 0 else item
+        if not 0 <= index < n:
+            raise IndexError("object-list index out of range")
+        if index < len(head):
+            return head[index]
+        return self._image.object_identifier(index - len(head))
+
+
+class ObjectTable(MutableMapping[Any, Any]):
+    """What bacpypes3's application keeps as ``objectIdentifier`` /
+    ``objectName`` (dicts of every object): the device and network-port
+    objects in a real dict, the table's objects as views made on lookup."""
+
+    def __init__(self, fixed: dict[Any, Any], image: Image, by_name: bool) -> None:
+        self._fixed = fixed
+        self._image = image
+        self._find = image.index_of_name if by_name else image.index_of_id
+        self._key = (lambda k: text(image.points[k].name)) if by_name else image.object_identifier
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        try:
+            hit = self._fixed.get(key)
+        except TypeError:  # unhashable: no such object
+            return default
+        if hit is not None:
+            return hit
+        k = self._find(key)
+        return default if k is None else self._image.view(k)
+
+    def __getitem__(self, key: Any) -> Any:
+        hit = self.get(key)
+        if hit is None:
+            raise KeyError(key)
+        return hit
+
+    def __contains__(self, key: object) -> bool:
+        return self.get(key) is not None
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._fixed[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self._fixed[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        yield from self._fixed
+        for k in range(len(self._image.points)):
+            yield self._key(k)
+
+    def __len__(self) -> int:
+        return len(self._fixed) + len(self._image.points)
+
+    def object_list(self) -> ObjectList:
+        return ObjectList.over(list(self._fixed), self._image)
+
+
+class GatewayDevice(DeviceObject):
+    """The device object, with an object list made element by element from
+    the table (the stock one rebuilds the whole array on every read, even of
+    one element) and services/object types that say what this device
+    really does."""
 
     @property
     def objectList(self) -> Any:  # type: ignore[override]
-        if self._object_list is None:
-            keys = list(self._app.objectIdentifier) if self._app else [self.objectIdentifier]
-            self._object_list = ArrayOfObjectIdentifier(keys)
-        return self._object_list
+        table = self._app.objectIdentifier if self._app else {self.objectIdentifier: self}
+        if isinstance(table, ObjectTable):
+            return table.object_list()
+        return ArrayOfObjectIdentifier(list(table))
 
     @objectList.setter
     def objectList(self, value: Any) -> None:
@@ -139,6 +203,12 @@ class GatewayApplication(PropertyCOVServices, Application):
         for spec in apdu.listOfWriteAccessSpecs:
             self._refuse(spec.objectIdentifier)
 
+    def get_object_id(self, objid: Any) -> Any:
+        return self.objectIdentifier.get(objid)
+
+    def get_object_name(self, objname: Any) -> Any:
+        return self.objectName.get(objname)
+
     def get_active_cov_subscriptions(self) -> ListOfCOVSubscription:
         """What the device's active-cov-subscriptions property shows (the
         stock application has no such method, so the list was always empty)."""
@@ -180,101 +250,6 @@ def _subscription(cov: Any, prop: str, increment: float | None, now: float) -> C
     return entry
 
 
-class ValueCache:
-    """Shared immutable property values: 19,500 objects hold references to a
-    few hundred instances instead of 19,500 copies each."""
-
-    def __init__(self) -> None:
-        self._values: dict[tuple[Any, ...], Any] = {}
-
-    def get(self, cls: Any, value: Any) -> Any:
-        key = (cls, value if not isinstance(value, list) else tuple(value))
-        hit = self._values.get(key)
-        if hit is None:
-            hit = self._values[key] = cls(value)
-        return hit
-
-
-def make_object(point: Point, cache: ValueCache, oids: dict[tuple[str, int], Any]) -> Any:
-    """One bacpypes3 object for one table row, in its never-read state.
-    ``oids`` collects the identifiers made so far, for views to reuse."""
-    oid = oids[point.oid] = ObjectIdentifier(point.oid)
-    name = CharacterString(point.name)
-    common = {
-        "description": CharacterString(point.description),
-        "eventState": cache.get(EventState, "normal"),
-        "reliability": cache.get(Reliability, "communicationFailure"),
-        "outOfService": cache.get(Boolean, False),
-    }
-    q = point.quantity
-    if point.kind == "analogInput":
-        assert q is not None
-        return AnalogInput(name, oid, {**common, **_analog(q, cache)})
-    if point.kind == "binaryInput":
-        assert q is not None
-        return BinaryInput(
-            name,
-            oid,
-            {
-                **common,
-                "presentValue": cache.get(BinaryPV, "inactive"),
-                "polarity": cache.get(Polarity, "normal"),
-                "inactiveText": cache.get(CharacterString, q.states[0]),
-                "activeText": cache.get(CharacterString, q.states[1]),
-            },
-        )
-    if point.kind == "multiStateInput":
-        assert q is not None
-        return MultiStateInput(
-            name,
-            oid,
-            {
-                **common,
-                "presentValue": cache.get(Unsigned, len(q.states)),
-                "numberOfStates": cache.get(Unsigned, len(q.states)),
-                "stateText": cache.get(ArrayOf(CharacterString), list(q.states)),
-            },
-        )
-    refs = ArrayOf(DeviceObjectReference)([_reference(oids[c]) for c in point.children])
-    return StructuredView(
-        name,
-        oid,
-        {
-            "description": common["description"],
-            "nodeType": cache.get(NodeType, point.node_type or "unknown"),
-            "nodeSubtype": cache.get(CharacterString, point.scope),
-            "subordinateList": refs,
-        },
-    )
-
-
-_REF_OID = DeviceObjectReference._elements["objectIdentifier"]  # context-tagged [1]
-
-
-def _reference(oid: Any) -> Any:
-    """A DeviceObjectReference without bacpypes3's generic Sequence set-up
-    (37 us each, 0.9 s for a plant's views): it holds two fields."""
-    ref = DeviceObjectReference.__new__(DeviceObjectReference)
-    ref.__dict__.update(deviceIdentifier=None, objectIdentifier=_REF_OID(oid))
-    return ref
-
-
-def _analog(q: Quantity, cache: ValueCache) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "presentValue": Real(0.0),
-        "units": cache.get(EngineeringUnits, q.units),
-    }
-    for attr, v in (
-        ("covIncrement", q.cov_increment),
-        ("resolution", q.resolution),
-        ("minPresValue", q.min_value),
-        ("maxPresValue", q.max_value),
-    ):
-        if v is not None:
-            values[attr] = cache.get(Real, float(v))
-    return values
-
-
 def check_port_free(address: Address) -> None:
     """Fail clearly when the port is taken. bacpypes3 binds with SO_REUSEPORT
     and retries forever, so a second gateway on the same port would start
@@ -289,8 +264,8 @@ def check_port_free(address: Address) -> None:
         probe.close()
 
 
-async def start_device(settings: BacnetSettings, points: list[Point]) -> tuple[Any, dict]:
-    """Bind the B/IP port and serve ``points``; returns (application, objects by point oid)."""
+async def start_device(settings: BacnetSettings, points: list[Point]) -> tuple[Any, Image]:
+    """Bind the B/IP port and serve ``points``; returns (application, image)."""
     address = Address(settings.address)
     check_port_free(address)
     device = GatewayDevice(
@@ -313,24 +288,22 @@ async def start_device(settings: BacnetSettings, points: list[Point]) -> tuple[A
     app = GatewayApplication.from_object_list([device, port])
     app.asap.proposedWindowSize = settings.window_size
     app.asap.maxSegmentsAccepted = settings.max_segments
-    objects: dict[tuple[str, int], Any] = {}
-    cache = ValueCache()
-    oids: dict[tuple[str, int], Any] = {}
-    by_name, by_id = app.objectName, app.objectIdentifier
-    for point in points:
-        obj = make_object(point, cache, oids)
-        name, oid = obj._Object__objectName, obj._Object__objectIdentifier
-        if name in by_name or oid in by_id:
-            raise RuntimeError(f"duplicate BACnet object {point.name!r} {point.oid}")
-        # what Application.add_object does for a plain object, without its
-        # per-object property lookups (a third of the start-up time)
-        by_name[name] = by_id[oid] = obj
-        obj.__dict__["_app"] = app
-        objects[point.oid] = obj
-    device._object_list = None  # rebuilt once, on first read, with every object
-    _ = device.objectList
+    image = Image(points)
+    image.app = app
+    # names are unique in the table (objects.build_points); identifiers and
+    # the device's own two objects are checked here
+    fixed_names = {str(n) for n in app.objectName}
+    fixed_ids = {(int(o[0]), o[1]) for o in app.objectIdentifier}
+    ids = [(int(OBJECT_TYPES[p.kind]), p.instance) for p in points]
+    for p, key in zip(points, ids, strict=True):
+        if p.name in fixed_names or key in fixed_ids:
+            raise RuntimeError(f"duplicate BACnet object {p.name!r} {p.oid}")
+    if len(set(ids)) != len(ids):
+        raise RuntimeError("duplicate BACnet object identifiers in the table")
+    app.objectIdentifier = ObjectTable(app.objectIdentifier, image, by_name=False)
+    app.objectName = ObjectTable(app.objectName, image, by_name=True)
     await _wait_bound(app)
-    return app, objects
+    return app, image
 
 
 async def _wait_bound(app: Any) -> None:

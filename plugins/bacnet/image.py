@@ -1,12 +1,23 @@
-"""Keep the BACnet objects equal to the gateway's data: values, reliability, alarms.
+"""The plant as the BACnet device serves it: values, reliability, alarms.
 
 Runs on the gateway's event loop (the plugin's hooks are ``async def``).
-A full 32 x 120 plant is applied in tens of milliseconds because an object
-is only touched when its value or quality really changed, and an object
-without COV subscribers is written straight into its instance dict; only
-subscribed objects go through bacpypes3's property machinery, whose
-monitors feed the COV criteria (value past the increment, reliability,
-event state).
+
+The image holds the table rows (objects.py) and, per string, what the last
+readings said; a BACnet object (bacobjects.py) is a view that resolves its
+properties here when a request reads them. Applying a reading therefore
+copies nothing per object:
+
+* a string's 120 x 5 cell values are read from the reading itself, which
+  is immutable; only a reading that lacks some of them (a lost sensor, a
+  value not measured, fewer cells than objects) makes the image keep an
+  explicit copy, so that such an object still serves its last measured
+  value (values are never invented) with reliability no-sensor,
+* a string's own 16 values, the cell summaries and the UPS values (a few
+  dozen per string) are copied eagerly,
+* objects under COV subscription are views the image keeps alive; after
+  every change they compare what they serve now with what they served
+  before and tell their property monitors (bacpypes3's COV detection), so
+  only subscribed objects cost anything per reading.
 
 Quality mapping (docs/bacnet.md explains the choice):
 GOOD -> no-fault-detected (or no-sensor for a value the device does not
@@ -17,15 +28,21 @@ Every non-normal reliability sets the fault status flag.
 from __future__ import annotations
 
 import logging
+from array import array
+from bisect import bisect_left
 from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping
+from itertools import chain
+from operator import attrgetter
 from statistics import fmean
 from typing import Any
 
-from bacpypes3.basetypes import BinaryPV, EventState, Reliability
-from bacpypes3.primitivedata import Real, Unsigned
+from bacpypes3.basetypes import EventState, Reliability
+from bacpypes3.primitivedata import ObjectType
 from btms_gateway.core.model import CellStatus, Quality
 
-from .objects import ALARM_TARGETS, CELL_QUANTITIES, SUMMARY_STATS, Point, Quantity
+from .bacobjects import OBJECT_TYPES, VIEW_CLASSES, Constants, object_identifier
+from .objects import ALARM_TARGETS, CELL_QUANTITIES, SUMMARY_STATS, Point
 
 log = logging.getLogger("btms_gateway.plugins.bacnet")
 
@@ -44,87 +61,222 @@ EVENT_STATES = {
     "low": EventState("lowLimit"),
     "flag": EventState("offnormal"),
 }
-ACTIVE, INACTIVE = BinaryPV("active"), BinaryPV("inactive")
-_UNSIGNED = {n: Unsigned(n) for n in range(0, 16)}
 SENSOR_LOST = int(CellStatus.SENSOR_LOST)  # a plain int: IntFlag arithmetic is slow per cell
 
+#: cell reading fields in quantity-offset order (offset q is CELL_ATTRS[q])
+CELL_ATTRS = tuple(str(q.source) for q in sorted(CELL_QUANTITIES, key=lambda q: q.offset))
+assert [q.offset for q in CELL_QUANTITIES] == list(range(len(CELL_ATTRS)))
+NQ = len(CELL_ATTRS)
+_CELL_VALUES = attrgetter(*CELL_ATTRS)
+_COLUMNS = tuple(attrgetter(a) for a in CELL_ATTRS)
+_INDEX = attrgetter("index")
+_STATUS = attrgetter("status")
 
-def put(obj: Any, attr: str, value: Any) -> None:
-    """Set a property; through bacpypes3 (so COV criteria see it) only when watched."""
-    d = obj.__dict__
-    if d["_property_monitors"].get(attr):
-        setattr(obj, attr, value)
-    else:
-        d[attr] = value
 
-
-def present(obj: Any, kind: str, value: Any) -> bool:
-    """Write a present value if it changed; False when the value is missing."""
-    if value is None:
+def _complete(cells: tuple[Any, ...]) -> bool:
+    """Every value of every cell measured and no sensor lost. ``sum`` is the
+    quickest full pass over 600 values in CPython (its float loop is C) and
+    stops with TypeError at the first None; statuses are a handful of flag
+    members, checked once each."""
+    try:
+        for column in _COLUMNS:
+            sum(map(column, cells))
+    except TypeError:
         return False
-    if kind == "analogInput":
-        if obj.__dict__["presentValue"] != value:
-            put(obj, "presentValue", Real(value))
-    elif kind == "binaryInput":
-        pv = ACTIVE if value else INACTIVE
-        if obj.__dict__["presentValue"] != pv:
-            put(obj, "presentValue", pv)
-    elif obj.__dict__["presentValue"] != value:
-        cached = _UNSIGNED.get(value)
-        put(obj, "presentValue", cached if cached is not None else Unsigned(value))
-    return True
+    return not any(int(s) & SENSOR_LOST for s in set(map(_STATUS, cells)))
 
 
-def reliability(obj: Any, value: Reliability) -> None:
-    if obj.__dict__["reliability"] != value:
-        put(obj, "reliability", value)
+def _getter(source: str | Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return source if callable(source) else attrgetter(source)
 
 
-def _value(source: Any, q: Quantity) -> Any:
-    src = q.source
-    return src(source) if callable(src) else getattr(source, src)
+class Cells:
+    """The cell values of one string's ``n`` cells as the objects serve them.
+
+    Clean (the usual case): the last reading has cells 1..n, every value
+    measured, no sensor lost; the values are read from it (``rows``).
+    Otherwise ``eff`` holds the value each object serves (the last measured
+    one, None if never measured) and ``nos`` flags the objects whose value is
+    not measured now (reliability no-sensor)."""
+
+    __slots__ = ("eff", "expected", "n", "nos", "rows", "src")
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.src: Any = None  # the cells tuple last applied
+        self.rows: Any = None
+        self.eff: list[Any] | None = None
+        self.nos: bytearray | None = None
+        self.expected = list(range(1, n + 1))
+
+    def value(self, cell: int, q: int) -> Any:
+        eff = self.eff
+        if eff is not None:
+            return eff[(cell - 1) * NQ + q]
+        rows = self.rows
+        return None if rows is None else getattr(rows[cell - 1], CELL_ATTRS[q])
+
+    def no_sensor(self, cell: int, q: int) -> bool:
+        nos = self.nos
+        return nos is not None and bool(nos[(cell - 1) * NQ + q])
+
+    def update(self, cells: tuple[Any, ...]) -> None:
+        if cells is self.src:
+            return  # the same reading again (a quality change): nothing moved
+        self.src = cells
+        n = self.n
+        head = cells[:n]
+        indexes = list(map(_INDEX, cells))
+        if (
+            indexes[:n] == self.expected
+            and (len(cells) == n or min(indexes[n:]) > n)  # cells past n are not served
+            and _complete(head)
+        ):
+            self.rows, self.eff, self.nos = cells, None, None
+            return
+        self._merge(cells)
+
+    def _merge(self, cells: tuple[Any, ...]) -> None:
+        """A reading with gaps: keep every object's last measured value."""
+        n = self.n
+        if self.eff is not None:
+            eff = self.eff
+        elif self.rows is not None:
+            eff = list(chain.from_iterable(map(_CELL_VALUES, self.rows[:n])))
+        else:
+            eff = [None] * (n * NQ)
+        nos = bytearray(b"\x01") * (n * NQ)  # no sensor until the reading has the cell
+        for cell in cells:
+            index = cell.index
+            if not 1 <= index <= n:
+                continue
+            base = (index - 1) * NQ
+            lost = int(cell.status) & SENSOR_LOST
+            for q, v in enumerate(_CELL_VALUES(cell)):
+                if v is not None:
+                    eff[base + q] = v
+                nos[base + q] = 1 if lost or v is None else 0
+        self.rows, self.eff, self.nos = None, eff, nos
 
 
-class StringSlots:
-    """One string's objects, arranged for a fast pass over a reading."""
+class StringState:
+    __slots__ = ("cells", "fault", "own", "summary")
 
     def __init__(self) -> None:
-        self.own: list[tuple[Quantity, Any]] = []
-        self.cells: dict[int, list[tuple[str, Any]]] = {}
-        self.summary: list[tuple[Quantity, str, Any]] = []
-        self.all: list[Any] = []
+        self.fault: Reliability | None = COMM_FAILURE  # never read
+        self.own: list[tuple[int, Callable[[Any], Any]]] = []
+        self.summary: list[tuple[int, str, str]] = []  # (k, reading field, stat)
+        self.cells: Cells | None = None
 
 
 class Image:
-    def __init__(self, points: list[Point], objects: dict[tuple[str, int], Any]) -> None:
-        self.strings: dict[str, StringSlots] = defaultdict(StringSlots)
-        self.ups: dict[str, list[tuple[Quantity, Any]]] = defaultdict(list)
-        self.targets: dict[tuple[str, str | None, int | None, str], list[Any]] = defaultdict(list)
+    """Resolves every served object's properties; ``k`` is a row of ``points``."""
+
+    def __init__(self, points: list[Point]) -> None:
+        self.points = points
+        self.app: Any = None  # the bacpypes3 application, for views' notifications
+        self.strings: dict[str, StringState] = {}
+        self.ups: dict[str, list[tuple[int, Callable[[Any], Any]]]] = {}
+        self.ups_fault: dict[str, Reliability | None] = {}
+        self.vals: dict[int, Any] = {}  # string/summary/UPS objects: last measured value
+        self.nosensor: set[int] = set()  # ... whose value is not measured now
         self.alarms: dict[int, dict[str, EventState]] = {}
-        self._alarm_objects: dict[str, list[Any]] = {}
-        for p in points:
+        self._alarm_objects: dict[str, list[int]] = {}
+        self.live: dict[int, list[Any]] = {}  # views bound to COV detection
+        self._live_groups: dict[Any, set[int]] = defaultdict(set)
+        self._constants: dict[int, Constants] = {}
+        cell_counts: dict[str, int] = defaultdict(int)
+        for k, p in enumerate(points):
             q = p.quantity
             if q is None:
                 continue
-            obj = objects[p.oid]
+            if id(q) not in self._constants:
+                self._constants[id(q)] = Constants(p.kind, q)
             if p.scope == "ups":
                 assert p.ups is not None
-                self.ups[p.ups].append((q, obj))
-                self.targets[("ups", p.ups, None, q.key)].append(obj)
+                self.ups.setdefault(p.ups, []).append((k, _getter(q.source)))
                 continue
             assert p.string is not None
-            slots = self.strings[p.string]
-            slots.all.append(obj)
+            st = self.strings.get(p.string)
+            if st is None:
+                st = self.strings[p.string] = StringState()
             if p.scope == "string":
-                slots.own.append((q, obj))
-                self.targets[("string", p.string, None, q.key)].append(obj)
+                st.own.append((k, _getter(q.source)))
             elif p.scope == "cell":
                 assert p.cell is not None
-                slots.cells.setdefault(p.cell, []).append((str(q.source), obj))
-                self.targets[("cell", p.string, p.cell, q.key)].append(obj)
+                cell_counts[p.string] = max(cell_counts[p.string], p.cell)
             else:
-                slots.summary.append((q, str(p.stat), obj))
-                self.targets[("summary", p.string, None, q.key)].append(obj)
+                st.summary.append((k, str(q.source), str(p.stat)))
+        for name, n in cell_counts.items():
+            self.strings[name].cells = Cells(n)
+        # lookups by identifier and by name: sorted arrays, 12 bytes an object
+        packed = [(int(OBJECT_TYPES[p.kind]) << 22) | p.instance for p in points]
+        by_id = sorted(range(len(points)), key=packed.__getitem__)
+        self._ids = array("q", (packed[k] for k in by_id))
+        self._by_id = array("i", by_id)
+        self._by_name = array("i", sorted(range(len(points)), key=lambda k: points[k].name))
+        self.objects = ObjectsByPoint(self)
+
+    # --- lookups -----------------------------------------------------------------
+    def index_of_id(self, objid: Any) -> int | None:
+        try:
+            kind, instance = objid
+            if isinstance(kind, str):
+                kind = ObjectType(kind)
+            key = (int(kind) << 22) | int(instance)
+        except (TypeError, ValueError, KeyError, AttributeError):
+            return None
+        ids = self._ids
+        i = bisect_left(ids, key)
+        return self._by_id[i] if i < len(ids) and ids[i] == key else None
+
+    def index_of_name(self, name: Any) -> int | None:
+        if not isinstance(name, str):
+            return None
+        points, order = self.points, self._by_name
+        i = bisect_left(order, name, key=lambda k: points[k].name)
+        return order[i] if i < len(order) and points[order[i]].name == name else None
+
+    def object_identifier(self, k: int) -> Any:
+        p = self.points[k]
+        return object_identifier(p.kind, p.instance)
+
+    def view(self, k: int) -> Any:
+        """The object at row ``k``: the live one when subscribed, else a new view."""
+        views = self.live.get(k)
+        if views:
+            return views[0]
+        p = self.points[k]
+        constants = None if p.quantity is None else self._constants[id(p.quantity)]
+        return VIEW_CLASSES[p.kind].make(self, k, constants)
+
+    # --- what a view serves ---------------------------------------------------------
+    def value(self, k: int) -> Any:
+        """The last measured value (None: never measured)."""
+        p = self.points[k]
+        if p.scope == "cell":
+            cells = self.strings[p.string].cells  # type: ignore[index]
+            return cells.value(p.cell, p.quantity.offset)  # type: ignore[union-attr]
+        return self.vals.get(k)
+
+    def reliability(self, k: int) -> Reliability:
+        p = self.points[k]
+        if p.scope == "ups":
+            fault = self.ups_fault.get(p.ups, COMM_FAILURE)  # type: ignore[arg-type]
+            if fault is not None:
+                return fault
+            return NO_SENSOR if k in self.nosensor else NO_FAULT
+        st = self.strings[p.string]  # type: ignore[index]
+        if st.fault is not None:
+            return st.fault
+        if p.scope == "cell":
+            lost = st.cells.no_sensor(p.cell, p.quantity.offset)  # type: ignore[union-attr,arg-type]
+            return NO_SENSOR if lost else NO_FAULT
+        return NO_SENSOR if k in self.nosensor else NO_FAULT
+
+    def event_state(self, k: int) -> EventState:
+        active = self.alarms.get(k)
+        return next(iter(active.values())) if active else NORMAL
 
     # --- readings ------------------------------------------------------------
     def apply_plant(self, plant: Any) -> None:
@@ -134,102 +286,145 @@ class Image:
             self.apply_ups(u)
 
     def apply_string(self, string: Any) -> None:
-        slots = self.strings.get(string.name)
-        if slots is None:
+        st = self.strings.get(string.name)
+        if st is None:
             return
-        fault = QUALITY_RELIABILITY[string.quality]
         r = string.reading
         if r is None:
-            fault = COMM_FAILURE
-            for obj in slots.all:
-                reliability(obj, fault)
-            return
-        for q, obj in slots.own:
-            ok = present(obj, q.kind, _value(r, q))
-            reliability(obj, fault or (NO_FAULT if ok else NO_SENSOR))
-        if slots.cells:
-            self._apply_cells(slots, r, fault)
-        if slots.summary:
-            self._apply_summary(slots, r, fault)
+            st.fault = COMM_FAILURE  # never read: values stay as they are
+        else:
+            st.fault = QUALITY_RELIABILITY[string.quality]
+            vals, nosensor = self.vals, self.nosensor
+            for k, get in st.own:
+                v = get(r)
+                if v is None:
+                    nosensor.add(k)
+                else:
+                    vals[k] = v
+                    nosensor.discard(k)
+            if st.cells is not None:
+                st.cells.update(r.cells)
+            if st.summary:
+                self._apply_summary(st, r)
+        live = self._live_groups.get(string.name)
+        if live:
+            self._refresh(live)
 
-    def _apply_cells(self, slots: StringSlots, r: Any, fault: Reliability | None) -> None:
-        seen = set()
-        cells = slots.cells
-        for cell in r.cells:
-            row = cells.get(cell.index)
-            if row is None:
-                continue
-            seen.add(cell.index)
-            lost = bool(cell.status & SENSOR_LOST)
-            for attr, obj in row:
-                value = getattr(cell, attr)
-                d = obj.__dict__
-                if value is not None and d["presentValue"] != value:
-                    put(obj, "presentValue", Real(value))
-                want = fault or (NO_SENSOR if lost or value is None else NO_FAULT)
-                if d["reliability"] != want:
-                    put(obj, "reliability", want)
-        absent = fault or NO_SENSOR  # past the cell count: no sensor addressed
-        for index, row in cells.items():
-            if index not in seen:
-                for _, obj in row:
-                    reliability(obj, absent)
-
-    def _apply_summary(self, slots: StringSlots, r: Any, fault: Reliability | None) -> None:
-        stats: dict[str, dict[str, float | None]] = {}
-        for q in CELL_QUANTITIES:
-            values = [v for c in r.cells if (v := getattr(c, str(q.source))) is not None]
-            if values:
-                stats[q.key] = {"min": min(values), "max": max(values), "mean": fmean(values)}
+    def _apply_summary(self, st: StringState, r: Any) -> None:
+        stats: dict[str, tuple[float, float, float] | None] = {}
+        for k, attr, stat in st.summary:
+            if attr not in stats:
+                values = [v for c in r.cells if (v := getattr(c, attr)) is not None]
+                stats[attr] = (min(values), max(values), fmean(values)) if values else None
+            found = stats[attr]
+            if found is None:
+                self.nosensor.add(k)
             else:
-                stats[q.key] = dict.fromkeys(SUMMARY_STATS)
-        for q, stat, obj in slots.summary:
-            value = stats[q.key][stat]
-            ok = present(obj, "analogInput", value)
-            reliability(obj, fault or (NO_FAULT if ok else NO_SENSOR))
+                self.vals[k] = found[SUMMARY_STATS.index(stat)]
+                self.nosensor.discard(k)
 
     def apply_ups(self, ups: Any) -> None:
-        fault = QUALITY_RELIABILITY[ups.quality]
-        for q, obj in self.ups.get(ups.name, ()):
-            ok = present(obj, q.kind, _value(ups, q))
-            reliability(obj, fault or (NO_FAULT if ok else NO_SENSOR))
+        items = self.ups.get(ups.name)
+        if items is None:
+            return
+        self.ups_fault[ups.name] = QUALITY_RELIABILITY[ups.quality]
+        for k, get in items:
+            v = get(ups)
+            if v is None:
+                self.nosensor.add(k)
+            else:
+                self.vals[k] = v
+                self.nosensor.discard(k)
+        live = self._live_groups.get(("ups", ups.name))
+        if live:
+            self._refresh(live)
+
+    # --- subscribed objects --------------------------------------------------------
+    def _group(self, k: int) -> Any:
+        p = self.points[k]
+        return ("ups", p.ups) if p.scope == "ups" else p.string
+
+    def keep(self, view: Any) -> None:
+        """Keep ``view`` alive and refreshed: COV detection is bound to it."""
+        k = view._k
+        views = self.live.setdefault(k, [])
+        if not any(v is view for v in views):
+            views.append(view)
+            self._live_groups[self._group(k)].add(k)
+
+    def _refresh(self, ks: set[int] | list[int]) -> None:
+        for k in list(ks):
+            views = self.live.get(k)
+            if views is None:
+                continue
+            views[:] = [v for v in views if v.refresh()]
+            if not views:  # every subscription gone: let the view go
+                del self.live[k]
+                self._live_groups[self._group(k)].discard(k)
 
     # --- alarms ----------------------------------------------------------------
-    def objects_for(self, rule: str, path: Any) -> list[Any]:
-        """The objects an alarm concerns (empty when it has no object here)."""
+    def objects_for(self, rule: str, path: Any) -> list[int]:
+        """Rows of the objects an alarm concerns (empty when it has none here)."""
         target = ALARM_TARGETS.get(rule)
         if target is None:
             return []
         scope, keys = target
-        found: list[Any] = []
+        names: list[tuple[str, str]] = []
         for key in keys:
             if scope == "cell":
-                found += self.targets.get(("cell", path.string, path.cell, key), [])
-                found += self.targets.get(("summary", path.string, None, key), [])
+                if path.string is None:
+                    continue
+                if isinstance(path.cell, int):
+                    names.append(("cell", f"{path.string}.cell{path.cell:03d}.{key}"))
+                names += [("summary", f"{path.string}.cells.{key}.{s}") for s in SUMMARY_STATS]
             elif scope == "string":
-                found += self.targets.get(("string", path.string, None, key), [])
-            else:
-                found += self.targets.get(("ups", path.ups, None, key), [])
+                if path.string is not None:
+                    names.append(("string", f"{path.string}.{key}"))
+            elif path.ups is not None:
+                names.append(("ups", f"{path.ups}.{key}"))
+        found = []
+        for want, name in names:
+            k = self.index_of_name(name)
+            if k is not None and self.points[k].scope == want:
+                found.append(k)
         return found
 
     def raise_alarm(self, alarm_id: str, rule: str, path: Any) -> None:
-        objs = self.objects_for(rule, path)
-        self._alarm_objects[alarm_id] = objs
+        ks = self.objects_for(rule, path)
+        self._alarm_objects[alarm_id] = ks
         state = _event_state(rule)
-        for obj in objs:
-            self.alarms.setdefault(id(obj), {})[alarm_id] = state
-            self._show(obj)
+        for k in ks:
+            self.alarms.setdefault(k, {})[alarm_id] = state
+        self._refresh(ks)
 
     def clear_alarm(self, alarm_id: str) -> None:
-        for obj in self._alarm_objects.pop(alarm_id, []):
-            self.alarms.get(id(obj), {}).pop(alarm_id, None)
-            self._show(obj)
+        ks = self._alarm_objects.pop(alarm_id, [])
+        for k in ks:
+            active = self.alarms.get(k)
+            if active is not None:
+                active.pop(alarm_id, None)
+                if not active:
+                    del self.alarms[k]
+        self._refresh(ks)
 
-    def _show(self, obj: Any) -> None:
-        active = self.alarms.get(id(obj))
-        state = next(iter(active.values())) if active else NORMAL
-        if obj.__dict__["eventState"] != state:
-            put(obj, "eventState", state)
+
+class ObjectsByPoint(Mapping[tuple[str, int], Any]):
+    """The served objects by table oid ``(kind, instance)``; views made on access."""
+
+    def __init__(self, image: Image) -> None:
+        self._image = image
+
+    def __getitem__(self, oid: tuple[str, int]) -> Any:
+        k = self._image.index_of_id(oid)
+        if k is None:
+            raise KeyError(oid)
+        return self._image.view(k)
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        return (p.oid for p in self._image.points)
+
+    def __len__(self) -> int:
+        return len(self._image.points)
 
 
 def _event_state(rule: str) -> EventState:

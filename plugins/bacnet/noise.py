@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
-import traceback
+from collections import Counter
 from typing import Any
 
 log = logging.getLogger("btms_gateway.plugins.bacnet")
 
 SUMMARY_EVERY_S = 60.0
+MAX_KINDS = 32  # distinct kinds counted by name; the rest as "other"
+_ERROR_NAME = re.compile(r"\b([A-Z]\w*(?:Error|Exception))\b")
 
 
 class DecodeNoise(logging.Filter):
@@ -26,37 +29,47 @@ class DecodeNoise(logging.Filter):
         super().__init__()
         self.every_s = every_s
         self.dropped = 0
-        self._pending = 0
+        #: dropped messages by kind (the exception class bacpypes3 reported)
+        self.kinds: Counter[str] = Counter()
+        self._pending: Counter[str] = Counter()
         self._last_summary = float("-inf")
         self._loggers: list[logging.Logger] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._previous_handler: Any = None
 
     # --- counting -------------------------------------------------------------
-    def count(self, what: str) -> None:
+    def count(self, what: str, kind: str | None = None) -> None:
+        if kind is None:
+            found = _ERROR_NAME.search(what)
+            kind = found.group(1) if found else "other"
+        if kind not in self.kinds and len(self.kinds) >= MAX_KINDS:
+            kind = "other"
         self.dropped += 1
-        self._pending += 1
+        self.kinds[kind] += 1
+        self._pending[kind] += 1
         now = time.monotonic()
         if now - self._last_summary >= self.every_s:
             log.warning(
-                "dropped %d malformed BACnet message(s) since the last report; last: %s",
-                self._pending,
+                "dropped %d malformed BACnet message(s) since the last report (%s); last: %s",
+                self._pending.total(),
+                ", ".join(f"{k} {n}" for k, n in self._pending.most_common(5)),
                 what[:200],
             )
-            self._pending = 0
+            self._pending.clear()
             self._last_summary = now
 
     def filter(self, record: logging.LogRecord) -> bool:
         """bacpypes3's ERROR records (decode failures) become a count."""
         if record.levelno < logging.ERROR:
             return True
-        self.count(record.getMessage())
+        exc = record.exc_info[0] if record.exc_info else None
+        self.count(record.getMessage(), exc.__name__ if exc is not None else None)
         return False
 
     def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
         if exc is not None and _raised_in_bacpypes3(exc):
-            self.count(f"{type(exc).__name__}: {exc}")
+            self.count(f"{type(exc).__name__}: {exc}", type(exc).__name__)
             return
         if self._previous_handler is not None:
             self._previous_handler(loop, context)
@@ -85,4 +98,11 @@ class DecodeNoise(logging.Filter):
 
 
 def _raised_in_bacpypes3(exc: BaseException) -> bool:
-    return any("bacpypes3" in frame.filename for frame in traceback.extract_tb(exc.__traceback__))
+    """Whether any frame of the traceback is bacpypes3's (walked directly:
+    ``traceback.extract_tb`` also loads every frame's source line)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if "bacpypes3" in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False

@@ -49,7 +49,8 @@ class Quantity:
 
 
 def _alarm_bit(bit: StringAlarm) -> Callable[[Any], bool]:
-    return lambda r: bool(r.alarms & bit)
+    mask = int(bit)  # int arithmetic: IntFlag's own & builds a flag member per call
+    return lambda r: bool(int(r.alarms) & mask)
 
 
 #: StringState -> multi-state present value (1-based, as BACnet requires)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from btms_gateway.core.alarm_types import EventKind
@@ -31,7 +32,8 @@ class BacnetService:
     def __init__(self, settings: BacnetSettings) -> None:
         self.settings = settings
         self.app: Any = None
-        self.objects: dict[tuple[str, int], Any] = {}
+        #: the served objects by table oid (views, made on access; see image.py)
+        self.objects: Mapping[tuple[str, int], Any] = {}
         self.points: list[Point] = []
         self.image: Image | None = None
         self.startup_s = 0.0
@@ -41,9 +43,9 @@ class BacnetService:
     async def start(self, plant: Any, active_alarms: list[Any]) -> None:
         started = time.perf_counter()
         self.points = points_for(self.settings, Layout.from_plant(plant))
-        self.app, self.objects = await start_device(self.settings, self.points)
+        self.app, self.image = await start_device(self.settings, self.points)
+        self.objects = self.image.objects
         self.noise.install(asyncio.get_running_loop())
-        self.image = Image(self.points, self.objects)
         self.image.apply_plant(plant)
         for alarm in active_alarms:
             self.image.raise_alarm(alarm.alarm_id, alarm.rule, alarm.path)
