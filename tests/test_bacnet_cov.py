@@ -321,3 +321,27 @@ async def test_value_and_quality_changes_are_served_subscribed_or_not() -> None:
         await both({watched: (2.333, 12, FAULT), plain: (2.344, 12, FAULT)})
         silence(h, "S2", False)
         await both({watched: (2.333, 0, 0), plain: (2.344, 0, 0)})
+
+
+async def test_cancelling_a_subscription_that_does_not_exist_pins_nothing() -> None:
+    """A BMS that unsubscribes after its subscriptions lapsed (or sends
+    'unsubscribe all') must not leave COV machinery behind: bacpypes3 builds
+    an object's COV detection before it looks for the subscription to cancel,
+    and that would keep the object's view alive and refreshed for good. A real
+    subscription, cancelled, must leave nothing behind either."""
+    async with device() as (h, address), rusty() as c:
+        svc = service(h.gateway)
+        names = ["S1.voltage", "S1.cell001.voltage", "S2.cell002.voltage"]
+        for n, name in enumerate(names, start=40):
+            await c.unsubscribe_cov(address, n, rid(*_by_name(h)[name].oid))
+        assert svc.app._cov_detections == {}
+        assert svc.image is not None and svc.image.live == {}
+        soc = rid(*_by_name(h)["S1.soc"].oid)
+        await c.subscribe_cov(address, 50, soc, False, 60)
+        assert len(svc.app._cov_detections) == 1 and len(svc.image.live) == 1
+        await c.unsubscribe_cov(address, 50, soc)
+
+        async def released() -> bool:  # the view is let go at its string's next reading
+            return svc.app._cov_detections == {} and not svc.image.live
+
+        await poll(released, timeout=5, what="the cancelled subscription's view to be let go")

@@ -13,6 +13,7 @@ from typing import Any
 
 from bacpypes3.apdu import (
     ConfirmedServiceChoice,
+    SimpleAckPDU,
     UnconfirmedServiceChoice,
     confirmed_request_types,
     unconfirmed_request_types,
@@ -191,10 +192,28 @@ class GatewayApplication(PropertyCOVServices, Application):
 
     async def do_SubscribeCOVRequest(self, apdu: Any) -> None:
         """A subscription without a lifetime is indefinite (lifetime 0); the
-        stock service compares None with 0 and answers an error."""
-        if apdu.issueConfirmedNotifications is not None and apdu.lifetime is None:
+        stock service compares None with 0 and answers an error.
+
+        A cancellation of a subscription that does not exist is acknowledged
+        here: bacpypes3 0.0.110 builds the object's COV detection *before*
+        looking for the subscription to cancel and keeps it with no
+        subscriber, which pins the view in the image for good (a BMS sending
+        "unsubscribe all" after its subscriptions lapsed could pin every
+        object: +60 MB and 100x the cost of a reading, found in review)."""
+        if apdu.issueConfirmedNotifications is None and apdu.lifetime is None:
+            if not self._has_subscription(apdu):
+                await self.response(SimpleAckPDU(context=apdu))
+                return
+        elif apdu.lifetime is None:
             apdu.lifetime = 0
         await super().do_SubscribeCOVRequest(apdu)
+
+    def _has_subscription(self, apdu: Any) -> bool:
+        detection = self._cov_detections.get(apdu.monitoredObjectIdentifier)
+        who = (apdu.pduSource, apdu.subscriberProcessIdentifier)
+        return detection is not None and any(
+            (c.client_addr, c.proc_id) == who for c in detection.cov_subscriptions
+        )
 
     async def do_WritePropertyRequest(self, apdu: Any) -> None:
         self._refuse(apdu.objectIdentifier)
