@@ -5,6 +5,7 @@ auto-addressing, and never a value that was not read."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 
 import pytest
@@ -224,3 +225,31 @@ async def test_watchdog_marks_data_stale_when_no_poll_result_arrives():
         await h.wait_quality(Quality.GOOD)
         await h.wait_quality(Quality.STALE, timeout=5)
         assert h.gateway.store.string("S1").reading is not None
+
+
+async def test_a_slow_poll_does_not_shift_the_other_strings_readings():
+    """Each string polls in its own slot of the interval, so when S1's poll is
+    slow every other cycle (a time-out and its retry: +0.15 s), S3's readings
+    stay one interval apart. Polled back to back, S3's readings would be
+    0.75 and 1.05 s apart in turn, and the age of its data with them."""
+    interval = 0.9
+    harness, recorder = rec_harness(3, retries=1, poll_interval_s=interval)
+    async with harness as h:
+        await h.wait_quality(Quality.GOOD)
+        sim, slave1 = h.sim_for("S1")
+        seen_s1 = len(recorder.of("S1"))
+        start = len(recorder.of("S3"))
+
+        def s3_readings():
+            nonlocal seen_s1
+            if len(recorder.of("S1")) != seen_s1:  # S1 was just read: slow down its next poll
+                seen_s1 = len(recorder.of("S1"))
+                if seen_s1 % 2:
+                    sim.inject(slave1, Fault.NO_REPLY, times=1, after=2)
+            return len(recorder.of("S3")) >= start + 9
+
+        await h.wait_until(s3_readings, timeout=15, interval=0.01, what="nine S3 readings")
+        assert h.gateway.string_counters("S1").errors[ErrorKind.TIMEOUT] >= 3
+    stamps = [s.reading.read_at for s in recorder.of("S3")[start:]]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert all(abs(g - interval) < 0.08 for g in gaps), [round(g, 3) for g in gaps]

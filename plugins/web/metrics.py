@@ -108,7 +108,9 @@ class GatewayCollector(Collector):
             "cycles": C("btms_bus_poll_cycles", "Completed poll cycles.", labels=["bus"]),
             "open": G("btms_bus_port_open", "1 while the bus port is open.", labels=["bus"]),
             "cycle_s": G(
-                "btms_bus_last_cycle_seconds", "Duration of the last poll cycle.", labels=["bus"]
+                "btms_bus_last_cycle_seconds",
+                "Time the bus spent polling in its last cycle (slot waits excluded).",
+                labels=["bus"],
             ),
             "interval": G(
                 "btms_bus_poll_interval_seconds", "Configured poll interval.", labels=["bus"]
