@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import statistics
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -377,3 +378,35 @@ async def age_probe(
                 stats.ages[p].append(seen - served["prev"])
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every)
+
+
+class ObserverThread:
+    """Runs the observers' coroutines on an event loop in a thread of its own.
+
+    ``make(stop)`` returns the coroutines, given the stop event of that loop.
+    An observer failing is kept and raised in the caller's thread."""
+
+    def __init__(self, make: Any) -> None:
+        self.failures: list[BaseException] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        started = threading.Event()
+
+        async def main() -> None:
+            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+            started.set()
+            results = await asyncio.gather(*make(self._stop), return_exceptions=True)
+            self.failures += [r for r in results if isinstance(r, BaseException)]
+
+        self._thread = threading.Thread(target=asyncio.run, args=(main(),), name="observers")
+        self._thread.start()
+        started.wait(10)
+
+    def raise_if_failed(self) -> None:
+        if self.failures:
+            raise self.failures[0]
+
+    def stop(self, timeout: float) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout)
