@@ -70,7 +70,9 @@ class CellStatus(enum.IntFlag):
     BALANCING = 1 << 1
 
 
-_SENSOR_LOST = int(CellStatus.SENSOR_LOST)
+#: CellStatus.SENSOR_LOST as a plain int: IntFlag's own ``&`` builds a new flag
+#: member, and the test runs for every cell of every poll in several places
+SENSOR_LOST_BIT = int(CellStatus.SENSOR_LOST)
 
 
 class DeviceStatus(enum.IntEnum):
@@ -95,8 +97,7 @@ class CellReading:
 
     @property
     def device_status(self) -> DeviceStatus:
-        # int() first: IntFlag's own & builds a new flag member, per cell per poll
-        if int(self.status) & _SENSOR_LOST or self.voltage_v is None:
+        if int(self.status) & SENSOR_LOST_BIT or self.voltage_v is None:
             return DeviceStatus.ERROR
         return DeviceStatus.OK
 

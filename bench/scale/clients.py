@@ -392,11 +392,16 @@ class ObserverThread:
         self._stop: asyncio.Event | None = None
         started = threading.Event()
 
+        async def guarded(observer: Any) -> None:
+            try:
+                await observer
+            except Exception as exc:  # kept at once, so a mid-run check sees it
+                self.failures.append(exc)
+
         async def main() -> None:
             self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
             started.set()
-            results = await asyncio.gather(*make(self._stop), return_exceptions=True)
-            self.failures += [r for r in results if isinstance(r, BaseException)]
+            await asyncio.gather(*(guarded(o) for o in make(self._stop)))
 
         self._thread = threading.Thread(target=asyncio.run, args=(main(),), name="observers")
         self._thread.start()

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 from ..alarm_types import EventKind, ObjectPath
 from ..model import (
+    SENSOR_LOST_BIT,
     CellReading,
-    CellStatus,
     DeviceStatus,
     Quality,
     StringReading,
@@ -37,7 +37,6 @@ CELL_VALUE_RULES = (
     ("cell_soc_low", "soc_pct"),
     ("cell_soh_low", "soh_pct"),
 )
-SENSOR_LOST = int(CellStatus.SENSOR_LOST)
 WORD_BITS = [(name, int(bit)) for name, bit in ALARM_WORD_RULES.items()]
 COMM_LOST = "string_comm_lost"
 
@@ -241,7 +240,7 @@ class StringEval:
     def _cell_slow(self, c: CellReading, t: float, out: list[Transition]) -> None:
         i, tr, rules = c.index, self.tracker, self.rules
         path = ObjectPath(self.ups, self.name, i)
-        lost = bool(int(c.status) & SENSOR_LOST)
+        lost = bool(int(c.status) & SENSOR_LOST_BIT)
         for name, attr in CELL_VALUE_RULES:
             rule = rules[name]
             if not rule.enabled:
@@ -272,7 +271,7 @@ class StringEval:
             if i in values:
                 continue
             r = c.resistance_mohm
-            if r is None or r <= 0 or int(c.status) & SENSOR_LOST:
+            if r is None or r <= 0 or int(c.status) & SENSOR_LOST_BIT:
                 missing = True
                 continue
             row = self.baselines.sample(i, r, t)

@@ -39,7 +39,7 @@ from typing import Any
 
 from bacpypes3.basetypes import EventState, Reliability
 from bacpypes3.primitivedata import ObjectType
-from btms_gateway.core.model import CellStatus, Quality
+from btms_gateway.core.model import SENSOR_LOST_BIT, Quality
 
 from .bacobjects import OBJECT_TYPES, VIEW_CLASSES, Constants, object_identifier
 from .objects import ALARM_TARGETS, CELL_QUANTITIES, SUMMARY_STATS, Point
@@ -61,7 +61,6 @@ EVENT_STATES = {
     "low": EventState("lowLimit"),
     "flag": EventState("offnormal"),
 }
-SENSOR_LOST = int(CellStatus.SENSOR_LOST)  # a plain int: IntFlag arithmetic is slow per cell
 
 #: cell reading fields in quantity-offset order (offset q is CELL_ATTRS[q])
 CELL_ATTRS = tuple(str(q.source) for q in sorted(CELL_QUANTITIES, key=lambda q: q.offset))
@@ -83,7 +82,7 @@ def _complete(cells: tuple[Any, ...]) -> bool:
             sum(map(column, cells))
     except TypeError:
         return False
-    return not any(int(s) & SENSOR_LOST for s in set(map(_STATUS, cells)))
+    return not any(int(s) & SENSOR_LOST_BIT for s in set(map(_STATUS, cells)))
 
 
 def _getter(source: str | Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -151,7 +150,7 @@ class Cells:
             if not 1 <= index <= n:
                 continue
             base = (index - 1) * NQ
-            lost = int(cell.status) & SENSOR_LOST
+            lost = int(cell.status) & SENSOR_LOST_BIT
             for q, v in enumerate(_CELL_VALUES(cell)):
                 if v is not None:
                     eff[base + q] = v

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from btms_gateway.core.model import (
+    SENSOR_LOST_BIT,
     CellReading,
     CellStatus,
     StringAlarm,
@@ -112,12 +113,11 @@ def decode_cells(arrays: Mapping[int, Sequence[int]], count: int) -> tuple[CellR
     cells a second at full scale); a lost sensor's values all become None."""
     columns = [_column(a, arrays[a.base], count) for a in _VALUE_ARRAYS]
     statuses = arrays[CELL_STATUS.base]
-    lost = int(CellStatus.SENSOR_LOST)  # a plain int: IntFlag arithmetic is slow
     cells = []
     for i, values in enumerate(zip(*columns, strict=True)):
         raw = statuses[i]
         status = _STATUS[raw] if raw in _STATUS else CellStatus(raw)  # NONE is falsy
-        if raw & lost:
+        if raw & SENSOR_LOST_BIT:
             cells.append(CellReading(i + 1, None, None, None, None, None, status))
         else:
             cells.append(CellReading(i + 1, *values, status))
