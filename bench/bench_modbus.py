@@ -18,15 +18,21 @@ Each server runs in its own process; the load generator is this process
 its CPU share is printed too. Exit status 1 when a target is missed:
 plugin >= 90 % of bare pymodbus (and of pymodbus+enc), p99 < 2 ms at 10
 connections.
+Then, in this process, the microseconds per 125-register FC03 request through
+one connection's handler with no sockets (framer, decoder, datastore,
+encoder, asyncio scheduling): the plugin, the plugin with its fast read path
+or its request scheduling turned back to pymodbus's own route, and bare
+pymodbus (``--inprocess`` prints only this table).
 ``--profile`` also runs the plugin under cProfile and prints where time goes.
 
-Usage: python bench/bench_modbus.py [--seconds 3] [--repeat 3] [--profile]
+Usage: python bench/bench_modbus.py [--seconds 3] [--repeat 3] [--profile] [--inprocess]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import shutil
 import signal
@@ -36,6 +42,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 C_SOURCE = HERE / "modbus" / "reference_server.c"
@@ -47,7 +54,8 @@ TARGET_P99_MS = 2.0
 
 
 # --- servers (child processes) ---------------------------------------------------
-async def serve_plugin(port: int, profile_out: str | None) -> None:
+def plugin_service(port: int) -> Any:
+    """The plugin's ModbusService over 32 GOOD strings of 120 cells in 8 UPS."""
     from btms_gateway.core.gateway import NoAlarms
     from btms_gateway.core.model import Quality, StringSnapshot
     from btms_gateway.core.store import SnapshotStore
@@ -67,7 +75,22 @@ async def serve_plugin(port: int, profile_out: str | None) -> None:
             ]  # fmt: skip
             self.store = SnapshotStore(strings, [(f"UPS{u}", u) for u in range(1, 9)])
 
-    svc = ModbusService(ModbusTcpSettings(port=port, max_connections=64), BenchGateway())
+    return ModbusService(ModbusTcpSettings(port=port, max_connections=64), BenchGateway())
+
+
+def bare_devices() -> list[Any]:
+    """The same unit ids and blocks as the plugin's string units, no action."""
+    from pymodbus.simulator import DataType, SimData, SimDevice
+
+    return [
+        SimDevice(u, simdata=[SimData(0, count=30, values=0, datatype=DataType.REGISTERS),
+                              SimData(100, count=12000, values=0, datatype=DataType.REGISTERS)])
+        for u in UNITS
+    ]  # fmt: skip
+
+
+async def serve_plugin(port: int, profile_out: str | None) -> None:
+    svc = plugin_service(port)
     await svc.start()
     await _ready_then_wait(profile_out)
     await svc.stop()
@@ -76,15 +99,9 @@ async def serve_plugin(port: int, profile_out: str | None) -> None:
 async def serve_bare(port: int, profile_out: str | None, fast: bool = False) -> None:
     from btms_gateway.plugins.modbus_tcp.server import CUSTOM_PDUS
     from pymodbus.server import ModbusTcpServer
-    from pymodbus.simulator import DataType, SimData, SimDevice
 
-    devices = [
-        SimDevice(u, simdata=[SimData(0, count=30, values=0, datatype=DataType.REGISTERS),
-                              SimData(100, count=12000, values=0, datatype=DataType.REGISTERS)])
-        for u in UNITS
-    ]  # fmt: skip
     custom = CUSTOM_PDUS if fast else None  # the plugin's one-pack response encoder
-    server = ModbusTcpServer(devices, address=("127.0.0.1", port), custom_pdu=custom)
+    server = ModbusTcpServer(bare_devices(), address=("127.0.0.1", port), custom_pdu=custom)
     await server.serve_forever(background=True)
     await _ready_then_wait(profile_out)
     await server.shutdown()
@@ -105,6 +122,96 @@ async def _ready_then_wait(profile_out: str | None) -> None:
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(profile_out)
+
+
+# --- in process: one handler fed request frames, no sockets ---------------------------
+INPROC_REQUESTS = 10_000
+INPROC_COUNT = 125  # registers per request: the most FC 03 allows, what a SCADA scan uses
+
+
+class _Wire:
+    """The transport a handler writes its answers to: resolves the waiting future."""
+
+    answered: asyncio.Future[bytes]
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 50000) if name == "peername" else default
+
+    def write(self, data: bytes) -> None:
+        self.answered.set_result(data)
+
+    def abort(self) -> None:
+        pass
+
+    close = abort
+
+
+async def _per_request_us(handler: Any, wire: _Wire, frames: list[bytes]) -> float:
+    loop = asyncio.get_running_loop()
+    t0 = time.perf_counter()
+    for frame in frames:
+        wire.answered = loop.create_future()
+        handler.data_received(frame)
+        answer = await wire.answered
+        if len(answer) != 9 + 2 * INPROC_COUNT:
+            raise RuntimeError(f"in-process case answered {answer!r}")
+    return 1e6 * (time.perf_counter() - t0) / len(frames)
+
+
+async def _inprocess(n: int, rounds: int) -> dict[str, float]:
+    """Microseconds per 125-register FC 03 request through one connection's handler
+    (framer, decoder, datastore, encoder, asyncio scheduling; no socket calls):
+    the plugin, the plugin with each of its two shortcuts turned back to
+    pymodbus's own route, and bare pymodbus. Cases alternate; best of ``rounds``."""
+    import random
+    import struct
+    from types import MethodType
+
+    from pymodbus.server import ModbusTcpServer
+    from pymodbus.server.requesthandler import ServerRequestHandler
+
+    rng = random.Random(2)
+    frames = [
+        struct.pack(">HHHBBHH", i % 65536, 0, 6, rng.choice(UNITS), 3,
+                    rng.randrange(100, REGISTERS - INPROC_COUNT + 1), INPROC_COUNT)
+        for i in range(n)
+    ]  # fmt: skip
+    svc = plugin_service(0)
+    await svc.start()
+    fast_reads = svc.tcp.context
+    bare = ModbusTcpServer(bare_devices(), address=("127.0.0.1", 0))
+    cases: dict[str, tuple[Any, Any]] = {}  # name -> (server, datastore)
+    cases["plugin"] = (svc.tcp, fast_reads)
+    cases["plugin, reads through SimRuntime"] = (svc.tcp, fast_reads.core)
+    cases["plugin, run_coroutine_threadsafe"] = (svc.tcp, fast_reads)
+    cases["plugin, both (the route before)"] = (svc.tcp, fast_reads.core)
+    cases["bare pymodbus"] = (bare, bare.context)
+    best = dict.fromkeys(cases, float("inf"))
+    try:
+        for _ in range(rounds):
+            for name, (server, datastore) in cases.items():
+                server.context = datastore
+                wire = _Wire()
+                handler = server.callback_new_connection()
+                handler.connection_made(wire)
+                if "run_coroutine_threadsafe" in name or "both" in name:
+                    handler.handle_later = MethodType(ServerRequestHandler.handle_later, handler)
+                best[name] = min(best[name], await _per_request_us(handler, wire, frames))
+                handler.connection_lost(None)
+    finally:
+        svc.tcp.context = fast_reads
+        await svc.stop()
+    return best
+
+
+def report_inprocess(n: int, rounds: int) -> None:
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    best = asyncio.run(_inprocess(n, rounds))
+    print(f"\nin process, one handler, no sockets: {INPROC_COUNT}-register FC 03 reads, "
+          f"best of {rounds} x {n:,}")  # fmt: skip
+    print(f"  {'case':<36} {'us/req':>7} {'x plugin':>8}")
+    for name, us in best.items():
+        print(f"  {name:<36} {us:>7.1f} {us / best['plugin']:>8.2f}")
 
 
 # --- orchestration -------------------------------------------------------------------
@@ -194,19 +301,23 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=3.0, help="measured seconds per case")
     ap.add_argument("--repeat", type=int, default=3, help="runs of plugin/pymodbus, best kept")
     ap.add_argument("--profile", action="store_true", help="also cProfile the plugin server")
+    ap.add_argument(
+        "--inprocess", action="store_true", help="only the in-process table (about 30 s)"
+    )
     ap.add_argument("--serve", choices=["plugin", "bare", "bare-fast"], help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--profile-out", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
-        import logging
-
         # a stopped benchmark leaves requests in flight; pymodbus would log each one
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
         if args.serve == "plugin":
             asyncio.run(serve_plugin(args.port, args.profile_out))
         else:
             asyncio.run(serve_bare(args.port, args.profile_out, fast=args.serve == "bare-fast"))
+        return 0
+    if args.inprocess:
+        report_inprocess(INPROC_REQUESTS, args.repeat + 2)
         return 0
 
     with tempfile.TemporaryDirectory() as tmpdir:
@@ -232,6 +343,7 @@ def main() -> int:
                       f"{res.pct_ms(0.99):>7.3f} {res.cpu_us:>14.1f} "
                       f"{100 * res.gen_cpu:>6.0f}% {res.errors:>6}", flush=True)  # fmt: skip
         failed = report(results)
+        report_inprocess(INPROC_REQUESTS, args.repeat + 2)
         if args.profile:
             profile_plugin(args.seconds, ref, tmp)
     return 1 if failed else 0

@@ -230,6 +230,12 @@ def report(r: dict[str, Any]) -> list[str]:
             f"  {p:<8} {clients.pct(lags, 50):7.3f} {clients.pct(lags, 99):7.3f} "
             f"{max(lags, default=float('nan')):7.3f}   n={len(lags)} missed={st.missed[p]}"
         )
+    print("\nwhere an age comes from (s, from REST's read_at)     p50 / p99 / max")
+    for part, values in st.parts.items():
+        print(
+            f"  {part:<30} {clients.pct(values, 50):7.3f} {clients.pct(values, 99):7.3f} "
+            f"{max(values, default=float('nan')):7.3f}   n={len(values)}"
+        )
     print("\nbus   strings  wire s  cycle p50  cycle max  max/interval")
     for b in r["spec"]:
         cyc = r["cycles"][b["name"]]

@@ -89,15 +89,24 @@ class BusWorker:
         scale: back to back, a cycle stretched from 0.55 to 0.75 s by the load
         made the last string's readings up to 1.35 s apart at a 1 s interval).
         A bus that cannot keep up (polls longer than their slots) simply polls
-        back to back, as it would without slots."""
+        back to back, as it would without slots.
+
+        Cycles start on a fixed grid (the first start plus whole intervals), not
+        an interval after the previous start was woken: a timer fires a little
+        late (epoll's millisecond rounding, a busy loop), and counted from the
+        late wake-up every cycle inherited the lateness of the one before. At
+        full scale that made readings 1.010 s apart at the median instead of
+        1.000. A cycle that overran its interval starts the next one at once,
+        on a grid that restarts from there (never a burst of catch-up cycles)."""
         interval = self.status.interval_s
         slot = interval / max(1, len(self.strings))
+        cycle_at = time.monotonic()
         while True:
             started = time.monotonic()
             waited = 0.0
             if await self._ensure_open():
                 for i, state in enumerate(self.strings):
-                    wait = started + i * slot - time.monotonic()
+                    wait = cycle_at + i * slot - time.monotonic()
                     if wait > 0:
                         await asyncio.sleep(wait)
                         waited += wait
@@ -108,7 +117,11 @@ class BusWorker:
             self.status.cycles += 1
             # the bus's own time: polling, not waiting for slots
             self.status.last_cycle_s = time.monotonic() - started - waited
-            await asyncio.sleep(max(0.0, started + interval - time.monotonic()))
+            cycle_at += interval
+            now = time.monotonic()
+            if cycle_at < now:  # this cycle overran its interval: the next starts now
+                cycle_at = now
+            await asyncio.sleep(cycle_at - now)
 
     async def _ensure_open(self) -> bool:
         if self.link.is_open:

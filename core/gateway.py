@@ -22,7 +22,7 @@ from .config_load import LoadedConfig
 from .counters import CommCounters
 from .engine import BusStatus, Engine, LinkFactory, default_link_factory
 from .model import StringSnapshot
-from .plugin_channel import PluginChannel
+from .plugin_channel import PluginChannel, open_channel
 from .plugin_manager import FailureLog, call_each, implementations
 from .registry import device_profiles
 from .store import SnapshotStore
@@ -201,9 +201,7 @@ class Gateway:
             for name, impl in implementations(self.pm, hook, only=self.enabled):
                 impls.setdefault(name, {})[hook] = impl
         for name, hooks in impls.items():
-            channel = PluginChannel(name, hooks, self.loop, self.failures, gateway=self)
-            channel.start()
-            self.channels[name] = channel
+            self.channels[name] = open_channel(name, hooks, self.loop, self.failures, self)
 
     def _publish(self, string: StringSnapshot) -> None:
         plant = self.store.publish(string)

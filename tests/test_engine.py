@@ -227,6 +227,29 @@ async def test_watchdog_marks_data_stale_when_no_poll_result_arrives():
         assert h.gateway.store.string("S1").reading is not None
 
 
+async def test_cycles_keep_to_a_fixed_grid_and_do_not_drift():
+    """A timer fires a little late (epoll rounds up to the millisecond, the loop
+    may be busy). Counted from each late wake-up, 30 cycles of 0.1 s drifted
+    by 30 times that lateness (20 ms and more); on a fixed grid the 30th
+    reading is 30 intervals after the first, give or take one poll's jitter."""
+    interval, cycles = 0.1, 30
+    harness, recorder = rec_harness(1, poll_interval_s=interval)
+    async with harness as h:
+        await h.wait_quality(Quality.GOOD)
+        start = len(recorder.of("S1"))
+        await h.wait_until(
+            lambda: len(recorder.of("S1")) > start + cycles,
+            timeout=20,
+            interval=0.01,
+            what=f"{cycles + 1} readings",
+        )
+    stamps = [s.reading.read_at for s in recorder.of("S1")[start:]]
+    offsets = [t - stamps[0] for t in stamps]
+    # the recorder may coalesce a reading: place each by its nearest grid point
+    drift = [o - round(o / interval) * interval for o in offsets if o <= cycles * interval + 0.05]
+    assert max(abs(d) for d in drift) < 0.008, [round(d * 1e3, 1) for d in drift]
+
+
 async def test_a_slow_poll_does_not_shift_the_other_strings_readings():
     """Each string polls in its own slot of the interval, so when S1's poll is
     slow every other cycle (a time-out and its retry: +0.15 s), S3's readings

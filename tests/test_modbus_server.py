@@ -117,3 +117,41 @@ async def test_gateway_alarms_reach_the_extension_registers(tmp_path: Path) -> N
             assert ups[0] >= 1
         finally:
             client.close()
+
+
+async def test_an_image_is_built_when_a_request_reads_it_and_holds_the_newest_reading(
+    monkeypatch,
+) -> None:
+    """Readings only mark a unit's image out of date: with no client, nothing is
+    built (at full scale that building was most of the plugin's CPU); the first
+    read builds it once, from the newest reading."""
+    from btms_gateway.plugins.modbus_tcp import image
+
+    builds: list[int] = []
+    real = image.string_image
+
+    def counting(string, *args):
+        builds.append(string.index)
+        return real(string, *args)
+
+    monkeypatch.setattr(image, "string_image", counting)
+    async with GatewayHarness(modbus_config(2, 1)) as h:
+        svc = plugin.service(h.gateway)
+        for i in range(20):
+            h.publish("S1", make_reading(4, current_a=float(i)), Quality.GOOD)
+        await h.wait_until(
+            lambda: h.gateway.channels["modbus_tcp"].stats.readings_delivered
+            + h.gateway.channels["modbus_tcp"].stats.readings_coalesced
+            >= 20,
+            what="the readings to reach the plugin",
+        )
+        assert builds == []
+        client = await _client(port_of(h))
+        try:
+            for _ in range(3):
+                rr = await client.read_holding_registers(4, count=2, device_id=101)
+                assert rr.registers == [0, 1900]  # 19.00 A, the last reading, high word first
+        finally:
+            client.close()
+        assert builds == [1]  # built once, for S1, by the first read
+        assert svc.stats.requests == 3

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 
 import pytest
-from btms_gateway.core import hookimpl
+from btms_gateway.core import hookimpl, plugin_channel
 from btms_gateway.core.gateway import GatewayStartError
 from btms_gateway.core.model import Quality
 from btms_gateway.core.testing import GatewayHarness, make_reading, plant_config
@@ -83,6 +84,58 @@ async def test_disabled_and_unconfigured_plugins_get_no_readings():
         h.publish("S1", make_reading(2, current_a=3.0), Quality.GOOD)
         await h.wait_until(lambda: on.latest == {"S1": 3.0})
     assert off.latest == {} and absent.latest == {}
+
+
+class AsyncPlugin:
+    """async def hooks: the first reading hangs until released, one raises."""
+
+    def __init__(self) -> None:
+        self.threads: set[int] = set()
+        self.seen: list[float] = []
+        self.release = asyncio.Event()
+        self.events: list[object] = []
+
+    @hookimpl
+    async def string_reading(self, string):
+        self.threads.add(threading.get_ident())
+        value = string.reading.current_a
+        if value == 0.0:
+            await self.release.wait()  # hangs past the time limit
+        if value == 1.0:
+            raise RuntimeError("boom")
+        self.seen.append(value)
+
+    @hookimpl
+    async def alarm_event(self, event):
+        self.events.append(event)
+
+
+async def test_async_hooks_run_on_the_loop_with_a_time_limit(monkeypatch, caplog):
+    """A plugin whose hooks are all async is served by a task on the loop, not a
+    thread that hands each call back to the loop; a call that hangs is cut off at
+    the time limit and one that raises is counted, and the newest readings follow."""
+    monkeypatch.setattr(plugin_channel, "AWAIT_LIMIT_S", 0.3)
+    caplog.set_level(logging.ERROR, logger="btms_gateway.plugins")
+    plugin = AsyncPlugin()
+    async with GatewayHarness(config("async"), extra_plugins={"async": plugin}) as h:
+        assert not [t for t in threading.enumerate() if t.name == "plugin-async"]
+        h.publish("S1", make_reading(3, current_a=0.0))
+        await asyncio.sleep(0.05)  # the hanging call is under way
+        for i in range(1, 50):
+            h.publish("S1", make_reading(3, current_a=float(i)))
+        await h.wait_until(lambda: plugin.seen[-1:] == [49.0], what="the newest reading")
+        stats = h.gateway.channels["async"].stats
+        assert stats.readings_coalesced >= 45  # the hung call held the rest back
+        assert len(plugin.seen) <= 3
+        counts = h.gateway.failures.counts
+        assert counts[("async", "string_reading")] == 1  # the time-out (1.0 was coalesced)
+        h.publish("S1", make_reading(3, current_a=1.0))
+        await h.wait_until(
+            lambda: counts[("async", "string_reading")] == 2, what="the raise to be counted"
+        )
+        h.publish("S1", make_reading(3, current_a=2.0))
+        await h.wait_until(lambda: plugin.seen[-1:] == [2.0], what="delivery after a raise")
+    assert plugin.threads == {threading.get_ident()}  # the loop's own thread
 
 
 class FailsToStart:

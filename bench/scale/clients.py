@@ -28,6 +28,7 @@ class Stats:
     ages: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     lags: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     missed: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    parts: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
 
     def fail(self, who: str, exc: BaseException | str) -> None:
         self.errors[who] += 1
@@ -157,6 +158,9 @@ class Observed:
     def __init__(self) -> None:
         self.seen: dict[tuple[str, str, float], float] = {}
         self.probe: tuple[str, float] | None = None
+        # the gateway's read_at of a value (from REST), to split an age into parts
+        self.read_at: dict[tuple[str, float], float] = {}
+        self.old_read_at: dict[str, float] = {}  # read_at of the last reading before the change
 
     def saw(self, proto: str, string: str, value: float) -> None:
         self.seen.setdefault((proto, string, round(value, 2)), time.time())
@@ -277,7 +281,11 @@ async def watch_rest(
                     body = await resp.json()
                 stats.ops["rest_probe_reads"] += 1
                 if body["quality"] == "good" and body["reading"]:
-                    obs.saw("rest", name, body["reading"]["current_a"])
+                    value, read_at = body["reading"]["current_a"], body["reading"]["read_at"]
+                    obs.saw("rest", name, value)
+                    obs.read_at.setdefault((name, round(value, 2)), read_at)
+                    if obs.probe is not None and obs.probe != (name, round(value, 2)):
+                        obs.old_read_at[name] = read_at
                     stats.ages["rest_age_s"].append(body["age_s"])
             except Exception as exc:
                 stats.fail("rest_probe", exc)
@@ -353,6 +361,8 @@ async def age_probe(
         k += 1
         for p in protocols:
             obs.seen.pop((p, name, value), None)
+        obs.old_read_at.pop(name, None)
+        obs.read_at.pop((name, value), None)
         obs.probe = (name, value)
         t_set = (
             await asyncio.to_thread(
@@ -376,6 +386,14 @@ async def age_probe(
             stats.lags[p].append(seen - served["at"])
             if served.get("prev") is not None:
                 stats.ages[p].append(seen - served["prev"])
+            if (new_at := obs.read_at.get((name, value))) is not None:
+                stats.parts[f"after read_at {p}"].append(seen - new_at)
+        new_at, before = obs.read_at.get((name, value)), obs.old_read_at.get(name)
+        if before is not None and new_at is not None and served.get("prev") is not None:
+            # an age = (device's last reply -> read_at) + (read_at -> next read_at)
+            # + (read_at -> seen, per protocol, above)
+            stats.parts["reply -> read_at"].append(before - served["prev"])
+            stats.parts["read_at -> next read_at"].append(new_at - before)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every)
 

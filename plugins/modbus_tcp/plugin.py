@@ -53,14 +53,15 @@ async def shutdown(gateway: Any) -> None:
         await svc.stop()
 
 
+# async def, so both run on the gateway's loop, where the image store is used
+# (marking an image out of date is all they do: it is built on the next request)
 @hookimpl
-def string_reading(string: StringSnapshot, plant: PlantSnapshot, gateway: Any) -> None:
-    # runs in this plugin's worker thread: build the new image here, off the loop
+async def string_reading(string: StringSnapshot, plant: PlantSnapshot, gateway: Any) -> None:
     if (svc := _services.get(gateway)) is not None:
         svc.on_reading(string, plant)
 
 
 @hookimpl
-def alarm_event(event: Any, gateway: Any) -> None:
+async def alarm_event(event: Any, gateway: Any) -> None:
     if (svc := _services.get(gateway)) is not None:
         svc.on_alarm(event)

@@ -10,6 +10,15 @@ values of a string that is not GOOD) and copies the image. Unit ids with no
 configured UPS/string fall to device id 0, pymodbus's "every other id"
 device, whose action answers 0x0A.
 
+Register reads (FC 03/04) of a configured unit id, nearly every request a
+SCADA sends, skip pymodbus's runtime: :class:`FastReads` stands in for the
+server's datastore and answers them from :meth:`UnitAction.read`, which
+decides 02 exactly as pymodbus does for the unit's blocks (one prefix-sum
+lookup instead of pymodbus's per-register flag loop) and then makes the same
+decisions as the action. Everything else (other function codes, unknown unit
+ids) goes to pymodbus's ``SimCore`` as before; a test checks that both paths
+answer every read alike.
+
 The listener subclasses pymodbus's TCP/TLS servers only to hand each
 connection a :class:`GuardedHandler`: allowlist and connection limit on
 accept, an activity stamp for the idle sweeper, and an MBAP header check so
@@ -23,6 +32,8 @@ import logging
 import struct
 import time
 from dataclasses import dataclass
+from functools import cache
+from itertools import accumulate
 from typing import Any
 
 from btms_gateway.core.netguard import ClientAllowlist
@@ -37,6 +48,7 @@ from pymodbus.pdu.register_message import (
 from pymodbus.server import ModbusTcpServer, ModbusTlsServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
+from pymodbus.simulator.simcore import SimCore
 from pymodbus.transaction import TransactionManager
 
 from .image import ImageStore
@@ -68,15 +80,70 @@ class ServerStats:
     connections: int = 0  # open now
 
 
+@cache
+def _answered_prefix(extents: tuple[tuple[int, int], ...]) -> list[int]:
+    """answered[r]: how many of registers 0..r-1 lie in one of the (sorted,
+    disjoint) extents. A read of [a, a + n) is inside them iff a + n <= the
+    last extent's end and answered[a + n] - answered[a] == n."""
+    inside = bytearray(extents[-1][1])
+    for start, end in extents:
+        inside[start:end] = b"\x01" * (end - start)
+    return list(accumulate(inside, initial=0))
+
+
 class UnitAction:
-    """The per-request decision for one configured unit id (see module docstring)."""
+    """The per-request decision for one configured unit id (see module docstring).
 
-    __slots__ = ("stats", "store", "unit")
+    :meth:`read` is the whole answer to a register read; ``__call__`` is the
+    same decision as a pymodbus ``SimDevice`` action, for the requests that
+    still go through pymodbus (writes, coil reads, and the comparison test).
+    """
 
-    def __init__(self, unit: int, store: ImageStore, stats: ServerStats) -> None:
+    __slots__ = ("answered", "last", "stats", "store", "unit")
+
+    def __init__(
+        self,
+        unit: int,
+        store: ImageStore,
+        stats: ServerStats,
+        extents: tuple[tuple[int, int], ...],
+    ) -> None:
         self.unit = unit
         self.store = store
         self.stats = stats
+        self.answered = _answered_prefix(extents)
+        self.last = extents[-1][1]
+
+    def read(self, address: int, count: int) -> list[int] | ExcCodes:
+        """FC 03/04 of ``count`` registers at ``address``: the values, or the exception.
+        02 when a register is outside the unit's extents, as pymodbus decides for
+        the unit's blocks (and like pymodbus, without counting the request)."""
+        end = address + count
+        answered = self.answered
+        if end > self.last or answered[end] - answered[address] != count:
+            return ExcCodes.ILLEGAL_ADDRESS
+        return self.answer(address, count)
+
+    def answer(self, address: int, count: int) -> list[int] | ExcCodes:
+        """A read of registers inside the unit's extents: the image's values, or
+        0x0A (no image yet) or 0x0B (measured values that are not current)."""
+        end = address + count
+        stats = self.stats
+        stats.requests += 1
+        img = self.store.image(self.unit)
+        if img is None:  # configured, but no image yet (only before the first build)
+            stats.unknown_unit += 1
+            return ExcCodes.GATEWAY_PATH_UNAVIABLE
+        if not img.good and img.measured[end] != img.measured[address]:
+            stats.withheld_stale += 1
+            return ExcCodes.GATEWAY_NO_RESPONSE
+        values = img.regs[address:end].tolist()
+        age_reg = img.age_register
+        if address <= age_reg < end:
+            read_at = img.read_at
+            age = 0xFFFF if read_at is None else int(max(0.0, time.time() - read_at))
+            values[age_reg - address] = min(age, 0xFFFF)
+        return values
 
     async def __call__(
         self,
@@ -87,26 +154,15 @@ class UnitAction:
         registers: list[int],
         values: Any,
     ) -> ExcCodes | None:
-        stats = self.stats
-        stats.requests += 1
         if values is not None or function_code not in READ_FUNCTIONS:
-            stats.refused_function += 1
+            self.stats.requests += 1
+            self.stats.refused_function += 1
             return ExcCodes.ILLEGAL_FUNCTION
-        img = self.store.units.get(self.unit)
-        if img is None:  # configured, but no image yet (only before the first build)
-            stats.unknown_unit += 1
-            return ExcCodes.GATEWAY_PATH_UNAVIABLE
-        end = address + count
-        if not img.good and img.measured[end] != img.measured[address]:
-            stats.withheld_stale += 1
-            return ExcCodes.GATEWAY_NO_RESPONSE
+        answer = self.answer(address, count)  # pymodbus has answered 02 outside the blocks
+        if isinstance(answer, ExcCodes):
+            return answer
         offset = address - start_address
-        registers[offset : offset + count] = img.regs[address:end]
-        age_reg = img.age_register
-        if address <= age_reg < end:
-            read_at = img.read_at
-            age = 0xFFFF if read_at is None else int(max(0.0, time.time() - read_at))
-            registers[age_reg - start_address] = min(age, 0xFFFF)
+        registers[offset : offset + count] = answer
         return None
 
 
@@ -171,18 +227,51 @@ def build_devices(
 ) -> list[SimDevice]:
     """One SimDevice per configured unit id (blocks from the map's extents, so
     pymodbus answers 02 outside them) plus the catch-all id 0."""
+    kinds = [(u, (UPS_EXTENT,)) for u in ups_units] + [(u, STRING_EXTENTS) for u in string_units]
     devices = [
-        SimDevice(u, simdata=_blocks((UPS_EXTENT,)), action=UnitAction(u, store, stats).__call__)
-        for u in ups_units
-    ]
-    devices += [
-        SimDevice(u, simdata=_blocks(STRING_EXTENTS), action=UnitAction(u, store, stats).__call__)
-        for u in string_units
+        SimDevice(u, simdata=_blocks(extents), action=UnitAction(u, store, stats, extents).__call__)
+        for u, extents in kinds
     ]
     devices.append(
         SimDevice(0, simdata=_blocks(((0, 65535),)), action=UnknownUnitAction(stats).__call__)
     )
     return devices
+
+
+class FastReads:
+    """The server's datastore (``server.context``): register reads of a configured
+    unit id are answered by its :meth:`UnitAction.read`; everything else goes to
+    pymodbus's ``SimCore`` (``core``), which keeps serving them as before.
+
+    Same interface as ``SimCore`` (what pymodbus's request classes and request
+    handler call). pymodbus's own route for a read costs a Python loop over
+    every requested register's flags before the action runs
+    (docs/performance.md); this one is a prefix-sum lookup and one slice.
+    """
+
+    def __init__(self, core: SimCore, devices: list[SimDevice]) -> None:
+        self.core = core
+        # the UnitAction whose __call__ is a configured unit's SimDevice action
+        self.units: dict[int, UnitAction] = {
+            d.id: action
+            for d in devices
+            if isinstance(action := getattr(d.action, "__self__", None), UnitAction)
+        }
+
+    def device_ids(self) -> list[int]:
+        return self.core.device_ids()
+
+    async def async_getValues(
+        self, device_id: int, func_code: int, address: int, count: int = 1
+    ) -> list[int] | list[bool] | ExcCodes:
+        if func_code in READ_FUNCTIONS and (unit := self.units.get(device_id)) is not None:
+            return unit.read(address, count)
+        return await self.core.async_getValues(device_id, func_code, address, count)
+
+    async def async_setValues(
+        self, device_id: int, func_code: int, address: int, values: list[int] | list[bool]
+    ) -> ExcCodes | None:
+        return await self.core.async_setValues(device_id, func_code, address, values)
 
 
 class Guard:
@@ -289,6 +378,16 @@ class GuardedHandler(ServerRequestHandler):
             self.loop.call_soon(self.handle_later)
         return used
 
+    def handle_later(self) -> None:
+        """Start handling the request just decoded. pymodbus hands it to
+        ``asyncio.run_coroutine_threadsafe`` from the loop's own thread: a
+        concurrent Future, a self-pipe write and an extra loop wake-up per
+        request. A task on the running loop does the same, in the same order
+        (tasks start in the order they are created). As before, no reference to
+        the task is kept: answering never waits on anything, so each task ends
+        in its first step."""
+        self.loop.create_task(self.handle_request())
+
     def _refuse_function(self, data: bytes, addr: tuple | None) -> int:
         """Answer 01 without decoding: a read-only gateway offers no writes and no
         diagnostics that change pymodbus's global state (FC 08 counters, ...)."""
@@ -307,9 +406,15 @@ class GuardedHandler(ServerRequestHandler):
 
 
 class _Guarded:
-    """Mixin for pymodbus servers: hand every connection a GuardedHandler."""
+    """Mixin for pymodbus servers: hand every connection a GuardedHandler, and
+    answer register reads through :class:`FastReads`."""
 
     guard: Guard
+    context: Any
+
+    def _fast_reads(self, devices: list[SimDevice]) -> None:
+        """Once pymodbus has built its SimCore from ``devices``, put FastReads in front."""
+        self.context = FastReads(self.context, devices)
 
     def callback_new_connection(self) -> GuardedHandler:
         return GuardedHandler(self, self.guard)
@@ -330,9 +435,11 @@ class GatewayTcpServer(_Guarded, ModbusTcpServer):
     def __init__(self, devices: list[SimDevice], guard: Guard, **kwargs: Any) -> None:
         self.guard = guard
         super().__init__(devices, custom_pdu=CUSTOM_PDUS, **kwargs)
+        self._fast_reads(devices)
 
 
 class GatewayTlsServer(_Guarded, ModbusTlsServer):
     def __init__(self, devices: list[SimDevice], guard: Guard, **kwargs: Any) -> None:
         self.guard = guard
         super().__init__(devices, custom_pdu=CUSTOM_PDUS, **kwargs)
+        self._fast_reads(devices)

@@ -1,8 +1,8 @@
 """One running Modbus TCP service: image store, listeners, idle sweeper.
 
-Created in ``startup`` on the gateway's event loop; readings update the
-image from the plugin's worker thread (building is CPU work that should not
-delay answers), and the listeners only ever read the current image.
+Created in ``startup`` on the gateway's event loop. Readings and alarms
+mark images out of date; a request builds the image it reads when it is out
+of date (image.py), so nothing is built for data no client asks for.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class ModbusService:
         self.store.rebuild_all(plant, self._alarms(plant))
 
     def on_reading(self, string: StringSnapshot, plant: PlantSnapshot) -> None:
-        """Rebuild from the store's newest snapshot, not the one delivered: readings
+        """Mark from the store's newest snapshot, not the one delivered: readings
         coalesce per string, so a delivered plant can be older than one already
         applied (S2's plant would bring back S1's previous UPS values)."""
         latest = self.gateway.store.snapshot

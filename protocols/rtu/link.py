@@ -53,7 +53,10 @@ class RtuLink:
         self._idle_since = 0.0  # monotonic time the bus last went quiet
 
     def counters_for(self, slave: int) -> CommCounters:
-        return self._per_slave.setdefault(slave, CommCounters())
+        counters = self._per_slave.get(slave)
+        if counters is None:  # not setdefault: a fresh CommCounters per transaction adds up
+            counters = self._per_slave[slave] = CommCounters()
+        return counters
 
     @property
     def is_open(self) -> bool:

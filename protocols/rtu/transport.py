@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import termios
 import time
 
 import serial
@@ -134,6 +135,18 @@ def _expire(waiter: asyncio.Future[bool]) -> None:
         waiter.set_result(False)
 
 
+def _read_without_eof_on_empty(fd: int) -> None:
+    """VMIN = 1 on a port pyserial opened non-blocking: a read of an empty port
+    then raises EAGAIN, where pyserial's VMIN = 0 returns b"" exactly like the
+    end of file of an unplugged adapter. So the port can be read directly,
+    without asking the driver first how much is waiting (an ioctl per read,
+    two per transaction)."""
+    attrs = termios.tcgetattr(fd)
+    attrs[6][termios.VMIN] = 1
+    attrs[6][termios.VTIME] = 0
+    termios.tcsetattr(fd, termios.TCSANOW, attrs)
+
+
 class SerialTransport(Transport):
     def __init__(self, bus: BusConfig) -> None:
         super().__init__()
@@ -176,6 +189,11 @@ class SerialTransport(Transport):
                     f'{port}: rs485_direction = "rts" needs kernel RS485 support '
                     f"(TIOCSRS485) on this adapter, which refused it: {exc}",
                 ) from exc
+        try:
+            _read_without_eof_on_empty(ser.fileno())
+        except (termios.error, OSError) as exc:
+            ser.close()
+            raise PollError(ErrorKind.PORT, f"cannot configure {port}: {exc}") from exc
         ser.reset_input_buffer()
         self._ser = ser
         self._error = None
@@ -217,15 +235,8 @@ class SerialTransport(Transport):
     _idle = _quiet
 
     def _read_now(self) -> None:
-        if self._ser is None:
-            return
-        # only when something is there: with VMIN = VTIME = 0 an empty read looks like EOF
-        try:
-            waiting = self._ser.in_waiting
-        except (OSError, serial.SerialException):
-            waiting = 1  # let the read report the failure
-        if waiting:
-            self._on_readable()
+        if self._ser is not None:
+            self._on_readable()  # an empty port raises EAGAIN (VMIN = 1), not EOF
 
     def _detach(self) -> None:
         self._quiet()

@@ -1,0 +1,269 @@
+"""The fast read path (server.FastReads) answers every register read exactly as
+pymodbus's own route (SimCore -> SimRuntime -> the unit's action) answers it.
+
+The property test drives both routes of one datastore with the same request:
+``FastReads.async_getValues`` (what the server uses) and its ``core``, the
+pymodbus ``SimCore`` it stands in front of (the route every read took
+before). The wire tests check the running server through pymodbus's client
+and a raw socket against that same reference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Coroutine
+from dataclasses import asdict
+from functools import cache
+from typing import Any
+from unittest import mock
+
+from btms_gateway.core.model import Quality, StringSnapshot
+from btms_gateway.core.store import SnapshotStore
+from btms_gateway.core.testing import GatewayHarness, make_reading
+from btms_gateway.plugins.modbus_tcp import plugin
+from btms_gateway.plugins.modbus_tcp.image import ImageStore
+from btms_gateway.plugins.modbus_tcp.map import AGE_REGISTER, STRING_EXTENTS, UPS_EXTENT
+from btms_gateway.plugins.modbus_tcp.server import FastReads, ServerStats, build_devices
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.constants import ExcCodes
+from pymodbus.pdu.register_message import ReadHoldingRegistersResponse
+from pymodbus.simulator.simcore import SimCore
+from test_modbus_server import _publish_good
+from test_modbus_support import modbus_config, port_of
+
+UPS_UNITS = [1, 2]  # UPS 2 configured, no image (the plant has one UPS)
+STRING_UNITS = [101, 102, 103]  # string 3 configured, no image
+UNKNOWN_UNITS = [0, 3, 50, 104, 133, 255]
+NOW = 1_800_000_000.0
+READ_AT = NOW - 100.4  # the data-age register reads 100
+
+#: where a unit's extents start and end: reads straddling these decide 02
+EDGES = sorted({0, 65535} | {e for extent in (UPS_EXTENT, *STRING_EXTENTS) for e in extent})
+
+
+@cache
+def datastore(good: bool, honest: bool) -> tuple[FastReads, ServerStats]:
+    """One UPS of two 120-cell strings (units 1, 101, 102), GOOD or STALE."""
+    quality = Quality.GOOD if good else Quality.STALE
+    strings = [
+        StringSnapshot(f"S{i}", i, "UPS1", 1, i, "bus1", quality,
+                       make_reading(120, read_at=READ_AT), READ_AT)
+        for i in (1, 2)
+    ]  # fmt: skip
+    plant = SnapshotStore(strings, [("UPS1", 1)]).snapshot
+    store = ImageStore(honest=honest)
+    store.rebuild_all(plant)
+    assert store.units.keys() == {1, 101, 102}
+    assert all(img.good is (good or not honest) for img in store.units.values())
+    stats = ServerStats()
+    devices = build_devices(UPS_UNITS, STRING_UNITS, store, stats)
+    return FastReads(SimCore(devices), devices), stats
+
+
+def finish(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a datastore call to its end: neither route ever waits for anything."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    raise AssertionError("a register read suspended")
+
+
+def answer(coro: Coroutine[Any, Any, Any], stats: ServerStats) -> tuple[Any, dict[str, int]]:
+    """The answer (values, or the exception code) and what it added to the counters."""
+    before = asdict(stats)
+    with mock.patch("time.time", return_value=NOW):
+        result = finish(coro)
+    after = asdict(stats)
+    return result, {k: after[k] - before[k] for k in after if after[k] != before[k]}
+
+
+@st.composite
+def reads(draw: st.DrawFn) -> tuple[int, int]:
+    """(address, count): anywhere, or with the first or the last register near
+    the edge of an extent, where a read straddles into what a unit does not answer."""
+    count = draw(st.integers(1, 125))
+    where = draw(st.sampled_from(["anywhere", "low", "first", "last"]))
+    if where == "anywhere":
+        return draw(st.integers(0, 65535)), count
+    if where == "low":
+        return draw(st.integers(0, 12300)), count
+    near = draw(st.sampled_from(EDGES)) + draw(st.integers(-3, 3))
+    address = near if where == "first" else near - count + 1
+    return min(max(address, 0), 65535), count
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    unit=st.sampled_from(UPS_UNITS + STRING_UNITS + UNKNOWN_UNITS),
+    function_code=st.sampled_from([3, 4]),
+    read=reads(),
+    good=st.booleans(),
+    honest=st.booleans(),
+)
+@example(unit=101, function_code=3, read=(25, 10), good=True, honest=True)  # over 30
+@example(unit=101, function_code=3, read=(95, 10), good=True, honest=True)  # into 100
+@example(unit=101, function_code=3, read=(29, 72), good=True, honest=True)  # the gap
+@example(unit=101, function_code=3, read=(12000, 100), good=True, honest=True)  # last
+@example(unit=101, function_code=4, read=(12001, 100), good=True, honest=True)  # 12100
+@example(unit=101, function_code=3, read=(0, 30), good=False, honest=True)  # 0x0B
+@example(unit=101, function_code=3, read=(20, 2), good=False, honest=True)  # status
+@example(unit=1, function_code=3, read=(0, 30), good=True, honest=True)
+@example(unit=1, function_code=3, read=(1, 30), good=True, honest=True)  # 30
+@example(unit=103, function_code=3, read=(0, 1), good=True, honest=True)  # no image
+@example(unit=50, function_code=3, read=(65535, 1), good=True, honest=True)
+def test_the_fast_path_answers_every_read_as_pymodbus_does(
+    unit: int, function_code: int, read: tuple[int, int], good: bool, honest: bool
+) -> None:
+    address, count = read
+    fast, stats = datastore(good, honest)
+    reference = answer(fast.core.async_getValues(unit, function_code, address, count), stats)
+    served = answer(fast.async_getValues(unit, function_code, address, count), stats)
+    assert served == reference
+    values, _ = served
+    if not isinstance(values, ExcCodes):
+        assert type(values) is list and len(values) == count
+        kind = "ups" if unit < 100 else "string"
+        if address <= AGE_REGISTER[kind] < address + count:
+            assert values[AGE_REGISTER[kind] - address] == 100
+
+
+def test_every_read_near_an_edge_of_the_extents_is_decided_as_pymodbus_does() -> None:
+    """Exhaustively, where 02 is decided: every read whose first or last
+    register is within a few registers of an edge of a unit's extents."""
+    fast, _ = datastore(good=True, honest=True)
+    reads = {
+        (min(max(address, 0), 65535), count)
+        for edge in EDGES
+        for near in range(edge - 3, edge + 4)
+        for count in range(1, 126)
+        for address in (near, near - count + 1)  # first or last register near the edge
+    }
+    with mock.patch("time.time", return_value=NOW):  # the data-age register
+        for unit in (1, 101):
+            for address, count in reads:
+                served = finish(fast.async_getValues(unit, 3, address, count))
+                reference = finish(fast.core.async_getValues(unit, 3, address, count))
+                assert served == reference, (unit, address, count)
+
+
+def test_the_property_covers_every_kind_of_answer() -> None:
+    """The datastore the property runs on gives every kind of answer (a guard
+    against one that, say, never holds an image and so compares only 0x0A)."""
+    fast, _ = datastore(good=False, honest=True)
+    kinds = {
+        "values" if isinstance(got, list) else got
+        for unit, address, count in ((101, 0, 2), (101, 0, 30), (101, 25, 10), (103, 0, 1))
+        for got in [finish(fast.async_getValues(unit, 3, address, count))]
+    }
+    assert kinds == {
+        "values",
+        ExcCodes.GATEWAY_NO_RESPONSE,
+        ExcCodes.ILLEGAL_ADDRESS,
+        ExcCodes.GATEWAY_PATH_UNAVIABLE,
+    }
+
+
+async def _client(port: int) -> AsyncModbusTcpClient:
+    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=3, retries=0)
+    assert await client.connect()
+    return client
+
+
+READS = [
+    (101, 0, 30),  # string block with the data-age register
+    (101, 100, 125),  # cell 1 and the start of cell 2
+    (101, 11_975, 125),  # up to the last cell register
+    (102, 200, 8),
+    (1, 0, 30),  # the UPS, with its data-age register
+    (101, 25, 10),  # straddles the gap: 02
+    (101, 12_050, 51),  # one past the end: 02
+    (1, 29, 2),  # 02
+    (50, 0, 1),  # no such unit: 0x0A
+]
+
+
+def with_age_of(served: list[int], reference: list[int], unit: int, address: int) -> list[int]:
+    """``reference`` with the data-age register taken from ``served`` when the two
+    differ by one second at most (the two reads may straddle a tick)."""
+    at = AGE_REGISTER["ups" if unit < 100 else "string"] - address
+    if 0 <= at < len(reference) and abs(served[at] - reference[at]) <= 1:
+        reference = [*reference[:at], served[at], *reference[at + 1 :]]
+    return reference
+
+
+async def test_the_wire_carries_what_pymodbus_would_answer() -> None:
+    """pymodbus's client reads through the running server; each answer equals
+    the pymodbus route's answer to the same request (values or exception)."""
+    async with GatewayHarness(modbus_config(2, 1)) as h:
+        await _publish_good(h)
+        svc = plugin.service(h.gateway)
+        assert svc.tcp is not None and isinstance(svc.tcp.context, FastReads)
+        core = svc.tcp.context.core
+        client = await _client(port_of(h))
+        try:
+            for unit, address, count in READS:
+                for function_code, read in (
+                    (3, client.read_holding_registers),
+                    (4, client.read_input_registers),
+                ):
+                    rr = await read(address, count=count, device_id=unit)
+                    expected = await core.async_getValues(unit, function_code, address, count)
+                    where = (unit, function_code, address, count)
+                    if isinstance(expected, ExcCodes):
+                        assert rr.isError() and rr.exception_code == expected, where
+                    else:
+                        assert not rr.isError(), where
+                        assert rr.registers == with_age_of(rr.registers, expected, unit, address)
+        finally:
+            client.close()
+
+
+async def test_the_bytes_on_the_wire_are_pymodbus_own_encoding() -> None:
+    """A raw socket sees the frame pymodbus's stock response class encodes
+    from the pymodbus route's values: the same bytes, not only the same values."""
+    async with GatewayHarness(modbus_config(2, 1)) as h:
+        await _publish_good(h)
+        core = plugin.service(h.gateway).tcp.context.core  # type: ignore[union-attr]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port_of(h))
+        try:
+            for tid, (unit, address, count) in enumerate(READS[:5], start=7):
+                writer.write(struct.pack(">HHHBBHH", tid, 0, 6, unit, 3, address, count))
+                got = await asyncio.wait_for(reader.readexactly(9 + 2 * count), 3)
+                served = list(struct.unpack_from(f">{count}H", got, 9))
+                values = with_age_of(
+                    served, await core.async_getValues(unit, 3, address, count), unit, address
+                )
+                pdu = ReadHoldingRegistersResponse(registers=values).encode()
+                mbap = struct.pack(">HHHBB", tid, 0, 2 + len(pdu), unit, 3)
+                assert got == mbap + pdu, (unit, address, count)
+        finally:
+            writer.close()
+
+
+async def test_requests_are_started_on_the_loop_without_a_thread_hop() -> None:
+    """GuardedHandler.handle_later starts each request as a task on the running
+    loop: pymodbus's run_coroutine_threadsafe (a self-pipe wake-up per request)
+    is not used, and concurrent clients each get their own answer."""
+    async with GatewayHarness(modbus_config(2, 1)) as h:
+        await _publish_good(h)
+        clients = [await _client(port_of(h)) for _ in range(5)]
+        hop = mock.Mock(side_effect=AssertionError("run_coroutine_threadsafe used"))
+        try:
+            with mock.patch("pymodbus.server.requesthandler.asyncio.run_coroutine_threadsafe", hop):
+                answers = await asyncio.gather(
+                    *(
+                        c.read_holding_registers(100 * k, count=8, device_id=101)
+                        for k, c in enumerate(clients, start=1)
+                    )
+                )
+        finally:
+            for c in clients:
+                c.close()
+        assert not hop.called
+        units = plugin.service(h.gateway).store.units
+        for k, rr in enumerate(answers, start=1):
+            assert rr.registers == units[101].regs[100 * k : 100 * k + 8].tolist()
