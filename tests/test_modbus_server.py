@@ -140,9 +140,11 @@ async def test_an_image_is_built_when_a_request_reads_it_and_holds_the_newest_re
         for i in range(20):
             h.publish("S1", make_reading(4, current_a=float(i)), Quality.GOOD)
         await h.wait_until(
-            lambda: h.gateway.channels["modbus_tcp"].stats.readings_delivered
-            + h.gateway.channels["modbus_tcp"].stats.readings_coalesced
-            >= 20,
+            lambda: (
+                h.gateway.channels["modbus_tcp"].stats.readings_delivered
+                + h.gateway.channels["modbus_tcp"].stats.readings_coalesced
+                >= 20
+            ),
             what="the readings to reach the plugin",
         )
         assert builds == []
