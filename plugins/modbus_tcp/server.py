@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import struct
 import time
+from collections import deque
 from dataclasses import dataclass
 from functools import cache
 from itertools import accumulate
@@ -60,6 +61,7 @@ READ_FUNCTIONS = frozenset((3, 4))
 #: everything else answers 01 before decoding: 1/2 reach the action (no coils: 01)
 ALLOWED_FUNCTIONS = frozenset((1, 2, 3, 4, 0x2B))
 MAX_MBAP_LENGTH = 254  # unit id + PDU (253 bytes): a 260-byte ADU
+PIPELINE_BUFFER = 32 * 260  # bytes a connection may have received and not yet decoded
 LOG_EVERY_S = 10.0
 
 
@@ -316,6 +318,11 @@ class GuardedHandler(ServerRequestHandler):
         self.guard = guard
         self.admitted = False
         self.last_seen = time.monotonic()
+        self._pending: deque[tuple[Any, tuple | None]] = deque()
+        self._answering = False
+        # room for a pipelined burst (pymodbus's 516 bytes is two requests and a
+        # bit): past this, pymodbus drops the buffer and the connection desyncs
+        self.max_buffer_size = PIPELINE_BUFFER
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -346,63 +353,101 @@ class GuardedHandler(ServerRequestHandler):
             self.transport.abort()
 
     def callback_data(self, data: bytes, addr: tuple | None = None) -> int:
+        """Every complete frame in ``data``, in order; a partial one stays buffered.
+
+        A Modbus TCP client may pipeline: send several requests before the
+        first answer. pymodbus's handler decodes one frame per arrival and
+        its ``send`` empties the receive buffer, so a second request that came
+        in the same segment was never answered. Here each complete frame is
+        checked and queued, and the answers go out in request order."""
         self.last_seen = time.monotonic()
         if not self.admitted:
             return len(data)
-        if len(data) >= 7 and (
-            data[2] or data[3] or not 2 <= (data[4] << 8 | data[5]) <= MAX_MBAP_LENGTH
-        ):
-            self.guard.stats.malformed_header += 1
-            self.guard.note("header", "dropped a connection sending a malformed MBAP header")
-            self.recv_buffer = b""
-            self.drop()
-            return len(data)
-        if len(data) >= 8 and data[7] not in ALLOWED_FUNCTIONS:
-            return self._refuse_function(data, addr)
+        used = 0
+        while len(data) - used >= 7:
+            length = data[used + 4] << 8 | data[used + 5]
+            if data[used + 2] or data[used + 3] or not 2 <= length <= MAX_MBAP_LENGTH:
+                self.guard.stats.malformed_header += 1
+                self.guard.note("header", "dropped a connection sending a malformed MBAP header")
+                self.recv_buffer = b""
+                self.drop()
+                return len(data)
+            end = used + 6 + length
+            if len(data) < end:
+                break
+            self._request(data[used:end], addr)
+            used = end
+        return used
+
+    def _request(self, frame: bytes, addr: tuple | None) -> None:
+        """One whole frame: refused (01) without decoding, answered with an
+        exception when undecodable, or decoded and queued for an answer."""
+        tid, unit, function_code = frame[0] << 8 | frame[1], frame[6], frame[7]
+        if function_code not in ALLOWED_FUNCTIONS:
+            # a read-only gateway offers no writes and no diagnostics that change
+            # pymodbus's global state (FC 08 counters, ...)
+            self.guard.stats.refused_function += 1
+            self._queue(_refusal(function_code, ExcCodes.ILLEGAL_FUNCTION, unit, tid), addr)
+            return
+        answering = self.last_pdu  # decoding sets last_pdu: keep the one being answered
         try:
-            used = TransactionManager.callback_data(self, data, addr)
+            TransactionManager.callback_data(self, frame, addr)
+            pdu = self.last_pdu
         except ModbusIOException as exc:
             self.guard.stats.malformed_pdu += 1
             self.guard.note("pdu", "answered an undecodable request with an exception")
-            function_code = data[7] & 0x7F if len(data) > 7 else 0
-            known = function_code in self.server.known_functions
-            response = ExceptionResponse(
-                function_code,
-                exception_code=ExcCodes.ILLEGAL_VALUE if known else ExcCodes.ILLEGAL_FUNCTION,
-                device_id=exc.dev_id,
-                transaction=exc.transaction_id,
-            )
-            self.server_send(response, addr)
-            return len(data)
-        if self.last_pdu:
-            self.loop.call_soon(self.handle_later)
-        return used
+            known = (function_code & 0x7F) in self.server.known_functions
+            code = ExcCodes.ILLEGAL_VALUE if known else ExcCodes.ILLEGAL_FUNCTION
+            pdu = _refusal(function_code, code, exc.dev_id, exc.transaction_id)
+        finally:
+            self.last_pdu = answering
+        if pdu is not None:
+            self._queue(pdu, addr)
 
-    def handle_later(self) -> None:
-        """Start handling the request just decoded. pymodbus hands it to
-        ``asyncio.run_coroutine_threadsafe`` from the loop's own thread: a
-        concurrent Future, a self-pipe write and an extra loop wake-up per
-        request. A task on the running loop does the same, in the same order
-        (tasks start in the order they are created). As before, no reference to
-        the task is kept: answering never waits on anything, so each task ends
-        in its first step."""
-        self.loop.create_task(self.handle_request())
+    def _queue(self, item: Any, addr: tuple | None) -> None:
+        self._pending.append((item, addr))
+        if not self._answering:
+            self._answering = True
+            # a task on the running loop: pymodbus's run_coroutine_threadsafe costs
+            # a self-pipe write and an extra loop wake-up per request
+            self.loop.create_task(self._answer_pending())
 
-    def _refuse_function(self, data: bytes, addr: tuple | None) -> int:
-        """Answer 01 without decoding: a read-only gateway offers no writes and no
-        diagnostics that change pymodbus's global state (FC 08 counters, ...)."""
-        frame_len = 6 + (data[4] << 8 | data[5])
-        if len(data) < frame_len:
-            return 0  # wait for the rest of the frame
-        self.guard.stats.refused_function += 1
-        response = ExceptionResponse(
-            data[7] & 0x7F,
-            exception_code=ExcCodes.ILLEGAL_FUNCTION,
-            device_id=data[6],
-            transaction=data[0] << 8 | data[1],
+    async def _answer_pending(self) -> None:
+        """Answer the queued requests one at a time, in order: pymodbus's
+        ``handle_request`` reads the request from ``last_pdu``."""
+        try:
+            while self._pending:
+                item, addr = self._pending.popleft()
+                if isinstance(item, _Refusal):
+                    self.server_send(item.response, addr)
+                    continue
+                self.last_pdu, self.last_addr = item, addr
+                await self.handle_request()
+        finally:
+            self._answering = False
+
+    def send(self, data: bytes, addr: tuple | None = None) -> None:
+        """pymodbus's send also empties the receive buffer (right for a client,
+        which drops a stale answer before asking again); a server would lose
+        the start of the next pipelined request with it."""
+        buffered = self.recv_buffer
+        super().send(data, addr)
+        self.recv_buffer = buffered
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """An exception answer decided without pymodbus's request handling."""
+
+    response: ExceptionResponse
+
+
+def _refusal(function_code: int, code: ExcCodes, unit: int, tid: int) -> _Refusal:
+    return _Refusal(
+        ExceptionResponse(
+            function_code & 0x7F, exception_code=code, device_id=unit, transaction=tid
         )
-        self.server_send(response, addr)
-        return frame_len
+    )
 
 
 class _Guarded:
