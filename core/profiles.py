@@ -13,6 +13,8 @@ import enum
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from .config import BusConfig, StringConfig
     from .counters import CommCounters
     from .model import StringReading
@@ -52,6 +54,14 @@ class BusLink(Protocol):
     async def read_holding_registers(
         self, slave: int, address: int, count: int, *, retries: int | None = None
     ) -> list[int]: ...
+
+    async def read_ranges(
+        self, slave: int, ranges: Sequence[tuple[int, int]], *, retries: int | None = None
+    ) -> list[list[int]]:
+        """Several (address, count) reads of one slave back to back, one list of
+        registers per range; each read is a transaction with its own retries,
+        and the first that fails for good raises. One await for a whole poll."""
+        ...
 
     @property
     def counters(self) -> CommCounters:

@@ -14,7 +14,7 @@ import copy
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -138,6 +138,11 @@ class NeverOpenLink:
     async def read_holding_registers(
         self, slave: int, address: int, count: int, *, retries: int | None = None
     ) -> list[int]:
+        raise PollError(ErrorKind.PORT, "never open")
+
+    async def read_ranges(
+        self, slave: int, ranges: Sequence[tuple[int, int]], *, retries: int | None = None
+    ) -> list[list[int]]:
         raise PollError(ErrorKind.PORT, "never open")
 
     def counters_for(self, slave: int) -> CommCounters:

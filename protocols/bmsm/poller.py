@@ -1,18 +1,25 @@
 """Polls one BM-SM string: the string block first (it holds the cell count),
 then the cell arrays the plan for that count needs.
 
+The reads go to the link as one batch per poll (``BusLink.read_ranges``), so
+a poll costs the bus task one wake-up, not one per read: the batch is the
+string block followed by the plan of the last poll's cell count, which is
+still right unless the count changed. When the block reports another count,
+the cells are read once more with the plan for it.
+
 The cell count can change between two reads of the same poll (auto-addressing
 after a sensor was added or removed). A cell read answered with exception 02
 (illegal data address) is taken as "the string shrank": the block is read
 again, the plan follows the new count, and the cells are read once more. A
 second failure is raised like any other: the engine keeps the last good
 reading and degrades the string's quality. A device that answers 0 past the
-count instead needs nothing special: only cells below the count are read.
+count instead needs nothing special: only cells below the count are decoded.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from btms_gateway.core.model import StringReading
@@ -23,6 +30,7 @@ from .planner import BLOCK, ReadRange, cell_plan
 from .registers import CELL_ARRAYS
 
 ILLEGAL_DATA_ADDRESS = 2
+_BLOCK = (BLOCK.address, BLOCK.count)
 
 
 class BmsmPoller:
@@ -35,35 +43,55 @@ class BmsmPoller:
         self.replans = 0  # how often the cell count changed after the first poll
 
     async def poll(self, *, retries: int | None = None) -> StringReading:
-        fields = await self._read_block(retries)
+        if self.plan:
+            try:
+                replies = await self._read((_BLOCK, *_ranges(self.plan)), retries)
+            except PollError as exc:
+                if not _shrank(exc):
+                    raise
+            else:
+                fields = decode_block(replies[0])
+                if cell_plan(fields["cell_count"]) == self.plan:
+                    return _reading(fields, self.plan, replies[1:])
+                return await self._read_cells(fields, retries)
+        fields = decode_block((await self._read((_BLOCK,), retries))[0])
         try:
             return await self._read_cells(fields, retries)
         except PollError as exc:
-            if exc.kind is not ErrorKind.EXCEPTION or exc.exception_code != ILLEGAL_DATA_ADDRESS:
+            if not _shrank(exc):
                 raise
-        fields = await self._read_block(retries)
+        fields = decode_block((await self._read((_BLOCK,), retries))[0])
         return await self._read_cells(fields, retries)
 
-    async def _read_block(self, retries: int | None) -> dict[str, Any]:
-        block = await self.link.read_holding_registers(
-            self.slave, BLOCK.address, BLOCK.count, retries=retries
-        )
-        return decode_block(block)
+    async def _read(
+        self, ranges: Sequence[tuple[int, int]], retries: int | None
+    ) -> list[list[int]]:
+        return await self.link.read_ranges(self.slave, ranges, retries=retries)
 
     async def _read_cells(self, fields: dict[str, Any], retries: int | None) -> StringReading:
-        count = fields["cell_count"]
-        plan = cell_plan(count)
+        plan = cell_plan(fields["cell_count"])
         if plan != self.plan:
             self.replans += 1 if self.plan else 0
             self.plan = plan
-        got: list[tuple[int, list[int]]] = []
-        for r in plan:
-            regs = await self.link.read_holding_registers(
-                self.slave, r.address, r.count, retries=retries
-            )
-            got.append((r.address, regs))
-        arrays = {a.base: _registers(got, a.base, count) for a in CELL_ARRAYS}
-        return StringReading(cells=decode_cells(arrays, count), read_at=time.time(), **fields)
+        replies = await self._read(_ranges(plan), retries) if plan else []
+        return _reading(fields, plan, replies)
+
+
+def _shrank(exc: PollError) -> bool:
+    return exc.kind is ErrorKind.EXCEPTION and exc.exception_code == ILLEGAL_DATA_ADDRESS
+
+
+def _ranges(plan: tuple[ReadRange, ...]) -> tuple[tuple[int, int], ...]:
+    return tuple((r.address, r.count) for r in plan)
+
+
+def _reading(
+    fields: dict[str, Any], plan: tuple[ReadRange, ...], replies: Sequence[list[int]]
+) -> StringReading:
+    count = fields["cell_count"]
+    got = [(r.address, regs) for r, regs in zip(plan, replies, strict=True)]
+    arrays = {a.base: _registers(got, a.base, count) for a in CELL_ARRAYS}
+    return StringReading(cells=decode_cells(arrays, count), read_at=time.time(), **fields)
 
 
 def _registers(got: list[tuple[int, list[int]]], address: int, count: int) -> list[int]:

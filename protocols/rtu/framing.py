@@ -40,7 +40,7 @@ def crc16(data: bytes) -> bytes:
     return modbus_crc(data).to_bytes(2, "little")
 
 
-def crc_ok(frame: bytes) -> bool:
+def crc_ok(frame: bytes | bytearray) -> bool:
     """A frame is intact when the CRC over the frame *with* its CRC is zero
     (the CRC's residue), which spares slicing the frame."""
     return len(frame) >= 4 and modbus_crc(frame) == 0

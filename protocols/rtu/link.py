@@ -15,20 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 from btms_gateway.core.config import BusConfig
 from btms_gateway.core.counters import CommCounters
 from btms_gateway.core.profiles import ErrorKind, PollError
 
 from . import framing
+from .exchange import Exchange
 from .transport import SerialTransport, TcpTransport, Transport
 
 # Retrying these is pointless: the slave answered on purpose, or the port is gone.
 _NO_RETRY = (ErrorKind.EXCEPTION, ErrorKind.PORT)
-# A burst that does not parse is read until this much silence (or a frame gap if
-# longer): generous, because USB adapters and ptys deliver in bursts, and this
-# path only runs when the reply is already bad.
-_BAD_BURST_SILENCE_S = 0.02
 
 
 class RtuLink:
@@ -73,42 +71,45 @@ class RtuLink:
     async def read_holding_registers(
         self, slave: int, address: int, count: int, *, retries: int | None = None
     ) -> list[int]:
-        if not 1 <= count <= framing.MAX_READ_COUNT:
-            raise ValueError(f"count must be 1..{framing.MAX_READ_COUNT}, got {count}")
+        return (await self.read_ranges(slave, ((address, count),), retries=retries))[0]
+
+    async def read_ranges(
+        self,
+        slave: int,
+        ranges: Sequence[tuple[int, int]],
+        *,
+        retries: int | None = None,
+    ) -> list[list[int]]:
+        """Several reads of one slave, back to back, awaited once: a poll's plan
+        (a 120-cell string is seven reads) costs the bus task one wake-up
+        instead of one per read. Each read is its own transaction, with its
+        own retries; the first that fails for good ends the batch."""
+        for _address, count in ranges:
+            if not 1 <= count <= framing.MAX_READ_COUNT:
+                raise ValueError(f"count must be 1..{framing.MAX_READ_COUNT}, got {count}")
         attempts = 1 + (self.bus.retries if retries is None else retries)
         async with self._lock:
-            for attempt in range(attempts):
-                try:
-                    return await self._transaction(slave, address, count)
-                except PollError as exc:
-                    if exc.kind in _NO_RETRY or attempt == attempts - 1:
-                        raise
-        raise AssertionError("unreachable")
+            batch = _Batch(self, slave, ranges, attempts)
+            try:
+                return await batch.start()
+            finally:
+                batch.stop()
 
-    async def _transaction(self, slave: int, address: int, count: int) -> list[int]:
-        if not self._transport.is_open:
-            raise PollError(ErrorKind.PORT, f"bus {self.bus.name} is not open")
+    def _conclude(
+        self, slave: int, count: int, buf: bytes, crc_good: bool | None, exc: BaseException | None
+    ) -> list[int]:
+        """One transaction's bytes as registers, or the PollError it ends with;
+        either way counted, and the bus's quiet time taken from its end."""
         per_slave = self.counters_for(slave)
-        await self._wait_gap()
-        request = framing.read_request(slave, address, count)
-        self.counters.requests += 1
-        per_slave.requests += 1
         try:
-            self._transport.write(request)
-            sent = time.monotonic()
-            wire = (len(request) + framing.reply_length(count)) * self._char
-            # a slave sees the end of the request only after a frame gap of
-            # silence: its reply cannot be complete before sent + wire + gap
-            complete_at = sent + wire + self._gap
-            buf, crc_good = await self._receive(
-                count, complete_at, complete_at + self.bus.timeout_s
-            )
+            if exc is not None:
+                raise exc
             registers = framing.classify(buf, slave, count, crc_good=crc_good)
-        except PollError as exc:
+        except PollError as err:
             now = time.time()
-            self.counters.record_error(exc.kind, exc.detail, now)
-            per_slave.record_error(exc.kind, exc.detail, now)
-            if exc.kind is ErrorKind.EXCEPTION:  # a valid reply, just not data
+            self.counters.record_error(err.kind, err.detail, now)
+            per_slave.record_error(err.kind, err.detail, now)
+            if err.kind is ErrorKind.EXCEPTION:  # a valid reply, just not data
                 self.counters.responses += 1
                 per_slave.responses += 1
             raise
@@ -118,50 +119,69 @@ class RtuLink:
         per_slave.responses += 1
         return registers
 
-    async def _wait_gap(self) -> None:
-        """Keep the bus silent for one frame gap before a request; bytes that
-        arrive meanwhile are strays (a late reply, noise) and are dropped. A line
-        that never goes quiet (a babbling device) is given up on after one
-        response timeout: the request goes out and its reply will show the damage."""
-        give_up = time.monotonic() + self.bus.timeout_s
-        while True:
-            quiet_until = max(self._idle_since, self._transport.last_rx) + self._gap
-            delay = quiet_until - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            stray = self._transport.take()
-            if not stray:
-                return
-            self._idle_since = time.monotonic()
-            self.counters.record_error(
-                ErrorKind.CRC, f"{len(stray)} stray bytes on the line dropped", time.time()
-            )
-            if self._idle_since > give_up:
-                return
+    def _sent(self, slave: int) -> None:
+        self.counters.requests += 1
+        self.counters_for(slave).requests += 1
 
-    async def _receive(
-        self, count: int, complete_at: float, deadline: float
-    ) -> tuple[bytes, bool | None]:
-        """Collect one reply: return as soon as the header's length is in and
-        its CRC checks (and say so, so it is not computed twice); otherwise read
-        on until a frame gap of silence (or the deadline) so the whole bad burst
-        is judged and dropped at once. Waits for whole frames, not chunks: first
-        for an exception reply's length (enough to read the header), then for
-        the length the header promises. Nothing is read before ``complete_at``,
-        the earliest moment a full data reply can have crossed the wire."""
-        tr = self._transport
-        not_before: float | None = complete_at
-        while True:
-            buf = tr.rx
-            need = framing.expected_length(buf, count)
-            if len(buf) >= need:
-                if len(buf) == need and framing.crc_ok(bytes(buf)):
-                    return tr.take(), True
-                silence_end = min(deadline, tr.last_rx + max(self._gap, _BAD_BURST_SILENCE_S))
-                if not await tr.wait_data(silence_end):
-                    return tr.take(), None
-                continue
-            want = framing.EXCEPTION_LENGTH if len(buf) < framing.EXCEPTION_LENGTH else need
-            if not await tr.wait_data(deadline, want, not_before):
-                return tr.take(), None
-            not_before = None
+    def _stray(self, count: int) -> None:
+        self._idle_since = time.monotonic()
+        self.counters.record_error(
+            ErrorKind.CRC, f"{count} stray bytes on the line dropped", time.time()
+        )
+
+
+class _Batch:
+    """Runs a batch's transactions one after another from the exchanges'
+    callbacks and resolves one future at the end."""
+
+    __slots__ = ("attempt", "attempts", "exchange", "future", "link", "ranges", "results", "slave")
+
+    def __init__(
+        self, link: RtuLink, slave: int, ranges: Sequence[tuple[int, int]], attempts: int
+    ) -> None:
+        self.link = link
+        self.slave = slave
+        self.ranges = ranges
+        self.attempts = attempts
+        self.attempt = 0
+        self.results: list[list[int]] = []
+        self.exchange: Exchange | None = None
+        self.future: asyncio.Future[list[list[int]]] = asyncio.get_running_loop().create_future()
+
+    def start(self) -> asyncio.Future[list[list[int]]]:
+        self._next()
+        return self.future
+
+    def stop(self) -> None:
+        if self.exchange is not None:
+            self.exchange.stop()
+
+    def _next(self) -> None:
+        if self.future.done():
+            return
+        if len(self.results) == len(self.ranges):
+            self.future.set_result(self.results)
+            return
+        if not self.link.is_open:
+            bus = self.link.bus.name
+            self.future.set_exception(PollError(ErrorKind.PORT, f"bus {bus} is not open"))
+            return
+        address, count = self.ranges[len(self.results)]
+        request = framing.read_request(self.slave, address, count)
+        self.exchange = Exchange(self.link, request, count, self._exchanged)
+        self.exchange.start()
+
+    def _exchanged(self, buf: bytes, crc_good: bool | None, exc: BaseException | None) -> None:
+        try:
+            count = self.ranges[len(self.results)][1]
+            try:
+                self.results.append(self.link._conclude(self.slave, count, buf, crc_good, exc))
+                self.attempt = 0
+            except PollError as err:
+                self.attempt += 1
+                if err.kind in _NO_RETRY or self.attempt >= self.attempts:
+                    raise
+            self._next()
+        except BaseException as err:  # a bug must fail the poll, not hang its bus task
+            if not self.future.done():
+                self.future.set_exception(err)

@@ -1,6 +1,7 @@
-"""Byte transports under the RTU link: a local serial port (pyserial, read
-through the event loop's reader callback, never a blocking call) or a TCP
-connection to an RS485-to-Ethernet converter that passes RTU frames through.
+"""Byte transports under the RTU link: a local serial port (pyserial opens and
+configures it) or a TCP connection to an RS485-to-Ethernet converter that
+passes RTU frames through. Both are a non-blocking file descriptor read
+directly or through the event loop's reader callback, never a blocking call.
 
 A transport only moves bytes and records when they arrived; framing and
 timing belong to the link. Any I/O failure is reported as PollError(PORT)
@@ -12,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import termios
 import time
+from collections.abc import Callable
 
 import serial
 import serial.rs485
@@ -25,114 +28,153 @@ _PARITY = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_
 
 class Transport:
     """Received bytes collect in ``rx``; ``last_rx`` is the monotonic time the
-    latest chunk arrived (the end of a frame for the inter-frame gap)."""
+    latest chunk arrived (the end of a frame for the inter-frame gap).
+
+    The link drives a transaction with timers and readiness callbacks, not a
+    coroutine per wait (rtu/link.py says why), so a transport offers exactly
+    that: ``read_now()`` takes what the port holds without waiting,
+    ``listen(on_data)`` has the event loop call ``on_data`` each time bytes
+    arrive (after adding them to ``rx``), ``quiet()`` stops that and leaves
+    bytes in the kernel until they are read on purpose. Nothing listens
+    between transactions: what arrives then is found by the next read (stray
+    bytes, or the end of file of an unplugged adapter or a closed connection).
+
+    A port failure is kept (``failed``), reported to a listener, and turned
+    into PollError(PORT), with the transport closed, by ``raise_if_failed()``.
+    Subclasses open and close the descriptor and say how to read and write it.
+    """
 
     def __init__(self) -> None:
         self.rx = bytearray()
         self.last_rx = 0.0
-        self._waiter: asyncio.Future[bool] | None = None
-        self._want = 1
+        self._fd: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_data: Callable[[], None] | None = None
+        self._listening = False
         self._error: str | None = None
 
     @property
     def is_open(self) -> bool:
+        return self._fd is not None
+
+    @property
+    def failed(self) -> bool:
+        return self._error is not None
+
+    @property
+    def where(self) -> str:
         raise NotImplementedError
 
     async def open(self) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
+        fd = self._fd
+        self._fd = None
+        self._on_data = None
+        loop = self._loop
+        if fd is not None and self._listening and loop is not None and not loop.is_closed():
+            with contextlib.suppress(ValueError, OSError):
+                loop.remove_reader(fd)
+        self._listening = False
+        self._close_port()
+
+    def _opened(self, fd: int) -> None:
+        self._fd = fd
+        self._loop = asyncio.get_running_loop()
+        self._listening = False
+        self._error = None
+        self.rx.clear()
+
+    # --- what a subclass provides ------------------------------------------
+    def _read_chunk(self) -> bytes:
+        """What the descriptor holds (BlockingIOError when nothing, b"" at the
+        end of file, OSError when the port failed)."""
         raise NotImplementedError
 
-    def write(self, data: bytes) -> None:
+    def _write_all(self, data: bytes) -> None:
+        """Write a whole request or raise OSError (or a pyserial error)."""
         raise NotImplementedError
+
+    def _close_port(self) -> None:
+        raise NotImplementedError
+
+    # --- reading -------------------------------------------------------------
+    def read_now(self) -> None:
+        """Take into ``rx`` what the port holds, without waiting. A failure is
+        kept, never raised here: the caller checks ``failed``."""
+        if self._fd is None:
+            return
+        try:
+            data = self._read_chunk()
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._failed(f"{self.where}: read failed ({exc}); {self._gone_hint}")
+            return
+        if not data:
+            self._failed(f"{self.where}: end of file; {self._gone_hint}")
+            return
+        self._received(data)
+
+    _gone_hint = "adapter unplugged?"
 
     def _received(self, data: bytes) -> None:
         self.rx += data
         self.last_rx = time.monotonic()
-        waiter = self._waiter
-        if waiter is not None and len(self.rx) >= self._want and not waiter.done():
-            waiter.set_result(True)
+
+    def _on_readable(self) -> None:
+        self.read_now()
+        on_data = self._on_data
+        if on_data is not None:
+            on_data()
+
+    def listen(self, on_data: Callable[[], None]) -> None:
+        self._on_data = on_data
+        if not self._listening and self._fd is not None and self._loop is not None:
+            self._loop.add_reader(self._fd, self._on_readable)
+            self._listening = True
+
+    def quiet(self) -> None:
+        self._on_data = None
+        if self._listening and self._fd is not None and self._loop is not None:
+            self._loop.remove_reader(self._fd)
+        self._listening = False
 
     def _failed(self, detail: str) -> None:
+        """Keep a port failure and stop listening to a dead descriptor;
+        whoever listens hears of it from the loop callback that found it."""
         self._error = detail
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(True)
+        if self._listening and self._fd is not None and self._loop is not None:
+            self._loop.remove_reader(self._fd)
+        self._listening = False
 
     def take(self) -> bytes:
-        self._read_now()
+        """Everything received so far, the port read once more first."""
+        self.read_now()
+        return self.take_buffered()
+
+    def take_buffered(self) -> bytes:
         data = bytes(self.rx)
         self.rx.clear()
         return data
 
-    async def wait_data(
-        self, deadline: float, want: int | None = None, not_before: float | None = None
-    ) -> bool:
-        """Wait until ``want`` bytes are buffered (default: one more than now)
-        or the monotonic deadline passes; False on timeout. Raises
-        PollError(PORT) when the port failed meanwhile.
-
-        ``not_before`` is the earliest moment the bytes can all be there (the
-        link knows the reply's wire time): until then nothing is read, and the
-        port's buffer is read once when the timer fires. A UART or pty delivers
-        a 255-byte reply in about ten chunks, and each chunk read through the
-        event loop costs a loop iteration; at full scale (224 transactions a
-        second) those wake-ups were most of the gateway's CPU. Only when the
-        bytes are not all there by then does the transport listen, and the
-        waiting coroutine is still resumed once, when enough has arrived."""
-        self._raise_if_failed()
-        self._want = len(self.rx) + 1 if want is None else want
-        if not_before is not None and len(self.rx) < self._want:
-            delay = min(not_before, deadline) - time.monotonic()
-            if delay > 0:
-                self._quiet()
-                await asyncio.sleep(delay)
-        self._read_now()
-        self._raise_if_failed()
-        if len(self.rx) >= self._want:
-            self._idle()
-            return True
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            self._idle()
-            return False
-        loop = asyncio.get_running_loop()
-        waiter = self._waiter = loop.create_future()
-        timer = loop.call_later(remaining, _expire, waiter)
-        self._listen()
-        try:
-            arrived = await waiter
-        finally:
-            timer.cancel()
-            self._waiter = None
-            self._idle()
-        self._raise_if_failed()
-        return arrived
-
-    # How a transport reads. Bytes either come through the event loop as they
-    # arrive (listening) or wait in the kernel's buffer until read on purpose.
-    def _listen(self) -> None:
-        """Deliver bytes through the event loop as they arrive."""
-
-    def _quiet(self) -> None:
-        """Leave bytes in the kernel's buffer until read on purpose."""
-
-    def _idle(self) -> None:
-        """The state between waits."""
-
-    def _read_now(self) -> None:
-        """Take into ``rx`` what the kernel holds, if it can be read directly."""
-
-    def _raise_if_failed(self) -> None:
+    def raise_if_failed(self) -> None:
         if self._error is not None:
             detail, self._error = self._error, None
             self.close()
             raise PollError(ErrorKind.PORT, detail)
 
-
-def _expire(waiter: asyncio.Future[bool]) -> None:
-    if not waiter.done():
-        waiter.set_result(False)
+    # --- writing -------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        self.raise_if_failed()
+        if self._fd is None:
+            raise PollError(ErrorKind.PORT, f"{self.where} is not open")
+        try:
+            self._write_all(data)
+        except (serial.SerialException, OSError) as exc:
+            self.close()
+            raise PollError(ErrorKind.PORT, f"{self.where}: write failed: {exc}") from exc
 
 
 def _read_without_eof_on_empty(fd: int) -> None:
@@ -152,12 +194,10 @@ class SerialTransport(Transport):
         super().__init__()
         self.bus = bus
         self._ser: serial.Serial | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._listening = False
 
     @property
-    def is_open(self) -> bool:
-        return self._ser is not None
+    def where(self) -> str:
+        return self.bus.port or "?"
 
     async def open(self) -> None:
         bus = self.bus
@@ -196,148 +236,99 @@ class SerialTransport(Transport):
             raise PollError(ErrorKind.PORT, f"cannot configure {port}: {exc}") from exc
         ser.reset_input_buffer()
         self._ser = ser
-        self._error = None
-        self.rx.clear()
-        self._loop = asyncio.get_running_loop()
-        self._listening = False
+        self._opened(ser.fileno())
 
-    def _on_readable(self) -> None:
-        ser = self._ser
-        if ser is None:
-            return
+    def _read_chunk(self) -> bytes:
+        return os.read(self._fd, 4096)  # type: ignore[arg-type]
+
+    def _write_all(self, data: bytes) -> None:
+        # os.write first: a request is 8 bytes and the port's buffer is empty
+        # between transactions, so it goes in one call. pyserial's write adds a
+        # select() per call to honour write_timeout; it only runs for the rest
+        # of a short write.
         try:
-            data = os.read(ser.fileno(), 4096)
+            sent = os.write(self._fd, data)  # type: ignore[arg-type]
         except BlockingIOError:
-            return
-        except OSError as exc:
-            self._detach()
-            self._failed(f"{self.bus.port}: read failed ({exc}); adapter unplugged?")
-            return
-        if not data:
-            self._detach()
-            self._failed(f"{self.bus.port}: end of file; adapter unplugged?")
-            return
-        self._received(data)
+            sent = 0
+        if sent < len(data):
+            assert self._ser is not None
+            self._ser.write(data[sent:])
 
-    # A serial port is read only while the link waits for bytes that are late
-    # (see wait_data) and otherwise on purpose: between transactions and before
-    # a reply can be complete, nothing wakes the event loop.
-    def _listen(self) -> None:
-        if not self._listening and self._ser is not None and self._loop is not None:
-            self._loop.add_reader(self._ser.fileno(), self._on_readable)
-            self._listening = True
-
-    def _quiet(self) -> None:
-        if self._listening and self._ser is not None and self._loop is not None:
-            self._loop.remove_reader(self._ser.fileno())
-        self._listening = False
-
-    _idle = _quiet
-
-    def _read_now(self) -> None:
-        if self._ser is not None:
-            self._on_readable()  # an empty port raises EAGAIN (VMIN = 1), not EOF
-
-    def _detach(self) -> None:
-        self._quiet()
-
-    def write(self, data: bytes) -> None:
-        self._raise_if_failed()
-        if self._ser is None:
-            raise PollError(ErrorKind.PORT, f"{self.bus.port} is not open")
-        try:
-            # os.write first: a request is 8 bytes and the port's buffer is empty
-            # between transactions, so it goes in one call. pyserial's write adds
-            # a select() per call to honour write_timeout; it only runs for the rest
-            # of a short write.
-            try:
-                sent = os.write(self._ser.fileno(), data)
-            except BlockingIOError:
-                sent = 0
-            if sent < len(data):
-                self._ser.write(data[sent:])
-        except (serial.SerialException, OSError) as exc:
-            self.close()
-            raise PollError(ErrorKind.PORT, f"{self.bus.port}: write failed: {exc}") from exc
-
-    def close(self) -> None:
+    def _close_port(self) -> None:
         ser, self._ser = self._ser, None
-        if ser is None:
-            return
-        if self._listening and self._loop is not None and not self._loop.is_closed():
-            with contextlib.suppress(ValueError, OSError):
-                self._loop.remove_reader(ser.fileno())
-        self._listening = False
-        with contextlib.suppress(serial.SerialException, OSError):
-            ser.close()
-
-
-class _TcpProtocol(asyncio.Protocol):
-    def __init__(self, owner: TcpTransport) -> None:
-        self.owner = owner
-
-    def data_received(self, data: bytes) -> None:
-        self.owner._received(data)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.owner._lost(exc)
+        if ser is not None:
+            with contextlib.suppress(serial.SerialException, OSError):
+                ser.close()
 
 
 class TcpTransport(Transport):
-    """RTU over TCP: the converter forwards raw RTU frames (CRC included)."""
+    """RTU over TCP: the converter forwards raw RTU frames (CRC included).
+
+    A plain non-blocking socket, read like the serial port (directly once the
+    reply can be whole), rather than asyncio's stream transport: that one
+    reads only while resumed, so collecting a reply cost resuming it, a loop
+    iteration for the data and pausing it again, three epoll changes per
+    transaction."""
+
+    _gone_hint = "converter closed the connection?"
 
     def __init__(self, bus: BusConfig) -> None:
         super().__init__()
         self.bus = bus
-        self._tr: asyncio.Transport | None = None
+        self._sock: socket.socket | None = None
 
     @property
-    def is_open(self) -> bool:
-        return self._tr is not None
-
-    @property
-    def _where(self) -> str:
+    def where(self) -> str:
         return f"{self.bus.host}:{self.bus.tcp_port}"
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
+        limit = max(self.bus.timeout_s, 1.0)
         try:
-            tr, _ = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: _TcpProtocol(self), self.bus.host, self.bus.tcp_port
-                ),
-                max(self.bus.timeout_s, 1.0),
-            )
+            async with asyncio.timeout(limit):
+                infos = await loop.getaddrinfo(
+                    self.bus.host, self.bus.tcp_port, type=socket.SOCK_STREAM
+                )
+                sock = await self._connect(loop, infos)
         except (OSError, TimeoutError) as exc:
-            raise PollError(ErrorKind.PORT, f"cannot connect to {self._where}: {exc}") from exc
-        self._tr = tr  # type: ignore[assignment]
-        self._error = None
-        self.rx.clear()
+            raise PollError(ErrorKind.PORT, f"cannot connect to {self.where}: {exc}") from exc
+        self._sock = sock
+        self._opened(sock.fileno())
 
-    # TCP is read through the event loop (asyncio's transport), except before a
-    # reply can be complete: the converter's packets then wait in the socket.
-    def _listen(self) -> None:
-        if self._tr is not None and not self._tr.is_reading():
-            self._tr.resume_reading()
+    @staticmethod
+    async def _connect(loop: asyncio.AbstractEventLoop, infos: list) -> socket.socket:  # type: ignore[type-arg]
+        error: OSError = OSError("no address")
+        for family, kind, proto, _name, address in infos:
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # frames, not streams
+                await loop.sock_connect(sock, address)
+                return sock
+            except OSError as exc:
+                sock.close()
+                error = exc
+            except BaseException:
+                sock.close()
+                raise
+        raise error
 
-    def _quiet(self) -> None:
-        if self._tr is not None and self._tr.is_reading():
-            self._tr.pause_reading()
+    def _read_chunk(self) -> bytes:
+        assert self._sock is not None
+        return self._sock.recv(4096)
 
-    _idle = _listen
+    def _write_all(self, data: bytes) -> None:
+        """Between transactions the socket's send buffer is empty, so a request
+        goes in one call; a converter that stops taking 8 bytes is gone."""
+        assert self._sock is not None
+        try:
+            sent = self._sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):
+            raise OSError("the converter is not taking data (send buffer full)")
 
-    def _lost(self, exc: Exception | None) -> None:
-        if self._tr is not None:
-            self._tr = None
-            self._failed(f"{self._where}: connection lost ({exc or 'closed by peer'})")
-
-    def write(self, data: bytes) -> None:
-        self._raise_if_failed()
-        if self._tr is None:
-            raise PollError(ErrorKind.PORT, f"{self._where} is not connected")
-        self._tr.write(data)
-
-    def close(self) -> None:
-        tr, self._tr = self._tr, None
-        if tr is not None:
-            tr.abort()
+    def _close_port(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
