@@ -1,8 +1,8 @@
 """Modbus TCP server benchmark: this plugin vs bare pymodbus vs libmodbus, side by side.
 
-Every case is 100-register FC03 reads at random addresses of the cell region
-of 32 string units (the image a SCADA polls), at 1 and at 10 concurrent
-connections, measured in the same run on the same loopback:
+Every case is FC03 reads of 100 registers (``--count``) at random addresses
+of the cell region of 32 string units (the image a SCADA polls), at 1 and at
+10 concurrent connections, measured in the same run on the same loopback:
 
   plugin     the btms-gateway Modbus TCP service (image, quality rule, guard)
   pymodbus   a bare pymodbus 3.16 ModbusTcpServer, same unit ids and blocks, no action
@@ -20,18 +20,28 @@ plugin >= 90 % of bare pymodbus (and of pymodbus+enc), p99 < 2 ms at 10
 connections.
 Then, in this process, the microseconds per 125-register FC03 request through
 one connection's handler with no sockets (framer, decoder, datastore,
-encoder, asyncio scheduling): the plugin, the plugin with its fast read path
-or its request scheduling turned back to pymodbus's own route, and bare
-pymodbus (``--inprocess`` prints only this table).
+encoder, asyncio scheduling): the plugin, the plugin with its direct reads
+and then also its fast datastore turned back to pymodbus's own route, and
+bare pymodbus (``--inprocess`` prints only this table).
 ``--profile`` also runs the plugin under cProfile and prints where time goes.
 
-Usage: python bench/bench_modbus.py [--seconds 3] [--repeat 3] [--profile] [--inprocess]
+``--against-head`` is the before/after of a change to the plugin: the
+plugin package as committed (``git show HEAD:plugins/modbus_tcp/...``,
+copied to a temporary directory and imported in its server's process in
+place of the working tree's) and the working tree's, alternating --repeat
+times, every run printed, at 1 and 10 connections; then the in-process
+figure of each, in child processes, alternating. The server CPU is split
+into its kernel part (/proc stime: the send/recv/epoll system calls).
+
+Usage: python bench/bench_modbus.py [--seconds 3] [--repeat 3] [--count 100] [--profile]
+       [--inprocess] [--against-head]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import shutil
@@ -47,6 +57,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 C_SOURCE = HERE / "modbus" / "reference_server.c"
 sys.path.insert(0, str(HERE / "modbus"))
+import loadgen  # noqa: E402
 from loadgen import REGISTERS, UNITS, Result, load_1, load_n  # noqa: E402
 
 TARGET_RATIO = 0.90
@@ -54,6 +65,18 @@ TARGET_P99_MS = 2.0
 
 
 # --- servers (child processes) ---------------------------------------------------
+def use_plugin_from(directory: str | None) -> str:
+    """Import the plugin package from ``directory`` (a copy of HEAD's) instead of
+    the working tree's; called before anything imports it. Returns its path."""
+    import btms_gateway.plugins
+
+    if directory:
+        btms_gateway.plugins.__path__.insert(0, directory)
+    import btms_gateway.plugins.modbus_tcp.server as server
+
+    return str(server.__file__)
+
+
 def plugin_service(port: int) -> Any:
     """The plugin's ModbusService over 32 GOOD strings of 120 cells in 8 UPS."""
     from btms_gateway.core.gateway import NoAlarms
@@ -89,10 +112,10 @@ def bare_devices() -> list[Any]:
     ]  # fmt: skip
 
 
-async def serve_plugin(port: int, profile_out: str | None) -> None:
+async def serve_plugin(port: int, profile_out: str | None, source: str = "") -> None:
     svc = plugin_service(port)
     await svc.start()
-    await _ready_then_wait(profile_out)
+    await _ready_then_wait(profile_out, source)
     await svc.stop()
 
 
@@ -107,7 +130,7 @@ async def serve_bare(port: int, profile_out: str | None, fast: bool = False) -> 
     await server.shutdown()
 
 
-async def _ready_then_wait(profile_out: str | None) -> None:
+async def _ready_then_wait(profile_out: str | None, source: str = "") -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -117,7 +140,7 @@ async def _ready_then_wait(profile_out: str | None) -> None:
 
         profiler = cProfile.Profile()
         profiler.enable()
-    print("ready", flush=True)
+    print("ready", source, flush=True)
     await stop.wait()
     if profiler is not None:
         profiler.disable()
@@ -158,17 +181,16 @@ async def _per_request_us(handler: Any, wire: _Wire, frames: list[bytes]) -> flo
     return 1e6 * (time.perf_counter() - t0) / len(frames)
 
 
-async def _inprocess(n: int, rounds: int) -> dict[str, float]:
+async def _inprocess(n: int, rounds: int, only_plugin: bool = False) -> dict[str, float]:
     """Microseconds per 125-register FC 03 request through one connection's handler
     (framer, decoder, datastore, encoder, asyncio scheduling; no socket calls):
-    the plugin, the plugin with each of its two shortcuts turned back to
-    pymodbus's own route, and bare pymodbus. Cases alternate; best of ``rounds``."""
+    the plugin, the plugin with its direct reads off (pymodbus's request handling
+    and send path), with its fast datastore off too (pymodbus's SimRuntime: the
+    route before both), and bare pymodbus. Cases alternate; best of ``rounds``."""
     import random
     import struct
-    from types import MethodType
 
     from pymodbus.server import ModbusTcpServer
-    from pymodbus.server.requesthandler import ServerRequestHandler
 
     rng = random.Random(2)
     frames = [
@@ -180,26 +202,26 @@ async def _inprocess(n: int, rounds: int) -> dict[str, float]:
     await svc.start()
     fast_reads = svc.tcp.context
     bare = ModbusTcpServer(bare_devices(), address=("127.0.0.1", 0))
-    cases: dict[str, tuple[Any, Any]] = {}  # name -> (server, datastore)
-    cases["plugin"] = (svc.tcp, fast_reads)
-    cases["plugin, reads through SimRuntime"] = (svc.tcp, fast_reads.core)
-    cases["plugin, run_coroutine_threadsafe"] = (svc.tcp, fast_reads)
-    cases["plugin, both (the route before)"] = (svc.tcp, fast_reads.core)
-    cases["bare pymodbus"] = (bare, bare.context)
+    cases: dict[str, tuple[Any, Any, bool]] = {}  # name -> (server, datastore, direct reads)
+    cases["plugin"] = (svc.tcp, fast_reads, True)
+    if not only_plugin:
+        cases["plugin, direct reads off"] = (svc.tcp, fast_reads, False)
+        cases["plugin, and reads via SimRuntime"] = (svc.tcp, fast_reads.core, False)
+        cases["bare pymodbus"] = (bare, bare.context, False)
     best = dict.fromkeys(cases, float("inf"))
     try:
         for _ in range(rounds):
-            for name, (server, datastore) in cases.items():
+            for name, (server, datastore, direct) in cases.items():
                 server.context = datastore
+                server.direct_reads = direct  # an attribute the HEAD copy may not read
                 wire = _Wire()
                 handler = server.callback_new_connection()
                 handler.connection_made(wire)
-                if "run_coroutine_threadsafe" in name or "both" in name:
-                    handler.handle_later = MethodType(ServerRequestHandler.handle_later, handler)
                 best[name] = min(best[name], await _per_request_us(handler, wire, frames))
                 handler.connection_lost(None)
     finally:
         svc.tcp.context = fast_reads
+        svc.tcp.direct_reads = True
         await svc.stop()
     return best
 
@@ -237,15 +259,17 @@ def start(cmd: list[str]) -> subprocess.Popen[str]:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
-    if line.strip() != "ready":
+    if not line.startswith("ready"):
         proc.kill()
         sys.exit(f"bench_modbus: server {cmd} did not start")
     return proc
 
 
-def cpu_s(pid: int) -> float:
+def cpu_s(pid: int) -> tuple[float, float]:
+    """The process's CPU seconds: user and kernel (system)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
@@ -256,17 +280,24 @@ def stop(proc: subprocess.Popen[str]) -> None:
         proc.kill()
 
 
-def server_cmd(name: str, port: int, ref: Path, profile_out: str | None = None) -> list[str]:
+def server_cmd(
+    name: str, port: int, ref: Path, profile_out: str | None = None, plugin_from: str = ""
+) -> list[str]:
     if name in ("libmodbus", "canned"):
         return [str(ref), name, str(port), str(REGISTERS)]
     cmd = [sys.executable, __file__, "--serve", name, "--port", str(port)]
+    cmd += ["--plugin-from", plugin_from] if plugin_from else []
     return cmd + (["--profile-out", profile_out] if profile_out else [])
 
 
-def run_case(name: str, conns: int, seconds: float, ref: Path) -> tuple[Result, float]:
+def run_case(
+    name: str, conns: int, seconds: float, ref: Path, plugin_from: str = ""
+) -> tuple[Result, float, float]:
+    """One server under load: the load's result, the server's CPU seconds over
+    the measured window, and the kernel's part of them."""
     port = free_port()
-    proc = start(server_cmd(name, port, ref))
-    marks: list[float] = []
+    proc = start(server_cmd(name, port, ref, plugin_from=plugin_from))
+    marks: list[tuple[float, float]] = []
     try:
 
         def mark() -> None:
@@ -276,10 +307,10 @@ def run_case(name: str, conns: int, seconds: float, ref: Path) -> tuple[Result, 
             res = load_1(port, seconds, 0.5, mark)
         else:
             res = load_n(port, conns, seconds, 0.5, mark)
-        server_cpu = cpu_s(proc.pid) - marks[0]  # the measured window only
+        user, system = cpu_s(proc.pid)  # minus the marks: the measured window only
     finally:
         stop(proc)
-    return res, server_cpu
+    return res, user + system - sum(marks[0]), system - marks[0][1]
 
 
 def profile_plugin(seconds: float, ref: Path, tmp: Path) -> None:
@@ -296,6 +327,76 @@ def profile_plugin(seconds: float, ref: Path, tmp: Path) -> None:
     pstats.Stats(out).sort_stats("tottime").print_stats(20)
 
 
+def head_copy(tmp: Path) -> Path:
+    """The plugin package as committed, in ``tmp/head/modbus_tcp`` (git show: read only)."""
+    root = HERE.parent
+    names = subprocess.run(
+        ["git", "-C", str(root), "ls-tree", "--name-only", "HEAD", "plugins/modbus_tcp/"],
+        check=True, capture_output=True, text=True,
+    ).stdout.split()  # fmt: skip
+    dest = tmp / "head" / "modbus_tcp"
+    dest.mkdir(parents=True)
+    for name in names:
+        if name.endswith(".py"):
+            blob = subprocess.run(
+                ["git", "-C", str(root), "show", f"HEAD:{name}"], check=True, capture_output=True
+            ).stdout
+            (dest / Path(name).name).write_bytes(blob)
+    return dest.parent
+
+
+def against_head(seconds: float, repeat: int) -> int:
+    """Before (HEAD's plugin) and after (the working tree's), alternating, all runs shown."""
+    with tempfile.TemporaryDirectory() as tmpdir:
+        sides = {"HEAD": str(head_copy(Path(tmpdir))), "working": ""}
+        print(f"{loadgen.COUNT}-register FC 03 reads; {repeat} alternating runs of {seconds:g} s")
+        print(f"{'plugin':<8} {'conns':>5} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
+              f"{'srv CPU us/req':>14} {'of it kernel':>12} {'gen CPU':>7} "
+              f"{'errors':>6}")  # fmt: skip
+        cpu: dict[tuple[str, int], list[float]] = {}
+        errors = 0
+        for conns in (1, 10):
+            for _ in range(repeat):
+                for side, plugin_from in sides.items():
+                    res, res.server_cpu_s, kernel = run_case(
+                        "plugin", conns, seconds, Path(), plugin_from
+                    )
+                    cpu.setdefault((side, conns), []).append(res.cpu_us)
+                    errors += res.errors
+                    print(f"{side:<8} {conns:>5} {res.rate:>9.0f} {res.pct_ms(0.5):>7.3f} "
+                          f"{res.pct_ms(0.99):>7.3f} {res.cpu_us:>14.1f} "
+                          f"{1e6 * kernel / res.requests:>12.1f} "
+                          f"{100 * res.gen_cpu:>6.0f}% {res.errors:>6}", flush=True)  # fmt: skip
+        print("\nserver CPU per request, us (each run; median):")
+        for conns in (1, 10):
+            row = [f"{conns:>2} conn:"]
+            for side in sides:
+                runs = cpu[(side, conns)]
+                shown = " / ".join(f"{us:.1f}" for us in runs)
+                row.append(f"{side} {shown} ({sorted(runs)[len(runs) // 2]:.1f})")
+            print("  " + "   ".join(row))
+        print(f"\nin process, {INPROC_COUNT}-register FC 03 reads, us/req "
+              f"(child processes alternating, 1 x {INPROC_REQUESTS:,} each):")  # fmt: skip
+        inproc: dict[str, list[float]] = {side: [] for side in sides}
+        source: dict[str, str] = {}
+        for _ in range(repeat + 2):
+            for side, plugin_from in sides.items():
+                out = subprocess.run(
+                    [sys.executable, __file__, "--inprocess-json", "--plugin-from", plugin_from],
+                    check=True, capture_output=True, text=True,
+                ).stdout  # fmt: skip
+                got = json.loads(out.splitlines()[-1])
+                inproc[side].append(got["plugin"])
+                source[side] = got["source"]
+        for side, runs in inproc.items():
+            print(
+                f"  {side:<8} " + " / ".join(f"{us:.1f}" for us in runs), f" best {min(runs):.1f}"
+            )
+        for side, path in source.items():
+            print(f"  {side}: the plugin's server.py was {path}")
+    return 1 if errors else 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=3.0, help="measured seconds per case")
@@ -304,21 +405,34 @@ def main() -> int:
     ap.add_argument(
         "--inprocess", action="store_true", help="only the in-process table (about 30 s)"
     )
+    ap.add_argument(
+        "--against-head", action="store_true", help="the committed plugin vs the working tree's"
+    )
+    ap.add_argument("--count", type=int, default=loadgen.COUNT, help="registers per wire request")
     ap.add_argument("--serve", choices=["plugin", "bare", "bare-fast"], help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--profile-out", help=argparse.SUPPRESS)
+    ap.add_argument("--plugin-from", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--inprocess-json", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.serve:
+    if args.serve or args.inprocess_json:
         # a stopped benchmark leaves requests in flight; pymodbus would log each one
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-        if args.serve == "plugin":
-            asyncio.run(serve_plugin(args.port, args.profile_out))
+        source = use_plugin_from(args.plugin_from)
+        if args.inprocess_json:
+            best = asyncio.run(_inprocess(INPROC_REQUESTS, 1, only_plugin=True))
+            print(json.dumps({"source": source, **best}))
+        elif args.serve == "plugin":
+            asyncio.run(serve_plugin(args.port, args.profile_out, source))
         else:
             asyncio.run(serve_bare(args.port, args.profile_out, fast=args.serve == "bare-fast"))
         return 0
     if args.inprocess:
         report_inprocess(INPROC_REQUESTS, args.repeat + 2)
         return 0
+    loadgen.COUNT, loadgen.RESPONSE_LEN = args.count, 9 + 2 * args.count
+    if args.against_head:
+        return against_head(args.seconds, args.repeat)
 
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
@@ -333,7 +447,7 @@ def main() -> int:
             runs: dict[str, tuple[Result, float]] = {}
             for name in order:
                 server = {"pymodbus": "bare", "pymodbus+enc": "bare-fast"}.get(name, name)
-                res, server_cpu = run_case(server, conns, args.seconds, ref)
+                res, server_cpu, _ = run_case(server, conns, args.seconds, ref)
                 if name not in runs or res.rate > runs[name][0].rate:
                     runs[name] = (res, server_cpu)
             for name, (res, server_cpu) in runs.items():
@@ -377,7 +491,7 @@ def report(results: dict[tuple[str, int], Result]) -> bool:
     errors = sum(r.errors for r in results.values())
     if errors:
         failed = True
-        print(f"  {errors} responses were not 100-register answers: MISSED")
+        print(f"  {errors} responses were not {loadgen.COUNT}-register answers: MISSED")
     return failed
 
 

@@ -1,11 +1,14 @@
-"""The fast read path (server.FastReads) answers every register read exactly as
-pymodbus's own route (SimCore -> SimRuntime -> the unit's action) answers it.
+"""The fast read path (datastore.FastReads, UnitAction.read and read_wire)
+answers every register read exactly as pymodbus's own route (SimCore ->
+SimRuntime -> the unit's action) answers it.
 
-The property test drives both routes of one datastore with the same request:
-``FastReads.async_getValues`` (what the server uses) and its ``core``, the
-pymodbus ``SimCore`` it stands in front of (the route every read took
+The property test drives the routes of one datastore with the same request:
+``FastReads.async_getValues`` (what pymodbus's request handling asks),
+``UnitAction.read_wire`` (what the connection's direct reads send) and the
+pymodbus ``SimCore`` FastReads stands in front of (the route every read took
 before). The wire tests check the running server through pymodbus's client
-and a raw socket against that same reference.
+and a raw socket against that same reference; test_modbus_direct.py compares
+the direct reads with pymodbus's whole request route byte for byte.
 """
 
 from __future__ import annotations
@@ -81,6 +84,11 @@ def answer(coro: Coroutine[Any, Any, Any], stats: ServerStats) -> tuple[Any, dic
     return result, {k: after[k] - before[k] for k in after if after[k] != before[k]}
 
 
+async def _now(read: Any, *args: int) -> Any:
+    """A plain call as a coroutine, for :func:`answer`."""
+    return read(*args)
+
+
 @st.composite
 def reads(draw: st.DrawFn) -> tuple[int, int]:
     """(address, count): anywhere, or with the first or the last register near
@@ -123,6 +131,12 @@ def test_the_fast_path_answers_every_read_as_pymodbus_does(
     reference = answer(fast.core.async_getValues(unit, function_code, address, count), stats)
     served = answer(fast.async_getValues(unit, function_code, address, count), stats)
     assert served == reference
+    if (action := fast.units.get(unit)) is not None:  # a configured unit: also read directly
+        wire, counted = answer(_now(action.read_wire, address, count), stats)
+        expected = reference[0]
+        if not isinstance(expected, ExcCodes):
+            expected = struct.pack(f">{count}H", *expected)
+        assert (wire, counted) == (expected, reference[1])
     values, _ = served
     if not isinstance(values, ExcCodes):
         assert type(values) is list and len(values) == count
@@ -245,9 +259,10 @@ async def test_the_bytes_on_the_wire_are_pymodbus_own_encoding() -> None:
 
 
 async def test_requests_are_started_on_the_loop_without_a_thread_hop() -> None:
-    """GuardedHandler starts answering as a task on the running loop:
-    pymodbus's run_coroutine_threadsafe (a self-pipe wake-up per request)
-    is not used, and concurrent clients each get their own answer."""
+    """GuardedHandler answers reads in the data callback and starts anything
+    else as a task on the running loop: pymodbus's run_coroutine_threadsafe
+    (a self-pipe wake-up per request) is not used, and concurrent clients
+    each get their own answer."""
     async with GatewayHarness(modbus_config(2, 1)) as h:
         await _publish_good(h)
         clients = [await _client(port_of(h)) for _ in range(5)]

@@ -1,279 +1,143 @@
-"""The pymodbus side: devices that answer from the image, and a hardened listener.
-
-Per-request exception codes use pymodbus's own supported hook: every unit id
-is a ``SimDevice`` whose ``action`` coroutine is called on each request with
-the function code, address and count, may fill the registers about to be
-returned, and may return an ``ExcCodes`` member instead. pymodbus itself
-answers 02 for addresses outside a unit's blocks (the blocks come from the
-map), so the action only decides 01 (writes, coil reads), 0x0B (measured
-values of a string that is not GOOD) and copies the image. Unit ids with no
-configured UPS/string fall to device id 0, pymodbus's "every other id"
-device, whose action answers 0x0A.
-
-Register reads (FC 03/04) of a configured unit id, nearly every request a
-SCADA sends, skip pymodbus's runtime: :class:`FastReads` stands in for the
-server's datastore and answers them from :meth:`UnitAction.read`, which
-decides 02 exactly as pymodbus does for the unit's blocks (one prefix-sum
-lookup instead of pymodbus's per-register flag loop) and then makes the same
-decisions as the action. Everything else (other function codes, unknown unit
-ids) goes to pymodbus's ``SimCore`` as before; a test checks that both paths
-answer every read alike.
+"""The listener: a hardened pymodbus TCP/TLS server that answers reads itself.
 
 The listener subclasses pymodbus's TCP/TLS servers only to hand each
 connection a :class:`GuardedHandler`: allowlist and connection limit on
 accept, an activity stamp for the idle sweeper, and an MBAP header check so
 a malformed frame is counted and its connection dropped (a byte stream
 cannot resynchronise after a bad header) while the server serves others.
+
+Direct reads. A well-formed FC 03/04 request (a 12-byte ADU, count 1..125)
+to a configured unit id is answered where its frame is checked, inside the
+``data_received`` callback: :meth:`UnitAction.read_wire` makes the decision
+:meth:`UnitAction.read` makes and gives the registers as wire bytes; a
+packed 9-byte header (or the 9-byte exception answer) goes in front and the
+ADU is written straight to the transport. pymodbus's route for the same
+request costs a framer and decoder pass, ``handle_request`` in a Task,
+``pdu_send`` -> ``buildFrame`` -> ``ModbusProtocol.send`` and its frame
+logging: about 70 of the 110..130 us of server CPU a 125-register read cost
+at one connection on the 2-core VM; a direct read's Python is 5..10 us of
+the 40..50 left, the rest the kernel's send/recv and the event loop
+(bench/bench_modbus.py --against-head). The bytes are the same:
+pymodbus answers count 0 or over 125 with 03 from its decoder, so those
+(and every other function code, unknown unit ids, FC 0x2B, frames of
+another length) still take pymodbus's route. A test compares both routes
+byte for byte over a socket, with the counters (tests/test_modbus_direct.py).
+
+Order. Answers leave in request order: while answers through pymodbus are
+queued or being made, a direct read queues behind them. One callback
+decides at most :data:`ANSWERS_PER_CALLBACK` frames; the rest wait in the
+queue, whose task yields to the loop as often, so a client that pipelines
+hundreds of requests in one segment cannot hold the event loop (the
+acquisition's timers run on it) for more than about a millisecond.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 import time
 from collections import deque
 from dataclasses import dataclass
-from functools import cache
-from itertools import accumulate
 from typing import Any
 
 from btms_gateway.core.netguard import ClientAllowlist
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ModbusIOException
 from pymodbus.pdu import ExceptionResponse
-from pymodbus.pdu.register_message import (
-    ReadHoldingRegistersRequest,
-    ReadHoldingRegistersResponse,
-    ReadInputRegistersResponse,
-)
 from pymodbus.server import ModbusTcpServer, ModbusTlsServer
 from pymodbus.server.requesthandler import ServerRequestHandler
-from pymodbus.simulator import DataType, SimData, SimDevice
-from pymodbus.simulator.simcore import SimCore
+from pymodbus.simulator import SimDevice
 from pymodbus.transaction import TransactionManager
 
-from .image import ImageStore
-from .map import STRING_EXTENTS, UPS_EXTENT
+from .datastore import (
+    CUSTOM_PDUS,
+    READ_FUNCTIONS,
+    FastReads,
+    ServerStats,
+    UnitAction,
+    build_devices,
+)
+
+__all__ = [
+    "CUSTOM_PDUS",
+    "FastReads",
+    "GatewayTcpServer",
+    "GatewayTlsServer",
+    "Guard",
+    "GuardedHandler",
+    "ServerStats",
+    "UnitAction",
+    "build_devices",
+]
 
 log = logging.getLogger("btms_gateway.plugins.modbus_tcp")
+_PYMODBUS_LOG = logging.getLogger("pymodbus.logging")  # pymodbus's Log._logger
 
-READ_FUNCTIONS = frozenset((3, 4))
 #: everything else answers 01 before decoding: 1/2 reach the action (no coils: 01)
 ALLOWED_FUNCTIONS = frozenset((1, 2, 3, 4, 0x2B))
 MAX_MBAP_LENGTH = 254  # unit id + PDU (253 bytes): a 260-byte ADU
 PIPELINE_BUFFER = 32 * 260  # bytes a connection may have received and not yet decoded
 LOG_EVERY_S = 10.0
+MAX_READ_COUNT = 125  # pymodbus's ReadHoldingRegistersRequest.MAX_COUNT (its decoder's limit)
+#: answers one loop callback makes before it leaves the rest to the next one
+ANSWERS_PER_CALLBACK = 16
+
+#: MBAP (transaction id, protocol 0, length, unit id) and two bytes: a read's
+#: function code and byte count (the registers follow), or an exception
+#: answer's function code | 0x80 and exception code (the whole answer)
+_ANSWER_HEAD = struct.Struct(">HHHBBB")
 
 
-@dataclass
-class ServerStats:
-    """Counters a test or an operator reads to see what the server refused."""
-
-    requests: int = 0
-    withheld_stale: int = 0  # answered 0x0B
-    unknown_unit: int = 0  # answered 0x0A
-    refused_function: int = 0  # answered 01 (writes, coil reads)
-    malformed_header: int = 0  # bad MBAP header: connection dropped
-    malformed_pdu: int = 0  # undecodable PDU: exception answered, connection kept
-    truncated: int = 0  # connection ended with a partial frame buffered
-    refused_allowlist: int = 0
-    refused_limit: int = 0
-    idle_closed: int = 0
-    connections: int = 0  # open now
+def direct_answer(
+    action: UnitAction, tid: int, unit: int, function_code: int, address: int, count: int
+) -> bytes:
+    """The whole response ADU to a read of ``count`` (1..125) registers: the
+    bytes pymodbus's route builds from the same decision (:meth:`UnitAction.read`)."""
+    registers = action.read_wire(address, count)
+    if type(registers) is bytes:
+        size = 2 * count
+        return _ANSWER_HEAD.pack(tid, 0, 3 + size, unit, function_code, size) + registers
+    return _ANSWER_HEAD.pack(tid, 0, 3, unit, function_code | 0x80, registers)
 
 
-@cache
-def _answered_prefix(extents: tuple[tuple[int, int], ...]) -> list[int]:
-    """answered[r]: how many of registers 0..r-1 lie in one of the (sorted,
-    disjoint) extents. A read of [a, a + n) is inside them iff a + n <= the
-    last extent's end and answered[a + n] - answered[a] == n."""
-    inside = bytearray(extents[-1][1])
-    for start, end in extents:
-        inside[start:end] = b"\x01" * (end - start)
-    return list(accumulate(inside, initial=0))
+@dataclass(frozen=True, slots=True)
+class _DirectRead:
+    """A direct read that must wait for the answers queued before it."""
 
+    action: UnitAction
+    tid: int
+    unit: int
+    function_code: int
+    address: int
+    count: int
 
-class UnitAction:
-    """The per-request decision for one configured unit id (see module docstring).
-
-    :meth:`read` is the whole answer to a register read; ``__call__`` is the
-    same decision as a pymodbus ``SimDevice`` action, for the requests that
-    still go through pymodbus (writes, coil reads, and the comparison test).
-    """
-
-    __slots__ = ("answered", "last", "stats", "store", "unit")
-
-    def __init__(
-        self,
-        unit: int,
-        store: ImageStore,
-        stats: ServerStats,
-        extents: tuple[tuple[int, int], ...],
-    ) -> None:
-        self.unit = unit
-        self.store = store
-        self.stats = stats
-        self.answered = _answered_prefix(extents)
-        self.last = extents[-1][1]
-
-    def read(self, address: int, count: int) -> list[int] | ExcCodes:
-        """FC 03/04 of ``count`` registers at ``address``: the values, or the exception.
-        02 when a register is outside the unit's extents, as pymodbus decides for
-        the unit's blocks (and like pymodbus, without counting the request)."""
-        end = address + count
-        answered = self.answered
-        if end > self.last or answered[end] - answered[address] != count:
-            return ExcCodes.ILLEGAL_ADDRESS
-        return self.answer(address, count)
-
-    def answer(self, address: int, count: int) -> list[int] | ExcCodes:
-        """A read of registers inside the unit's extents: the image's values, or
-        0x0A (no image yet) or 0x0B (measured values that are not current)."""
-        end = address + count
-        stats = self.stats
-        stats.requests += 1
-        img = self.store.image(self.unit)
-        if img is None:  # configured, but no image yet (only before the first build)
-            stats.unknown_unit += 1
-            return ExcCodes.GATEWAY_PATH_UNAVIABLE
-        if not img.good and img.measured[end] != img.measured[address]:
-            stats.withheld_stale += 1
-            return ExcCodes.GATEWAY_NO_RESPONSE
-        values = img.regs[address:end].tolist()
-        age_reg = img.age_register
-        if address <= age_reg < end:
-            read_at = img.read_at
-            age = 0xFFFF if read_at is None else int(max(0.0, time.time() - read_at))
-            values[age_reg - address] = min(age, 0xFFFF)
-        return values
-
-    async def __call__(
-        self,
-        function_code: int,
-        start_address: int,
-        address: int,
-        count: int,
-        registers: list[int],
-        values: Any,
-    ) -> ExcCodes | None:
-        if values is not None or function_code not in READ_FUNCTIONS:
-            self.stats.requests += 1
-            self.stats.refused_function += 1
-            return ExcCodes.ILLEGAL_FUNCTION
-        answer = self.answer(address, count)  # pymodbus has answered 02 outside the blocks
-        if isinstance(answer, ExcCodes):
-            return answer
-        offset = address - start_address
-        registers[offset : offset + count] = answer
-        return None
-
-
-class UnknownUnitAction:
-    """Device id 0 in pymodbus means "every id not defined": path unavailable."""
-
-    def __init__(self, stats: ServerStats) -> None:
-        self.stats = stats
-
-    async def __call__(self, *_args: Any) -> ExcCodes:
-        self.stats.requests += 1
-        self.stats.unknown_unit += 1
-        return ExcCodes.GATEWAY_PATH_UNAVIABLE
-
-
-class FastHoldingResponse(ReadHoldingRegistersResponse):
-    """Same bytes as pymodbus's response; one struct.pack instead of one per
-    register plus a bytes concatenation each (a sixth of pymodbus's time per
-    100-register read, by cProfile: docs/performance.md)."""
-
-    def encode(self) -> bytes:
-        regs = self.registers
-        return struct.pack(f">B{len(regs)}H", 2 * len(regs), *regs)
-
-
-class FastInputResponse(ReadInputRegistersResponse):
-    encode = FastHoldingResponse.encode
-
-
-class FastReadHoldingRequest(ReadHoldingRegistersRequest):
-    """FC 03 through pymodbus's ``custom_pdu`` hook: identical decoding and
-    datastore call, answered with :class:`FastHoldingResponse`."""
-
-    response = FastHoldingResponse
-
-    async def datastore_update(self, context: Any, device_id: int) -> Any:
-        values = await context.async_getValues(
-            device_id, self.function_code, self.address, self.count
+    def answer(self) -> bytes:
+        return direct_answer(
+            self.action, self.tid, self.unit, self.function_code, self.address, self.count
         )
-        if isinstance(values, ExcCodes):
-            return ExceptionResponse(self.function_code, values)
-        return self.response(registers=values, dev_id=device_id, transaction_id=self.transaction_id)
 
 
-class FastReadInputRequest(FastReadHoldingRequest):
-    function_code = 4
-    response = FastInputResponse
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    """A whole frame past one callback's share, decided in its turn."""
+
+    frame: bytes
 
 
-CUSTOM_PDUS: list[type] = [FastReadHoldingRequest, FastReadInputRequest]
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """An exception answer decided without pymodbus's request handling."""
+
+    response: ExceptionResponse
 
 
-def _blocks(extents: tuple[tuple[int, int], ...]) -> list[SimData]:
-    return [
-        SimData(start, count=end - start, values=0, datatype=DataType.REGISTERS)
-        for start, end in extents
-    ]
-
-
-def build_devices(
-    ups_units: list[int], string_units: list[int], store: ImageStore, stats: ServerStats
-) -> list[SimDevice]:
-    """One SimDevice per configured unit id (blocks from the map's extents, so
-    pymodbus answers 02 outside them) plus the catch-all id 0."""
-    kinds = [(u, (UPS_EXTENT,)) for u in ups_units] + [(u, STRING_EXTENTS) for u in string_units]
-    devices = [
-        SimDevice(u, simdata=_blocks(extents), action=UnitAction(u, store, stats, extents).__call__)
-        for u, extents in kinds
-    ]
-    devices.append(
-        SimDevice(0, simdata=_blocks(((0, 65535),)), action=UnknownUnitAction(stats).__call__)
+def _refusal(function_code: int, code: ExcCodes, unit: int, tid: int) -> _Refusal:
+    return _Refusal(
+        ExceptionResponse(
+            function_code & 0x7F, exception_code=code, device_id=unit, transaction=tid
+        )
     )
-    return devices
-
-
-class FastReads:
-    """The server's datastore (``server.context``): register reads of a configured
-    unit id are answered by its :meth:`UnitAction.read`; everything else goes to
-    pymodbus's ``SimCore`` (``core``), which keeps serving them as before.
-
-    Same interface as ``SimCore`` (what pymodbus's request classes and request
-    handler call). pymodbus's own route for a read costs a Python loop over
-    every requested register's flags before the action runs
-    (docs/performance.md); this one is a prefix-sum lookup and one slice.
-    """
-
-    def __init__(self, core: SimCore, devices: list[SimDevice]) -> None:
-        self.core = core
-        # the UnitAction whose __call__ is a configured unit's SimDevice action
-        self.units: dict[int, UnitAction] = {
-            d.id: action
-            for d in devices
-            if isinstance(action := getattr(d.action, "__self__", None), UnitAction)
-        }
-
-    def device_ids(self) -> list[int]:
-        return self.core.device_ids()
-
-    async def async_getValues(
-        self, device_id: int, func_code: int, address: int, count: int = 1
-    ) -> list[int] | list[bool] | ExcCodes:
-        if func_code in READ_FUNCTIONS and (unit := self.units.get(device_id)) is not None:
-            return unit.read(address, count)
-        return await self.core.async_getValues(device_id, func_code, address, count)
-
-    async def async_setValues(
-        self, device_id: int, func_code: int, address: int, values: list[int] | list[bool]
-    ) -> ExcCodes | None:
-        return await self.core.async_setValues(device_id, func_code, address, values)
 
 
 class Guard:
@@ -311,13 +175,15 @@ class Guard:
 
 
 class GuardedHandler(ServerRequestHandler):
-    """pymodbus's per-connection handler plus admission, idle stamp and frame checks."""
+    """pymodbus's per-connection handler plus admission, idle stamp, frame
+    checks and direct reads."""
 
-    def __init__(self, owner: Any, guard: Guard) -> None:
+    def __init__(self, owner: Any, guard: Guard, direct: dict[int, UnitAction]) -> None:
         super().__init__(owner, None, None, None)
         self.guard = guard
         self.admitted = False
         self.last_seen = time.monotonic()
+        self._direct = direct  # unit id -> its action, for the reads answered here
         self._pending: deque[tuple[Any, tuple | None]] = deque()
         self._answering = False
         # room for a pipelined burst (pymodbus's 516 bytes is two requests and a
@@ -352,6 +218,22 @@ class GuardedHandler(ServerRequestHandler):
         if self.transport:
             self.transport.abort()
 
+    def data_received(self, data: bytes) -> None:
+        """pymodbus's ``datagram_received`` without what a TCP server never
+        uses: the local-echo check (serial links) and the frame dump (the last
+        20 frames kept in a list for its debug log). With pymodbus's logger at
+        DEBUG, pymodbus's own, which logs every received frame."""
+        if _PYMODBUS_LOG.isEnabledFor(logging.DEBUG) or self.comm_params.handle_local_echo:
+            super().data_received(data)
+            return
+        buffer = self.recv_buffer + data if self.recv_buffer else data
+        if len(buffer) > self.max_buffer_size:
+            self.recv_buffer = b""
+            return
+        self.recv_buffer = buffer
+        cut = self.callback_data(buffer)
+        self.recv_buffer = self.recv_buffer[cut:]
+
     def callback_data(self, data: bytes, addr: tuple | None = None) -> int:
         """Every complete frame in ``data``, in order; a partial one stays buffered.
 
@@ -359,10 +241,13 @@ class GuardedHandler(ServerRequestHandler):
         first answer. pymodbus's handler decodes one frame per arrival and
         its ``send`` empties the receive buffer, so a second request that came
         in the same segment was never answered. Here each complete frame is
-        checked and queued, and the answers go out in request order."""
+        checked and answered or queued, and the answers go out in request
+        order. The first ANSWERS_PER_CALLBACK frames are decided here, the
+        rest in their turn by the queue's task."""
         self.last_seen = time.monotonic()
         if not self.admitted:
             return len(data)
+        budget = ANSWERS_PER_CALLBACK
         used = 0
         while len(data) - used >= 7:
             length = data[used + 4] << 8 | data[used + 5]
@@ -375,34 +260,50 @@ class GuardedHandler(ServerRequestHandler):
             end = used + 6 + length
             if len(data) < end:
                 break
-            self._request(data[used:end], addr)
+            if budget:
+                budget -= 1
+                item = self._request(data[used:end], addr, direct=not self._answering)
+            else:
+                item = _Frame(data[used:end])
+            if item is not None:
+                self._queue(item, addr)
             used = end
         return used
 
-    def _request(self, frame: bytes, addr: tuple | None) -> None:
-        """One whole frame: refused (01) without decoding, answered with an
-        exception when undecodable, or decoded and queued for an answer."""
+    def _request(self, frame: bytes, addr: tuple | None, direct: bool) -> Any:
+        """One whole frame, decided: None when answered here (a direct read, if
+        ``direct``), else what to answer in its turn: a direct read, a refusal
+        (01 without decoding; an exception for an undecodable PDU), or
+        pymodbus's decoded request."""
         tid, unit, function_code = frame[0] << 8 | frame[1], frame[6], frame[7]
+        if (
+            len(frame) == 12
+            and function_code in READ_FUNCTIONS
+            and (action := self._direct.get(unit)) is not None
+            and 1 <= (count := frame[10] << 8 | frame[11]) <= MAX_READ_COUNT
+        ):
+            address = frame[8] << 8 | frame[9]
+            if not direct:  # behind earlier answers
+                return _DirectRead(action, tid, unit, function_code, address, count)
+            self.transport.write(direct_answer(action, tid, unit, function_code, address, count))
+            return None
         if function_code not in ALLOWED_FUNCTIONS:
             # a read-only gateway offers no writes and no diagnostics that change
             # pymodbus's global state (FC 08 counters, ...)
             self.guard.stats.refused_function += 1
-            self._queue(_refusal(function_code, ExcCodes.ILLEGAL_FUNCTION, unit, tid), addr)
-            return
+            return _refusal(function_code, ExcCodes.ILLEGAL_FUNCTION, unit, tid)
         answering = self.last_pdu  # decoding sets last_pdu: keep the one being answered
         try:
             TransactionManager.callback_data(self, frame, addr)
-            pdu = self.last_pdu
+            return self.last_pdu
         except ModbusIOException as exc:
             self.guard.stats.malformed_pdu += 1
             self.guard.note("pdu", "answered an undecodable request with an exception")
             known = (function_code & 0x7F) in self.server.known_functions
             code = ExcCodes.ILLEGAL_VALUE if known else ExcCodes.ILLEGAL_FUNCTION
-            pdu = _refusal(function_code, code, exc.dev_id, exc.transaction_id)
+            return _refusal(function_code, code, exc.dev_id, exc.transaction_id)
         finally:
             self.last_pdu = answering
-        if pdu is not None:
-            self._queue(pdu, addr)
 
     def _queue(self, item: Any, addr: tuple | None) -> None:
         self._pending.append((item, addr))
@@ -413,16 +314,29 @@ class GuardedHandler(ServerRequestHandler):
             self.loop.create_task(self._answer_pending())
 
     async def _answer_pending(self) -> None:
-        """Answer the queued requests one at a time, in order: pymodbus's
-        ``handle_request`` reads the request from ``last_pdu``."""
+        """Answer the queued requests one at a time, in order (pymodbus's
+        ``handle_request`` reads the request from ``last_pdu``), yielding to
+        the loop every ANSWERS_PER_CALLBACK requests."""
         try:
+            answered = 0
             while self._pending:
+                if answered == ANSWERS_PER_CALLBACK:
+                    answered = 0
+                    await asyncio.sleep(0)
+                if self.transport is None:  # closed meanwhile: nobody to answer
+                    self._pending.clear()
+                    return
+                answered += 1
                 item, addr = self._pending.popleft()
-                if isinstance(item, _Refusal):
+                if isinstance(item, _Frame):  # its turn: decided now
+                    item = self._request(item.frame, addr, direct=False)
+                if isinstance(item, _DirectRead):
+                    self.transport.write(item.answer())
+                elif isinstance(item, _Refusal):
                     self.server_send(item.response, addr)
-                    continue
-                self.last_pdu, self.last_addr = item, addr
-                await self.handle_request()
+                elif item is not None:
+                    self.last_pdu, self.last_addr = item, addr
+                    await self.handle_request()
         finally:
             self._answering = False
 
@@ -435,34 +349,26 @@ class GuardedHandler(ServerRequestHandler):
         self.recv_buffer = buffered
 
 
-@dataclass(frozen=True, slots=True)
-class _Refusal:
-    """An exception answer decided without pymodbus's request handling."""
-
-    response: ExceptionResponse
-
-
-def _refusal(function_code: int, code: ExcCodes, unit: int, tid: int) -> _Refusal:
-    return _Refusal(
-        ExceptionResponse(
-            function_code & 0x7F, exception_code=code, device_id=unit, transaction=tid
-        )
-    )
-
-
 class _Guarded:
     """Mixin for pymodbus servers: hand every connection a GuardedHandler, and
-    answer register reads through :class:`FastReads`."""
+    answer register reads through :class:`FastReads`.
+
+    ``direct_reads=False`` (tests and the bench only) answers every read
+    through pymodbus's request handling, the reference the direct path is
+    compared with."""
 
     guard: Guard
     context: Any
+    direct_reads: bool
 
     def _fast_reads(self, devices: list[SimDevice]) -> None:
         """Once pymodbus has built its SimCore from ``devices``, put FastReads in front."""
         self.context = FastReads(self.context, devices)
 
     def callback_new_connection(self) -> GuardedHandler:
-        return GuardedHandler(self, self.guard)
+        context = self.context
+        direct = context.units if self.direct_reads and isinstance(context, FastReads) else {}
+        return GuardedHandler(self, self.guard, direct)
 
     @property
     def known_functions(self) -> frozenset[int]:
@@ -477,14 +383,23 @@ class _Guarded:
 
 
 class GatewayTcpServer(_Guarded, ModbusTcpServer):
-    def __init__(self, devices: list[SimDevice], guard: Guard, **kwargs: Any) -> None:
+    def __init__(
+        self, devices: list[SimDevice], guard: Guard, *, direct_reads: bool = True, **kwargs: Any
+    ) -> None:
         self.guard = guard
+        self.direct_reads = direct_reads
         super().__init__(devices, custom_pdu=CUSTOM_PDUS, **kwargs)
         self._fast_reads(devices)
 
 
 class GatewayTlsServer(_Guarded, ModbusTlsServer):
-    def __init__(self, devices: list[SimDevice], guard: Guard, **kwargs: Any) -> None:
+    """The same handler on TLS: pymodbus's TLS framer reads the same MBAP
+    frames (the header check above cuts them), so direct reads apply as is."""
+
+    def __init__(
+        self, devices: list[SimDevice], guard: Guard, *, direct_reads: bool = True, **kwargs: Any
+    ) -> None:
         self.guard = guard
+        self.direct_reads = direct_reads
         super().__init__(devices, custom_pdu=CUSTOM_PDUS, **kwargs)
         self._fast_reads(devices)
