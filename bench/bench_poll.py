@@ -15,7 +15,6 @@ the reply; 1.75 ms each above 19200 baud). Target: median measured / limit
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import sys
 import time
@@ -36,21 +35,21 @@ def wire_limit_s(baud: int, cells: int = CELLS, bits: int = 10) -> float:
     return nbytes * char + 2 * gap * len(plan)
 
 
-async def measure(baud: int, polls: int) -> list[float]:
+def measure(baud: int, polls: int) -> list[float]:
     with Simulator([1], cells=CELLS, baud=baud, seed=1, frozen=True) as sim:
         link = open_link(sim.bus_config(timeout_s=0.5, retries=0))
-        await link.open()
+        link.open()
         poller = BmsmPoller(link, 1)
         try:
-            await poller.poll()  # warm-up: plan cache, first open
+            poller.poll()  # warm-up: plan cache, first open
             times = []
             for _ in range(polls):
                 t = time.perf_counter()
-                reading = await poller.poll()
+                reading = poller.poll()
                 times.append(time.perf_counter() - t)
                 assert len(reading.cells) == CELLS
         finally:
-            await link.close()
+            link.close()
     return times
 
 
@@ -63,7 +62,7 @@ def main() -> int:
           f"{'median/limit':>13} {'worst/limit':>12}")  # fmt: skip
     ok = True
     for baud in BAUDS:
-        times = asyncio.run(measure(baud, args.polls))
+        times = measure(baud, args.polls)
         limit, med, worst = wire_limit_s(baud), statistics.median(times), max(times)
         ok &= med / limit <= TARGET
         print(f"{baud:>7} {limit:>13.4f} {med:>10.4f} {worst:>9.4f} "

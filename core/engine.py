@@ -1,4 +1,4 @@
-"""The acquisition engine: one asyncio task per bus, strings polled in turn.
+"""The acquisition engine: one thread per bus, strings polled in turn.
 
 A bus is half-duplex, so its strings are polled one after another; buses run
 concurrently. A string that stops answering is backed off on its own
@@ -6,21 +6,41 @@ concurrently. A string that stops answering is backed off on its own
 costs its bus at most one response timeout per cycle. A port that disappears
 is reopened every cycle until it comes back.
 
+Each bus has a thread of its own, running blocking code (the RTU link sleeps
+in the kernel until a reply can be whole), rather than a task on the
+gateway's event loop:
+
+- the event loop is shared with every northbound plugin: there, a plugin's
+  long callback (an SNMP walk's 50-varbind answer, a JSON document, a third
+  party's hook that blocks) delayed every bus's timers, which showed as
+  jitter in the age of the served data at full scale, and a hook that
+  blocked stopped acquisition altogether. A bus thread waits for the GIL at
+  most one switch interval (5 ms) when the loop is busy;
+- asyncio's machinery around each step of a transaction (timer handles, the
+  heap, futures, resuming the task) cost more than the transaction's own
+  work (docs/performance.md, "Full scale").
+
+Only the polling runs in the bus threads. Each poll's result crosses to the
+loop once (``call_soon_threadsafe``), and everything that follows (quality,
+the store, alarms, plugins) stays on the loop, in order, as before.
+
 Quality follows Network UPS Tools' stale-data rule: a failed poll keeps the
 last good values with their old timestamp and marks them STALE at once;
 ``offline_after_failures`` consecutive failures (or never having been read)
 mean OFFLINE. A watchdog marks a string STALE when its data ages past the
-limit without any poll result at all (a stuck bus task). Every transition is
+limit without any poll result at all (a stuck bus). Every transition is
 logged once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from .config import BusConfig, GatewayConfig, StringConfig
 from .counters import CommCounters
@@ -33,6 +53,9 @@ log = logging.getLogger("btms_gateway.engine")
 Publish = Callable[[StringSnapshot], None]
 LinkFactory = Callable[[BusConfig], BusLink]
 
+#: how long shutdown waits for a bus thread to finish its transaction
+JOIN_LIMIT_S = 5.0
+
 
 def default_link_factory(bus: BusConfig) -> BusLink:
     from btms_gateway.protocols.rtu import open_link
@@ -42,7 +65,8 @@ def default_link_factory(bus: BusConfig) -> BusLink:
 
 @dataclass
 class StringPoll:
-    """The engine's bookkeeping for one string (never shown to plugins directly)."""
+    """The engine's bookkeeping for one string (never shown to plugins directly).
+    Owned by its bus's thread."""
 
     config: StringConfig
     poller: StringPoller
@@ -64,6 +88,9 @@ class BusStatus:
 
 
 class BusWorker:
+    """One bus's thread: opens the port, polls its strings in their slots and
+    hands every poll's result to the engine."""
+
     def __init__(
         self,
         bus: BusConfig,
@@ -78,8 +105,24 @@ class BusWorker:
         self.engine = engine
         self.status = BusStatus(bus.name, interval_s, counters=link.counters)
         self._was_open = False
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"bus-{bus.name}", daemon=True)
 
-    async def run(self) -> None:
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._cycles()
+            except Exception:  # a bug must not end the bus for good: the watchdog reports it
+                log.exception("bus %s: polling failed; going on next interval", self.bus.name)
+                self._stop.wait(self.status.interval_s)
+
+    def _cycles(self) -> None:
         """One cycle per interval. Each string has its own slot, an equal share
         of the interval, and its poll starts no earlier than its slot: a slow
         poll (a retry, a time-out, a loaded machine) then delays only the
@@ -92,27 +135,28 @@ class BusWorker:
         back to back, as it would without slots.
 
         Cycles start on a fixed grid (the first start plus whole intervals), not
-        an interval after the previous start was woken: a timer fires a little
-        late (epoll's millisecond rounding, a busy loop), and counted from the
-        late wake-up every cycle inherited the lateness of the one before. At
-        full scale that made readings 1.010 s apart at the median instead of
-        1.000. A cycle that overran its interval starts the next one at once,
-        on a grid that restarts from there (never a burst of catch-up cycles)."""
+        an interval after the previous start was woken: a wake-up comes a little
+        late, and counted from the late wake-up every cycle inherited the
+        lateness of the one before. A cycle that overran its interval starts the
+        next one at once, on a grid that restarts from there (never a burst of
+        catch-up cycles)."""
         interval = self.status.interval_s
         slot = interval / max(1, len(self.strings))
+        stop = self._stop
         cycle_at = time.monotonic()
-        while True:
+        while not stop.is_set():
             started = time.monotonic()
             waited = 0.0
-            if await self._ensure_open():
+            if self._ensure_open():
                 for i, state in enumerate(self.strings):
                     wait = cycle_at + i * slot - time.monotonic()
                     if wait > 0:
-                        await asyncio.sleep(wait)
+                        if stop.wait(wait):
+                            return
                         waited += wait
                     if time.monotonic() >= state.next_due:
-                        await self._poll(state)
-                    if not self.link.is_open:
+                        self._poll(state)
+                    if not self.link.is_open or stop.is_set():
                         break
             self.status.cycles += 1
             # the bus's own time: polling, not waiting for slots
@@ -121,18 +165,20 @@ class BusWorker:
             now = time.monotonic()
             if cycle_at < now:  # this cycle overran its interval: the next starts now
                 cycle_at = now
-            await asyncio.sleep(cycle_at - now)
+            if stop.wait(cycle_at - now):
+                return
 
-    async def _ensure_open(self) -> bool:
+    def _ensure_open(self) -> bool:
         if self.link.is_open:
             return True
         try:
-            await self.link.open()
+            self.link.open()
         except PollError as exc:
             self.status.port_open = False
+            now = time.time()
             for state in self.strings:
-                state.counters.record_error(ErrorKind.PORT, exc.detail, time.time())
-                self.engine.poll_failed(state, exc)
+                state.counters.record_error(ErrorKind.PORT, exc.detail, now)
+                self._failed(state, exc)
             return False
         if self._was_open:
             self.status.counters.port_reopens += 1
@@ -141,11 +187,11 @@ class BusWorker:
         self.status.port_open = True
         return True
 
-    async def _read(self, state: StringPoll, probing: bool) -> StringReading:
+    def _read(self, state: StringPoll, probing: bool) -> StringReading:
         """One poll; a bug in a device profile counts as a failed poll (and is
-        logged once) instead of killing the bus task."""
+        logged once) instead of ending the bus's thread."""
         try:
-            return await state.poller.poll(retries=0 if probing else None)
+            return state.poller.poll(retries=0 if probing else None)
         except PollError:
             raise
         except Exception as exc:
@@ -155,18 +201,18 @@ class BusWorker:
             state.counters.record_error(ErrorKind.DECODE, repr(exc), time.time())
             raise PollError(ErrorKind.DECODE, f"profile error: {exc!r}") from exc
 
-    async def _poll(self, state: StringPoll) -> None:
+    def _poll(self, state: StringPoll) -> None:
         started = time.monotonic()
         state.counters.polls += 1
         probing = state.failures > 0
         bus = self.status.counters
         bus.polls += 1
         try:
-            reading = await self._read(state, probing)
+            reading = self._read(state, probing)
         except PollError as exc:
             state.counters.polls_failed += 1
             bus.polls_failed += 1
-            self.engine.poll_failed(state, exc)
+            self._failed(state, exc)
             state.backoff_s = min(
                 max(state.backoff_s * 2, self.status.interval_s), self.bus.backoff_max_s
             )
@@ -175,13 +221,19 @@ class BusWorker:
             state.counters.last_success = bus.last_success = time.time()
             state.backoff_s = 0.0
             state.next_due = 0.0
-            self.engine.poll_succeeded(state, reading)
+            state.failures = 0
+            self.engine.deliver(state, reading, None, 0)
         finally:
             state.counters.last_poll_s = time.monotonic() - started
 
+    def _failed(self, state: StringPoll, exc: PollError) -> None:
+        state.failures += 1
+        if not self._stop.is_set():  # a poll cut short by shutdown is no news
+            self.engine.deliver(state, None, exc, state.failures)
+
 
 class Engine:
-    """Owns the bus workers and decides each string's quality."""
+    """Owns the bus workers and decides each string's quality (on the loop)."""
 
     def __init__(
         self,
@@ -196,6 +248,7 @@ class Engine:
         self.publish = publish
         self.workers: list[BusWorker] = []
         self.states: dict[str, StringPoll] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         for bus in config.buses:
             members = [s for s in config.strings if s.bus == bus.name]
             if not members:
@@ -210,30 +263,61 @@ class Engine:
             self.workers.append(BusWorker(bus, interval, states, link, self))
 
     async def run(self) -> None:
-        tasks = [asyncio.create_task(w.run(), name=f"bus-{w.bus.name}") for w in self.workers]
-        tasks.append(asyncio.create_task(self._watchdog(), name="stale-watchdog"))
+        """Start the bus threads and watch their results until cancelled; then
+        stop them, each after the transaction it is in."""
+        self._loop = asyncio.get_running_loop()
+        for w in self.workers:
+            w.start()
         try:
-            await asyncio.gather(*tasks)
+            await self._watchdog()
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             for w in self.workers:
-                try:
-                    await w.link.close()
-                except Exception:  # closing a vanished port must not mask shutdown
-                    log.debug("closing bus %s failed", w.bus.name, exc_info=True)
+                w.stop()
+            await asyncio.to_thread(self._stop_workers)
+
+    def _stop_workers(self) -> None:
+        for w in self.workers:
+            try:
+                w.link.close()  # waits for a transaction in flight; ends a wait to open
+            except Exception:  # closing a vanished port must not mask shutdown
+                log.debug("closing bus %s failed", w.bus.name, exc_info=True)
+        for w in self.workers:
+            w.thread.join(JOIN_LIMIT_S)
+            if w.thread.is_alive():
+                log.warning("bus %s: thread still busy after %.0f s", w.bus.name, JOIN_LIMIT_S)
+
+    def deliver(
+        self,
+        state: StringPoll,
+        reading: StringReading | None,
+        error: PollError | None,
+        failures: int,
+    ) -> None:
+        """A poll's result, from a bus thread: decided on the loop, in order."""
+        loop = self._loop
+        if loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the gateway is gone
+            loop.call_soon_threadsafe(self._apply, state, reading, error, failures)
+
+    def _apply(
+        self,
+        state: StringPoll,
+        reading: StringReading | None,
+        error: PollError | None,
+        failures: int,
+    ) -> None:
+        if reading is not None:
+            self.poll_succeeded(state, reading)
+        elif error is not None:
+            self.poll_failed(state, error, failures)
 
     def poll_succeeded(self, state: StringPoll, reading: StringReading) -> None:
-        state.failures = 0
         self._set(state.config.name, Quality.GOOD, reading, "poll succeeded")
 
-    def poll_failed(self, state: StringPoll, exc: PollError) -> None:
-        state.failures += 1
+    def poll_failed(self, state: StringPoll, exc: PollError, failures: int) -> None:
         current = self.store.string(state.config.name)
-        offline = (
-            state.failures >= self.config.gateway.offline_after_failures or current.reading is None
-        )
+        offline = failures >= self.config.gateway.offline_after_failures or current.reading is None
         self._set(
             state.config.name,
             Quality.OFFLINE if offline else Quality.STALE,
@@ -252,8 +336,13 @@ class Engine:
         if not changed and reading is current.reading:
             return
         self.publish(
-            replace(
-                current,
+            StringSnapshot(
+                name=current.name,
+                index=current.index,
+                ups=current.ups,
+                ups_index=current.ups_index,
+                slave_id=current.slave_id,
+                bus=current.bus,
                 quality=quality,
                 reading=reading,
                 changed_at=time.time() if changed else current.changed_at,

@@ -5,6 +5,10 @@ reading over a shared bus link. The engine owns scheduling, quality and
 back-off; a profile only knows its registers. The BM-SM profile
 (btms_gateway.protocols.bmsm) is registered through the same hook a third
 party would use.
+
+Links and pollers are plain blocking code: each bus is polled by a thread of
+its own (core/engine.py says why), so a poller reads and waits the simple way
+and never touches the gateway's event loop.
 """
 
 from __future__ import annotations
@@ -40,27 +44,28 @@ class PollError(Exception):
 
 
 class BusLink(Protocol):
-    """A half-duplex Modbus RTU link (serial port or RTU over TCP).
+    """A half-duplex Modbus RTU link (serial port or RTU over TCP), used from
+    its bus's thread; every call blocks until it is done.
 
     Raises PollError for every failure; never returns partial data."""
 
     @property
     def is_open(self) -> bool: ...
 
-    async def open(self) -> None: ...
+    def open(self) -> None: ...
 
-    async def close(self) -> None: ...
+    def close(self) -> None: ...
 
-    async def read_holding_registers(
+    def read_holding_registers(
         self, slave: int, address: int, count: int, *, retries: int | None = None
     ) -> list[int]: ...
 
-    async def read_ranges(
+    def read_ranges(
         self, slave: int, ranges: Sequence[tuple[int, int]], *, retries: int | None = None
     ) -> list[list[int]]:
         """Several (address, count) reads of one slave back to back, one list of
         registers per range; each read is a transaction with its own retries,
-        and the first that fails for good raises. One await for a whole poll."""
+        and the first that fails for good raises."""
         ...
 
     @property
@@ -74,7 +79,7 @@ class BusLink(Protocol):
 
 
 class StringPoller(Protocol):
-    async def poll(self, *, retries: int | None = None) -> StringReading:
+    def poll(self, *, retries: int | None = None) -> StringReading:
         """Read the whole string once; raise PollError on the first failure.
 
         ``retries`` overrides the bus setting for every transaction of this

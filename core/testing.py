@@ -13,6 +13,7 @@ import asyncio
 import copy
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -118,29 +119,31 @@ def plant_config(
 
 
 class NeverOpenLink:
-    """A bus whose port never appears: the engine waits on it and publishes
-    nothing, leaving the test in charge of what the store holds."""
+    """A bus whose port never appears: its thread waits to open it until the
+    gateway stops, and the engine publishes nothing, leaving the test in
+    charge of what the store holds."""
 
     def __init__(self, bus: BusConfig) -> None:
         self.counters = CommCounters()
-        self._never = asyncio.Event()
+        self._closed = threading.Event()
 
     @property
     def is_open(self) -> bool:
         return False
 
-    async def open(self) -> None:
-        await self._never.wait()
+    def open(self) -> None:
+        self._closed.wait()
+        raise PollError(ErrorKind.PORT, "never open")
 
-    async def close(self) -> None:
-        pass
+    def close(self) -> None:
+        self._closed.set()
 
-    async def read_holding_registers(
+    def read_holding_registers(
         self, slave: int, address: int, count: int, *, retries: int | None = None
     ) -> list[int]:
         raise PollError(ErrorKind.PORT, "never open")
 
-    async def read_ranges(
+    def read_ranges(
         self, slave: int, ranges: Sequence[tuple[int, int]], *, retries: int | None = None
     ) -> list[list[int]]:
         raise PollError(ErrorKind.PORT, "never open")

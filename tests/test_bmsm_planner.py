@@ -42,20 +42,20 @@ def test_bad_cell_count_is_refused() -> None:
         cell_plan(121)
 
 
-async def _link(sim: Simulator) -> RtuLink:
+def _link(sim: Simulator) -> RtuLink:
     link = open_link(sim.bus_config(timeout_s=0.2, retries=0))
-    await link.open()
+    link.open()
     return link
 
 
 @pytest.mark.parametrize(("cells", "transactions"), [(120, 7), (3, 7)])
 async def test_transactions_on_the_wire(cells: int, transactions: int) -> None:
     with Simulator([1], cells=cells, baud=115200, frozen=True) as sim:
-        link = await _link(sim)
+        link = _link(sim)
         try:
-            r = await BmsmPoller(link, 1).poll()
+            r = BmsmPoller(link, 1).poll()
         finally:
-            await link.close()
+            link.close()
         served = [(t.address, t.count) for t in sim.truth_log]
     assert len(r.cells) == cells
     assert link.counters.requests == transactions == len(served)
@@ -64,34 +64,34 @@ async def test_transactions_on_the_wire(cells: int, transactions: int) -> None:
 
 async def test_replan_when_string_grows_and_shrinks() -> None:
     with Simulator([2], cells=10, baud=115200, seed=5, frozen=True) as sim:
-        link = await _link(sim)
+        link = _link(sim)
         poller = BmsmPoller(link, 2)
         try:
-            assert len((await poller.poll()).cells) == 10
+            assert len((poller.poll()).cells) == 10
             sim.set_cell_count(2, 16)
-            grown = await poller.poll()
+            grown = poller.poll()
             assert grown.cell_count == 16 and len(grown.cells) == 16
             assert grown.cells == sim.expected(2).cells
             assert poller.plan == cell_plan(16) and poller.replans == 1
             sim.set_cell_count(2, 4)
-            shrunk = await poller.poll()
+            shrunk = poller.poll()
             assert shrunk.cell_count == 4 and len(shrunk.cells) == 4
             assert poller.plan == cell_plan(4) and poller.replans == 2
         finally:
-            await link.close()
+            link.close()
 
 
 async def test_shrink_mid_poll_with_exception_02_is_replanned_in_the_same_poll() -> None:
     """The device answers exception 02 past its (new) cell count: the poller
     reads the block again and returns the smaller string, not an error."""
     with Simulator([3], cells=20, baud=115200, frozen=True, past_count="exception") as sim:
-        link = await _link(sim)
+        link = _link(sim)
         poller = BmsmPoller(link, 3)
         try:
             sim.inject(3, Fault.CELL_COUNT, cells=12, after=1)  # after the block read
-            r = await poller.poll()
+            r = poller.poll()
         finally:
-            await link.close()
+            link.close()
         exceptions = [t.exception for t in sim.truth_log]
     assert r.cell_count == 12 and len(r.cells) == 12
     assert r.cells == sim.expected(3).cells
@@ -101,14 +101,14 @@ async def test_shrink_mid_poll_with_exception_02_is_replanned_in_the_same_poll()
 
 async def test_shrink_mid_poll_with_zero_fill_is_right_on_the_next_poll() -> None:
     with Simulator([3], cells=20, baud=115200, frozen=True, past_count="zero") as sim:
-        link = await _link(sim)
+        link = _link(sim)
         poller = BmsmPoller(link, 3)
         try:
             sim.inject(3, Fault.CELL_COUNT, cells=12, after=1)
-            first = await poller.poll()
-            second = await poller.poll()
+            first = poller.poll()
+            second = poller.poll()
         finally:
-            await link.close()
+            link.close()
     assert first.cell_count == 20  # the block was read before the change
     assert second.cell_count == 12 and second.cells == sim.expected(3).cells
 
@@ -117,12 +117,12 @@ async def test_a_second_exception_02_is_raised() -> None:
     from btms_gateway.core.profiles import ErrorKind, PollError
 
     with Simulator([4], cells=5, baud=115200, frozen=True) as sim:
-        link = await _link(sim)
+        link = _link(sim)
         try:
             sim.inject(4, Fault.EXCEPTION, code=2, after=1)
             sim.inject(4, Fault.EXCEPTION, code=2, after=1)
             with pytest.raises(PollError) as err:
-                await BmsmPoller(link, 4).poll()
+                BmsmPoller(link, 4).poll()
         finally:
-            await link.close()
+            link.close()
     assert err.value.kind is ErrorKind.EXCEPTION and err.value.exception_code == 2

@@ -33,14 +33,14 @@ async def test_engine_style_use_of_profile_link_and_counters() -> None:
         bus = sim.bus_config("busA", timeout_s=0.3)
         link = open_link(bus)
         assert not link.is_open
-        await link.open()
+        link.open()
         try:
             p1 = profile.create_poller(StringConfig(name="S1", bus="busA", slave_id=1), bus, link)
             p2 = profile.create_poller(StringConfig(name="S2", bus="busA", slave_id=2), bus, link)
-            r1 = await p1.poll()
-            r2 = await p2.poll(retries=0)
+            r1 = p1.poll()
+            r2 = p2.poll(retries=0)
         finally:
-            await link.close()
+            link.close()
         assert r1.cells == sim.expected(1).cells and len(r2.cells) == 3
     assert link.counters.requests == 14 and link.counters.responses == 14
     assert link.counters_for(1).requests == link.counters_for(2).requests == 7

@@ -133,11 +133,11 @@ async def test_every_register_over_a_real_pty() -> None:
                        ambient_temperature_c=-12.3, ambient_humidity_pct=None,
                        relay_closed=True, aux_input_on=True)  # fmt: skip
         link = open_link(sim.bus_config(timeout_s=0.3))
-        await link.open()
+        link.open()
         try:
-            r = await BmsmPoller(link, 7).poll()
+            r = BmsmPoller(link, 7).poll()
         finally:
-            await link.close()
+            link.close()
     assert r.voltage_v == 612.34
     assert r.current_a == -987.65
     assert r.soc_pct == 42.0 and r.balance_pct == 97.25

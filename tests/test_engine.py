@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import threading
 
 import pytest
 from btms_gateway.core import hookimpl
 from btms_gateway.core.model import Quality, StringSnapshot
-from btms_gateway.core.profiles import ErrorKind
+from btms_gateway.core.profiles import ErrorKind, PollError
 from btms_gateway.core.testing import GatewayHarness, plant_config
 from btms_gateway.protocols.bmsm.simulator import Fault
 
@@ -189,17 +190,21 @@ async def test_cell_count_changes_are_followed_both_ways():
 
 
 class StuckPoller:
-    """A device profile whose second poll never returns (a hung bus task)."""
+    """A device profile whose second poll does not return (a hung bus); it is
+    let go when the test ends, so its thread ends too."""
+
+    release = threading.Event()
 
     def __init__(self, first) -> None:
         self.first = first
         self.calls = 0
 
-    async def poll(self, *, retries=None):
+    def poll(self, *, retries=None):
         self.calls += 1
         if self.calls == 1:
             return self.first
-        await asyncio.Event().wait()
+        self.release.wait(30)
+        raise PollError(ErrorKind.TIMEOUT, "released")
 
 
 class StuckProfile:
@@ -222,9 +227,12 @@ async def test_watchdog_marks_data_stale_when_no_poll_result_arrives():
     async with GatewayHarness(
         data, simulate=True, extra_plugins={"stuck": StuckProfile(), "rec": Recorder()}
     ) as h:
-        await h.wait_quality(Quality.GOOD)
-        await h.wait_quality(Quality.STALE, timeout=5)
-        assert h.gateway.store.string("S1").reading is not None
+        try:
+            await h.wait_quality(Quality.GOOD)
+            await h.wait_quality(Quality.STALE, timeout=5)
+            assert h.gateway.store.string("S1").reading is not None
+        finally:
+            StuckPoller.release.set()
 
 
 async def test_cycles_keep_to_a_fixed_grid_and_do_not_drift():

@@ -59,9 +59,9 @@ def test_classification() -> None:
 # -- the simulator over a pty ----------------------------------------------------
 
 
-async def _open(sim: Simulator, **kw: object) -> RtuLink:
+def _open(sim: Simulator, **kw: object) -> RtuLink:
     link = open_link(sim.bus_config(**({"timeout_s": 0.3, "retries": 0} | kw)))
-    await link.open()
+    link.open()
     return link
 
 
@@ -78,19 +78,19 @@ FAULTS = [
 @pytest.mark.parametrize(("fault", "kind"), FAULTS, ids=[f.value for f, _ in FAULTS])
 async def test_fault_kind_counter_and_recovery(fault: Fault, kind: ErrorKind) -> None:
     with Simulator([1, 2], cells=4, baud=115200, frozen=True, seed=2) as sim:
-        link = await _open(sim)
+        link = _open(sim)
         try:
             sim.inject(1, fault, seconds=0.3)
             with pytest.raises(PollError) as err:
-                await link.read_holding_registers(1, 1000, 4)
+                link.read_holding_registers(1, 1000, 4)
             assert err.value.kind is kind
             if fault is Fault.VANISH:
                 sim.restore(1)
             # the neighbour and then the same slave answer fine right after
-            assert await link.read_holding_registers(2, 0, 16) == sim.model(2).read(0, 16)
-            good = await link.read_holding_registers(1, 1000, 4)
+            assert link.read_holding_registers(2, 0, 16) == sim.model(2).read(0, 16)
+            good = link.read_holding_registers(1, 1000, 4)
         finally:
-            await link.close()
+            link.close()
         served = sim.truth_log
     assert good == sim.model(1).read(1000, 4)
     assert served[0].fault == fault.value and served[0].words is None
@@ -110,17 +110,17 @@ async def test_bad_frames_are_never_decoded_even_when_they_hold_data() -> None:
     """Each bad reply carries real register words (see the truth log's
     requests); the link raises instead of returning any of them."""
     with Simulator([1], cells=8, baud=115200, frozen=True, seed=9) as sim:
-        link = await _open(sim)
+        link = _open(sim)
         try:
             for fault in (Fault.BAD_CRC, Fault.GARBAGE, Fault.TRUNCATED):
                 for _ in range(5):
                     sim.inject(1, fault)
                     with pytest.raises(PollError):
-                        await link.read_holding_registers(1, 1000, 8)
+                        link.read_holding_registers(1, 1000, 8)
             assert link.counters.responses == 0
-            assert await link.read_holding_registers(1, 1000, 8) == sim.model(1).read(1000, 8)
+            assert link.read_holding_registers(1, 1000, 8) == sim.model(1).read(1000, 8)
         finally:
-            await link.close()
+            link.close()
     assert link.counters.errors[ErrorKind.CRC] == 10
     assert link.counters.errors[ErrorKind.SHORT_FRAME] == 5
 
@@ -133,7 +133,7 @@ async def test_a_reply_delivered_in_chunks_is_read_in_few_reads(transport: str) 
     one or two reads instead of one event-loop wake-up per chunk (which was
     most of the gateway's CPU at full scale)."""
     with Simulator([1], cells=120, baud=115200, frozen=True, transport=transport) as sim:
-        link = await _open(sim)
+        link = _open(sim)
         reads = 0
         tr = link._transport
         received = tr._received
@@ -147,11 +147,9 @@ async def test_a_reply_delivered_in_chunks_is_read_in_few_reads(transport: str) 
         try:
             n = 20
             for _ in range(n):
-                assert await link.read_holding_registers(1, 1000, 120) == sim.model(1).read(
-                    1000, 120
-                )
+                assert link.read_holding_registers(1, 1000, 120) == sim.model(1).read(1000, 120)
         finally:
-            await link.close()
+            link.close()
     chunk = max(1, int(CHUNK_S / (11 / 115200)))
     chunks_per_reply = -(-framing.reply_length(120) // chunk)
     assert chunks_per_reply >= 10
@@ -160,53 +158,53 @@ async def test_a_reply_delivered_in_chunks_is_read_in_few_reads(transport: str) 
 
 async def test_retries_and_the_per_call_override() -> None:
     with Simulator([1], cells=2, baud=115200, frozen=True) as sim:
-        link = await _open(sim, retries=2)
+        link = _open(sim, retries=2)
         try:
             sim.inject(1, Fault.NO_REPLY, times=2)
-            assert await link.read_holding_registers(1, 0, 16) == sim.model(1).read(0, 16)
+            assert link.read_holding_registers(1, 0, 16) == sim.model(1).read(0, 16)
             assert link.counters.requests == 3
             assert link.counters.errors[ErrorKind.TIMEOUT] == 2
             sim.inject(1, Fault.NO_REPLY)
             with pytest.raises(PollError):  # retries=0: one timeout, no more
-                await link.read_holding_registers(1, 0, 16, retries=0)
+                link.read_holding_registers(1, 0, 16, retries=0)
             assert link.counters.requests == 4
             sim.inject(1, Fault.EXCEPTION, times=3)  # an exception is never retried
             with pytest.raises(PollError):
-                await link.read_holding_registers(1, 0, 16)
+                link.read_holding_registers(1, 0, 16)
             assert link.counters.requests == 5
         finally:
-            await link.close()
+            link.close()
 
 
 async def test_rtu_over_tcp() -> None:
     with Simulator([5], cells=3, baud=115200, frozen=True, transport="tcp") as sim:
-        link = await _open(sim)
+        link = _open(sim)
         try:
             assert link.is_open
-            assert await link.read_holding_registers(5, 1000, 3) == sim.model(5).read(1000, 3)
+            assert link.read_holding_registers(5, 1000, 3) == sim.model(5).read(1000, 3)
             sim.inject(5, Fault.BAD_CRC)
             with pytest.raises(PollError) as err:
-                await link.read_holding_registers(5, 1000, 3)
+                link.read_holding_registers(5, 1000, 3)
             assert err.value.kind is ErrorKind.CRC
-            assert await link.read_holding_registers(5, 0, 16) == sim.model(5).read(0, 16)
+            assert link.read_holding_registers(5, 0, 16) == sim.model(5).read(0, 16)
         finally:
-            await link.close()
+            link.close()
 
 
 async def test_tcp_connection_lost_and_reconnected() -> None:
     with Simulator([5], cells=3, baud=115200, frozen=True, transport="tcp") as sim:
-        link = await _open(sim)
+        link = _open(sim)
         try:
-            assert await link.read_holding_registers(5, 0, 16)
+            assert link.read_holding_registers(5, 0, 16)
             sim.unplug()  # the converter reboots: connection and listener gone
             with pytest.raises(PollError) as err:
-                await link.read_holding_registers(5, 0, 16)
+                link.read_holding_registers(5, 0, 16)
             assert err.value.kind is ErrorKind.PORT and not link.is_open
             sim.replug()
-            await link.open()
-            assert await link.read_holding_registers(5, 0, 16) == sim.model(5).read(0, 16)
+            link.open()
+            assert link.read_holding_registers(5, 0, 16) == sim.model(5).read(0, 16)
         finally:
-            await link.close()
+            link.close()
 
 
 async def test_tcp_converter_gone_is_a_port_error() -> None:
@@ -214,7 +212,7 @@ async def test_tcp_converter_gone_is_a_port_error() -> None:
         bus = sim.bus_config(timeout_s=0.1)
     link = open_link(bus)
     with pytest.raises(PollError) as err:
-        await link.open()
+        link.open()
     assert err.value.kind is ErrorKind.PORT and not link.is_open
 
 
@@ -222,29 +220,29 @@ async def test_missing_port_is_a_port_error(tmp_path: Path) -> None:
     bus = BusConfig(name="b", port=str(tmp_path / "ttyUSB9"), wait_for_port=True)
     link = open_link(bus)
     with pytest.raises(PollError) as err:
-        await link.open()
+        link.open()
     assert err.value.kind is ErrorKind.PORT and "ttyUSB9" in err.value.detail
     with pytest.raises(PollError) as err:
-        await link.read_holding_registers(1, 0, 1)
+        link.read_holding_registers(1, 0, 1)
     assert err.value.kind is ErrorKind.PORT
 
 
 async def test_a_second_master_on_the_same_port_is_refused() -> None:
     with Simulator([1], cells=1, baud=115200) as sim:
-        first, second = await _open(sim), open_link(sim.bus_config())
+        first, second = _open(sim), open_link(sim.bus_config())
         try:
             with pytest.raises(PollError) as err:
-                await second.open()
+                second.open()
             assert err.value.kind is ErrorKind.PORT and not second.is_open
         finally:
-            await first.close()
+            first.close()
 
 
 async def test_rs485_rts_mode_on_a_pty_fails_clearly() -> None:
     with Simulator([1], cells=1, baud=115200) as sim:
         link = open_link(sim.bus_config(rs485_direction="rts"))
         with pytest.raises(PollError) as err:
-            await link.open()
+            link.open()
     assert err.value.kind is ErrorKind.PORT
     assert "rs485_direction" in err.value.detail and "TIOCSRS485" in err.value.detail
     assert not link.is_open
@@ -253,22 +251,22 @@ async def test_rs485_rts_mode_on_a_pty_fails_clearly() -> None:
 async def test_unplug_closes_the_link_and_replug_reopens(tmp_path: Path) -> None:
     path = str(tmp_path / "ttyUSB0")
     with Simulator([1], cells=2, baud=115200, frozen=True, link=path) as sim:
-        link = await _open(sim)
+        link = _open(sim)
         try:
-            assert await link.read_holding_registers(1, 0, 16)
+            assert link.read_holding_registers(1, 0, 16)
             sim.unplug()
             assert not os.path.exists(path)
             with pytest.raises(PollError) as err:
-                await link.read_holding_registers(1, 0, 16)
+                link.read_holding_registers(1, 0, 16)
             assert err.value.kind is ErrorKind.PORT and not link.is_open
             with pytest.raises(PollError) as err:  # still gone: reopening fails
-                await link.open()
+                link.open()
             assert err.value.kind is ErrorKind.PORT
             sim.replug()
-            await link.open()
-            assert await link.read_holding_registers(1, 0, 16) == sim.model(1).read(0, 16)
+            link.open()
+            assert link.read_holding_registers(1, 0, 16) == sim.model(1).read(0, 16)
         finally:
-            await link.close()
+            link.close()
     assert link.counters.errors[ErrorKind.PORT] >= 1
 
 
@@ -277,13 +275,13 @@ async def test_line_settings_are_applied() -> None:
     with Simulator([1], cells=1, baud=9600, parity="E", stopbits=2, frozen=True) as sim:
         bus = sim.bus_config()
         assert bus.char_time_s() == 12 / 9600
-        link = await _open(sim)
+        link = _open(sim)
         try:
             assert link._transport._ser.parity == "E"  # type: ignore[attr-defined]
             assert link._transport._ser.stopbits == 2  # type: ignore[attr-defined]
-            assert await link.read_holding_registers(1, 0, 16) == sim.model(1).read(0, 16)
+            assert link.read_holding_registers(1, 0, 16) == sim.model(1).read(0, 16)
         finally:
-            await link.close()
+            link.close()
 
 
 # -- a scripted slave for replies the simulator never sends -----------------------
@@ -334,17 +332,17 @@ async def test_wrong_echo_and_stray_bytes() -> None:
     ]
     with scripted_slave(replies) as path:
         link = open_link(BusConfig(name="b", port=path, baudrate=115200, timeout_s=0.15, retries=0))
-        await link.open()
+        link.open()
         kinds = []
         try:
             for _ in range(3):
                 with pytest.raises(PollError) as err:
-                    await link.read_holding_registers(1, 0, 1)
+                    link.read_holding_registers(1, 0, 1)
                 kinds.append(err.value.kind)
             with pytest.raises(PollError) as err:
-                await link.read_holding_registers(1, 0, 1)
+                link.read_holding_registers(1, 0, 1)
             kinds.append(err.value.kind)
-            assert await link.read_holding_registers(1, 0, 1) == [7]
+            assert link.read_holding_registers(1, 0, 1) == [7]
             # the late burst reaches the port after the good reply; between
             # transactions nothing reads the port, the next request's gap check does
             port = link._transport._ser  # type: ignore[attr-defined]
@@ -352,9 +350,9 @@ async def test_wrong_echo_and_stray_bytes() -> None:
             while port.in_waiting < 2 and time.monotonic() < deadline:
                 await asyncio.sleep(0.005)
             assert port.in_waiting == 2
-            assert await link.read_holding_registers(1, 0, 1) == [7]
+            assert link.read_holding_registers(1, 0, 1) == [7]
         finally:
-            await link.close()
+            link.close()
     assert kinds == [ErrorKind.SHORT_FRAME] * 3 + [ErrorKind.CRC]
     assert link.counters.errors[ErrorKind.CRC] == 2  # the glued garbage + the stray burst
     assert link.counters_for(1).errors[ErrorKind.CRC] == 1  # strays blame no slave
@@ -401,16 +399,22 @@ async def test_link_against_pymodbus_serial_server() -> None:
         server = ModbusSerialServer(ctx, port=ptys[0], baudrate=115200)
         await server.serve_forever(background=True)
         link = open_link(BusConfig(name="b", port=ptys[1], baudrate=115200, timeout_s=0.5))
-        await link.open()
+        await asyncio.to_thread(link.open)
         try:
-            assert await link.read_holding_registers(4, 0, 5) == [100, 101, 102, 103, 104]
-            regs = await link.read_holding_registers(4, 1000, 125)
+            assert await asyncio.to_thread(link.read_holding_registers, 4, 0, 5) == [
+                100,
+                101,
+                102,
+                103,
+                104,
+            ]
+            regs = await asyncio.to_thread(link.read_holding_registers, 4, 1000, 125)
             assert regs == list(range(1100, 1225))
             with pytest.raises(PollError) as err:
-                await link.read_holding_registers(4, 5000, 10)
+                await asyncio.to_thread(link.read_holding_registers, 4, 5000, 10)
             assert err.value.kind is ErrorKind.EXCEPTION and err.value.exception_code == 2
         finally:
-            await link.close()
+            link.close()
             await server.shutdown()
     finally:
         proc.terminate()

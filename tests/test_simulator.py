@@ -65,22 +65,22 @@ def test_fault_rates_parse_with_clear_errors() -> None:
         parse_rates(["no_reply=2"])
 
 
-async def _faults_seen(seed: int) -> list[str | None]:
+def _faults_seen(seed: int) -> list[str | None]:
     rates = {Fault.BAD_CRC: 0.2, Fault.EXCEPTION: 0.2, Fault.NO_REPLY: 0.1}
     with Simulator([1], cells=2, baud=115200, seed=seed, rates=rates, frozen=True) as sim:
         link = open_link(sim.bus_config(timeout_s=0.05, retries=0))
-        await link.open()
+        link.open()
         try:
             for _ in range(25):
                 with contextlib.suppress(PollError):
-                    await link.read_holding_registers(1, 0, 16)
+                    link.read_holding_registers(1, 0, 16)
         finally:
-            await link.close()
+            link.close()
         return [t.fault for t in sim.truth_log]
 
 
 async def test_fault_rates_are_deterministic_with_a_seed() -> None:
-    first, again = await _faults_seen(11), await _faults_seen(11)
+    first, again = _faults_seen(11), _faults_seen(11)
     assert first == again
     assert {Fault.BAD_CRC.value, Fault.EXCEPTION.value} <= set(first)
     assert first.count(None) > 5
@@ -89,12 +89,12 @@ async def test_fault_rates_are_deterministic_with_a_seed() -> None:
 async def test_truth_log_is_bounded_and_matches_what_was_served() -> None:
     with Simulator([1], cells=3, baud=115200, frozen=True, log_size=5) as sim:
         link = open_link(sim.bus_config(timeout_s=0.2))
-        await link.open()
+        link.open()
         try:
-            r = await BmsmPoller(link, 1).poll()
-            r2 = await BmsmPoller(link, 1).poll()
+            r = BmsmPoller(link, 1).poll()
+            r2 = BmsmPoller(link, 1).poll()
         finally:
-            await link.close()
+            link.close()
         log = sim.truth_log
     assert len(log) == 5  # 14 replies served, the newest 5 kept
     assert [(t.address, t.count) for t in log] == [
@@ -113,11 +113,11 @@ async def test_tests_set_a_value_and_the_poller_reads_it() -> None:
         sim.freeze()
         sim.set_cell(3, 5, voltage_v=2.171, temperature_c=31.7)
         link = open_link(sim.bus_config(timeout_s=0.2))
-        await link.open()
+        link.open()
         try:
-            r = await BmsmPoller(link, 3).poll()
+            r = BmsmPoller(link, 3).poll()
         finally:
-            await link.close()
+            link.close()
         assert r.cells[4].voltage_v == 2.171 and r.cells[4].temperature_c == 31.7
         assert r.cells == sim.expected(3).cells
         assert r.voltage_v == sim.expected(3).voltage_v
@@ -126,20 +126,20 @@ async def test_tests_set_a_value_and_the_poller_reads_it() -> None:
 async def test_a_vanished_slave_comes_back_by_itself() -> None:
     with Simulator([1], cells=2, baud=115200, frozen=True) as sim:
         link = open_link(sim.bus_config(timeout_s=0.05, retries=0))
-        await link.open()
+        link.open()
         try:
             sim.inject(1, Fault.VANISH, seconds=0.3)
             failures = 0
             for _ in range(200):  # bounded: at most ~200 x 60 ms
                 try:
-                    await link.read_holding_registers(1, 0, 16)
+                    link.read_holding_registers(1, 0, 16)
                     break
                 except PollError:
                     failures += 1
             else:
                 pytest.fail("the slave never came back")
         finally:
-            await link.close()
+            link.close()
     assert failures >= 2
 
 
@@ -172,12 +172,12 @@ async def test_simulate_command_serves_a_pty_a_gateway_can_poll() -> None:
                 if line.startswith("serial port: "):
                     path = line.split(": ", 1)[1].strip()
         link = open_link(BusConfig(name="b", port=path, baudrate=115200, timeout_s=0.3))
-        await link.open()
+        link.open()
         try:
-            r4 = await BmsmPoller(link, 4).poll()
-            r5 = await BmsmPoller(link, 5).poll()
+            r4 = BmsmPoller(link, 4).poll()
+            r5 = BmsmPoller(link, 5).poll()
         finally:
-            await link.close()
+            link.close()
         assert r4.cell_count == r5.cell_count == 8
         assert r4.cells != r5.cells
     finally:
@@ -205,11 +205,11 @@ async def test_serial_port_mode_through_a_socat_null_modem() -> None:
             [6], cells=5, baud=115200, frozen=True, transport="serial", port=ptys[0]
         ) as sim:
             link = open_link(BusConfig(name="b", port=ptys[1], baudrate=115200, timeout_s=0.3))
-            await link.open()
+            link.open()
             try:
-                r = await BmsmPoller(link, 6).poll()
+                r = BmsmPoller(link, 6).poll()
             finally:
-                await link.close()
+                link.close()
             assert r.cells == sim.expected(6).cells
     finally:
         proc.terminate()
@@ -232,11 +232,11 @@ async def test_simulate_command_over_tcp() -> None:
                     port = int(line.rsplit("tcp_port = ", 1)[1])
         bus = BusConfig(name="b", transport="rtu-over-tcp", host="127.0.0.1", tcp_port=port)
         link = open_link(bus)
-        await link.open()
+        link.open()
         try:
-            r = await BmsmPoller(link, 9).poll()
+            r = BmsmPoller(link, 9).poll()
         finally:
-            await link.close()
+            link.close()
         assert r.cell_count == 2
     finally:
         proc.send_signal(signal.SIGTERM)

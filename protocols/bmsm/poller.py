@@ -1,8 +1,7 @@
 """Polls one BM-SM string: the string block first (it holds the cell count),
 then the cell arrays the plan for that count needs.
 
-The reads go to the link as one batch per poll (``BusLink.read_ranges``), so
-a poll costs the bus task one wake-up, not one per read: the batch is the
+The reads go to the link as one batch per poll (``BusLink.read_ranges``): the
 string block followed by the plan of the last poll's cell count, which is
 still right unless the count changed. When the block reports another count,
 the cells are read once more with the plan for it.
@@ -42,10 +41,10 @@ class BmsmPoller:
         self.plan: tuple[ReadRange, ...] = ()  # the cell plan of the last poll
         self.replans = 0  # how often the cell count changed after the first poll
 
-    async def poll(self, *, retries: int | None = None) -> StringReading:
+    def poll(self, *, retries: int | None = None) -> StringReading:
         if self.plan:
             try:
-                replies = await self._read((_BLOCK, *_ranges(self.plan)), retries)
+                replies = self._read((_BLOCK, *_ranges(self.plan)), retries)
             except PollError as exc:
                 if not _shrank(exc):
                     raise
@@ -53,27 +52,25 @@ class BmsmPoller:
                 fields = decode_block(replies[0])
                 if cell_plan(fields["cell_count"]) == self.plan:
                     return _reading(fields, self.plan, replies[1:])
-                return await self._read_cells(fields, retries)
-        fields = decode_block((await self._read((_BLOCK,), retries))[0])
+                return self._read_cells(fields, retries)
+        fields = decode_block((self._read((_BLOCK,), retries))[0])
         try:
-            return await self._read_cells(fields, retries)
+            return self._read_cells(fields, retries)
         except PollError as exc:
             if not _shrank(exc):
                 raise
-        fields = decode_block((await self._read((_BLOCK,), retries))[0])
-        return await self._read_cells(fields, retries)
+        fields = decode_block((self._read((_BLOCK,), retries))[0])
+        return self._read_cells(fields, retries)
 
-    async def _read(
-        self, ranges: Sequence[tuple[int, int]], retries: int | None
-    ) -> list[list[int]]:
-        return await self.link.read_ranges(self.slave, ranges, retries=retries)
+    def _read(self, ranges: Sequence[tuple[int, int]], retries: int | None) -> list[list[int]]:
+        return self.link.read_ranges(self.slave, ranges, retries=retries)
 
-    async def _read_cells(self, fields: dict[str, Any], retries: int | None) -> StringReading:
+    def _read_cells(self, fields: dict[str, Any], retries: int | None) -> StringReading:
         plan = cell_plan(fields["cell_count"])
         if plan != self.plan:
             self.replans += 1 if self.plan else 0
             self.plan = plan
-        replies = await self._read(_ranges(plan), retries) if plan else []
+        replies = self._read(_ranges(plan), retries) if plan else []
         return _reading(fields, plan, replies)
 
 

@@ -9,11 +9,15 @@ Timing rules (Modbus over serial line, 2.5.1.1):
   garbage glued to a frame is counted once (as CRC) and dropped whole;
 - the response deadline is the timeout plus the reply's own wire time, so a
   long reply at a low baud rate is not cut off by a timeout chosen for short ones.
+
+The link is blocking code for the bus's own thread (core/engine.py): a wait is
+a sleep in the kernel, so a transaction costs a write, a sleep, a read and the
+checks, without an event loop's timer and task machinery around each step.
 """
 
 from __future__ import annotations
 
-import asyncio
+import threading
 import time
 from collections.abc import Sequence
 
@@ -22,11 +26,14 @@ from btms_gateway.core.counters import CommCounters
 from btms_gateway.core.profiles import ErrorKind, PollError
 
 from . import framing
-from .exchange import Exchange
 from .transport import SerialTransport, TcpTransport, Transport
 
 # Retrying these is pointless: the slave answered on purpose, or the port is gone.
 _NO_RETRY = (ErrorKind.EXCEPTION, ErrorKind.PORT)
+# A burst that does not parse is read until this much silence (or a frame gap if
+# longer): generous, because USB adapters and ptys deliver in bursts, and this
+# path only runs when the reply is already bad.
+_BAD_BURST_SILENCE_S = 0.02
 
 
 class RtuLink:
@@ -45,10 +52,11 @@ class RtuLink:
         self._transport: Transport = (
             SerialTransport(bus) if bus.transport == "serial" else TcpTransport(bus)
         )
-        self._lock = asyncio.Lock()
+        self._lock = threading.Lock()
         self._gap = bus.frame_gap_s()
         self._char = bus.char_time_s()
         self._idle_since = 0.0  # monotonic time the bus last went quiet
+        self._closing = False
 
     def counters_for(self, slave: int) -> CommCounters:
         counters = self._per_slave.get(slave)
@@ -60,128 +68,147 @@ class RtuLink:
     def is_open(self) -> bool:
         return self._transport.is_open
 
-    async def open(self) -> None:
-        if not self._transport.is_open:
-            await self._transport.open()
-            self._idle_since = time.monotonic()
+    def open(self) -> None:
+        with self._lock:
+            self._closing = False
+            if not self._transport.is_open:
+                self._transport.open()
+                self._idle_since = time.monotonic()
 
-    async def close(self) -> None:
-        self._transport.close()
+    def close(self) -> None:
+        """Close the port; safe from another thread: a batch in flight ends
+        after its current transaction (PollError PORT) and the port is closed
+        once it has."""
+        self._closing = True
+        with self._lock:
+            self._transport.close()
 
-    async def read_holding_registers(
+    def read_holding_registers(
         self, slave: int, address: int, count: int, *, retries: int | None = None
     ) -> list[int]:
-        return (await self.read_ranges(slave, ((address, count),), retries=retries))[0]
+        return self.read_ranges(slave, ((address, count),), retries=retries)[0]
 
-    async def read_ranges(
+    def read_ranges(
         self,
         slave: int,
         ranges: Sequence[tuple[int, int]],
         *,
         retries: int | None = None,
     ) -> list[list[int]]:
-        """Several reads of one slave, back to back, awaited once: a poll's plan
-        (a 120-cell string is seven reads) costs the bus task one wake-up
-        instead of one per read. Each read is its own transaction, with its
-        own retries; the first that fails for good ends the batch."""
+        """Several reads of one slave, back to back. Each read is its own
+        transaction with its own retries; the first that fails for good ends
+        the batch."""
         for _address, count in ranges:
             if not 1 <= count <= framing.MAX_READ_COUNT:
                 raise ValueError(f"count must be 1..{framing.MAX_READ_COUNT}, got {count}")
         attempts = 1 + (self.bus.retries if retries is None else retries)
-        async with self._lock:
-            batch = _Batch(self, slave, ranges, attempts)
-            try:
-                return await batch.start()
-            finally:
-                batch.stop()
+        out: list[list[int]] = []
+        with self._lock:
+            for address, count in ranges:
+                for attempt in range(attempts):
+                    try:
+                        out.append(self._transaction(slave, address, count))
+                        break
+                    except PollError as exc:
+                        if exc.kind in _NO_RETRY or attempt == attempts - 1:
+                            raise
+        return out
 
-    def _conclude(
-        self, slave: int, count: int, buf: bytes, crc_good: bool | None, exc: BaseException | None
-    ) -> list[int]:
-        """One transaction's bytes as registers, or the PollError it ends with;
-        either way counted, and the bus's quiet time taken from its end."""
+    def _transaction(self, slave: int, address: int, count: int) -> list[int]:
+        tr = self._transport
+        if not tr.is_open or self._closing:
+            raise PollError(ErrorKind.PORT, f"bus {self.bus.name} is not open")
         per_slave = self.counters_for(slave)
+        self._wait_gap()
+        request = framing.read_request(slave, address, count)
+        self.counters.requests += 1
+        per_slave.requests += 1
         try:
-            if exc is not None:
-                raise exc
+            tr.write(request)
+            sent = time.monotonic()
+            wire = (len(request) + framing.reply_length(count)) * self._char
+            # a slave sees the end of the request only after a frame gap of
+            # silence: its reply cannot be complete before sent + wire + gap
+            complete_at = sent + wire + self._gap
+            buf, crc_good = self._receive(count, complete_at, complete_at + self.bus.timeout_s)
             registers = framing.classify(buf, slave, count, crc_good=crc_good)
-        except PollError as err:
+        except PollError as exc:
             now = time.time()
-            self.counters.record_error(err.kind, err.detail, now)
-            per_slave.record_error(err.kind, err.detail, now)
-            if err.kind is ErrorKind.EXCEPTION:  # a valid reply, just not data
+            self.counters.record_error(exc.kind, exc.detail, now)
+            per_slave.record_error(exc.kind, exc.detail, now)
+            if exc.kind is ErrorKind.EXCEPTION:  # a valid reply, just not data
                 self.counters.responses += 1
                 per_slave.responses += 1
             raise
         finally:
-            self._idle_since = max(self._idle_since, self._transport.last_rx, time.monotonic())
+            self._idle_since = max(self._idle_since, tr.last_rx, time.monotonic())
         self.counters.responses += 1
         per_slave.responses += 1
         return registers
 
-    def _sent(self, slave: int) -> None:
-        self.counters.requests += 1
-        self.counters_for(slave).requests += 1
+    def _wait_gap(self) -> None:
+        """Keep the bus silent for one frame gap before a request; bytes that
+        arrive meanwhile are strays (a late reply, noise) and are dropped. A line
+        that never goes quiet (a babbling device) is given up on after one
+        response timeout: the request goes out and its reply will show the damage."""
+        tr = self._transport
+        give_up = time.monotonic() + self.bus.timeout_s
+        while True:
+            delay = max(self._idle_since, tr.last_rx) + self._gap - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            stray = tr.take()
+            if not stray:
+                return
+            self._idle_since = time.monotonic()
+            self.counters.record_error(
+                ErrorKind.CRC, f"{len(stray)} stray bytes on the line dropped", time.time()
+            )
+            if self._idle_since > give_up:
+                return
 
-    def _stray(self, count: int) -> None:
-        self._idle_since = time.monotonic()
-        self.counters.record_error(
-            ErrorKind.CRC, f"{count} stray bytes on the line dropped", time.time()
-        )
+    def _receive(
+        self, count: int, complete_at: float, deadline: float
+    ) -> tuple[bytes, bool | None]:
+        """Collect one reply: nothing is read before ``complete_at``, the
+        earliest moment a whole data reply can have crossed the wire. Then:
 
-
-class _Batch:
-    """Runs a batch's transactions one after another from the exchanges'
-    callbacks and resolves one future at the end."""
-
-    __slots__ = ("attempt", "attempts", "exchange", "future", "link", "ranges", "results", "slave")
-
-    def __init__(
-        self, link: RtuLink, slave: int, ranges: Sequence[tuple[int, int]], attempts: int
-    ) -> None:
-        self.link = link
-        self.slave = slave
-        self.ranges = ranges
-        self.attempts = attempts
-        self.attempt = 0
-        self.results: list[list[int]] = []
-        self.exchange: Exchange | None = None
-        self.future: asyncio.Future[list[list[int]]] = asyncio.get_running_loop().create_future()
-
-    def start(self) -> asyncio.Future[list[list[int]]]:
-        self._next()
-        return self.future
-
-    def stop(self) -> None:
-        if self.exchange is not None:
-            self.exchange.stop()
-
-    def _next(self) -> None:
-        if self.future.done():
-            return
-        if len(self.results) == len(self.ranges):
-            self.future.set_result(self.results)
-            return
-        if not self.link.is_open:
-            bus = self.link.bus.name
-            self.future.set_exception(PollError(ErrorKind.PORT, f"bus {bus} is not open"))
-            return
-        address, count = self.ranges[len(self.results)]
-        request = framing.read_request(self.slave, address, count)
-        self.exchange = Exchange(self.link, request, count, self._exchanged)
-        self.exchange.start()
-
-    def _exchanged(self, buf: bytes, crc_good: bool | None, exc: BaseException | None) -> None:
-        try:
-            count = self.ranges[len(self.results)][1]
-            try:
-                self.results.append(self.link._conclude(self.slave, count, buf, crc_good, exc))
-                self.attempt = 0
-            except PollError as err:
-                self.attempt += 1
-                if err.kind in _NO_RETRY or self.attempt >= self.attempts:
-                    raise
-            self._next()
-        except BaseException as err:  # a bug must fail the poll, not hang its bus task
-            if not self.future.done():
-                self.future.set_exception(err)
+        - the reply is whole when it has the length its header promises and
+          its CRC checks (said so, so it is not computed twice);
+        - a burst that does not parse is read until a frame gap of silence (or
+          the deadline), so garbage glued to a frame is judged and dropped whole;
+        - a reply still short is waited for until the deadline: when bytes came
+          since the last look, the rest follows at wire speed, so the next look
+          is when it can be in (first an exception's length, enough to read the
+          header, then the length the header promises); when nothing came, the
+          port is waited on. A slave that answers late, or an adapter that
+          delivers in bursts, so costs two or three reads, not one per chunk.
+        """
+        tr = self._transport
+        delay = complete_at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        seen = 0
+        while True:
+            tr.read_now()
+            tr.raise_if_failed()
+            buf = tr.rx
+            n = len(buf)
+            need = framing.expected_length(buf, count)
+            now = time.monotonic()
+            if n >= need:
+                if n == need and framing.crc_ok(buf):
+                    return tr.take_buffered(), True
+                until = min(deadline, tr.last_rx + max(self._gap, _BAD_BURST_SILENCE_S))
+                if now >= until or not tr.wait(until - now):
+                    return tr.take(), None
+            elif now >= deadline:
+                return tr.take_buffered(), None
+            elif n > seen:  # the reply is coming: look again when the rest can be in
+                seen = n
+                want = framing.EXCEPTION_LENGTH if n < framing.EXCEPTION_LENGTH else need
+                delay = min(deadline, tr.last_rx + (want - n) * self._char) - now
+                if delay > 0:
+                    time.sleep(delay)
+            elif not tr.wait(deadline - now):
+                return tr.take(), None

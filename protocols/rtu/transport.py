@@ -1,7 +1,8 @@
 """Byte transports under the RTU link: a local serial port (pyserial opens and
 configures it) or a TCP connection to an RS485-to-Ethernet converter that
-passes RTU frames through. Both are a non-blocking file descriptor read
-directly or through the event loop's reader callback, never a blocking call.
+passes RTU frames through. Both are a non-blocking file descriptor, read
+directly; a wait for bytes is one poll(2) with a timeout, in the bus's own
+thread (core/engine.py says why acquisition has threads of its own).
 
 A transport only moves bytes and records when they arrived; framing and
 timing belong to the link. Any I/O failure is reported as PollError(PORT)
@@ -10,13 +11,13 @@ and leaves the transport closed, so the engine's reopen logic takes over.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import math
 import os
+import select
 import socket
 import termios
 import time
-from collections.abc import Callable
 
 import serial
 import serial.rs485
@@ -24,23 +25,19 @@ from btms_gateway.core.config import BusConfig
 from btms_gateway.core.profiles import ErrorKind, PollError
 
 _PARITY = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD}
+_READABLE = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 
 
 class Transport:
     """Received bytes collect in ``rx``; ``last_rx`` is the monotonic time the
     latest chunk arrived (the end of a frame for the inter-frame gap).
 
-    The link drives a transaction with timers and readiness callbacks, not a
-    coroutine per wait (rtu/link.py says why), so a transport offers exactly
-    that: ``read_now()`` takes what the port holds without waiting,
-    ``listen(on_data)`` has the event loop call ``on_data`` each time bytes
-    arrive (after adding them to ``rx``), ``quiet()`` stops that and leaves
-    bytes in the kernel until they are read on purpose. Nothing listens
-    between transactions: what arrives then is found by the next read (stray
-    bytes, or the end of file of an unplugged adapter or a closed connection).
-
-    A port failure is kept (``failed``), reported to a listener, and turned
-    into PollError(PORT), with the transport closed, by ``raise_if_failed()``.
+    ``read_now()`` takes what the port holds without waiting; ``wait(s)``
+    sleeps until the port has something to read or ``s`` seconds pass. Nothing
+    reads the port between transactions: what arrives then is found by the
+    next read (stray bytes, or the end of file of an unplugged adapter or a
+    closed connection). A port failure is kept (``failed``) and turned into
+    PollError(PORT), with the transport closed, by ``raise_if_failed()``.
     Subclasses open and close the descriptor and say how to read and write it.
     """
 
@@ -48,9 +45,7 @@ class Transport:
         self.rx = bytearray()
         self.last_rx = 0.0
         self._fd: int | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._on_data: Callable[[], None] | None = None
-        self._listening = False
+        self._poll: select.poll | None = None
         self._error: str | None = None
 
     @property
@@ -65,24 +60,18 @@ class Transport:
     def where(self) -> str:
         raise NotImplementedError
 
-    async def open(self) -> None:
+    def open(self) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
-        fd = self._fd
         self._fd = None
-        self._on_data = None
-        loop = self._loop
-        if fd is not None and self._listening and loop is not None and not loop.is_closed():
-            with contextlib.suppress(ValueError, OSError):
-                loop.remove_reader(fd)
-        self._listening = False
+        self._poll = None
         self._close_port()
 
     def _opened(self, fd: int) -> None:
         self._fd = fd
-        self._loop = asyncio.get_running_loop()
-        self._listening = False
+        self._poll = select.poll()
+        self._poll.register(fd, _READABLE)
         self._error = None
         self.rx.clear()
 
@@ -99,6 +88,8 @@ class Transport:
     def _close_port(self) -> None:
         raise NotImplementedError
 
+    _gone_hint = "adapter unplugged?"
+
     # --- reading -------------------------------------------------------------
     def read_now(self) -> None:
         """Take into ``rx`` what the port holds, without waiting. A failure is
@@ -110,44 +101,22 @@ class Transport:
         except BlockingIOError:
             return
         except OSError as exc:
-            self._failed(f"{self.where}: read failed ({exc}); {self._gone_hint}")
+            self._error = f"{self.where}: read failed ({exc}); {self._gone_hint}"
             return
         if not data:
-            self._failed(f"{self.where}: end of file; {self._gone_hint}")
+            self._error = f"{self.where}: end of file; {self._gone_hint}"
             return
         self._received(data)
-
-    _gone_hint = "adapter unplugged?"
 
     def _received(self, data: bytes) -> None:
         self.rx += data
         self.last_rx = time.monotonic()
 
-    def _on_readable(self) -> None:
-        self.read_now()
-        on_data = self._on_data
-        if on_data is not None:
-            on_data()
-
-    def listen(self, on_data: Callable[[], None]) -> None:
-        self._on_data = on_data
-        if not self._listening and self._fd is not None and self._loop is not None:
-            self._loop.add_reader(self._fd, self._on_readable)
-            self._listening = True
-
-    def quiet(self) -> None:
-        self._on_data = None
-        if self._listening and self._fd is not None and self._loop is not None:
-            self._loop.remove_reader(self._fd)
-        self._listening = False
-
-    def _failed(self, detail: str) -> None:
-        """Keep a port failure and stop listening to a dead descriptor;
-        whoever listens hears of it from the loop callback that found it."""
-        self._error = detail
-        if self._listening and self._fd is not None and self._loop is not None:
-            self._loop.remove_reader(self._fd)
-        self._listening = False
+    def wait(self, seconds: float) -> bool:
+        """Sleep until the port is readable (or failed), at most ``seconds``."""
+        if self._poll is None:
+            return False
+        return bool(self._poll.poll(max(0, math.ceil(seconds * 1000))))
 
     def take(self) -> bytes:
         """Everything received so far, the port read once more first."""
@@ -199,7 +168,7 @@ class SerialTransport(Transport):
     def where(self) -> str:
         return self.bus.port or "?"
 
-    async def open(self) -> None:
+    def open(self) -> None:
         bus = self.bus
         port = bus.port or ""
         try:
@@ -262,13 +231,8 @@ class SerialTransport(Transport):
 
 
 class TcpTransport(Transport):
-    """RTU over TCP: the converter forwards raw RTU frames (CRC included).
-
-    A plain non-blocking socket, read like the serial port (directly once the
-    reply can be whole), rather than asyncio's stream transport: that one
-    reads only while resumed, so collecting a reply cost resuming it, a loop
-    iteration for the data and pausing it again, three epoll changes per
-    transaction."""
+    """RTU over TCP: the converter forwards raw RTU frames (CRC included), so
+    the socket is read exactly like the serial port."""
 
     _gone_hint = "converter closed the connection?"
 
@@ -281,37 +245,17 @@ class TcpTransport(Transport):
     def where(self) -> str:
         return f"{self.bus.host}:{self.bus.tcp_port}"
 
-    async def open(self) -> None:
-        loop = asyncio.get_running_loop()
-        limit = max(self.bus.timeout_s, 1.0)
+    def open(self) -> None:
         try:
-            async with asyncio.timeout(limit):
-                infos = await loop.getaddrinfo(
-                    self.bus.host, self.bus.tcp_port, type=socket.SOCK_STREAM
-                )
-                sock = await self._connect(loop, infos)
-        except (OSError, TimeoutError) as exc:
+            sock = socket.create_connection(
+                (self.bus.host, self.bus.tcp_port), timeout=max(self.bus.timeout_s, 1.0)
+            )
+        except OSError as exc:  # TimeoutError is an OSError
             raise PollError(ErrorKind.PORT, f"cannot connect to {self.where}: {exc}") from exc
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # frames, not a stream
         self._sock = sock
         self._opened(sock.fileno())
-
-    @staticmethod
-    async def _connect(loop: asyncio.AbstractEventLoop, infos: list) -> socket.socket:  # type: ignore[type-arg]
-        error: OSError = OSError("no address")
-        for family, kind, proto, _name, address in infos:
-            sock = socket.socket(family, kind, proto)
-            try:
-                sock.setblocking(False)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # frames, not streams
-                await loop.sock_connect(sock, address)
-                return sock
-            except OSError as exc:
-                sock.close()
-                error = exc
-            except BaseException:
-                sock.close()
-                raise
-        raise error
 
     def _read_chunk(self) -> bytes:
         assert self._sock is not None
