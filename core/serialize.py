@@ -2,6 +2,10 @@
 
 One place decides the JSON shape, so the web API, the example JSON-lines
 plugin and exports agree on names and units (suffixes say the unit).
+
+At full scale these run for thousands of cells a second, so the field names
+of each dataclass are looked up once per class (``dataclasses.fields()`` per
+cell cost more than the values), and plain values skip the enum checks.
 """
 
 from __future__ import annotations
@@ -13,8 +17,15 @@ from typing import Any
 from .alarm_types import ActiveAlarm, AlarmEvent
 from .model import CellReading, PlantSnapshot, StringReading, StringSnapshot, UpsSnapshot
 
+#: exact types JSON takes as they are (an IntEnum or IntFlag is a subclass, not one of these)
+_AS_IS = frozenset({float, int, str, bool, type(None)})
+_names_of: dict[type, tuple[str, ...]] = {}
+_members_of: dict[type, tuple[Any, ...]] = {}
+
 
 def _plain(value: Any) -> Any:
+    if type(value) in _AS_IS:
+        return value
     if isinstance(value, enum.Flag):
         return int(value)
     if isinstance(value, enum.Enum):
@@ -22,26 +33,38 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _names(cls: type) -> tuple[str, ...]:
+    names = _names_of.get(cls)
+    if names is None:
+        names = _names_of[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
+def _flag_members(cls: type) -> tuple[Any, ...]:
+    members = _members_of.get(cls)
+    if members is None:
+        members = _members_of[cls] = tuple(a for a in cls if a)  # type: ignore[attr-defined]
+    return members
+
+
 def cell_dict(cell: CellReading) -> dict[str, Any]:
-    return {f.name: _plain(getattr(cell, f.name)) for f in dataclasses.fields(cell)}
+    return {n: _plain(getattr(cell, n)) for n in _names(type(cell))}
 
 
 def reading_dict(reading: StringReading, cells: bool = True) -> dict[str, Any]:
-    out = {
-        f.name: _plain(getattr(reading, f.name))
-        for f in dataclasses.fields(reading)
-        if f.name != "cells"
-    }
-    out["alarm_bits"] = [a.name.lower() for a in type(reading.alarms) if a and a in reading.alarms]
+    out = {n: _plain(getattr(reading, n)) for n in _names(type(reading)) if n != "cells"}
+    alarms = reading.alarms  # most readings have none: skip Flag.__contains__ per member
+    members = _flag_members(type(alarms)) if alarms else ()
+    out["alarm_bits"] = [a.name.lower() for a in members if a in alarms]
     out["soh_pct"] = reading.soh_pct
     if cells:
         out["cells"] = [cell_dict(c) for c in reading.cells]
     return out
 
 
-def string_dict(
-    string: StringSnapshot, cells: bool = True, now: float | None = None
-) -> dict[str, Any]:
+def string_head(string: StringSnapshot) -> dict[str, Any]:
+    """``string_dict`` without its last two keys (age and reading): the part
+    that only changes with the snapshot, so a cache can keep it per snapshot."""
     return {
         "name": string.name,
         "index": string.index,
@@ -51,15 +74,20 @@ def string_dict(
         "quality": string.quality.name.lower(),
         "status": string.device_status.name.lower(),
         "changed_at": string.changed_at,
-        "age_s": string.age_s(now),
-        "reading": reading_dict(string.reading, cells) if string.reading else None,
     }
+
+
+def string_dict(
+    string: StringSnapshot, cells: bool = True, now: float | None = None
+) -> dict[str, Any]:
+    out = string_head(string)
+    out["age_s"] = string.age_s(now)
+    out["reading"] = reading_dict(string.reading, cells) if string.reading else None
+    return out
 
 
 def ups_dict(ups: UpsSnapshot) -> dict[str, Any]:
-    return {f.name: _plain(getattr(ups, f.name)) for f in dataclasses.fields(ups)} | {
-        "strings": list(ups.strings)
-    }
+    return {n: _plain(getattr(ups, n)) for n in _names(type(ups))} | {"strings": list(ups.strings)}
 
 
 def plant_dict(plant: PlantSnapshot, cells: bool = False) -> dict[str, Any]:
@@ -71,7 +99,7 @@ def plant_dict(plant: PlantSnapshot, cells: bool = False) -> dict[str, Any]:
 
 
 def event_dict(event: AlarmEvent | ActiveAlarm) -> dict[str, Any]:
-    out = {f.name: _plain(getattr(event, f.name)) for f in dataclasses.fields(event)}
+    out = {n: _plain(getattr(event, n)) for n in _names(type(event))}
     out["path"] = {
         "ups": event.path.ups,
         "string": event.path.string,

@@ -18,7 +18,8 @@ from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
 from . import data, events
-from .live import Client, serve_client, sse
+from .jsontext import LIVE, REST
+from .live import Client, serve_client, sse, sse_text
 from .openapi import openapi_document
 from .security import CSRF_HEADER, SESSION_COOKIE
 
@@ -30,6 +31,11 @@ log = logging.getLogger("btms_gateway.web")
 
 def _json(payload: Any, status: int = 200) -> web.Response:
     return web.json_response(payload, status=status, dumps=lambda o: json.dumps(o, default=str))
+
+
+def _text(text: str) -> web.Response:
+    """A JSON answer already encoded (as ``_json`` would have encoded it)."""
+    return web.json_response(text=text)
 
 
 def _not_found(what: str) -> web.Response:
@@ -70,25 +76,34 @@ class Handlers:
     def __init__(self, svc: WebService) -> None:
         self.svc = svc
         self.gw = svc.gateway
+        self.cache = svc.json_cache
+        self.limits = data.LimitsCache()
+        # the live plant event last composed: (hub generation, loop time, bytes)
+        self._plant_event: tuple[int, float, bytes] | None = None
 
-    # --- plant data ---------------------------------------------------------------
+    # --- plant data (text from jsontext: the same JSON as data.plant() & co.) ------------
     async def plant(self, request: web.Request) -> web.Response:
-        return _json(data.plant(self.gw))
+        snap = self.gw.store.snapshot
+        await self.cache.prepare(snap, REST)
+        return _text(data.plant_text(self.gw, self.cache, REST, snap))
 
     async def ups_list(self, request: web.Request) -> web.Response:
-        return _json(data.plant(self.gw)["ups"])
+        return _text(self.cache.ups_list(self.gw.store.snapshot, REST))
 
     async def ups(self, request: web.Request) -> web.Response:
-        out = data.ups(self.gw, request.match_info["name"])
-        return _json(out) if out is not None else _not_found("UPS")
+        out = data.ups_text(self.gw, self.cache, REST, request.match_info["name"])
+        return _text(out) if out is not None else _not_found("UPS")
 
     async def strings(self, request: web.Request) -> web.Response:
-        return _json(data.plant(self.gw)["strings"])
+        snap = self.gw.store.snapshot
+        await self.cache.prepare(snap, REST)
+        return _text(self.cache.strings(snap, REST))
 
     async def string(self, request: web.Request) -> web.Response:
         cells = request.query.get("cells", "true").lower() not in ("false", "0", "no")
-        out = data.string(self.gw, request.match_info["name"], cells)
-        return _json(out) if out is not None else _not_found("string")
+        name = request.match_info["name"]
+        out = data.string_text(self.gw, self.cache, REST, name, cells, self.limits)
+        return _text(out) if out is not None else _not_found("string")
 
     async def history(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -181,12 +196,13 @@ class Handlers:
         out = []
         if client.plant:
             client.plant = False
-            payload = data.plant(self.gw)
-            payload["buses"] = data.buses(self.gw)
-            out.append(sse("plant", payload))
+            out.append(await self._live_plant())
         if client.selected and client.string:
             client.selected = False
-            out.append(sse("string", data.string(self.gw, client.string)))
+            if out:
+                await asyncio.sleep(0)  # the plant and the cells in two loop callbacks
+            text = data.string_text(self.gw, self.cache, LIVE, client.string, True, self.limits)
+            out.append(sse_text("string", text if text is not None else "null"))
         if client.alarms:
             client.alarms = False
             new = self.svc.ring.after(client.last_seq)
@@ -195,6 +211,27 @@ class Handlers:
             active = await _blocking(data.active_alarms, self.gw)
             out.append(sse("alarms", {"active": active, "events": data.events_json(new)}))
         return out
+
+    async def _live_plant(self) -> bytes:
+        """The plant event, composed once for all clients woken by one flush of
+        the hub, in steps: the strings that changed, then (after a yield) the
+        bus counters and the text. A client served later in the same flush gets
+        the same event (a change after it comes with the next flush), if it is
+        younger than ``live_interval_s``: bus counters move without a flush.
+        The plant snapshot is not kept (see JsonCache.plant_open)."""
+        assert self.svc.hub is not None
+        generation, now = self.svc.hub.generation, asyncio.get_running_loop().time()
+        last = self._plant_event
+        fresh = last is not None and now - last[1] < self.svc.settings.live_interval_s
+        if last is not None and last[0] == generation and fresh:
+            return last[2]
+        snap = self.gw.store.snapshot
+        await self.cache.prepare(snap, LIVE)
+        await asyncio.sleep(0)
+        text = data.plant_text(self.gw, self.cache, LIVE, snap, buses=data.buses(self.gw))
+        chunk = sse_text("plant", text)
+        self._plant_event = (generation, now, chunk)
+        return chunk
 
     # --- login ---------------------------------------------------------------------------
     async def login(self, request: web.Request) -> web.Response:

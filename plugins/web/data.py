@@ -1,6 +1,11 @@
 """The JSON the API and the live stream serve, built from the gateway's own
 objects with core.serialize, so the web, exports and JSON-lines agree.
 
+The dict functions (``plant``, ``ups``, ``string``) are the plain statement
+of each answer; the handlers serve the ``*_text`` twins, which give the same
+JSON text from pieces cached per immutable snapshot (see jsontext; the tests
+hold the two equal).
+
 Everything here runs on the event loop and only reads: the plant snapshot is
 immutable, counters are plain numbers the engine (same loop) updates.
 """
@@ -8,12 +13,15 @@ immutable, counters are plain numbers the engine (same loop) updates.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from btms_gateway.core.alarm_types import AlarmEvent
-from btms_gateway.core.model import Quality
+from btms_gateway.core.model import PlantSnapshot, Quality
 from btms_gateway.core.serialize import event_dict, plant_dict, string_dict, ups_dict
 from btms_gateway.core.version import __version__
+
+from .jsontext import JsonCache, Style
 
 #: display bands when the alarm engine is off or a rule is disabled (2 V lead-acid
 #: per cell, scaled by the block type like the rules themselves)
@@ -78,6 +86,44 @@ def string(gateway: Any, name: str, cells: bool = True) -> dict[str, Any] | None
     return out
 
 
+def plant_text(
+    gateway: Any, cache: JsonCache, style: Style, snap: PlantSnapshot, **extra: Any
+) -> str:
+    """``plant()`` of the plant snapshot ``snap`` (plus ``extra`` keys after it)."""
+    opened = cache.plant_open(snap, style)
+    return cache.extend(opened, style, {"gateway": gateway_info(gateway), **extra})
+
+
+def ups_text(gateway: Any, cache: JsonCache, style: Style, name: str) -> str | None:
+    snap = gateway.store.snapshot
+    u = snap.ups.get(name)
+    if u is None:
+        return None
+    now = snap.taken_at
+    details = style.item.join(cache.string(snap.strings[s], style, False, now) for s in u.strings)
+    return f"{cache.ups(u, style)[:-1]}{style.field('string_details')}[{details}]}}"
+
+
+def string_text(
+    gateway: Any,
+    cache: JsonCache,
+    style: Style,
+    name: str,
+    cells: bool = True,
+    limits: Callable[[Any, str], dict[str, Any]] | None = None,
+) -> str | None:
+    """``string()`` as ``style`` encodes it; ``limits``: a cached ``cell_limits``."""
+    s = gateway.store.snapshot.strings.get(name)
+    if s is None:
+        return None
+    extra: dict[str, Any] = {"ups_index": s.ups_index}
+    if cells:
+        count = s.reading.cell_count if s.reading else 0
+        extra["limits"] = (limits or cell_limits)(gateway, name)
+        extra["baseline_mohm"] = baselines(gateway, name, count)
+    return cache.extend(cache.string(s, style, cells, time.time())[:-1], style, extra)
+
+
 def cell_limits(gateway: Any, name: str) -> dict[str, Any]:
     """The limits the alarm engine applies to this string's cells (overrides and
     block type resolved), so the chart marks exactly what would alarm."""
@@ -97,6 +143,22 @@ def cell_limits(gateway: Any, name: str) -> dict[str, Any]:
             band[f"{key}_source"] = "alarm" if engine_on and rule.enabled else "display"
         out[quantity] = band
     return out
+
+
+class LimitsCache:
+    """``cell_limits`` per string, kept while the alarm settings are the same
+    object (config sections are frozen) and the engine's presence is the same:
+    resolving every rule's overrides cost more than the rest of a cached answer."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, tuple[Any, bool, dict[str, Any]]] = {}
+
+    def __call__(self, gateway: Any, name: str) -> dict[str, Any]:
+        settings, on = gateway.settings.alarms, alarm_engine_present(gateway)
+        entry = self._by_name.get(name)
+        if entry is None or entry[0] is not settings or entry[1] != on:
+            entry = self._by_name[name] = (settings, on, cell_limits(gateway, name))
+        return entry[2]
 
 
 def baselines(gateway: Any, name: str, count: int) -> list[float | None]:

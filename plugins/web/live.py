@@ -31,14 +31,22 @@ class Client:
 
 
 class LiveHub:
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_changed: Callable[[set[str]], None] | None = None,
+    ) -> None:
         self.loop = loop
+        #: called on the loop with the names of the strings that changed, once per flush
+        self.on_changed = on_changed
         self.clients: set[Client] = set()
         self.closing = False
         self._lock = threading.Lock()
         self._changed: set[str] = set()
         self._alarm = False
         self._scheduled = False
+        #: counts flushes: what clients compose for one generation they may share
+        self.generation = 0
 
     # --- from the plugin's worker thread -----------------------------------------
     def string_changed(self, name: str) -> None:
@@ -62,6 +70,9 @@ class LiveHub:
             changed, self._changed = self._changed, set()
             alarm, self._alarm = self._alarm, False
             self._scheduled = False
+        self.generation += 1
+        if changed and self.on_changed is not None:
+            self.on_changed(changed)
         for c in self.clients:
             if changed:
                 c.plant = True
@@ -87,7 +98,12 @@ class LiveHub:
 
 def sse(event: str, data: Any) -> bytes:
     """One server-sent event; JSON has no raw newlines, so one data line suffices."""
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    return sse_text(event, json.dumps(data, separators=(",", ":")))
+
+
+def sse_text(event: str, text: str) -> bytes:
+    """``sse()`` of data already encoded as one line of compact JSON."""
+    return f"event: {event}\ndata: {text}\n\n".encode()
 
 
 async def serve_client(

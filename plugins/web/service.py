@@ -18,6 +18,7 @@ from aiohttp import web
 from . import api
 from .auth import Authenticator
 from .history import EventRing, History
+from .jsontext import JsonCache
 from .live import LiveHub
 from .metrics import GatewayCollector, registry_for
 from .security import Gatekeeper, guard_middleware
@@ -57,6 +58,7 @@ class WebService:
             GatewayCollector(gateway, self.ring, settings.cell_metrics, self.stats)
         )
         self.hub: LiveHub | None = None
+        self.json_cache = JsonCache()  # used on the event loop only
         self.runner: web.AppRunner | None = None
         self.port: int | None = None
         self.tls = settings.tls_certfile is not None
@@ -72,7 +74,7 @@ class WebService:
         return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def start(self) -> None:
-        self.hub = LiveHub(asyncio.get_running_loop())
+        self.hub = LiveHub(asyncio.get_running_loop(), self._changed)
         self.stats.hub = self.hub
         self.runner = web.AppRunner(self.build_app(), handle_signals=False, shutdown_timeout=0.5)
         await self.runner.setup()
@@ -104,6 +106,10 @@ class WebService:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
+
+    def _changed(self, names: set[str]) -> None:
+        # on the loop, once per burst of readings
+        self.json_cache.drop_stale(self.gateway.store.snapshot, names)
 
     # --- from the plugin's worker thread ----------------------------------------
     def on_reading(self, string: Any) -> None:
