@@ -1,22 +1,29 @@
-"""SNMP agent against net-snmp's snmpd on the same cell table, side by side.
+"""SNMP agent against net-snmp's snmpd on the same cell table, and against an
+older copy of itself, side by side.
 
 1. snmpbulkwalk of the whole cell table (32 strings x 120 cells x 7 columns
    = 26,880 varbinds) against this agent (running in its own process, so its
    RSS is the agent's) and, in the same run, against snmpd on another
    loopback port serving the same table from one `override` line per value.
    Prints varbinds/s, the ratio, the agent's RSS.
-2. Full refresh: the plugin's work when all 32 strings deliver a new reading
-   (same shape: snapshot swap) and when the shape changes (index rebuild).
-3. Where the agent's time goes: cProfile of one walk, grouped by package.
-4. Alarm latency: a simulator cell set over its limit -> the snmptrapd log
-   line of the raise, at poll intervals of 0.2 s and 1 s (on_delay 0, so the
-   poll cycle is what remains); printed against the poll interval.
+2. With ``--baseline DIR|REV`` (a copy of an older plugins/snmp, or a git
+   revision to take it from), a second agent process runs that version and
+   both are measured in turns: the agent's own CPU time (time.process_time)
+   per varbind of the walk (v2c and v3 authPriv), per single GET, and per
+   change of shape (an alarm raised or cleared, a string's cell count,
+   a build from scratch), as the first request after the change pays it.
+   The two agents' walks must print the same lines.
+3. Full refresh: the plugin's work when all 32 strings deliver a new reading
+   of the same shape (a snapshot swap).
+4. Where the agent's time goes: cProfile of one walk, grouped by package.
+5. Alarm latency: a simulator cell set over its limit -> the snmptrapd log
+   line of the raise, at poll intervals of 0.2 s and 1 s (on_delay 0).
 
 Targets: agent >= 10 % of snmpd's varbinds/s, agent RSS < 60 MB, full
 refresh < 5 ms, alarm latency <= poll interval + 0.5 s. Exit status 1 when
 one is missed.
 
-    python bench/bench_snmp.py [--runs N] [--repetitions R]
+    python bench/bench_snmp.py [--runs N] [--repetitions R] [--baseline DIR|REV]
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import os
 import pstats
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,17 +49,34 @@ STRINGS, CELLS = 32, 120
 RATIO_TARGET, RSS_TARGET_MB, REFRESH_TARGET_MS = 0.10, 60.0, 5.0
 LATENCY_EXCESS_S = 0.5  # an alarm reaches the NOC within one poll cycle plus this
 COMMUNITY = "public"
+USER, AUTH, PRIV = "bench", "bench-auth-key", "bench-priv-key"
 CELL_COLUMNS = 7  # accessible columns of btmsCellTable
+GETS = 2000
+ROOT = Path(__file__).resolve().parent.parent
 
 
 # --- the agent process ----------------------------------------------------------
-def serve(all_plugins: bool) -> None:
-    """Child mode: run a gateway with the SNMP plugin and a full plant, then obey
-    stdin commands (`profile-on`, `profile-off`, `refresh`, `quit`).
+def serve(all_plugins: bool, plugin_dir: str | None) -> None:
+    """Child mode: run a gateway with the SNMP plugin (from ``plugin_dir`` when
+    given) and a full plant, then obey stdin commands, one JSON line each.
 
     By default only the plugins the agent needs are loaded (snmp, and bmsm for
     the device profile), so the RSS is the agent's; --all-plugins loads every
     installed plugin as `btms-gateway run` does (BACnet's stack alone is big)."""
+    if plugin_dir:
+        import importlib.util
+
+        class Redirect:  # btms_gateway.plugins.snmp from another directory
+            @staticmethod
+            def find_spec(name: str, path: Any = None, target: Any = None) -> Any:
+                if name != "btms_gateway.plugins.snmp":
+                    return None
+                init = os.path.join(plugin_dir, "__init__.py")
+                return importlib.util.spec_from_file_location(
+                    name, init, submodule_search_locations=[plugin_dir]
+                )
+
+        sys.meta_path.insert(0, Redirect)  # type: ignore[arg-type]
     if not all_plugins:
         from importlib.metadata import entry_points
 
@@ -73,9 +98,11 @@ async def _serve() -> None:
     from btms_gateway.core.testing import GatewayHarness, make_reading, plant_config
     from btms_gateway.plugins.snmp import plugin
 
+    user = {"name": USER, "auth_key": AUTH, "priv_key": PRIV}
     config = plant_config(
-        strings=STRINGS, ups=STRINGS, plugins={"snmp": {"port": 0}}, stale_after_s=3600
-    )
+        strings=STRINGS, ups=STRINGS, stale_after_s=3600,
+        plugins={"snmp": {"port": 0, "users": [user]}},
+    )  # fmt: skip
     async with GatewayHarness(config) as h:
         for i in range(1, STRINGS + 1):
             h.publish(f"S{i}", make_reading(CELLS), Quality.GOOD)
@@ -92,24 +119,59 @@ async def _serve() -> None:
             loop.call_soon_threadsafe(commands.put_nowait, "quit")
 
         threading.Thread(target=reader, daemon=True).start()
+        spent = callback_clock()
         ready = {"port": snmp.agent.bound[1], "rss_ready_mb": rss_mb(os.getpid())[0]}  # type: ignore[index]
         print(json.dumps(ready), flush=True)
         profiler = cProfile.Profile()
         while (cmd := await commands.get()) != "quit":
-            if cmd == "profile-on":
+            if cmd == "cpu":
+                reply: dict[str, Any] = {"cpu": time.process_time(), "callbacks": spent[0]}
+            elif cmd == "profile-on":
                 profiler.enable()
-                print(json.dumps({"ok": True}), flush=True)
+                reply = {"ok": True}
             elif cmd == "profile-off":
                 profiler.disable()
-                print(json.dumps({"profile": by_package(profiler)}), flush=True)
+                reply = {"profile": by_package(profiler)}
             elif cmd == "refresh":
-                print(json.dumps(refresh_times(snmp, h)), flush=True)
+                reply = refresh_times(snmp, h)
+            print(json.dumps(reply), flush=True)
+
+
+def callback_clock() -> list[float]:
+    """The CPU time spent in the agent's datagram callbacks (AllowlistUdp._process:
+    decoding, answering, encoding, sending), without the loop, the sockets'
+    readiness polling and the gateway's other tasks that the process time holds."""
+    from btms_gateway.plugins.snmp import agent
+
+    spent = [0.0]
+    process = agent.AllowlistUdp._process
+
+    def timed(self: Any, *args: Any) -> None:
+        t0 = time.thread_time()
+        try:
+            process(self, *args)
+        finally:
+            spent[0] += time.thread_time() - t0
+
+    agent.AllowlistUdp._process = timed  # type: ignore[method-assign]
+    return spent
+
+
+def best_ms(step: Any, rounds: int = 20) -> float:
+    best = float("inf")
+    for n in range(rounds):
+        t0 = time.process_time()
+        step(n)
+        best = min(best, time.process_time() - t0)
+    return best * 1000
 
 
 def refresh_times(snmp: Any, h: Any) -> dict[str, float]:
-    """Best of 20 full refreshes (32 new readings), both kinds."""
+    """Best of 20: a same-shape refresh of all 32 strings; and each change of
+    shape with the first request's index rebuild after it (``current()``)."""
     from dataclasses import replace
 
+    from btms_gateway.core.alarm_types import AlarmEvent, EventKind, ObjectPath, Severity
     from btms_gateway.core.testing import make_reading
     from btms_gateway.plugins.snmp.image import build_index
 
@@ -119,19 +181,28 @@ def refresh_times(snmp: Any, h: Any) -> dict[str, float]:
     ]
     plants = []
     for s in fresh:
-        strings = dict(plant.strings, **{s.name: s})
-        plants.append(replace(plant, strings=strings))
+        plants.append(replace(plant, strings=dict(plant.strings, **{s.name: s})))
         plant = plants[-1]
-    swap = rebuild = float("inf")
-    for _ in range(20):
-        t0 = time.perf_counter()
-        for p in plants:
-            snmp.refresh(p)
-        swap = min(swap, time.perf_counter() - t0)
-        t0 = time.perf_counter()  # what a shape change (cells added...) costs
-        snmp.agent.controller.index = build_index(snmp.base, snmp.ctx)
-        rebuild = min(rebuild, time.perf_counter() - t0)
-    return {"swap_ms": swap * 1000, "rebuild_ms": rebuild * 1000}
+    shrunk = replace(plant.strings["S7"], reading=make_reading(CELLS - 1))
+    shapes = [plant, replace(plant, strings=dict(plant.strings, S7=shrunk))]
+    controller = snmp.agent.controller
+
+    def alarm(n: int) -> None:
+        kind = EventKind.CLEARED if n % 2 else EventKind.RAISED
+        snmp.on_alarm(AlarmEvent(n, kind, "cell_voltage_high:S1:3", "cell_voltage_high",
+                                 Severity.ALARM, ObjectPath("UPS1", "S1", 3), 2.5, 2.4, "V",
+                                 "high", time.time()))  # fmt: skip
+        controller.current()
+
+    def cells(n: int) -> None:
+        snmp.refresh(shapes[(n + 1) % 2])
+        controller.current()
+
+    swap = best_ms(lambda n: [snmp.refresh(p) for p in plants])
+    times = {"swap_ms": swap, "alarm_ms": best_ms(alarm), "cells_ms": best_ms(cells)}
+    times["full_ms"] = best_ms(lambda n: build_index(snmp.base, snmp.ctx))
+    snmp.refresh(plants[-1])
+    return times
 
 
 def by_package(profiler: cProfile.Profile) -> list[tuple[str, float]]:
@@ -233,11 +304,15 @@ def snmpd_conf(directory: Path) -> Path:
     return path
 
 
-def walk(port: int, repetitions: int) -> tuple[int, float]:
+V2C = ["-v2c", "-c", COMMUNITY]
+V3 = ["-v3", "-l", "authPriv", "-u", USER, "-a", "SHA-256", "-A", AUTH, "-x", "AES", "-X", PRIV]
+
+
+def walk(port: int, repetitions: int, creds: list[str] = V2C) -> tuple[str, float]:
     from btms_gateway.plugins.snmp.tables import CELL_TABLE, DEFAULT_BASE, OBJECTS_ARC, parse_oid
 
     table = ".".join(map(str, (*parse_oid(DEFAULT_BASE), OBJECTS_ARC, CELL_TABLE.subid)))
-    cmd = ["snmpbulkwalk", "-v2c", "-c", COMMUNITY, f"-Cr{repetitions}", "-On", "-Oq"]
+    cmd = ["snmpbulkwalk", *creds, f"-Cr{repetitions}", "-On", "-Oq"]
     cmd += ["-t", "10", "-r", "0", f"udp:127.0.0.1:{port}", "." + table]
     t0 = time.perf_counter()
     r = subprocess.run(
@@ -246,7 +321,27 @@ def walk(port: int, repetitions: int) -> tuple[int, float]:
     elapsed = time.perf_counter() - t0
     if r.returncode != 0:
         raise RuntimeError(f"snmpbulkwalk failed: {r.stderr}")
-    return len(r.stdout.splitlines()), elapsed
+    return r.stdout, elapsed
+
+
+def gets(port: int, count: int) -> None:
+    """``count`` GETs of one OID (btmsStringCurrent.5, as the age probe reads)."""
+    from pyasn1.codec.ber import encoder
+    from pysnmp.proto.api import v2c
+
+    pdu = v2c.GetRequestPDU()
+    v2c.apiPDU.set_defaults(pdu)
+    v2c.apiPDU.set_varbinds(pdu, [((1, 3, 6, 1, 4, 1, 8072, 9999, 9999, 1, 3, 1, 9, 5), v2c.null)])
+    msg = v2c.Message()
+    v2c.apiMessage.set_defaults(msg)
+    v2c.apiMessage.set_community(msg, COMMUNITY)
+    v2c.apiMessage.set_pdu(msg, pdu)
+    datagram = encoder.encode(msg)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(10)
+        for _ in range(count):
+            s.sendto(datagram, ("127.0.0.1", port))
+            s.recv(65535)
 
 
 def wait_walkable(port: int, deadline_s: float) -> None:
@@ -263,16 +358,107 @@ def wait_walkable(port: int, deadline_s: float) -> None:
         time.sleep(0.2)
 
 
+class AgentProcess:
+    """A child running ``serve``; ``ask`` sends one command, reads one reply."""
+
+    def __init__(self, all_plugins: bool, plugin_dir: str | None = None) -> None:
+        cmd = [sys.executable, __file__, "--serve", *["--all-plugins"] * all_plugins]
+        cmd += ["--plugin-dir", plugin_dir] if plugin_dir else []
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )  # fmt: skip
+        self.ready = json.loads(self.proc.stdout.readline())  # type: ignore[union-attr]
+        self.port: int = self.ready["port"]
+        wait_walkable(self.port, 60)
+
+    def ask(self, cmd: str) -> dict[str, Any]:
+        self.proc.stdin.write(cmd + "\n")  # type: ignore[union-attr]
+        self.proc.stdin.flush()  # type: ignore[union-attr]
+        return json.loads(self.proc.stdout.readline())  # type: ignore[union-attr,no-any-return]
+
+    def cpu_of(self, work: Any) -> tuple[float, float, Any]:
+        """(process CPU, datagram callbacks' CPU, result) of ``work()``."""
+        before = self.ask("cpu")
+        result = work()
+        after = self.ask("cpu")
+        return after["cpu"] - before["cpu"], after["callbacks"] - before["callbacks"], result
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        self.proc.wait(20)
+
+
+def baseline_dir(spec: str) -> str:
+    """A directory holding the baseline plugin package: ``spec`` itself, or
+    plugins/snmp of git revision ``spec`` (read with git archive)."""
+    if Path(spec, "__init__.py").exists():
+        return spec
+    tmp = tempfile.mkdtemp(prefix="bench-snmp-baseline-")
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", spec, "plugins/snmp"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+    return str(Path(tmp, "plugins", "snmp"))
+
+
+def compare(agents: dict[str, AgentProcess], runs: int, repetitions: int) -> dict[str, Any]:
+    """Each agent's CPU per varbind, per GET and per shape change, in turns."""
+    expected = STRINGS * CELLS * CELL_COLUMNS
+    cpu: dict[str, dict[str, list[float]]] = {k: {} for k in agents}
+    outputs: dict[str, set[str]] = {k: set() for k in agents}
+    names = list(agents)
+    for run in range(runs):
+        for name in names if run % 2 == 0 else names[::-1]:
+            agent, rows = agents[name], cpu[name]
+            port = agent.port
+            for kind, creds in (("walk_v2c", V2C), ("walk_v3", V3)):
+                used, inside, (out, _) = agent.cpu_of(
+                    lambda c=creds, p=port: walk(p, repetitions, c)
+                )
+                if out.count("\n") != expected:
+                    raise RuntimeError(f"{name}: walked {out.count(chr(10))} varbinds")
+                outputs[name].add(out)
+                rows.setdefault(kind, []).append(used / expected * 1e6)
+                rows.setdefault(kind + "_cb", []).append(inside / expected * 1e6)
+            used, inside, _ = agent.cpu_of(lambda p=port: gets(p, GETS))
+            rows.setdefault("get", []).append(used / GETS * 1e6)
+            rows.setdefault("get_cb", []).append(inside / GETS * 1e6)
+    for name, agent in agents.items():
+        for key, value in agent.ask("refresh").items():
+            cpu[name][key] = [value]
+    same = len({o for outs in outputs.values() for o in outs}) == 1
+    medians = {k: {m: statistics.median(v) for m, v in rows.items()} for k, rows in cpu.items()}
+    return {"cpu": medians, "same": same}
+
+
+ROWS = (
+    ("walk_v2c", "GETBULK walk, v2c (us/varbind)"),
+    ("walk_v2c_cb", "  of it in the datagram callbacks"),
+    ("walk_v3", "GETBULK walk, v3 authPriv (us/varbind)"),
+    ("walk_v3_cb", "  of it in the datagram callbacks"),
+    ("get", "GET of one OID, v2c (us/request)"),
+    ("get_cb", "  of it in the datagram callbacks"),
+    ("alarm_ms", "alarm raised/cleared + rebuild (ms)"),
+    ("cells_ms", "cell count change + rebuild (ms)"),
+    ("full_ms", "index built from scratch (ms)"),
+    ("swap_ms", "32 readings, same shape (ms)"),
+)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--repetitions", type=int, default=50, help="GETBULK max-repetitions")
     parser.add_argument("--all-plugins", action="store_true", help="load every plugin")
     parser.add_argument("--latency-rounds", type=int, default=7)
+    parser.add_argument("--baseline", help="older plugins/snmp: a directory or a git revision")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--plugin-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.all_plugins)
+        serve(args.all_plugins, args.plugin_dir)
         return 0
     for tool in ("snmpd", "snmpbulkwalk", "snmpget"):
         if shutil.which(tool) is None:
@@ -285,44 +471,33 @@ def main() -> int:
     snmpd_cmd = ["snmpd", "-f", "-C", "-c", str(conf), "-Lf", str(tmp / "snmpd.log")]
     snmpd_cmd += ["-p", str(tmp / "pid"), f"udp:127.0.0.1:{snmpd_port}"]
     snmpd = subprocess.Popen(snmpd_cmd, env=env, stdout=subprocess.DEVNULL)
-    agent = subprocess.Popen(
-        [sys.executable, __file__, "--serve", *(["--all-plugins"] if args.all_plugins else [])],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )  # fmt: skip
+    agents = {"new": AgentProcess(args.all_plugins)}
+    if args.baseline:
+        agents["old"] = AgentProcess(args.all_plugins, baseline_dir(args.baseline))
+    agent = agents["new"]
     try:
-        assert agent.stdout is not None and agent.stdin is not None
-
-        def ask(cmd: str) -> dict[str, Any]:
-            agent.stdin.write(cmd + "\n")  # type: ignore[union-attr]
-            agent.stdin.flush()  # type: ignore[union-attr]
-            return json.loads(agent.stdout.readline())  # type: ignore[union-attr]
-
-        ready = json.loads(agent.stdout.readline())
-        agent_port = ready["port"]
-        wait_walkable(agent_port, 60)
         wait_walkable(snmpd_port, 60)
         expected = STRINGS * CELLS * CELL_COLUMNS
         best = {"agent": 0.0, "snmpd": 0.0}
         for _ in range(args.runs):
-            for name, port in (("agent", agent_port), ("snmpd", snmpd_port)):
-                n, elapsed = walk(port, args.repetitions)
-                if n != expected:
-                    raise RuntimeError(f"{name}: walked {n} varbinds, expected {expected}")
-                best[name] = max(best[name], n / elapsed)
+            for name, port in (("agent", agent.port), ("snmpd", snmpd_port)):
+                out, elapsed = walk(port, args.repetitions)
+                if out.count("\n") != expected:
+                    raise RuntimeError(f"{name}: walked {out.count(chr(10))}, expected {expected}")
+                best[name] = max(best[name], expected / elapsed)
         small = {}  # net-snmp's own default max-repetitions, for information
-        for name, port in (("agent", agent_port), ("snmpd", snmpd_port)):
-            n, elapsed = walk(port, 10)
-            small[name] = n / elapsed
-        rss, peak = rss_mb(agent.pid)
-        refresh = ask("refresh")
-        ask("profile-on")
-        walk(agent_port, args.repetitions)
-        profile = ask("profile-off")["profile"]
+        for name, port in (("agent", agent.port), ("snmpd", snmpd_port)):
+            out, elapsed = walk(port, 10)
+            small[name] = out.count("\n") / elapsed
+        rss, peak = rss_mb(agent.proc.pid)
+        side = compare(agents, args.runs, args.repetitions) if args.baseline else None
+        refresh = agent.ask("refresh")
+        agent.ask("profile-on")
+        walk(agent.port, args.repetitions)
+        profile = agent.ask("profile-off")["profile"]
     finally:
-        if agent.stdin:
-            agent.stdin.close()
-        agent.wait(20)
+        for a in agents.values():
+            a.close()
         snmpd.terminate()
         snmpd.wait(20)
     ratio = best["agent"] / best["snmpd"]
@@ -336,10 +511,20 @@ def main() -> int:
         f"agent {small['agent']:,.0f} varbinds/s ({small['agent'] / small['snmpd']:.2f})"
     )
     loaded = "every installed plugin" if args.all_plugins else "only the snmp and bmsm plugins"
-    print(f"agent RSS: {ready['rss_ready_mb']:.1f} MB ready, {rss:.1f} MB after the walks "
+    print(f"agent RSS: {agent.ready['rss_ready_mb']:.1f} MB ready, {rss:.1f} MB after the walks "
           f"(peak {peak:.1f} MB), {loaded} loaded")  # fmt: skip
-    print(f"full refresh, 32 new readings, same shape: {refresh['swap_ms']:.3f} ms; "
-          f"shape change (index rebuild): {refresh['rebuild_ms']:.1f} ms")  # fmt: skip
+    if side is not None:
+        old, new = side["cpu"]["old"], side["cpu"]["new"]
+        print(f"agent CPU time, baseline {args.baseline} (old) vs this tree (new), median of "
+              f"{args.runs} runs in turns, -Cr{args.repetitions}; ms rows best of 20; the whole "
+              "process, and the part spent in its datagram callbacks:")  # fmt: skip
+        print(f"  {'':42}{'old':>9}{'new':>9}{'new/old':>9}")
+        for key, label in ROWS:
+            print(f"  {label:42}{old[key]:>9.3g}{new[key]:>9.3g}{new[key] / old[key]:>9.2f}")
+        print(f"  both agents' walks printed the same lines: {'yes' if side['same'] else 'NO'}")
+    print(f"full refresh, 32 new readings, same shape: {refresh['swap_ms']:.3f} ms; shape "
+          f"change + rebuild: alarm {refresh['alarm_ms']:.2f} ms, cell count "
+          f"{refresh['cells_ms']:.2f} ms (from scratch {refresh['full_ms']:.1f} ms)")  # fmt: skip
     print("agent time by package during one walk (own time, %):")
     for pkg, share in profile:
         print(f"  {pkg:<30}{share:>6.1f}")
@@ -360,6 +545,8 @@ def main() -> int:
         missed.append(f"refresh {refresh['swap_ms']:.2f} ms >= {REFRESH_TARGET_MS}")
     if worst_excess > LATENCY_EXCESS_S:
         missed.append(f"alarm latency {worst_excess:.2f} s beyond one poll interval")
+    if side is not None and not side["same"]:
+        missed.append("the baseline's walk printed other lines")
     print(
         "targets: >= 10 % of snmpd, RSS < 60 MB, refresh < 5 ms, alarm latency <= poll "
         f"interval + {LATENCY_EXCESS_S} s: " + ("; ".join(missed) or "met")

@@ -3,8 +3,10 @@ a response carrying them decodes with pysnmp's own message decoder."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from btms_gateway.plugins.snmp import ber
-from btms_gateway.plugins.snmp.image import ENCODERS, pack
+from btms_gateway.plugins.snmp.image import ENCODERS
 from btms_gateway.plugins.snmp.responders import set_varbinds
 from hypothesis import given
 from hypothesis import strategies as st
@@ -51,13 +53,6 @@ def test_varbind_encoding_matches_pyasn1(oid: tuple[int, ...], value: tuple[str,
     assert ber.decode_oid_content(content) == oid
 
 
-@given(st.lists(oids, min_size=2, max_size=2))
-def test_index_keys_sort_like_oids(pair: list[tuple[int, ...]]) -> None:
-    a, b = pair
-    assert (pack(a) < pack(b)) == (a < b)
-    assert (pack(a) == pack(b)) == (a == b)
-
-
 def test_response_with_prebuilt_varbinds_decodes_like_a_normal_one() -> None:
     name = (1, 3, 6, 1, 4, 1, 8072, 9999, 9999, 1, 4, 1, 3, 1, 2)
     normal, fast = v2c.GetResponsePDU(), v2c.GetResponsePDU()
@@ -78,3 +73,50 @@ def test_response_with_prebuilt_varbinds_decodes_like_a_normal_one() -> None:
     set_varbinds(expanded, [(name, prebuilt), ((1, 3, 6), rfc1905.endOfMibView)], expand=True)
     assert encoder.encode(expanded) == encoder.encode(normal)
     assert isinstance(univ.Any(prebuilt.ber), univ.Any)
+
+
+pysnmp_values = st.one_of(
+    st.sampled_from([rfc1905.endOfMibView, rfc1905.noSuchObject, rfc1905.noSuchInstance]),
+    st.builds(rfc1902.Counter64, st.integers(0, 2**64 - 1)),
+    st.builds(rfc1902.TimeTicks, st.integers(0, 2**32 - 1)),
+    st.builds(rfc1902.IpAddress, st.binary(min_size=4, max_size=4)),
+    st.builds(rfc1902.ObjectIdentifier, oids),
+    st.builds(rfc1902.OctetString, st.binary(max_size=40)),
+    st.builds(rfc1902.Integer32, st.integers(-(2**31), 2**31 - 1)),
+)
+
+
+@given(
+    st.lists(st.tuples(oids, st.one_of(values, pysnmp_values)), max_size=60),
+    st.integers(0, 2**31 - 1),
+)
+def test_a_varbind_list_encodes_as_one_block_like_one_by_one(
+    items: list[tuple[tuple[int, ...], Any]], request_id: int
+) -> None:
+    """The list goes in as one univ.Any (whole=True), ours pre-encoded and
+    pysnmp's objects encoded one by one: the message octets are those of one
+    univ.Any per varbind (whole=False) and of pyasn1's own objects."""
+    varbinds, plain = [], []
+    for oid, value in items:
+        if isinstance(value, tuple):  # ours: (base type, raw value)
+            base, raw = value
+            if isinstance(raw, int) and raw < 0:
+                continue  # pyasn1's non-minimal form: see above
+            ours = ber.varbind(ber.oid_tlv(ber.oid_content(oid)), base, raw)
+            varbinds.append((oid, ber.Prebuilt(ours)))
+            plain.append((oid, ENCODERS[base](raw.encode() if isinstance(raw, str) else raw)))
+        else:
+            varbinds.append((oid, value))
+            plain.append((oid, value))
+    encoded = []
+    for whole in (True, False):
+        pdu = v2c.GetResponsePDU()
+        v2c.apiPDU.set_defaults(pdu)
+        v2c.apiPDU.set_request_id(pdu, request_id)
+        set_varbinds(pdu, varbinds, expand=False, whole=whole)
+        encoded.append(encoder.encode(pdu))
+    reference = v2c.GetResponsePDU()
+    v2c.apiPDU.set_defaults(reference)
+    v2c.apiPDU.set_request_id(reference, request_id)
+    v2c.apiPDU.set_varbinds(reference, plain)
+    assert encoded[0] == encoded[1] == encoder.encode(reference)

@@ -137,18 +137,21 @@ class Agent:
         self.engine = engine.SnmpEngine(rfc1902.OctetString(self.engine_id))
         self._security()
         self._system(sys_name)
+        # pysnmp indexes its MIB tree on the first GETNEXT that reaches it
+        # (3 ms): here at start-up, not in the first walk's last request
+        self.engine.message_dispatcher.mib_instrum_controller.read_next_variables(((1, 3, 6), None))
         self.controller = BtmsController(
             base,
             self.engine.message_dispatcher.mib_instrum_controller,
             ctx,
-            lambda: build_index(base, ctx),
+            lambda previous, changed: build_index(base, ctx, previous, changed),
         )
         snmp_context = context.SnmpContext(self.engine)
         snmp_context.context_names[b""] = self.controller  # type: ignore[assignment]
         responders.GetResponder(self.engine, snmp_context)
         responders.NextResponder(self.engine, snmp_context)
-        bulk = responders.BulkResponder(self.engine, snmp_context)
-        bulk.max_varbinds = settings.max_bulk_varbinds  # pysnmp's default is 64
+        self.bulk = responders.BulkResponder(self.engine, snmp_context)
+        self.bulk.max_varbinds = settings.max_bulk_varbinds  # pysnmp's default is 64
         responders.SetResponder(self.engine, snmp_context)
         ctx.stats.auth_failures = self._auth_failures
         self.transport: AllowlistUdp | None = None

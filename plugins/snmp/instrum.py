@@ -3,45 +3,81 @@
 pysnmp's per-object instrumentation (one MibScalarInstance per value) is too
 slow and heavy for 32 x 120 cells, so OIDs under the enterprise base are
 answered here by bisection. pysnmp still does the engine, BER, USM and VACM
-work: every value served is passed to the context's access function
-(``acFun("read", ...)``, the VACM view "read" of the requester), and every
-OID outside the base goes to pysnmp's default controller (SNMPv2-MIB system
-group, snmp counters, engine objects), whose answers are merged in OID order
-for GETNEXT/GETBULK.
+work: values are passed to the context's access function (``acFun("read",
+...)``, the VACM view "read" of the requester), and every OID outside the
+base goes to pysnmp's default controller (SNMPv2-MIB system group, snmp
+counters, engine objects), whose answers are merged in OID order for
+GETNEXT/GETBULK.
+
+GET and GETNEXT ask the access function about every value they return.
+GETBULK (``read_bulk``) walks each repeated varbind's chain in one call and
+asks it once per scalar or column a chain enters when no VACM view treats
+part of that column differently, and per value otherwise; in pysnmp's tree
+it asks once per region every view decides as a whole (views.py), and the
+end of that tree is remembered (defaults.py). Every step a chain takes
+outside our subtree, or from below it, is the GETNEXT step itself, so the
+answers are those of pysnmp's repetition loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from pysnmp.proto import rfc1905
 from pysnmp.smi import error
 from pysnmp.smi.instrum import AbstractMibInstrumController
 
-from .image import Index, ServeContext, after, find, name_at, prebuilt_at
+from .defaults import EndOfView
+from .image import (
+    Index,
+    ServeContext,
+    after,
+    encode,
+    find,
+    name_at,
+    prebuilt_at,
+    segment_number,
+    values,
+)
+from .views import Verdicts, ViewTree
+
+SOURCES = frozenset({"plant", "alarms"})
 
 
 class BtmsController(AbstractMibInstrumController):
     def __init__(
-        self, base: tuple[int, ...], default: Any, ctx: ServeContext, build: Callable[[], Index]
+        self,
+        base: tuple[int, ...],
+        default: Any,
+        ctx: ServeContext,
+        build: Callable[[Index | None, Collection[str] | None], Index],
     ) -> None:
         self.base = base
         self.default = default
         self.ctx = ctx
         self.build = build
-        self.index = build()  # replaced whole, never mutated; read once per request
-        self.dirty = False  # set when the plant's shape changed: rebuild before serving
-        self._last: tuple[Index, tuple[int, ...], int] | None = None  # GETBULK's next start
+        self.views = ViewTree(default.get_mib_builder())
+        self.end_of_view = EndOfView(default)
+        self.index = build(None, None)  # replaced whole, never mutated; read once per request
+        self.dirty: set[str] = set()  # sources whose shape changed: rebuild before serving
+        self._last: tuple[Index, tuple[int, ...], int] | None = None  # GETNEXT's next start
 
     # --- helpers -----------------------------------------------------------
+    def invalidate(self, source: str) -> None:
+        """The shape of ``source`` ("plant" or "alarms") changed."""
+        if source not in SOURCES:
+            raise ValueError(f"unknown source {source!r}")
+        self.dirty.add(source)
+
     def current(self) -> Index:
-        """The index for the current shape, rebuilt at most once per burst of
-        changes (32 strings read for the first time cost one rebuild, not 32).
-        Requests and refreshes both run on the loop, so this cannot race."""
+        """The index for the current shape, rebuilt for the tables whose source
+        changed: alarms at the next request (a burst of them costs one
+        rebuild), the plant by the refresh itself (plugin.py). Requests and
+        refreshes both run on the loop, so this cannot race."""
         if self.dirty:
-            self.index = self.build()
-            self.dirty = False
+            self.index = self.build(self.index, frozenset(self.dirty))
+            self.dirty.clear()
         return self.index
 
     def _mine(self, oid: tuple[int, ...]) -> bool:
@@ -69,10 +105,10 @@ class BtmsController(AbstractMibInstrumController):
     def _next(self, index: Index, oid: tuple[int, ...], context: dict[str, Any]) -> Any:
         last = self._last
         if last is not None and last[0] is index and last[1] == oid:
-            pos = last[2] + 1  # a GETBULK repetition continues where we stopped
+            pos = last[2] + 1  # a walk continues where we stopped
         else:
             pos = after(index, oid)
-        n = len(index.keys)
+        n = index.size
         while pos < n:
             value = prebuilt_at(index, pos, self.ctx)
             if value is not None:
@@ -82,6 +118,44 @@ class BtmsController(AbstractMibInstrumController):
                     return name, value
             pos += 1
         return None
+
+    def _visible(
+        self,
+        index: Index,
+        oid: tuple[int, ...],
+        count: int,
+        context: dict[str, Any],
+        verdicts: dict[int, bool],
+    ) -> list[Any]:
+        """Up to ``count`` readable values after ``oid``, in order: what
+        ``count`` successive ``_next`` steps return. In a segment every view
+        decides as a whole, the access function is asked about its first
+        present value only, and the verdict kept for the request (``verdicts``
+        by segment number): a hidden segment is skipped without reading it."""
+        out: list[Any] = []
+        pos = after(index, oid)
+        if pos >= index.size:
+            return out
+        segments, ctx, hidden_at = index.segments, self.ctx, self._hidden
+        for seg_no in range(segment_number(index, pos), len(segments)):
+            if verdicts.get(seg_no):
+                continue
+            seg = segments[seg_no]
+            uniform = self.views.uniform(seg.oid)
+            for row, raw in values(seg, pos, ctx):
+                if uniform:
+                    hidden = verdicts.get(seg_no)
+                    if hidden is None:
+                        name = seg.oid + seg.rows.suffixes[row]
+                        hidden = verdicts[seg_no] = hidden_at(name, context)
+                    if hidden:
+                        break
+                elif hidden_at(seg.oid + seg.rows.suffixes[row], context):
+                    continue
+                out.append(encode(seg, row, raw))
+                if len(out) == count:
+                    return out
+        return out
 
     # --- the controller API pysnmp's command responders call ------------------
     def read_variables(self, *varBinds: Any, **context: Any) -> list[Any]:
@@ -119,6 +193,39 @@ class BtmsController(AbstractMibInstrumController):
             else:
                 out.append(theirs)
         return out
+
+    def read_bulk(self, varBinds: Any, repetitions: int, **context: Any) -> list[list[Any]]:
+        """Each varbind's chain of ``repetitions`` GETNEXT answers (the
+        GETBULK repeaters), as pysnmp's loop of ``read_next_variables`` calls
+        would produce them. Raises what the access function raises; the
+        responder then answers the request through that loop instead, which
+        raises it with pysnmp's own error index."""
+        index = self.current()
+        if context.get("acFun") is not None:
+            context = dict(context, acFun=Verdicts(context["acFun"], self.views))
+        verdicts: dict[int, bool] = {}
+        chains: list[list[Any]] = []
+        for name, val in varBinds:
+            chain: list[Any] = []
+            while len(chain) < repetitions:
+                if isinstance(val, rfc1905.EndOfMibView):
+                    chain.extend([(name, val)] * (repetitions - len(chain)))
+                    break
+                oid = tuple(name)
+                if oid >= self.base:
+                    run = self._visible(index, oid, repetitions - len(chain), context, verdicts)
+                    chain.extend(run)
+                    if len(chain) == repetitions:
+                        break
+                    if run:
+                        name, val = run[-1]
+                    # the index is exhausted: the default tree goes on
+                    name, val = self.end_of_view.next((name, val), **context)
+                else:
+                    name, val = self.read_next_variables((name, val), **context)[0]
+                chain.append((name, val))
+            chains.append(chain)
+        return chains
 
     def write_variables(self, *varBinds: Any, **context: Any) -> list[Any]:
         """Read-only agent: SET on our objects is notWritable; elsewhere the

@@ -1,29 +1,73 @@
 """pysnmp's command responders, taught to carry pre-encoded varbinds.
 
-Only ``send_varbinds`` changes: varbinds whose value is a ``ber.Prebuilt``
-go into the response PDU as ``univ.Any`` (copied verbatim by pyasn1's
-encoder); all others take pysnmp's usual path. Request parsing, the
-GETBULK repetition logic, error handling, message processing and USM are
-pysnmp's own (7.1.x; the private ``__pendingReqs`` it keeps per request is
-read here, hence the version pin in pyproject).
+``send_varbinds``: the whole variable-bindings list goes into the response
+PDU as one ``univ.Any`` (copied verbatim by pyasn1's encoder): varbinds
+whose value is a ``ber.Prebuilt`` as they are, pysnmp's own (the default
+tree's objects, endOfMibView...) encoded one by one by pyasn1, the same
+octets pyasn1 writes for them inside the list, so pyasn1 walks one
+component instead of fifty. SNMPv1 (values converted) and anything pyasn1
+cannot encode take pysnmp's usual path.
+
+GETBULK: ``handle_management_operation`` is pysnmp 7.1's, except that the
+repeaters' chains come from one ``read_bulk`` call of our controller instead
+of ``max-repetitions`` calls of ``read_next_variables``, interleaved as
+pysnmp's loop would; if that call raises (the access function refused the
+requester), the request is answered through pysnmp's loop after all, so
+errors carry pysnmp's own status and index. ``fast = False`` keeps pysnmp's
+loop for every request and one ``univ.Any`` per varbind (the tests' reference
+path).
+
+Request parsing, error handling, message processing and USM are pysnmp's own
+(7.1.x; the private ``__pendingReqs`` it keeps per request is read here,
+hence the version pin in pyproject).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pyasn1.codec.ber import decoder
+from pyasn1.codec.ber import decoder, encoder
+from pyasn1.error import PyAsn1Error
 from pyasn1.type import univ
 from pysnmp.entity.rfc3413 import cmdrsp
+from pysnmp.error import PySnmpError
 from pysnmp.proto import rfc1905
 from pysnmp.proto.api import v2c
+from pysnmp.smi import error as smi_error
 
+from . import ber
 from .ber import Prebuilt
 
 UNCHECKED = {"verifyConstraints": False, "matchTags": False, "matchConstraints": False}
 
 
-def set_varbinds(pdu: Any, varbinds: list[Any], expand: bool) -> None:
+def varbind_ber(name: Any, value: Any) -> bytes:
+    """What pyasn1 writes for one varbind of the list (pysnmp's objects)."""
+    vb = rfc1905.VarBind()
+    v2c.apiVarBind.set_oid_value(vb, (name, value))
+    return encoder.encode(vb)  # type: ignore[no-any-return]
+
+
+def set_varbinds(pdu: Any, varbinds: list[Any], expand: bool, whole: bool = True) -> None:
+    if whole and not expand:
+        done: dict[tuple[int, int], bytes] = {}  # a GETBULK's endOfMibView, repeated
+        try:
+            parts = []
+            for name, value in varbinds:
+                if type(value) is Prebuilt:
+                    parts.append(value.ber)
+                    continue
+                key = (id(name), id(value))  # both alive as long as ``varbinds``
+                if key not in done:
+                    done[key] = varbind_ber(name, value)
+                parts.append(done[key])
+        except PyAsn1Error:
+            pass  # pysnmp's own path fails on it the way it always has
+        else:
+            body = b"".join(parts)
+            block = univ.Any(b"\x30" + ber.length(len(body)) + body)
+            pdu.setComponentByPosition(3, block, **UNCHECKED)
+            return
     vb_list = pdu.setComponentByPosition(3).getComponentByPosition(3)
     vb_list.clear()
     for idx, (name, value) in enumerate(varbinds):
@@ -38,15 +82,20 @@ def set_varbinds(pdu: Any, varbinds: list[Any], expand: bool) -> None:
 
 
 class _Prebuilt(cmdrsp.CommandResponderBase):
+    fast = True
+
+    def _pending(self, stateReference: Any) -> Any:
+        return self._CommandResponderBase__pendingReqs[stateReference]  # type: ignore[attr-defined]
+
     def send_varbinds(
         self, snmpEngine: Any, stateReference: Any, errorStatus: Any, errorIndex: Any, varBinds: Any
     ) -> None:
-        pending = self._CommandResponderBase__pendingReqs[stateReference]  # type: ignore[attr-defined]
+        pending = self._pending(stateReference)
         pdu = pending[7]
         v2c.apiPDU.set_error_status(pdu, errorStatus)
         v2c.apiPDU.set_error_index(pdu, errorIndex)
         # SNMPv1 (message processing model 0) converts values: give it objects
-        set_varbinds(pdu, varBinds, expand=pending[0] == 0)
+        set_varbinds(pdu, varBinds, expand=pending[0] == 0, whole=self.fast)
         self.send_pdu(snmpEngine, stateReference, pdu)
 
 
@@ -59,7 +108,43 @@ class NextResponder(_Prebuilt, cmdrsp.NextCommandResponder):
 
 
 class BulkResponder(_Prebuilt, cmdrsp.BulkCommandResponder):
-    pass
+    fallbacks = 0  # requests the fast path handed back to pysnmp's loop
+
+    def handle_management_operation(
+        self, snmpEngine: Any, stateReference: Any, contextName: Any, PDU: Any
+    ) -> None:
+        instrum = self.snmpContext.get_mib_instrum(contextName)
+        bulk = getattr(instrum, "read_bulk", None)
+        if not self.fast or bulk is None or self._pending(stateReference)[0] == 0:
+            return super().handle_management_operation(snmpEngine, stateReference, contextName, PDU)
+        # rfc1905: 4.2.3, as pysnmp 7.1.30 computes N, M and R
+        nonRepeaters = v2c.apiBulkPDU.get_non_repeaters(PDU)
+        if nonRepeaters < 0:
+            nonRepeaters = 0
+        maxRepetitions = v2c.apiBulkPDU.get_max_repetitions(PDU)
+        if maxRepetitions < 0:
+            maxRepetitions = 0
+        reqVarBinds = v2c.apiPDU.get_varbinds(PDU)
+        N = min(int(nonRepeaters), len(reqVarBinds))
+        M = int(maxRepetitions)
+        R = max(len(reqVarBinds) - N, 0)
+        if R:
+            M = min(M, self.max_varbinds // R)
+        context = dict(snmpEngine=snmpEngine, acFun=self.verify_access, cbCtx=self.cbCtx)
+        try:
+            rspVarBinds = instrum.read_next_variables(*reqVarBinds[:N], **context) if N else []
+            if M and R:
+                chains = bulk(reqVarBinds[-R:], M, **context)
+                rspVarBinds.extend(vb for rep in zip(*chains, strict=True) for vb in rep)
+        except PySnmpError:
+            # refused (no access, ...): pysnmp's loop raises it with its own index
+            self.fallbacks += 1
+            return super().handle_management_operation(snmpEngine, stateReference, contextName, PDU)
+        if len(rspVarBinds):
+            self.send_varbinds(snmpEngine, stateReference, 0, 0, rspVarBinds)
+            self.release_state_information(stateReference)
+        else:
+            raise smi_error.SmiError()
 
 
 class SetResponder(cmdrsp.SetCommandResponder):

@@ -7,7 +7,7 @@ image.py into the agent's sorted OID index.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,8 @@ from typing import Any
 # (never read, no sensor fitted): absent values are noSuchInstance on GET and
 # skipped by GETNEXT/GETBULK, never invented.
 Getter = Callable[[Any, Any], Any]
+
+RowList = list[tuple[tuple[int, ...], Any]]  # (index suffix, row key)
 
 # SMI base types the agent knows how to encode (see image.py: ENCODERS).
 BASE_TYPES = (
@@ -61,7 +63,12 @@ class Obj:
 class Table:
     """A conceptual table. ``rows`` lists (index suffix, row key) in index order;
     ``resolve`` turns a row key into the row object at serving time, so a
-    refresh only swaps the snapshot the keys are resolved against."""
+    refresh only swaps the snapshot the keys are resolved against. ``source``
+    names what its rows depend on ("plant" or "alarms"): a change there
+    re-lists this table's rows and no other's. ``blocks``, when given, lists
+    the same rows in blocks that do not interleave, each with a key that is
+    equal whenever the block's rows are (a string's index and cell indexes):
+    a rebuild then lists only the blocks whose key is new."""
 
     name: str  # e.g. "btmsString" -> btmsStringTable / btmsStringEntry
     subid: int
@@ -69,8 +76,12 @@ class Table:
     entry_description: str
     index: tuple[str, ...]  # index object names (may be another table's column)
     columns: tuple[Obj, ...]
-    rows: Callable[[Any], list[tuple[tuple[int, ...], Any]]] = field(repr=False)
+    rows: Callable[[Any], RowList] = field(repr=False)
     resolve: Callable[[Any, Any], Any] = field(repr=False)
+    source: str = "plant"
+    blocks: Callable[[Any], list[tuple[Hashable, Callable[[], RowList]]]] | None = field(
+        default=None, repr=False
+    )
 
     @property
     def table_name(self) -> str:

@@ -194,12 +194,22 @@ STRING_TABLE = Table(
 )  # fmt: skip
 
 
-def _cell_rows(ctx: Any) -> list[tuple[tuple[int, ...], Any]]:
-    rows: list[tuple[tuple[int, ...], Any]] = []
+def _cell_blocks(ctx: Any) -> list[tuple[Any, Any]]:
+    """One block per string that has been read, keyed by what its rows depend on."""
+    blocks = []
     for name, s in ctx.plant.strings.items():
         if s.reading is not None:
-            rows.extend(((s.index, c.index), (name, pos)) for pos, c in enumerate(s.reading.cells))
-    return rows
+            shape = tuple(c.index for c in s.reading.cells)
+
+            def rows(name: str = name, index: int = s.index, shape: Any = shape) -> Any:
+                return [((index, cell), (name, pos)) for pos, cell in enumerate(shape)]
+
+            blocks.append(((name, s.index, shape), rows))
+    return blocks
+
+
+def _cell_rows(ctx: Any) -> list[tuple[tuple[int, ...], Any]]:
+    return [row for _key, rows in _cell_blocks(ctx) for row in rows()]
 
 
 def _resolve_cell(ctx: Any, key: tuple[str, int]) -> Any:
@@ -216,6 +226,7 @@ CELL_TABLE = Table(
     entry_description="One cell, indexed by its string's index and its own index.",
     index=("btmsStringIndex", "btmsCellIndex"),
     rows=_cell_rows,
+    blocks=_cell_blocks,
     resolve=_resolve_cell,
     columns=(
         _s("btmsCellIndex", 1, "Integer32 (1..120)", "Integer32", "Cell index in its string.",
@@ -251,6 +262,7 @@ ALARM_TABLE = Table(
     index=("btmsAlarmIndex",),
     rows=_alarm_rows,
     resolve=lambda ctx, key: ctx.alarms[key][1] if key in ctx.alarms else None,
+    source="alarms",
     columns=(
         _s("btmsAlarmIndex", 1, "Unsigned32 (1..4294967295)", "Unsigned32", "Row index.",
            access="not-accessible"),

@@ -1,0 +1,191 @@
+"""Helpers (no tests): a gateway with the SNMP agent on its own thread's event
+loop, so synchronous hypothesis tests can send it real datagrams, and the two
+clients they use: raw SNMPv2c datagrams from pyasn1 over a UDP socket, and
+pysnmp's command generator for SNMPv3 authPriv (USM, not a mock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from typing import Any
+
+from btms_gateway.core.testing import GatewayHarness
+from pyasn1.codec.ber import decoder, encoder
+from pysnmp.entity.engine import SnmpEngine
+from pysnmp.entity.rfc3413 import cmdgen
+from pysnmp.hlapi.v3arch.asyncio import ContextData, UdpTransportTarget, UsmUserData
+from pysnmp.hlapi.v3arch.asyncio.lcd import CommandGeneratorLcdConfigurator
+from pysnmp.proto import rfc1902
+from pysnmp.proto.api import v2c
+
+Varbinds = list[tuple[tuple[int, ...], str, bytes]]  # (name, value type, value BER)
+Answer = tuple[str | None, int, int, Varbinds]  # (error indication, status, index, varbinds)
+
+
+def normal(varbinds: Any) -> Varbinds:
+    """Comparable varbinds: the name, the value's type and its BER octets."""
+    return [(tuple(n), type(v).__name__, encoder.encode(v)) for n, v in varbinds]
+
+
+class AgentThread:
+    """``with AgentThread(config, setup) as rig:`` a gateway serving on its own
+    loop; ``setup(harness)`` runs there once the gateway is up."""
+
+    def __init__(self, config: dict[str, Any], setup: Callable[[Any], Awaitable[None]]) -> None:
+        self.config = config
+        self.setup = setup
+        self.ready = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.harness: GatewayHarness | None = None
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self.clients: dict[str, Any] = {}
+        self._thread = threading.Thread(target=self._run, name="snmp-agent", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # reported by __enter__
+            self._error = exc
+            self.ready.set()
+
+    async def _main(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with GatewayHarness(self.config) as h:
+            self.harness = h
+            await self.setup(h)
+            self.ready.set()
+            await self._stop.wait()
+
+    def __enter__(self) -> AgentThread:
+        self._thread.start()
+        self.ready.wait(60)
+        if self._error is not None or self.loop is None:
+            raise RuntimeError("the agent's gateway did not start") from self._error
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.loop is not None and self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+    def call(self, make: Callable[[], Awaitable[Any]], timeout: float = 60) -> Any:
+        """Run ``make()`` on the agent's loop and wait for its result."""
+        assert self.loop is not None
+
+        async def run() -> Any:
+            return await make()
+
+        future: Future[Any] = asyncio.run_coroutine_threadsafe(run(), self.loop)
+        return future.result(timeout)
+
+
+def v2c_message(community: str, kind: str, oids: list[tuple[int, ...]], n: int, m: int) -> bytes:
+    """An SNMPv2c request datagram (kind: get, next or bulk)."""
+    if kind == "bulk":
+        pdu = v2c.GetBulkRequestPDU()
+        v2c.apiBulkPDU.set_defaults(pdu)
+        v2c.apiBulkPDU.set_non_repeaters(pdu, n)
+        v2c.apiBulkPDU.set_max_repetitions(pdu, m)
+    else:
+        pdu = v2c.GetRequestPDU() if kind == "get" else v2c.GetNextRequestPDU()
+        v2c.apiPDU.set_defaults(pdu)
+    v2c.apiPDU.set_request_id(pdu, 4242)
+    v2c.apiPDU.set_varbinds(pdu, [(oid, v2c.null) for oid in oids])
+    msg = v2c.Message()
+    v2c.apiMessage.set_defaults(msg)
+    v2c.apiMessage.set_community(msg, community)
+    v2c.apiMessage.set_pdu(msg, pdu)
+    return encoder.encode(msg)
+
+
+def v2c_exchange(address: tuple[str, int], datagram: bytes, timeout: float = 5) -> Answer:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(datagram, address)
+        return decode_v2c(s.recv(65535))
+
+
+def decode_v2c(reply: bytes) -> Answer:
+    msg, rest = decoder.decode(reply, asn1Spec=v2c.Message())
+    assert rest == b""
+    pdu = v2c.apiMessage.get_pdu(msg)
+    return (
+        None,
+        int(v2c.apiPDU.get_error_status(pdu)),
+        int(v2c.apiPDU.get_error_index(pdu)),
+        normal(v2c.apiPDU.get_varbinds(pdu)),
+    )
+
+
+class V2cEndpoint(asyncio.DatagramProtocol):
+    """A UDP client on the agent's own loop, opened before a test changes the
+    plant, so that nothing but the request itself runs between the change
+    and the agent's answer to it."""
+
+    def __init__(self) -> None:
+        self.reply: asyncio.Future[bytes] | None = None
+        self.transport: Any = None
+
+    @classmethod
+    async def open(cls, address: tuple[str, int]) -> V2cEndpoint:
+        _, endpoint = await asyncio.get_running_loop().create_datagram_endpoint(
+            cls, remote_addr=address
+        )
+        return endpoint
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.reply is not None and not self.reply.done():
+            self.reply.set_result(data)
+
+    async def ask(self, datagram: bytes, timeout: float = 10) -> Answer:
+        self.reply = asyncio.get_running_loop().create_future()
+        self.transport.sendto(datagram)
+        return decode_v2c(await asyncio.wait_for(self.reply, timeout))
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+class V3Client:
+    """pysnmp's command generator on the agent's loop, one USM user."""
+
+    def __init__(self, address: tuple[str, int], user: UsmUserData) -> None:
+        self.address = address
+        self.user = user
+        self.engine: SnmpEngine | None = None
+        self.target: Any = None
+
+    async def bulk(self, oids: list[tuple[int, ...]], n: int, m: int) -> Answer:
+        if self.engine is None:
+            self.engine = SnmpEngine()
+            self.target = await UdpTransportTarget.create(self.address, timeout=5, retries=0)
+        addr, _params = CommandGeneratorLcdConfigurator().configure(
+            self.engine, self.user, self.target, ContextData().contextName
+        )
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+
+        def done(
+            _e: Any, _h: Any, indication: Any, status: Any, index: Any, vbs: Any, *_: Any
+        ) -> None:
+            if not future.done():
+                text = None if indication is None else type(indication).__name__
+                future.set_result((text, int(status or 0), int(index or 0), normal(vbs or [])))
+
+        varbinds = [(rfc1902.ObjectName(oid), rfc1902.Null("")) for oid in oids]
+        cmdgen.BulkCommandGenerator().send_varbinds(
+            self.engine, addr, None, b"", n, m, varbinds, done, None
+        )
+        return await future
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close_dispatcher()
