@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from btms_gateway.core.profiles import ErrorKind, PollError
@@ -139,4 +140,15 @@ def classify(buf: bytes, slave: int, count: int, crc_good: bool | None = None) -
             ErrorKind.SHORT_FRAME,
             f"slave {slave}: {len(buf)}-byte reply with byte count {buf[2]}, expected {need}",
         )
-    return list(struct.unpack_from(f">{count}H", buf, 3))  # one call, not one per register
+    return registers_of(buf, count)
+
+
+def registers_of(frame: bytes | bytearray, count: int) -> list[int]:
+    """The registers of a checked data reply: one struct call, not one per register."""
+    unpack = _UNPACK.get(count)
+    if unpack is None:
+        unpack = _UNPACK[count] = struct.Struct(f">{count}H").unpack_from
+    return list(unpack(frame, 3))
+
+
+_UNPACK: dict[int, Callable[[bytes | bytearray, int], tuple[int, ...]]] = {}

@@ -24,9 +24,12 @@ from collections.abc import Sequence
 from btms_gateway.core.config import BusConfig
 from btms_gateway.core.counters import CommCounters
 from btms_gateway.core.profiles import ErrorKind, PollError
+from fastcrc.crc16 import modbus as _crc
 
 from . import framing
 from .transport import SerialTransport, TcpTransport, Transport
+
+_sleep, _monotonic = time.sleep, time.monotonic
 
 # Retrying these is pointless: the slave answered on purpose, or the port is gone.
 _NO_RETRY = (ErrorKind.EXCEPTION, ErrorKind.PORT)
@@ -115,34 +118,72 @@ class RtuLink:
         return out
 
     def _transaction(self, slave: int, address: int, count: int) -> list[int]:
+        """One request and its reply.
+
+        The usual case (a quiet line, a reply whole and valid when it can
+        first be) runs straight through: a sleep for the gap, a write, a sleep
+        for the wire time, one read. Anything else (stray bytes, a port
+        failure, a reply late, short, bad or an exception) goes on the
+        careful path, which decides every case. The straight path is worth
+        its few lines: a bus thread sleeps between every two steps, so its
+        caches are cold whenever it runs, and each call it makes costs more
+        than its bytecode (measured on a pty: 300 -> 200 us of CPU per
+        120-register transaction)."""
         tr = self._transport
-        if not tr.is_open or self._closing:
+        if tr._fd is None or self._closing:
             raise PollError(ErrorKind.PORT, f"bus {self.bus.name} is not open")
+        counters = self.counters
         per_slave = self.counters_for(slave)
-        self._wait_gap()
+        delay = max(self._idle_since, tr.last_rx) + self._gap - _monotonic()
+        if delay > 0:
+            _sleep(delay)
+        if tr.rx or tr.pending():  # strays on the line, or the port failed
+            self._wait_gap()
         request = framing.read_request(slave, address, count)
-        self.counters.requests += 1
+        counters.requests += 1
         per_slave.requests += 1
+        need = 5 + 2 * count
         try:
-            tr.write(request)
-            sent = time.monotonic()
-            wire = (len(request) + framing.reply_length(count)) * self._char
+            try:
+                sent = tr.raw_write(request)
+            except OSError:
+                sent = 0
+            if sent != len(request):  # short, refused or failed: the careful write
+                tr.write(request[sent:])
             # a slave sees the end of the request only after a frame gap of
             # silence: its reply cannot be complete before sent + wire + gap
-            complete_at = sent + wire + self._gap
-            buf, crc_good = self._receive(count, complete_at, complete_at + self.bus.timeout_s)
-            registers = framing.classify(buf, slave, count, crc_good=crc_good)
+            complete_at = _monotonic() + (len(request) + need) * self._char + self._gap
+            delay = complete_at - _monotonic()
+            if delay > 0:
+                _sleep(delay)
+            try:
+                data = tr.raw_read()
+            except OSError:  # nothing yet (EAGAIN), or a failure the careful path reports
+                data = b""
+            if (
+                len(data) == need
+                and data[0] == slave
+                and data[1] == framing.READ_HOLDING
+                and data[2] == 2 * count
+                and _crc(data) == 0
+            ):
+                registers = framing.registers_of(data, count)
+            else:
+                if data:
+                    tr._received(data)
+                buf, crc_good = self._receive(count, complete_at, complete_at + self.bus.timeout_s)
+                registers = framing.classify(buf, slave, count, crc_good=crc_good)
         except PollError as exc:
             now = time.time()
-            self.counters.record_error(exc.kind, exc.detail, now)
+            counters.record_error(exc.kind, exc.detail, now)
             per_slave.record_error(exc.kind, exc.detail, now)
             if exc.kind is ErrorKind.EXCEPTION:  # a valid reply, just not data
-                self.counters.responses += 1
+                counters.responses += 1
                 per_slave.responses += 1
             raise
         finally:
-            self._idle_since = max(self._idle_since, tr.last_rx, time.monotonic())
-        self.counters.responses += 1
+            self._idle_since = max(self._idle_since, tr.last_rx, _monotonic())
+        counters.responses += 1
         per_slave.responses += 1
         return registers
 

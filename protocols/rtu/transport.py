@@ -12,12 +12,16 @@ and leaves the transport closed, so the engine's reopen logic takes over.
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import math
 import os
 import select
 import socket
 import termios
 import time
+from collections.abc import Callable
+from typing import Any
 
 import serial
 import serial.rs485
@@ -47,6 +51,7 @@ class Transport:
         self._fd: int | None = None
         self._poll: select.poll | None = None
         self._error: str | None = None
+        self.pending = self.raw_read = self.raw_write = _closed  # type: ignore[assignment]
 
     @property
     def is_open(self) -> bool:
@@ -63,15 +68,26 @@ class Transport:
     def open(self) -> None:
         raise NotImplementedError
 
+    # The link's straight path calls these directly (see RtuLink._transaction):
+    # ``pending()`` lists what poll(2) finds readable now (stray bytes, a
+    # failure), ``raw_read()`` reads what the port holds (BlockingIOError when
+    # nothing), ``raw_write(data)`` writes and returns the bytes taken. On a
+    # closed transport each raises OSError.
+    pending: Callable[[], list[tuple[int, int]]]
+    raw_read: Callable[[], bytes]
+    raw_write: Callable[[bytes], int]
+
     def close(self) -> None:
         self._fd = None
         self._poll = None
+        self.pending = self.raw_read = self.raw_write = _closed  # type: ignore[assignment]
         self._close_port()
 
     def _opened(self, fd: int) -> None:
         self._fd = fd
         self._poll = select.poll()
         self._poll.register(fd, _READABLE)
+        self.pending = functools.partial(self._poll.poll, 0)
         self._error = None
         self.rx.clear()
 
@@ -136,7 +152,8 @@ class Transport:
 
     # --- writing -------------------------------------------------------------
     def write(self, data: bytes) -> None:
-        self.raise_if_failed()
+        if self._error is not None:
+            self.raise_if_failed()
         if self._fd is None:
             raise PollError(ErrorKind.PORT, f"{self.where} is not open")
         try:
@@ -144,6 +161,10 @@ class Transport:
         except (serial.SerialException, OSError) as exc:
             self.close()
             raise PollError(ErrorKind.PORT, f"{self.where}: write failed: {exc}") from exc
+
+
+def _closed(*_args: object) -> Any:
+    raise OSError(errno.EBADF, "the port is closed")
 
 
 def _read_without_eof_on_empty(fd: int) -> None:
@@ -205,7 +226,10 @@ class SerialTransport(Transport):
             raise PollError(ErrorKind.PORT, f"cannot configure {port}: {exc}") from exc
         ser.reset_input_buffer()
         self._ser = ser
-        self._opened(ser.fileno())
+        fd = ser.fileno()
+        self._opened(fd)
+        self.raw_read = functools.partial(os.read, fd, 4096)
+        self.raw_write = functools.partial(os.write, fd)
 
     def _read_chunk(self) -> bytes:
         return os.read(self._fd, 4096)  # type: ignore[arg-type]
@@ -256,6 +280,8 @@ class TcpTransport(Transport):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # frames, not a stream
         self._sock = sock
         self._opened(sock.fileno())
+        self.raw_read = functools.partial(sock.recv, 4096)
+        self.raw_write = sock.send
 
     def _read_chunk(self) -> bytes:
         assert self._sock is not None
