@@ -167,3 +167,35 @@ def test_int32_low_word_first_round_trip(value: int) -> None:
 @given(st.integers(-(2**15), 2**15 - 1))
 def test_int16_round_trip(value: int) -> None:
     assert raw_value(to_words(value, RegType.INT16), RegType.INT16) == value
+
+
+WORDS = st.one_of(st.sampled_from([0, 1, 0x7FFF, 0x8000, 0xFFFF]), st.integers(0, 0xFFFF))
+
+
+@given(
+    count=st.integers(0, 120),
+    words=st.lists(st.lists(WORDS, min_size=120, max_size=120), min_size=5, max_size=5),
+    statuses=st.lists(st.sampled_from([0, 0, 0, 1, 2, 3, 4, 0x101]), min_size=120, max_size=120),
+)
+def test_cells_decode_as_one_register_at_a_time(
+    count: int, words: list[list[int]], statuses: list[int]
+) -> None:
+    """The column decoder (C-level conversions, cells made slot by slot) gives
+    exactly the readings of the plain way: each word through raw_value and the
+    table's scale, each cell through CellReading's own constructor."""
+    from btms_gateway.core.model import SENSOR_LOST_BIT, CellReading
+
+    values = [a for a in CELL_ARRAYS if a.field != "status"]
+    arrays = {a.base: w for a, w in zip(values, words, strict=True)} | {2000: statuses}
+    expected = []
+    for i in range(count):
+        lost = statuses[i] & SENSOR_LOST_BIT
+        cell = [
+            None if lost else raw_value([arrays[a.base][i]], a.type) / round(1 / a.scale)
+            for a in values
+        ]
+        expected.append(CellReading(i + 1, *cell, CellStatus(statuses[i])))
+    got = decode_cells(arrays, count)
+    assert got == tuple(expected)
+    assert [repr(c) for c in got] == [repr(c) for c in expected]
+    assert all(type(c) is CellReading for c in got)
