@@ -238,20 +238,26 @@ class LoopChannel(PluginChannel):
             self._loop.call_soon_threadsafe(self._ready.set)
 
     async def _run(self) -> None:
+        burst = False
         while not self._stopping:
+            if burst:
+                await asyncio.sleep(0)  # a burst of events must not hold the loop
             await self._ready.wait()
             with self._lock:
                 item = self._take()
                 if item is None:
                     self._ready.clear()
+                    burst = False
                     continue
+                # the usual case is one reading at a time: go back to waiting
+                # without an extra pass through the loop when nothing else is queued
+                burst = bool(self._events or self._readings)
             hook, kwargs = item
             self._begin()
             try:
                 await self._call(hook, kwargs)
             finally:
                 self._end(hook)
-            await asyncio.sleep(0)  # a burst of events must not hold the loop
 
     async def _call(self, hook: str, kwargs: dict[str, Any]) -> None:
         try:

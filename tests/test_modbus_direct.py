@@ -139,6 +139,11 @@ def servers() -> Iterator[dict[bool, dict[str, Side]]]:
             for s in by_side.values():
                 s.sock = socket.create_connection(("127.0.0.1", s.server.bound_port), timeout=5)
                 s.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                # One answered request: the server has taken the connection (its
+                # counter moved) before any example measures what a batch moved.
+                s.sock.sendall(mbap(0, 101, struct.pack(">BHH", 3, 0, 1)))
+                recv_answers(s.sock, 1)
+                assert s.stats.connections == 1
         try:
             yield sides
         finally:

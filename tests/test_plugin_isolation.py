@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from itertools import pairwise
 
 import pytest
 from btms_gateway.core import hookimpl, plugin_channel
 from btms_gateway.core.gateway import GatewayStartError
 from btms_gateway.core.model import Quality
+from btms_gateway.core.plugin_manager import FailureLog
 from btms_gateway.core.testing import GatewayHarness, make_reading, plant_config
 
 
@@ -197,3 +199,37 @@ async def test_plugins_already_started_are_shut_down_when_another_cannot_start()
             pass
     assert good.started and good.stopped
     assert not never.started and not never.stopped
+
+
+async def test_a_burst_on_the_loop_lets_other_tasks_run_between_calls():
+    """A loop-served plugin given many events at once takes turns with the rest
+    of the loop: between two of its calls another task has run at least once."""
+    ticks = 0
+    seen_at: list[int] = []
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    async def alarm_event(event):  # never awaits: it would hold the loop
+        seen_at.append(ticks)
+
+    impl = type("Impl", (), {"function": staticmethod(alarm_event), "argnames": ["event"]})
+    channel = plugin_channel.open_channel(
+        "bursty", {"alarm_event": impl}, asyncio.get_running_loop(), FailureLog()
+    )
+    task = asyncio.create_task(ticker())
+    try:
+        for i in range(20):
+            channel.offer_event(i)
+        async with asyncio.timeout(5):
+            while channel.stats.events_delivered < 20:
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        channel.stop(1.0)
+    assert isinstance(channel, plugin_channel.LoopChannel)
+    assert len(seen_at) == 20, channel.stats
+    assert all(b > a for a, b in pairwise(seen_at)), seen_at

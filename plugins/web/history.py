@@ -2,8 +2,8 @@
 
 The event log (SQLite) keeps alarm events but no readings, so the plugin keeps
 its own small history: one sample per ``interval_s`` of GOOD data only (a
-stale value is never recorded again as if it were new). Written from the
-plugin's worker thread and read from the event loop, hence the lock.
+stale value is never recorded again as if it were new). Written by the
+plugin's hook and read by requests; the lock keeps it safe from any thread.
 """
 
 from __future__ import annotations

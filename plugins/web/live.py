@@ -1,9 +1,10 @@
 """Live updates to browsers over server-sent events (one-way, plain HTTP,
 reconnects by itself; the dashboard never needs to send on the stream).
 
-Readings arrive on the plugin's worker thread; the hub hands a note to the
-event loop at most once per burst (``call_soon_threadsafe``) and each client
-then sends the newest state, no faster than ``live_interval_s``. So 32 strings
+Readings arrive on the event loop (the plugin's hooks are ``async def``); the
+hub schedules one flush per burst of them (from another thread, through
+``call_soon_threadsafe``) and each client then sends the newest state, no
+faster than ``live_interval_s``. So 32 strings
 polled five times a second cost a browser two small updates a second, and a
 slow browser only ever delays itself.
 """
@@ -41,6 +42,7 @@ class LiveHub:
         self.on_changed = on_changed
         self.clients: set[Client] = set()
         self.closing = False
+        self._loop_thread = threading.get_ident()  # made on the loop, by the plugin's startup
         self._lock = threading.Lock()
         self._changed: set[str] = set()
         self._alarm = False
@@ -48,7 +50,7 @@ class LiveHub:
         #: counts flushes: what clients compose for one generation they may share
         self.generation = 0
 
-    # --- from the plugin's worker thread -----------------------------------------
+    # --- from the plugin's hooks (the loop) or any other thread --------------------
     def string_changed(self, name: str) -> None:
         with self._lock:
             self._changed.add(name)
@@ -62,7 +64,10 @@ class LiveHub:
     def _schedule(self) -> None:
         if not self._scheduled and not self.loop.is_closed():
             self._scheduled = True
-            self.loop.call_soon_threadsafe(self._flush)
+            if threading.get_ident() == self._loop_thread:
+                self.loop.call_soon(self._flush)  # no self-pipe write and wake-up
+            else:
+                self.loop.call_soon_threadsafe(self._flush)
 
     # --- on the event loop -----------------------------------------------------------
     def _flush(self) -> None:

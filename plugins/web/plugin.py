@@ -55,13 +55,14 @@ async def shutdown(gateway: Any) -> None:
 
 
 @hookimpl
-def string_reading(string: StringSnapshot, gateway: Any) -> None:
-    # the plugin's worker thread: record history, then wake the loop once per burst
+async def string_reading(string: StringSnapshot, gateway: Any) -> None:
+    # on the gateway's loop (both hooks are async def): a history sample at most
+    # and a note to the live hub, too little to be worth a thread switch per reading
     if (svc := _services.get(gateway)) is not None:
         svc.on_reading(string)
 
 
 @hookimpl
-def alarm_event(event: AlarmEvent, gateway: Any) -> None:
+async def alarm_event(event: AlarmEvent, gateway: Any) -> None:
     if (svc := _services.get(gateway)) is not None:
         svc.on_alarm(event)

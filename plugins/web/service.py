@@ -111,7 +111,7 @@ class WebService:
         # on the loop, once per burst of readings
         self.json_cache.drop_stale(self.gateway.store.snapshot, names)
 
-    # --- from the plugin's worker thread ----------------------------------------
+    # --- from the plugin's hooks, on the loop ------------------------------------
     def on_reading(self, string: Any) -> None:
         self.history.record(string)
         if self.hub is not None:
