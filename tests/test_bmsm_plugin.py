@@ -4,6 +4,8 @@ profile's poller is driven here exactly as the engine drives it."""
 
 from __future__ import annotations
 
+import time
+
 from btms_gateway.core.cli import build_cli
 from btms_gateway.core.config import StringConfig
 from btms_gateway.core.plugin_manager import FailureLog, create_manager
@@ -53,3 +55,30 @@ def test_export_bmsm_registers_prints_the_committed_doc() -> None:
     assert r.exit_code == 0
     doc = Path(__file__).resolve().parents[1] / "docs" / "bmsm-registers.md"
     assert r.output == doc.read_text()
+
+
+def test_a_steady_poll_reads_the_string_block_last_and_stamps_its_reply() -> None:
+    """The string block (current, voltage, SOC, alarms) is the freshest part of a
+    reading: after the first poll it is the last read, and read_at falls between
+    that reply and the end of the poll, never before the data was in."""
+    profile = device_profiles(create_manager(), FailureLog())["bmsm"]
+    with Simulator([1], cells={1: 120}, baud=115200, seed=3, frozen=True) as sim:
+        bus = sim.bus_config("busA", timeout_s=0.3)
+        link = open_link(bus)
+        link.open()
+        try:
+            poller = profile.create_poller(
+                StringConfig(name="S1", bus="busA", slave_id=1), bus, link
+            )
+            first = poller.poll()
+            mark = len(sim.truth_log)
+            second = poller.poll()
+            polled_until = time.time()
+        finally:
+            link.close()
+        records = sim.truth_log[mark:]
+    assert [r.address for r in sim.truth_log[:1]] == [0]  # no plan yet: the block first
+    assert len(records) == 7 and records[-1].address == 0 and records[-1].count == 16
+    assert all(r.address != 0 for r in records[:-1])
+    assert records[-1].at <= second.read_at <= polled_until
+    assert second.cells == first.cells and second.current_a == first.current_a

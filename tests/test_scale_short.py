@@ -63,3 +63,22 @@ async def test_short_scale_run_serves_every_client() -> None:
         assert st.lags[proto], f"{proto} never served a probed change"
         assert st.missed[proto] == 0, f"{proto} missed {st.missed[proto]} changes"
     assert all(r["cycles"][b["name"]] for b in r["spec"])
+
+
+def test_the_probe_dates_served_data_from_the_end_of_the_poll_before() -> None:
+    """An age is measured from the end of the poll the old value came from,
+    whichever range a poll reads last: here two polls of a slave (string block
+    last, register 2 in it) and another slave's replies in between."""
+    from types import SimpleNamespace
+
+    from scale.simrunner import first_data_after
+
+    def rec(at: float, slave: int, address: int) -> SimpleNamespace:
+        return SimpleNamespace(at=at, slave=slave, address=address, count=16, words=(0,))
+
+    log = [rec(10.00, 1, 2000), rec(10.03, 1, 0), rec(10.05, 2, 0), rec(11.00, 1, 2000)]
+    log += [rec(11.03, 1, 0), rec(12.00, 1, 2000)]
+    sim = SimpleNamespace(truth_log=log)
+    assert first_data_after(sim, 1, 10.5, 2) == {"at": 11.03, "prev": 10.03}
+    assert first_data_after(sim, 1, 9.0, 2) == {"at": 10.03, "prev": None}
+    assert first_data_after(sim, 1, 11.5, 2) == {"at": None, "prev": 12.00}
