@@ -113,6 +113,24 @@ async def test_shrink_mid_poll_with_zero_fill_is_right_on_the_next_poll() -> Non
     assert second.cell_count == 12 and second.cells == sim.expected(3).cells
 
 
+async def test_a_steady_poll_catches_a_zero_filled_shrink_in_the_same_poll() -> None:
+    """After the first poll the block is read last: a shrink after the poll's
+    first read (the block, when it came first) shows in that poll's block, so
+    the cells are read again with the new plan and the zeros read for the
+    removed cells are never published."""
+    with Simulator([3], cells=20, baud=115200, frozen=True, past_count="zero") as sim:
+        link = _link(sim)
+        poller = BmsmPoller(link, 3)
+        try:
+            assert poller.poll().cell_count == 20
+            sim.inject(3, Fault.CELL_COUNT, cells=12, after=1)
+            shrunk = poller.poll()
+        finally:
+            link.close()
+    assert shrunk.cell_count == 12 and shrunk.cells == sim.expected(3).cells
+    assert poller.plan == cell_plan(12) and poller.replans == 1
+
+
 async def test_a_second_exception_02_is_raised() -> None:
     from btms_gateway.core.profiles import ErrorKind, PollError
 
