@@ -58,6 +58,8 @@ HERE = Path(__file__).resolve().parent
 C_SOURCE = HERE / "modbus" / "reference_server.c"
 sys.path.insert(0, str(HERE / "modbus"))
 import loadgen  # noqa: E402
+from beforeafter import against_head  # noqa: E402
+from inprocess import INPROC_REQUESTS, inprocess_us, report_inprocess  # noqa: E402
 from loadgen import REGISTERS, UNITS, Result, load_1, load_n  # noqa: E402
 
 TARGET_RATIO = 0.90
@@ -145,95 +147,6 @@ async def _ready_then_wait(profile_out: str | None, source: str = "") -> None:
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(profile_out)
-
-
-# --- in process: one handler fed request frames, no sockets ---------------------------
-INPROC_REQUESTS = 10_000
-INPROC_COUNT = 125  # registers per request: the most FC 03 allows, what a SCADA scan uses
-
-
-class _Wire:
-    """The transport a handler writes its answers to: resolves the waiting future."""
-
-    answered: asyncio.Future[bytes]
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 50000) if name == "peername" else default
-
-    def write(self, data: bytes) -> None:
-        self.answered.set_result(data)
-
-    def abort(self) -> None:
-        pass
-
-    close = abort
-
-
-async def _per_request_us(handler: Any, wire: _Wire, frames: list[bytes]) -> float:
-    loop = asyncio.get_running_loop()
-    t0 = time.perf_counter()
-    for frame in frames:
-        wire.answered = loop.create_future()
-        handler.data_received(frame)
-        answer = await wire.answered
-        if len(answer) != 9 + 2 * INPROC_COUNT:
-            raise RuntimeError(f"in-process case answered {answer!r}")
-    return 1e6 * (time.perf_counter() - t0) / len(frames)
-
-
-async def _inprocess(n: int, rounds: int, only_plugin: bool = False) -> dict[str, float]:
-    """Microseconds per 125-register FC 03 request through one connection's handler
-    (framer, decoder, datastore, encoder, asyncio scheduling; no socket calls):
-    the plugin, the plugin with its direct reads off (pymodbus's request handling
-    and send path), with its fast datastore off too (pymodbus's SimRuntime: the
-    route before both), and bare pymodbus. Cases alternate; best of ``rounds``."""
-    import random
-    import struct
-
-    from pymodbus.server import ModbusTcpServer
-
-    rng = random.Random(2)
-    frames = [
-        struct.pack(">HHHBBHH", i % 65536, 0, 6, rng.choice(UNITS), 3,
-                    rng.randrange(100, REGISTERS - INPROC_COUNT + 1), INPROC_COUNT)
-        for i in range(n)
-    ]  # fmt: skip
-    svc = plugin_service(0)
-    await svc.start()
-    fast_reads = svc.tcp.context
-    bare = ModbusTcpServer(bare_devices(), address=("127.0.0.1", 0))
-    cases: dict[str, tuple[Any, Any, bool]] = {}  # name -> (server, datastore, direct reads)
-    cases["plugin"] = (svc.tcp, fast_reads, True)
-    if not only_plugin:
-        cases["plugin, direct reads off"] = (svc.tcp, fast_reads, False)
-        cases["plugin, and reads via SimRuntime"] = (svc.tcp, fast_reads.core, False)
-        cases["bare pymodbus"] = (bare, bare.context, False)
-    best = dict.fromkeys(cases, float("inf"))
-    try:
-        for _ in range(rounds):
-            for name, (server, datastore, direct) in cases.items():
-                server.context = datastore
-                server.direct_reads = direct  # an attribute the HEAD copy may not read
-                wire = _Wire()
-                handler = server.callback_new_connection()
-                handler.connection_made(wire)
-                best[name] = min(best[name], await _per_request_us(handler, wire, frames))
-                handler.connection_lost(None)
-    finally:
-        svc.tcp.context = fast_reads
-        svc.tcp.direct_reads = True
-        await svc.stop()
-    return best
-
-
-def report_inprocess(n: int, rounds: int) -> None:
-    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-    best = asyncio.run(_inprocess(n, rounds))
-    print(f"\nin process, one handler, no sockets: {INPROC_COUNT}-register FC 03 reads, "
-          f"best of {rounds} x {n:,}")  # fmt: skip
-    print(f"  {'case':<36} {'us/req':>7} {'x plugin':>8}")
-    for name, us in best.items():
-        print(f"  {name:<36} {us:>7.1f} {us / best['plugin']:>8.2f}")
 
 
 # --- orchestration -------------------------------------------------------------------
@@ -327,76 +240,6 @@ def profile_plugin(seconds: float, ref: Path, tmp: Path) -> None:
     pstats.Stats(out).sort_stats("tottime").print_stats(20)
 
 
-def head_copy(tmp: Path) -> Path:
-    """The plugin package as committed, in ``tmp/head/modbus_tcp`` (git show: read only)."""
-    root = HERE.parent
-    names = subprocess.run(
-        ["git", "-C", str(root), "ls-tree", "--name-only", "HEAD", "plugins/modbus_tcp/"],
-        check=True, capture_output=True, text=True,
-    ).stdout.split()  # fmt: skip
-    dest = tmp / "head" / "modbus_tcp"
-    dest.mkdir(parents=True)
-    for name in names:
-        if name.endswith(".py"):
-            blob = subprocess.run(
-                ["git", "-C", str(root), "show", f"HEAD:{name}"], check=True, capture_output=True
-            ).stdout
-            (dest / Path(name).name).write_bytes(blob)
-    return dest.parent
-
-
-def against_head(seconds: float, repeat: int) -> int:
-    """Before (HEAD's plugin) and after (the working tree's), alternating, all runs shown."""
-    with tempfile.TemporaryDirectory() as tmpdir:
-        sides = {"HEAD": str(head_copy(Path(tmpdir))), "working": ""}
-        print(f"{loadgen.COUNT}-register FC 03 reads; {repeat} alternating runs of {seconds:g} s")
-        print(f"{'plugin':<8} {'conns':>5} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
-              f"{'srv CPU us/req':>14} {'of it kernel':>12} {'gen CPU':>7} "
-              f"{'errors':>6}")  # fmt: skip
-        cpu: dict[tuple[str, int], list[float]] = {}
-        errors = 0
-        for conns in (1, 10):
-            for _ in range(repeat):
-                for side, plugin_from in sides.items():
-                    res, res.server_cpu_s, kernel = run_case(
-                        "plugin", conns, seconds, Path(), plugin_from
-                    )
-                    cpu.setdefault((side, conns), []).append(res.cpu_us)
-                    errors += res.errors
-                    print(f"{side:<8} {conns:>5} {res.rate:>9.0f} {res.pct_ms(0.5):>7.3f} "
-                          f"{res.pct_ms(0.99):>7.3f} {res.cpu_us:>14.1f} "
-                          f"{1e6 * kernel / res.requests:>12.1f} "
-                          f"{100 * res.gen_cpu:>6.0f}% {res.errors:>6}", flush=True)  # fmt: skip
-        print("\nserver CPU per request, us (each run; median):")
-        for conns in (1, 10):
-            row = [f"{conns:>2} conn:"]
-            for side in sides:
-                runs = cpu[(side, conns)]
-                shown = " / ".join(f"{us:.1f}" for us in runs)
-                row.append(f"{side} {shown} ({sorted(runs)[len(runs) // 2]:.1f})")
-            print("  " + "   ".join(row))
-        print(f"\nin process, {INPROC_COUNT}-register FC 03 reads, us/req "
-              f"(child processes alternating, 1 x {INPROC_REQUESTS:,} each):")  # fmt: skip
-        inproc: dict[str, list[float]] = {side: [] for side in sides}
-        source: dict[str, str] = {}
-        for _ in range(repeat + 2):
-            for side, plugin_from in sides.items():
-                out = subprocess.run(
-                    [sys.executable, __file__, "--inprocess-json", "--plugin-from", plugin_from],
-                    check=True, capture_output=True, text=True,
-                ).stdout  # fmt: skip
-                got = json.loads(out.splitlines()[-1])
-                inproc[side].append(got["plugin"])
-                source[side] = got["source"]
-        for side, runs in inproc.items():
-            print(
-                f"  {side:<8} " + " / ".join(f"{us:.1f}" for us in runs), f" best {min(runs):.1f}"
-            )
-        for side, path in source.items():
-            print(f"  {side}: the plugin's server.py was {path}")
-    return 1 if errors else 0
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=3.0, help="measured seconds per case")
@@ -420,7 +263,9 @@ def main() -> int:
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
         source = use_plugin_from(args.plugin_from)
         if args.inprocess_json:
-            best = asyncio.run(_inprocess(INPROC_REQUESTS, 1, only_plugin=True))
+            best = asyncio.run(
+                inprocess_us(INPROC_REQUESTS, 1, plugin_service, bare_devices, only_plugin=True)
+            )
             print(json.dumps({"source": source, **best}))
         elif args.serve == "plugin":
             asyncio.run(serve_plugin(args.port, args.profile_out, source))
@@ -428,11 +273,11 @@ def main() -> int:
             asyncio.run(serve_bare(args.port, args.profile_out, fast=args.serve == "bare-fast"))
         return 0
     if args.inprocess:
-        report_inprocess(INPROC_REQUESTS, args.repeat + 2)
+        report_inprocess(INPROC_REQUESTS, args.repeat + 2, plugin_service, bare_devices)
         return 0
     loadgen.COUNT, loadgen.RESPONSE_LEN = args.count, 9 + 2 * args.count
     if args.against_head:
-        return against_head(args.seconds, args.repeat)
+        return against_head(args.seconds, args.repeat, run_case, __file__)
 
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
@@ -457,7 +302,7 @@ def main() -> int:
                       f"{res.pct_ms(0.99):>7.3f} {res.cpu_us:>14.1f} "
                       f"{100 * res.gen_cpu:>6.0f}% {res.errors:>6}", flush=True)  # fmt: skip
         failed = report(results)
-        report_inprocess(INPROC_REQUESTS, args.repeat + 2)
+        report_inprocess(INPROC_REQUESTS, args.repeat + 2, plugin_service, bare_devices)
         if args.profile:
             profile_plugin(args.seconds, ref, tmp)
     return 1 if failed else 0
