@@ -105,25 +105,6 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-#: how long a thread may hold the interpreter before one waiting takes a turn
-SWITCH_INTERVAL_S = 0.001
-
-
-def shorten_switch_interval() -> None:
-    """Let a bus thread have the interpreter within 1 ms of asking, not 5.
-
-    A bus thread wakes a dozen times a poll (a reply due, a gap over) and each
-    time needs the interpreter lock; when the event loop is busy (a GETBULK of
-    a cell-table walk, a burst of SCADA requests) it waited up to CPython's
-    5 ms switch interval, more when several threads queued. Those waits add up
-    in a poll and land in the age of the data served. Measured at full scale
-    with every client working (90 s each): poll starts late by p99 6.9 ->
-    3.0 ms, max 56 -> 10 ms; a poll's duration p99 250 -> 195 ms. Only
-    threads that actually contend switch more often; the CPU cost was within
-    the noise (0.17-0.18 of a core both ways)."""
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-
-
 def run_until_signalled(gateway: Gateway, stop_after: float | None = None) -> int:
     """Run a gateway until SIGINT/SIGTERM (or ``stop_after`` seconds); 0 on a
     clean stop, 1 if it could not start."""
@@ -140,7 +121,6 @@ def run_until_signalled(gateway: Gateway, stop_after: float | None = None) -> in
         await asyncio.wait({running, ready}, return_when=asyncio.FIRST_COMPLETED)
         if ready.done():
             freeze_startup_objects()
-            shorten_switch_interval()
         else:
             ready.cancel()
         await running

@@ -322,3 +322,22 @@ async def test_a_slow_poll_does_not_shift_the_other_strings_readings():
     stamps = [s.reading.read_at for s in recorder.of("S3")[start:]]
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert all(abs(g - interval) < 0.08 for g in gaps), [round(g, 3) for g in gaps]
+
+
+async def test_bus_threads_get_a_1_ms_switch_interval_while_an_engine_runs():
+    """Shorter turns for the bus threads while acquisition runs (docs/architecture.md),
+    the process's own interval back once the last engine has stopped."""
+    import sys
+
+    from btms_gateway.core.engine import SwitchInterval
+
+    before = sys.getswitchinterval()
+    assert before > 0.001
+    first, _ = rec_harness(1)
+    async with first as h:
+        await h.wait_quality(Quality.GOOD)
+        assert sys.getswitchinterval() == pytest.approx(0.001)
+        SwitchInterval.hold()  # a second engine in the same process
+        SwitchInterval.release()
+        assert sys.getswitchinterval() == pytest.approx(0.001)
+    assert sys.getswitchinterval() == before
