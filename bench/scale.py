@@ -45,6 +45,7 @@ from scale.plant import Ports, bus_spec, gateway_config, strings_of, wire_time_s
 from scale.procs import (
     GatewayProcess,
     SimRunner,
+    StealMonitor,
     cpu_seconds,
     get_json,
     rss_mb,
@@ -158,7 +159,8 @@ async def run(
         running = [asyncio.create_task(t) for t in tasks]
         await asyncio.sleep(warmup_s / 2)
         samples, cycles = [], {b["name"]: [] for b in spec}
-        c0, m0 = cpu_seconds(gw.pid), time.monotonic()
+        steal = StealMonitor().start()
+        c0, m0, w0 = cpu_seconds(gw.pid), time.monotonic(), time.time()
         end = m0 + minutes * 60
         while time.monotonic() < end and gw.alive():
             samples.append((time.monotonic() - m0, rss_mb(gw.pid)))
@@ -173,6 +175,7 @@ async def run(
             await asyncio.sleep(min(5.0, max(0.0, end - time.monotonic())))
         alive = gw.alive()
         cpu = (cpu_seconds(gw.pid) - c0) / (time.monotonic() - m0) if alive else float("nan")
+        steal.stop()
         stop.set()
         await asyncio.wait(running, timeout=15)
         await asyncio.to_thread(observing.stop, 15)
@@ -191,6 +194,7 @@ async def run(
             "minutes": minutes,
             "wire_s": {b["name"]: len(b["slaves"]) * wire_time_s(cells, baud) for b in spec},
             "sim": runner.call(op="stats"),
+            "steal": {**steal.summary(), "since": w0},
         }
     finally:
         if gw is not None:
@@ -220,6 +224,12 @@ def report(r: dict[str, Any]) -> list[str]:
         print(f"{name:<34}{value:>12.3f}{target:>12.3f}  {'yes' if ok else 'NO'}")
     print(f"{'RSS growth (MB/hour, info)':<34}{r['rss_growth_mb_h']:>12.1f}")
     print(f"{'CPU, polling only (no clients)':<34}{r['cpu_idle']:>12.3f}")
+    steal = r["steal"]
+    print(f"{'CPU taken by the VM host (share)':<34}{steal['share']:>12.3f}")
+    print(
+        f"{'  worst 0.2 s (of one core)':<34}{steal['worst_core']:>12.2f}"
+        f"   at {steal['worst_at'] - steal['since']:.0f} s into the measured minutes"
+    )
     print(f"{'RSS, polling only (MB)':<34}{r['rss_idle']:>12.1f}")
     print(
         "\nper protocol: change seen after the device served it (s)  p50 / p99 / max, probes missed"

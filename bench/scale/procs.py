@@ -188,3 +188,45 @@ def slope_per_hour(samples: list[tuple[float, float]]) -> float:
     mv = sum(v for _, v in samples) / n
     den = sum((t - mt) ** 2 for t, _ in samples)
     return 0.0 if den == 0 else sum((t - mt) * (v - mv) for t, v in samples) / den * 3600
+
+
+class StealMonitor:
+    """CPU time the hypervisor took from this VM (/proc/stat "steal") while the
+    bench measured, sampled every ``every`` s in a thread of its own: the
+    total, and the worst window, with when it was. On a shared VM the host
+    takes a core away in bursts; every process stalls at once then, and the
+    worst poll cycles and data ages of a run line up with those bursts."""
+
+    def __init__(self, every: float = 0.2) -> None:
+        self.every = every
+        self.windows: list[tuple[float, float, float]] = []  # (at, steal s, all cpu s)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="steal", daemon=True)
+
+    @staticmethod
+    def _read() -> list[int]:
+        with open("/proc/stat") as f:
+            return [int(x) for x in f.readline().split()[1:9]]
+
+    def _run(self) -> None:
+        before = self._read()
+        while not self._stop.wait(self.every):
+            now = self._read()
+            delta = [a - b for a, b in zip(now, before, strict=True)]
+            self.windows.append((time.time(), delta[7] / TICKS, sum(delta) / TICKS))
+            before = now
+
+    def start(self) -> StealMonitor:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def summary(self) -> dict[str, float]:
+        """Steal as a share of all CPU time, and the worst window's share of one core."""
+        steal = sum(w[1] for w in self.windows)
+        total = sum(w[2] for w in self.windows) or 1.0
+        worst = max(self.windows, key=lambda w: w[1], default=(0.0, 0.0, 0.0))
+        return {"share": steal / total, "worst_core": worst[1] / self.every, "worst_at": worst[0]}
