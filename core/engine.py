@@ -306,15 +306,17 @@ class Engine:
         stop them, each after the transaction it is in."""
         self._loop = asyncio.get_running_loop()
         SwitchInterval.hold()
-        for w in self.workers:
-            w.start()
         try:
+            for w in self.workers:
+                w.start()
             await self._watchdog()
         finally:
-            for w in self.workers:
-                w.stop()
-            await asyncio.to_thread(self._stop_workers)
-            SwitchInterval.release()
+            try:
+                for w in self.workers:
+                    w.stop()
+                await asyncio.to_thread(self._stop_workers)
+            finally:
+                SwitchInterval.release()
 
     def _stop_workers(self) -> None:
         for w in self.workers:
@@ -323,6 +325,8 @@ class Engine:
             except Exception:  # closing a vanished port must not mask shutdown
                 log.debug("closing bus %s failed", w.bus.name, exc_info=True)
         for w in self.workers:
+            if w.thread.ident is None:  # never started: a start before it failed
+                continue
             w.thread.join(JOIN_LIMIT_S)
             if w.thread.is_alive():
                 log.warning("bus %s: thread still busy after %.0f s", w.bus.name, JOIN_LIMIT_S)
