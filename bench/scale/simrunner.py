@@ -9,9 +9,7 @@ bus to where a gateway connects, then answers one JSON command per line:
 * ``{"op": "set_cells", "bus", "slave", "cells": [i...], "values"}`` -> ``{"t"}``
 * ``{"op": "first_data_after", "bus", "slave", "t", "reg"?}`` -> ``{"at", "prev"}``:
   when the first reply after t carrying register reg (default 2, the string
-  current) was served, and when the poll before it ended (from the truth log)
-* ``{"op": "truth", "bus", "slave"}`` -> ``{"at": [...]}``: when each reply to
-  that slave was made, for a look at where the timing of polls varies
+  current) was served, and when the poll before that one ended (from the truth log)
 * ``{"op": "vanish"|"restore", "bus", "slave", "seconds"?}``
 * ``{"op": "stats"}`` -> requests and faults per bus
 
@@ -101,8 +99,6 @@ def handle(sims: dict[str, Any], cmd: dict[str, Any]) -> dict[str, Any]:
             sim.set_cell(slave, i, **cmd["values"])
     elif op == "first_data_after":
         return first_data_after(sim, slave, cmd["t"], cmd.get("reg", 2))
-    elif op == "truth":
-        return {"at": [r.at for r in sim.truth_log if r.slave == slave]}
     elif op == "vanish":
         sim.vanish(slave, cmd.get("seconds"))
     elif op == "restore":
