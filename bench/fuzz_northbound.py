@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -232,17 +233,21 @@ def run(
             assert good.check(p), f"{p} not served before fuzzing: {good.failures[p]}"
         rss0 = rss_mb(gw.pid)
         rng = random.Random(seed)
-        results = {}
+        results: dict[str, dict[str, Any]] = {}
+        passes: Counter[str] = Counter()
         for proto in protocols:
+            passes[proto] += 1  # a protocol named twice runs twice: does RSS keep growing?
+            key = proto if passes[proto] == 1 else f"{proto}#{passes[proto]}"
             port = {
                 "modbus": ports.modbus,
                 "snmp": ports.snmp,
                 "bacnet": ports.bacnet,
                 "http": ports.web,
             }[proto]
-            results[proto] = fuzz_protocol(proto, port, good, count, batch, max_s, rng)
-            results[proto]["alive"] = gw.alive()
-            log(f"{proto}: {results[proto]}")
+            results[key] = fuzz_protocol(proto, port, good, count, batch, max_s, rng)
+            results[key]["alive"] = gw.alive()
+            results[key]["rss_mb"] = rss_mb(gw.pid) if gw.alive() else float("nan")
+            log(f"{key}: {results[key]}")
             if not gw.alive():
                 break
         leaks = traversal_leaks(ports.web) if gw.alive() else ["gateway dead"]
@@ -272,9 +277,10 @@ def problems(r: dict[str, Any]) -> list[str]:
     out = []
     if not r["alive"]:
         out.append(f"gateway died (log {r['log']})")
-    for proto, res in r["results"].items():
+    for key, res in r["results"].items():
         if res["bad_checks"]:
-            out.append(f"{proto}: {res['bad_checks']} checks failed: {r['failures'][proto][:3]}")
+            failed = r["failures"][key.split("#")[0]][:3]
+            out.append(f"{key}: {res['bad_checks']} checks failed: {failed}")
     if r["leaks"]:
         out.append(f"path traversal served files: {r['leaks']}")
     if r["final"] and not all(r["final"].values()):
@@ -293,12 +299,12 @@ def main() -> int:
     r = run(a.count, a.batch, a.max_seconds, a.seed, tuple(a.protocols.split(",")))
     print(
         f"\n{'protocol':<9}{'inputs':>9}{'seconds':>9}{'reconnects':>11}{'flooded':>9}"
-        f"{'good-client checks failed':>27}"
+        f"{'good-client checks failed':>27}{'RSS after (MB)':>16}"
     )
-    for proto, res in r["results"].items():
+    for key, res in r["results"].items():
         print(
-            f"{proto:<9}{res['sent']:>9}{res['seconds']:>9.0f}{res['reconnects']:>11}"
-            f"{res['flooded']:>9}{res['bad_checks']:>27}"
+            f"{key:<9}{res['sent']:>9}{res['seconds']:>9.0f}{res['reconnects']:>11}"
+            f"{res['flooded']:>9}{res['bad_checks']:>27}{res['rss_mb']:>16.1f}"
         )
     if "bacnet" in r["results"]:
         drops = r["results"]["bacnet"]["kernel_drops"]

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import sys
 import tempfile
 import time
@@ -43,10 +44,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scale import clients
 from scale.plant import Ports, bus_spec, gateway_config, strings_of, wire_time_s
 from scale.procs import (
+    CpuSplit,
     GatewayProcess,
     SimRunner,
     StealMonitor,
-    cpu_seconds,
     get_json,
     rss_mb,
     slope_per_hour,
@@ -128,9 +129,9 @@ async def run(
         stats, obs, stop = clients.Stats(), clients.Observed(), asyncio.Event()
         # acquisition alone first: the gateway's own cost, before clients add theirs
         await asyncio.sleep(warmup_s / 2)
-        c_idle, m_idle, rss_idle = cpu_seconds(gw.pid), time.monotonic(), rss_mb(gw.pid)
+        split, rss_idle = CpuSplit(gw.pid), rss_mb(gw.pid)
         await asyncio.sleep(baseline_s)
-        cpu_idle = (cpu_seconds(gw.pid) - c_idle) / (time.monotonic() - m_idle)
+        cpu_idle = split.fractions()
         # the load (a SCADA, a NOC, the dashboard) on this loop; the observers that
         # time the age of served data on a loop of their own, so that the load
         # generator's own work never delays when a change is seen
@@ -160,7 +161,7 @@ async def run(
         await asyncio.sleep(warmup_s / 2)
         samples, cycles = [], {b["name"]: [] for b in spec}
         steal = StealMonitor().start()
-        c0, m0, w0 = cpu_seconds(gw.pid), time.monotonic(), time.time()
+        split, m0, w0 = CpuSplit(gw.pid), time.monotonic(), time.time()
         end = m0 + minutes * 60
         while time.monotonic() < end and gw.alive():
             samples.append((time.monotonic() - m0, rss_mb(gw.pid)))
@@ -174,7 +175,7 @@ async def run(
             observing.raise_if_failed()
             await asyncio.sleep(min(5.0, max(0.0, end - time.monotonic())))
         alive = gw.alive()
-        cpu = (cpu_seconds(gw.pid) - c0) / (time.monotonic() - m0) if alive else float("nan")
+        cpu = split.fractions() if alive else dict.fromkeys(("total", "loop", "other"), math.nan)
         steal.stop()
         stop.set()
         await asyncio.wait(running, timeout=15)
@@ -182,8 +183,9 @@ async def run(
         observing.raise_if_failed()
         return {
             "alive": alive,
-            "cpu_core": cpu,
-            "cpu_idle": cpu_idle,
+            "cpu_core": cpu["total"],
+            "cpu_idle": cpu_idle["total"],
+            "cpu_split": {"clients": cpu, "polling": cpu_idle},
             "rss_idle": rss_idle,
             "rss_mb": max(v for _, v in samples),
             "rss_growth_mb_h": slope_per_hour(samples),
@@ -224,6 +226,12 @@ def report(r: dict[str, Any]) -> list[str]:
         print(f"{name:<34}{value:>12.3f}{target:>12.3f}  {'yes' if ok else 'NO'}")
     print(f"{'RSS growth (MB/hour, info)':<34}{r['rss_growth_mb_h']:>12.1f}")
     print(f"{'CPU, polling only (no clients)':<34}{r['cpu_idle']:>12.3f}")
+    for part, label in (("loop", "event loop thread"), ("other", "bus and worker threads")):
+        both = r["cpu_split"]
+        print(
+            f"{'  ' + label + ', clients / none':<34}{both['clients'][part]:>12.3f}"
+            f"{both['polling'][part]:>12.3f}"
+        )
     steal = r["steal"]
     print(f"{'CPU taken by the VM host (share)':<34}{steal['share']:>12.3f}")
     print(

@@ -173,6 +173,7 @@ class GatewayHarness:
         cells: int | dict[str, int] = 8,
         seed: int = 1,
         frozen: bool = True,
+        truth_log_size: int = 10_000,
     ) -> None:
         self.config_data = config
         self.simulate = simulate
@@ -182,7 +183,7 @@ class GatewayHarness:
             self.pm.register(plugin, name=name)
         link_factory = default_link_factory
         if simulate:
-            self._start_simulators(cells, seed, frozen)
+            self._start_simulators(cells, seed, frozen, truth_log_size)
         else:
             link_factory = NeverOpenLink
         try:
@@ -193,7 +194,9 @@ class GatewayHarness:
             raise
         self._task: asyncio.Task[None] | None = None
 
-    def _start_simulators(self, cells: int | dict[str, int], seed: int, frozen: bool) -> None:
+    def _start_simulators(
+        self, cells: int | dict[str, int], seed: int, frozen: bool, truth_log_size: int
+    ) -> None:
         from btms_gateway.protocols.bmsm.simulator import Simulator
 
         data = copy.deepcopy(self.config_data)
@@ -217,6 +220,7 @@ class GatewayHarness:
                 seed=seed,
                 frozen=frozen,
                 link=link,
+                log_size=truth_log_size,
             )
             self.sims[bus["name"]] = sim.start()
             bus["port"] = sim.port

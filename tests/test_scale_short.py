@@ -63,6 +63,10 @@ async def test_short_scale_run_serves_every_client() -> None:
         assert st.lags[proto], f"{proto} never served a probed change"
         assert st.missed[proto] == 0, f"{proto} missed {st.missed[proto]} changes"
     assert all(r["cycles"][b["name"]] for b in r["spec"])
+    # the CPU split: the loop serves the clients, the bus threads poll
+    for phase in ("clients", "polling"):
+        split = r["cpu_split"][phase]
+        assert split["loop"] > 0 and split["other"] > 0, (phase, split)
 
 
 def test_the_probe_dates_served_data_from_the_end_of_the_poll_before() -> None:

@@ -159,11 +159,33 @@ class GatewayProcess:
         return self.proc.returncode
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid`` (all its threads), from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat") as f:
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """utime + stime of ``pid`` (all its threads, those gone included), from
+    /proc/PID/stat; of one thread of it with ``thread`` (a TID; the main
+    thread's is the PID)."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    with open(path) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+class CpuSplit:
+    """The gateway's CPU over a stretch of time, and the part its main thread
+    took: the event loop, where every northbound server, the alarms and the
+    plugins' hooks run. The rest is the bus threads (acquisition) and the
+    plugins' worker threads. Says which side a client's cost lands on."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.started = time.monotonic()
+        self._total, self._main = cpu_seconds(pid), cpu_seconds(pid, pid)
+
+    def fractions(self) -> dict[str, float]:
+        """Fractions of one core since construction: ``total``, ``loop``, ``other``."""
+        span = time.monotonic() - self.started
+        total = (cpu_seconds(self.pid) - self._total) / span
+        loop = (cpu_seconds(self.pid, self.pid) - self._main) / span
+        return {"total": total, "loop": loop, "other": total - loop}
 
 
 def rss_mb(pid: int) -> float:

@@ -3,6 +3,7 @@ simulated string held, and the checks of what the gateway served against it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,14 +13,21 @@ class Truth:
     """Each string's schedule: value -> (set at, replaced at)."""
 
     held: dict[str, dict[float, list[float]]] = field(default_factory=dict)
-    vanishes: list[tuple[str, float, float]] = field(default_factory=list)  # name, start, end
+    _current: dict[str, list[float]] = field(default_factory=dict)
 
     def set(self, name: str, value: float, before: float, after: float) -> None:
-        hist = self.held.setdefault(name, {})
-        for span in hist.values():
-            if span[1] == float("inf"):
-                span[1] = after  # replaced no later than this
-        hist[value] = [before, float("inf")]
+        span = self._current.get(name)
+        if span is not None:
+            span[1] = after  # replaced no later than this
+        self._current[name] = self.held.setdefault(name, {})[value] = [before, float("inf")]
+
+    def prune(self, replaced_before: float) -> None:
+        """Forget values replaced before then: a soak's schedule stays bounded
+        (memory flat). A value served after that is judged wrong, which it is
+        for any horizon longer than a string can be served stale."""
+        for hist in self.held.values():
+            for value in [v for v, span in hist.items() if span[1] < replaced_before]:
+                del hist[value]
 
 
 @dataclass
@@ -83,28 +91,65 @@ def quality_at(events: list[tuple[float, str, str]], name: str, t: float) -> str
     return q
 
 
-def check_transitions(
-    rec: Any, truth: Truth, logs: dict[str, list[Any]], limit_stale_s: float
-) -> dict[str, Any]:
+class TransitionCheck:
     """Per vanish: time to leave GOOD; after restore: GOOD before the second
-    block read that followed a clean first poll."""
-    slow_stale, slow_good, n = [], [], 0
-    for name, start, end in truth.vanishes:
-        n += 1
-        if quality_at(rec.events, name, start) != "GOOD":
+    block read that followed a clean first poll.
+
+    A vanish is judged once its outcome is settled (``settle_s`` after the
+    slave came back), from what the recorder and the simulator's truth log
+    hold then, so neither has to keep the whole soak (memory flat)."""
+
+    def __init__(self, limit_stale_s: float, settle_s: float) -> None:
+        self.limit_stale_s, self.settle_s = limit_stale_s, settle_s
+        self.vanishes = self.recoveries = 0  # recoveries: the vanishes judged on both counts
+        self.slow_stale: list[tuple[Any, ...]] = []
+        self.slow_good: list[tuple[Any, ...]] = []
+        self._pending: list[tuple[str, float, float]] = []
+
+    def vanished(self, name: str, start: float, end: float) -> None:
+        self._pending.append((name, start, end))
+
+    def judge(
+        self,
+        events: list[tuple[float, str, str]],
+        log_of: Callable[[str], list[Any]],
+        now: float | None = None,
+    ) -> None:
+        """Judge the vanishes settled by ``now`` (every one left when None)."""
+        waiting = []
+        for name, start, end in self._pending:
+            if now is not None and now < end + self.settle_s:
+                waiting.append((name, start, end))
+            else:
+                self._judge(name, start, end, events, log_of(name))
+        self._pending = waiting
+
+    def _judge(
+        self, name: str, start: float, end: float, events: list[Any], log: list[Any]
+    ) -> None:
+        self.vanishes += 1
+        if quality_at(events, name, start) != "GOOD":
             left: float | None = start  # already not GOOD (a failed poll just before)
         else:
             left = next(
-                (t for t, nm, q in rec.events if nm == name and t >= start and q != "GOOD"), None
+                (t for t, nm, q in events if nm == name and t >= start and q != "GOOD"), None
             )
-        if left is None or left - start > limit_stale_s:
-            slow_stale.append((name, start, None if left is None else left - start))
-        blocks = [r for r in logs[name] if r.at >= end and r.address == 0 and r.words is not None]
-        back = next((t for t, nm, q in rec.events if nm == name and t >= end and q == "GOOD"), None)
+        if left is None or left - start > self.limit_stale_s:
+            self.slow_stale.append((name, start, None if left is None else left - start))
+        blocks = [r for r in log if r.at >= end and r.address == 0 and r.words is not None]
+        back = next((t for t, nm, q in events if nm == name and t >= end and q == "GOOD"), None)
         if len(blocks) < 2:
-            continue
-        first_poll = [r for r in logs[name] if blocks[0].at <= r.at < blocks[1].at]
+            return  # not polled twice since: no verdict on the recovery (counted apart)
+        self.recoveries += 1
+        first_poll = [r for r in log if blocks[0].at <= r.at < blocks[1].at]
         clean = all(r.fault is None and r.words is not None for r in first_poll)
         if clean and (back is None or back > blocks[1].at):
-            slow_good.append((name, end, back, blocks[0].at, blocks[1].at))
-    return {"vanishes": n, "slow_stale": slow_stale, "slow_good": slow_good}
+            self.slow_good.append((name, end, back, blocks[0].at, blocks[1].at))
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "vanishes": self.vanishes,
+            "recoveries": self.recoveries,
+            "slow_stale": self.slow_stale,
+            "slow_good": self.slow_good,
+        }
