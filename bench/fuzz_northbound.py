@@ -244,6 +244,12 @@ def run(
                 "bacnet": ports.bacnet,
                 "http": ports.web,
             }[proto]
+            if proto == "modbus" and results:
+                # the kept connection idled through the phases before, and the
+                # server's idle timeout (120 s) may have closed it, as it should:
+                # the client under attack is one connected just before it
+                good.modbus.close()
+                good.modbus.connect()
             results[key] = fuzz_protocol(proto, port, good, count, batch, max_s, rng)
             results[key]["alive"] = gw.alive()
             results[key]["rss_mb"] = rss_mb(gw.pid) if gw.alive() else float("nan")

@@ -55,6 +55,12 @@ from scale.procs import (
 
 TARGETS = {"cpu_core": 0.10, "rss_mb": 150.0, "age_margin_s": 0.100}
 PROTOCOLS = ("modbus", "snmp", "bacnet", "rest")
+CPU_PARTS = {  # CpuSplit's parts, as the report names them
+    "total": "whole gateway",
+    "loop": "loop thread (servers, hooks)",
+    "other": "bus and worker threads",
+    "kernel": "in the kernel (of the whole)",
+}
 
 
 async def wait_all_good(web: int, count: int, timeout: float = 90.0) -> None:
@@ -175,7 +181,7 @@ async def run(
             observing.raise_if_failed()
             await asyncio.sleep(min(5.0, max(0.0, end - time.monotonic())))
         alive = gw.alive()
-        cpu = split.fractions() if alive else dict.fromkeys(("total", "loop", "other"), math.nan)
+        cpu = split.fractions() if alive else dict.fromkeys(CPU_PARTS, math.nan)
         steal.stop()
         stop.set()
         await asyncio.wait(running, timeout=15)
@@ -226,12 +232,10 @@ def report(r: dict[str, Any]) -> list[str]:
         print(f"{name:<34}{value:>12.3f}{target:>12.3f}  {'yes' if ok else 'NO'}")
     print(f"{'RSS growth (MB/hour, info)':<34}{r['rss_growth_mb_h']:>12.1f}")
     print(f"{'CPU, polling only (no clients)':<34}{r['cpu_idle']:>12.3f}")
-    for part, label in (("loop", "event loop thread"), ("other", "bus and worker threads")):
+    print(f"{'CPU by part, with clients / without':<34}")
+    for part, label in CPU_PARTS.items():
         both = r["cpu_split"]
-        print(
-            f"{'  ' + label + ', clients / none':<34}{both['clients'][part]:>12.3f}"
-            f"{both['polling'][part]:>12.3f}"
-        )
+        print(f"{'  ' + label:<34}{both['clients'][part]:>12.3f}{both['polling'][part]:>12.3f}")
     steal = r["steal"]
     print(f"{'CPU taken by the VM host (share)':<34}{steal['share']:>12.3f}")
     print(

@@ -159,14 +159,15 @@ class GatewayProcess:
         return self.proc.returncode
 
 
-def cpu_seconds(pid: int, thread: int | None = None) -> float:
+def cpu_seconds(pid: int, thread: int | None = None, *, kernel_only: bool = False) -> float:
     """utime + stime of ``pid`` (all its threads, those gone included), from
     /proc/PID/stat; of one thread of it with ``thread`` (a TID; the main
-    thread's is the PID)."""
+    thread's is the PID); stime alone (system calls, scheduling) with
+    ``kernel_only``."""
     path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
     with open(path) as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    return (0 if kernel_only else int(fields[11])) / TICKS + int(fields[12]) / TICKS
 
 
 class CpuSplit:
@@ -179,13 +180,16 @@ class CpuSplit:
         self.pid = pid
         self.started = time.monotonic()
         self._total, self._main = cpu_seconds(pid), cpu_seconds(pid, pid)
+        self._kernel = cpu_seconds(pid, kernel_only=True)
 
     def fractions(self) -> dict[str, float]:
-        """Fractions of one core since construction: ``total``, ``loop``, ``other``."""
+        """Fractions of one core since construction: ``total``, ``loop``,
+        ``other`` (the rest) and ``kernel`` (the part of ``total`` in the kernel)."""
         span = time.monotonic() - self.started
         total = (cpu_seconds(self.pid) - self._total) / span
         loop = (cpu_seconds(self.pid, self.pid) - self._main) / span
-        return {"total": total, "loop": loop, "other": total - loop}
+        kernel = (cpu_seconds(self.pid, kernel_only=True) - self._kernel) / span
+        return {"total": total, "loop": loop, "other": total - loop, "kernel": kernel}
 
 
 def rss_mb(pid: int) -> float:
