@@ -64,6 +64,13 @@ class WellBehaved:
         self.failures: dict[str, list[str]] = {p: [] for p in PROTOCOLS}
         self.ok: dict[str, int] = dict.fromkeys(PROTOCOLS, 0)
 
+    def reconnect_modbus(self) -> None:
+        """After other phases: the kept connection idled through them, and the
+        server's idle timeout (120 s) may have closed it, as it should; a
+        SCADA reconnects."""
+        self.modbus.close()
+        self.modbus.connect()
+
     def check(self, proto: str) -> bool:
         try:
             good = getattr(self, f"_{proto}")()
@@ -245,11 +252,7 @@ def run(
                 "http": ports.web,
             }[proto]
             if proto == "modbus" and results:
-                # the kept connection idled through the phases before, and the
-                # server's idle timeout (120 s) may have closed it, as it should:
-                # the client under attack is one connected just before it
-                good.modbus.close()
-                good.modbus.connect()
+                good.reconnect_modbus()  # the client under attack connected just before it
             results[key] = fuzz_protocol(proto, port, good, count, batch, max_s, rng)
             results[key]["alive"] = gw.alive()
             results[key]["rss_mb"] = rss_mb(gw.pid) if gw.alive() else float("nan")
@@ -257,10 +260,7 @@ def run(
             if not gw.alive():
                 break
         leaks = traversal_leaks(ports.web) if gw.alive() else ["gateway dead"]
-        # the kept Modbus connection idled through the other phases: the server's
-        # idle timeout (120 s) closed it, as it should; a SCADA reconnects
-        good.modbus.close()
-        good.modbus.connect()
+        good.reconnect_modbus()
         final = {p: good.check(p) for p in PROTOCOLS} if gw.alive() else {}
         return {
             "results": results,

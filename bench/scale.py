@@ -233,8 +233,8 @@ def report(r: dict[str, Any]) -> list[str]:
     print(f"{'RSS growth (MB/hour, info)':<34}{r['rss_growth_mb_h']:>12.1f}")
     print(f"{'CPU, polling only (no clients)':<34}{r['cpu_idle']:>12.3f}")
     print(f"{'CPU by part, with clients / without':<34}")
+    both = r["cpu_split"]
     for part, label in CPU_PARTS.items():
-        both = r["cpu_split"]
         print(f"{'  ' + label:<34}{both['clients'][part]:>12.3f}{both['polling'][part]:>12.3f}")
     steal = r["steal"]
     print(f"{'CPU taken by the VM host (share)':<34}{steal['share']:>12.3f}")

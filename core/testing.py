@@ -160,7 +160,9 @@ class GatewayHarness:
     ``cells`` cells each: an int for all, or a dict by string name), and the
     readings travel through the real RTU link, poller and engine. The
     simulators are frozen by default so a test can compare exact values;
-    ``h.sim_for(name)`` gives a string's simulator and slave id.
+    ``h.sim_for(name)`` gives a string's simulator and slave id, and each
+    simulator's truth log keeps its last ``truth_log_size`` replies (a long
+    soak bounds it so that its memory measures the gateway).
     """
 
     def __init__(
