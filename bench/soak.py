@@ -322,8 +322,9 @@ def main() -> int:
     bad = failures(r)
     if r["polls"] < a.polls:
         bad.append(f"only {r['polls']} polls in {a.max_minutes} min")
-    if rss_growth_mb(r["rss"]) >= FLAT_MB:
-        bad.append(f"RSS grew {rss_growth_mb(r['rss']):.1f} MB after the first quarter")
+    grown = rss_growth_mb(r["rss"])
+    if grown >= FLAT_MB:
+        bad.append(f"RSS grew {grown:.1f} MB after the first quarter")
     for line in bad:
         print("FAILED:", line)
     return 1 if bad else 0

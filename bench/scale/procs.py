@@ -167,7 +167,8 @@ def cpu_seconds(pid: int, thread: int | None = None, *, kernel_only: bool = Fals
     path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
     with open(path) as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (0 if kernel_only else int(fields[11])) / TICKS + int(fields[12]) / TICKS
+    utime, stime = int(fields[11]), int(fields[12])
+    return (stime if kernel_only else utime + stime) / TICKS
 
 
 class CpuSplit:
