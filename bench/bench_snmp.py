@@ -134,22 +134,27 @@ async def _serve() -> None:
 
 
 def callback_clock() -> list[float]:
-    """The CPU time spent in the agent's datagram callbacks (AllowlistUdp._process:
-    decoding, answering, encoding, sending), without the loop, the sockets'
-    readiness polling and the gateway's other tasks that the process time holds."""
+    """The CPU time spent in the agent's datagram callbacks (AllowlistUdp's
+    datagram_received, where the direct path answers v2c reads, and _process,
+    where pysnmp decodes, answers, encodes and sends), without the loop, the
+    sockets' readiness polling and the gateway's other tasks that the process
+    time holds."""
     from btms_gateway.plugins.snmp import agent
 
     spent = [0.0]
-    process = agent.AllowlistUdp._process
 
-    def timed(self: Any, *args: Any) -> None:
-        t0 = time.thread_time()
-        try:
-            process(self, *args)
-        finally:
-            spent[0] += time.thread_time() - t0
+    def clocked(method: Any) -> Any:
+        def timed(self: Any, *args: Any) -> None:
+            t0 = time.thread_time()
+            try:
+                method(self, *args)
+            finally:
+                spent[0] += time.thread_time() - t0
 
-    agent.AllowlistUdp._process = timed  # type: ignore[method-assign]
+        return timed
+
+    agent.AllowlistUdp._process = clocked(agent.AllowlistUdp._process)  # type: ignore[method-assign]
+    agent.AllowlistUdp.datagram_received = clocked(agent.AllowlistUdp.datagram_received)  # type: ignore[method-assign]
     return spent
 
 

@@ -12,19 +12,14 @@ compared by name and type alone."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import pytest
-from btms_gateway.core.alarm_types import AlarmEvent, EventKind, ObjectPath, Severity
-from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import make_reading, plant_config
+from btms_gateway.core.testing import plant_config
 from btms_gateway.plugins.snmp import plugin
 from btms_gateway.plugins.snmp.agent import NO_VIEW, READ_SUBTREES, add_user
 from btms_gateway.plugins.snmp.settings import UserSettings
-from btms_gateway.plugins.snmp.tables import DEFAULT_BASE, object_oids, parse_oid
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pysnmp.entity import config
@@ -33,33 +28,27 @@ from pysnmp.hlapi.v3arch.asyncio import (
     USM_PRIV_CFB128_AES,
     UsmUserData,
 )
-from test_snmp_rig import AgentThread, Answer, V3Client, v2c_exchange, v2c_message
+from test_snmp_rig import (
+    BASE,
+    OIDS,
+    AgentThread,
+    Answer,
+    V3Client,
+    comparable,
+    oids,
+    publish_plant,
+    v2c_exchange,
+    v2c_message,
+)
 from test_snmp_support import AUTH_KEY, COMMUNITY, PRIV_KEY, USER, snmp_settings
 
 pytestmark = pytest.mark.peer
 
-BASE = parse_oid(DEFAULT_BASE)
-OIDS = object_oids(BASE)
 LIMITED, UNGROUPED = "limited", "ungrouped"
 # btmsCellSoc.3.* with arc 1 wildcarded (mask 10111111 11111111): pysnmp's VACM
 # raises IndexError for any OID no longer than a wildcarded arc, and its tree
 # walk checks short OIDs, so the wildcard must sit near the root
 MASKED_SOC_S3 = (BASE[0], 0, *BASE[2:], 1, 4, 1, 6, 3)
-VOLATILE = (
-    (1, 3, 6, 1, 2, 1, 1, 3),  # sysUpTime
-    (1, 3, 6, 1, 2, 1, 11),  # snmp group counters (one more packet each request)
-    (1, 3, 6, 1, 6, 3, 10, 2, 1, 3),  # snmpEngineTime
-    OIDS["btmsGwUptime"],
-    OIDS["btmsStringDataAge"],
-)
-
-
-def alarm(n: int) -> AlarmEvent:
-    return AlarmEvent(
-        seq=n, kind=EventKind.RAISED, alarm_id=f"cell_voltage_high:S1:{n}",
-        rule="cell_voltage_high", severity=Severity.ALARM, path=ObjectPath("UPS1", "S1", n),
-        value=2.45, limit=2.4, unit="V", message=f"cell {n} high", at=time.time(),
-    )  # fmt: skip
 
 
 def limited_view(engine: Any) -> None:
@@ -86,24 +75,8 @@ def limited_view(engine: Any) -> None:
 
 
 async def setup(h: Any) -> None:
-    h.publish("S1", make_reading(12, current_a=-3.5), Quality.GOOD)
-    sparse = make_reading(5)
-    cells = tuple(
-        replace(c, temperature_c=None) if c.index % 2 else c for c in sparse.cells
-    )  # absent values are skipped by GETNEXT
-    h.publish("S3", replace(sparse, cells=cells, ambient_temperature_c=None), Quality.STALE)
-    h.publish("S4", make_reading(3), Quality.GOOD)
-    for n in (3, 5, 8):
-        h.gateway.emit(alarm(n))
-    snmp = plugin.current()
-    await h.wait_until(
-        lambda: (
-            len(snmp.ctx.alarms) == 3
-            and all(snmp.ctx.plant.strings[s].reading for s in ("S1", "S3", "S4"))
-        ),
-        what="the plant and the alarms",
-    )
-    limited_view(snmp.agent.engine)
+    await publish_plant(h)
+    limited_view(plugin.current().agent.engine)
 
 
 @pytest.fixture(scope="module")
@@ -141,47 +114,12 @@ def ask(rig: Any, who: str, oids: list[tuple[int, ...]], n: int, m: int, fast: b
     return rig.call(lambda: client.bulk(oids, n, m))  # type: ignore[no-any-return]
 
 
-def comparable(answer: Answer) -> Answer:
-    indication, status, index, varbinds = answer
-    out = []
-    for name, kind, ber in varbinds:
-        volatile = any(name[: len(v)] == v for v in VOLATILE)
-        out.append((name, kind, b"" if volatile else ber))
-    return indication, status, index, out
-
-
 def both(rig: Any, who: str, oids: list[tuple[int, ...]], n: int, m: int) -> Answer:
     """The fast answer, after checking it against pysnmp's loop's answer."""
     reference = ask(rig, who, oids, n, m, fast=False)
     answer = ask(rig, who, oids, n, m, fast=True)
     assert comparable(answer) == comparable(reference)
     return answer
-
-
-ANCHORS = [
-    (0, 0), (1, 3, 6, 1, 2, 1, 1), (1, 3, 6, 1, 2, 1, 1, 1, 0), (1, 3, 6, 1, 2, 1, 1, 9, 1),
-    (1, 3, 6, 1, 4, 1, 8072), (*BASE[:-1], 9998), BASE, (*BASE, 0), (*BASE, 1), (*BASE, 1, 1),
-    (*BASE, 1, 2, 1), (*BASE, 1, 4), (*BASE, 1, 5, 1, 12), (*BASE, 1, 6), (*BASE, 2),
-    (1, 3, 6, 1, 6, 3, 10, 2, 1), (1, 3, 6, 1, 6, 3, 15, 1, 1, 4, 0), (1, 3, 6, 1, 6, 3, 16),
-    (2, 999),
-    *OIDS.values(),
-    *((*OIDS[c], s, i) for c in ("btmsCellVoltage", "btmsCellTemperature", "btmsCellSoc")
-      for s in (1, 2, 3, 4) for i in (1, 2, 5, 12)),
-]  # fmt: skip
-
-
-@st.composite
-def oids(draw: st.DrawFn) -> tuple[int, ...]:
-    oid = draw(st.sampled_from(ANCHORS))
-    change = draw(st.sampled_from(["as is", "cut", "extend", "next"]))
-    if change == "cut" and len(oid) > 2:
-        oid = oid[: draw(st.integers(2, len(oid) - 1))]
-    elif change == "extend":
-        tail = st.one_of(st.integers(0, 130), st.just(2**32 - 1))
-        oid = (*oid, *draw(st.lists(tail, min_size=1, max_size=3)))
-    elif change == "next":
-        oid = (*oid[:-1], oid[-1] + 1)
-    return oid
 
 
 WHO = st.sampled_from(["v2c", USER, LIMITED])

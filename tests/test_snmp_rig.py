@@ -1,7 +1,8 @@
 """Helpers (no tests): a gateway with the SNMP agent on its own thread's event
 loop, so synchronous hypothesis tests can send it real datagrams, and the two
 clients they use: raw SNMPv2c datagrams from pyasn1 over a UDP socket, and
-pysnmp's command generator for SNMPv3 authPriv (USM, not a mock).
+pysnmp's command generator for SNMPv3 authPriv (USM, not a mock); the plant
+those tests serve, the start OIDs they draw and how they compare answers.
 """
 
 from __future__ import annotations
@@ -9,11 +10,18 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any
 
-from btms_gateway.core.testing import GatewayHarness
+from btms_gateway.core.alarm_types import AlarmEvent, EventKind, ObjectPath, Severity
+from btms_gateway.core.model import Quality
+from btms_gateway.core.testing import GatewayHarness, make_reading
+from btms_gateway.plugins.snmp import plugin
+from btms_gateway.plugins.snmp.tables import DEFAULT_BASE, object_oids, parse_oid
+from hypothesis import strategies as st
 from pyasn1.codec.ber import decoder, encoder
 from pysnmp.entity.engine import SnmpEngine
 from pysnmp.entity.rfc3413 import cmdgen
@@ -85,18 +93,29 @@ class AgentThread:
         return future.result(timeout)
 
 
-def v2c_message(community: str, kind: str, oids: list[tuple[int, ...]], n: int, m: int) -> bytes:
-    """An SNMPv2c request datagram (kind: get, next or bulk)."""
+def v2c_message(
+    community: str,
+    kind: str,
+    oids: list[tuple[int, ...]],
+    n: int = 0,
+    m: int = 0,
+    request_id: int = 4242,
+) -> bytes:
+    """An SNMPv2c request datagram (kind: get, next, bulk or set; a SET sets
+    every OID to the INTEGER 1)."""
     if kind == "bulk":
         pdu = v2c.GetBulkRequestPDU()
         v2c.apiBulkPDU.set_defaults(pdu)
         v2c.apiBulkPDU.set_non_repeaters(pdu, n)
         v2c.apiBulkPDU.set_max_repetitions(pdu, m)
     else:
-        pdu = v2c.GetRequestPDU() if kind == "get" else v2c.GetNextRequestPDU()
+        pdu = {"get": v2c.GetRequestPDU, "next": v2c.GetNextRequestPDU, "set": v2c.SetRequestPDU}[
+            kind
+        ]()
         v2c.apiPDU.set_defaults(pdu)
-    v2c.apiPDU.set_request_id(pdu, 4242)
-    v2c.apiPDU.set_varbinds(pdu, [(oid, v2c.null) for oid in oids])
+    v2c.apiPDU.set_request_id(pdu, request_id)
+    value = v2c.Integer(1) if kind == "set" else v2c.null
+    v2c.apiPDU.set_varbinds(pdu, [(oid, value) for oid in oids])
     msg = v2c.Message()
     v2c.apiMessage.set_defaults(msg)
     v2c.apiMessage.set_community(msg, community)
@@ -105,10 +124,20 @@ def v2c_message(community: str, kind: str, oids: list[tuple[int, ...]], n: int, 
 
 
 def v2c_exchange(address: tuple[str, int], datagram: bytes, timeout: float = 5) -> Answer:
+    reply = datagram_exchange(address, datagram, timeout)
+    assert reply is not None, "no answer"
+    return decode_v2c(reply)
+
+
+def datagram_exchange(address: tuple[str, int], datagram: bytes, timeout: float) -> bytes | None:
+    """The reply's octets, or None when none came within ``timeout``."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(timeout)
         s.sendto(datagram, address)
-        return decode_v2c(s.recv(65535))
+        try:
+            return s.recv(65535)
+        except TimeoutError:
+            return None
 
 
 def decode_v2c(reply: bytes) -> Answer:
@@ -189,3 +218,78 @@ class V3Client:
     def close(self) -> None:
         if self.engine is not None:
             self.engine.close_dispatcher()
+
+
+BASE = parse_oid(DEFAULT_BASE)
+OIDS = object_oids(BASE)
+VOLATILE = (
+    (1, 3, 6, 1, 2, 1, 1, 3),  # sysUpTime
+    (1, 3, 6, 1, 2, 1, 11),  # snmp group counters (one more packet each request)
+    (1, 3, 6, 1, 6, 3, 10, 2, 1, 3),  # snmpEngineTime
+    OIDS["btmsGwUptime"],
+    OIDS["btmsStringDataAge"],
+)
+
+
+def alarm(n: int) -> AlarmEvent:
+    return AlarmEvent(
+        seq=n, kind=EventKind.RAISED, alarm_id=f"cell_voltage_high:S1:{n}",
+        rule="cell_voltage_high", severity=Severity.ALARM, path=ObjectPath("UPS1", "S1", n),
+        value=2.45, limit=2.4, unit="V", message=f"cell {n} high", at=time.time(),
+    )  # fmt: skip
+
+
+async def publish_plant(h: Any) -> None:
+    """Three strings (one STALE, with values missing) and three alarms."""
+    h.publish("S1", make_reading(12, current_a=-3.5), Quality.GOOD)
+    sparse = make_reading(5)
+    cells = tuple(
+        replace(c, temperature_c=None) if c.index % 2 else c for c in sparse.cells
+    )  # absent values are skipped by GETNEXT
+    h.publish("S3", replace(sparse, cells=cells, ambient_temperature_c=None), Quality.STALE)
+    h.publish("S4", make_reading(3), Quality.GOOD)
+    for n in (3, 5, 8):
+        h.gateway.emit(alarm(n))
+    snmp = plugin.current()
+    await h.wait_until(
+        lambda: (
+            len(snmp.ctx.alarms) == 3
+            and all(snmp.ctx.plant.strings[s].reading for s in ("S1", "S3", "S4"))
+        ),
+        what="the plant and the alarms",
+    )
+
+
+def comparable(answer: Answer) -> Answer:
+    indication, status, index, varbinds = answer
+    out = []
+    for name, kind, ber in varbinds:
+        volatile = any(name[: len(v)] == v for v in VOLATILE)
+        out.append((name, kind, b"" if volatile else ber))
+    return indication, status, index, out
+
+
+ANCHORS = [
+    (0, 0), (1, 3, 6, 1, 2, 1, 1), (1, 3, 6, 1, 2, 1, 1, 1, 0), (1, 3, 6, 1, 2, 1, 1, 9, 1),
+    (1, 3, 6, 1, 4, 1, 8072), (*BASE[:-1], 9998), BASE, (*BASE, 0), (*BASE, 1), (*BASE, 1, 1),
+    (*BASE, 1, 2, 1), (*BASE, 1, 4), (*BASE, 1, 5, 1, 12), (*BASE, 1, 6), (*BASE, 2),
+    (1, 3, 6, 1, 6, 3, 10, 2, 1), (1, 3, 6, 1, 6, 3, 15, 1, 1, 4, 0), (1, 3, 6, 1, 6, 3, 16),
+    (2, 999),
+    *OIDS.values(),
+    *((*OIDS[c], s, i) for c in ("btmsCellVoltage", "btmsCellTemperature", "btmsCellSoc")
+      for s in (1, 2, 3, 4) for i in (1, 2, 5, 12)),
+]  # fmt: skip
+
+
+@st.composite
+def oids(draw: st.DrawFn) -> tuple[int, ...]:
+    oid = draw(st.sampled_from(ANCHORS))
+    change = draw(st.sampled_from(["as is", "cut", "extend", "next"]))
+    if change == "cut" and len(oid) > 2:
+        oid = oid[: draw(st.integers(2, len(oid) - 1))]
+    elif change == "extend":
+        tail = st.one_of(st.integers(0, 130), st.just(2**32 - 1))
+        oid = (*oid, *draw(st.lists(tail, min_size=1, max_size=3)))
+    elif change == "next":
+        oid = (*oid[:-1], oid[-1] + 1)
+    return oid

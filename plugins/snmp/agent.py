@@ -23,6 +23,7 @@ from pysnmp.entity.rfc3413 import context
 from pysnmp.proto import rfc1902
 
 from . import responders
+from .direct import DirectReads
 from .image import AgentStats, ServeContext, build_index
 from .instrum import BtmsController
 from .settings import SnmpSettings, UserSettings
@@ -81,11 +82,17 @@ class AllowlistUdp(udp.UdpAsyncioTransport):
 
     allowlist = ClientAllowlist([])
     stats: AgentStats | None = None
+    direct: DirectReads | None = None
 
     def datagram_received(self, datagram: bytes, transportAddress: Any) -> None:
         if not self.allowlist.allows(transportAddress[0]):
             if self.stats is not None:
                 self.stats.dropped_sources += 1
+            return
+        direct = self.direct
+        if direct is not None and direct.answer(
+            datagram, lambda reply: self.transport.sendto(reply, transportAddress)
+        ):
             return
         self.loop.call_soon(self._process, transportAddress, datagram)
 
@@ -153,6 +160,18 @@ class Agent:
         self.bulk = responders.BulkResponder(self.engine, snmp_context)
         self.bulk.max_varbinds = settings.max_bulk_varbinds  # pysnmp's default is 64
         responders.SetResponder(self.engine, snmp_context)
+        self.direct = (
+            DirectReads(
+                self.engine,
+                self.controller,
+                # the octets pysnmp's community table holds (pyasn1's encoding)
+                rfc1902.OctetString(settings.community.get_secret_value()).asOctets(),
+                COMMUNITY_NAME,
+                settings.max_bulk_varbinds,
+            )
+            if settings.v2c and settings.community is not None
+            else None
+        )
         ctx.stats.auth_failures = self._auth_failures
         self.transport: AllowlistUdp | None = None
         self.bound: tuple[str, int] | None = None
@@ -208,6 +227,7 @@ class Agent:
         transport = cls(loop=loop)
         transport.allowlist = ClientAllowlist(self.settings.allowed_managers)
         transport.stats = self.ctx.stats
+        transport.direct = self.direct
         transport.open_server_mode(sock=sock)
         await transport._lport  # the endpoint exists before startup returns
         domain = udp6.DOMAIN_NAME if cls is AllowlistUdp6 else udp.DOMAIN_NAME

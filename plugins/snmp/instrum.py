@@ -157,6 +157,17 @@ class BtmsController(AbstractMibInstrumController):
                     return out
         return out
 
+    # --- reads for a requester whose view holds the whole subtree (direct.py) --
+    def get_unchecked(self, oid: tuple[int, ...]) -> Any:
+        """GET of ``oid`` under the base: a Prebuilt, noSuchObject or noSuchInstance."""
+        return self._get(self.current(), oid, {})
+
+    def run_unchecked(self, oid: tuple[int, ...], count: int) -> list[Any] | None:
+        """``count`` GETNEXT steps from ``oid`` (>= the base), or None when
+        the subtree ends first."""
+        run = self._visible(self.current(), oid, count, {}, {})
+        return run if len(run) == count else None
+
     # --- the controller API pysnmp's command responders call ------------------
     def read_variables(self, *varBinds: Any, **context: Any) -> list[Any]:
         index = self.current()
