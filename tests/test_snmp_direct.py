@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from btms_gateway.core.testing import plant_config
-from btms_gateway.plugins.snmp import plugin
+from btms_gateway.plugins.snmp import ber, plugin
 from btms_gateway.plugins.snmp.agent import READ_VIEW
 from btms_gateway.plugins.snmp.direct import Decline
 from hypothesis import HealthCheck, assume, given, settings
@@ -156,30 +156,29 @@ def test_a_wrong_community_gets_pysnmps_silence_and_is_counted(rig: Any) -> None
     assert bad_names() == before + 2  # once per path
 
 
+def tlv(tag: int, content: bytes, long_form: bool = False) -> bytes:
+    n = len(content)
+    assert n < 0x80
+    return bytes((tag, 0x81, n) if long_form else (tag, n)) + content
+
+
+def get_message(request_id: bytes, value: bytes, long_id: bool = False) -> bytes:
+    """An SNMPv2c GET of btmsStringCurrent.1, written out by hand."""
+    oid = ber.oid_content((*OIDS["btmsStringCurrent"], 1))
+    varbind = tlv(0x30, tlv(0x06, oid) + value)
+    pdu = tlv(0x02, request_id, long_id) + b"\x02\x01\x00\x02\x01\x00" + tlv(0x30, varbind)
+    return tlv(0x30, b"\x02\x01\x01" + tlv(0x04, COMMUNITY.encode()) + tlv(0xA0, pdu))
+
+
 def test_encodings_pysnmp_would_rewrite_are_left_to_it(rig: Any) -> None:
-    good = v2c_message(COMMUNITY, "get", [(*OIDS["btmsStringCurrent"], 1)], request_id=5)
-    assert good.count(b"\x02\x01\x05") == 1
-    padded_id = fix_lengths(good.replace(b"\x02\x01\x05", b"\x02\x02\x00\x05"))
-    not_null = fix_lengths(good.replace(b"\x05\x00", b"\x02\x01\x07"))
-    for datagram in (padded_id, not_null):
-        reply, answered = both(datagram)
+    good = get_message(b"\x05", b"\x05\x00")
+    assert good == v2c_message(COMMUNITY, "get", [(*OIDS["btmsStringCurrent"], 1)], request_id=5)
+    for datagram in (get_message(b"\x00\x05", b"\x05\x00"), get_message(b"\x05", b"\x02\x01\x07")):
+        reply, answered = both(datagram)  # a padded request-id, a value other than NULL
         assert reply is not None and not answered
-
-
-def fix_lengths(datagram: bytes) -> bytes:
-    """Re-derive the outer lengths of a message edited in place (short form only)."""
-    out = bytearray(datagram)
-    # only the lengths of the message, PDU, varbind list and varbind change
-    length = len(out)
-    out[1] = length - 2
-    pdu = 2 + 3 + 2 + out[6]
-    out[pdu + 1] = length - pdu - 2
-    vbl = pdu + 2
-    for _ in range(3):
-        vbl += 2 + out[vbl + 1]
-    out[vbl + 1] = length - vbl - 2
-    out[vbl + 3] = length - vbl - 4
-    return bytes(out)
+    # a long-form length is only another way to write the same request
+    reply, answered = both(get_message(b"\x05", b"\x05\x00", long_id=True))
+    assert answered and reply is not None and b"\x02\x01\x05" in reply
 
 
 def test_snmp_in_pkts_counts_direct_requests(rig: Any) -> None:

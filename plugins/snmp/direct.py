@@ -15,8 +15,8 @@ pre-encoded varbinds), byte for byte what pysnmp would send
 Everything else is left to pysnmp untouched, and that is how errors keep
 pysnmp's own status codes, counters and authentication-failure traps: other
 versions, SET, a community that is not ours, a varbind outside the subtree
-or a walk that runs past its end, non-repeaters, anything encoded in a form
-pyasn1 would re-encode differently, a view that no longer holds the whole
+or a walk that runs past its end, anything encoded in a form pyasn1 would
+re-encode differently or refuse to decode, a view that no longer holds the whole
 subtree as one (checked with pysnmp's VACM on every request), a response
 larger than the engine's maximum message size. The one counter pysnmp keeps
 for a request that succeeds, snmpInPkts, is counted here too.
@@ -156,7 +156,7 @@ class DirectReads:
         tag, r_start, r_end = _tlv(d, pos, end)
         if tag != 0x02 or not 1 <= r_end - r_start <= 4 or not _minimal(d, r_start, r_end):
             raise Decline
-        request_id = d[pos:r_end]
+        request_id = b"\x02" + bytes((r_end - r_start,)) + d[r_start:r_end]  # as pyasn1 writes it
         tag, start, n_end = _tlv(d, r_end, end)
         non_repeaters = _integer(d, start, n_end) if tag == 0x02 else None
         tag, start, m_end = _tlv(d, n_end, end)

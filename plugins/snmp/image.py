@@ -29,6 +29,7 @@ from collections.abc import Callable, Collection, Hashable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from itertools import chain, pairwise
+from operator import attrgetter
 from typing import Any
 
 from btms_gateway.core.alarm_types import ActiveAlarm
@@ -90,8 +91,11 @@ class ServeContext:
         return polls, failed
 
 
+_INDEX = attrgetter("index")
+
+
 def _cells_shape(reading: Any) -> Any:
-    return None if reading is None else tuple(c.index for c in reading.cells)
+    return None if reading is None else tuple(map(_INDEX, reading.cells))
 
 
 def same_shape(old: PlantSnapshot, new: PlantSnapshot) -> bool:
