@@ -1,23 +1,17 @@
 """Evaluating one string's readings against its rules, fast when nothing changes.
 
 At full scale (32 strings x 120 cells) every poll hands the engine a whole
-string, and most polls change no alarm. So a string's cells first meet the
-raise limits of every cell rule column by column, in C (``_quiet``: one
-comparison per value through ``map``, 4-5x quicker than a Python loop over
-the cells); only when some value is past a limit, not measured, or a
-condition is in progress ("busy") does each cell meet the same precomputed
-float comparisons one by one (the resistance limit already multiplied out
-from the cell's baseline), and only a cell beyond a limit or busy takes the
-slow path through the generic state machine. No object is allocated for a
-healthy cell.
+string, and most polls change no alarm. So each cell first meets a handful of
+precomputed float comparisons (the raise limits of every cell rule, the
+resistance limit already multiplied out from the cell's baseline); only a cell
+beyond a limit or with a condition in progress ("busy") takes the slow path
+through the generic state machine. No object is allocated for a healthy cell.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from itertools import repeat
-from operator import attrgetter, gt, lt
 
 from ..alarm_types import EventKind, ObjectPath
 from ..model import (
@@ -45,10 +39,6 @@ CELL_VALUE_RULES = (
 )
 WORD_BITS = [(name, int(bit)) for name, bit in ALARM_WORD_RULES.items()]
 COMM_LOST = "string_comm_lost"
-_V, _T, _SOC, _SOH, _R, _INDEX = (
-    attrgetter(a)
-    for a in ("voltage_v", "temperature_c", "soc_pct", "soh_pct", "resistance_mohm", "index")
-)
 
 
 class Tracker:
@@ -220,29 +210,7 @@ class StringEval:
                 tr.feed((name, 0), rule, path, 1.0 if word & bit else 0.0, 0.0, 0.0, t, out)
 
     # --- cell rules ----------------------------------------------------------------
-    def _quiet(self, cells: Sequence[CellReading]) -> bool:
-        """True when the loop in ``_cells`` would send no cell down the slow
-        path: none busy, every value measured and inside its raise limit.
-        The same comparisons as the loop's, a column at a time; a value not
-        measured (None) raises TypeError and leaves the decision to the loop."""
-        if self.busy:
-            return False
-        r_on = self.r_on
-        try:
-            return not (
-                any(map(gt, map(_V, cells), repeat(self.v_hi)))
-                or any(map(lt, map(_V, cells), repeat(self.v_lo)))
-                or any(map(gt, map(_T, cells), repeat(self.t_hi)))
-                or any(map(lt, map(_SOC, cells), repeat(self.soc_lo)))
-                or any(map(lt, map(_SOH, cells), repeat(self.soh_lo)))
-                or any(map(gt, map(_R, cells), map(r_on.get, map(_INDEX, cells), repeat(INF))))
-            )
-        except TypeError:
-            return False
-
     def _cells(self, cells: Sequence[CellReading], t: float, out: list[Transition]) -> None:
-        if self._quiet(cells):
-            return
         busy, r_on, slow = self.busy, self.r_on, self._cell_slow
         v_hi, v_lo, t_hi, soc_lo, soh_lo = self.v_hi, self.v_lo, self.t_hi, self.soc_lo, self.soh_lo
         for c in cells:

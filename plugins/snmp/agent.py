@@ -89,9 +89,11 @@ class AllowlistUdp(udp.UdpAsyncioTransport):
             if self.stats is not None:
                 self.stats.dropped_sources += 1
             return
-        direct = self.direct
-        if direct is not None and direct.answer(
-            datagram, lambda reply: self.transport.sendto(reply, transportAddress)
+        direct, transport = self.direct, self.transport
+        if (
+            direct is not None
+            and transport is not None  # None once closing: pysnmp's path decides
+            and direct.answer(datagram, lambda reply: transport.sendto(reply, transportAddress))
         ):
             return
         self.loop.call_soon(self._process, transportAddress, datagram)
