@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from btms_gateway.core.testing import plant_config
 from btms_gateway.plugins.snmp import ber, plugin
 from btms_gateway.plugins.snmp.agent import READ_VIEW
 from btms_gateway.plugins.snmp.direct import Decline
@@ -30,9 +29,10 @@ from test_snmp_rig import (
     decode_v2c,
     oids,
     publish_plant,
+    rig_config,
     v2c_message,
 )
-from test_snmp_support import COMMUNITY, V2C, net_snmp, snmp_settings
+from test_snmp_support import COMMUNITY, V2C, net_snmp
 
 pytestmark = pytest.mark.peer
 
@@ -42,10 +42,7 @@ BAD_COMMUNITY_NAMES = (1, 3, 6, 1, 2, 1, 11, 4, 0)
 
 @pytest.fixture(scope="module")
 def rig() -> Iterator[Any]:
-    cfg = plant_config(
-        strings=4, ups=2, stale_after_s=3600,
-        plugins={"snmp": snmp_settings(max_bulk_varbinds=300)},
-    )  # fmt: skip
+    cfg = rig_config()
     with AgentThread(cfg, publish_plant) as agent:
         yield agent
 

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from btms_gateway.core.testing import plant_config
 from btms_gateway.plugins.snmp import plugin
 from btms_gateway.plugins.snmp.agent import NO_VIEW, READ_SUBTREES, add_user
 from btms_gateway.plugins.snmp.settings import UserSettings
@@ -37,10 +36,11 @@ from test_snmp_rig import (
     comparable,
     oids,
     publish_plant,
+    rig_config,
     v2c_exchange,
     v2c_message,
 )
-from test_snmp_support import AUTH_KEY, COMMUNITY, PRIV_KEY, USER, snmp_settings
+from test_snmp_support import AUTH_KEY, COMMUNITY, PRIV_KEY, USER
 
 pytestmark = pytest.mark.peer
 
@@ -81,10 +81,7 @@ async def setup(h: Any) -> None:
 
 @pytest.fixture(scope="module")
 def rig() -> Iterator[Any]:
-    cfg = plant_config(
-        strings=4, ups=2, stale_after_s=3600,
-        plugins={"snmp": snmp_settings(max_bulk_varbinds=300)},
-    )  # fmt: skip
+    cfg = rig_config()
     with AgentThread(cfg, setup) as agent:
         address = plugin.current().agent.bound
         clients = {

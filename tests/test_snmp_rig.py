@@ -18,7 +18,7 @@ from typing import Any
 
 from btms_gateway.core.alarm_types import AlarmEvent, EventKind, ObjectPath, Severity
 from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness, make_reading
+from btms_gateway.core.testing import GatewayHarness, make_reading, plant_config
 from btms_gateway.plugins.snmp import plugin
 from btms_gateway.plugins.snmp.tables import DEFAULT_BASE, object_oids, parse_oid
 from hypothesis import strategies as st
@@ -293,3 +293,13 @@ def oids(draw: st.DrawFn) -> tuple[int, ...]:
     elif change == "next":
         oid = (*oid[:-1], oid[-1] + 1)
     return oid
+
+
+def rig_config() -> dict[str, Any]:
+    """Four strings, two UPS, readings that never go stale, GETBULK up to 300."""
+    from test_snmp_support import snmp_settings
+
+    return plant_config(
+        strings=4, ups=2, stale_after_s=3600,
+        plugins={"snmp": snmp_settings(max_bulk_varbinds=300)},
+    )  # fmt: skip
