@@ -13,6 +13,7 @@ import ssl
 from pathlib import Path
 from typing import Any
 
+from aiohttp import log as web_log
 from aiohttp import web
 
 from . import api
@@ -76,7 +77,12 @@ class WebService:
     async def start(self) -> None:
         self.hub = LiveHub(asyncio.get_running_loop(), self._changed)
         self.stats.hub = self.hub
-        self.runner = web.AppRunner(self.build_app(), handle_signals=False, shutdown_timeout=0.5)
+        self.runner = web.AppRunner(
+            self.build_app(),
+            handle_signals=False,
+            shutdown_timeout=0.5,
+            access_log=web_log.access_logger if self.settings.access_log else None,
+        )
         await self.runner.setup()
         context = None
         if self.settings.tls_certfile is not None:

@@ -40,6 +40,10 @@ class WebSettings(PluginSection):
     max_live_clients: Annotated[int, Field(ge=1, le=1000)] = 32
     #: "any": ready once any string has GOOD data; "all": once every string has
     ready_when: Literal["any", "all"] = "any"
+    #: one INFO line per HTTP request (logger ``aiohttp.access``). Off by default:
+    #: a dashboard, a metrics scraper or a SCADA polling the API writes a line
+    #: per request into the log that is there for what the gateway itself does
+    access_log: bool = False
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
 
