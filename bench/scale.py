@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import math
 import sys
 import tempfile
@@ -52,6 +51,7 @@ from scale.procs import (
     rss_mb,
     slope_per_hour,
 )
+from scale.scene import bacnet_targets, wait_all_good
 
 TARGETS = {"cpu_core": 0.10, "rss_mb": 150.0, "age_margin_s": 0.100}
 PROTOCOLS = ("modbus", "snmp", "bacnet", "rest")
@@ -61,37 +61,6 @@ CPU_PARTS = {  # CpuSplit's parts, as the report names them
     "other": "bus and worker threads",
     "kernel": "in the kernel (of the whole)",
 }
-
-
-async def wait_all_good(web: int, count: int, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            plant = await asyncio.to_thread(get_json, f"http://127.0.0.1:{web}/api/plant")
-            if sum(s["quality"] == "good" for s in plant["strings"]) == count:
-                return
-        await asyncio.sleep(0.5)
-    raise TimeoutError(f"not all {count} strings GOOD within {timeout} s")
-
-
-def bacnet_targets(
-    config_path: Path, probe_names: list[str], cells_of: list[str], strings: int
-) -> tuple[list[tuple[str, int]], dict[tuple[str, int], str]]:
-    from btms_gateway.plugins.bacnet.export import plant_points
-
-    _settings, points = plant_points(config_path)
-    by_name = {p.name: p for p in points}
-    wanted = [f"{n}.current" for n in probe_names]
-    wanted += [f"S{i}.voltage" for i in range(1, strings + 1)]
-    wanted += [
-        p.name
-        for p in points
-        if p.string in cells_of and p.name.endswith(".voltage") and p.cell is not None
-    ]
-    oids = [by_name[n].oid for n in dict.fromkeys(wanted) if n in by_name]
-    return [(str(k), i) for k, i in oids], {
-        (str(k), i): n for n in wanted if n in by_name for k, i in [by_name[n].oid]
-    }
 
 
 async def run(
