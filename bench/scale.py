@@ -51,7 +51,7 @@ from scale.procs import (
     rss_mb,
     slope_per_hour,
 )
-from scale.scene import bacnet_targets, wait_all_good
+from scale.scene import bacnet_targets, probes_of, wait_all_good
 
 TARGETS = {"cpu_core": 0.10, "rss_mb": 150.0, "age_margin_s": 0.100}
 PROTOCOLS = ("modbus", "snmp", "bacnet", "rest")
@@ -95,7 +95,7 @@ async def run(
             f"gateway pid {gw.pid}: {strings} strings GOOD on {len(spec)} buses after "
             f"{time.monotonic() - t0:.1f} s; workdir {workdir}"
         )
-        probes = [next(p for p in plant if p[1] == b["name"]) for b in spec]  # one per bus
+        probes = probes_of(plant, spec)
         probe_names = [p[0] for p in probes]
         index = {name: i for i, (name, _b, _s) in enumerate(plant, start=1)}
         oids, names = bacnet_targets(

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scale import clients
 from scale.plant import Ports, bus_spec, gateway_config, strings_of
 from scale.procs import CpuSplit, GatewayProcess, SimRunner
-from scale.scene import bacnet_targets, wait_all_good
+from scale.scene import bacnet_targets, probes_of, wait_all_good
 
 Make = Callable[[clients.Stats, clients.Observed, asyncio.Event], list[Any]]
 
@@ -38,12 +38,11 @@ Make = Callable[[clients.Stats, clients.Observed, asyncio.Event], list[Any]]
 def phases(
     ports: Ports,
     plant: list[tuple[str, str, int]],
-    spec: list[dict[str, Any]],
+    probes: list[tuple[str, str, int]],
     oids: Any,
     names: Any,
     runner: SimRunner,
 ) -> list[tuple[str, Make]]:
-    probes = [next(p for p in plant if p[1] == b["name"]) for b in spec]
     probe_names = [p[0] for p in probes]
     index = {n: i for i, (n, _b, _s) in enumerate(plant, start=1)}
     targets = {n: index[n] for n in probe_names}
@@ -107,10 +106,12 @@ async def run(seconds: float, strings: int, cells: int) -> list[dict[str, Any]]:
     try:
         gw.wait_http(ports.web)
         await wait_all_good(ports.web, strings)
-        probe_names = [next(p for p in plant if p[1] == b["name"])[0] for b in spec]
-        oids, names = bacnet_targets(gw.path, probe_names, [p[0] for p in plant[:2]], strings)
+        probes = probes_of(plant, spec)
+        oids, names = bacnet_targets(
+            gw.path, [p[0] for p in probes], [p[0] for p in plant[:2]], strings
+        )
         await asyncio.sleep(10)  # first cycles and caches settle
-        for label, make in phases(ports, plant, spec, oids, names, runner):
+        for label, make in phases(ports, plant, probes, oids, names, runner):
             st, ob = clients.Stats(), clients.Observed()
             observing = clients.ObserverThread(
                 lambda stop, make=make, st=st, ob=ob: make(st, ob, stop) or [stop.wait()]

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import time
 from pathlib import Path
+from typing import Any
 
 from .procs import get_json
 
@@ -21,6 +22,13 @@ async def wait_all_good(web: int, count: int, timeout: float = 90.0) -> None:
                 return
         await asyncio.sleep(0.5)
     raise TimeoutError(f"not all {count} strings GOOD within {timeout} s")
+
+
+def probes_of(
+    plant: list[tuple[str, str, int]], spec: list[dict[str, Any]]
+) -> list[tuple[str, str, int]]:
+    """The age probe's strings: the first of each bus (name, bus, slave)."""
+    return [next(p for p in plant if p[1] == b["name"]) for b in spec]
 
 
 def bacnet_targets(
