@@ -288,21 +288,26 @@ async def test_line_settings_are_applied() -> None:
 
 
 @contextmanager
-def scripted_slave(replies: list[bytes | tuple[bytes, bytes]]) -> Iterator[str]:
+def scripted_slave(
+    replies: list[bytes | tuple[bytes, bytes]], latency_s: list[float] | None = None
+) -> Iterator[str]:
     """A pty whose other end answers each 8-byte request with the next reply
-    (a tuple: a reply, then stray bytes 10 ms later, as a separate burst)."""
+    (a tuple: a reply, then stray bytes 10 ms later, as a separate burst),
+    ``latency_s[i]`` after the request arrived when given."""
     master, slave = os.openpty()
     tty.setraw(slave)
     path = os.ttyname(slave)
 
     def serve() -> None:
-        for reply in replies:
+        for i, reply in enumerate(replies):
             got = b""
             while len(got) < 8:
                 try:
                     got += os.read(master, 8 - len(got))
                 except OSError:
                     return
+            if latency_s:
+                time.sleep(latency_s[i])
             if isinstance(reply, tuple):
                 os.write(master, reply[0])
                 time.sleep(0.01)
@@ -318,6 +323,43 @@ def scripted_slave(replies: list[bytes | tuple[bytes, bytes]]) -> Iterator[str]:
         os.close(master)
         os.close(slave)
         t.join(timeout=2)
+
+
+async def test_a_slave_slow_to_turn_round_is_read_once_a_reply() -> None:
+    """A slave that answers 5 ms later than the wire allows (a real device
+    turning round, a USB adapter's latency timer): the link learns when to
+    look, so after a few replies the first read finds the reply whole and the
+    careful path (a second sleep and read) runs for about one in ten. Read at
+    the wire time alone, every reply took it. One reply held up 40 ms moves
+    the estimate by one step, so it does not delay the reads after it."""
+    n, spike = 90, 70
+    latency = [0.005] * n
+    latency[spike] = 0.04
+    with scripted_slave([framing.read_reply(1, [7])] * n, latency) as path:
+        link = open_link(BusConfig(name="b", port=path, baudrate=115200, timeout_s=0.2, retries=0))
+        link.open()
+        careful: list[int] = []
+        receive = link._receive
+        done = 0
+
+        def counting(*args: object) -> tuple[bytes, bool | None]:
+            careful.append(done)
+            return receive(*args)  # type: ignore[arg-type]
+
+        link._receive = counting  # type: ignore[method-assign]
+        try:
+            for done in range(n):
+                if done == spike:
+                    before = link._late.get(1, 0.0)
+                assert link.read_holding_registers(1, 0, 1) == [7]
+                if done == spike:
+                    after = link._late.get(1, 0.0)
+        finally:
+            link.close()
+    steady = [i for i in careful if 30 <= i < spike]
+    assert len(steady) <= 12, f"{len(steady)} of {spike - 30} replies read twice"
+    assert after - before <= 0.0005
+    assert link.counters.responses == n and sum(link.counters.errors.values()) == 0
 
 
 async def test_wrong_echo_and_stray_bytes() -> None:
