@@ -108,7 +108,10 @@ def freeze_startup_objects() -> None:
 def run_until_signalled(gateway: Gateway, stop_after: float | None = None) -> int:
     """Run a gateway until SIGINT/SIGTERM (or ``stop_after`` seconds); 0 on a
     clean stop, 1 if it could not start."""
+    from .affinity import pin_process
     from .gateway import GatewayStartError
+
+    pin_process(gateway.settings.gateway.cpu)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from .affinity import allowed_cpus
 from .alarms.config import AlarmsSection
 from .config_base import PluginSection, StrictModel
 
@@ -28,6 +29,19 @@ class GatewaySection(StrictModel):
     offline_after_failures: Annotated[int, Field(ge=1, le=1000)] = 3
     data_dir: Path = Path("./var")
     shutdown_timeout_s: Annotated[float, Field(gt=0, le=30)] = 1.5
+    # "one" CPU for all the gateway's threads, "any" CPU, or a CPU number (core/affinity.py)
+    cpu: Literal["one", "any"] | Annotated[int, Field(ge=0, strict=True)] = "one"
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, v: str | int) -> str | int:
+        allowed = allowed_cpus()
+        if isinstance(v, int) and allowed is not None and v not in allowed:
+            raise ValueError(
+                f'"one", "any" or a CPU this machine lets the gateway use '
+                f"({', '.join(map(str, sorted(allowed)))}), not {v}"
+            )
+        return v
 
 
 class BusConfig(StrictModel):
