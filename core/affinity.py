@@ -55,12 +55,16 @@ def pin_process(setting: CpuSetting) -> set[int] | None:
     if allowed is None or not hasattr(os, "sched_setaffinity"):
         log.info("[gateway] cpu = %r ignored: CPU affinity is not supported here", setting)
         return None
-    cpus = chosen_cpus(setting, allowed)
-    for tid in _thread_ids():
-        try:
-            os.sched_setaffinity(tid, cpus)
-        except ProcessLookupError:  # the thread ended meanwhile
-            continue
+    try:
+        cpus = chosen_cpus(setting, allowed)
+        for tid in _thread_ids():
+            try:
+                os.sched_setaffinity(tid, cpus)
+            except ProcessLookupError:  # the thread ended meanwhile
+                continue
+    except (ValueError, OSError) as exc:  # the CPU set changed since the config was checked
+        log.warning("[gateway] cpu = %r not applied, threads on any CPU: %s", setting, exc)
+        return None
     log.info("gateway threads on CPU %s ([gateway] cpu = %r)", _list(cpus), setting)
     return cpus
 

@@ -97,3 +97,13 @@ def test_a_cpu_the_machine_does_not_allow_is_a_config_error(tmp_path: Path) -> N
         load_config(config(tmp_path, "4096"), create_manager())
     message = str(info.value)
     assert "gateway.cpu" in message and "not 4096" in message
+
+
+def test_a_cpu_set_that_changed_since_the_check_is_a_warning_not_a_crash(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from btms_gateway.core.affinity import pin_process
+
+    with caplog.at_level("WARNING", logger="btms_gateway"):
+        assert pin_process(4096) is None
+    assert "not applied" in caplog.text and "CPU 4096" in caplog.text
