@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from btms_gateway.core.version import __version__
+from conftest import waiting_gateway_config
 
 CLI = [sys.executable, "-m", "btms_gateway.core"]
 
@@ -41,22 +42,7 @@ def test_a_plugin_adds_a_command(tmp_path):
 
 
 def test_sigterm_and_sigint_stop_the_gateway_cleanly_within_2_s(tmp_path):
-    config = tmp_path / "gw.toml"
-    config.write_text(f"""
-[gateway]
-poll_interval_s = 0.5
-data_dir = "{tmp_path}"
-[[buses]]
-name = "b"
-port = "{tmp_path / "ttyNOTYET"}"
-wait_for_port = true
-[[strings]]
-name = "A1"
-bus = "b"
-slave_id = 1
-[plugins.jsonl]
-path = "{tmp_path / "out.jsonl"}"
-""")
+    config = waiting_gateway_config(tmp_path)
     for sig in (signal.SIGTERM, signal.SIGINT):
         proc = subprocess.Popen(
             [*CLI, "run", "-c", str(config)],

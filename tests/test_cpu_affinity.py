@@ -15,29 +15,13 @@ from btms_gateway.core.affinity import allowed_cpus, chosen_cpus
 from btms_gateway.core.config_load import ConfigError
 from btms_gateway.core.plugin_manager import create_manager
 from btms_gateway.core.registry import load_config
+from conftest import waiting_gateway_config
 
 CLI = [sys.executable, "-m", "btms_gateway.core"]
 
 
 def config(tmp_path: Path, cpu: str | None) -> Path:
-    path = tmp_path / "gw.toml"
-    path.write_text(f"""
-[gateway]
-poll_interval_s = 0.5
-data_dir = "{tmp_path}"
-{"" if cpu is None else f"cpu = {cpu}"}
-[[buses]]
-name = "b"
-port = "{tmp_path / "ttyNOTYET"}"
-wait_for_port = true
-[[strings]]
-name = "A1"
-bus = "b"
-slave_id = 1
-[plugins.jsonl]
-path = "{tmp_path / "out.jsonl"}"
-""")
-    return path
+    return waiting_gateway_config(tmp_path, "" if cpu is None else f"cpu = {cpu}")
 
 
 def thread_cpus(pid: int) -> list[set[int]]:
