@@ -40,7 +40,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scale import clients
+from scale import clients, observers
 from scale.plant import Ports, bus_spec, gateway_config, strings_of, wire_time_s
 from scale.procs import (
     CpuSplit,
@@ -101,7 +101,7 @@ async def run(
         oids, names = bacnet_targets(
             gw.path, probe_names, [p[0] for p in plant[:cov_cells_strings]], strings
         )
-        stats, obs, stop = clients.Stats(), clients.Observed(), asyncio.Event()
+        stats, obs, stop = clients.Stats(), observers.Observed(), asyncio.Event()
         # acquisition alone first: the gateway's own cost, before clients add theirs
         await asyncio.sleep(warmup_s / 2)
         split, rss_idle = CpuSplit(gw.pid), rss_mb(gw.pid)
@@ -118,20 +118,20 @@ async def run(
             clients.sse_reader(ports.web, stats, stop),
         ]
 
-        def observers(ostop: asyncio.Event) -> list[Any]:
+        def observer_tasks(ostop: asyncio.Event) -> list[Any]:
             return [
-                clients.bacnet_cov(f"127.0.0.1:{ports.bacnet}", oids, names, obs, stats, ostop),
-                clients.watch_modbus(
+                observers.bacnet_cov(f"127.0.0.1:{ports.bacnet}", oids, names, obs, stats, ostop),
+                observers.watch_modbus(
                     ports.modbus, {n: index[n] for n in probe_names}, obs, stats, ostop
                 ),
-                clients.watch_rest(ports.web, probe_names, obs, stats, ostop),
-                clients.watch_snmp(
+                observers.watch_rest(ports.web, probe_names, obs, stats, ostop),
+                observers.watch_snmp(
                     ports.snmp, {n: index[n] for n in probe_names}, obs, stats, ostop
                 ),
-                clients.age_probe(runner, probes, obs, stats, ostop, PROTOCOLS),
+                observers.age_probe(runner, probes, obs, stats, ostop, PROTOCOLS),
             ]
 
-        observing = clients.ObserverThread(observers)
+        observing = observers.ObserverThread(observer_tasks)
         running = [asyncio.create_task(t) for t in tasks]
         await asyncio.sleep(warmup_s / 2)
         samples, cycles = [], {b["name"]: [] for b in spec}

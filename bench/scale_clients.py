@@ -27,12 +27,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scale import clients
+from scale import clients, observers
 from scale.plant import Ports, bus_spec, gateway_config, strings_of
 from scale.procs import CpuSplit, GatewayProcess, SimRunner
 from scale.scene import bacnet_targets, probes_of, wait_all_good
 
-Make = Callable[[clients.Stats, clients.Observed, asyncio.Event], list[Any]]
+Make = Callable[[clients.Stats, observers.Observed, asyncio.Event], list[Any]]
 
 
 def phases(
@@ -51,7 +51,7 @@ def phases(
     def probe(watch: Any, proto: str) -> Make:
         return lambda st, ob, stop: [
             watch(st, ob, stop),
-            clients.age_probe(runner, probes, ob, st, stop, (proto,)),
+            observers.age_probe(runner, probes, ob, st, stop, (proto,)),
         ]
 
     return [
@@ -68,26 +68,26 @@ def phases(
         (
             "BACnet COV",
             lambda st, ob, stop: [
-                clients.bacnet_cov(f"127.0.0.1:{ports.bacnet}", oids, names, ob, st, stop)
+                observers.bacnet_cov(f"127.0.0.1:{ports.bacnet}", oids, names, ob, st, stop)
             ],
         ),
         (
             "age probe, Modbus",
             probe(
-                lambda st, ob, stop: clients.watch_modbus(ports.modbus, targets, ob, st, stop),
+                lambda st, ob, stop: observers.watch_modbus(ports.modbus, targets, ob, st, stop),
                 "modbus",
             ),
         ),
         (
             "age probe, SNMP",
             probe(
-                lambda st, ob, stop: clients.watch_snmp(ports.snmp, targets, ob, st, stop), "snmp"
+                lambda st, ob, stop: observers.watch_snmp(ports.snmp, targets, ob, st, stop), "snmp"
             ),
         ),
         (
             "age probe, REST",
             probe(
-                lambda st, ob, stop: clients.watch_rest(ports.web, probe_names, ob, st, stop),
+                lambda st, ob, stop: observers.watch_rest(ports.web, probe_names, ob, st, stop),
                 "rest",
             ),
         ),
@@ -112,8 +112,8 @@ async def run(seconds: float, strings: int, cells: int) -> list[dict[str, Any]]:
         )
         await asyncio.sleep(10)  # first cycles and caches settle
         for label, make in phases(ports, plant, probes, oids, names, runner):
-            st, ob = clients.Stats(), clients.Observed()
-            observing = clients.ObserverThread(
+            st, ob = clients.Stats(), observers.Observed()
+            observing = observers.ObserverThread(
                 lambda stop, make=make, st=st, ob=ob: make(st, ob, stop) or [stop.wait()]
             )
             await asyncio.sleep(4)  # connections and subscriptions made
