@@ -128,7 +128,9 @@ async def run(
                 observers.watch_snmp(
                     ports.snmp, {n: index[n] for n in probe_names}, obs, stats, ostop
                 ),
-                observers.age_probe(runner, probes, obs, stats, ostop, PROTOCOLS),
+                observers.age_probe(
+                    runner, probes, obs, stats, ostop, PROTOCOLS, interval_s=interval_s
+                ),
             ]
 
         observing = observers.ObserverThread(observer_tasks)

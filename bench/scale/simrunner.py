@@ -10,6 +10,8 @@ bus to where a gateway connects, then answers one JSON command per line:
 * ``{"op": "first_data_after", "bus", "slave", "t", "reg"?}`` -> ``{"at", "prev"}``:
   when the first reply after t carrying register reg (default 2, the string
   current) was served, and when the poll before that one ended (from the truth log)
+* ``{"op": "last_reply", "bus", "slave"}`` -> ``{"at"}``: when the slave last
+  served data (None before its first poll)
 * ``{"op": "vanish"|"restore", "bus", "slave", "seconds"?}``
 * ``{"op": "stats"}`` -> requests and faults per bus
 
@@ -99,6 +101,10 @@ def handle(sims: dict[str, Any], cmd: dict[str, Any]) -> dict[str, Any]:
             sim.set_cell(slave, i, **cmd["values"])
     elif op == "first_data_after":
         return first_data_after(sim, slave, cmd["t"], cmd.get("reg", 2))
+    elif op == "last_reply":
+        log = sim.truth_log
+        at = next((r.at for r in reversed(log) if r.slave == slave and r.words is not None), None)
+        return {"at": at}
     elif op == "vanish":
         sim.vanish(slave, cmd.get("seconds"))
     elif op == "restore":
