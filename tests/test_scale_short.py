@@ -69,10 +69,14 @@ async def test_short_scale_run_serves_every_client() -> None:
         per_probe = st.ops[reads] / len(st.lags[proto])
         assert per_probe <= 22, f"{proto} watcher read {per_probe:.0f} times a probe"
     assert all(r["cycles"][b["name"]] for b in r["spec"])
-    # the CPU split: the loop serves the clients, the bus threads poll
-    for phase in ("clients", "polling"):
-        split = r["cpu_split"][phase]
-        assert split["loop"] > 0 and split["other"] > 0, (phase, split)
+    # the CPU split: the loop serves the clients, the bus threads poll.
+    # /proc counts CPU in 10 ms ticks: the loop of 6 strings polling alone
+    # for 3 s is about one tick, so it may read 0 (a clean clone did, 12-02
+    # 19:18), so only the bus threads' part is checked; with the clients the
+    # loop's is many ticks.
+    clients_split, polling_split = r["cpu_split"]["clients"], r["cpu_split"]["polling"]
+    assert clients_split["loop"] > 0 and clients_split["other"] > 0, clients_split
+    assert polling_split["other"] > 0, polling_split
 
 
 def test_the_probe_dates_served_data_from_the_end_of_the_poll_before() -> None:
