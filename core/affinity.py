@@ -41,7 +41,7 @@ def chosen_cpus(setting: CpuSetting, allowed: set[int]) -> set[int]:
     if setting == "one":
         return {max(allowed)}
     if setting not in allowed:
-        raise ValueError(f"CPU {setting} is not one this process may run on ({_list(allowed)})")
+        raise ValueError(f"CPU {setting} is not one this process may run on ({cpu_list(allowed)})")
     return {setting}
 
 
@@ -65,7 +65,7 @@ def pin_process(setting: CpuSetting) -> set[int] | None:
     except (ValueError, OSError) as exc:  # the CPU set changed since the config was checked
         log.warning("[gateway] cpu = %r not applied, threads on any CPU: %s", setting, exc)
         return None
-    log.info("gateway threads on CPU %s ([gateway] cpu = %r)", _list(cpus), setting)
+    log.info("gateway threads on CPU %s ([gateway] cpu = %r)", cpu_list(cpus), setting)
     return cpus
 
 
@@ -76,5 +76,6 @@ def _thread_ids() -> list[int]:
         return [0]  # no /proc: the calling thread (threads started later inherit)
 
 
-def _list(cpus: set[int]) -> str:
+def cpu_list(cpus: set[int]) -> str:
+    """CPUs as a log line or an error message shows them: ``0, 1``."""
     return ", ".join(map(str, sorted(cpus)))

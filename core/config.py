@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .affinity import allowed_cpus
+from .affinity import allowed_cpus, cpu_list
 from .alarms.config import AlarmsSection
 from .config_base import PluginSection, StrictModel
 
@@ -39,7 +39,7 @@ class GatewaySection(StrictModel):
         if isinstance(v, int) and allowed is not None and v not in allowed:
             raise ValueError(
                 f'"one", "any" or a CPU this machine lets the gateway use '
-                f"({', '.join(map(str, sorted(allowed)))}), not {v}"
+                f"({cpu_list(allowed)}), not {v}"
             )
         return v
 
