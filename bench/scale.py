@@ -174,6 +174,8 @@ async def run(
             "wire_s": {b["name"]: len(b["slaves"]) * wire_time_s(cells, baud) for b in spec},
             "sim": runner.call(op="stats"),
             "steal": {**steal.summary(), "since": w0},
+            # per probe: (oldest age served by any protocol, CPU the host took meanwhile)
+            "probe_steal": [(b - a, steal.stolen_s(a, b)) for a, b in stats.windows],
         }
     finally:
         if gw is not None:
@@ -229,6 +231,7 @@ def report(r: dict[str, Any]) -> list[str]:
             f"  {part:<30} {clients.pct(values, 50):7.3f} {clients.pct(values, 99):7.3f} "
             f"{max(values, default=float('nan')):7.3f}   n={len(values)}"
         )
+    print_ages_by_steal(r["probe_steal"], limit_age)
     print("\nbus   strings  wire s  cycle p50  cycle max  max/interval")
     for b in r["spec"]:
         cyc = r["cycles"][b["name"]]
@@ -244,6 +247,24 @@ def report(r: dict[str, Any]) -> list[str]:
     if any(st.missed.values()):
         missed.append("age probes missed")
     return missed
+
+
+def print_ages_by_steal(probes: list[tuple[float, float]], limit_age: float) -> None:
+    """Each probe's oldest served age beside the CPU the VM host took while it
+    ran (from the end of the old value's poll to the last protocol's sight):
+    says whether the ages over the target are the host's stalls or the
+    gateway's. The target itself is judged on every probe, above."""
+    print("\nages by CPU the VM host took during the probe (both cores; 10 ms ticks)")
+    print(f"  {'probes':<34}{'n':>5}{'worst age s':>13}  host took (ms) in the 5 oldest")
+    groups = {
+        "host took < 10 ms": [p for p in probes if p[1] < 0.010],
+        "host took >= 10 ms": [p for p in probes if p[1] >= 0.010],
+        f"over the target ({limit_age:.3f} s)": [p for p in probes if p[0] >= limit_age],
+    }
+    for label, group in groups.items():
+        worst = max(group, default=(math.nan, math.nan))
+        took = ", ".join(f"{1000 * s:.0f}" for _a, s in sorted(group, reverse=True)[:5])
+        print(f"  {label:<34}{len(group):>5}{worst[0]:>13.3f}  {took or '-'}")
 
 
 def main() -> int:

@@ -11,6 +11,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
@@ -68,6 +70,12 @@ async def test_short_scale_run_serves_every_client() -> None:
     for proto, reads in (("modbus", "modbus_probe_reads"), ("rest", "rest_probe_reads")):
         per_probe = st.ops[reads] / len(st.lags[proto])
         assert per_probe <= 22, f"{proto} watcher read {per_probe:.0f} times a probe"
+    # every probe seen by all protocols has its window for the steal report,
+    # and its age there is the oldest any protocol served
+    assert len(r["probe_steal"]) == len(st.lags["rest"])
+    oldest = max(max(st.ages[p]) for p in scale_bench.PROTOCOLS)
+    assert max(age for age, _stolen in r["probe_steal"]) == pytest.approx(oldest)
+    assert all(stolen >= 0 for _age, stolen in r["probe_steal"])
     assert all(r["cycles"][b["name"]] for b in r["spec"])
     # the CPU split: the loop serves the clients, the bus threads poll.
     # /proc counts CPU in 10 ms ticks: the loop of 6 strings polling alone
@@ -96,3 +104,16 @@ def test_the_probe_dates_served_data_from_the_end_of_the_poll_before() -> None:
     assert first_data_after(sim, 1, 10.5, 2) == {"at": 11.03, "prev": 10.03}
     assert first_data_after(sim, 1, 9.0, 2) == {"at": 10.03, "prev": None}
     assert first_data_after(sim, 1, 11.5, 2) == {"at": None, "prev": 12.00}
+
+
+def test_steal_is_spread_over_the_sample_it_was_counted_in() -> None:
+    """A probe's window gets the share of each 0.2 s steal sample it overlaps."""
+    from scale.procs import StealMonitor
+
+    m = StealMonitor(every=0.2)
+    m.windows = [(10.2, 0.02, 0.4), (10.4, 0.0, 0.4), (10.6, 0.04, 0.4)]
+    assert m.stolen_s(10.1, 10.2) == pytest.approx(0.01)
+    assert m.stolen_s(10.2, 10.4) == 0.0
+    assert m.stolen_s(10.0, 10.6) == pytest.approx(0.06)
+    assert m.stolen_s(10.5, 11.0) == pytest.approx(0.02)
+    assert m.stolen_s(11.0, 12.0) == 0.0

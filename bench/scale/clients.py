@@ -28,6 +28,8 @@ class Stats:
     lags: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     missed: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     parts: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    # one per age probe: (end of the poll the old value came from, last protocol's first sight)
+    windows: list[tuple[float, float]] = field(default_factory=list)
 
     def fail(self, who: str, exc: BaseException | str) -> None:
         self.errors[who] += 1

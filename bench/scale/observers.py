@@ -267,6 +267,9 @@ async def age_probe(
         served = await asyncio.to_thread(
             runner.call, op="first_data_after", bus=bus, slave=slave, t=t_set
         )
+        sights = [obs.seen.get((p, name, value)) for p in protocols]
+        if served.get("prev") is not None and None not in sights:
+            stats.windows.append((served["prev"], max(sights)))  # type: ignore[type-var]
         for p in protocols:
             seen = obs.seen.get((p, name, value))
             if seen is None or served.get("at") is None:

@@ -251,6 +251,18 @@ class StealMonitor:
         self._stop.set()
         self._thread.join(5)
 
+    def stolen_s(self, start: float, end: float) -> float:
+        """CPU seconds (all cores) the host took between two wall-clock times:
+        each sample's steal spread evenly over the ``every`` s before it, so a
+        window shorter than a sample gets its share (/proc/stat counts in
+        10 ms ticks: a figure under 10 ms is a share of one tick)."""
+        total = 0.0
+        for at, steal, _all in self.windows:
+            overlap = min(end, at) - max(start, at - self.every)
+            if overlap > 0:
+                total += steal * overlap / self.every
+        return total
+
     def summary(self) -> dict[str, float]:
         """Steal as a share of all CPU time, and the worst window's share of one core."""
         steal = sum(w[1] for w in self.windows)
