@@ -47,6 +47,7 @@ from scale.procs import (
     GatewayProcess,
     SimRunner,
     StealMonitor,
+    cpu_seconds,
     get_json,
     rss_mb,
     slope_per_hour,
@@ -136,12 +137,13 @@ async def run(
         observing = observers.ObserverThread(observer_tasks)
         running = [asyncio.create_task(t) for t in tasks]
         await asyncio.sleep(warmup_s / 2)
-        samples, cycles = [], {b["name"]: [] for b in spec}
+        samples, cpu_marks, cycles = [], [], {b["name"]: [] for b in spec}
         steal = StealMonitor().start()
         split, m0, w0 = CpuSplit(gw.pid), time.monotonic(), time.time()
         end = m0 + minutes * 60
         while time.monotonic() < end and gw.alive():
             samples.append((time.monotonic() - m0, rss_mb(gw.pid)))
+            cpu_marks.append((time.time(), cpu_seconds(gw.pid)))
             buses = await asyncio.to_thread(get_json, f"http://127.0.0.1:{ports.web}/api/buses")
             for b in buses:
                 if b["last_cycle_s"] is not None:
@@ -176,6 +178,7 @@ async def run(
             "steal": {**steal.summary(), "since": w0},
             # per probe: (oldest age served by any protocol, CPU the host took meanwhile)
             "probe_steal": [(b - a, steal.stolen_s(a, b)) for a, b in stats.windows],
+            "cpu_by_steal": steal.cpu_by_steal(cpu_marks),
         }
     finally:
         if gw is not None:
@@ -215,6 +218,9 @@ def report(r: dict[str, Any]) -> list[str]:
         f"{'  worst 0.2 s (of one core)':<34}{steal['worst_core']:>12.2f}"
         f"   at {steal['worst_at'] - steal['since']:.0f} s into the measured minutes"
     )
+    for pool, label in (("quiet", "< 1 %"), ("stolen", ">= 1 %")):
+        n, cpu = r["cpu_by_steal"][pool]
+        print(f"{'  CPU in 5 s with host ' + label:<34}{cpu:>12.3f}   in {n} stretches")
     print(f"{'RSS, polling only (MB)':<34}{r['rss_idle']:>12.1f}")
     print(
         "\nper protocol: change seen after the device served it (s)  p50 / p99 / max, probes missed"

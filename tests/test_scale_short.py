@@ -76,6 +76,8 @@ async def test_short_scale_run_serves_every_client() -> None:
     oldest = max(max(st.ages[p]) for p in scale_bench.PROTOCOLS)
     assert max(age for age, _stolen in r["probe_steal"]) == pytest.approx(oldest)
     assert all(stolen >= 0 for _age, stolen in r["probe_steal"])
+    pooled = r["cpu_by_steal"]
+    assert pooled["quiet"][0] + pooled["stolen"][0] >= 2  # 5 s stretches of the 18 s
     assert all(r["cycles"][b["name"]] for b in r["spec"])
     # the CPU split: the loop serves the clients, the bus threads poll.
     # /proc counts CPU in 10 ms ticks: the loop of 6 strings polling alone
@@ -117,3 +119,18 @@ def test_steal_is_spread_over_the_sample_it_was_counted_in() -> None:
     assert m.stolen_s(10.0, 10.6) == pytest.approx(0.06)
     assert m.stolen_s(10.5, 11.0) == pytest.approx(0.02)
     assert m.stolen_s(11.0, 12.0) == 0.0
+
+
+def test_cpu_is_pooled_by_the_steal_of_each_stretch() -> None:
+    """Two quiet stretches and one where the host took 10 % of both cores."""
+    import os
+
+    from scale.procs import StealMonitor
+
+    cores = os.cpu_count() or 1
+    m = StealMonitor(every=1.0)
+    m.windows = [(1.0, 0.0, cores), (2.0, 0.0, cores), (3.0, 0.1 * cores, cores)]
+    marks = [(0.0, 10.0), (1.0, 10.05), (2.0, 10.15), (3.0, 10.45)]
+    pooled = m.cpu_by_steal(marks)
+    assert pooled["quiet"] == (2, pytest.approx(0.075))
+    assert pooled["stolen"] == (1, pytest.approx(0.3))

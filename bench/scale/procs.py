@@ -3,7 +3,9 @@ the gateway (``btms-gateway run -c FILE``), plus /proc sampling of CPU and RSS."
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
 import signal
 import socket
@@ -262,6 +264,25 @@ class StealMonitor:
             if overlap > 0:
                 total += steal * overlap / self.every
         return total
+
+    def cpu_by_steal(
+        self, marks: list[tuple[float, float]], quiet_share: float = 0.01
+    ) -> dict[str, tuple[int, float]]:
+        """A process's CPU (fraction of a core) over the stretches between
+        ``marks`` ((wall time, its CPU seconds so far), taken every few
+        seconds), pooled by whether the host took under ``quiet_share`` of
+        all CPU time in the stretch: ``{"quiet": (stretches, cpu),
+        "stolen": ...}``. Shows, inside one run, what the host's bursts do
+        to the figure measured over the whole run."""
+        cores = os.cpu_count() or 1
+        pooled = {"quiet": [0, 0.0, 0.0], "stolen": [0, 0.0, 0.0]}  # n, cpu s, wall s
+        for (t0, c0), (t1, c1) in itertools.pairwise(marks):
+            if t1 <= t0:
+                continue
+            share = self.stolen_s(t0, t1) / (cores * (t1 - t0))
+            p = pooled["quiet" if share < quiet_share else "stolen"]
+            p[0], p[1], p[2] = p[0] + 1, p[1] + c1 - c0, p[2] + t1 - t0
+        return {k: (int(n), c / w if w else math.nan) for k, (n, c, w) in pooled.items()}
 
     def summary(self) -> dict[str, float]:
         """Steal as a share of all CPU time, and the worst window's share of one core."""
