@@ -270,8 +270,7 @@ async def age_probe(
         sights = [obs.seen.get((p, name, value)) for p in protocols]
         if served.get("prev") is not None and None not in sights:
             stats.windows.append((served["prev"], max(sights)))  # type: ignore[type-var]
-        for p in protocols:
-            seen = obs.seen.get((p, name, value))
+        for p, seen in zip(protocols, sights, strict=True):
             if seen is None or served.get("at") is None:
                 stats.missed[p] += 1
                 continue
