@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -172,6 +173,25 @@ class MqttSettings(PluginSection):
                     f"{self.sparkplug.alarms_device!r}"
                 )
         return self
+
+    @classmethod
+    def demo_unavailable(cls) -> str | None:
+        """``btms-gateway demo`` runs the plugin only when a broker answers on
+        the default address (the plugin is a client: there is nothing to serve)."""
+        host, port = cls.model_fields["host"].default, cls.model_fields["port"].default
+        try:
+            with socket.create_connection((host, port), timeout=0.3):
+                return None
+        except OSError:
+            return (
+                f"no MQTT broker at {host}:{port} (start one, e.g. `mosquitto -p {port}`, "
+                "and run the demo again; see docs/mqtt.md)"
+            )
+
+    @classmethod
+    def demo_section(cls) -> dict[str, object]:
+        """Both modes in the demo, so ``mosquitto_sub -v -t 'btms/#'`` shows readable data."""
+        return {"mode": ["sparkplug", "json"]}
 
     def resolved_node_id(self, gateway_name: str) -> str:
         return self.node_id or default_node_id(gateway_name)
