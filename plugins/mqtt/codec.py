@@ -49,8 +49,9 @@ class PlantView:
 class Codec(Protocol):
     sink: str  # the buffer's name for this mode
 
-    def will(self) -> Message | None:
-        """The last will of the next connection (called before each connect)."""
+    def will(self, fresh: bool) -> Message | None:
+        """The last will of the next connection (called before each attempt;
+        ``fresh`` is false when the attempt before never sent its CONNECT)."""
 
     def subscriptions(self) -> list[str]: ...
 

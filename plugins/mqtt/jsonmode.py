@@ -110,7 +110,7 @@ class JsonTree:
         return Message(self.status_topic, dumps(body), 1, True)
 
     # -- the session ------------------------------------------------------------------
-    def will(self) -> Message:
+    def will(self, fresh: bool) -> Message:
         return self._status(False)
 
     def subscriptions(self) -> list[str]:

@@ -89,6 +89,7 @@ class Uplink:
         self.connected = False
         self.next_connect = 0.0
         self._failures = 0
+        self._connect_sent = True  # the last attempt reached the broker (or there was none)
         self.unacked: dict[int, Tracked] = {}
         self._inflight_rows: set[int] = set()
         self._acked_rows: list[int] = []
@@ -122,7 +123,8 @@ class Uplink:
         self.generation += 1
         self.stats.sessions += 1
         try:
-            will = self.codec.will()
+            will = self.codec.will(self._connect_sent)
+            self._connect_sent = False
             self.link = Link(
                 self.settings, self.client_id, will, self.generation, self._tagged, self._tls
             )
@@ -139,6 +141,8 @@ class Uplink:
         kind, generation = item[0], item[1]
         if generation != self.generation or self.link is None:
             return  # a finished session's late word
+        if kind != "ended" or item[2] != "could not connect":
+            self._connect_sent = True  # paho sends CONNECT once the socket is up
         if kind == "ack":
             self._acked(item[2])
         elif kind == "connected":

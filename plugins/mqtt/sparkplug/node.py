@@ -90,8 +90,11 @@ class EdgeNode:
         return Message(self.topic(kind, device), payload, self.qos, False, record)
 
     # -- the session ------------------------------------------------------------------
-    def will(self) -> Message:
-        self.bdseq = self._next_bdseq()
+    def will(self, fresh: bool) -> Message:
+        """The NDEATH with this session's bdSeq: one more than the last CONNECT
+        sent (an attempt that never reached the broker sent none, and keeps it)."""
+        if fresh or self.bdseq < 0:
+            self.bdseq = self._next_bdseq()
         self.born = False
         return Message(self.topic("NDEATH"), payloads.node_death(now_ms(), self.bdseq), 1, False)
 
