@@ -151,7 +151,12 @@ class Mosquitto:
             "per_listener_settings false",
             "allow_anonymous false",
             f"password_file {passwd}",
-            "persistence false",
+            # sessions and retained messages saved every second: after a kill -9 the
+            # observers' sessions are back, and the broker queues for them what the
+            # gateway replays before they have reconnected
+            "persistence true",
+            f"persistence_location {workdir}/",
+            "autosave_interval 1",
             f"log_dest file {workdir / 'mosquitto.log'}",
             "log_type error",
             "log_type warning",
@@ -188,6 +193,14 @@ class Mosquitto:
             except OSError:
                 time.sleep(0.05)
         raise TimeoutError("mosquitto did not listen")
+
+    def wait_saved(self, timeout: float = 5.0) -> None:
+        """Wait for the next autosave, so the observers' sessions survive a kill."""
+        db = self.workdir / "mosquitto.db"
+        since = time.time()
+        wait_for(
+            lambda: db.exists() and db.stat().st_mtime > since, timeout, "the broker to save"
+        )
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -228,9 +241,11 @@ class Sub:
 
     def __init__(self, broker: Mosquitto, topic: str, *extra: str) -> None:
         exe = require_tool("mosquitto_sub", "mosquitto-clients")
+        # -c: a session the broker keeps (and fills) while the subscriber reconnects
         self.proc = subprocess.Popen(
             [exe, "-h", "127.0.0.1", "-p", str(broker.port), "-u", OBSERVER, "-P",
-             OBSERVER_PASSWORD, "-t", topic, "-v", "-q", "1", *extra],
+             OBSERVER_PASSWORD, "-t", topic, "-v", "-q", "1", "-c", "-i",
+             f"sub-{time.time_ns()}", *extra],
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         self.lines: list[tuple[str, Any]] = []

@@ -79,6 +79,7 @@ async def test_host_checks_every_seq_and_value_through_a_broker_restart(
                 sim.set_string(2, current_a=-10.0 - step)
                 await settled(h, host, names)
 
+            broker.wait_saved()  # the observers' sessions, so they miss nothing
             broker.kill()  # mid-run, no goodbye
             svc = session(h.gateway)
             await h.wait_until(lambda: not svc.uplinks[0].connected, what="the session to end")

@@ -49,7 +49,8 @@ def main():
     host, port, user, password, group, host_id = sys.argv[1:7]
     host_id = None if host_id == "-" else host_id
     births = {}
-    client = mqtt.Client(client_id=f"test-host-{time.time_ns()}", clean_session=True)
+    # a session the broker keeps: what comes while it reconnects waits for it
+    client = mqtt.Client(client_id=f"test-host-{time.time_ns()}", clean_session=False)
     client.username_pw_set(user, password)
 
     def state(online):
