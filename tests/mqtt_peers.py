@@ -198,9 +198,7 @@ class Mosquitto:
         """Wait for the next autosave, so the observers' sessions survive a kill."""
         db = self.workdir / "mosquitto.db"
         since = time.time()
-        wait_for(
-            lambda: db.exists() and db.stat().st_mtime > since, timeout, "the broker to save"
-        )
+        wait_for(lambda: db.exists() and db.stat().st_mtime > since, timeout, "the broker to save")
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

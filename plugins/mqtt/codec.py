@@ -41,7 +41,8 @@ class PlantView:
     latest: dict[str, StringSnapshot] = field(default_factory=dict)
     active: dict[str, int] = field(default_factory=dict)
     gateway_name: str = ""
-    strings_configured: int = 0
+    #: the configured string names (a buffered record of another is dropped)
+    configured: frozenset[str] = frozenset()
     version: str = ""
     buffer: Any = None  # the DiskBuffer, for the Sparkplug node's store-and-forward metrics
 

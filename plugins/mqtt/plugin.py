@@ -57,7 +57,7 @@ async def startup(gateway: Any) -> None:
         version=__version__,
         active=gateway.alarms.active(),
     )
-    svc.plant.strings_configured = len(gateway.store.snapshot.strings)
+    svc.plant.configured = frozenset(gateway.store.snapshot.strings)
     svc.start()
     _sessions.add(gateway, svc)
 

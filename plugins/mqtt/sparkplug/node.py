@@ -128,7 +128,7 @@ class EdgeNode:
         props = {
             "Gateway": plant.gateway_name,
             "Software Version": plant.version,
-            "Strings": plant.strings_configured or len(plant.latest),
+            "Strings": len(plant.configured) or len(plant.latest),
         }
         pending = plant.buffer.pending(self.sink) if plant.buffer is not None else 0
         dropped = plant.buffer.dropped if plant.buffer is not None else 0
@@ -254,19 +254,39 @@ class EdgeNode:
         out = []
         name = delta.string
         if name not in self.devices:
-            if name not in self.plant.latest or not self.plant.filter.known(name):
-                return []  # a string no longer configured
-            out.append(self._device_birth(name, now_ms()))
+            if self.plant.configured and name not in self.plant.configured:
+                log.warning("Sparkplug: dropping a buffered record of %r (no such string)", name)
+                return []
+            if self.plant.filter.known(name) and name in self.plant.latest:
+                out.append(self._device_birth(name, now_ms()))
+            else:
+                # not read since this process started (a restart): the record's
+                # own values are all this node knows of the device
+                out.append(self._record_birth(delta))
             self._replay_births.add(name)
         out.append(self._data(delta, historical=True))
         return out
+
+    def _record_birth(self, delta: Delta) -> Message:
+        self.devices[delta.string] = frozenset(s for s, _ in delta.values)
+        payload = payloads.device_birth(
+            now_ms(),
+            self._next_seq(),
+            delta.index,
+            sorted(delta.values, key=lambda sv: sv[0]),
+            delta.quality,
+            delta.at_ms,
+            delta.changed_ms,
+        )
+        return self._msg("DBIRTH", payload, delta.string)
 
     def replay_done(self) -> list[Message]:
         out = []
         for name in sorted(self._replay_births):
             self._replay_births.discard(name)
             string = self.plant.latest.get(name)
-            if string is not None and string.quality is Quality.OFFLINE and name in self.devices:
+            gone = string is None or string.quality is Quality.OFFLINE
+            if gone and name in self.devices:
                 del self.devices[name]
                 death = payloads.device_death(now_ms(), self._next_seq())
                 out.append(self._msg("DDEATH", death, name))
