@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PROTO = HERE / "sparkplug_b.proto"
+PROTO = HERE / "vendor" / "sparkplug_b.proto"
 GENERATED = HERE / "sparkplug_b_pb2.py"
 PROTOC_VERSION = "libprotoc 3.21.12"
 
@@ -40,7 +40,8 @@ def generate() -> bytes:
         raise GenerateError(f"protoc {PROTOC_VERSION!r} needed, found {version!r}")
     with tempfile.TemporaryDirectory() as out:
         subprocess.run(
-            [protoc, f"--proto_path={HERE}", f"--python_out={out}", PROTO.name], check=True
+            [protoc, f"--proto_path={PROTO.parent}", f"--python_out={out}", PROTO.name],
+            check=True,
         )
         return (Path(out) / GENERATED.name).read_bytes()
 
