@@ -97,8 +97,13 @@ def start_simulators(seed: int) -> tuple[list[Any], list[dict[str, Any]]]:
     return sims, buses
 
 
-def demo_config(buses: list[dict[str, Any]], data_dir: str, pm: Any) -> dict[str, Any]:
-    """Every plugin whose settings validate on their defaults runs (its demo port)."""
+def demo_config(
+    buses: list[dict[str, Any]], data_dir: str, pm: Any, left_out: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Every plugin whose settings validate on their defaults runs (its demo port),
+    unless its section model's ``demo_unavailable()`` gives a reason it cannot
+    (a client plugin with no server to talk to); the reasons go to ``left_out``.
+    A model's ``demo_section()``, if it has one, is the section the demo uses."""
     plugins = {}
     for name, model in config_sections(pm, FailureLog()).items():
         if name == "bmsm":  # a device profile, not a server
@@ -107,7 +112,14 @@ def demo_config(buses: list[dict[str, Any]], data_dir: str, pm: Any) -> dict[str
             model.model_validate({})
         except ValidationError:
             continue  # needs site settings (e.g. a file path): not part of the demo
-        plugins[name] = {}
+        probe = getattr(model, "demo_unavailable", None)
+        reason = probe() if callable(probe) else None
+        if reason:
+            if left_out is not None:
+                left_out[name] = reason
+            continue
+        section = getattr(model, "demo_section", None)
+        plugins[name] = section() if callable(section) else {}
     return {
         "gateway": {
             "name": "btms-gateway demo",
@@ -165,7 +177,10 @@ def demo(seed: int, duration: float | None, data_dir: str | None) -> None:
     pm = create_manager()
     sims, buses = start_simulators(seed)
     try:
-        data = demo_config(buses, data_dir or tempfile.mkdtemp(prefix="btms-demo-var-"), pm)
+        left_out: dict[str, str] = {}
+        data = demo_config(
+            buses, data_dir or tempfile.mkdtemp(prefix="btms-demo-var-"), pm, left_out
+        )
         pm.register(StatusPrinter(), name="demo-status")
         data["plugins"]["demo-status"] = {}
         loaded = validate_config(data, "<demo>", pm)
@@ -177,6 +192,8 @@ def demo(seed: int, duration: float | None, data_dir: str | None) -> None:
         click.echo("serving:")
         for line in endpoints(loaded):
             click.echo(line)
+        for name, reason in sorted(left_out.items()):
+            click.echo(f"  {name:<12} off: {reason}")
         click.echo("Ctrl-C stops.")
         sys.exit(run_until_signalled(gateway, stop_after=duration))
     finally:

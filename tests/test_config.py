@@ -200,7 +200,7 @@ def test_the_shipped_example_config_is_valid():
     example = Path(__file__).resolve().parents[1] / "examples" / "gateway.toml"
     loaded = load_config(example, create_manager())
     assert [s.name for s in loaded.gateway.strings] == ["A1", "A2", "B1"]
-    assert loaded.enabled_plugins() == {"jsonl"}
+    assert loaded.enabled_plugins() == {"jsonl", "mqtt"}
 
 
 def test_typo_inside_a_table_of_tables_is_named_with_a_suggestion(tmp_path):

@@ -1,0 +1,81 @@
+"""The MQTT northbound plugin: hook implementations only.
+
+Registered through the ``btms_gateway`` entry point ``mqtt``; enabled by a
+``[plugins.mqtt]`` table. The runtime hooks are ``async def`` so the
+gateway runs them on its loop without a thread of their own, and all they
+do is hand the reading or event to the plugin's session thread (session.py),
+where the encoding, the disk buffer and paho's client live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import click
+from btms_gateway.core import hookimpl
+from btms_gateway.core.alarm_types import AlarmEvent
+from btms_gateway.core.model import StringSnapshot
+from btms_gateway.core.plugin_services import PerGateway
+from btms_gateway.core.serialize import event_dict
+from btms_gateway.core.version import __version__
+
+from .commands import mqtt_group
+from .session import MqttSession
+from .settings import MqttSettings
+
+NAME = "mqtt"
+#: seconds the stop may take of the gateway's shutdown budget
+STOP_TIMEOUT_S = 1.2
+_sessions: PerGateway[MqttSession] = PerGateway()
+
+
+def session(gateway: Any) -> MqttSession:
+    """The running session of ``gateway`` (tests and benches read its status)."""
+    return _sessions[gateway]
+
+
+@hookimpl
+def register_config_sections(register: Callable[[str, type], None]) -> None:
+    register(NAME, MqttSettings)
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    cli.add_command(mqtt_group)
+
+
+@hookimpl
+async def startup(gateway: Any) -> None:
+    settings = gateway.plugin_config(NAME)
+    assert isinstance(settings, MqttSettings)
+    svc = MqttSession(
+        settings,
+        gateway_name=gateway.settings.gateway.name,
+        data_dir=gateway.data_dir,
+        version=__version__,
+        active=gateway.alarms.active(),
+    )
+    svc.plant.configured = frozenset(gateway.store.snapshot.strings)
+    svc.start()
+    _sessions.add(gateway, svc)
+
+
+@hookimpl
+async def shutdown(gateway: Any) -> None:
+    svc = _sessions.pop(gateway)
+    if svc is not None:
+        await asyncio.to_thread(svc.stop, STOP_TIMEOUT_S)
+
+
+@hookimpl
+async def string_reading(string: StringSnapshot, gateway: Any) -> None:
+    if (svc := _sessions.get(gateway)) is not None:
+        svc.offer_reading(string)
+
+
+@hookimpl
+async def alarm_event(event: AlarmEvent, gateway: Any) -> None:
+    if (svc := _sessions.get(gateway)) is not None:
+        svc.offer_event(event_dict(event))

@@ -1,0 +1,267 @@
+"""The MQTT plugin's own thread: it owns the exception filter, the disk
+buffer and each mode's uplink, so none of them needs a lock.
+
+The plugin's hooks (on the gateway's loop) only drop a reading or an event
+into the inbox: a dict store or a deque append under a lock, microseconds.
+Readings coalesce per string there, as in the gateway's own plugin inboxes;
+events queue in order. paho's callbacks post into the same inbox. Nothing
+the gateway's loop runs ever waits on the network or the disk for MQTT.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from btms_gateway.core.alarm_types import ActiveAlarm
+from btms_gateway.core.model import StringSnapshot
+
+from .buffer import EVENT, READING, DiskBuffer
+from .codec import Codec, PlantView
+from .exception import ExceptionFilter
+from .jsonmode import JsonTree
+from .link import tls_context
+from .settings import MqttSettings
+from .sparkplug.node import EdgeNode
+from .uplink import Uplink
+
+log = logging.getLogger("btms_gateway.mqtt")
+
+#: seconds a clean stop waits for the last acknowledgements
+CLOSE_GRACE_S = 0.5
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readings: dict[str, StringSnapshot] = {}
+        self._events: deque[dict[str, Any]] = deque()
+        self._control: deque[tuple[Any, ...]] = deque()
+        self.coalesced = 0
+
+    def reading(self, string: StringSnapshot) -> None:
+        with self._cond:
+            if string.name in self._readings:
+                self.coalesced += 1
+            self._readings[string.name] = string
+            self._cond.notify()
+
+    def event(self, event: dict[str, Any]) -> None:
+        with self._cond:
+            self._events.append(event)
+            self._cond.notify()
+
+    def post(self, item: tuple[Any, ...]) -> None:
+        with self._cond:
+            self._control.append(item)
+            self._cond.notify()
+
+    def take(
+        self, timeout: float
+    ) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]], list[StringSnapshot]]:
+        with self._cond:
+            if not (self._readings or self._events or self._control) and timeout > 0:
+                self._cond.wait(timeout)
+            control, self._control = list(self._control), deque()
+            events, self._events = list(self._events), deque()
+            readings, self._readings = list(self._readings.values()), {}
+        return control, events, readings
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
+
+
+class ActiveCounts:
+    """Active alarms by severity and acknowledgement, kept from the events
+    (counting ``gateway.alarms.active()`` per event would be quadratic in a burst)."""
+
+    def __init__(self, active: list[ActiveAlarm]) -> None:
+        self._alarms: dict[str, tuple[str, bool]] = {
+            a.alarm_id: (a.severity.name.lower(), a.acknowledged) for a in active
+        }
+
+    def apply(self, event: dict[str, Any]) -> None:
+        kind, alarm_id = event["kind"], event["alarm_id"]
+        if kind == "raised":
+            self._alarms[alarm_id] = (event["severity"], False)
+        elif kind == "cleared":
+            self._alarms.pop(alarm_id, None)
+        elif kind == "acknowledged" and alarm_id in self._alarms:
+            self._alarms[alarm_id] = (self._alarms[alarm_id][0], True)
+
+    def counts(self) -> dict[str, int]:
+        out = {"total": len(self._alarms), "critical": 0, "alarm": 0, "warning": 0}
+        out["unacknowledged"] = 0
+        for severity, acked in self._alarms.values():
+            out[severity] = out.get(severity, 0) + 1
+            out["unacknowledged"] += not acked
+        return out
+
+
+class MqttSession:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        *,
+        gateway_name: str,
+        data_dir: Path,
+        version: str = "",
+        active: list[ActiveAlarm] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.buffer = DiskBuffer(
+            Path(data_dir) / "mqtt" / "buffer.sqlite", int(settings.buffer.max_mb * 1024 * 1024)
+        )
+        self.filter = ExceptionFilter(settings.deadbands(), settings.report_by_exception)
+        self.plant = PlantView(
+            self.filter, gateway_name=gateway_name, version=version, buffer=self.buffer
+        )
+        self.alarms = ActiveCounts(active or [])
+        self.plant.active = self.alarms.counts()
+        self.inbox = Inbox()
+        node = settings.resolved_node_id(gateway_name)
+        client_id = settings.resolved_client_id(gateway_name)
+        tls = tls_context(settings)
+        self.uplinks: list[Uplink] = []
+        for mode in settings.mode:
+            codec: Codec
+            if mode == "sparkplug":
+                sp = settings.sparkplug
+                codec = EdgeNode(
+                    sp.group_id,
+                    sp.edge_node_id or node,
+                    self.plant,
+                    self.buffer.next_bdseq,
+                    qos=settings.qos,
+                    primary_host_id=sp.primary_host_id,
+                    alarms_device=sp.alarms_device,
+                )
+            else:
+                js = settings.json_
+                codec = JsonTree(
+                    js.topic_prefix,
+                    node,
+                    self.plant,
+                    qos=settings.qos if settings.qos else 1,
+                    state=js.state,
+                    homeassistant=js.homeassistant,
+                    homeassistant_prefix=js.homeassistant_prefix,
+                )
+            suffix = "" if len(settings.mode) == 1 else f"-{codec.sink}"
+            self.uplinks.append(
+                Uplink(codec, settings, client_id + suffix, self.buffer, self.inbox.post, tls)
+            )
+        self._by_sink = {u.sink: u for u in self.uplinks}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mqtt-session", daemon=True)
+        self.failed: BaseException | None = None
+
+    # -- from the gateway's loop ------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def offer_reading(self, string: StringSnapshot) -> None:
+        self.inbox.reading(string)
+
+    def offer_event(self, event: dict[str, Any]) -> None:
+        self.inbox.event(event)
+
+    def stop(self, timeout: float) -> bool:
+        """Say goodbye, keep what is unacknowledged, close the buffer (blocking:
+        the plugin calls it in a worker thread)."""
+        self._stop.set()
+        self.inbox.wake()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # -- the thread ---------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            wake = time.monotonic()
+            while not self._stop.is_set():
+                control, events, readings = self.inbox.take(max(0.0, wake - time.monotonic()))
+                self._handle(control, events, readings)
+                now = time.monotonic()
+                wake = min(u.tick(now) for u in self.uplinks)
+            self._close()
+        except BaseException as exc:  # the plugin stops; the gateway goes on
+            self.failed = exc
+            log.exception("MQTT session thread failed; MQTT publishing stopped")
+            raise
+        finally:
+            self.buffer.close()
+
+    def _handle(
+        self,
+        control: list[tuple[Any, ...]],
+        events: list[dict[str, Any]],
+        readings: list[StringSnapshot],
+    ) -> None:
+        for item in control:
+            self._by_sink[item[0]].handle(item[1:])
+        for event in events:
+            self._event(event)
+        for string in readings:
+            self._reading(string)
+
+    def _reading(self, string: StringSnapshot) -> None:
+        self.plant.latest[string.name] = string
+        delta = self.filter.update(string)
+        if delta is None:
+            return
+        delta.rid = self.buffer.next_rid()
+        waiting = [u for u in self.uplinks if not u.ready()]
+        for u in self.uplinks:
+            if u.ready():
+                u.reading(delta, string)
+        if waiting:
+            body = json.dumps(delta.to_json())
+            self.buffer.put([(delta.rid, u.sink, READING, body) for u in waiting])
+            for u in waiting:
+                u.backlog = True
+                u.stats.buffered_records += 1
+
+    def _event(self, event: dict[str, Any]) -> None:
+        self.alarms.apply(event)
+        self.plant.active = self.alarms.counts()
+        record = {"event": event, "active": self.plant.active}
+        rid = self.buffer.next_rid()
+        body = json.dumps(record)
+        rows = self.buffer.put([(rid, u.sink, EVENT, body) for u in self.uplinks])
+        for u, row in zip(self.uplinks, rows, strict=True):
+            if not u.ready() or u.backlog:
+                u.stats.buffered_records += 1
+            u.event(record, rid, row)
+
+    def _close(self) -> None:
+        for u in self.uplinks:
+            u.close()
+        deadline = time.monotonic() + CLOSE_GRACE_S
+        while time.monotonic() < deadline and any(u.unacked and u.connected for u in self.uplinks):
+            control, _, _ = self.inbox.take(0.02)
+            self._handle(control, [], [])
+        for u in self.uplinks:
+            u.finish()
+
+    # -- for tests, benches and the status command ----------------------------------
+    def status(self) -> dict[str, Any]:
+        return {
+            "pending": self.buffer.pending(),
+            "dropped_readings": self.buffer.dropped,
+            "coalesced": self.inbox.coalesced,
+            "uplinks": {
+                u.sink: {
+                    "connected": u.connected,
+                    "ready": u.ready(),
+                    "backlog": u.backlog,
+                    **vars(u.stats),
+                }
+                for u in self.uplinks
+            },
+        }
