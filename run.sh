@@ -9,8 +9,9 @@ cd "$(dirname "$0")"
 VENV=${BTMS_VENV:-.venv}
 PY=${PYTHON:-python3}
 # Independent protocol peers the tests talk to, from Debian.
-DEBIAN_PEERS=(snmp snmpd snmptrapd smitools mbpoll libmodbus-dev gcc socat chromium)
-PEER_COMMANDS=(snmpget snmpd snmptrapd smilint mbpoll /usr/include/modbus/modbus.h gcc socat chromium)
+DEBIAN_PEERS=(snmp snmpd snmptrapd smitools mbpoll libmodbus-dev gcc socat chromium systemd)
+PEER_COMMANDS=(snmpget snmpd snmptrapd smilint mbpoll /usr/include/modbus/modbus.h gcc socat chromium
+    systemd-analyze)
 
 say() { printf '\033[1m%s\033[0m\n' "$*" >&2; }
 

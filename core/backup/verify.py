@@ -74,6 +74,8 @@ def parse_manifest(raw: bytes) -> tuple[dict[str, Any], list[Entry]]:
         raise BackupError(f"{MANIFEST} is not a btms-gateway backup manifest")
     if meta.get("format") != FORMAT:
         raise BackupError(f"{MANIFEST}: format {meta.get('format')!r}, this version reads {FORMAT}")
+    if not isinstance(meta.get("data_dir"), str) or not meta["data_dir"]:
+        raise BackupError(f"{MANIFEST}: no data_dir (where the data was backed up from)")
     entries = []
     for i, item in enumerate(meta.get("files") or []):
         try:
@@ -108,9 +110,11 @@ def read_manifest(archive: Path) -> dict[str, Any]:
             assert handle is not None
             return parse_manifest(handle.read())[0]
     except BackupError as exc:
-        raise BackupError(f"{archive}: {exc}") from None
+        raise BackupError(f"{archive}: {exc}; nothing was restored") from None
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        raise BackupError(f"{archive}: not a readable backup archive ({exc})") from None
+        raise BackupError(
+            f"{archive}: not a readable backup archive ({exc}); nothing was restored"
+        ) from None
 
 
 def _unpack(tar: tarfile.TarFile, member: tarfile.TarInfo, entry: Entry, target: Path) -> None:

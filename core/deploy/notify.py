@@ -148,14 +148,15 @@ class ServiceNotifier:
         while True:
             await asyncio.sleep(period)
             problem = health_problem(gateway)
-            if problem != last_problem:
+            changed = problem != last_problem
+            if changed:
                 if problem is not None:
                     log.error("watchdog: not confirming health: %s", problem)
                 last_problem = problem
             if self.watchdog_s is not None and problem is None:
                 self.notify("WATCHDOG")
             since_status += period
-            if since_status >= STATUS_PERIOD_S:
+            if since_status >= STATUS_PERIOD_S or changed:
                 since_status = 0.0
                 status = status_line(gateway) if problem is None else problem
                 if status != last_status:
