@@ -31,7 +31,7 @@ from btms_gateway.core.plugin_manager import create_manager
 from btms_gateway.core.registry import validate_config
 from btms_gateway.core.testing import GatewayHarness, plant_config
 from click.testing import CliRunner
-from conftest import require_tool
+from conftest import require_tool, wait_for
 from test_snmp_support import AUTH_KEY, PRIV_KEY, USER, USERS, free_udp_port
 
 EXEC = Path(sys.executable).parent / "btms-gateway"  # the installed console script
@@ -342,15 +342,6 @@ def free_tcp_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-    return value
 
 
 @pytest.mark.peer

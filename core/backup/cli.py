@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
+from ..cli_options import folder_option
 from ..config import GatewaySection
 from ..config_load import ConfigError, Problem, problems_from
 from .archive import BackupError, write_archive
@@ -49,11 +50,8 @@ config_option = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     help="The gateway's TOML file (its gateway.data_dir holds the data).",
 )
-data_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="The data directory, if not the config's (as `run --data-dir`).",
+data_dir_option = folder_option(
+    "--data-dir", help="The data directory, if not the config's (as `run --data-dir`)."
 )
 
 

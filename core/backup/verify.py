@@ -16,6 +16,8 @@ import re
 import sqlite3
 import tarfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -99,22 +101,35 @@ def parse_manifest(raw: bytes) -> tuple[dict[str, Any], list[Entry]]:
     return meta, entries
 
 
-def read_manifest(archive: Path) -> dict[str, Any]:
-    """Only the manifest (to learn where the data went), nothing checked beyond it."""
+@contextmanager
+def _reading(archive: Path) -> Iterator[tarfile.TarFile]:
+    """The open archive; any problem reading or checking it becomes one BackupError
+    naming the archive."""
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            first = tar.next()
-            if first is None or first.name != MANIFEST or not first.isreg():
-                raise BackupError(f"{archive}: no {MANIFEST} at its start: not a backup archive")
-            handle = tar.extractfile(first)
-            assert handle is not None
-            return parse_manifest(handle.read())[0]
+            yield tar
     except BackupError as exc:
         raise BackupError(f"{archive}: {exc}; nothing was restored") from None
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         raise BackupError(
             f"{archive}: not a readable backup archive ({exc}); nothing was restored"
         ) from None
+
+
+def _head(tar: tarfile.TarFile) -> tuple[tarfile.TarInfo, dict[str, Any], list[Entry]]:
+    """The manifest, which must be the first member."""
+    first = tar.next()
+    if first is None or first.name != MANIFEST or not first.isreg():
+        raise BackupError(f"no {MANIFEST} at its start: not a backup archive")
+    handle = tar.extractfile(first)
+    assert handle is not None
+    return (first, *parse_manifest(handle.read()))
+
+
+def read_manifest(archive: Path) -> dict[str, Any]:
+    """Only the manifest (to learn where the data went), nothing checked beyond it."""
+    with _reading(archive) as tar:
+        return _head(tar)[1]
 
 
 def _unpack(tar: tarfile.TarFile, member: tarfile.TarInfo, entry: Entry, target: Path) -> None:
@@ -157,30 +172,18 @@ def integrity_problem(path: Path) -> str | None:
 def verify(archive: Path, staging: Path) -> Verified:
     """Unpack ``archive`` into ``staging`` and check all of it; BackupError names
     the first problem (the caller removes ``staging``)."""
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            first = tar.next()
-            if first is None or first.name != MANIFEST or not first.isreg():
-                raise BackupError(f"no {MANIFEST} at its start: not a backup archive")
-            handle = tar.extractfile(first)
-            assert handle is not None
-            meta, entries = parse_manifest(handle.read())
-            expected = {e.name: e for e in entries}
-            seen: set[str] = set()
-            for member in tar:
-                if member.offset == first.offset:
-                    continue  # iterating starts over with the manifest
-                entry = expected.get(member.name)
-                if entry is None or not member.isreg() or member.name in seen:
-                    raise BackupError(f"unexpected member {member.name!r} (not in the manifest)")
-                seen.add(member.name)
-                _unpack(tar, member, entry, staging / entry.name)
-    except BackupError as exc:
-        raise BackupError(f"{archive}: {exc}; nothing was restored") from None
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        raise BackupError(
-            f"{archive}: not a readable backup archive ({exc}); nothing was restored"
-        ) from None
+    with _reading(archive) as tar:
+        first, meta, entries = _head(tar)
+        expected = {e.name: e for e in entries}
+        seen: set[str] = set()
+        for member in tar:
+            if member.offset == first.offset:
+                continue  # iterating starts over with the manifest
+            entry = expected.get(member.name)
+            if entry is None or not member.isreg() or member.name in seen:
+                raise BackupError(f"unexpected member {member.name!r} (not in the manifest)")
+            seen.add(member.name)
+            _unpack(tar, member, entry, staging / entry.name)
     missing = sorted(set(expected) - seen)
     if missing:
         raise BackupError(

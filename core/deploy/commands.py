@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ..cli_options import folder_option
 from ..config_load import ConfigError, LoadedConfig
 from .install import (
     DEFAULT_CONFIG,
@@ -31,18 +32,11 @@ config_option = click.option(
     show_default=True,
     help="The site's config file (as the target system sees it).",
 )
-root_option = click.option(
-    "--root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Write under this directory instead of / (an image being built, a test).",
+root_option = folder_option(
+    "--root", help="Write under this directory instead of / (an image being built, a test)."
 )
-unit_dir_option = click.option(
-    "--unit-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_UNIT_DIR,
-    show_default=True,
-    help="Where the unit goes (inside --root if given).",
+unit_dir_option = folder_option(
+    "--unit-dir", default=DEFAULT_UNIT_DIR, help="Where the unit goes (inside --root if given)."
 )
 exec_option = click.option(
     "--exec",
