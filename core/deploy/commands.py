@@ -70,6 +70,10 @@ def echo_report(report: Report) -> None:
             click.echo(f"  {step}")
 
 
+def cannot_write(exc: OSError) -> str:
+    return f"{exc.filename}: {exc.strerror} (run as root, or give --root DIR)"
+
+
 @click.group()
 def service() -> None:
     """Run the gateway as a systemd service (docs/deployment.md)."""
@@ -97,6 +101,8 @@ def install_command(
         sys.exit(EXIT_CONFIG)
     except InstallError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(cannot_write(exc)) from None
     echo_report(report)
 
 
@@ -110,6 +116,8 @@ def uninstall_command(root: Path | None, unit_dir: Path, force: bool) -> None:
         echo_report(uninstall(unit_dir=unit_dir, root=root, force=force))
     except InstallError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(cannot_write(exc)) from None
 
 
 @service.command("show")
