@@ -329,6 +329,22 @@ class NotifySocket:
     def fields(self) -> list[str]:
         return [m for _, m in self.messages]
 
+    def mark(self, text: str) -> None:
+        """Queue ``text`` behind whatever was sent before it."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(text.encode(), str(self.path))
+
+    def after(self, first: str, field: str) -> list[str]:
+        """Messages starting with ``field`` that arrived after ``first`` (none yet: [])."""
+        fields = self.fields()
+        if first not in fields:
+            return []
+        return [m for m in fields[fields.index(first) + 1 :] if m.startswith(field)]
+
+    def between(self, first: str, last: str) -> list[str]:
+        fields = self.fields()
+        return fields[fields.index(first) + 1 : fields.index(last)]
+
     def times(self, field: str) -> list[float]:
         return [t for t, m in self.messages if m.startswith(field)]
 
@@ -447,26 +463,23 @@ async def test_watchdog_pings_come_from_the_loop_and_stop_while_it_is_blocked(
         async with GatewayHarness(plant_config(strings=1, ups=1)) as h:
             service.start(h.gateway)
             await h.wait_until(lambda: len(notify.times("WATCHDOG=1")) >= 3, what="pings")
-            blocked_at = time.monotonic()
-            time.sleep(1.0)  # a hung event loop (a plugin blocking it)
-            resumed_at = time.monotonic()
-            await h.wait_until(
-                lambda: any(t > resumed_at for t in notify.times("WATCHDOG=1")),
-                what="pings after the loop resumed",
-            )
-            during = [t for t in notify.times("WATCHDOG=1") if blocked_at + 0.2 < t < resumed_at]
-            assert during == []
+            # datagrams to one socket queue in the order they were sent: what
+            # arrives between the two marks was sent while the loop was blocked
+            notify.mark("BLOCKED")
+            time.sleep(1.0)  # a hung event loop (a plugin blocking it): ten ping periods
+            notify.mark("RESUMED")
+            await h.wait_until(lambda: notify.after("RESUMED", "WATCHDOG=1"), what="pings again")
+            assert notify.between("BLOCKED", "RESUMED") == []
             # a bus thread that ended (its bus is no longer polled): no more pings
             worker = h.gateway.engine.workers[0]
             worker.stop()
             worker.link.close()
             await asyncio.to_thread(worker.thread.join, 5)
             assert not worker.thread.is_alive()
-            await asyncio.sleep(0.3)  # a ping already on its way may still arrive
-            ended_at = time.monotonic()
-            await asyncio.sleep(0.5)
-            assert [t for t in notify.times("WATCHDOG=1") if t > ended_at] == []
-            assert any("bus thread(s) ended: bus1" in m for m in notify.fields())
+            problem = "STATUS=bus thread(s) ended: bus1"
+            await h.wait_until(lambda: problem in notify.fields(), what="the problem in STATUS")
+            await asyncio.sleep(0.5)  # five ping periods
+            assert notify.after(problem, "WATCHDOG=1") == []
             service.close()
     finally:
         notify.close()
