@@ -10,9 +10,9 @@ VENV=${BTMS_VENV:-.venv}
 PY=${PYTHON:-python3}
 # Independent protocol peers the tests talk to, from Debian.
 DEBIAN_PEERS=(snmp snmpd snmptrapd smitools mbpoll libmodbus-dev gcc socat chromium
-              mosquitto mosquitto-clients protobuf-compiler)
+              mosquitto mosquitto-clients protobuf-compiler systemd)
 PEER_COMMANDS=(snmpget snmpd snmptrapd smilint mbpoll /usr/include/modbus/modbus.h gcc socat chromium
-               /usr/sbin/mosquitto mosquitto_sub protoc)
+               /usr/sbin/mosquitto mosquitto_sub protoc systemd-analyze)
 
 say() { printf '\033[1m%s\033[0m\n' "$*" >&2; }
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import click
 
 from .config_load import ConfigError
+from .datadir import with_data_dir
+from .deploy.journal import stderr_handler
 from .plugin_manager import LOAD_FAILURES, FailureLog, call_each, create_manager, plugin_infos
 from .registry import load_config
 from .version import __version__
@@ -26,11 +28,7 @@ EXIT_CONFIG = 2
 
 
 def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[stderr_handler()])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -80,11 +78,16 @@ def check_config(file: Path) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="The gateway's TOML file.",
 )
-def run(file: Path) -> None:
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Use this directory instead of gateway.data_dir (the service passes its StateDirectory).",
+)
+def run(file: Path, data_dir: Path | None) -> None:
     """Run the gateway with the configuration in FILE."""
     pm = create_manager()
     try:
-        loaded = load_config(file, pm)
+        loaded = with_data_dir(load_config(file, pm), data_dir)
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_CONFIG)
@@ -109,14 +112,16 @@ def run_until_signalled(gateway: Gateway, stop_after: float | None = None) -> in
     """Run a gateway until SIGINT/SIGTERM (or ``stop_after`` seconds); 0 on a
     clean stop, 1 if it could not start."""
     from .affinity import pin_process
+    from .deploy.notify import ServiceNotifier
     from .gateway import GatewayStartError
 
     pin_process(gateway.settings.gateway.cpu)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
+        service = ServiceNotifier.from_environment()  # systemd: READY, WATCHDOG, STOPPING
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, gateway.request_stop)
+            loop.add_signal_handler(sig, lambda: (service.stopping(), gateway.request_stop()))
         if stop_after is not None:
             loop.call_later(stop_after, gateway.request_stop)
         running = asyncio.create_task(gateway.run(), name="gateway")
@@ -124,9 +129,11 @@ def run_until_signalled(gateway: Gateway, stop_after: float | None = None) -> in
         await asyncio.wait({running, ready}, return_when=asyncio.FIRST_COMPLETED)
         if ready.done():
             freeze_startup_objects()
+            service.start(gateway)
         else:
             ready.cancel()
-        await running
+        await running  # an error ends asyncio.run, which cancels the notifier's task too
+        service.close()
 
     try:
         asyncio.run(main())
@@ -150,9 +157,13 @@ def build_cli() -> click.Group:
     """The root group with every plugin's commands added (a failing plugin is
     logged and skipped, so one broken plugin cannot take the CLI down)."""
     from .alarms.cli import add_to as add_alarm_commands
+    from .backup.cli import add_to as add_backup_commands
     from .demo import demo
+    from .deploy.commands import add_to as add_service_commands
 
     add_alarm_commands(cli)
+    add_backup_commands(cli)
+    add_service_commands(cli)
     cli.add_command(demo)
     call_each(create_manager(), "register_commands", FailureLog(), cli=cli)
     return cli

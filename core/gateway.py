@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from .alarm_types import ActiveAlarm, AlarmEvent
 from .config_load import LoadedConfig
 from .counters import CommCounters
+from .datadir import DataDirBusy, DataDirLock
 from .engine import BusStatus, Engine, LinkFactory, default_link_factory
 from .model import StringSnapshot
 from .plugin_channel import PluginChannel, open_channel
@@ -92,6 +93,7 @@ class Gateway:
         self._stop = asyncio.Event()
         self._started: list[str] = []
         self.ready = asyncio.Event()
+        self._data_lock: DataDirLock | None = None
 
     # --- the API plugins use -------------------------------------------------
     def plugin_config(self, name: str) -> BaseModel | None:
@@ -123,6 +125,10 @@ class Gateway:
     async def run(self) -> None:
         """Start plugins, poll until ``request_stop()``, then shut down cleanly."""
         self.loop = asyncio.get_running_loop()
+        try:  # one gateway per data_dir (core/datadir.py)
+            self._data_lock = DataDirLock.acquire(self.data_dir)
+        except DataDirBusy as exc:
+            raise GatewayStartError(f"cannot run: {exc}") from None
         self._open_channels()
         self.alarms.restore(self.store.snapshot)
         await self._startup()
@@ -184,6 +190,8 @@ class Gateway:
         for channel in self.channels.values():
             channel.stop(timeout=0.2)
         self.alarms.close()
+        if self._data_lock is not None:
+            self._data_lock.release()
 
     async def _tick(self) -> None:
         while True:

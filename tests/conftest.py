@@ -8,7 +8,10 @@ than skipping it, because `./run.sh test` (and so CI) installs every peer.
 from __future__ import annotations
 
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +21,19 @@ def require_tool(name: str, package: str) -> str:
     if path is None:
         pytest.fail(f"{name} not found: apt-get install {package} (./run.sh test installs it)")
     return path
+
+
+def wait_for(
+    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05
+) -> Any:
+    """Poll ``predicate`` until truthy (a blocking test waiting on another process);
+    fail after ``timeout`` seconds. Async tests use ``GatewayHarness.wait_until``."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+    return value
 
 
 def waiting_gateway_config(tmp_path: Path, gateway_extra: str = "") -> Path:

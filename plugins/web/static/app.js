@@ -79,6 +79,7 @@ function renderTree() {
         ? `${fmt(u.voltage_v, 1)} V \u00b7 ${fmt(u.current_a, 1)} A \u00b7 ${fmt(u.soc_pct, 0)} %` : "")),
     members.map((st) => stringRow(st, hot)))));
   $("#gw-name").textContent = p.gateway.name;
+  $("#gw-version").textContent = `v${p.gateway.version}`;
   $("#uptime").textContent = `up ${ago(p.gateway.uptime_s).replace(" ago", "")}`;
 }
 

@@ -1,0 +1,3 @@
+"""Backup and restore of a gateway: its config file and its data directory
+(event log, learned baselines, history, plugin stores), as one checked
+archive. See docs/deployment.md."""
