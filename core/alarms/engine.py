@@ -44,7 +44,7 @@ class AlarmEngine:
         self._lock = threading.RLock()
         self._ups_rule = resolve(settings, None)[UPS_RULE]
         self._evals: dict[str, StringEval] = {}
-        self._ups = Tracker()
+        self._ups: dict[str, Tracker] = {}  # one per UPS: each UPS's alarm lives on its own
         self._active: dict[str, Condition] = {}
         self._plant: PlantSnapshot | None = None
         self._next_retention = 0.0
@@ -100,8 +100,9 @@ class AlarmEngine:
             for ev in self._evals.values():
                 if ev.tracker.conds:
                     ev.tracker.tick(now, out)
-            if self._ups.conds:
-                self._ups.tick(now, out)
+            for tracker in self._ups.values():
+                if tracker.conds:
+                    tracker.tick(now, out)
             lost = {c.path.ups for k, c, _ in out if c.rule.name == COMM_LOST and c.path.ups}
             if self._plant is not None and self._ups_rule.enabled:
                 for ups in sorted(lost):
@@ -159,9 +160,10 @@ class AlarmEngine:
             return None
         scope = RULES[a.rule].scope
         if scope == "ups":
-            if a.path.ups not in plant.ups or not self._ups_rule.enabled:
+            ups = a.path.ups
+            if ups is None or ups not in plant.ups or not self._ups_rule.enabled:
                 return None
-            tracker, rule, key = self._ups, self._ups_rule, (a.rule, 0)
+            tracker, rule, key = self._ups_tracker(ups), self._ups_rule, (a.rule, 0)
         else:
             s = plant.strings.get(a.path.string or "")
             if s is None:
@@ -190,7 +192,15 @@ class AlarmEngine:
             ev = self._evals.get(name)
             if ev is not None and ev.in_error:
                 errors += 1
-        self._ups.feed((UPS_RULE, 0), self._ups_rule, ObjectPath(ups), float(errors), 0, 0, t, out)
+        self._ups_tracker(ups).feed(
+            (UPS_RULE, 0), self._ups_rule, ObjectPath(ups), float(errors), 0, 0, t, out
+        )
+
+    def _ups_tracker(self, ups: str) -> Tracker:
+        tracker = self._ups.get(ups)
+        if tracker is None:
+            tracker = self._ups[ups] = Tracker()
+        return tracker
 
     def _commit(self, out: list[Transition], learned: list[BaselineRow]) -> None:
         events: list[AlarmEvent] = []
