@@ -47,10 +47,22 @@ class Rule:
     text: str
     enabled: bool = True
     scale: Scale = "none"  # "block": x cells per block; "string": also x cell count
+    #: evaluated on the negated quantity: the discharge limit is a magnitude
+    #: (500 A) compared with -current, since current is served + charge, - discharge
+    negated: bool = False
 
     @property
     def per_cell_count(self) -> bool:
         return self.scale == "string"
+
+    @property
+    def side(self) -> Kind:
+        """Which side of the quantity as every protocol serves it the limit
+        guards: a "high" rule on the negated current (discharge above 500 A)
+        is a low limit of the served current (below -500 A)."""
+        if self.negated and self.kind != "flag":
+            return "low" if self.kind == "high" else "high"
+        return self.kind
 
     def on(self, value: float, limit: float) -> bool:
         """Beyond the limit: the condition that raises."""
@@ -101,8 +113,10 @@ _TEXT = {
 }
 #: off by default: string SOH is derived from the weakest cell, which cell_soh_low covers
 _DISABLED = {"string_soh_low"}
+#: compared with the negated quantity (see Rule.negated)
+_NEGATED = {"string_current_discharge_high"}
 _DEFAULTS = [
-    Rule(n, sc, k, u, lim, h, on, off, sev, _TEXT[n], n not in _DISABLED, scale)
+    Rule(n, sc, k, u, lim, h, on, off, sev, _TEXT[n], n not in _DISABLED, scale, n in _NEGATED)
     for (n, sc, k, u, lim, h, on, off, sev, scale) in _TABLE
 ]
 

@@ -427,11 +427,13 @@ class ObjectsByPoint(Mapping[tuple[str, int], Any]):
 
 
 def _event_state(rule: str) -> EventState:
-    """high/low limit rules show as high-limit/low-limit, flags as offnormal."""
+    """Limit rules show as high-limit/low-limit by the side of the value the
+    object serves (a discharge-current alarm is a low limit of the signed
+    current), flags as offnormal."""
     try:
         from btms_gateway.core.alarms.rules import RULES
 
-        kind = RULES[rule].kind
+        kind = RULES[rule].side
     except (ImportError, KeyError):
         kind = "high" if "high" in rule else "low" if "low" in rule else "flag"
     return EVENT_STATES.get(kind, EVENT_STATES["flag"])
