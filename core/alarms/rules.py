@@ -19,7 +19,7 @@ from ..model import StringAlarm
 if TYPE_CHECKING:
     from .config import AlarmsSection
 
-Scope = Literal["cell", "string", "ups"]
+Scope = Literal["cell", "string", "ups", "gateway"]
 Kind = Literal["high", "low", "flag"]
 Scale = Literal["none", "block", "string"]
 
@@ -93,6 +93,7 @@ _TABLE: list[tuple[str, Scope, Kind, str, float, float, float, float, Severity, 
     ("string_soh_low", "string", "low", "%", 80.0, 2.0, 60, 60, W, "none"),
     ("string_comm_lost", "string", "flag", "", 0.0, 0.0, 0, 0, A, "none"),
     ("ups_string_error", "ups", "flag", "strings", 0.0, 0.0, 0, 0, A, "none"),
+    ("event_log_failing", "gateway", "flag", "", 0.0, 0.0, 0, 0, A, "none"),
 ]
 _TEXT = {
     "cell_voltage_high": "voltage high",
@@ -110,6 +111,7 @@ _TEXT = {
     "string_soh_low": "string state of health low",
     "string_comm_lost": "communication lost",
     "ups_string_error": "a string of this UPS is in error",
+    "event_log_failing": "event log cannot be written",
 }
 #: off by default: string SOH is derived from the weakest cell, which cell_soh_low covers
 _DISABLED = {"string_soh_low"}
@@ -200,7 +202,9 @@ def alarm_id(rule: str, path: ObjectPath) -> str:
         return f"{rule}:{path.string}:{path.cell}"
     if path.string is not None:
         return f"{rule}:{path.string}"
-    return f"{rule}:{path.ups}"
+    if path.ups is not None:
+        return f"{rule}:{path.ups}"
+    return f"{rule}:gateway"
 
 
 def defaults_table() -> str:
