@@ -347,8 +347,15 @@ def corrupt_message(path: Path, problem: str) -> str:
 def check_readonly(path: Path) -> str | None:
     """Open an existing event log read-only (never creating or changing
     anything, a running gateway may have it open) and check its pages; None
-    when it is sound, else what is wrong with it."""
-    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    when it is sound, else what is wrong with it.
+
+    Even a read-only connection to a WAL database creates its -wal and -shm
+    files when they are missing. They are missing exactly when no connection
+    has the log open (the last one to close checkpoints and removes them):
+    then the file alone is the whole log and ``immutable`` reads it without
+    them, leaving nothing behind."""
+    idle = not any(Path(f"{path}{tail}").exists() for tail in ("-wal", "-shm"))
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro{'&immutable=1' if idle else ''}"
     try:
         db = sqlite3.connect(uri, uri=True, timeout=10.0)
     except sqlite3.Error as exc:
