@@ -22,6 +22,7 @@ from btms_gateway.core.alarm_types import AlarmEvent, EventKind, ObjectPath, Sev
 from btms_gateway.core.alarms.eventlog import EventLog, EventLogError
 from btms_gateway.core.cli import EXIT_CONFIG, build_cli
 from click.testing import CliRunner
+from conftest import waiting_gateway_config
 from fs_support import fill, read_only, tmpfs
 
 PAGE_SIZE = 4096
@@ -30,20 +31,7 @@ TABLE_LEAF = 0x0D  # b-tree page type byte of a table leaf page
 
 def config(tmp_path: Path, data_dir: Path) -> Path:
     """A gateway that needs no hardware (its port appears later), storing in ``data_dir``."""
-    path = tmp_path / "gw.toml"
-    path.write_text(f"""
-[gateway]
-data_dir = "{data_dir}"
-[[buses]]
-name = "b"
-port = "{tmp_path / "ttyNOTYET"}"
-wait_for_port = true
-[[strings]]
-name = "A1"
-bus = "b"
-slave_id = 1
-""")
-    return path
+    return waiting_gateway_config(tmp_path, data_dir=data_dir)
 
 
 def check_config(path: Path) -> tuple[int, str]:
