@@ -133,6 +133,10 @@ async def test_disk_full_alarms_reach_every_output_then_the_log_catches_up(tmp_p
                 rc, regs, text = await mbpoll(port, 1, 22, 2)  # UPS1: active alarms, severity
                 assert rc == 0, text
                 assert regs[22] == len(engine_active) and regs[23] == 2
+                on_s2 = [a for a in h.gateway.alarms.active() if a.path.string == "S2"]
+                rc, regs, text = await mbpoll(port, 102, 22, 1)  # S2: its alarms + the gateway's
+                assert rc == 0, text
+                assert regs[22] == len(on_s2) + 1
                 async with rusty() as c:
                     bi = await c.read_property(
                         f"127.0.0.1:{bacnet_port}", rid("binaryInput", 1), PI.PRESENT_VALUE
