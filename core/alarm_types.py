@@ -33,7 +33,15 @@ class ObjectPath:
     string: str | None = None
     cell: int | None = None
 
+    @property
+    def is_gateway(self) -> bool:
+        """No UPS, string or cell: an alarm about the gateway itself
+        (``event_log_failing``)."""
+        return self.ups is None and self.string is None and self.cell is None
+
     def __str__(self) -> str:
+        if self.is_gateway:
+            return "gateway"
         parts = [self.ups or "-", self.string or "-"]
         if self.cell is not None:
             parts.append(str(self.cell))
@@ -44,7 +52,14 @@ class ObjectPath:
 class AlarmEvent:
     """One line of the event log. ``seq`` is the log's sequence number, so a
     consumer can tell it has missed events; ``alarm_id`` is stable across
-    restarts (rule + object), e.g. ``cell_voltage_high:A1:17``."""
+    restarts (rule + object), e.g. ``cell_voltage_high:A1:17``.
+
+    ``persisted`` is False for an event delivered while the event log could
+    not be written (disk full, I/O error): an alarm must reach the NOC all
+    the same. Such an event has ``seq`` 0, so it is never a cursor into the
+    log; the gateway writes it later, in order and with its own ``at``, once
+    writing works again (it then gets a seq in the log, and is not delivered
+    a second time)."""
 
     seq: int
     kind: EventKind
@@ -58,6 +73,7 @@ class AlarmEvent:
     message: str
     at: float
     by: str | None = None  # who acknowledged, for ACKNOWLEDGED events
+    persisted: bool = True  # False: delivered while the event log failed (seq 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +92,31 @@ class ActiveAlarm:
     acknowledged_at: float | None = None
 
 
+#: where a gateway alarm applies: the gateway itself
+GATEWAY = ObjectPath()
+
+
+@dataclass(frozen=True, slots=True)
+class EventLogHealth:
+    """Whether alarm events are being written to the event log, for health
+    checks and metrics. Counters run from the gateway's start."""
+
+    failing: bool = False
+    since: float | None = None  # start of the current failure (epoch s)
+    error: str | None = None  # the last write error of the current failure
+    write_failures: int = 0  # failed write attempts (each retry counts)
+    unwritten: int = 0  # events delivered, kept in memory, not yet in the log
+    dropped: int = 0  # unwritten events dropped past the memory bound
+
+
 class AlarmService(Protocol):
     """What ``gateway.alarms`` offers plugins: query and acknowledge."""
 
     def active(self) -> list[ActiveAlarm]: ...
+
+    def log_health(self) -> EventLogHealth:
+        """Whether the event log is being written (see EventLogHealth)."""
+        ...
 
     def acknowledge(self, alarm_id: str, by: str) -> bool:
         """Acknowledge an active alarm; False if no such active alarm."""

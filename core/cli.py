@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .config_load import ConfigError
+from .config_load import ConfigError, LoadedConfig
 from .datadir import with_data_dir
 from .deploy.journal import stderr_handler
 from .plugin_manager import LOAD_FAILURES, FailureLog, call_each, create_manager, plugin_infos
@@ -21,6 +21,8 @@ from .registry import load_config
 from .version import __version__
 
 if TYPE_CHECKING:
+    import pluggy
+
     from .gateway import Gateway
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -59,6 +61,7 @@ def check_config(file: Path) -> None:
     """Validate FILE; print every problem as `FILE: key.path: expected, found` (exit 2)."""
     try:
         loaded = load_config(file, create_manager())
+        check_storage(file, loaded)
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_CONFIG)
@@ -88,12 +91,38 @@ def run(file: Path, data_dir: Path | None) -> None:
     pm = create_manager()
     try:
         loaded = with_data_dir(load_config(file, pm), data_dir)
+        gateway = open_gateway(file, loaded, pm)
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_CONFIG)
+    sys.exit(run_until_signalled(gateway))
+
+
+def check_storage(file: Path, loaded: LoadedConfig) -> None:
+    """check-config's look at data_dir: writable (nothing left behind) and
+    its event log intact (opened read-only). Raises ConfigError."""
+    from .alarms import storage
+
+    found = storage.problems(loaded.gateway.gateway.data_dir)
+    if found:
+        raise ConfigError(str(file), found)
+
+
+def open_gateway(file: Path, loaded: LoadedConfig, pm: pluggy.PluginManager) -> Gateway:
+    """The gateway of a valid config, or ConfigError naming gateway.data_dir
+    when it cannot hold the event log (a file, read-only, full, damaged):
+    said like any config problem, never a traceback."""
+    from .alarms import storage
+    from .alarms.eventlog import EventLogError
     from .gateway import Gateway
 
-    sys.exit(run_until_signalled(Gateway(loaded, pm)))
+    found = storage.problems(loaded.gateway.gateway.data_dir, create=True)
+    if found:
+        raise ConfigError(str(file), found)
+    try:
+        return Gateway(loaded, pm)
+    except (OSError, EventLogError) as exc:
+        raise ConfigError(str(file), [storage.problem_of(exc)]) from None
 
 
 def freeze_startup_objects() -> None:

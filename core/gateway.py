@@ -8,6 +8,7 @@ in docs/plugin_hooks.md ("The gateway object") are its stable API.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
@@ -17,7 +18,7 @@ from typing import Any
 import pluggy
 from pydantic import BaseModel
 
-from .alarm_types import ActiveAlarm, AlarmEvent
+from .alarm_types import ActiveAlarm, AlarmEvent, EventLogHealth
 from .config_load import LoadedConfig
 from .counters import CommCounters
 from .datadir import DataDirBusy, DataDirLock
@@ -60,6 +61,9 @@ class NoAlarms:
 
     def baselines(self, string: str) -> dict[int, float]:
         return {}
+
+    def log_health(self) -> EventLogHealth:
+        return EventLogHealth()
 
 
 class Gateway:
@@ -231,5 +235,11 @@ class Gateway:
 
         alarms = self.settings.alarms
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log_file = self.data_dir / "events.sqlite"
-        return AlarmEngine(alarms, EventLog(log_file, synchronous=alarms.synchronous), self.emit)
+        event_log = EventLog(self.data_dir / "events.sqlite", synchronous=alarms.synchronous)
+        try:
+            event_log.verify()  # a damaged page would fail writes later, one by one
+        except BaseException:
+            with contextlib.suppress(Exception):
+                event_log.close()
+            raise
+        return AlarmEngine(alarms, event_log, self.emit)

@@ -36,14 +36,17 @@ def wait_for(
     return value
 
 
-def waiting_gateway_config(tmp_path: Path, gateway_extra: str = "") -> Path:
+def waiting_gateway_config(
+    tmp_path: Path, gateway_extra: str = "", data_dir: Path | None = None
+) -> Path:
     """A gateway config that starts without hardware: one string on a port that
-    is not there yet (``wait_for_port``), and the example jsonl plugin."""
+    is not there yet (``wait_for_port``), and the example jsonl plugin; its
+    data_dir is ``tmp_path`` unless given."""
     path = tmp_path / "gw.toml"
     path.write_text(f"""
 [gateway]
 poll_interval_s = 0.5
-data_dir = "{tmp_path}"
+data_dir = "{data_dir or tmp_path}"
 {gateway_extra}
 [[buses]]
 name = "b"

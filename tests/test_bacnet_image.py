@@ -51,7 +51,8 @@ class Reference:
         for k, p in enumerate(points):
             if p.quantity is not None:
                 self.value[k] = DEFAULTS.get(p.kind, len(p.quantity.states))
-                self.reliability[k] = COMM_FAILURE
+                # the gateway's own objects are never a string's: never unreliable
+                self.reliability[k] = NO_FAULT if p.scope == "gateway" else COMM_FAILURE
 
     def apply(self, string: StringSnapshot) -> None:
         points = self.points
@@ -183,6 +184,23 @@ def test_alarms_set_and_clear_event_state_by_object() -> None:
     assert view.eventState == NORMAL and seen == [(NORMAL, 3), (3, NORMAL)]
     assert image.objects_for("cell_voltage_high", ObjectPath(string="S2", cell=99)) == []
     assert image.objects_for("string_comm_lost", ObjectPath(string="S2")) == []
+
+
+def test_gateway_alarm_sets_the_gateway_object_active_and_in_alarm() -> None:
+    image = Image(POINTS)
+    k = next(k for k, p in enumerate(POINTS) if p.name == "gateway.event_log_failing")
+    assert POINTS[k].oid == ("binaryInput", 1)
+    view = image.view(k)
+    seen: list[tuple[Any, Any]] = []
+    view._property_monitors["presentValue"].append(lambda old, new: seen.append((old, new)))
+    assert str(view.presentValue) == "inactive" and view.eventState == NORMAL
+    assert list(view.statusFlags) == [0, 0, 0, 0]  # no string behind it: never a fault
+    image.raise_alarm("event_log_failing:gateway", "event_log_failing", ObjectPath())
+    assert str(view.presentValue) == "active" and view.eventState == 2  # offnormal
+    assert list(view.statusFlags) == [1, 0, 0, 0]
+    image.clear_alarm("event_log_failing:gateway")
+    assert str(view.presentValue) == "inactive" and view.eventState == NORMAL
+    assert len(seen) == 2  # a COV subscriber hears both
 
 
 def test_lookups_by_identifier_and_name() -> None:

@@ -106,3 +106,43 @@ async def test_live_clients_are_bounded(tmp_path: Path) -> None:
         async with s.get(svc.url + "/api/stream") as second:
             assert second.status == 503
         assert svc.stats.refused["live_clients"] == 1
+
+
+async def test_stream_delivers_events_the_event_log_could_not_write(tmp_path: Path) -> None:
+    """Events delivered while the log fails all have seq 0: the stream follows
+    what it received, not seq, so every one of them reaches the browser."""
+    async with (
+        web_gateway(tmp_path, web={"live_interval_s": 0.05}) as (h, svc),
+        aiohttp.ClientSession() as s,
+        s.get(svc.url + "/api/stream") as r,
+    ):
+        stream = _events(r)
+        await _until(stream, lambda n, d: n == "hello")
+        h.gateway.emit(_alarm(7, "string_comm_lost:S1", persisted=True))
+        first = await _until(stream, lambda n, d: n == "alarms" and d["events"])
+        assert [e["seq"] for e in first["events"]] == [7]
+        seen: list[dict[str, Any]] = []
+        for name in ("S2", "S3", "S4"):
+            h.gateway.emit(_alarm(0, f"string_comm_lost:{name}", persisted=False))
+
+        def got_all(n: str, d: Any) -> bool:
+            if n == "alarms":
+                seen.extend(d["events"])
+            return len(seen) >= 3
+
+        await _until(stream, got_all)
+        assert [(e["alarm_id"], e["seq"], e["persisted"]) for e in seen] == [
+            ("string_comm_lost:S2", 0, False),
+            ("string_comm_lost:S3", 0, False),
+            ("string_comm_lost:S4", 0, False),
+        ]
+
+
+def _alarm(seq: int, alarm_id: str, persisted: bool) -> AlarmEvent:
+    string = alarm_id.split(":")[1]
+    return AlarmEvent(
+        seq=seq, kind=EventKind.RAISED, alarm_id=alarm_id, rule="string_comm_lost",
+        severity=Severity.ALARM, path=ObjectPath(None, string), value=1.0, limit=None,
+        unit="", message=f"string {string}: communication lost", at=time.time(),
+        persisted=persisted,
+    )  # fmt: skip

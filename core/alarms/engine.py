@@ -6,6 +6,13 @@ Called synchronously by the gateway after every published string
 An event is handed to ``emit`` only after its transaction committed (it has
 its ``seq``); ``emit`` itself must not block (the gateway queues per plugin),
 so the only wait on this path is the SQLite commit, one per evaluated string.
+
+When the log cannot be written (disk full, I/O error, damaged page) alarms
+must still reach the NOC: events are emitted marked not persisted and kept
+in order (outage.py), the gateway alarm ``event_log_failing`` is raised, and
+``tick`` retries; the first write that goes through appends the kept events
+with their own times and rewrites the active table from the engine's state
+(which the failure never touched), then clears ``event_log_failing``.
 """
 
 from __future__ import annotations
@@ -14,20 +21,24 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
-from ..alarm_types import ActiveAlarm, AlarmEvent, EventKind, ObjectPath
+from ..alarm_types import GATEWAY, ActiveAlarm, AlarmEvent, EventKind, EventLogHealth, ObjectPath
 from ..model import PlantSnapshot, Quality, StringSnapshot
 from . import baseline, inbox
 from .baseline import BaselineRow, CellBaselines
 from .config import AlarmsSection
 from .evaluate import COMM_LOST, StringEval, Tracker, Transition
 from .eventlog import EventLog
-from .rules import RULES, Rule, resolve
+from .outage import Outage, describe
+from .rules import RULES, Rule, alarm_id, resolve
 from .state import ACTIVE, PENDING_ON, Condition
 
 log = logging.getLogger("btms_gateway.alarms")
 
 UPS_RULE = "ups_string_error"
+LOG_RULE = "event_log_failing"
+LOG_ALARM = alarm_id(LOG_RULE, GATEWAY)
 RETENTION_EVERY_S = 600.0
 
 
@@ -42,9 +53,12 @@ class AlarmEngine:
         self.log = log
         self._emit = emit
         self._lock = threading.RLock()
-        self._ups_rule = resolve(settings, None)[UPS_RULE]
+        rules = resolve(settings, None)
+        self._ups_rule = rules[UPS_RULE]
+        self._log_rule = rules[LOG_RULE]
+        self.outage = Outage()
         self._evals: dict[str, StringEval] = {}
-        self._ups = Tracker()
+        self._ups: dict[str, Tracker] = {}  # one per UPS: each UPS's alarm lives on its own
         self._active: dict[str, Condition] = {}
         self._plant: PlantSnapshot | None = None
         self._next_retention = 0.0
@@ -76,7 +90,8 @@ class AlarmEngine:
                         f"{COMM_LOST}:{s.name}", rule, ev.path, PENDING_ON, grace, 1.0, None
                     )
             self._commit(out, [])
-            self._retention(now)
+            if not self.outage.failing:
+                self._retention(now)
 
     def on_string(self, string: StringSnapshot, plant: PlantSnapshot) -> None:
         if not self.settings.enabled:
@@ -100,21 +115,34 @@ class AlarmEngine:
             for ev in self._evals.values():
                 if ev.tracker.conds:
                     ev.tracker.tick(now, out)
-            if self._ups.conds:
-                self._ups.tick(now, out)
+            for tracker in self._ups.values():
+                if tracker.conds:
+                    tracker.tick(now, out)
             lost = {c.path.ups for k, c, _ in out if c.rule.name == COMM_LOST and c.path.ups}
             if self._plant is not None and self._ups_rule.enabled:
                 for ups in sorted(lost):
                     self._eval_ups(ups, self._plant, now, out)
             if out:
                 self._commit(out, [])
-            self._requests(now)
+            if self.outage.failing:
+                if self.outage.due():
+                    self._catch_up(now)
+                return  # requests and retention write to the log: once it works
+            try:
+                self._requests(now)
+            except Exception as exc:
+                self._failing(exc, now)
+                return
             if now >= self._next_retention:
                 self._retention(now)
 
     def active(self) -> list[ActiveAlarm]:
         with self._lock:
             return sorted((c.to_active() for c in self._active.values()), key=_order)
+
+    def log_health(self) -> EventLogHealth:
+        with self._lock:
+            return self.outage.health()
 
     def acknowledge(self, alarm_id: str, by: str) -> bool:
         """Record who acknowledged an active alarm (once; again is a no-op)."""
@@ -129,7 +157,7 @@ class AlarmEngine:
             event = self._event(
                 EventKind.ACKNOWLEDGED, c, now, f"{c.message} (acknowledged by {by})"
             )
-            self._publish(self.log.commit([event], upsert=[c.to_active()]))
+            self._write([event], upsert=[c.to_active()])
             return True
 
     def baselines(self, string: str) -> dict[int, float]:
@@ -141,7 +169,17 @@ class AlarmEngine:
             return {r.cell: r.mohm for r in baseline.load(self.log.db, string)}
 
     def close(self) -> None:
-        self.log.close()
+        with self._lock:
+            if self.outage.failing:  # a last try: what is not written now is lost
+                self._catch_up(time.time())
+            if self.outage.failing:
+                log.error(
+                    "event log %s still cannot be written at shutdown: %d alarm event(s) "
+                    "were delivered to the plugins but are not in the log",
+                    self.log.path,
+                    len(self.outage.events),
+                )
+            self.log.close()
 
     # --- internals -----------------------------------------------------------------
     def _eval_for(self, s: StringSnapshot) -> StringEval:
@@ -159,9 +197,10 @@ class AlarmEngine:
             return None
         scope = RULES[a.rule].scope
         if scope == "ups":
-            if a.path.ups not in plant.ups or not self._ups_rule.enabled:
+            ups = a.path.ups
+            if ups is None or ups not in plant.ups or not self._ups_rule.enabled:
                 return None
-            tracker, rule, key = self._ups, self._ups_rule, (a.rule, 0)
+            tracker, rule, key = self._ups_tracker(ups), self._ups_rule, (a.rule, 0)
         else:
             s = plant.strings.get(a.path.string or "")
             if s is None:
@@ -190,7 +229,15 @@ class AlarmEngine:
             ev = self._evals.get(name)
             if ev is not None and ev.in_error:
                 errors += 1
-        self._ups.feed((UPS_RULE, 0), self._ups_rule, ObjectPath(ups), float(errors), 0, 0, t, out)
+        self._ups_tracker(ups).feed(
+            (UPS_RULE, 0), self._ups_rule, ObjectPath(ups), float(errors), 0, 0, t, out
+        )
+
+    def _ups_tracker(self, ups: str) -> Tracker:
+        tracker = self._ups.get(ups)
+        if tracker is None:
+            tracker = self._ups[ups] = Tracker()
+        return tracker
 
     def _commit(self, out: list[Transition], learned: list[BaselineRow]) -> None:
         events: list[AlarmEvent] = []
@@ -207,13 +254,93 @@ class AlarmEngine:
                 delete.append(c.alarm_id)
                 text = c.clear_message or _message(c, raised=False)
                 events.append(self._event(kind, c, t, text))
+        self._write(events, upsert=upsert, delete=delete, learned=learned)
+
+    # --- writing, and carrying on when the log cannot be written -------------------
+    def _write(
+        self,
+        events: list[AlarmEvent],
+        *,
+        upsert: list[ActiveAlarm] | None = None,
+        delete: list[str] | None = None,
+        learned: list[BaselineRow] | None = None,
+    ) -> None:
+        """Commit, then emit; when the log cannot be written, emit anyway
+        (marked not persisted) and keep the events for the catch-up."""
+        if not self.outage.failing:
+            extra = (lambda db: baseline.save(db, learned)) if learned else None
+            try:
+                committed = self.log.commit(
+                    events, upsert=upsert or (), delete=delete or (), extra=extra
+                )
+            except Exception as exc:
+                self._keep(events, learned or [])
+                self._failing(exc, time.time())
+                return
+            self._publish(committed)
+            return
+        self._keep(events, learned or [])
+
+    def _keep(self, events: list[AlarmEvent], learned: list[BaselineRow]) -> None:
+        self.outage.keep(events, learned)
+        self._publish([replace(e, persisted=False) for e in events])
+
+    def _failing(self, exc: BaseException, now: float) -> None:
+        """The first failed write of an outage: say so once, raise the gateway alarm."""
+        error = describe(exc)
+        if self.outage.failing:  # a request answered after its ack was kept, say
+            self.outage.failed(error)
+            return
+        self.outage.begin(error)
+        log.error(
+            "event log %s cannot be written (%s): alarm events still reach every plugin, "
+            "marked not persisted, and are kept in memory (up to %d) to be written when it "
+            "works again; retrying every %g s",
+            self.log.path,
+            error,
+            self.outage.limit,
+            self.outage.retry_every_s,
+        )
+        if not self._log_rule.enabled:
+            return
+        c = Condition(LOG_ALARM, self._log_rule, GATEWAY, ACTIVE, now, 1.0, None)
+        c.raised_at, c.message = now, f"{_message(c, raised=True)} ({error})"
+        self._active[LOG_ALARM] = c
+        self._keep([self._event(EventKind.RAISED, c, now, c.message)], [])
+
+    def _catch_up(self, now: float) -> None:
+        """Try to write what the outage kept, make the active table what the
+        engine holds, and clear ``event_log_failing``, in one transaction."""
+        o = self.outage
+        events = list(o.events)
+        late = len(events)
+        c = self._active.get(LOG_ALARM)
+        if c is not None:
+            c.clear_message = f"{_message(c, raised=False)}: {late} event(s) written late"
+            events.append(self._event(EventKind.CLEARED, c, now, c.clear_message))
+        active = [a.to_active() for key, a in self._active.items() if key != LOG_ALARM]
+        learned = list(o.baselines)
         extra = (lambda db: baseline.save(db, learned)) if learned else None
         try:
-            committed = self.log.commit(events, upsert=upsert, delete=delete, extra=extra)
-        except Exception:
-            log.exception("event log write failed: %d event(s) not recorded", len(events))
+            committed = self.log.rewrite(events, active, extra)
+        except Exception as exc:
+            o.failed(describe(exc))
             return
-        self._publish(committed)
+        since = o.since or time.time()
+        failures, dropped = o.end()
+        self._active.pop(LOG_ALARM, None)
+        log.warning(
+            "event log %s written again after %.0f s: %d failed write(s); %d event(s) "
+            "written late with their own times%s; active alarms rewritten (%d)",
+            self.log.path,
+            time.time() - since,
+            failures,
+            late,
+            f", {dropped} older one(s) dropped past the memory bound" if dropped else "",
+            len(active),
+        )
+        if c is not None:
+            self._publish(committed[-1:])
 
     def _event(self, kind: EventKind, c: Condition, t: float, message: str) -> AlarmEvent:
         return AlarmEvent(
@@ -227,7 +354,7 @@ class AlarmEngine:
             try:
                 self._emit(e)
             except Exception:  # a consumer's failure must not stop the next alarm
-                log.exception("alarm event consumer failed for seq %d", e.seq)
+                log.exception("alarm event consumer failed for %s %s", e.alarm_id, e.kind)
 
     def _retention(self, now: float) -> None:
         self._next_retention = now + RETENTION_EVERY_S
@@ -302,6 +429,8 @@ def _order(a: ActiveAlarm) -> tuple[float, str]:
 
 
 def _where(p: ObjectPath) -> str:
+    if p.is_gateway:
+        return "gateway"
     if p.cell is not None:
         return f"string {p.string} cell {p.cell}"
     return f"string {p.string}" if p.string is not None else f"UPS {p.ups}"

@@ -187,7 +187,7 @@ class StringEval:
             ("string_voltage_high", r.voltage_v),
             ("string_voltage_low", r.voltage_v),
             ("string_current_charge_high", r.current_a),
-            ("string_current_discharge_high", -r.current_a),
+            ("string_current_discharge_high", r.current_a),
             ("string_soc_low", r.soc_pct),
             ("string_soh_low", None),
         ):
@@ -196,6 +196,8 @@ class StringEval:
                 continue
             if name == "string_soh_low":
                 value = r.soh_pct  # derived from all cells: only computed when enabled
+            elif rule.negated and value is not None:
+                value = -value
             limit, hyst = rule.limit, rule.hysteresis
             if rule.per_cell_count:
                 limit, hyst = round(limit * n, 6), round(hyst * n, 6)

@@ -19,12 +19,14 @@ only loses the last commits on a power cut; it is offered as a setting.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import quote
 
 from ..alarm_types import ActiveAlarm, AlarmEvent, EventKind, ObjectPath, Severity
 
@@ -141,28 +143,29 @@ class EventLog:
         """Append events (their ``seq`` is assigned here) and apply the matching
         changes to the active table in one transaction; returns the events
         with their sequence numbers once they are durable."""
-        out: list[AlarmEvent] = []
         with self.transaction() as db:
-            for e in events:
-                cur = db.execute(
-                    f"INSERT INTO events ({EVENT_COLS}) VALUES (NULL,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        e.at, e.kind.value, e.alarm_id, e.rule, int(e.severity), e.path.ups,
-                        e.path.string, e.path.cell, e.value, e.limit, e.unit, e.message, e.by,
-                    ),
-                )  # fmt: skip
-                out.append(replace(e, seq=int(cur.lastrowid or 0)))
-            for a in upsert:
-                db.execute(
-                    f"INSERT OR REPLACE INTO active ({ACTIVE_COLS}) VALUES ({_marks(13)})",
-                    (
-                        a.alarm_id, a.rule, int(a.severity), a.path.ups, a.path.string,
-                        a.path.cell, a.value, a.limit, a.unit, a.message, a.raised_at,
-                        a.acknowledged_by, a.acknowledged_at,
-                    ),
-                )  # fmt: skip
+            out = _append(db, events)
+            _upsert(db, upsert)
             for alarm_id in delete:
                 db.execute("DELETE FROM active WHERE alarm_id = ?", (alarm_id,))
+            if extra is not None:
+                extra(db)
+        return out
+
+    def rewrite(
+        self,
+        events: Sequence[AlarmEvent],
+        active: Iterable[ActiveAlarm],
+        extra: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> list[AlarmEvent]:
+        """Append events and replace the whole active table, in one
+        transaction: how the engine catches the log up after it could not be
+        written (the events in order, with their own times; ``active`` is
+        what the engine holds now). Returns the events with their seq."""
+        with self.transaction() as db:
+            out = _append(db, events)
+            db.execute("DELETE FROM active")
+            _upsert(db, active)
             if extra is not None:
                 extra(db)
         return out
@@ -248,6 +251,13 @@ class EventLog:
         with self._lock:
             return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
+    def verify(self) -> None:
+        """Raise EventLogError naming the file if its pages are damaged."""
+        with self._lock:
+            problem = _quick_check(self._db)
+        if problem is not None:
+            raise EventLogError(corrupt_message(self.path, problem))
+
 
 class _Transaction:
     def __init__(self, log: EventLog) -> None:
@@ -263,10 +273,104 @@ class _Transaction:
         return self._log._db
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        """Commit, or roll back; a COMMIT that fails (disk full) is rolled
+        back too, so the connection never stays inside a dead transaction,
+        and a rollback SQLite already did itself is not an error."""
+        db = self._log._db
         try:
-            self._log._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            if exc_type is None:
+                try:
+                    db.execute("COMMIT")
+                except BaseException:
+                    _rollback(db)
+                    raise
+            else:
+                _rollback(db)
         finally:
             self._log._lock.release()
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    if db.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+
+
+def _append(db: sqlite3.Connection, events: Sequence[AlarmEvent]) -> list[AlarmEvent]:
+    out: list[AlarmEvent] = []
+    for e in events:
+        cur = db.execute(
+            f"INSERT INTO events ({EVENT_COLS}) VALUES (NULL,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                e.at, e.kind.value, e.alarm_id, e.rule, int(e.severity), e.path.ups,
+                e.path.string, e.path.cell, e.value, e.limit, e.unit, e.message, e.by,
+            ),
+        )  # fmt: skip
+        out.append(replace(e, seq=int(cur.lastrowid or 0), persisted=True))
+    return out
+
+
+def _upsert(db: sqlite3.Connection, alarms: Iterable[ActiveAlarm]) -> None:
+    for a in alarms:
+        db.execute(
+            f"INSERT OR REPLACE INTO active ({ACTIVE_COLS}) VALUES ({_marks(13)})",
+            (
+                a.alarm_id, a.rule, int(a.severity), a.path.ups, a.path.string,
+                a.path.cell, a.value, a.limit, a.unit, a.message, a.raised_at,
+                a.acknowledged_by, a.acknowledged_at,
+            ),
+        )  # fmt: skip
+
+
+def _quick_check(db: sqlite3.Connection) -> str | None:
+    """None when ``PRAGMA quick_check`` finds the file sound, else its first
+    findings. quick_check walks every page and b-tree (what a damaged page
+    breaks) but skips matching index entries against rows, which makes it
+    several times faster than integrity_check at the size limit
+    (docs/alarms.md)."""
+    try:
+        rows = db.execute("PRAGMA quick_check(5)").fetchall()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    findings = [str(r[0]) for r in rows]
+    return None if findings == ["ok"] else "; ".join(findings)
+
+
+def corrupt_message(path: Path, problem: str) -> str:
+    return (
+        f"{path}: the event log is damaged ({problem}); stop the gateway, move the file "
+        f"aside (keep it for recovery: `sqlite3 {path.name} .recover`) and start again "
+        "with a new, empty log"
+    )
+
+
+def check_readonly(path: Path) -> str | None:
+    """Open an existing event log read-only (never creating or changing
+    anything, a running gateway may have it open) and check its pages; None
+    when it is sound, else what is wrong with it.
+
+    Even a read-only connection to a WAL database creates its -wal and -shm
+    files when they are missing. They are missing exactly when no connection
+    has the log open (the last one to close checkpoints and removes them):
+    then the file alone is the whole log and ``immutable`` reads it without
+    them, leaving nothing behind."""
+    idle = not any(Path(f"{path}{tail}").exists() for tail in ("-wal", "-shm"))
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro{'&immutable=1' if idle else ''}"
+    try:
+        db = sqlite3.connect(uri, uri=True, timeout=10.0)
+    except sqlite3.Error as exc:
+        return f"{path}: cannot be opened read-only ({exc})"
+    try:
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            return f"{path}: not a usable event log ({exc})"
+        if version > SCHEMA_VERSION:
+            return f"{path}: schema version {version} is newer than this gateway"
+        problem = _quick_check(db)
+        return None if problem is None else corrupt_message(path, problem)
+    finally:
+        db.close()
 
 
 def _marks(n: int) -> str:

@@ -19,7 +19,7 @@ from ..model import StringAlarm
 if TYPE_CHECKING:
     from .config import AlarmsSection
 
-Scope = Literal["cell", "string", "ups"]
+Scope = Literal["cell", "string", "ups", "gateway"]
 Kind = Literal["high", "low", "flag"]
 Scale = Literal["none", "block", "string"]
 
@@ -47,10 +47,22 @@ class Rule:
     text: str
     enabled: bool = True
     scale: Scale = "none"  # "block": x cells per block; "string": also x cell count
+    #: evaluated on the negated quantity: the discharge limit is a magnitude
+    #: (500 A) compared with -current, since current is served + charge, - discharge
+    negated: bool = False
 
     @property
     def per_cell_count(self) -> bool:
         return self.scale == "string"
+
+    @property
+    def side(self) -> Kind:
+        """Which side of the quantity as every protocol serves it the limit
+        guards: a "high" rule on the negated current (discharge above 500 A)
+        is a low limit of the served current (below -500 A)."""
+        if self.negated and self.kind != "flag":
+            return "low" if self.kind == "high" else "high"
+        return self.kind
 
     def on(self, value: float, limit: float) -> bool:
         """Beyond the limit: the condition that raises."""
@@ -81,6 +93,7 @@ _TABLE: list[tuple[str, Scope, Kind, str, float, float, float, float, Severity, 
     ("string_soh_low", "string", "low", "%", 80.0, 2.0, 60, 60, W, "none"),
     ("string_comm_lost", "string", "flag", "", 0.0, 0.0, 0, 0, A, "none"),
     ("ups_string_error", "ups", "flag", "strings", 0.0, 0.0, 0, 0, A, "none"),
+    ("event_log_failing", "gateway", "flag", "", 0.0, 0.0, 0, 0, A, "none"),
 ]
 _TEXT = {
     "cell_voltage_high": "voltage high",
@@ -98,11 +111,14 @@ _TEXT = {
     "string_soh_low": "string state of health low",
     "string_comm_lost": "communication lost",
     "ups_string_error": "a string of this UPS is in error",
+    "event_log_failing": "event log cannot be written",
 }
 #: off by default: string SOH is derived from the weakest cell, which cell_soh_low covers
 _DISABLED = {"string_soh_low"}
+#: compared with the negated quantity (see Rule.negated)
+_NEGATED = {"string_current_discharge_high"}
 _DEFAULTS = [
-    Rule(n, sc, k, u, lim, h, on, off, sev, _TEXT[n], n not in _DISABLED, scale)
+    Rule(n, sc, k, u, lim, h, on, off, sev, _TEXT[n], n not in _DISABLED, scale, n in _NEGATED)
     for (n, sc, k, u, lim, h, on, off, sev, scale) in _TABLE
 ]
 
@@ -186,7 +202,9 @@ def alarm_id(rule: str, path: ObjectPath) -> str:
         return f"{rule}:{path.string}:{path.cell}"
     if path.string is not None:
         return f"{rule}:{path.string}"
-    return f"{rule}:{path.ups}"
+    if path.ups is not None:
+        return f"{rule}:{path.ups}"
+    return f"{rule}:gateway"
 
 
 def defaults_table() -> str:

@@ -191,6 +191,9 @@ class Image:
                 continue
             if id(q) not in self._constants:
                 self._constants[id(q)] = Constants(p.kind, q)
+            if p.scope == "gateway":
+                self.vals[k] = False  # until its alarm is raised
+                continue
             if p.scope == "ups":
                 assert p.ups is not None
                 self.ups.setdefault(p.ups, []).append((k, _getter(q.source)))
@@ -260,6 +263,8 @@ class Image:
 
     def reliability(self, k: int) -> Reliability:
         p = self.points[k]
+        if p.scope == "gateway":
+            return NO_FAULT
         if p.scope == "ups":
             fault = self.ups_fault.get(p.ups, COMM_FAILURE)  # type: ignore[arg-type]
             if fault is not None:
@@ -341,6 +346,8 @@ class Image:
     # --- subscribed objects --------------------------------------------------------
     def _group(self, k: int) -> Any:
         p = self.points[k]
+        if p.scope == "gateway":
+            return ("gateway",)
         return ("ups", p.ups) if p.scope == "ups" else p.string
 
     def keep(self, view: Any) -> None:
@@ -379,6 +386,8 @@ class Image:
             elif scope == "string":
                 if path.string is not None:
                     names.append(("string", f"{path.string}.{key}"))
+            elif scope == "gateway":
+                names.append(("gateway", f"gateway.{key}"))
             elif path.ups is not None:
                 names.append(("ups", f"{path.ups}.{key}"))
         found = []
@@ -394,6 +403,8 @@ class Image:
         state = _event_state(rule)
         for k in ks:
             self.alarms.setdefault(k, {})[alarm_id] = state
+            if self.points[k].scope == "gateway":
+                self.vals[k] = True  # a gateway object's value is its alarm
         self._refresh(ks)
 
     def clear_alarm(self, alarm_id: str) -> None:
@@ -404,6 +415,8 @@ class Image:
                 active.pop(alarm_id, None)
                 if not active:
                     del self.alarms[k]
+                    if self.points[k].scope == "gateway":
+                        self.vals[k] = False
         self._refresh(ks)
 
 
@@ -427,11 +440,13 @@ class ObjectsByPoint(Mapping[tuple[str, int], Any]):
 
 
 def _event_state(rule: str) -> EventState:
-    """high/low limit rules show as high-limit/low-limit, flags as offnormal."""
+    """Limit rules show as high-limit/low-limit by the side of the value the
+    object serves (a discharge-current alarm is a low limit of the signed
+    current), flags as offnormal."""
     try:
         from btms_gateway.core.alarms.rules import RULES
 
-        kind = RULES[rule].kind
+        kind = RULES[rule].side
     except (ImportError, KeyError):
         kind = "high" if "high" in rule else "low" if "low" in rule else "flag"
     return EVENT_STATES.get(kind, EVENT_STATES["flag"])

@@ -10,6 +10,7 @@ from bacpypes3.basetypes import EngineeringUnits
 
 from .objects import (
     CELL_QUANTITIES,
+    GATEWAY_QUANTITIES,
     STRING_QUANTITIES,
     SUMMARY_STATS,
     UPS_QUANTITIES,
@@ -32,6 +33,8 @@ CSV_COLUMNS = (
 )
 
 _SCOPES = (
+    ("The gateway itself (active while its gateway alarm is: docs/alarms.md)", "Gateway",
+     "{o}", "gateway.{k}", GATEWAY_QUANTITIES),
     ("UPS u (u = UPS index 1..32)", "UPS", "100000 + 100*u + {o}", "{{ups}}.{k}", UPS_QUANTITIES),
     ("String s (s = string index 1..32)", "String", "200000 + 100*s + {o}", "{{string}}.{k}",
      STRING_QUANTITIES),
@@ -97,7 +100,8 @@ def objects_markdown() -> str:
         "",
         "| object name | type | instance | node type | subordinates |",
         "|---|---|---|---|---|",
-        "| `plant` | structuredView | 1 | network | the UPS views, then strings in no UPS |",
+        "| `plant` | structuredView | 1 | network | the UPS views, strings in no UPS, then "
+        "the gateway objects |",
         "| `{ups}` | structuredView | 100000 + 100*u | system | the UPS objects, then its "
         "string views |",
         "| `{string}` | structuredView | 200000 + 100*s | collection | the string objects, "

@@ -7,6 +7,7 @@ these rows, so the documented object list cannot drift from the served one.
 Instance numbers are computed from the plant position, never from creation
 order, so they stay stable when strings are added or the cell scope changes:
 
+* the gateway itself, offset q:        q
 * UPS u, quantity offset q:            100000 + 100*u + q
 * string s, offset q:                  200000 + 100*s + q
 * cell summary of string s:            300000 + 100*s + 10*q + stat (min 0, max 1, mean 2)
@@ -26,7 +27,7 @@ from typing import Any, Literal
 from btms_gateway.core.model import StringAlarm, StringState
 
 ObjectKind = Literal["analogInput", "binaryInput", "multiStateInput", "structuredView"]
-Scope = Literal["ups", "string", "cell", "summary", "view"]
+Scope = Literal["gateway", "ups", "string", "cell", "summary", "view"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,14 @@ STATE_VALUES: dict[StringState, int] = {
 }
 STATE_TEXTS = ("float charge", "equalize charge", "discharge", "idle", "abnormal", "unknown")
 ALARM_STATES = ("normal", "alarm")
+
+#: objects about the gateway itself; their present value is whether the
+#: gateway alarm of the same name is active (image.py), so they have no source
+GATEWAY_QUANTITIES: tuple[Quantity, ...] = (
+    Quantity("event_log_failing", 1, "binaryInput",
+             "event log failing: alarm events are delivered but not written",
+             states=("normal", "failing")),
+)  # fmt: skip
 
 UPS_QUANTITIES: tuple[Quantity, ...] = (
     Quantity("voltage", 1, "analogInput", "voltage (mean of its strings)", "volts", "V",
@@ -116,7 +125,13 @@ CELL_QUANTITIES: tuple[Quantity, ...] = (
 
 SUMMARY_STATS = ("min", "max", "mean")
 
-UPS_BASE, STRING_BASE, SUMMARY_BASE, CELL_BASE = 100_000, 200_000, 300_000, 1_000_000
+GATEWAY_BASE, UPS_BASE, STRING_BASE, SUMMARY_BASE, CELL_BASE = (
+    0, 100_000, 200_000, 300_000, 1_000_000,
+)  # fmt: skip
+
+
+def gateway_instance(offset: int) -> int:
+    return GATEWAY_BASE + offset
 
 
 def ups_instance(u: int, offset: int = 0) -> int:
@@ -236,6 +251,11 @@ def build_points(
     for s in layout.strings:
         if s[2] is None:
             root_children.append(_string_points(points, s, with_cells, cells, cells_per_string))
+    for q in GATEWAY_QUANTITIES:
+        p = Point(q.kind, gateway_instance(q.offset), f"gateway.{q.key}", f"Gateway {q.label}",
+                  "gateway", q)  # fmt: skip
+        points.append(p)
+        root_children.append(p.oid)
     if structured_views:
         points.append(
             Point("structuredView", 1, plant_name, "Battery plant: UPS, strings, cells", "view",
@@ -330,6 +350,7 @@ ALARM_TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "string_current_discharge_high": ("string", ("current",)),
     "string_soc_low": ("string", ("soc",)),
     "ups_string_error": ("ups", ("voltage", "current", "soc")),
+    "event_log_failing": ("gateway", ("event_log_failing",)),
     **{
         f"bmsm_{(b.name or '').lower()}": ("string", (f"alarm_{(b.name or '').lower()}",))
         for b in StringAlarm

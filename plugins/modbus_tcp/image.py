@@ -81,6 +81,12 @@ class AlarmSummary:
 
         for alarm in active:
             path, severity = alarm.path, int(alarm.severity)  # type: ignore[attr-defined]
+            if path.is_gateway:  # no gateway unit in the map: every unit counts it
+                for name in ups_of:
+                    add(by_string, name, severity)
+                for name in plant.ups:
+                    add(by_ups, name, severity)
+                continue
             ups = path.ups or (ups_of.get(path.string) if path.string else None)
             if path.string:
                 add(by_string, path.string, severity)

@@ -169,7 +169,8 @@ POINTS: tuple[Point, ...] = (
           "age of the oldest string values; 65535 = never read (or older)", lambda v: None,
           missing=NO_VALUE_U16, live=True),
     Point("ups", 22, "ups_active_alarms", "u16", None, "", S, EXT,
-          "gateway alarms active on the UPS, its strings and cells", lambda v: v.active_alarms),
+          "gateway alarms active on the UPS, its strings and cells, and on the gateway itself "
+          "(event_log_failing)", lambda v: v.active_alarms),
     Point("ups", 23, "ups_alarm_severity", "enum", None, "", S, EXT, SEVERITY_TEXT,
           lambda v: v.max_severity),
     Point("ups", 24, "ups_string_count", "u16", None, "", S, EXT, "strings in this UPS",
@@ -215,7 +216,8 @@ POINTS: tuple[Point, ...] = (
           "seconds since the values were read; 65535 = never read (or older)",
           lambda v: None, missing=NO_VALUE_U16, live=True),
     Point("string", 22, "string_active_alarms", "u16", None, "", S, EXT,
-          "gateway alarms active on the string and its cells", lambda v: v.active_alarms),
+          "gateway alarms active on the string and its cells, and on the gateway itself "
+          "(event_log_failing)", lambda v: v.active_alarms),
     Point("string", 23, "string_alarm_severity", "enum", None, "", S, EXT, SEVERITY_TEXT,
           lambda v: v.max_severity),
     Point("string", 24, "string_soh", "u16", 1, "%", M, EXT,

@@ -102,6 +102,9 @@ class ModbusService:
 
     def on_alarm(self, event: Any) -> None:
         plant = self.gateway.store.snapshot
+        if event.path.is_gateway:  # a gateway alarm counts on every unit
+            self.store.rebuild_all(plant, self._alarms(plant))
+            return
         self.store.update_alarms(self._alarms(plant), plant, event.path.string)
 
     # --- listeners ---------------------------------------------------------------

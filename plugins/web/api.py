@@ -180,7 +180,7 @@ class Handlers:
         )
         await response.prepare(request)
         client = hub.join(name)
-        client.last_seq = self.svc.ring.last_seq
+        client.last_seq, client.position = self.svc.ring.last_seq, self.svc.ring.position
         try:
             await response.write(sse("hello", {"string": name, "last_seq": client.last_seq}))
             await serve_client(
@@ -205,9 +205,7 @@ class Handlers:
             out.append(sse_text("string", text if text is not None else "null"))
         if client.alarms:
             client.alarms = False
-            new = self.svc.ring.after(client.last_seq)
-            if new:
-                client.last_seq = new[-1].seq
+            new, client.position = self.svc.ring.since(client.position)
             active = await _blocking(data.active_alarms, self.gw)
             out.append(sse("alarms", {"active": active, "events": data.events_json(new)}))
         return out
@@ -292,7 +290,6 @@ class Handlers:
 
     async def ready(self, request: web.Request) -> web.Response:
         ok, reason = data.readiness(self.gw, self.svc.settings.ready_when)
-        return _json(
-            {"status": "ready" if ok else "not_ready", "reason": reason, "at": time.time()},
-            200 if ok else 503,
-        )
+        body = {"status": "ready" if ok else "not_ready", "reason": reason, "at": time.time()}
+        body["event_log"] = data.event_log_health(self.gw)
+        return _json(body, 200 if ok else 503)

@@ -12,11 +12,13 @@ immutable, counters are plain numbers the engine (same loop) updates.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import time
 from collections.abc import Callable
 from typing import Any
 
-from btms_gateway.core.alarm_types import AlarmEvent
+from btms_gateway.core.alarm_types import AlarmEvent, EventLogHealth
 from btms_gateway.core.model import PlantSnapshot, Quality
 from btms_gateway.core.serialize import event_dict, plant_dict, string_dict, ups_dict
 from btms_gateway.core.version import __version__
@@ -191,11 +193,29 @@ def active_alarms(gateway: Any) -> list[dict[str, Any]]:
     return [event_dict(a) for a in gateway.alarms.active()]
 
 
+def log_health(gateway: Any) -> EventLogHealth:
+    """How the event log is doing (AlarmService.log_health; healthy for an
+    alarm service that predates it)."""
+    get = getattr(gateway.alarms, "log_health", None)
+    return get() if get is not None else EventLogHealth()
+
+
+def event_log_health(gateway: Any) -> dict[str, Any]:
+    return dataclasses.asdict(log_health(gateway))
+
+
 def readiness(gateway: Any, ready_when: str) -> tuple[bool, str]:
-    """Ready means values worth serving: the gateway runs and (any | all)
-    strings have GOOD data. The reason names the strings holding it back."""
+    """Ready means values worth serving, alarms recorded: the gateway runs,
+    its event log is being written, and (any | all) strings have GOOD data.
+    The reason names what holds it back."""
     if not gateway.ready.is_set():
         return False, "gateway is starting"
+    log = log_health(gateway)
+    if log.failing:
+        return False, (
+            f"event log failing since {_utc(log.since)}: {log.error}; {log.unwritten} alarm "
+            "event(s) delivered but not yet written"
+        )
     strings = list(gateway.store.snapshot.strings.values())
     if not strings:
         return False, "no strings configured"
@@ -210,3 +230,9 @@ def readiness(gateway: Any, ready_when: str) -> tuple[bool, str]:
 
 def events_json(events: list[AlarmEvent]) -> list[dict[str, Any]]:
     return [event_dict(e) for e in events]
+
+
+def _utc(at: float | None) -> str:
+    if at is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(at, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -81,28 +81,44 @@ class History:
 
 class EventRing:
     """The alarm events this plugin received, newest last: the event list when
-    the gateway has no event log, and the source of live event pushes."""
+    the gateway has no event log, and the source of live event pushes.
+
+    Live clients follow it by position (how many events it has received),
+    not by ``seq``: events delivered while the event log could not be
+    written all have seq 0 (AlarmEvent.persisted)."""
 
     def __init__(self, size: int = 1000) -> None:
-        self._events: deque[AlarmEvent] = deque(maxlen=size)
+        self._events: deque[tuple[int, AlarmEvent]] = deque(maxlen=size)
         self._lock = threading.Lock()
+        self._count = 0
+        self._last_seq = 0
         self.received: dict[str, int] = {}
 
     def add(self, event: AlarmEvent) -> None:
         with self._lock:
-            self._events.append(event)
+            self._count += 1
+            self._events.append((self._count, event))
+            if event.persisted:
+                self._last_seq = event.seq
             key = event.kind.value
             self.received[key] = self.received.get(key, 0) + 1
 
-    def after(self, seq: int) -> list[AlarmEvent]:
+    def since(self, position: int) -> tuple[list[AlarmEvent], int]:
+        """The events received after ``position``, and the position to ask from next."""
         with self._lock:
-            return [e for e in self._events if e.seq > seq]
+            return [e for n, e in self._events if n > position], self._count
+
+    @property
+    def position(self) -> int:
+        with self._lock:
+            return self._count
 
     def all(self) -> list[AlarmEvent]:
         with self._lock:
-            return list(self._events)
+            return [e for _, e in self._events]
 
     @property
     def last_seq(self) -> int:
+        """The seq of the newest event received that is in the event log."""
         with self._lock:
-            return self._events[-1].seq if self._events else 0
+            return self._last_seq

@@ -28,7 +28,8 @@ class Client:
     plant: bool = True
     selected: bool = True
     alarms: bool = True
-    last_seq: int = 0
+    last_seq: int = 0  # the newest event in the log when the client joined (said in hello)
+    position: int = 0  # how far the client has read the plugin's event ring
 
 
 class LiveHub:

@@ -20,6 +20,7 @@ from btms_gateway.core.version import __version__
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from .data import log_health
 from .history import EventRing
 
 G, C = GaugeMetricFamily, CounterMetricFamily
@@ -265,6 +266,32 @@ class GatewayCollector(Collector):
         for kind in ("raised", "cleared", "acknowledged"):
             events.add_metric([kind], self.ring.received.get(kind, 0))
         yield events
+        yield from self._event_log()
+
+    def _event_log(self) -> Iterator[Metric]:
+        """Whether alarm events are being written (an alert on the first
+        gauge catches a full disk before the history is lost)."""
+        h = log_health(self.gateway)
+        yield G(
+            "btms_event_log_failing",
+            "1 while the event log cannot be written (alarms are still delivered).",
+            value=1 if h.failing else 0,
+        )
+        yield G(
+            "btms_event_log_unwritten_events",
+            "Alarm events delivered but not yet written to the event log.",
+            value=h.unwritten,
+        )
+        yield C(
+            "btms_event_log_write_failures",
+            "Failed writes to the event log since start (each retry counts).",
+            value=h.write_failures,
+        )
+        yield C(
+            "btms_event_log_dropped_events",
+            "Unwritten alarm events dropped past the gateway's memory bound since start.",
+            value=h.dropped,
+        )
 
 
 def registry_for(collector: GatewayCollector) -> CollectorRegistry:

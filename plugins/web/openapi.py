@@ -171,6 +171,7 @@ SCHEMAS: dict[str, Any] = {
             "message": STR,
             "at": NUM,
             "by": _n("string"),
+            "persisted": BOOL,
         }
     ),
     "EventPage": _obj(
@@ -198,7 +199,20 @@ SCHEMAS: dict[str, Any] = {
             ),
         }
     ),
-    "Health": _obj({"status": STR, "reason": STR, "at": NUM}, required=["status"]),
+    "Health": _obj(
+        {"status": STR, "reason": STR, "at": NUM, "event_log": _ref("EventLogHealth")},
+        required=["status"],
+    ),
+    "EventLogHealth": _obj(
+        {
+            "failing": BOOL,
+            "since": _n("number"),
+            "error": _n("string"),
+            "write_failures": INT,
+            "unwritten": INT,
+            "dropped": INT,
+        }
+    ),
     "Session": _obj(
         {"user": _n("string"), "csrf": _n("string"), "csrf_header": STR, "login_possible": BOOL}
     ),

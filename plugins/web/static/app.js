@@ -258,14 +258,17 @@ function renderAlarms() {
 }
 function where(p) {
   if (p.cell !== null) return `${p.string} \u00b7 cell ${p.cell}`;
-  return p.string ? `String ${p.string}` : `UPS ${p.ups}`;
+  if (p.string) return `String ${p.string}`;
+  return p.ups ? `UPS ${p.ups}` : "Gateway";
 }
+// events delivered while the event log could not be written all have seq 0
+function eventKey(e) { return e.persisted === false ? `u:${e.at}:${e.alarm_id}:${e.kind}` : e.seq; }
 function renderEvents() {
-  const evs = [...S.events.values()].sort((a, b) => b.seq - a.seq).slice(0, 60);
+  const evs = [...S.events.values()].sort((a, b) => b.at - a.at || b.seq - a.seq).slice(0, 60);
   $("#events tbody").replaceChildren(...evs.map((e) => h("tr", {},
     h("td", { title: dateTime(e.at) }, time(e.at)),
     h("td", {}, h("span", { class: `kind-${e.kind}` }, e.kind), " ", h("span", { class: `sev sev-${e.severity}` }, e.severity)),
-    h("td", {}, e.message))));
+    h("td", {}, e.message, e.persisted === false ? " (not yet in the event log)" : ""))));
   $("#events-empty").hidden = evs.length > 0;
 }
 function renderComm(buses) {
@@ -289,7 +292,7 @@ function renderComm(buses) {
   $("#comm tbody").replaceChildren(...rows);
 }
 function mergeEvents(list) {
-  for (const e of list) S.events.set(e.seq, e);
+  for (const e of list) S.events.set(eventKey(e), e);
   renderEvents();
 }
 
