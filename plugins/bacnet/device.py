@@ -38,7 +38,7 @@ from bacpypes3.pdu import Address
 from bacpypes3.primitivedata import ObjectIdentifier
 from btms_gateway.core.version import __version__
 
-from .bacobjects import OBJECT_TYPES, text
+from .bacobjects import OBJECT_TYPES, property_list, text
 from .cov_property import PropertyCOVServices
 from .image import Image
 from .objects import Point
@@ -133,11 +133,28 @@ class ObjectTable(MutableMapping[Any, Any]):
         return ObjectList.over(list(self._fixed), self._image)
 
 
-class GatewayDevice(DeviceObject):
+class StandardPropertyList:
+    """Mixin for bacpypes3's own object classes: a Property_List without the
+    four properties the standard leaves out (see bacobjects.property_list)."""
+
+    @property
+    def propertyList(self) -> Any:
+        return property_list(self)
+
+    @propertyList.setter
+    def propertyList(self, value: Any) -> None:
+        """Ignored: computed from the served properties."""
+
+
+class GatewayNetworkPort(StandardPropertyList, NetworkPortObject):  # type: ignore[misc]
+    """The B/IP network port object, with a standard Property_List."""
+
+
+class GatewayDevice(StandardPropertyList, DeviceObject):  # type: ignore[misc]
     """The device object, with an object list made element by element from
     the table (the stock one rebuilds the whole array on every read, even of
-    one element) and services/object types that say what this device
-    really does."""
+    one element), services/object types that say what this device really
+    does, and a standard Property_List."""
 
     @property
     def objectList(self) -> Any:  # type: ignore[override]
@@ -301,7 +318,7 @@ async def start_device(settings: BacnetSettings, points: list[Point]) -> tuple[A
         segmentationSupported=Segmentation.segmentedBoth,
         maxSegmentsAccepted=settings.max_segments,
     )
-    port = NetworkPortObject(
+    port = GatewayNetworkPort(
         address, objectIdentifier=("network-port", 1), objectName=f"{settings.device_name}.ip"
     )
     app = GatewayApplication.from_object_list([device, port])
