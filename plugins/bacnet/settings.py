@@ -44,11 +44,11 @@ class BacnetSettings(PluginSection):
     #: segments accepted for a segmented request; a longer one is aborted
     #: (buffer-overflow) at the first segment past it
     max_segments: Annotated[int, Field(ge=2, le=255)] = 64
-    #: segments of one answer at most (the client's own limit if lower; its
-    #: "more than 64" is taken at this): a ReadPropertyMultiple whose answer
-    #: would be longer is aborted (apdu-too-long) as soon as it outgrows it,
-    #: which bounds the work one request can cost (see docs/bacnet.md)
-    max_response_segments: Annotated[int, Field(ge=1, le=255)] = 64
+    #: segments of one ReadPropertyMultiple answer at most (the client's own
+    #: limit if lower; its "more than 64" is taken at this): a longer answer is
+    #: aborted (apdu-too-long) as soon as it outgrows it, which bounds the work
+    #: one request can cost. 128 (189 KB) holds a full plant's object list.
+    max_response_segments: Annotated[int, Field(ge=1, le=255)] = 128
     #: client addresses or CIDR networks whose datagrams are served; empty = all
     allow: AllowList = []
     #: COV subscriptions (object and property) in all and per client host
