@@ -173,28 +173,48 @@ async def test_a_client_outside_the_allowlist_is_closed_before_anything_is_read(
         assert svc.stats.refused["allowlist"] == 1
 
 
+async def _connect(port: int, host: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port, local_addr=(host, 0))
+
+
+async def _stream(url: str, host: str, held: list[Any]) -> None:
+    """A live stream from ``host``: a connection busy with a request."""
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(host, 0)))
+    held.append(session)
+    response = await session.get(url + "/api/stream")
+    assert response.status == 200
+    held.append(response)
+
+
 async def test_connection_caps_per_client_and_in_all_make_room_from_the_idle(
     tmp_path: Path,
 ) -> None:
-    web = {"max_connections": 6, "max_connections_per_client": 4}
+    web = {"max_connections": 4, "max_connections_per_client": 2}
     async with web_gateway(tmp_path, web=web) as (h, svc):
-        listener = svc.listener
-        hold = [await asyncio.open_connection("127.0.0.1", svc.port, local_addr=("127.0.0.2", 0))
-                for _ in range(4)]  # fmt: skip
-        await h.wait_until(lambda: len(listener.connections) == 4, what="4 connections kept")
-        assert await _closed_unread(svc.port, "127.0.0.2")  # a 5th from the same address
-        assert svc.stats.refused["connections_per_client"] == 1
-        hold += [await asyncio.open_connection("127.0.0.1", svc.port, local_addr=("127.0.0.3", 0))
-                 for _ in range(2)]  # fmt: skip
-        await h.wait_until(lambda: len(listener.connections) == 6, what="all 6 taken")
-        # full: a client with a request gets the slot of the connection idle longest
-        status, body = await get_json(svc.url + "/health/live")
-        assert status == 200 and body["status"] == "live"
-        assert svc.stats.refused["evicted_idle"] == 1
-        first_reader = hold[0][0]
-        assert await asyncio.wait_for(first_reader.read(100), 2) == b""  # the oldest went
-        for _, writer in hold:
-            writer.close()
+        listener, refused = svc.listener, svc.stats.refused
+        idle = [await _connect(svc.port, "127.0.0.3") for _ in range(2)]
+        await h.wait_until(lambda: len(listener.connections) == 2, what="2 connections kept")
+        # a third from the same address: its own connection idle longest makes room
+        idle.append(await _connect(svc.port, "127.0.0.3"))
+        assert await _eof_within(idle[0][0], 2) and refused["evicted_idle"] == 1
+        held: list[Any] = []
+        try:
+            for _ in range(2):  # an address whose connections are all busy is refused
+                await _stream(svc.url, "127.0.0.2", held)
+            assert await _closed_unread(svc.port, "127.0.0.2")
+            assert refused["connections_per_client"] == 1
+            # all 4 taken: a client with a request gets the slot idle longest
+            await h.wait_until(lambda: len(listener.connections) == 4, what="all 4 taken")
+            status, body = await get_json(svc.url + "/health/live")
+            assert status == 200 and body["status"] == "live"
+            assert refused["evicted_idle"] == 2 and "connections" not in refused
+            assert await _eof_within(idle[1][0], 2)  # the older idle one went
+            assert svc.stats.clients == 2  # the streams go on
+        finally:
+            for item in reversed(held):
+                item.close() if isinstance(item, aiohttp.ClientResponse) else await item.close()
+            for _, writer in idle:
+                writer.close()
 
 
 async def test_a_request_head_must_arrive_in_time_and_idle_connections_close(

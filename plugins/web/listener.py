@@ -13,9 +13,10 @@ protocol through ``loop.connect_accepted_socket``:
 * a descriptor in the southbound reserve (``netguard.may_accept``) is closed
   at once, so the serial side always finds descriptors free;
 * at most ``max_connections`` in all and ``max_connections_per_client`` from
-  one address; when all are taken, the connection idle longest (no request
-  in progress) makes room, so clients that only hold connections open cannot
-  lock the others out;
+  one address; when all are taken (all of that address's), the connection
+  idle longest (no request in progress; one that never sent a request
+  first) makes room, so clients that only hold connections open cannot lock
+  the others (or another tab of the same browser) out;
 * a connection must deliver a complete request head within
   ``header_timeout_s`` of being accepted (the TLS handshake included); after
   an answer, the next request must be complete within ``keepalive_timeout_s``
@@ -222,7 +223,7 @@ class Listener:
         if not may_accept(sock.fileno()):
             return "descriptors"
         self._prune()
-        if self.per_host[host] >= self.limits.max_per_client:
+        if self.per_host[host] >= self.limits.max_per_client and not self._evict_idle(host):
             return "connections_per_client"
         if len(self.connections) >= self.limits.max_connections and not self._evict_idle():
             return "connections"
@@ -244,10 +245,11 @@ class Listener:
             conn.timer.cancel()
             conn.timer = None
 
-    def _evict_idle(self) -> bool:
+    def _evict_idle(self, host: str | None = None) -> bool:
         """Close the connection idle longest (one that never sent a request
-        first) to make room; False when every connection is answering one."""
-        idle = [c for c in self.connections if c.active == 0]
+        first), of ``host`` if given, to make room; False when every such
+        connection is answering a request."""
+        idle = [c for c in self.connections if c.active == 0 and host in (None, c.host)]
         if not idle:
             return False
         victim = min(idle, key=lambda c: (c.requests > 0, c.idle_since))
