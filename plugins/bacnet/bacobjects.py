@@ -116,6 +116,24 @@ def unsigned(value: int) -> Unsigned:
     return cached if cached is not None else Unsigned(value)
 
 
+#: what Property_List leaves out: ANSI/ASHRAE 135 defines it, for every object type,
+#: as one identifier per property of the object except these four
+NOT_IN_PROPERTY_LIST = frozenset(("objectIdentifier", "objectName", "objectType", "propertyList"))
+
+
+def property_list(obj: Any) -> Any:
+    """The Property_List of ``obj``: every property it serves (an element with
+    a value), except the four the standard leaves out. bacpypes3's own list
+    includes them, which a BTL test of Property_List fails on."""
+    pid = obj._property_identifier_class
+    names = [
+        n
+        for n in obj._elements
+        if n not in NOT_IN_PROPERTY_LIST and inspect.getattr_static(obj, n, None) is not None
+    ]
+    return ArrayOf(PropertyIdentifier)([pid(n) for n in names])
+
+
 # --- COV ------------------------------------------------------------------------
 def property_values(obj: Any, names: tuple[str, ...] | list[str]) -> list[PropertyValue]:
     """The list-of-values of a notification. Built without bacpypes3's generic
@@ -283,18 +301,11 @@ class View:
 
     @property
     def propertyList(self) -> Any:
-        """What the stock property computes per read (every served element
-        with a value), computed once per class: every view of a class serves
-        the same properties."""
+        """Computed once per class: every view of a class serves the same
+        properties (see ``property_list``)."""
         cls = type(self)
         if cls._property_list is None:
-            pid = cls._property_identifier_class  # type: ignore[attr-defined]
-            names = [
-                n
-                for n in cls._elements  # type: ignore[attr-defined]
-                if inspect.getattr_static(self, n, None) is not None
-            ]
-            cls._property_list = ArrayOf(PropertyIdentifier)([pid(n) for n in names])
+            cls._property_list = property_list(self)
         return cls._property_list
 
     # --- COV: only views with monitors are kept (the image refreshes them) ---

@@ -122,10 +122,12 @@ class PropertyCOVServices:
                 existing.cancel()
             await self.response(SimpleAckPDU(context=apdu))  # type: ignore[attr-defined]
             return
+        if existing is None:
+            self.check_room(apdu.pduSource)  # type: ignore[attr-defined]
         if detection is None:
             detection = self._property_detections[key] = PropertyDetection(obj, prop)
         increment = None if apdu.covIncrement is None else float(apdu.covIncrement)
-        lifetime = int(apdu.lifetime or 0)
+        lifetime = self.granted_lifetime(apdu.lifetime)  # type: ignore[attr-defined]
         if existing is not None:
             existing.renew(lifetime)
             existing.increment = increment

@@ -38,10 +38,12 @@ from bacpypes3.pdu import Address
 from bacpypes3.primitivedata import ObjectIdentifier
 from btms_gateway.core.version import __version__
 
-from .bacobjects import OBJECT_TYPES, text
+from .bacobjects import OBJECT_TYPES, property_list, text
 from .cov_property import PropertyCOVServices
+from .guard import CovLimits, GuardedASAP, install_allowlist
 from .image import Image
 from .objects import Point
+from .rpm import SlicedReadPropertyMultiple
 from .settings import BacnetSettings
 
 log = logging.getLogger("btms_gateway.plugins.bacnet")
@@ -133,11 +135,28 @@ class ObjectTable(MutableMapping[Any, Any]):
         return ObjectList.over(list(self._fixed), self._image)
 
 
-class GatewayDevice(DeviceObject):
+class StandardPropertyList:
+    """Mixin for bacpypes3's own object classes: a Property_List without the
+    four properties the standard leaves out (see bacobjects.property_list)."""
+
+    @property
+    def propertyList(self) -> Any:
+        return property_list(self)
+
+    @propertyList.setter
+    def propertyList(self, value: Any) -> None:
+        """Ignored: computed from the served properties."""
+
+
+class GatewayNetworkPort(StandardPropertyList, NetworkPortObject):  # type: ignore[misc]
+    """The B/IP network port object, with a standard Property_List."""
+
+
+class GatewayDevice(StandardPropertyList, DeviceObject):  # type: ignore[misc]
     """The device object, with an object list made element by element from
     the table (the stock one rebuilds the whole array on every read, even of
-    one element) and services/object types that say what this device
-    really does."""
+    one element), services/object types that say what this device really
+    does, and a standard Property_List."""
 
     @property
     def objectList(self) -> Any:  # type: ignore[override]
@@ -185,14 +204,17 @@ class GatewayDevice(DeviceObject):
         raise ExecutionError(errorClass="property", errorCode="writeAccessDenied")
 
 
-class GatewayApplication(PropertyCOVServices, Application):
+class GatewayApplication(CovLimits, SlicedReadPropertyMultiple, PropertyCOVServices, Application):  # type: ignore[misc]
     """A read-only device: every write is refused with write-access-denied,
     before bacpypes3 tries to decode the value against a property type.
-    Adds SubscribeCOVProperty (cov_property.py) and a real active-cov-subscriptions."""
+    Adds SubscribeCOVProperty (cov_property.py), a real active-cov-subscriptions,
+    ReadPropertyMultiple in slices within a size bound (rpm.py) and limits on
+    COV subscriptions (guard.py)."""
 
     async def do_SubscribeCOVRequest(self, apdu: Any) -> None:
-        """A subscription without a lifetime is indefinite (lifetime 0); the
-        stock service compares None with 0 and answers an error.
+        """A subscription without a lifetime asks for an indefinite one (the
+        stock service compares None with 0 and answers an error); it gets the
+        lifetime CovLimits grants. A new subscription must fit the caps.
 
         A cancellation of a subscription that does not exist is acknowledged
         here: bacpypes3 0.0.110 builds the object's COV detection *before*
@@ -204,8 +226,10 @@ class GatewayApplication(PropertyCOVServices, Application):
             if not self._has_subscription(apdu):
                 await self.response(SimpleAckPDU(context=apdu))
                 return
-        elif apdu.lifetime is None:
-            apdu.lifetime = 0
+        else:
+            apdu.lifetime = self.granted_lifetime(apdu.lifetime)
+            if not self._has_subscription(apdu):
+                self.check_room(apdu.pduSource)
         await super().do_SubscribeCOVRequest(apdu)
 
     def _has_subscription(self, apdu: Any) -> bool:
@@ -283,8 +307,11 @@ def check_port_free(address: Address) -> None:
         probe.close()
 
 
-async def start_device(settings: BacnetSettings, points: list[Point]) -> tuple[Any, Image]:
-    """Bind the B/IP port and serve ``points``; returns (application, image)."""
+async def start_device(
+    settings: BacnetSettings, points: list[Point], on_refused: Any = None
+) -> tuple[Any, Image]:
+    """Bind the B/IP port and serve ``points``; returns (application, image).
+    ``on_refused()`` counts each datagram dropped by the allowlist."""
     address = Address(settings.address)
     check_port_free(address)
     device = GatewayDevice(
@@ -301,12 +328,19 @@ async def start_device(settings: BacnetSettings, points: list[Point]) -> tuple[A
         segmentationSupported=Segmentation.segmentedBoth,
         maxSegmentsAccepted=settings.max_segments,
     )
-    port = NetworkPortObject(
+    port = GatewayNetworkPort(
         address, objectIdentifier=("network-port", 1), objectName=f"{settings.device_name}.ip"
     )
     app = GatewayApplication.from_object_list([device, port])
+    install_allowlist(app, settings.allow, on_refused or (lambda: None))
+    app.asap.__class__ = GuardedASAP  # adds checks only; see guard.py
+    app.asap.max_request_segments = settings.max_segments
     app.asap.proposedWindowSize = settings.window_size
     app.asap.maxSegmentsAccepted = settings.max_segments
+    app.max_response_segments = settings.max_response_segments
+    app.cov_max_subscriptions = settings.cov_max_subscriptions
+    app.cov_max_subscriptions_per_client = settings.cov_max_subscriptions_per_client
+    app.cov_max_lifetime_s = settings.cov_max_lifetime_s
     image = Image(points)
     image.app = app
     # names are unique in the table (objects.build_points); identifiers and

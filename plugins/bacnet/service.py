@@ -39,11 +39,13 @@ class BacnetService:
         self.startup_s = 0.0
         self.last_apply_s = 0.0
         self.noise = DecodeNoise()
+        #: datagrams dropped because their sender is not in ``allow``
+        self.refused_allowlist = 0
 
     async def start(self, plant: Any, active_alarms: list[Any]) -> None:
         started = time.perf_counter()
         self.points = points_for(self.settings, Layout.from_plant(plant))
-        self.app, self.image = await start_device(self.settings, self.points)
+        self.app, self.image = await start_device(self.settings, self.points, self._refused)
         self.objects = self.image.objects
         self.noise.install(asyncio.get_running_loop())
         self.image.apply_plant(plant)
@@ -58,6 +60,9 @@ class BacnetService:
             len(self.objects) + 2,
             self.startup_s,
         )
+
+    def _refused(self) -> None:
+        self.refused_allowlist += 1
 
     def stop(self) -> None:
         self.noise.uninstall()

@@ -6,6 +6,7 @@ import ipaddress
 from typing import Annotated, Literal
 
 from btms_gateway.core.config_base import PluginSection
+from btms_gateway.core.netguard import AllowList
 from pydantic import Field, ValidationInfo, field_validator
 
 #: BACnet device instances are 22 bits; 4194303 is the "any device" wildcard.
@@ -40,8 +41,22 @@ class BacnetSettings(PluginSection):
     structured_views: bool = True
     #: max APDU this device accepts/sends; 1476 is the B/IP maximum.
     max_apdu: Literal[50, 128, 206, 480, 1024, 1476] = 1476
-    #: segments accepted for a segmented request (responses follow the client's limit).
+    #: segments accepted for a segmented request; a longer one is aborted
+    #: (buffer-overflow) at the first segment past it
     max_segments: Annotated[int, Field(ge=2, le=255)] = 64
+    #: segments of one ReadPropertyMultiple answer at most (the client's own
+    #: limit if lower; its "more than 64" is taken at this): a longer answer is
+    #: aborted (apdu-too-long) as soon as it outgrows it, which bounds the work
+    #: one request can cost. 128 (189 KB) holds a full plant's object list.
+    max_response_segments: Annotated[int, Field(ge=1, le=255)] = 128
+    #: client addresses or CIDR networks whose datagrams are served; empty = all
+    allow: AllowList = []
+    #: COV subscriptions (object and property) in all and per client host
+    cov_max_subscriptions: Annotated[int, Field(ge=1, le=1_000_000)] = 4000
+    cov_max_subscriptions_per_client: Annotated[int, Field(ge=1, le=1_000_000)] = 2000
+    #: longest lifetime granted; a subscription asking for none (indefinite) or a
+    #: longer one gets this. None: indefinite subscriptions are kept indefinitely
+    cov_max_lifetime_s: Annotated[int, Field(ge=1)] | None = 86400
     #: the window size this device proposes when it segments an answer. Keep
     #: 1: with 2 or more (bacpypes3's default is 2), rusty-bacnet never
     #: completes a segmented answer (RPM of ALL, the object list) and the

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ from . import data, events
 from .jsontext import LIVE, REST
 from .live import Client, serve_client, sse, sse_text
 from .openapi import openapi_document
-from .security import CSRF_HEADER, SESSION_COOKIE
+from .security import CSRF_HEADER, SESSION_COOKIE, client_address
 
 if TYPE_CHECKING:
     from .service import WebService
@@ -44,6 +45,27 @@ def _not_found(what: str) -> web.Response:
 
 async def _blocking(fn: Callable[..., Any], *args: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+def _flag(raw: str) -> bool | None:
+    """A boolean query parameter; None when it is neither."""
+    return {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(
+        raw.lower()
+    )
+
+
+def _query_number(request: web.Request, key: str, kind: type, what: str) -> Any:
+    """An optional numeric query parameter: finite, and above 0 for an integer."""
+    raw = request.query.get(key)
+    if not raw:
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or (kind is int and value < 1):
+        raise ValueError(f"{key}: expected {what}, found {raw!r}")
+    return value
 
 
 def add_routes(app: web.Application, svc: WebService) -> None:
@@ -100,7 +122,10 @@ class Handlers:
         return _text(self.cache.strings(snap, REST))
 
     async def string(self, request: web.Request) -> web.Response:
-        cells = request.query.get("cells", "true").lower() not in ("false", "0", "no")
+        cells = _flag(request.query.get("cells", "true"))
+        if cells is None:
+            found = request.query["cells"]
+            return _json({"error": f"cells: expected true or false, found {found!r}"}, 400)
         name = request.match_info["name"]
         out = data.string_text(self.gw, self.cache, REST, name, cells, self.limits)
         return _text(out) if out is not None else _not_found("string")
@@ -110,10 +135,10 @@ class Handlers:
         if name not in self.gw.store.snapshot.strings:
             return _not_found("string")
         try:
-            since = float(request.query["since"]) if request.query.get("since") else None
-            limit = int(request.query["limit"]) if request.query.get("limit") else None
-        except ValueError:
-            return _json({"error": "since: expected a number; limit: expected an integer"}, 400)
+            since = _query_number(request, "since", float, "a number (seconds since the epoch)")
+            limit = _query_number(request, "limit", int, "a positive integer")
+        except ValueError as exc:
+            return _json({"error": str(exc)}, 400)
         h = self.svc.history
         return _json(
             {
@@ -155,11 +180,13 @@ class Handlers:
     async def acknowledge(self, request: web.Request) -> web.Response:
         user = await self.svc.gate.user(request)
         alarm_id = request.match_info["alarm_id"]
-        ok = await _blocking(self.gw.alarms.acknowledge, alarm_id, user)
-        if not ok:
+        by = await _blocking(data.acknowledge, self.gw, alarm_id, user)
+        if by is None:
             return _json({"error": f"no active alarm {alarm_id!r}"}, 404)
-        log.info("alarm %s acknowledged by %s via web", alarm_id, user)
-        return _json({"alarm_id": alarm_id, "acknowledged": True, "by": user})
+        if by == user:
+            log.info("alarm %s acknowledged by %s via web", alarm_id, user)
+        # who the alarm engine recorded: a second acknowledge does not change it
+        return _json({"alarm_id": alarm_id, "acknowledged": True, "by": by})
 
     # --- live stream -------------------------------------------------------------------
     async def stream(self, request: web.Request) -> web.StreamResponse:
@@ -168,9 +195,13 @@ class Handlers:
         name = request.query.get("string") or None
         if name is not None and name not in self.gw.store.snapshot.strings:
             return _not_found("string")
-        if len(hub.clients) >= self.svc.settings.max_live_clients:
+        settings, address = self.svc.settings, client_address(request)
+        if len(hub.clients) >= settings.max_live_clients:
             self.svc.stats.refuse("live_clients")
             return _json({"error": "too many live clients; try again later"}, 503)
+        if hub.clients_from(address) >= settings.max_live_clients_per_client:
+            self.svc.stats.refuse("live_clients_per_client")
+            return _json({"error": "too many live streams from this address"}, 503)
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -179,7 +210,7 @@ class Handlers:
             }
         )
         await response.prepare(request)
-        client = hub.join(name)
+        client = hub.join(name, address)
         client.last_seq, client.position = self.svc.ring.last_seq, self.svc.ring.position
         try:
             await response.write(sse("hello", {"string": name, "last_seq": client.last_seq}))
@@ -233,11 +264,18 @@ class Handlers:
 
     # --- login ---------------------------------------------------------------------------
     async def login(self, request: web.Request) -> web.Response:
+        if request.content_type != "application/json":
+            # a form on another site can post text/plain or a form encoding
+            # without the browser asking first, never application/json
+            return _json({"error": "expected Content-Type: application/json"}, 415)
         try:
-            body = await request.json()
+            async with asyncio.timeout(self.svc.settings.header_timeout_s):
+                body = await request.json()
             user, password = str(body["user"]), str(body["password"])
         except (ValueError, KeyError, TypeError):
             return _json({"error": 'expected JSON {"user": ..., "password": ...}'}, 400)
+        except TimeoutError:
+            return _json({"error": "the request body did not arrive in time"}, 408)
         if not self.svc.settings.users:
             return _json({"error": "no users configured: the dashboard is read-only"}, 403)
         if not await self.svc.gate.check_password(request, user, password):

@@ -113,17 +113,27 @@ class Authenticator:
         name = self.tokens.get(hash_token(token))
         return f"token:{name}" if name is not None else None
 
-    def throttled(self, client: str, now: float | None = None) -> bool:
+    def attempt(self, client: str, now: float | None = None) -> float | None:
+        """Count a login attempt from ``client`` before its password is checked
+        (as a failure until ``succeeded``); None when the address is over its
+        limit for the last minute (counting attempts still being checked)."""
         now = time.monotonic() if now is None else now
         recent = [t for t in self._failures.get(client, []) if now - t < 60.0]
+        if len(recent) >= self.max_failed:
+            self._failures[client] = recent
+            return None
+        recent.append(now)
         self._failures[client] = recent
-        return len(recent) >= self.max_failed
-
-    def failed(self, client: str) -> None:
-        self._failures.setdefault(client, []).append(time.monotonic())
         if len(self._failures) > 10_000:  # bounded: forget the oldest clients
             for key in list(self._failures)[:5_000]:
                 del self._failures[key]
+        return now
+
+    def succeeded(self, client: str, attempt: float) -> None:
+        """A right password: that attempt is not a failure."""
+        stamps = self._failures.get(client)
+        if stamps and attempt in stamps:
+            stamps.remove(attempt)
 
     def open_session(self, user: str) -> tuple[str, Session]:
         self._expire()

@@ -204,6 +204,18 @@ def event_log_health(gateway: Any) -> dict[str, Any]:
     return dataclasses.asdict(log_health(gateway))
 
 
+def acknowledge(gateway: Any, alarm_id: str, user: str) -> str | None:
+    """Acknowledge as ``user``; who the alarm engine has recorded (the first
+    to acknowledge), or None if no such alarm is active. Blocking (the event
+    log's commit): call it in an executor."""
+    if not gateway.alarms.acknowledge(alarm_id, user):
+        return None
+    alarm = next((a for a in gateway.alarms.active() if a.alarm_id == alarm_id), None)
+    if alarm is None or alarm.acknowledged_by is None:  # cleared in between
+        return user
+    return str(alarm.acknowledged_by)
+
+
 def readiness(gateway: Any, ready_when: str) -> tuple[bool, str]:
     """Ready means values worth serving, alarms recorded: the gateway runs,
     its event log is being written, and (any | all) strings have GOOD data.

@@ -24,6 +24,7 @@ KEEPALIVE_S = 15.0
 @dataclass(eq=False)
 class Client:
     string: str | None
+    address: str = ""
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     plant: bool = True
     selected: bool = True
@@ -86,11 +87,14 @@ class LiveHub:
             c.alarms = c.alarms or alarm
             c.wake.set()
 
-    def join(self, string: str | None) -> Client:
-        client = Client(string)
+    def join(self, string: str | None, address: str = "") -> Client:
+        client = Client(string, address)
         client.wake.set()  # everything is due at first
         self.clients.add(client)
         return client
+
+    def clients_from(self, address: str) -> int:
+        return sum(1 for c in self.clients if c.address == address)
 
     def leave(self, client: Client) -> None:
         self.clients.discard(client)

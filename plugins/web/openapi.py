@@ -266,12 +266,16 @@ def openapi_document() -> dict[str, Any]:
             "One string with its cells, alarm limits and resistance baselines",
             _ref("StringDetail"),
             [{**NAME, "name": "name"}, _q("cells", BOOL, "include cells (true)")],
-            **{"404": ERR},
+            **{"404": ERR, "400": ERR},
         ),
         "/api/strings/{name}/history": _get(
             "Recent samples of GOOD data kept in memory by the web plugin",
             _ref("History"),
-            [{**NAME, "name": "name"}, _q("since", NUM, "epoch seconds"), _q("limit", INT, "")],
+            [
+                {**NAME, "name": "name"},
+                _q("since", NUM, "epoch seconds"),
+                _q("limit", {"type": "integer", "minimum": 1}, "the newest N samples"),
+            ],
             **{"404": ERR, "400": ERR},
         ),
         "/api/buses": _get("Buses with communication counters", _arr(_ref("Bus"))),
@@ -290,6 +294,7 @@ def openapi_document() -> dict[str, Any]:
                     "403": ERR,
                     "404": ERR,
                     "429": ERR,
+                    "503": ERR,
                 },
             }
         },
@@ -300,7 +305,10 @@ def openapi_document() -> dict[str, Any]:
                     "required": True,
                     "content": {"application/json": {"schema": _ref("Login")}},
                 },
-                "responses": {"200": _ok(_ref("LoginResult")), "400": ERR, "401": ERR, "403": ERR},
+                "responses": {
+                    "200": _ok(_ref("LoginResult")),
+                    **{code: ERR for code in ("400", "401", "403", "408", "415", "429", "503")},
+                },
             }
         },
         "/api/logout": {"post": {"summary": "End the session", "responses": {"200": _ok(BAND)}}},
@@ -309,6 +317,7 @@ def openapi_document() -> dict[str, Any]:
             "Live updates as server-sent events (hello, plant, string, alarms)",
             STR,
             [_q("string", STR, "the string whose cells to push")],
+            **{"404": ERR, "503": ERR},
         ),
         "/api/openapi.json": _get("This description (OpenAPI 3.1)", {"type": "object"}),
         "/health/live": _get("The server answers", _ref("Health")),

@@ -1,5 +1,6 @@
-"""Who may connect and who may act: the allowlist, response headers, and the
-credential check every action (POST) goes through.
+"""Who may be answered and who may act: Host and Origin checks, response
+headers, and the credential check every action (POST) goes through (who may
+connect at all is decided at accept, in listener.py).
 
 Reading is open to every allowed client (read-only by default); an action
 needs a user (HTTP Basic, or the dashboard's session cookie plus its CSRF
@@ -12,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
-from btms_gateway.core.netguard import ClientAllowlist
 
 from .auth import Authenticator
 
@@ -36,6 +38,8 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: scrypt runs at once (about 50 ms and 16 MB each), and how many may wait for one
+PASSWORD_CHECKS, PASSWORD_QUEUE = 2, 8
 
 
 def client_address(request: web.Request) -> str:
@@ -43,24 +47,126 @@ def client_address(request: web.Request) -> str:
     return str(peer[0]) if peer else ""
 
 
-def guard_middleware(allow: list[str], stats: Any) -> Any:
-    """Refuse clients outside the allowlist before any handler runs, and add
-    the security headers to every answer."""
-    allowlist = ClientAllowlist(allow)
+#: names every gateway answers to besides ``allowed_hosts`` and its own addresses
+LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class HostCheck:
+    """Which Host (and Origin) names the server answers to, against DNS
+    rebinding: a page from another site that gets its name resolved to the
+    gateway reaches it with that site's name in Host, which no configured
+    name matches. Allowed: ``allowed_hosts`` (``"*"``: any), the listen
+    address, the address the connection arrived on, and localhost forms."""
+
+    def __init__(self, allowed: list[str], listen_host: str) -> None:
+        self.any = "*" in allowed
+        self.names = {_bare(n) for n in allowed if n != "*"} | set(LOCAL_NAMES)
+        self.names.add(_bare(listen_host))
+
+    def allows(self, name: str, request: web.Request) -> bool:
+        if self.any:
+            return True
+        bare = _bare(name)
+        if bare in self.names or bare.endswith(".localhost"):
+            return True
+        try:
+            address = ipaddress.ip_address(bare)
+        except ValueError:
+            return False
+        if address.is_loopback:
+            return True
+        local = request.transport.get_extra_info("sockname") if request.transport else None
+        return bool(local) and bare == _bare(str(local[0]))
+
+
+def _bare(host: str) -> str:
+    """``Host``/``Origin`` authority without port, brackets or trailing dot, lowercase."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    host = host.rstrip(".").split("%", 1)[0]
+    try:
+        return str(ipaddress.ip_address(host))  # one spelling per address
+    except ValueError:
+        return host
+
+
+def guard_middleware(hosts: HostCheck, stats: Any, listener: Any) -> Any:
+    """Check the Host (and, for actions, the Origin) header before any handler
+    runs, answer errors as JSON under /api/ and /health/ (the router's 404
+    and 405 included), and tell the listener when a connection is busy with
+    a request (see listener.py)."""
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not allowlist.allows(client_address(request)):
-            stats.refuse("allowlist")
-            return web.json_response({"error": "client not allowed"}, status=403)
-        response = await handler(request)
-        for key, value in HEADERS.items():
-            response.headers.setdefault(key, value)
-        if request.path.startswith("/api/") or request.path.startswith("/health/"):
-            response.headers.setdefault("Cache-Control", "no-store")
+        listener.request_started(request.transport)
+        try:
+            response = _screen(request, hosts, stats)
+            if response is None:
+                try:
+                    response = await handler(request)
+                except web.HTTPException as exc:
+                    response = _error_answer(request, exc)
+        finally:
+            listener.request_finished(request.transport)
         return response
 
     return guard
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: every answer the application sends (errors,
+    static files and the live stream included) carries the security headers."""
+    for key, value in HEADERS.items():
+        response.headers.setdefault(key, value)
+    if _is_api(request.path):
+        response.headers.setdefault("Cache-Control", "no-store")
+
+
+def _screen(request: web.Request, hosts: HostCheck, stats: Any) -> web.Response | None:
+    host = request.headers.get("Host")
+    if host is not None and not hosts.allows(host, request):
+        stats.refuse("host")
+        return web.json_response(
+            {"error": f"host name {_bare(host)!r} is not served here (allowed_hosts)"}, status=421
+        )
+    origin = request.headers.get("Origin")
+    if request.method not in SAFE_METHODS and origin is not None:
+        authority = urlsplit(origin).netloc if origin != "null" else ""
+        if not authority or not hosts.allows(authority, request):
+            stats.refuse("origin")
+            return web.json_response({"error": "cross-site request refused (Origin)"}, status=403)
+    return None
+
+
+def _is_api(path: str) -> bool:
+    return path.startswith(("/api/", "/health/")) or path in ("/api", "/health", "/metrics")
+
+
+def _error_answer(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """An answer of its own for an HTTP exception (the router's 404/405, the
+    gatekeeper's 401/403/429, aiohttp's 413): JSON under the API paths."""
+    headers = {
+        k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")
+    }
+    if exc.status >= 400 and _is_api(request.path) and exc.content_type != "application/json":
+        if exc.status == 404:
+            message = f"no such path: {request.path}"
+        elif exc.status == 405:
+            message = f"method {request.method} not allowed here"
+        else:
+            message = exc.reason
+        return web.json_response({"error": message}, status=exc.status, headers=headers)
+    return web.Response(
+        status=exc.status,
+        reason=exc.reason,
+        body=exc.body,
+        content_type=exc.content_type if exc.body is not None else None,
+        headers=headers,
+    )
 
 
 class Gatekeeper:
@@ -70,10 +176,17 @@ class Gatekeeper:
         self.auth = auth
         self.actions_possible = actions_possible
         self.stats = stats
+        self._checks = asyncio.Semaphore(PASSWORD_CHECKS)
+        self._waiting = 0  # password checks in progress or queued for one
 
     def _refuse(self, status: int, reason: str, message: str, **headers: str) -> web.HTTPException:
         self.stats.refuse(reason)
-        cls = {401: web.HTTPUnauthorized, 403: web.HTTPForbidden, 429: web.HTTPTooManyRequests}
+        cls = {
+            401: web.HTTPUnauthorized,
+            403: web.HTTPForbidden,
+            429: web.HTTPTooManyRequests,
+            503: web.HTTPServiceUnavailable,
+        }
         return cls[status](
             text=json.dumps({"error": message}), content_type="application/json", headers=headers
         )
@@ -111,14 +224,29 @@ class Gatekeeper:
         raise self._refuse(401, "bad_credentials", "wrong user or password", **_challenge())
 
     async def check_password(self, request: web.Request, user: str, password: str) -> bool:
-        """scrypt in a worker thread; too many failures from one address -> 429."""
+        """scrypt in a worker thread, at most PASSWORD_CHECKS at once.
+
+        The attempt counts against the address before the check starts
+        (and is forgotten if the password is right), so parallel guesses
+        meet the limit as sequential ones do: too many from one address -> 429.
+        More than PASSWORD_QUEUE waiting for a check -> 503."""
         client = client_address(request)
-        if self.auth.throttled(client):
+        if self._waiting >= PASSWORD_QUEUE:
+            busy = "too many logins being checked; try again"
+            raise self._refuse(503, "logins_busy", busy, **{"Retry-After": "1"})
+        attempt = self.auth.attempt(client)
+        if attempt is None:
             raise self._refuse(429, "throttled", "too many failed logins; wait a minute")
-        loop = asyncio.get_running_loop()
-        ok = await loop.run_in_executor(None, self.auth.check_password, user, password)
-        if not ok:
-            self.auth.failed(client)
+        self._waiting += 1
+        try:
+            async with self._checks:
+                loop = asyncio.get_running_loop()
+                ok = await loop.run_in_executor(None, self.auth.check_password, user, password)
+        finally:
+            self._waiting -= 1
+        if ok:
+            self.auth.succeeded(client, attempt)
+        else:
             log.warning("failed web login for user %r from %s", user, client)
         return ok
 

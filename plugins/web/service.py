@@ -1,8 +1,10 @@
 """The web service: one aiohttp application on the gateway's own event loop.
 
-aiohttp's AppRunner/TCPSite start a server inside an already running loop, so
-the plugin needs no separate server process or thread (see docs/web.md for
-why aiohttp). Everything the handlers share lives here.
+aiohttp's AppRunner starts a server inside an already running loop, so the
+plugin needs no separate server process or thread (see docs/web.md for why
+aiohttp); the sockets come from the plugin's own listener (listener.py),
+which decides at accept who is served. Everything the handlers share lives
+here.
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ from typing import Any
 
 from aiohttp import log as web_log
 from aiohttp import web
+from btms_gateway.core.netguard import raise_open_file_limit
 
 from . import api
 from .auth import Authenticator
 from .history import EventRing, History
 from .jsontext import JsonCache
+from .listener import ConnectionLimits, Listener
 from .live import LiveHub
 from .metrics import GatewayCollector, registry_for
-from .security import Gatekeeper, guard_middleware
+from .security import Gatekeeper, HostCheck, guard_middleware, security_headers
 from .settings import WebSettings
 
 log = logging.getLogger("btms_gateway.web")
@@ -61,11 +65,14 @@ class WebService:
         self.hub: LiveHub | None = None
         self.json_cache = JsonCache()  # used on the event loop only
         self.runner: web.AppRunner | None = None
+        self.listener: Listener | None = None
         self.port: int | None = None
         self.tls = settings.tls_certfile is not None
 
-    def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[guard_middleware(self.settings.allow, self.stats)])
+    def build_app(self, listener: Listener) -> web.Application:
+        hosts = HostCheck(self.settings.allowed_hosts, self.settings.host)
+        app = web.Application(middlewares=[guard_middleware(hosts, self.stats, listener)])
+        app.on_response_prepare.append(security_headers)
         api.add_routes(app, self)
         app.router.add_get("/", self.index)
         app.router.add_static("/static", STATIC, append_version=False)
@@ -75,29 +82,38 @@ class WebService:
         return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def start(self) -> None:
+        settings = self.settings
+        raise_open_file_limit()
         self.hub = LiveHub(asyncio.get_running_loop(), self._changed)
         self.stats.hub = self.hub
+        context = None
+        if settings.tls_certfile is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(settings.tls_certfile, settings.tls_keyfile)
+        limits = ConnectionLimits(
+            settings.allow,
+            settings.max_connections,
+            settings.max_connections_per_client,
+            settings.header_timeout_s,
+        )
+        # the server (connection factory) exists after setup; the listener hands it sockets
+        listener = Listener(limits, lambda: self._server(), self.stats.refuse, context)
         self.runner = web.AppRunner(
-            self.build_app(),
+            self.build_app(listener),
             handle_signals=False,
             shutdown_timeout=0.5,
-            access_log=web_log.access_logger if self.settings.access_log else None,
+            keepalive_timeout=settings.keepalive_timeout_s,
+            access_log=web_log.access_logger if settings.access_log else None,
         )
         await self.runner.setup()
-        context = None
-        if self.settings.tls_certfile is not None:
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.load_cert_chain(self.settings.tls_certfile, self.settings.tls_keyfile)
-        site = web.TCPSite(self.runner, self.settings.host, self.settings.port, ssl_context=context)
         try:
-            await site.start()
+            self.port = await listener.start(settings.host, settings.port)
         except OSError as exc:
             await self.runner.cleanup()
             self.runner = None
-            where = f"{self.settings.host}:{self.settings.port}"
+            where = f"{settings.host}:{settings.port}"
             raise OSError(f"web: cannot listen on {where}: {exc.strerror or exc}") from exc
-        addresses = self.runner.addresses  # the bound sockets: port 0 becomes a real port
-        self.port = addresses[0][1] if addresses else self.settings.port
+        self.listener = listener
         log.info(
             "web dashboard, REST API and /metrics on %s://%s:%s (actions %s)",
             "https" if self.tls else "http",
@@ -106,7 +122,14 @@ class WebService:
             "need a login" if self.settings.actions_possible else "disabled (read-only)",
         )
 
+    def _server(self) -> asyncio.Protocol:
+        assert self.runner is not None and self.runner.server is not None
+        return self.runner.server()
+
     async def stop(self) -> None:
+        if self.listener is not None:
+            await self.listener.stop()
+            self.listener = None
         if self.hub is not None:
             self.hub.close()
         if self.runner is not None:

@@ -22,6 +22,16 @@ class WebSettings(PluginSection):
     port: Port = 8080
     #: client addresses or CIDR networks allowed to connect; empty = everyone
     allow: AllowList = []
+    #: host names clients may use (Host header) besides the listen address, the
+    #: address a connection arrives on and localhost; "*" = any (DNS rebinding)
+    allowed_hosts: list[str] = []
+    #: connections at once, in all and from one address (more are closed at accept)
+    max_connections: Annotated[int, Field(ge=1, le=10_000)] = 128
+    max_connections_per_client: Annotated[int, Field(ge=1, le=10_000)] = 16
+    #: seconds from accept (TLS handshake included) to a complete request head
+    header_timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    #: seconds an idle connection is kept after an answer, for its next request
+    keepalive_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 15.0
     #: user name -> password hash made by ``btms-gateway web hash-password``
     users: dict[str, str] = {}
     #: hashes of API bearer tokens, made by ``btms-gateway web new-token``
@@ -38,6 +48,8 @@ class WebSettings(PluginSection):
     live_interval_s: Annotated[float, Field(ge=0.05, le=60)] = 0.5
     #: browsers on the live stream at once; more get 503 (a bounded resource)
     max_live_clients: Annotated[int, Field(ge=1, le=1000)] = 32
+    #: live streams from one address (a browser holds one per open tab)
+    max_live_clients_per_client: Annotated[int, Field(ge=1, le=1000)] = 8
     #: "any": ready once any string has GOOD data; "all": once every string has
     ready_when: Literal["any", "all"] = "any"
     #: one INFO line per HTTP request (logger ``aiohttp.access``). Off by default:
@@ -58,6 +70,17 @@ class WebSettings(PluginSection):
                 raise ValueError(
                     f"users.{user}: a password hash made by `btms-gateway web hash-password` "
                     "(scrypt$...), found something else (plain passwords are not accepted)"
+                )
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not name or any(c in name for c in "/ @") or name.count(":") == 1:
+                raise ValueError(
+                    f"host names or addresses without port or scheme (e.g. 'gw.plant.local'), "
+                    f"or '*', found {name!r}"
                 )
         return value
 

@@ -332,16 +332,33 @@ function renderUser() {
 }
 
 // ---------- live data ----------
-function select(name) {
+// The URL keeps the view (#STRING/METRIC). Choosing a string is a history
+// entry (Back returns to the previous string); a changed or followed hash in
+// an open tab is obeyed like a click; the first string picked by default and
+// a metric tab only replace the entry.
+function select(name, push = true) {
   if (name === S.sel) return;
-  S.sel = name; saveHash();
+  S.sel = name; saveHash(push);
   if (S.plant) renderTree();
   api(`/api/strings/${encodeURIComponent(name)}`).then((st) => {
     if (st.name === S.sel) { S.string = st; renderDetail(); }
   }).catch(() => { S.sel = null; S.string = null; connect(); });  // e.g. a stale link
   connect();
 }
-function saveHash() { history.replaceState(null, "", `#${encodeURIComponent(S.sel || "")}/${S.metric}`); }
+function saveHash(push = false) {
+  const hash = `#${encodeURIComponent(S.sel || "")}/${S.metric}`;
+  if (hash === location.hash) return;
+  if (push && S.sel !== null) history.pushState(null, "", hash); else history.replaceState(null, "", hash);
+}
+function readHash() {
+  const [name, metric] = decodeURIComponent(location.hash.slice(1)).split("/");
+  return { name: name || null, metric: METRICS[metric] ? metric : null };
+}
+function followHash() {  // hashchange and popstate (Back / Forward): the URL leads
+  const { name, metric } = readHash();
+  if (metric && metric !== S.metric) { S.metric = metric; renderTabs(); renderChart(); }
+  if (name && name !== S.sel) select(name, false);
+}
 function connect() {
   if (S.es) S.es.close();
   const es = new EventSource(`/api/stream${S.sel ? `?string=${encodeURIComponent(S.sel)}` : ""}`);
@@ -353,7 +370,7 @@ function connect() {
   });
   es.addEventListener("plant", (e) => {
     S.plant = JSON.parse(e.data);
-    if (!S.sel && S.plant.strings.length) { select(S.plant.strings[0].name); return; }
+    if (!S.sel && S.plant.strings.length) { select(S.plant.strings[0].name, false); return; }
     renderTree(); renderComm(S.plant.buses);
   });
   es.addEventListener("string", (e) => { const st = JSON.parse(e.data); if (st.name === S.sel) { S.string = st; renderDetail(); } });
@@ -365,14 +382,16 @@ function connect() {
   es.onerror = () => { conn.textContent = "Reconnecting"; conn.className = "pill pill-wait"; };
 }
 async function start() {
-  const [name, metric] = decodeURIComponent(location.hash.slice(1)).split("/");
-  if (metric && METRICS[metric]) S.metric = metric;
+  const { name, metric } = readHash();
+  if (metric) S.metric = metric;
   $("#login-form").addEventListener("submit", login);
   $("#login-cancel").addEventListener("click", () => { S.pendingAck = null; $("#login-dlg").close(); });
   $("#login-btn").addEventListener("click", () => (S.session.user ? logout() : openLogin()));
   window.addEventListener("resize", () => renderChart());
+  window.addEventListener("hashchange", followHash);
+  window.addEventListener("popstate", followHash);
   try { Object.assign(S.session, await api("/api/session")); } catch { /* read-only */ }
   renderUser(); renderTabs();
-  if (name) select(name); else connect();
+  if (name) select(name, false); else connect();
 }
 document.addEventListener("DOMContentLoaded", start);
