@@ -79,6 +79,10 @@ class ModbusService:
         self.tls: GatewayTlsServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._quiet = QuietDecodeErrors()
+        #: the newest plant the hooks delivered (the store's at start): an alarm
+        #: marks images from it, never from a newer store snapshot whose readings
+        #: are still on their way, so no image steps back when they arrive
+        self.plant: PlantSnapshot = gateway.store.snapshot
 
     # --- image -------------------------------------------------------------------
     def _alarms(self, plant: PlantSnapshot) -> AlarmSummary:
@@ -90,18 +94,15 @@ class ModbusService:
         return AlarmSummary.of(active, plant)
 
     def rebuild(self) -> None:
-        plant = self.gateway.store.snapshot
-        self.store.rebuild_all(plant, self._alarms(plant))
+        self.store.rebuild_all(self.plant, self._alarms(self.plant))
 
     def on_reading(self, string: StringSnapshot, plant: PlantSnapshot) -> None:
-        """Mark from the store's newest snapshot, not the one delivered: readings
-        coalesce per string, so a delivered plant can be older than one already
-        applied (S2's plant would bring back S1's previous UPS values)."""
-        latest = self.gateway.store.snapshot
-        self.store.update_string(latest.strings.get(string.name, string), latest)
+        """The plugin channel delivers plants in time order (docs/plugin_hooks.md)."""
+        self.plant = plant
+        self.store.update_string(string, plant)
 
     def on_alarm(self, event: Any) -> None:
-        plant = self.gateway.store.snapshot
+        plant = self.plant
         self.store.update_alarms(self._alarms(plant), plant, event.path.string)
 
     # --- listeners ---------------------------------------------------------------
@@ -115,7 +116,7 @@ class ModbusService:
             raise
 
     async def _start(self) -> None:
-        plant = self.gateway.store.snapshot
+        plant = self.plant
         self.rebuild()
         PYMODBUS_LOG.addFilter(self._quiet)
         ups_units = [ups_unit(u.index) for u in plant.ups.values()]
