@@ -26,6 +26,25 @@ from .settings import ModbusTcpSettings, TlsSettings
 log = logging.getLogger("btms_gateway.plugins.modbus_tcp")
 
 
+class BindFailure(logging.Filter):
+    """pymodbus logs why a listener could not start ("address already in use")
+    as a warning, then raises a RuntimeError that does not say. Kept here, the
+    cause goes into the start-up error, the one line an operator reads."""
+
+    PREFIX = "Failed to start server "
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cause: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith(self.PREFIX):
+            return True
+        self.cause = message.removeprefix(self.PREFIX)
+        return False
+
+
 class QuietDecodeErrors(logging.Filter):
     """pymodbus logs every undecodable frame; the server counts them instead
     (ServerStats.malformed_pdu) and logs a rate-limited note, so a flood of
@@ -143,10 +162,15 @@ class ModbusService:
             self._sweeper = asyncio.create_task(self._sweep(s.idle_timeout_s), name="modbus-idle")
 
     async def _listen(self, server: Any, host: str, port: int) -> None:
+        failure = BindFailure()
+        PYMODBUS_LOG.addFilter(failure)
         try:
             await server.serve_forever(background=True)
         except RuntimeError as exc:
-            raise RuntimeError(f"modbus_tcp: cannot listen on {host}:{port}: {exc}") from exc
+            cause = failure.cause or str(exc)
+            raise RuntimeError(f"modbus_tcp: cannot listen on {host}:{port}: {cause}") from exc
+        finally:
+            PYMODBUS_LOG.removeFilter(failure)
         log.info("serving on %s:%d", host, server.bound_port)
 
     async def _sweep(self, idle_s: float) -> None:
@@ -187,8 +211,11 @@ class ModbusService:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        served = False
         for server in (self.tcp, self.tls):
             if server is not None and server.transport is not None:
+                served = True
                 await server.shutdown()
         PYMODBUS_LOG.removeFilter(self._quiet)
-        log.info("stopped; %s", self.stats)
+        if served:  # after a failed start, the start-up error is the one line
+            log.info("stopped; %s", self.stats)
