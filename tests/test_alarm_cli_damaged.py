@@ -9,14 +9,13 @@ traceback.
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from btms_gateway.core.alarm_types import AlarmEvent, EventKind, ObjectPath, Severity
 from btms_gateway.core.alarms.eventlog import EventLog
+from cli_support import CLI
 
-CLI = [sys.executable, "-m", "btms_gateway.core"]
 PAGE = 4096
 
 COMMANDS = [

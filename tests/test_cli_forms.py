@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from cli_support import CLI, RunningGateway
 from conftest import waiting_gateway_config
-
-CLI = [sys.executable, "-m", "btms_gateway.core"]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -29,23 +24,11 @@ def test_check_config_takes_the_file_both_ways(tmp_path: Path, form: list[str]) 
 
 @pytest.mark.parametrize("form", [[], ["-c"]], ids=["FILE", "-c"])
 def test_run_takes_the_file_both_ways(tmp_path: Path, form: list[str]) -> None:
-    config = waiting_gateway_config(tmp_path)
-    proc = subprocess.Popen(
-        [*CLI, "run", *form, str(config)],
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 30
-    seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if "running" in line or time.monotonic() > deadline:
-            break
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=10) == 0, "".join(seen)
-    assert any("gateway 'btms-gateway' running" in line for line in seen), "".join(seen)
+    gw = RunningGateway(*form, str(waiting_gateway_config(tmp_path)))
+    try:
+        gw.wait_for("gateway 'btms-gateway' running")
+    finally:
+        assert gw.stop() == 0, "\n".join(gw.log)
 
 
 @pytest.mark.parametrize("command", ["check-config", "run"])

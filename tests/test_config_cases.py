@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-CLI = [sys.executable, "-m", "btms_gateway.core"]
+from cli_support import CLI
 
 HEAD = """
 [gateway]
@@ -48,69 +46,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60)
 
 
-def _two_serial_buses(tmp: Path) -> str:
-    """The second bus names the same device through a by-id style symlink."""
-    (tmp / "by-id").symlink_to(tmp / "ttyA")
-    return config(tmp, buses=f'[[buses]]\nname = "b"\nport = "{tmp}/by-id"\nwait_for_port = true')
-
-
-def _two_converter_buses(tmp: Path) -> str:
-    tcp = 'transport = "rtu-over-tcp"\nhost = "10.0.0.5"\ntcp_port = 4001'
-    return config(tmp, buses=f'[[buses]]\nname = "c"\n{tcp}\n[[buses]]\nname = "d"\n{tcp}')
-
-
-# (id, file text from the test's directory, what the one problem line says)
-CASES: list[tuple[str, Callable[[Path], str], str]] = [
-    (
-        "serial port twice",
-        _two_serial_buses,
-        "buses[1].port: expected a line no other bus opens (strings on one RS485 line go on "
-        "one [[buses]] entry), found '{tmp}/by-id', which bus 'a' opens too",
-    ),
-    (
-        "converter twice",
-        _two_converter_buses,
-        "buses[2].host: expected a line no other bus opens (strings on one RS485 line go on "
-        "one [[buses]] entry), found 10.0.0.5:4001, which bus 'c' opens too",
-    ),
-    (
-        "stale_after_s inf",
-        lambda tmp: config(tmp, gateway="stale_after_s = inf"),
-        "gateway.stale_after_s: expected a finite number, found inf",
-    ),
-    (
-        "inf in an alarm setting",
-        lambda tmp: config(tmp, rest="[alarms]\nretention_days = inf"),
-        "alarms.retention_days: expected a finite number, found inf",
-    ),
-    (
-        "nan in a table of tables",
-        lambda tmp: config(tmp, rest="[alarms.rules.string_soc_low]\nlimit = nan"),
-        "alarms.rules.string_soc_low.limit: expected a finite number, found nan",
-    ),
-    (
-        "-inf in a plugin setting",
-        lambda tmp: config(tmp, rest="[plugins.modbus_tcp]\nport = 0\nidle_timeout_s = -inf"),
-        "plugins.modbus_tcp.idle_timeout_s: expected a finite number, found -inf",
-    ),
-    (
-        "UPS and string of one name with BACnet",
-        lambda tmp: config(tmp, rest='[[ups]]\nname = "S1"\n[plugins.bacnet]\n'),
-        "strings[0].name: expected a name no UPS has while BACnet is on (object names such "
-        "as 'S1.voltage' are built from both), found 'S1', the name of ups[1] too",
-    ),
-    (
-        "gateway name of 256 octets with SNMP",
-        lambda tmp: config(tmp, gateway=f'name = "{"g" * 256}"', rest="[plugins.snmp]\nport = 0"),
-        "gateway.name: expected a name of at most 255 octets while SNMP is on (it is served "
-        "as btmsGwName and sysName, DisplayStrings), found 256 octets",
-    ),
-    (
-        "sysLocation of 300 octets",
-        lambda tmp: config(tmp, rest=f'[plugins.snmp]\nport = 0\nsys_location = "{"é" * 150}"'),
-        "plugins.snmp.sys_location: expected at most 255 octets (an SNMP DisplayString), found 300",
-    ),
-]
+ONE_LINE = "a line no other bus opens (strings on one RS485 line go on one [[buses]] entry)"
 
 
 @pytest.fixture
@@ -139,12 +75,64 @@ def assert_config_error(path: Path, expected: str) -> None:
         assert err.splitlines() == [f"{path}: {expected}"], (args, err)
 
 
-@pytest.mark.parametrize(("make", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_check_config_and_run_report_it(
-    tmp_path: Path, case_file: Callable[[str | bytes], Path], make: Any, expected: str
+def test_two_buses_on_one_serial_device(tmp_path: Path, case_file: Any) -> None:
+    """The second bus names the device through a by-id style symlink."""
+    (tmp_path / "by-id").symlink_to(tmp_path / "ttyA")
+    second = f'[[buses]]\nname = "b"\nport = "{tmp_path}/by-id"\nwait_for_port = true'
+    expected = (
+        f"buses[1].port: expected {ONE_LINE}, found '{tmp_path}/by-id', which bus 'a' opens too"
+    )
+    assert_config_error(case_file(config(tmp_path, buses=second)), expected)
+
+
+def test_two_buses_on_one_converter_port(tmp_path: Path, case_file: Any) -> None:
+    tcp = 'transport = "rtu-over-tcp"\nhost = "10.0.0.5"\ntcp_port = 4001'
+    buses = f'[[buses]]\nname = "c"\n{tcp}\n[[buses]]\nname = "d"\n{tcp}'
+    expected = f"buses[2].host: expected {ONE_LINE}, found 10.0.0.5:4001, which bus 'c' opens too"
+    assert_config_error(case_file(config(tmp_path, buses=buses)), expected)
+
+
+@pytest.mark.parametrize(
+    ("section", "where", "key", "value"),
+    [
+        ("gateway", "", "gateway.stale_after_s", "inf"),
+        ("rest", "[alarms]", "alarms.retention_days", "inf"),
+        ("rest", "[alarms.rules.string_soc_low]", "alarms.rules.string_soc_low.limit", "nan"),
+        ("rest", "[plugins.modbus_tcp]", "plugins.modbus_tcp.idle_timeout_s", "-inf"),
+    ],
+)
+def test_a_number_that_is_not_finite(
+    tmp_path: Path, case_file: Any, section: str, where: str, key: str, value: str
 ) -> None:
-    path = case_file(make(tmp_path))
-    assert_config_error(path, expected.format(tmp=tmp_path))
+    """TOML's inf and nan, in the core, a table of tables and a plugin's section."""
+    text = f"{where}\n{key.rsplit('.', 1)[1]} = {value}"
+    path = case_file(config(tmp_path, **{section: text}))
+    assert_config_error(path, f"{key}: expected a finite number, found {value}")
+
+
+def test_a_ups_and_a_string_of_one_name_with_bacnet(tmp_path: Path, case_file: Any) -> None:
+    path = case_file(config(tmp_path, rest='[[ups]]\nname = "S1"\n[plugins.bacnet]\n'))
+    assert_config_error(
+        path,
+        "strings[0].name: expected a name no UPS has while BACnet is on (object names such "
+        "as 'S1.voltage' are built from both), found 'S1', the name of ups[1] too",
+    )
+
+
+def test_names_too_long_for_snmp(tmp_path: Path, case_file: Any) -> None:
+    name = f'name = "{"g" * 256}"'
+    path = case_file(config(tmp_path, gateway=name, rest="[plugins.snmp]\nport = 0"))
+    assert_config_error(
+        path,
+        "gateway.name: expected a name of at most 255 octets while SNMP is on (it is served "
+        "as btmsGwName and sysName, DisplayStrings), found 256 octets",
+    )
+    location = f'sys_location = "{"é" * 150}"'  # 150 characters, 300 octets
+    path = case_file(config(tmp_path, rest=f"[plugins.snmp]\nport = 0\n{location}"))
+    assert_config_error(
+        path,
+        "plugins.snmp.sys_location: expected at most 255 octets (an SNMP DisplayString), found 300",
+    )
 
 
 def test_the_plugin_checks_hold_only_while_the_plugin_is_on(
