@@ -36,13 +36,12 @@ class GatewayStartError(RuntimeError):
     """A plugin could not start; the gateway refuses to run half-configured."""
 
 
-def start_failure(plugin: str, exc: BaseException) -> str:
-    """Why a plugin did not start, for one log line: its own message without a
-    repeated "plugin:" prefix, or what kind of failure it was."""
+def start_failure(exc: BaseException) -> str:
+    """Why a plugin did not start, for one log line: its own message, or what
+    kind of failure it was when it has none (a time-out has none)."""
     if isinstance(exc, TimeoutError):
         return f"did not start within {STARTUP_LIMIT_S:g} s"
-    text = str(exc).removeprefix(f"{plugin}: ")
-    return text or type(exc).__name__
+    return str(exc) or type(exc).__name__
 
 
 class NoAlarms:
@@ -169,7 +168,7 @@ class Gateway:
                 log.debug("plugin %r failed to start", name, exc_info=exc)
                 await self._shutdown()
                 raise GatewayStartError(
-                    f"plugin {name!r} failed to start: {start_failure(name, exc)}"
+                    f"plugin {name!r} failed to start: {start_failure(exc)}"
                 ) from exc
             self._started.append(name)
 

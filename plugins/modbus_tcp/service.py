@@ -168,7 +168,7 @@ class ModbusService:
             await server.serve_forever(background=True)
         except RuntimeError as exc:
             cause = failure.cause or str(exc)
-            raise RuntimeError(f"modbus_tcp: cannot listen on {host}:{port}: {cause}") from exc
+            raise RuntimeError(f"cannot listen on {host}:{port}: {cause}") from exc
         finally:
             PYMODBUS_LOG.removeFilter(failure)
         log.info("serving on %s:%d", host, server.bound_port)
