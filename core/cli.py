@@ -3,27 +3,27 @@
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import logging
-import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
+import pluggy
 
 from .config_load import ConfigError, LoadedConfig
 from .datadir import with_data_dir
 from .deploy.journal import stderr_handler
 from .plugin_manager import LOAD_FAILURES, FailureLog, call_each, create_manager, plugin_infos
 from .registry import load_config
+from .runner import ConfigSource, run_until_signalled
 from .version import __version__
 
 if TYPE_CHECKING:
-    import pluggy
-
     from .gateway import Gateway
+
+__all__ = ["build_cli", "cli", "main", "run_until_signalled"]  # demo runs through this
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 EXIT_CONFIG = 2
@@ -55,12 +55,42 @@ def export() -> None:
     """Print maps, MIBs and object lists generated from the tables the servers use."""
 
 
-@cli.command("check-config")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-def check_config(file: Path) -> None:
-    """Validate FILE; print every problem as `FILE: key.path: expected, found` (exit 2)."""
+def config_file_arguments(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The gateway's TOML file, as ``FILE`` or as ``-c FILE``: every command
+    that takes it accepts both forms (see :func:`config_file`)."""
+    path = click.Path(dir_okay=False, path_type=Path)
+    f = click.argument("file", required=False, type=path)(f)
+    return click.option(
+        "-c", "--config", "config", type=path, help="The gateway's TOML file (or give it as FILE)."
+    )(f)
+
+
+def config_file(file: Path | None, config: Path | None) -> Path:
+    """The one file given, in either form; a usage error (exit 2) for none or two."""
+    if file is None and config is None:
+        raise click.UsageError("give the gateway's TOML file, as FILE or -c FILE")
+    if file is not None and config is not None and file != config:
+        raise click.UsageError(f"two configuration files given ({config} and {file}): give one")
+    return file or config  # type: ignore[return-value]
+
+
+def load_or_exit(file: Path, pm: pluggy.PluginManager) -> LoadedConfig:
+    """The validated file, or every problem on stderr and exit 2."""
     try:
-        loaded = load_config(file, create_manager())
+        return load_config(file, pm)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+@cli.command("check-config")
+@config_file_arguments
+def check_config(file: Path | None, config: Path | None) -> None:
+    """Validate FILE (or -c FILE); print every problem as
+    `FILE: key.path: expected, found` (exit 2)."""
+    file = config_file(file, config)
+    loaded = load_or_exit(file, create_manager())
+    try:
         check_storage(file, loaded)
     except ConfigError as exc:
         click.echo(str(exc), err=True)
@@ -73,29 +103,29 @@ def check_config(file: Path) -> None:
 
 
 @cli.command()
-@click.option(
-    "-c",
-    "--config",
-    "file",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The gateway's TOML file.",
-)
+@config_file_arguments
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Use this directory instead of gateway.data_dir (the service passes its StateDirectory).",
 )
-def run(file: Path, data_dir: Path | None) -> None:
-    """Run the gateway with the configuration in FILE."""
+def run(file: Path | None, config: Path | None, data_dir: Path | None) -> None:
+    """Run the gateway with the configuration in FILE (or -c FILE) until
+    SIGINT/SIGTERM; SIGHUP reloads FILE (a bad file is logged and the running
+    configuration kept)."""
+    file = config_file(file, config)
     pm = create_manager()
+    source = ConfigSource(
+        file,
+        lambda: with_data_dir(load_config(file, pm), data_dir),
+        lambda loaded: open_gateway(file, loaded, pm),
+    )
     try:
-        loaded = with_data_dir(load_config(file, pm), data_dir)
-        gateway = open_gateway(file, loaded, pm)
+        gateway = source.build(source.load())
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_CONFIG)
-    sys.exit(run_until_signalled(gateway))
+    sys.exit(run_until_signalled(gateway, source=source))
 
 
 def check_storage(file: Path, loaded: LoadedConfig) -> None:
@@ -123,53 +153,6 @@ def open_gateway(file: Path, loaded: LoadedConfig, pm: pluggy.PluginManager) -> 
         return Gateway(loaded, pm)
     except (OSError, EventLogError) as exc:
         raise ConfigError(str(file), [storage.problem_of(exc)]) from None
-
-
-def freeze_startup_objects() -> None:
-    """Move everything built at start-up (imports, configuration, the plugins'
-    object tables: 23,000 BACnet objects, the SNMP index, register images) out
-    of the cyclic garbage collector's sight. They live as long as the process,
-    yet every full collection walked them all: 110 ms measured at full scale,
-    a stall of the event loop that stretched bus cycles and so the age of the
-    served data. Objects made later are collected as usual; refcounting still
-    frees frozen objects that are dropped."""
-    gc.collect()
-    gc.freeze()
-
-
-def run_until_signalled(gateway: Gateway, stop_after: float | None = None) -> int:
-    """Run a gateway until SIGINT/SIGTERM (or ``stop_after`` seconds); 0 on a
-    clean stop, 1 if it could not start."""
-    from .affinity import pin_process
-    from .deploy.notify import ServiceNotifier
-    from .gateway import GatewayStartError
-
-    pin_process(gateway.settings.gateway.cpu)
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        service = ServiceNotifier.from_environment()  # systemd: READY, WATCHDOG, STOPPING
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, lambda: (service.stopping(), gateway.request_stop()))
-        if stop_after is not None:
-            loop.call_later(stop_after, gateway.request_stop)
-        running = asyncio.create_task(gateway.run(), name="gateway")
-        ready = asyncio.create_task(gateway.ready.wait())
-        await asyncio.wait({running, ready}, return_when=asyncio.FIRST_COMPLETED)
-        if ready.done():
-            freeze_startup_objects()
-            service.start(gateway)
-        else:
-            ready.cancel()
-        await running  # an error ends asyncio.run, which cancels the notifier's task too
-        service.close()
-
-    try:
-        asyncio.run(main())
-    except GatewayStartError as exc:
-        logging.getLogger("btms_gateway").error("%s", exc)
-        return 1
-    return 0
 
 
 @cli.command()

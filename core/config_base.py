@@ -4,20 +4,36 @@ that any module (alarm rules, plugins) can define a section without import cycle
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
+if TYPE_CHECKING:
+    from .config import GatewayConfig
+
 
 class StrictModel(BaseModel):
-    """Base for every config section: unknown keys are errors, values are frozen."""
+    """Base for every config section: unknown keys are errors, values are frozen,
+    and a float must be finite. TOML has ``inf`` and ``nan``: ``stale_after_s =
+    inf`` would switch the stuck-bus watchdog off, a ``nan`` limit would never
+    compare true. Every section (plugins' too) derives from this class, so one
+    setting here rejects them in every float field, in lists and tables too."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class PluginSection(StrictModel):
     """Base for plugin sections; ``enabled = false`` keeps a configured plugin off."""
 
     enabled: bool = True
+
+    def cross_check(self, gateway: GatewayConfig) -> list[Problem]:
+        """Problems between this section and the rest of the file that only
+        matter while the plugin is on (a name the protocol cannot carry, two
+        names its objects would confuse), each with the key path it concerns,
+        so ``check-config`` reports them rather than the plugin failing at
+        start. Called for an enabled section once the core config is valid."""
+        return []
 
 
 @dataclass(frozen=True)

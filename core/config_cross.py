@@ -1,5 +1,6 @@
 """Rules that span sections of the config file: references between sections,
-unique names and slave ids, the 32/32 address space, serial ports that exist.
+unique names and slave ids, the 32/32 address space, serial ports that exist,
+one bus per RS485 line.
 
 They run on the raw document, not on the validated model, so that a file
 with a type error somewhere still gets every reference problem reported in
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from .config_base import Problem
 
@@ -45,6 +47,58 @@ def serial_port_problem(bus: Mapping[str, Any]) -> str | None:
             f"found {port!r}, which does not exist"
         )
     return None
+
+
+def bus_line(bus: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]] | None:
+    """(key, what the bus opens): the serial device with its symlinks resolved
+    (/dev/serial/by-id/... is the ttyUSB it points to), or the converter's host
+    and TCP port (a ``socket://`` serial URL included). None when malformed."""
+    if bus.get("transport", "serial") == "serial":
+        port = bus.get("port")
+        if not isinstance(port, str):
+            return None
+        if port.startswith("socket://"):
+            url = urlsplit(port)
+            try:
+                return "port", ("tcp", (url.hostname or "").lower(), url.port)
+            except ValueError:  # a port number out of range: pyserial reports it
+                return None
+        return "port", ("device", os.path.realpath(port) if os.path.isabs(port) else port)
+    host, tcp_port = bus.get("host"), bus.get("tcp_port")
+    if not isinstance(host, str) or not isinstance(tcp_port, int):
+        return None
+    return "host", ("tcp", host.lower(), tcp_port)
+
+
+def _one_bus_per_line(buses: list[dict[str, Any]]) -> list[Problem]:
+    """Two buses must never open one RS485 line. A serial device opened twice
+    gives the second bus nothing (the first reads every reply); two TCP
+    connections to one converter port are refused by most converters, and the
+    rest interleave two masters on one half-duplex line, so replies collide
+    or answer the other master's request. Strings on one line share one bus."""
+    seen: dict[tuple[Any, ...], str] = {}
+    out = []
+    for i, bus in enumerate(buses):
+        line = bus_line(bus)
+        if line is None:
+            continue
+        key, where = line
+        if where in seen:
+            what = (
+                f"{bus.get('port')!r}"
+                if key == "port"
+                else f"{bus.get('host')}:{bus.get('tcp_port')}"
+            )
+            out.append(
+                Problem(
+                    f"buses[{i}].{key}",
+                    f"a line no other bus opens (strings on one RS485 line go on one "
+                    f"[[buses]] entry), found {what}, which bus {seen[where]!r} opens too",
+                )
+            )
+        else:
+            seen[where] = str(bus.get("name"))
+    return out
 
 
 def _unique(section: str, entries: list[dict[str, Any]], key: str, what: str) -> list[Problem]:
@@ -114,4 +168,5 @@ def cross_check(data: Mapping[str, Any]) -> list[Problem]:
         port_problem = serial_port_problem(bus)
         if port_problem:
             problems.append(Problem(f"buses[{i}].port", port_problem))
+    problems += _one_bus_per_line(buses)
     return problems

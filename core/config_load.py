@@ -169,21 +169,69 @@ def validate(
                 plugins[name] = model.model_validate(section, context=context)
             except ValidationError as exc:
                 problems.extend(problems_from(exc, model, ("plugins", name)))
+    if cfg is not None:
+        problems.extend(plugin_cross_checks(cfg, plugins))
     if problems or cfg is None:
         raise ConfigError(source, problems)
     return LoadedConfig(source=source, gateway=cfg.with_indexes(), plugins=plugins)
+
+
+def plugin_cross_checks(cfg: GatewayConfig, plugins: Mapping[str, BaseModel]) -> list[Problem]:
+    """Each enabled plugin's :meth:`PluginSection.cross_check` against the core
+    config. A check that raises (a third-party plugin's bug) is reported as a
+    problem of its section rather than a traceback."""
+    problems: list[Problem] = []
+    for name, section in plugins.items():
+        if not isinstance(section, PluginSection) or not section.enabled:
+            continue
+        try:
+            problems.extend(section.cross_check(cfg))
+        except Exception as exc:
+            problems.append(
+                Problem(
+                    f"plugins.{name}",
+                    f"the plugin's own checks to pass, found them failing with "
+                    f"{type(exc).__name__}: {exc}",
+                )
+            )
+    return problems
+
+
+def read_text(path: str | Path) -> str:
+    """The file as text, or a ConfigError saying why it is not a config file:
+    unreadable, binary, or text in an encoding other than UTF-8 (a UTF-16 file
+    saved by a Windows editor). A UTF-8 byte-order mark is accepted."""
+    source = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            source, [Problem("(file)", f"a readable file, found {exc.strerror}")]
+        ) from None
+    not_text = "save it as UTF-8 text (TOML)"
+    if b"\0" in raw:
+        found = f"found NUL bytes: a binary or UTF-16 file; {not_text}"
+        raise ConfigError(source, [Problem("(file)", f"UTF-8 text, {found}")])
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            source,
+            [
+                Problem(
+                    "(file)",
+                    f"UTF-8 text, found a byte that is not UTF-8 at offset {exc.start} "
+                    f"(0x{raw[exc.start]:02x}): not UTF-8 text; {not_text}",
+                )
+            ],
+        ) from None
 
 
 def load(
     path: str | Path, sections: Mapping[str, type[BaseModel]], profiles: set[str] | None = None
 ) -> LoadedConfig:
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            source, [Problem("(file)", f"a readable file, found {exc.strerror}")]
-        ) from None
+    text = read_text(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -38,6 +38,14 @@ class GatewayStartError(RuntimeError):
     """A plugin could not start; the gateway refuses to run half-configured."""
 
 
+def start_failure(exc: BaseException) -> str:
+    """Why a plugin did not start, for one log line: its own message, or what
+    kind of failure it was when it has none (a time-out has none)."""
+    if isinstance(exc, TimeoutError):
+        return f"did not start within {STARTUP_LIMIT_S:g} s"
+    return str(exc) or type(exc).__name__
+
+
 class NoAlarms:
     """Stands in when the alarm engine is not configured (tests of the bare core)."""
 
@@ -156,16 +164,22 @@ class Gateway:
 
     async def _startup(self) -> None:
         """Start plugins one at a time; if one fails, shut down the ones already
-        started (releasing their ports) and refuse to run."""
+        started (releasing their ports) and refuse to run.
+
+        A failed start is fatal, not isolated: the error says which plugin and
+        why in one line (the plugins name the address they could not bind); the
+        traceback is for --log-level DEBUG."""
         for name, impl in implementations(self.pm, "startup", only=self.enabled):
             try:
                 result = impl.function(**{k: self for k in impl.argnames})
                 if inspect.isawaitable(result):
                     await asyncio.wait_for(result, STARTUP_LIMIT_S)
             except Exception as exc:
-                self.failures.record(name, "startup", exc)
+                log.debug("plugin %r failed to start", name, exc_info=exc)
                 await self._shutdown()
-                raise GatewayStartError(f"plugin {name!r} failed to start: {exc}") from exc
+                raise GatewayStartError(
+                    f"plugin {name!r} failed to start: {start_failure(exc)}"
+                ) from exc
             self._started.append(name)
 
     async def _shutdown(self, *tasks: asyncio.Task[Any]) -> None:

@@ -90,7 +90,9 @@ def string_reading(
     the same instant; ``gateway`` the gateway that polled it (take only the
     arguments you need). Called from the plugin's own worker thread through a
     queue that keeps only the newest reading per string, so a slow plugin sees
-    fewer readings but never delays acquisition. Return an awaitable to have
+    fewer readings but never delays acquisition; readings come in the order
+    they were published, so each ``plant`` is never older than the previous
+    call's (docs/plugin_hooks.md, "Order"). Return an awaitable to have
     the work done on the gateway's event loop instead (required when touching
     asyncio servers).
     """

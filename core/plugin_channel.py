@@ -6,6 +6,13 @@ under a lock) and returns. Readings coalesce per string (a slow plugin gets
 the newest reading, never a backlog); events queue in order up to a bound,
 past which the oldest are dropped and counted.
 
+Readings are delivered in the order of their newest offer: a string offered
+again moves to the back of the inbox. Each reading carries the plant of its
+own instant, so delivering S1's newer reading before S2's older one would
+hand a plugin a plant older than one it already has (S2's plant brings back
+S1's previous UPS values). In offer order, each plant a plugin receives is
+never older than one it received before.
+
 The worker depends on how the plugin wrote its hooks:
 
 - synchronous hooks get a thread of their own, so one that blocks only
@@ -91,7 +98,8 @@ class PluginChannel:
         if "string_reading" not in self._impls:
             return
         with self._lock:
-            if string.name in self._readings:
+            # pop, then insert: an updated key would keep its old place in the dict
+            if self._readings.pop(string.name, None) is not None:
                 self.stats.readings_coalesced += 1
             self._readings[string.name] = {
                 "string": string,
@@ -129,8 +137,8 @@ class PluginChannel:
             )
 
     def _take(self) -> Item | None:
-        """The next item, events first (in order), then the newest readings; None if empty.
-        Called under the lock."""
+        """The next item, events first (in order), then the newest readings in the
+        order they were offered (oldest plant first); None if empty. Called under the lock."""
         if self._events:
             return "alarm_event", {"event": self._events.popleft(), "gateway": self._gateway}
         if self._readings:

@@ -19,7 +19,12 @@ from btms_gateway.core.plugin_manager import create_manager
 from btms_gateway.core.registry import validate_config
 from btms_gateway.core.testing import make_reading, plant_config
 from btms_gateway.plugins.modbus_tcp.export import to_csv, to_markdown
-from btms_gateway.plugins.modbus_tcp.image import AlarmSummary, string_image, ups_image
+from btms_gateway.plugins.modbus_tcp.image import (
+    AlarmSummary,
+    string_image,
+    ups_image,
+    ups_read_at,
+)
 from btms_gateway.plugins.modbus_tcp.map import (
     CELL_STRIDE,
     MAX_CELLS,
@@ -136,7 +141,7 @@ def test_alarm_summary_fills_counts_severity_and_cell_alarm_bits() -> None:
     assert img.regs[cell_register(5, 7)] == 1 << 15
     assert img.regs[cell_register(4, 7)] == 0
     ups: UpsSnapshot = plant.ups["UPS1"]
-    uimg = ups_image(ups, summary, True, True)
+    uimg = ups_image(ups, summary, True, True, ups_read_at(ups, plant))
     assert list(uimg.regs[22:25]) == [4, int(Severity.CRITICAL), 1]
 
 

@@ -14,9 +14,11 @@ import csv
 import datetime as dt
 import json
 import re
+import sqlite3
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ import click
 from ..alarm_types import AlarmEvent, EventKind, Severity
 from ..serialize import event_dict
 from . import baseline, inbox
-from .eventlog import EventLog
+from .eventlog import EventLog, EventLogError
 
 DB_NAME = "events.sqlite"
 EXIT_NOT_APPLIED = 1
@@ -50,11 +52,29 @@ def db_path(config: Path | None, db: Path | None) -> Path:
     return Path(loaded.gateway.gateway.data_dir) / DB_NAME
 
 
-def open_log(config: Path | None, db: Path | None, *, must_exist: bool = True) -> EventLog:
+@contextmanager
+def open_log(
+    config: Path | None, db: Path | None, *, must_exist: bool = True
+) -> Iterator[EventLog]:
+    """The event log for one command, closed after it. A file that is no usable
+    event log (not SQLite at all, or a damaged page met while reading) is one
+    error line naming the file, exit 1, never a traceback."""
     path = db_path(config, db)
     if must_exist and not path.exists():
         raise click.ClickException(f"no event log at {path} (has the gateway run yet?)")
-    return EventLog(path)
+    try:
+        log = EventLog(path)
+    except EventLogError as exc:  # its message names the file
+        raise click.ClickException(str(exc)) from None
+    except (sqlite3.Error, OSError) as exc:
+        raise click.ClickException(f"{path}: cannot open the event log ({exc})") from None
+    try:
+        yield log
+    except sqlite3.DatabaseError as exc:
+        raise click.ClickException(f"{path}: cannot use the event log ({exc})") from None
+    finally:
+        with suppress(sqlite3.Error):  # closing checkpoints, which a damaged file refuses
+            log.close()
 
 
 def parse_time(text: str | None) -> float | None:
@@ -180,11 +200,8 @@ def events() -> None:
 @_filter_options
 def events_list(**a: Any) -> None:
     """Print events as a table (oldest first; --limit keeps the newest N)."""
-    log = open_log(a["config"], a["db"])
-    try:
+    with open_log(a["config"], a["db"]) as log:
         write_events(_query(log, a), "table", sys.stdout)
-    finally:
-        log.close()
 
 
 @events.command("export")
@@ -205,11 +222,8 @@ def events_list(**a: Any) -> None:
 )
 def events_export(fmt: str, output: Any, **a: Any) -> None:
     """Write events as CSV or JSON lines (one object per event) for other tools."""
-    log = open_log(a["config"], a["db"])
-    try:
+    with open_log(a["config"], a["db"]) as log:
         write_events(_query(log, a), fmt, output)
-    finally:
-        log.close()
 
 
 @click.group(invoke_without_command=True)
@@ -236,11 +250,8 @@ def _where(ctx: click.Context, config: Path | None, db: Path | None) -> tuple[Pa
 
 
 def _print_active(config: Path | None, db: Path | None) -> None:
-    log = open_log(config, db)
-    try:
+    with open_log(config, db) as log:
         rows = log.active()
-    finally:
-        log.close()
     if not rows:
         click.echo("no active alarms")
     for a in rows:
@@ -270,11 +281,8 @@ def _request(log: EventLog, kind: str, timeout: float, **args: Any) -> None:
 @click.pass_context
 def alarms_ack(ctx: click.Context, alarm_id: str, by: str, timeout: float, **a: Any) -> None:
     """Acknowledge ALARM_ID in the running gateway (exit 1: no such active alarm)."""
-    log = open_log(*_where(ctx, a["config"], a["db"]))
-    try:
+    with open_log(*_where(ctx, a["config"], a["db"])) as log:
         _request(log, inbox.ACK, timeout, alarm_id=alarm_id, by=by)
-    finally:
-        log.close()
 
 
 @alarms.group("baseline")
@@ -288,11 +296,8 @@ def baseline_group() -> None:
 @click.pass_context
 def baseline_show(ctx: click.Context, string: str | None, **a: Any) -> None:
     """Print the baselines (of STRING, or all) with their source: learned or set."""
-    log = open_log(*_where(ctx, a["config"], a["db"]))
-    try:
+    with open_log(*_where(ctx, a["config"], a["db"])) as log:
         rows = baseline.load(log.db, string)
-    finally:
-        log.close()
     if not rows:
         click.echo("no baselines (cells learn theirs from their first good readings)")
     for r in rows:
@@ -314,8 +319,7 @@ def baseline_set(
     """Set baselines: with --mohm (and --cell) to a value, written at once and
     picked up by a running gateway; without --mohm from the string's current
     readings, which needs the running gateway."""
-    log = open_log(*_where(ctx, a["config"], a["db"]), must_exist=mohm is None)
-    try:
+    with open_log(*_where(ctx, a["config"], a["db"]), must_exist=mohm is None) as log:
         if mohm is None:
             _request(log, inbox.BASELINE_CAPTURE, timeout, string=string, cell=cell)
             return
@@ -325,8 +329,6 @@ def baseline_set(
             baseline.save(db, [baseline.BaselineRow(string, cell, mohm, "set", time.time())])
         inbox.submit(log, inbox.BASELINE_RELOAD, string=string)
         click.echo(f"baseline of {string} cell {cell} set to {mohm:g} mOhm")
-    finally:
-        log.close()
 
 
 @baseline_group.command("learn")
@@ -337,14 +339,11 @@ def baseline_set(
 def baseline_learn(ctx: click.Context, string: str, cell: int | None, **a: Any) -> None:
     """Forget baselines so the cells learn them again from their next good readings
     (after replacing blocks)."""
-    log = open_log(*_where(ctx, a["config"], a["db"]), must_exist=False)
-    try:
+    with open_log(*_where(ctx, a["config"], a["db"]), must_exist=False) as log:
         with log.transaction() as db:
             n = baseline.forget(db, string, cell)
         inbox.submit(log, inbox.BASELINE_RELOAD, string=string)
         click.echo(f"{n} baseline(s) of {string} forgotten; they are learned again")
-    finally:
-        log.close()
 
 
 def add_to(cli: click.Group) -> None:

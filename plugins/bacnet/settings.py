@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from btms_gateway.core.config_base import PluginSection
+from btms_gateway.core.config_base import PluginSection, Problem
 from btms_gateway.core.netguard import AllowList
 from pydantic import Field, ValidationInfo, field_validator
+
+if TYPE_CHECKING:
+    from btms_gateway.core.config import GatewayConfig
 
 #: BACnet device instances are 22 bits; 4194303 is the "any device" wildcard.
 MAX_INSTANCE = 4_194_302
@@ -97,3 +100,19 @@ class BacnetSettings(PluginSection):
             if unknown:
                 raise ValueError(f"configured string names {sorted(names)}, found {unknown}")
         return v
+
+    def cross_check(self, gateway: GatewayConfig) -> list[Problem]:
+        """Object names are built from UPS and string names ("X.voltage"): a
+        UPS and a string of one name would make two objects of one name, which
+        BACnet forbids (the object table refuses to build)."""
+        ups = {u.name: i for i, u in enumerate(gateway.ups)}
+        return [
+            Problem(
+                f"strings[{i}].name",
+                f"a name no UPS has while BACnet is on (object names such as "
+                f"'{s.name}.voltage' are built from both), found {s.name!r}, "
+                f"the name of ups[{ups[s.name]}] too",
+            )
+            for i, s in enumerate(gateway.strings)
+            if s.name in ups
+        ]

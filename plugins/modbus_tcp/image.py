@@ -104,7 +104,25 @@ def _put(regs: array, base: int, p: Point, view: object, high_first: bool) -> No
         regs[base + i] = word
 
 
-def ups_image(ups: UpsSnapshot, alarms: AlarmSummary, high_first: bool, honest: bool) -> UnitImage:
+def ups_read_at(ups: UpsSnapshot, plant: PlantSnapshot) -> float | None:
+    """When the UPS's oldest string values were read, for its data-age register:
+    None (served as 65535) while any of its strings was never read. The UPS
+    aggregate leaves a never-read string out of its values, so its own
+    ``read_at`` is the oldest of the strings that were read, and a UPS with a
+    dead string would claim an age of a few seconds."""
+    if any(plant.strings[name].reading is None for name in ups.strings):
+        return None
+    return ups.read_at
+
+
+def ups_image(
+    ups: UpsSnapshot,
+    alarms: AlarmSummary,
+    high_first: bool,
+    honest: bool,
+    read_at: float | None,
+) -> UnitImage:
+    """``read_at`` feeds the data-age register: see :func:`ups_read_at`."""
     regs = array("H", bytes(2 * UPS_SIZE))
     count, worst = alarms.by_ups.get(ups.name, (0, 0))
     view = UpsView(ups, count, worst)
@@ -115,7 +133,7 @@ def ups_image(ups: UpsSnapshot, alarms: AlarmSummary, high_first: bool, honest: 
         ups_unit(ups.index),
         regs,
         good or not honest,
-        ups.read_at,
+        read_at,
         UPS_MEASURED,
         AGE_REGISTER["ups"],
     )
@@ -184,7 +202,7 @@ class ImageStore:
         for s in plant.strings.values():
             self._mark_string(s)
         for u in plant.ups.values():
-            self._mark_ups(u)
+            self._mark_ups(u, plant)
 
     def update_alarms(self, alarms: AlarmSummary, plant: PlantSnapshot, string: str | None) -> None:
         """An alarm changed: the string it concerns (or only the UPS units) is out of date."""
@@ -193,13 +211,13 @@ class ImageStore:
             self.update_string(plant.strings[string], plant)
             return
         for u in plant.ups.values():
-            self._mark_ups(u)
+            self._mark_ups(u, plant)
 
     def update_string(self, string: StringSnapshot, plant: PlantSnapshot) -> None:
         """A reading arrived: that string's unit and its UPS's unit are out of date."""
         self._mark_string(string)
         if string.ups is not None and string.ups in plant.ups:
-            self._mark_ups(plant.ups[string.ups])
+            self._mark_ups(plant.ups[string.ups], plant)
 
     # the alarms are taken when the image is built, so it has the newest
     def _mark_string(self, string: StringSnapshot) -> None:
@@ -207,9 +225,10 @@ class ImageStore:
             string, self.alarms, self.high_first, self.honest
         )
 
-    def _mark_ups(self, ups: UpsSnapshot) -> None:
+    def _mark_ups(self, ups: UpsSnapshot, plant: PlantSnapshot) -> None:
+        read_at = ups_read_at(ups, plant)
         self._pending[ups_unit(ups.index)] = lambda: ups_image(
-            ups, self.alarms, self.high_first, self.honest
+            ups, self.alarms, self.high_first, self.honest, read_at
         )
 
 

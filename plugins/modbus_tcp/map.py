@@ -166,7 +166,8 @@ POINTS: tuple[Point, ...] = (
     Point("ups", 20, "ups_quality", "enum", None, "", S, EXT,
           f"worst quality of its strings: {QUALITY_TEXT}", lambda v: v.ups.quality),
     Point("ups", 21, "ups_data_age", "u16", 1, "s", S, EXT,
-          "age of the oldest string values; 65535 = never read (or older)", lambda v: None,
+          "age of its oldest string values; 65535 = a string of it never read (or older)",
+          lambda v: None,
           missing=NO_VALUE_U16, live=True),
     Point("ups", 22, "ups_active_alarms", "u16", None, "", S, EXT,
           "gateway alarms active on the UPS, its strings and cells, and on the gateway itself "

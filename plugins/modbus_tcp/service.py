@@ -26,6 +26,25 @@ from .settings import ModbusTcpSettings, TlsSettings
 log = logging.getLogger("btms_gateway.plugins.modbus_tcp")
 
 
+class BindFailure(logging.Filter):
+    """pymodbus logs why a listener could not start ("address already in use")
+    as a warning, then raises a RuntimeError that does not say. Kept here, the
+    cause goes into the start-up error, the one line an operator reads."""
+
+    PREFIX = "Failed to start server "
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cause: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith(self.PREFIX):
+            return True
+        self.cause = message.removeprefix(self.PREFIX)
+        return False
+
+
 class QuietDecodeErrors(logging.Filter):
     """pymodbus logs every undecodable frame; the server counts them instead
     (ServerStats.malformed_pdu) and logs a rate-limited note, so a flood of
@@ -79,6 +98,10 @@ class ModbusService:
         self.tls: GatewayTlsServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._quiet = QuietDecodeErrors()
+        #: the newest plant the hooks delivered (the store's at start): an alarm
+        #: marks images from it, never from a newer store snapshot whose readings
+        #: are still on their way, so no image steps back when they arrive
+        self.plant: PlantSnapshot = gateway.store.snapshot
 
     # --- image -------------------------------------------------------------------
     def _alarms(self, plant: PlantSnapshot) -> AlarmSummary:
@@ -90,18 +113,15 @@ class ModbusService:
         return AlarmSummary.of(active, plant)
 
     def rebuild(self) -> None:
-        plant = self.gateway.store.snapshot
-        self.store.rebuild_all(plant, self._alarms(plant))
+        self.store.rebuild_all(self.plant, self._alarms(self.plant))
 
     def on_reading(self, string: StringSnapshot, plant: PlantSnapshot) -> None:
-        """Mark from the store's newest snapshot, not the one delivered: readings
-        coalesce per string, so a delivered plant can be older than one already
-        applied (S2's plant would bring back S1's previous UPS values)."""
-        latest = self.gateway.store.snapshot
-        self.store.update_string(latest.strings.get(string.name, string), latest)
+        """The plugin channel delivers plants in time order (docs/plugin_hooks.md)."""
+        self.plant = plant
+        self.store.update_string(string, plant)
 
     def on_alarm(self, event: Any) -> None:
-        plant = self.gateway.store.snapshot
+        plant = self.plant
         if event.path.is_gateway:  # a gateway alarm counts on every unit
             self.store.rebuild_all(plant, self._alarms(plant))
             return
@@ -118,7 +138,7 @@ class ModbusService:
             raise
 
     async def _start(self) -> None:
-        plant = self.gateway.store.snapshot
+        plant = self.plant
         self.rebuild()
         PYMODBUS_LOG.addFilter(self._quiet)
         ups_units = [ups_unit(u.index) for u in plant.ups.values()]
@@ -145,10 +165,15 @@ class ModbusService:
             self._sweeper = asyncio.create_task(self._sweep(s.idle_timeout_s), name="modbus-idle")
 
     async def _listen(self, server: Any, host: str, port: int) -> None:
+        failure = BindFailure()
+        PYMODBUS_LOG.addFilter(failure)
         try:
             await server.serve_forever(background=True)
         except RuntimeError as exc:
-            raise RuntimeError(f"modbus_tcp: cannot listen on {host}:{port}: {exc}") from exc
+            cause = failure.cause or str(exc)
+            raise RuntimeError(f"cannot listen on {host}:{port}: {cause}") from exc
+        finally:
+            PYMODBUS_LOG.removeFilter(failure)
         log.info("serving on %s:%d", host, server.bound_port)
 
     async def _sweep(self, idle_s: float) -> None:
@@ -189,8 +214,11 @@ class ModbusService:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        served = False
         for server in (self.tcp, self.tls):
             if server is not None and server.transport is not None:
+                served = True
                 await server.shutdown()
         PYMODBUS_LOG.removeFilter(self._quiet)
-        log.info("stopped; %s", self.stats)
+        if served:  # after a failed start, the start-up error is the one line
+            log.info("stopped; %s", self.stats)

@@ -98,10 +98,8 @@ class SnmpPlugin:
         return True
 
     def on_string(self, string: StringSnapshot, plant: PlantSnapshot) -> None:
-        # The store's snapshot, not the hook's ``plant``: readings are coalesced
-        # per string, so hook calls can arrive with plants older than one already
-        # served; the store (published on this loop) is always the newest.
-        self.refresh(self.gateway.store.snapshot)
+        # the plugin channel delivers plants in time order (docs/plugin_hooks.md)
+        self.refresh(plant)
         if string.quality is Quality.OFFLINE:
             if string.reading is not None and string.name not in self.announced_offline:
                 self.announced_offline.add(string.name)

@@ -7,17 +7,30 @@ loader masks any key named like community/key in its error messages.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from btms_gateway.core.config_base import PluginSection, StrictModel
+from btms_gateway.core.config_base import PluginSection, Problem, StrictModel
 from btms_gateway.core.netguard import AllowList
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from .tables import DEFAULT_BASE, parse_oid
 
+if TYPE_CHECKING:
+    from btms_gateway.core.config import GatewayConfig
+
 AuthProtocol = Literal["SHA", "SHA-224", "SHA-256", "SHA-384", "SHA-512"]
 PrivProtocol = Literal["AES", "AES-128", "AES-192", "AES-256"]
 Name = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")]
+#: SNMPv2-TC DisplayString is SIZE (0..255) octets: sysName, sysContact,
+#: sysLocation and btmsGwName. pysnmp refuses a longer value when the agent
+#: starts, so the file is checked instead.
+DISPLAY_STRING_OCTETS = 255
+
+
+def too_long_octets(value: str) -> int | None:
+    """The length of ``value`` in octets when it does not fit a DisplayString."""
+    octets = len(value.encode())
+    return octets if octets > DISPLAY_STRING_OCTETS else None
 
 
 class UserSettings(StrictModel):
@@ -74,6 +87,15 @@ class SnmpSettings(PluginSection):
         parse_oid(v)
         return v
 
+    @field_validator("sys_contact", "sys_location", "sys_name")
+    @classmethod
+    def _display_string(cls, v: str | None) -> str | None:
+        if v is not None and (octets := too_long_octets(v)):
+            raise ValueError(
+                f"at most {DISPLAY_STRING_OCTETS} octets (an SNMP DisplayString), found {octets}"
+            )
+        return v
+
     @field_validator("engine_id")
     @classmethod
     def _engine_id(cls, v: str | None) -> str | None:
@@ -95,6 +117,20 @@ class SnmpSettings(PluginSection):
             if r.version == "v2c" and r.community is None and self.community is None:
                 raise ValueError(f"a community for v2c receiver {r.name!r}, found none")
         return self
+
+    def cross_check(self, gateway: GatewayConfig) -> list[Problem]:
+        """The gateway's name is served as btmsGwName, and as sysName unless
+        ``sys_name`` is set: both DisplayStrings."""
+        octets = too_long_octets(gateway.gateway.name)
+        if octets is None:
+            return []
+        return [
+            Problem(
+                "gateway.name",
+                f"a name of at most {DISPLAY_STRING_OCTETS} octets while SNMP is on (it is "
+                f"served as btmsGwName and sysName, DisplayStrings), found {octets} octets",
+            )
+        ]
 
     def user(self, name: str) -> UserSettings:
         return next(u for u in self.users if u.name == name)
