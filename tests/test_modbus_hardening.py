@@ -71,17 +71,30 @@ async def test_a_port_in_use_stops_the_gateway_with_a_clear_error() -> None:
         assert await _good_read(taken) == [1, 2]  # the first gateway still serves
 
 
-async def test_connections_past_the_limit_are_refused_until_one_closes() -> None:
+async def test_a_connection_past_the_limit_evicts_the_least_recently_active() -> None:
+    """A full server never refuses (that was a lock-out): the newcomer gets
+    the slot of the connection whose last request is oldest."""
     async with GatewayHarness(modbus_config(2, 1, max_connections=2)) as h:
         port, svc = port_of(h), plugin.service(h.gateway)
-        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
-        await h.wait_until(lambda: svc.stats.connections == 2, what="two connections")
-        assert await _good_read(port) is None
-        assert svc.stats.refused_limit >= 1
-        held[0][1].close()
-        await h.wait_until(lambda: svc.stats.connections == 1, what="one connection closed")
-        assert await _good_read(port) == [1, 2]
-        held[1][1].close()
+        idle_r, idle_w = await asyncio.open_connection("127.0.0.1", port)
+        busy = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=2, retries=0)
+        assert await busy.connect()
+        try:
+            await h.wait_until(lambda: svc.stats.connections == 2, what="two connections")
+            assert (await busy.read_holding_registers(0, count=2, device_id=101)).registers == [
+                1,
+                2,
+            ]
+            assert await _good_read(port) == [1, 2]  # a third client: the idle one goes
+            assert await _closed_by_server(idle_r, 5.0)
+            assert svc.guard.counts.evicted == 1 and svc.stats.refused_limit == 0
+            assert (await busy.read_holding_registers(0, count=2, device_id=101)).registers == [
+                1,
+                2,
+            ]
+        finally:
+            busy.close()
+            idle_w.close()
 
 
 async def test_idle_and_truncated_connections_are_closed_and_counted() -> None:
