@@ -189,7 +189,11 @@ class Slot(Protocol):
     """What :class:`ConnectionSlots` needs of a connection."""
 
     @property
-    def last_active(self) -> float: ...  # time.monotonic() of its last complete request
+    def last_active(self) -> float:
+        """When it was last active (its last complete request, say): the
+        lowest is evicted first. A server may rank connections that never
+        sent a request below every other one."""
+        ...
 
 
 S = TypeVar("S", bound=Slot)

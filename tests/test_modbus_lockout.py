@@ -100,6 +100,30 @@ async def test_sixteen_connections_from_one_host_do_not_lock_the_scada_out() -> 
                 w.close()
 
 
+async def test_a_flood_from_the_scadas_own_address_evicts_only_idle_sockets() -> None:
+    """Connections that never sent a whole request rank below every one that
+    did: 30 idle sockets opened from the SCADA's own address (a NAT, or a
+    test bench) evict each other, never the polling SCADA."""
+    async with GatewayHarness(modbus_config(2, 1, max_connections_per_address=4)) as h:
+        port, svc = port_of(h), plugin.service(h.gateway)
+        scada = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=3, retries=0)
+        assert await scada.connect()
+        held = []
+        try:
+            assert (
+                await scada.read_holding_registers(0, count=2, device_id=101)
+            ).registers == SCADA
+            for _ in range(30):
+                held.append(await connect(port))
+            await h.wait_until(lambda: svc.guard.counts.evicted >= 27, what="27 evicted")
+            rr = await scada.read_holding_registers(0, count=2, device_id=101)
+            assert rr.registers == SCADA
+        finally:
+            scada.close()
+            for _, w in held:
+                w.close()
+
+
 async def test_a_full_server_from_many_hosts_still_lets_the_scada_in() -> None:
     """Every slot taken by idle sockets from 16 hosts: a new SCADA connection
     evicts the least recently active of them, and keeps its slot while more

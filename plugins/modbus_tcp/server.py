@@ -93,6 +93,8 @@ MAX_BACKLOG = 32
 #: the default time a request (and a TLS handshake) has to complete (settings.py's)
 REQUEST_TIMEOUT_S = 5.0
 LOG_EVERY_S = 10.0
+#: how far below every served connection one that never sent a request ranks
+NEVER_SERVED = 1e9
 MAX_READ_COUNT = 125  # pymodbus's ReadHoldingRegistersRequest.MAX_COUNT (its decoder's limit)
 #: answers one loop callback makes before it leaves the rest to the next one
 ANSWERS_PER_CALLBACK = 16
@@ -250,6 +252,7 @@ class GuardedHandler(ServerRequestHandler):
         self.admitted = False
         self.host = ""
         self.last_seen = time.monotonic()  # connected, or the last whole request
+        self._served = False  # a whole request has arrived
         self._direct = direct  # unit id -> its action, for the reads answered here
         self._pending: deque[tuple[Any, tuple | None]] = deque()
         self._answering = False
@@ -261,7 +264,11 @@ class GuardedHandler(ServerRequestHandler):
 
     @property
     def last_active(self) -> float:
-        return self.last_seen
+        """Its rank for eviction (ConnectionSlots): the time of its last whole
+        request; a connection that has sent none ranks below all that have,
+        oldest first. A SCADA that polls is never evicted before the idle
+        sockets of a flood, even from its own address."""
+        return self.last_seen if self._served else self.last_seen - NEVER_SERVED
 
     def connection_made(self, transport: Any) -> None:
         """Admission before any byte is read; on the TLS listener, before the
@@ -433,6 +440,7 @@ class GuardedHandler(ServerRequestHandler):
             used = end
         if used:
             self.last_seen = time.monotonic()
+            self._served = True
         return used
 
     def _request(self, frame: bytes, addr: tuple | None, direct: bool) -> Any:
