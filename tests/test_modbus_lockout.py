@@ -153,6 +153,36 @@ async def test_a_full_server_from_many_hosts_still_lets_the_scada_in() -> None:
                 w.close()
 
 
+async def test_eleven_hundred_idle_connections_hold_at_most_the_slots(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The descriptor exhaustion of the issue, against this listener: 1,100
+    connections that never send a byte, from 100 hosts. The server keeps at
+    most max_connections of them open (the sockets it holds are what counts
+    against its 1,024 open files), closes the rest as they come, logs the
+    evictions as a few counted lines, and serves the SCADA throughout."""
+    async with GatewayHarness(modbus_config(2, 1)) as h:
+        port, svc = port_of(h), plugin.service(h.gateway)
+        svc.guard.tally.every_s = 0.5
+        held = []
+        try:
+            with caplog.at_level(logging.WARNING, logger="btms_gateway.plugins.modbus_tcp"):
+                for n in range(1100):
+                    held.append(await connect(port, attacker(n % 100)))
+                    assert svc.stats.connections <= 16
+                    if n % 100 == 99:
+                        assert await scada_read(port) == SCADA
+                        assert len(svc.tcp.active_connections) <= 16 + 2  # + closing ones
+                await h.wait_until(lambda: svc.guard.counts.evicted >= 1100 - 16, what="evicted")
+            assert len(svc.tcp.active_connections) <= 16
+            lines = [r.getMessage() for r in caplog.records if "closed the least" in r.getMessage()]
+            assert 1 <= len(lines) <= 20, len(lines)
+            assert not any(r.exc_info for r in caplog.records)
+        finally:
+            for _, w in held:
+                w.close()
+
+
 async def test_a_slow_loris_is_closed_after_the_request_timeout() -> None:
     """One byte every 0.1 s: each byte used to push the idle timer back, so
     the connection was held forever. The request timeout runs from the
