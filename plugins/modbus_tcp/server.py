@@ -261,6 +261,7 @@ class GuardedHandler(ServerRequestHandler):
         self._handshaking = False
         self._backlogged = False  # reading paused: MAX_BACKLOG requests wait
         self._writable: asyncio.Future[None] | None = None  # set while writing is paused
+        self._tls_task: asyncio.Task[None] | None = None  # the handshake (TLS listener)
 
     @property
     def last_active(self) -> float:
@@ -285,7 +286,7 @@ class GuardedHandler(ServerRequestHandler):
         if sslctx is not None:
             self._handshaking = True
             transport.pause_reading()  # the TLS layer reads from here on
-            self.loop.create_task(self._start_tls(transport, sslctx))
+            self._tls_task = self.loop.create_task(self._start_tls(transport, sslctx))
 
     async def _start_tls(self, raw: Any, sslctx: ssl.SSLContext) -> None:
         try:

@@ -17,9 +17,11 @@ pysnmp's own status codes, counters and authentication-failure traps: other
 versions, SET, a community that is not ours, a varbind outside the subtree
 or a walk that runs past its end, anything encoded in a form pyasn1 would
 re-encode differently or refuse to decode, a view that no longer holds the whole
-subtree as one (checked with pysnmp's VACM on every request), a response
-larger than the engine's maximum message size. The one counter pysnmp keeps
-for a request that succeeds, snmpInPkts, is counted here too.
+subtree as one (checked with pysnmp's VACM on every request), a GET or
+GETNEXT whose answer would not fit the byte bound (pysnmp's responder
+answers it tooBig). A GETBULK is cut to what fits by the same rule as
+pysnmp's responder (limits.py). The one counter pysnmp keeps for a request
+that succeeds, snmpInPkts, is counted here too.
 """
 
 from __future__ import annotations
