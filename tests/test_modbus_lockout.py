@@ -23,7 +23,7 @@ from btms_gateway.plugins.modbus_tcp import plugin
 from btms_gateway.plugins.modbus_tcp.server import MAX_BACKLOG
 from pymodbus.client import AsyncModbusTcpClient
 from test_modbus_server import _publish_good
-from test_modbus_support import mbpoll, modbus_config, port_of
+from test_modbus_support import good_read, mbpoll, modbus_config, port_of
 
 SCADA = [1, 2]  # string 1's registers 0..1 (UPS index 1, status 2: never read)
 
@@ -52,20 +52,6 @@ async def closed_by_server(reader: asyncio.StreamReader, timeout: float) -> bool
     return False
 
 
-async def scada_read(port: int) -> list[int] | None:
-    """A fresh well-behaved client's read, or None if it was not served."""
-    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=3, retries=0)
-    try:
-        if not await client.connect():
-            return None
-        rr = await client.read_holding_registers(0, count=2, device_id=101)
-        return None if rr.isError() else list(rr.registers)
-    except Exception:
-        return None
-    finally:
-        client.close()
-
-
 def read_frame(tid: int, unit: int = 101, address: int = 0, count: int = 2, fc: int = 3) -> bytes:
     return struct.pack(">HHHBBHH", tid, 0, 6, unit, fc, address, count)
 
@@ -89,7 +75,7 @@ async def test_sixteen_connections_from_one_host_do_not_lock_the_scada_out() -> 
             await h.wait_until(lambda: svc.guard.counts.evicted >= 16, what="16 evicted")
             assert svc.guard.slots.count(attacker(0)) == 4
             assert svc.stats.connections == 5
-            assert await scada_read(port) == SCADA
+            assert await good_read(port) == SCADA
             rc, values, text = await mbpoll(port, 101, 0, 2)
             assert rc == 0 and list(values.values()) == SCADA, text
             rr = await scada.read_holding_registers(0, count=2, device_id=101)
@@ -101,9 +87,10 @@ async def test_sixteen_connections_from_one_host_do_not_lock_the_scada_out() -> 
 
 
 async def test_a_flood_from_the_scadas_own_address_evicts_only_idle_sockets() -> None:
-    """Connections that never sent a whole request rank below every one that
-    did: 30 idle sockets opened from the SCADA's own address (a NAT, or a
-    test bench) evict each other, never the polling SCADA."""
+    """Connections that never sent a valid request rank below every one that
+    did: 30 sockets opened from the SCADA's own address (a NAT, or a test
+    bench), idle or sending junk (a write, refused with 01), evict each
+    other, never the polling SCADA."""
     async with GatewayHarness(modbus_config(2, 1, max_connections_per_address=4)) as h:
         port, svc = port_of(h), plugin.service(h.gateway)
         scada = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=3, retries=0)
@@ -113,8 +100,11 @@ async def test_a_flood_from_the_scadas_own_address_evicts_only_idle_sockets() ->
             assert (
                 await scada.read_holding_registers(0, count=2, device_id=101)
             ).registers == SCADA
-            for _ in range(30):
+            for n in range(30):
                 held.append(await connect(port))
+                if n % 2:  # junk: answered, but not a valid request
+                    held[-1][1].write(read_frame(n, fc=6))
+                    assert (await held[-1][0].readexactly(9))[7:] == b"\x86\x01"
             await h.wait_until(lambda: svc.guard.counts.evicted >= 27, what="27 evicted")
             rr = await scada.read_holding_registers(0, count=2, device_id=101)
             assert rr.registers == SCADA
@@ -171,7 +161,7 @@ async def test_eleven_hundred_idle_connections_hold_at_most_the_slots(
                     held.append(await connect(port, attacker(n % 100)))
                     assert svc.stats.connections <= 16
                     if n % 100 == 99:
-                        assert await scada_read(port) == SCADA
+                        assert await good_read(port) == SCADA
                         assert len(svc.tcp.active_connections) <= 16 + 2  # + closing ones
                 await h.wait_until(lambda: svc.guard.counts.evicted >= 1100 - 16, what="evicted")
             assert len(svc.tcp.active_connections) <= 16
@@ -208,7 +198,7 @@ async def test_a_slow_loris_is_closed_after_the_request_timeout() -> None:
         assert closed, "a byte every 0.1 s held the connection open"
         assert time.monotonic() - started < 10
         assert svc.guard.counts.request_timeouts >= 1
-        assert await scada_read(port) == SCADA
+        assert await good_read(port) == SCADA
 
 
 async def test_a_lying_mbap_length_is_closed_and_counted() -> None:
@@ -236,7 +226,7 @@ async def test_a_lying_mbap_length_is_closed_and_counted() -> None:
             assert await closed_by_server(reader, 2.0), header
             writer.close()
         assert svc.stats.malformed_header == 3
-        assert await scada_read(port) == SCADA
+        assert await good_read(port) == SCADA
 
 
 async def test_nine_thousand_pipelined_bytes_are_all_answered_in_order() -> None:
@@ -263,7 +253,7 @@ async def test_nine_thousand_pipelined_bytes_are_all_answered_in_order() -> None
         finally:
             writer.close()
         assert tids == list(range(n))
-        assert await scada_read(port) == SCADA
+        assert await good_read(port) == SCADA
 
 
 async def test_a_client_that_never_reads_its_answers_is_closed() -> None:
@@ -302,7 +292,7 @@ async def test_a_client_that_never_reads_its_answers_is_closed() -> None:
             sock.close()
         assert svc.guard.counts.write_stalled == 1, svc.guard.counts
         await h.wait_until(lambda: svc.stats.connections == 0, what="the connection released")
-        assert await scada_read(port) == [1, 1]  # S1 GOOD: status OK
+        assert await good_read(port) == [1, 1]  # S1 GOOD: status OK
 
 
 async def test_refusals_and_evictions_are_logged_once_with_a_count(

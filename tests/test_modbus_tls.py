@@ -150,13 +150,14 @@ def _tls_settings(pki: dict[str, str]) -> dict[str, object]:
 
 
 async def _closed_unanswered(reader: asyncio.StreamReader, timeout: float) -> bytes | None:
-    """What the server sent before closing within ``timeout`` (None: still open)."""
+    """What the server sent before closing within ``timeout`` (None: still
+    open); a TLS alert or a reset is a close with nothing sent."""
     got = b""
     try:
         async with asyncio.timeout(timeout):
             while chunk := await reader.read(4096):
                 got += chunk
-    except ConnectionError:
+    except (ssl.SSLError, ConnectionError):
         pass
     except TimeoutError:
         return None
@@ -171,12 +172,7 @@ async def _refused_without_certificate(port: int, ctx: ssl.SSLContext) -> bool:
     except (ssl.SSLError, ConnectionError):
         return True
     try:
-        async with asyncio.timeout(5.0):
-            return await reader.read(1) == b""
-    except (ssl.SSLError, ConnectionError):
-        return True
-    except TimeoutError:
-        return False
+        return await _closed_unanswered(reader, 5.0) == b""
     finally:
         writer.close()
 

@@ -93,7 +93,7 @@ MAX_BACKLOG = 32
 #: the default time a request (and a TLS handshake) has to complete (settings.py's)
 REQUEST_TIMEOUT_S = 5.0
 LOG_EVERY_S = 10.0
-#: how far below every served connection one that never sent a request ranks
+#: how far below every connection that sent a valid request one that did not ranks
 NEVER_SERVED = 1e9
 MAX_READ_COUNT = 125  # pymodbus's ReadHoldingRegistersRequest.MAX_COUNT (its decoder's limit)
 #: answers one loop callback makes before it leaves the rest to the next one
@@ -251,8 +251,9 @@ class GuardedHandler(ServerRequestHandler):
         self.guard = guard
         self.admitted = False
         self.host = ""
-        self.last_seen = time.monotonic()  # connected, or the last whole request
-        self._served = False  # a whole request has arrived
+        self.last_seen = self._connected_at = time.monotonic()  # or the last whole request
+        self._valid_at: float | None = None  # the last valid request (eviction rank)
+        self._valid = False  # _request decided a valid request since the last stamp
         self._direct = direct  # unit id -> its action, for the reads answered here
         self._pending: deque[tuple[Any, tuple | None]] = deque()
         self._answering = False
@@ -265,11 +266,15 @@ class GuardedHandler(ServerRequestHandler):
 
     @property
     def last_active(self) -> float:
-        """Its rank for eviction (ConnectionSlots): the time of its last whole
-        request; a connection that has sent none ranks below all that have,
-        oldest first. A SCADA that polls is never evicted before the idle
-        sockets of a flood, even from its own address."""
-        return self.last_seen if self._served else self.last_seen - NEVER_SERVED
+        """Its rank for eviction (ConnectionSlots): the time of its last valid
+        request (a read, or another request of a function served, that
+        decoded); a connection that has sent none (idle, or junk only) ranks
+        below all that have, oldest first. A SCADA that polls is never
+        evicted before the idle sockets or the junk of a flood, even one
+        from its own address."""
+        if self._valid_at is not None:
+            return self._valid_at
+        return self._connected_at - NEVER_SERVED
 
     def connection_made(self, transport: Any) -> None:
         """Admission before any byte is read; on the TLS listener, before the
@@ -388,15 +393,18 @@ class GuardedHandler(ServerRequestHandler):
 
     def _request_expired(self) -> None:
         self._deadline = None
+        self._close_late(
+            "request_timeouts",
+            "closed a connection from %s: a request was not complete %.1f s after its first byte",
+        )
+
+    def _close_late(self, counter: str, message: str) -> None:
+        """Close a connection that let request_timeout_s pass, counted in
+        ``counter`` of the guard's ListenerStats and logged as its kind."""
         if not self.admitted:
             return
-        self.guard.counts.request_timeouts += 1
-        self.guard.note(
-            "timeout",
-            "closed a connection from %s: a request was not complete %.1f s after its "
-            "first byte",
-            self.host, self.guard.request_timeout_s,
-        )  # fmt: skip
+        setattr(self.guard.counts, counter, getattr(self.guard.counts, counter) + 1)
+        self.guard.note(counter, message, self.host, self.guard.request_timeout_s)
         self.drop()
 
     def callback_data(self, data: bytes, addr: tuple | None = None) -> int:
@@ -441,8 +449,13 @@ class GuardedHandler(ServerRequestHandler):
             used = end
         if used:
             self.last_seen = time.monotonic()
-            self._served = True
+            self._stamp_valid()
         return used
+
+    def _stamp_valid(self) -> None:
+        if self._valid:
+            self._valid = False
+            self._valid_at = self.last_seen
 
     def _request(self, frame: bytes, addr: tuple | None, direct: bool) -> Any:
         """One whole frame, decided: None when answered here (a direct read, if
@@ -457,6 +470,7 @@ class GuardedHandler(ServerRequestHandler):
             and 1 <= (count := frame[10] << 8 | frame[11]) <= MAX_READ_COUNT
         ):
             address = frame[8] << 8 | frame[9]
+            self._valid = True
             if not direct:  # behind earlier answers
                 return _DirectRead(action, tid, unit, function_code, address, count)
             self.transport.write(direct_answer(action, tid, unit, function_code, address, count))
@@ -469,6 +483,7 @@ class GuardedHandler(ServerRequestHandler):
         answering = self.last_pdu  # decoding sets last_pdu: keep the one being answered
         try:
             TransactionManager.callback_data(self, frame, addr)
+            self._valid = True
             return self.last_pdu
         except ModbusIOException as exc:
             # pymodbus's decoder refuses a read of 0 or more than 125 registers
@@ -512,6 +527,7 @@ class GuardedHandler(ServerRequestHandler):
                     item, addr = self._pending.popleft()
                     if isinstance(item, _Frame):  # its turn: decided now
                         item = self._request(item.frame, addr, direct=False)
+                        self._stamp_valid()
                     if isinstance(item, _DirectRead):
                         self.transport.write(item.answer())
                     elif isinstance(item, _Refusal):
@@ -563,15 +579,9 @@ class GuardedHandler(ServerRequestHandler):
 
     def _write_stalled(self) -> None:
         self._stall = None
-        if not self.admitted:
-            return
-        self.guard.counts.write_stalled += 1
-        self.guard.note(
-            "stalled",
-            "closed a connection from %s: its answers were left unread for %.1f s",
-            self.host, self.guard.request_timeout_s,
-        )  # fmt: skip
-        self.drop()
+        self._close_late(
+            "write_stalled", "closed a connection from %s: its answers were left unread for %.1f s"
+        )
 
 
 class _Guarded:

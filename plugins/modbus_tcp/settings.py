@@ -60,7 +60,7 @@ class ModbusTcpSettings(PluginSection):
     # all max_connections are taken, the least recently active one goes (see
     # docs/modbus-scada-guide.md, "Security and hardening").
     max_connections: Annotated[int, Field(ge=1, le=1000)] = 16
-    max_connections_per_address: Annotated[int, Field(ge=1, le=1000)] = 4
+    max_connections_per_address: Annotated[int, Field(ge=1, le=1000)] = 8
     # a request must be complete this long after its first byte (TLS: the
     # handshake after the connection), and a client must read its answers
     request_timeout_s: Annotated[float, Field(gt=0, le=300)] = 5.0
