@@ -319,6 +319,12 @@ class Recorder:
 
     close = abort
 
+    def pause_reading(self) -> None:  # the handler's backlog is full: nothing more to read
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
 
 def burst(kind: str) -> list[bytes]:
     """200 requests for one segment: reads of 125 registers with two slow

@@ -15,24 +15,10 @@ from btms_gateway.core.gateway import GatewayStartError
 from btms_gateway.core.testing import GatewayHarness
 from btms_gateway.plugins.modbus_tcp import plugin
 from pymodbus.client import AsyncModbusTcpClient
-from test_modbus_support import mbpoll, modbus_config, port_of
+from test_modbus_support import good_read, mbpoll, modbus_config, port_of
 
 FUZZ_FRAMES = 10_000
 FUZZ_DEADLINE_S = 90.0
-
-
-async def _good_read(port: int) -> list[int] | None:
-    """A well-behaved client: the string's status registers, or None if refused."""
-    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=2, retries=0)
-    try:
-        if not await client.connect():
-            return None
-        rr = await client.read_holding_registers(0, count=2, device_id=101)
-        return None if rr.isError() else list(rr.registers)
-    except Exception:  # refused: the server closed the connection
-        return None
-    finally:
-        client.close()
 
 
 async def _closed_by_server(reader: asyncio.StreamReader, timeout: float) -> bool:
@@ -47,7 +33,7 @@ async def _closed_by_server(reader: asyncio.StreamReader, timeout: float) -> boo
 async def test_a_client_outside_the_allowlist_is_refused() -> None:
     async with GatewayHarness(modbus_config(2, 1, allow=["127.0.0.2", "10.0.0.0/8"])) as h:
         port, svc = port_of(h), plugin.service(h.gateway)
-        assert await _good_read(port) is None  # we connect from 127.0.0.1
+        assert await good_read(port) is None  # we connect from 127.0.0.1
         rc, _, text = await mbpoll(port, 101, 0, 2)
         assert rc != 0, text
         assert svc.stats.refused_allowlist >= 2
@@ -56,7 +42,7 @@ async def test_a_client_outside_the_allowlist_is_refused() -> None:
 
 async def test_an_allowlisted_network_is_served() -> None:
     async with GatewayHarness(modbus_config(2, 1, allow=["127.0.0.0/8"])) as h:
-        assert await _good_read(port_of(h)) == [1, 2]  # S1 configured, never read: error
+        assert await good_read(port_of(h)) == [1, 2]  # S1 configured, never read: error
         assert plugin.service(h.gateway).stats.refused_allowlist == 0
 
 
@@ -68,20 +54,33 @@ async def test_a_port_in_use_stops_the_gateway_with_a_clear_error() -> None:
         ):
             async with GatewayHarness(modbus_config(2, 1, port=taken)):
                 pass
-        assert await _good_read(taken) == [1, 2]  # the first gateway still serves
+        assert await good_read(taken) == [1, 2]  # the first gateway still serves
 
 
-async def test_connections_past_the_limit_are_refused_until_one_closes() -> None:
+async def test_a_connection_past_the_limit_evicts_the_least_recently_active() -> None:
+    """A full server never refuses (that was a lock-out): the newcomer gets
+    the slot of the connection whose last request is oldest."""
     async with GatewayHarness(modbus_config(2, 1, max_connections=2)) as h:
         port, svc = port_of(h), plugin.service(h.gateway)
-        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
-        await h.wait_until(lambda: svc.stats.connections == 2, what="two connections")
-        assert await _good_read(port) is None
-        assert svc.stats.refused_limit >= 1
-        held[0][1].close()
-        await h.wait_until(lambda: svc.stats.connections == 1, what="one connection closed")
-        assert await _good_read(port) == [1, 2]
-        held[1][1].close()
+        idle_r, idle_w = await asyncio.open_connection("127.0.0.1", port)
+        busy = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=2, retries=0)
+        assert await busy.connect()
+        try:
+            await h.wait_until(lambda: svc.stats.connections == 2, what="two connections")
+            assert (await busy.read_holding_registers(0, count=2, device_id=101)).registers == [
+                1,
+                2,
+            ]
+            assert await good_read(port) == [1, 2]  # a third client: the idle one goes
+            assert await _closed_by_server(idle_r, 5.0)
+            assert svc.guard.counts.evicted == 1 and svc.stats.refused_limit == 0
+            assert (await busy.read_holding_registers(0, count=2, device_id=101)).registers == [
+                1,
+                2,
+            ]
+        finally:
+            busy.close()
+            idle_w.close()
 
 
 async def test_idle_and_truncated_connections_are_closed_and_counted() -> None:
@@ -97,7 +96,7 @@ async def test_idle_and_truncated_connections_are_closed_and_counted() -> None:
         assert svc.stats.truncated >= 1
         idle_w.close()
         cut_w.close()
-        assert await _good_read(port) == [1, 2]
+        assert await good_read(port) == [1, 2]
 
 
 def _fuzz_frame(rng: random.Random) -> bytes:
@@ -128,7 +127,10 @@ def _fuzz(port: int, frames: int, deadline: float, stop: threading.Event) -> int
     sock: socket.socket | None = None
     while sent < frames and time.monotonic() < deadline and not stop.is_set():
         if sock is None:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=2)
+            # from another host (127.0.0.2): the good client is 127.0.0.1
+            sock = socket.create_connection(
+                ("127.0.0.1", port), timeout=2, source_address=("127.0.0.2", 0)
+            )
         try:
             sock.sendall(_fuzz_frame(rng))
             sent += 1
@@ -156,7 +158,7 @@ async def test_ten_thousand_malformed_frames_leave_the_server_serving_others() -
         good_reads = 0
         try:
             while not fuzz.done():  # a well-behaved client is served all along
-                assert await _good_read(port) == [1, 2]
+                assert await good_read(port) == [1, 2]
                 good_reads += 1
                 await asyncio.sleep(0.05)
         finally:
@@ -164,7 +166,7 @@ async def test_ten_thousand_malformed_frames_leave_the_server_serving_others() -
             await fuzz
         assert fuzz.result() == FUZZ_FRAMES, f"only {fuzz.result()} frames in {FUZZ_DEADLINE_S} s"
         assert good_reads > 0
-        assert await _good_read(port) == [1, 2]
+        assert await good_read(port) == [1, 2]
         stats = svc.stats
         dropped = stats.malformed_header + stats.malformed_pdu + stats.refused_function
         assert dropped > 1000 and stats.truncated > 0, stats

@@ -51,6 +51,23 @@ async def mbpoll(
     return proc.returncode or 0, values, text
 
 
+async def good_read(port: int, timeout: float = 3) -> list[int] | None:
+    """A fresh well-behaved client (pymodbus): string 1's registers 0..1, or
+    None when it was not served (refused, closed, timed out)."""
+    from pymodbus.client import AsyncModbusTcpClient
+
+    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=timeout, retries=0)
+    try:
+        if not await client.connect():
+            return None
+        rr = await client.read_holding_registers(0, count=2, device_id=101)
+        return None if rr.isError() else list(rr.registers)
+    except Exception:  # refused: the server closed the connection
+        return None
+    finally:
+        client.close()
+
+
 def wire(name: str, regs: list[int], offset: int = 0, high_first: bool = True) -> float | int:
     """Decode one map point out of a block of registers read starting at ``offset``."""
     p: Point = point(name)

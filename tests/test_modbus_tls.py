@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
 import ipaddress
 import ssl
@@ -134,6 +136,85 @@ async def test_tls_client_with_a_valid_certificate_reads_one_without_is_refused(
         assert await _tls_read(port, _client_ctx(pki, with_cert=True)) == [1, 2]
         assert await _tls_read(port, _client_ctx(pki, with_cert=False)) is None
         # and the certificate-holding client is still served afterwards
+        assert await _tls_read(port, _client_ctx(pki, with_cert=True)) == [1, 2]
+
+
+def _tls_settings(pki: dict[str, str]) -> dict[str, object]:
+    return {
+        "enabled": True,
+        "port": 0,
+        "certfile": pki["server_crt"],
+        "keyfile": pki["server_key"],
+        "cafile": pki["ca"],
+    }
+
+
+async def _closed_unanswered(reader: asyncio.StreamReader, timeout: float) -> bytes | None:
+    """What the server sent before closing within ``timeout`` (None: still
+    open); a TLS alert or a reset is a close with nothing sent."""
+    got = b""
+    try:
+        async with asyncio.timeout(timeout):
+            while chunk := await reader.read(4096):
+                got += chunk
+    except (ssl.SSLError, ConnectionError):
+        pass
+    except TimeoutError:
+        return None
+    return got
+
+
+async def _refused_without_certificate(port: int, ctx: ssl.SSLContext) -> bool:
+    """A TLS 1.3 client finishes its side of the handshake before the server
+    checks its certificate: the refusal is the alert (or EOF) read next."""
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
+    except (ssl.SSLError, ConnectionError):
+        return True
+    try:
+        return await _closed_unanswered(reader, 5.0) == b""
+    finally:
+        writer.close()
+
+
+async def test_tls_handshakes_are_bounded_admitted_first_and_never_leak(
+    pki: dict[str, str],
+) -> None:
+    """On the TLS listener too, admission comes before any byte is read: a
+    host outside the allowlist gets no ServerHello. A socket that never
+    starts its handshake is closed after request_timeout_s (asyncio's own
+    TLS server held it 60 s, outside every limit), and a failed handshake
+    releases its handler (asyncio never reported those, so pymodbus kept
+    them: one leaked per failed handshake)."""
+    config = modbus_config(2, 1, tls=_tls_settings(pki), allow=["127.0.0.1"], request_timeout_s=0.5)
+    async with GatewayHarness(config) as h:
+        svc = plugin.service(h.gateway)
+        port = svc.tls_port
+        client_hello = ssl.MemoryBIO(), ssl.MemoryBIO()
+        probe = _client_ctx(pki, with_cert=True).wrap_bio(
+            *client_hello, server_hostname="127.0.0.1"
+        )
+        with contextlib.suppress(ssl.SSLWantReadError):
+            probe.do_handshake()
+        hello = client_hello[1].read()
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, local_addr=("127.0.0.2", 0)
+        )
+        writer.write(hello)
+        assert await _closed_unanswered(reader, 5.0) == b""  # not a byte of TLS back
+        writer.close()
+        assert svc.stats.refused_allowlist == 1
+        silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+        for reader, writer in silent:
+            assert await _closed_unanswered(reader, 5.0) == b""
+            writer.close()
+        for _ in range(10):  # no client certificate: refused by the handshake
+            assert await _refused_without_certificate(port, _client_ctx(pki, with_cert=False))
+        assert svc.guard.counts.handshake_failed >= 13
+        await h.wait_until(
+            lambda: svc.stats.connections == 0 and not svc.tls.active_connections,
+            what="every failed handshake released",
+        )
         assert await _tls_read(port, _client_ctx(pki, with_cert=True)) == [1, 2]
 
 

@@ -80,6 +80,10 @@ def test_valid_check_config_output_holds_no_secret(tmp_path: Path) -> None:
         ({"receivers": [{"name": "r", "version": "v3"}]}, "`user` naming one of"),
         ({"community": None, "receivers": [{"name": "r"}]}, "a community for v2c"),
         ({"bogus": 1}, "bogus"),
+        ({"max_response_bytes": 600}, "greater than or equal to 1024"),
+        ({"max_response_bytes": 70000}, "less than or equal to 65507"),
+        ({"rate_limit_per_s": -1}, "greater than or equal to 0"),
+        ({"rate_limit_burst": 0}, "greater than or equal to 1"),
     ],
 )
 def test_settings_errors(values: dict[str, object], message: str) -> None:

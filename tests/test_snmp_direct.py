@@ -22,6 +22,7 @@ from pysnmp.entity import config
 from test_snmp_rig import (
     BASE,
     OIDS,
+    RIG_MAX_RESPONSE,
     VOLATILE,
     AgentThread,
     comparable,
@@ -119,9 +120,25 @@ def test_the_usual_reads_are_answered_directly(
     assert answered and reply is not None
     _indication, status, _index, varbinds = decode_v2c(reply)
     assert status == 0 and varbinds
+    assert len(reply) <= RIG_MAX_RESPONSE
     if kind == "bulk":
         r = len(start) - n
-        assert len(varbinds) == n + min(m, 300 // r) * r
+        asked = n + min(m, 300 // r) * r
+        if len(varbinds) < asked:  # cut at the byte bound: whole repetitions, nearly full
+            assert (len(varbinds) - n) % r == 0 and len(reply) > RIG_MAX_RESPONSE - 200 * r
+        else:
+            assert len(varbinds) == asked
+
+
+def test_a_getbulk_is_cut_at_the_byte_bound_alike_on_both_paths(rig: Any) -> None:
+    """max-repetitions far past what fits: both paths keep the same whole
+    repetitions (both() compares the replies octet for octet)."""
+    for start, n in (([BASE], 0), ([OIDS["btmsCellSoc"], BASE], 1)):
+        reply, answered = both(v2c_message(COMMUNITY, "bulk", start, n, 400))
+        assert answered and reply is not None
+        _indication, status, _index, varbinds = decode_v2c(reply)
+        assert status == 0 and n < len(varbinds) < n + 300
+        assert RIG_MAX_RESPONSE - 200 < len(reply) <= RIG_MAX_RESPONSE
 
 
 LEFT_TO_PYSNMP = {

@@ -296,10 +296,17 @@ def oids(draw: st.DrawFn) -> tuple[int, ...]:
 
 
 def rig_config() -> dict[str, Any]:
-    """Four strings, two UPS, readings that never go stale, GETBULK up to 300."""
+    """Four strings, two UPS, readings that never go stale, GETBULK up to 300
+    varbinds and 4,096 bytes (so that either bound may cut it), no rate limit
+    (hypothesis sends hundreds of requests a second)."""
     from test_snmp_support import snmp_settings
 
     return plant_config(
         strings=4, ups=2, stale_after_s=3600,
-        plugins={"snmp": snmp_settings(max_bulk_varbinds=300)},
+        plugins={"snmp": snmp_settings(
+            max_bulk_varbinds=300, max_response_bytes=RIG_MAX_RESPONSE, rate_limit_per_s=0
+        )},
     )  # fmt: skip
+
+
+RIG_MAX_RESPONSE = 4096

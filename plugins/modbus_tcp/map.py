@@ -221,7 +221,7 @@ POINTS: tuple[Point, ...] = (
           "(event_log_failing)", lambda v: v.active_alarms),
     Point("string", 23, "string_alarm_severity", "enum", None, "", S, EXT, SEVERITY_TEXT,
           lambda v: v.max_severity),
-    Point("string", 24, "string_soh", "u16", 1, "%", M, EXT,
+    Point("string", 25, "string_soh", "u16", 1, "%", M, EXT,
           "derived by the gateway: the lowest cell SOH (the device has no string SOH)",
           _rv("soh_pct")),
     # --- cell block: unit id = 100 + string index, register 100*ci + k, ci = 1..120 --

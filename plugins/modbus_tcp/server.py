@@ -1,10 +1,15 @@
 """The listener: a hardened pymodbus TCP/TLS server that answers reads itself.
 
 The listener subclasses pymodbus's TCP/TLS servers only to hand each
-connection a :class:`GuardedHandler`: allowlist and connection limit on
-accept, an activity stamp for the idle sweeper, and an MBAP header check so
-a malformed frame is counted and its connection dropped (a byte stream
-cannot resynchronise after a bad header) while the server serves others.
+connection a :class:`GuardedHandler`: the allowlist and the connection slots
+(per address and in total, evicting the least recently active connection
+rather than refusing a new one) on accept, before any byte is read; a
+deadline for each request from its first byte; an activity stamp for the
+idle sweeper that only whole requests move; flow control instead of a
+buffer cap; and an MBAP header check so a malformed frame is counted and its
+connection dropped (a byte stream cannot resynchronise after a bad header)
+while the server serves others. Refusals and closes are counted
+(:class:`ServerStats`, :class:`ListenerStats`) and logged once with a count.
 
 Direct reads. A well-formed FC 03/04 request (a 12-byte ADU, count 1..125)
 to a configured unit id is answered where its frame is checked, inside the
@@ -35,15 +40,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import struct
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from btms_gateway.core.netguard import ClientAllowlist
+from btms_gateway.core.netguard import ClientAllowlist, ConnectionSlots, LogTally, peer_host
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ModbusIOException
+from pymodbus.logging import Log
 from pymodbus.pdu import ExceptionResponse
 from pymodbus.server import ModbusTcpServer, ModbusTlsServer
 from pymodbus.server.requesthandler import ServerRequestHandler
@@ -59,6 +66,9 @@ from .datastore import (
     build_devices,
 )
 
+if TYPE_CHECKING:
+    from .settings import ModbusTcpSettings
+
 __all__ = [
     "CUSTOM_PDUS",
     "FastReads",
@@ -66,6 +76,7 @@ __all__ = [
     "GatewayTlsServer",
     "Guard",
     "GuardedHandler",
+    "ListenerStats",
     "ServerStats",
     "UnitAction",
     "build_devices",
@@ -77,8 +88,13 @@ _PYMODBUS_LOG = logging.getLogger("pymodbus.logging")  # pymodbus's Log._logger
 #: everything else answers 01 before decoding: 1/2 reach the action (no coils: 01)
 ALLOWED_FUNCTIONS = frozenset((1, 2, 3, 4, 0x2B))
 MAX_MBAP_LENGTH = 254  # unit id + PDU (253 bytes): a 260-byte ADU
-PIPELINE_BUFFER = 32 * 260  # bytes a connection may have received and not yet decoded
+#: requests a connection may have waiting for their answers before it stops reading
+MAX_BACKLOG = 32
+#: the default time a request (and a TLS handshake) has to complete (settings.py's)
+REQUEST_TIMEOUT_S = 5.0
 LOG_EVERY_S = 10.0
+#: how far below every connection that sent a valid request one that did not ranks
+NEVER_SERVED = 1e9
 MAX_READ_COUNT = 125  # pymodbus's ReadHoldingRegistersRequest.MAX_COUNT (its decoder's limit)
 #: answers one loop callback makes before it leaves the rest to the next one
 ANSWERS_PER_CALLBACK = 16
@@ -140,102 +156,260 @@ def _refusal(function_code: int, code: ExcCodes, unit: int, tid: int) -> _Refusa
     )
 
 
+@dataclass(slots=True)
+class ListenerStats:
+    """The listener's own counters, beside :class:`ServerStats` (shared with
+    the request handling): what the connection guard closed, and why."""
+
+    evicted: int = 0  # closed to make room for a newer connection
+    request_timeouts: int = 0  # a request not complete request_timeout_s after its first byte
+    handshake_failed: int = 0  # TLS handshake refused, broken or not done in request_timeout_s
+    write_stalled: int = 0  # the client left its answers unread for request_timeout_s
+
+
 class Guard:
-    """Who may connect, how many at once, and the counters for what was refused."""
+    """Who may connect, how many at once (in total and per address), how long a
+    request may take, and the counters for what was refused or closed.
+
+    The plain and TLS listeners share one guard, so they share its limits."""
 
     def __init__(
-        self, allowlist: ClientAllowlist, max_connections: int, stats: ServerStats
+        self,
+        allowlist: ClientAllowlist,
+        max_connections: int,
+        stats: ServerStats,
+        *,
+        per_address: int | None = None,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> None:
         self.allowlist = allowlist
         self.max_connections = max_connections
         self.stats = stats
-        self._last_log: dict[str, float] = {}
+        self.counts = ListenerStats()
+        self.request_timeout_s = request_timeout_s
+        self.slots: ConnectionSlots[GuardedHandler] = ConnectionSlots(
+            max_connections, min(per_address or max_connections, max_connections)
+        )
+        self.tally = LogTally(log, LOG_EVERY_S)
 
-    def refusal(self, peer: Any) -> str | None:
-        host = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+    @classmethod
+    def from_settings(cls, settings: ModbusTcpSettings, stats: ServerStats) -> Guard:
+        return cls(
+            settings.allowlist,
+            settings.max_connections,
+            stats,
+            per_address=settings.max_connections_per_address,
+            request_timeout_s=settings.request_timeout_s,
+        )
+
+    def admit(self, handler: GuardedHandler, host: str) -> str | None:
+        """None when ``handler`` may serve ``host`` (a slot made for it by
+        evicting another connection if need be), else why it may not."""
         if not self.allowlist.allows(host):
             self.stats.refused_allowlist += 1
             return f"client {host or '?'} is not in the allow list"
-        if self.stats.connections >= self.max_connections:
-            self.stats.refused_limit += 1
-            return f"connection limit ({self.max_connections}) reached"
+        victim = self.slots.victim(host)
+        if victim is not None:
+            self.counts.evicted += 1
+            self.note(
+                "evicted",
+                "closed the least recently active connection, from %s, for a new one "
+                "from %s (limits: %d connections, %d per address)",
+                victim.host, host, self.max_connections, self.slots.per_address,
+            )  # fmt: skip
+            victim.drop()
+        self.slots.add(handler, host)
         return None
 
     def note(self, kind: str, message: str, *args: Any) -> None:
-        """Log a refusal at most once per LOG_EVERY_S per kind: a flood of bad
-        clients is counted in ServerStats, not written line by line."""
-        now = time.monotonic()
-        if now - self._last_log.get(kind, -LOG_EVERY_S) >= LOG_EVERY_S:
-            self._last_log[kind] = now
-            log.warning(
-                message + " (counted; further ones logged every %.0f s)",
-                *args,
-                LOG_EVERY_S,
-            )
+        """Log the first of a kind at once and the rest as one counted line per
+        LOG_EVERY_S: a flood of bad clients is counted, not written line by line."""
+        self.tally.note(kind, message, *args)
 
 
 class GuardedHandler(ServerRequestHandler):
-    """pymodbus's per-connection handler plus admission, idle stamp, frame
-    checks and direct reads."""
+    """pymodbus's per-connection handler plus admission, deadlines, flow
+    control, frame checks and direct reads.
+
+    Deadlines. A request must be complete ``request_timeout_s`` after its
+    first byte arrived (a timer armed when a frame is left partial, never
+    pushed back by more bytes of it), and ``last_seen``, which the idle
+    sweeper reads, moves only when a whole request arrives: a client sending
+    a byte a minute, or an MBAP length larger than what follows, is closed
+    instead of holding its slot.
+
+    Flow control. At most MAX_BACKLOG requests wait for their answers; past
+    that the connection stops reading (the kernel's buffers, then TCP, hold
+    the rest) until they are answered, and while the client does not read
+    its answers (the transport's write buffer is full) no more are made. So
+    a pipelined burst of any size is answered in full, in order, with
+    bounded memory; a client that never reads is closed after
+    ``request_timeout_s``."""
 
     def __init__(self, owner: Any, guard: Guard, direct: dict[int, UnitAction]) -> None:
         super().__init__(owner, None, None, None)
         self.guard = guard
         self.admitted = False
-        self.last_seen = time.monotonic()
+        self.host = ""
+        self.last_seen = self._connected_at = time.monotonic()  # or the last whole request
+        self._valid_at: float | None = None  # the last valid request (eviction rank)
+        self._valid = False  # _request decided a valid request since the last stamp
         self._direct = direct  # unit id -> its action, for the reads answered here
         self._pending: deque[tuple[Any, tuple | None]] = deque()
         self._answering = False
-        # room for a pipelined burst (pymodbus's 516 bytes is two requests and a
-        # bit): past this, pymodbus drops the buffer and the connection desyncs
-        self.max_buffer_size = PIPELINE_BUFFER
+        self._deadline: asyncio.TimerHandle | None = None  # the partial request's
+        self._stall: asyncio.TimerHandle | None = None  # answers left unread
+        self._handshaking = False
+        self._backlogged = False  # reading paused: MAX_BACKLOG requests wait
+        self._writable: asyncio.Future[None] | None = None  # set while writing is paused
+        self._tls_task: asyncio.Task[None] | None = None  # the handshake (TLS listener)
+
+    @property
+    def last_active(self) -> float:
+        """Its rank for eviction (ConnectionSlots): the time of its last valid
+        request (a read, or another request of a function served, that
+        decoded); a connection that has sent none (idle, or junk only) ranks
+        below all that have, oldest first. A SCADA that polls is never
+        evicted before the idle sockets or the junk of a flood, even one
+        from its own address."""
+        if self._valid_at is not None:
+            return self._valid_at
+        return self._connected_at - NEVER_SERVED
 
     def connection_made(self, transport: Any) -> None:
+        """Admission before any byte is read; on the TLS listener, before the
+        handshake (see :class:`GatewayTlsServer`)."""
         super().connection_made(transport)
-        peer = transport.get_extra_info("peername")
-        if reason := self.guard.refusal(peer):
-            self.guard.note("refused", "refused %s: %s", peer, reason)
+        self.host = peer_host(transport.get_extra_info("peername"))
+        if reason := self.guard.admit(self, self.host):
+            self.guard.note("refused", "refused a connection from %s: %s", self.host, reason)
             transport.abort()
             return
         self.admitted = True
         self.guard.stats.connections += 1
+        sslctx = getattr(self.server, "tls_context", None)
+        if sslctx is not None:
+            self._handshaking = True
+            transport.pause_reading()  # the TLS layer reads from here on
+            self._tls_task = self.loop.create_task(self._start_tls(transport, sslctx))
+
+    async def _start_tls(self, raw: Any, sslctx: ssl.SSLContext) -> None:
+        try:
+            tls = await self.loop.start_tls(
+                raw, self, sslctx, server_side=True,
+                ssl_handshake_timeout=self.guard.request_timeout_s,
+            )  # fmt: skip
+        except (OSError, ssl.SSLError, TimeoutError) as exc:
+            tls, failure = None, exc
+        else:
+            failure = None
+        if tls is None or not self.admitted:
+            # the TLS layer never calls connection_lost for a connection whose
+            # handshake did not complete: release it and pymodbus's entry here
+            if self.admitted:
+                self.guard.counts.handshake_failed += 1
+                self.guard.note(
+                    "handshake", "closed a TLS connection from %s: handshake %s",
+                    self.host, type(failure).__name__ if failure else "aborted",
+                )  # fmt: skip
+            self._release()
+            raw.abort()
+            self.close()
+            return
+        self.transport = tls
+        self._handshaking = False
+        if self.recv_buffer:  # arrived with the handshake's last flight
+            self._feed()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._release()
         super().connection_lost(exc)
 
     def _release(self) -> None:
+        self._cancel_deadline()
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)  # the answering task sees the transport gone
         if self.recv_buffer:
             self.guard.stats.truncated += 1
             self.recv_buffer = b""
+        self.guard.slots.remove(self)
         if self.admitted:
             self.admitted = False
             self.guard.stats.connections -= 1
 
     def drop(self) -> None:
-        """Close this connection now (bad header, idle)."""
+        """Close this connection now (bad header, idle, timed out, evicted)."""
         self._release()
         if self.transport:
             self.transport.abort()
 
+    # --- reading ------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         """pymodbus's ``datagram_received`` without what a TCP server never
-        uses: the local-echo check (serial links) and the frame dump (the last
-        20 frames kept in a list for its debug log). With pymodbus's logger at
-        DEBUG, pymodbus's own, which logs every received frame."""
-        if _PYMODBUS_LOG.isEnabledFor(logging.DEBUG) or self.comm_params.handle_local_echo:
-            super().data_received(data)
+        uses (the local-echo check of serial links) and without its buffer
+        cap, which dropped the bytes of a pipelined burst past 516 bytes
+        (8,320 here before) unanswered while the connection stayed open:
+        here reading pauses instead (see the class docstring)."""
+        if not self.admitted:
             return
-        buffer = self.recv_buffer + data if self.recv_buffer else data
-        if len(buffer) > self.max_buffer_size:
-            self.recv_buffer = b""
-            return
-        self.recv_buffer = buffer
+        if _PYMODBUS_LOG.isEnabledFor(logging.DEBUG):
+            Log.transport_dump(Log.RECV_DATA, data, self.recv_buffer)
+        self.recv_buffer = self.recv_buffer + data if self.recv_buffer else data
+        if not self._handshaking and not self._backlogged:
+            self._feed()
+
+    def _feed(self) -> None:
+        """Decide the whole frames buffered, then watch what is left: a
+        partial frame gets a deadline, whole frames past the backlog pause
+        reading until the answering task has caught up."""
+        buffer = self.recv_buffer
         cut = self.callback_data(buffer)
-        self.recv_buffer = self.recv_buffer[cut:]
+        if not self.admitted:  # dropped: a bad header
+            return
+        rest = self.recv_buffer = buffer[cut:]
+        if not rest:
+            self._cancel_deadline()
+        elif len(rest) >= 6 and len(rest) >= 6 + (rest[4] << 8 | rest[5]):
+            # a whole frame left: the backlog is full (the header was checked)
+            self._cancel_deadline()
+            if not self._backlogged:
+                self._backlogged = True
+                self.transport.pause_reading()
+        else:
+            if cut:  # a new request began after the ones just decided
+                self._cancel_deadline()
+            if self._deadline is None:
+                self._deadline = self.loop.call_later(
+                    self.guard.request_timeout_s, self._request_expired
+                )
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _request_expired(self) -> None:
+        self._deadline = None
+        self._close_late(
+            "request_timeouts",
+            "closed a connection from %s: a request was not complete %.1f s after its first byte",
+        )
+
+    def _close_late(self, counter: str, message: str) -> None:
+        """Close a connection that let request_timeout_s pass, counted in
+        ``counter`` of the guard's ListenerStats and logged as its kind."""
+        if not self.admitted:
+            return
+        setattr(self.guard.counts, counter, getattr(self.guard.counts, counter) + 1)
+        self.guard.note(counter, message, self.host, self.guard.request_timeout_s)
+        self.drop()
 
     def callback_data(self, data: bytes, addr: tuple | None = None) -> int:
-        """Every complete frame in ``data``, in order; a partial one stays buffered.
+        """Every complete frame in ``data``, in order, up to the backlog; a
+        partial one stays buffered.
 
         A Modbus TCP client may pipeline: send several requests before the
         first answer. pymodbus's handler decodes one frame per arrival and
@@ -244,16 +418,20 @@ class GuardedHandler(ServerRequestHandler):
         checked and answered or queued, and the answers go out in request
         order. The first ANSWERS_PER_CALLBACK frames are decided here, the
         rest in their turn by the queue's task."""
-        self.last_seen = time.monotonic()
         if not self.admitted:
             return len(data)
         budget = ANSWERS_PER_CALLBACK
         used = 0
-        while len(data) - used >= 7:
+        while len(data) - used >= 7 and len(self._pending) < MAX_BACKLOG:
             length = data[used + 4] << 8 | data[used + 5]
             if data[used + 2] or data[used + 3] or not 2 <= length <= MAX_MBAP_LENGTH:
                 self.guard.stats.malformed_header += 1
-                self.guard.note("header", "dropped a connection sending a malformed MBAP header")
+                self.guard.note(
+                    "header",
+                    "closed a connection from %s: malformed MBAP header (protocol id "
+                    "%d, length %d)",
+                    self.host, data[used + 2] << 8 | data[used + 3], length,
+                )  # fmt: skip
                 self.recv_buffer = b""
                 self.drop()
                 return len(data)
@@ -262,13 +440,22 @@ class GuardedHandler(ServerRequestHandler):
                 break
             if budget:
                 budget -= 1
-                item = self._request(data[used:end], addr, direct=not self._answering)
+                direct = not self._answering and self._writable is None
+                item = self._request(data[used:end], addr, direct=direct)
             else:
                 item = _Frame(data[used:end])
             if item is not None:
                 self._queue(item, addr)
             used = end
+        if used:
+            self.last_seen = time.monotonic()
+            self._stamp_valid()
         return used
+
+    def _stamp_valid(self) -> None:
+        if self._valid:
+            self._valid = False
+            self._valid_at = self.last_seen
 
     def _request(self, frame: bytes, addr: tuple | None, direct: bool) -> Any:
         """One whole frame, decided: None when answered here (a direct read, if
@@ -283,6 +470,7 @@ class GuardedHandler(ServerRequestHandler):
             and 1 <= (count := frame[10] << 8 | frame[11]) <= MAX_READ_COUNT
         ):
             address = frame[8] << 8 | frame[9]
+            self._valid = True
             if not direct:  # behind earlier answers
                 return _DirectRead(action, tid, unit, function_code, address, count)
             self.transport.write(direct_answer(action, tid, unit, function_code, address, count))
@@ -295,10 +483,14 @@ class GuardedHandler(ServerRequestHandler):
         answering = self.last_pdu  # decoding sets last_pdu: keep the one being answered
         try:
             TransactionManager.callback_data(self, frame, addr)
+            self._valid = True
             return self.last_pdu
         except ModbusIOException as exc:
+            # pymodbus's decoder refuses a read of 0 or more than 125 registers
+            # (03, as the spec orders before any address check) and any PDU of
+            # a known function it cannot decode (03); an unknown one is 01
             self.guard.stats.malformed_pdu += 1
-            self.guard.note("pdu", "answered an undecodable request with an exception")
+            self.guard.note("pdu", "answered an undecodable request from %s with 01/03", self.host)
             known = (function_code & 0x7F) in self.server.known_functions
             code = ExcCodes.ILLEGAL_VALUE if known else ExcCodes.ILLEGAL_FUNCTION
             return _refusal(function_code, code, exc.dev_id, exc.transaction_id)
@@ -316,27 +508,43 @@ class GuardedHandler(ServerRequestHandler):
     async def _answer_pending(self) -> None:
         """Answer the queued requests one at a time, in order (pymodbus's
         ``handle_request`` reads the request from ``last_pdu``), yielding to
-        the loop every ANSWERS_PER_CALLBACK requests."""
+        the loop every ANSWERS_PER_CALLBACK requests and waiting while the
+        client is not reading; then decide what reading left buffered while
+        the backlog was full, and read again."""
         try:
             answered = 0
-            while self._pending:
-                if answered == ANSWERS_PER_CALLBACK:
-                    answered = 0
-                    await asyncio.sleep(0)
-                if self.transport is None:  # closed meanwhile: nobody to answer
-                    self._pending.clear()
+            while True:
+                while self._pending:
+                    if answered == ANSWERS_PER_CALLBACK:
+                        answered = 0
+                        await asyncio.sleep(0)
+                    if self._writable is not None:
+                        await self._writable
+                    if self.transport is None or not self.admitted:  # closed meanwhile
+                        self._pending.clear()
+                        return
+                    answered += 1
+                    item, addr = self._pending.popleft()
+                    if isinstance(item, _Frame):  # its turn: decided now
+                        item = self._request(item.frame, addr, direct=False)
+                        self._stamp_valid()
+                    if isinstance(item, _DirectRead):
+                        self.transport.write(item.answer())
+                    elif isinstance(item, _Refusal):
+                        self.server_send(item.response, addr)
+                    elif item is not None:
+                        self.last_pdu, self.last_addr = item, addr
+                        await self.handle_request()
+                if not self._backlogged or self.transport is None or not self.admitted:
                     return
-                answered += 1
-                item, addr = self._pending.popleft()
-                if isinstance(item, _Frame):  # its turn: decided now
-                    item = self._request(item.frame, addr, direct=False)
-                if isinstance(item, _DirectRead):
-                    self.transport.write(item.answer())
-                elif isinstance(item, _Refusal):
-                    self.server_send(item.response, addr)
-                elif item is not None:
-                    self.last_pdu, self.last_addr = item, addr
-                    await self.handle_request()
+                await asyncio.sleep(0)  # what is decided next is a new callback's share
+                answered = 0
+                if self.transport is None or not self.admitted:
+                    return
+                self._backlogged = False
+                self._feed()  # queues behind this task (still answering)
+                if self.admitted and not self._backlogged and self._writable is None:
+                    self.transport.resume_reading()
         finally:
             self._answering = False
 
@@ -347,6 +555,33 @@ class GuardedHandler(ServerRequestHandler):
         buffered = self.recv_buffer
         super().send(data, addr)
         self.recv_buffer = buffered
+
+    # --- writing ------------------------------------------------------------------
+    def pause_writing(self) -> None:
+        """The transport's buffer is full: the client is not reading its answers.
+        Stop reading and answering until it does, for at most request_timeout_s."""
+        if self._writable is None:
+            self._writable = self.loop.create_future()
+        if self.transport is not None and not self._handshaking:
+            self.transport.pause_reading()
+        if self._stall is None:
+            self._stall = self.loop.call_later(self.guard.request_timeout_s, self._write_stalled)
+
+    def resume_writing(self) -> None:
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+        writable, self._writable = self._writable, None
+        if writable is not None and not writable.done():
+            writable.set_result(None)
+        if self.transport is not None and self.admitted and not self._backlogged:
+            self.transport.resume_reading()
+
+    def _write_stalled(self) -> None:
+        self._stall = None
+        self._close_late(
+            "write_stalled", "closed a connection from %s: its answers were left unread for %.1f s"
+        )
 
 
 class _Guarded:
@@ -360,6 +595,8 @@ class _Guarded:
     guard: Guard
     context: Any
     direct_reads: bool
+    #: TLS is started by each handler once its connection is admitted (TLS listener)
+    tls_context: ssl.SSLContext | None = None
 
     def _fast_reads(self, devices: list[SimDevice]) -> None:
         """Once pymodbus has built its SimCore from ``devices``, put FastReads in front."""
@@ -394,7 +631,16 @@ class GatewayTcpServer(_Guarded, ModbusTcpServer):
 
 class GatewayTlsServer(_Guarded, ModbusTlsServer):
     """The same handler on TLS: pymodbus's TLS framer reads the same MBAP
-    frames (the header check above cuts them), so direct reads apply as is."""
+    frames (the header check above cuts them), so direct reads apply as is.
+
+    The socket listens as plain TCP and each handler starts TLS itself once
+    its connection is admitted (``loop.start_tls``, the handshake bounded by
+    ``request_timeout_s``). With asyncio's own TLS server the handler would
+    learn of a connection only after the handshake: the allowlist and the
+    connection limits would not apply to handshakes in progress (any number
+    of sockets, each held for asyncio's 60 s handshake timeout), and a
+    connection whose handshake failed would never be released (asyncio does
+    not report its loss to the protocol, so pymodbus kept its handler)."""
 
     def __init__(
         self, devices: list[SimDevice], guard: Guard, *, direct_reads: bool = True, **kwargs: Any
@@ -403,3 +649,9 @@ class GatewayTlsServer(_Guarded, ModbusTlsServer):
         self.direct_reads = direct_reads
         super().__init__(devices, custom_pdu=CUSTOM_PDUS, **kwargs)
         self._fast_reads(devices)
+
+    def init_setup_connect_listen(self, host: str, port: int) -> None:
+        """pymodbus's listener without ``ssl=``: see the class docstring."""
+        self.tls_context = self.comm_params.sslctx
+        self.comm_params.sslctx = None
+        super().init_setup_connect_listen(host, port)

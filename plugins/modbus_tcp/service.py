@@ -93,7 +93,7 @@ class ModbusService:
         self.store = ImageStore(
             high_first=settings.high_word_first, honest=settings.stale_behaviour == "exception"
         )
-        self.guard = Guard(settings.allowlist, settings.max_connections, self.stats)
+        self.guard = Guard.from_settings(settings, self.stats)
         self.tcp: GatewayTcpServer | None = None
         self.tls: GatewayTlsServer | None = None
         self._sweeper: asyncio.Task[None] | None = None

@@ -55,9 +55,25 @@ class ModbusTcpSettings(PluginSection):
     word_order: Literal["high_first", "low_first"] = "high_first"
     stale_behaviour: Literal["exception", "bmgw"] = "exception"
     allow: AllowList = []  # client addresses or CIDR networks; empty = everyone
+    # Connection slots, shared by the plain and TLS listeners. A new connection
+    # always gets in: when its address holds max_connections_per_address, or
+    # all max_connections are taken, the least recently active one goes (see
+    # docs/modbus-scada-guide.md, "Security and hardening").
     max_connections: Annotated[int, Field(ge=1, le=1000)] = 16
+    max_connections_per_address: Annotated[int, Field(ge=1, le=1000)] = 8
+    # a request must be complete this long after its first byte (TLS: the
+    # handshake after the connection), and a client must read its answers
+    request_timeout_s: Annotated[float, Field(gt=0, le=300)] = 5.0
     idle_timeout_s: Annotated[float, Field(gt=0, le=86400)] | None = 120.0
     tls: TlsSettings = TlsSettings()
+
+    @field_validator("max_connections_per_address")
+    @classmethod
+    def _per_address(cls, value: int, info: ValidationInfo) -> int:
+        total = info.data.get("max_connections")
+        if total is not None and value > total:
+            raise ValueError(f"at most max_connections ({total}), found {value}")
+        return value
 
     @property
     def high_word_first(self) -> bool:

@@ -15,7 +15,7 @@ import logging
 import socket
 from typing import Any
 
-from btms_gateway.core.netguard import ClientAllowlist
+from btms_gateway.core.netguard import LOOPBACK, ClientAllowlist, LogTally, TokenBuckets
 from btms_gateway.core.version import __version__
 from pysnmp.carrier.asyncio.dgram import udp, udp6
 from pysnmp.entity import config, engine
@@ -80,18 +80,35 @@ def add_user(snmp_engine: Any, user: UserSettings) -> None:
     )
 
 
-class AllowlistUdp(udp.UdpAsyncioTransport):
-    """Drops (and counts) datagrams from sources outside the manager allowlist
-    before pysnmp parses them: no answer, no error, no CPU spent on BER."""
+#: the agent's application-layer service (RFC 3418 sysServices: 2^(7-1) = 64
+#: for applications, plus 2^(4-1) = 8 for end-to-end hosts), as net-snmp's snmpd says
+SYS_SERVICES = 72
 
-    allowlist = ClientAllowlist([])
+
+class AllowlistUdp(udp.UdpAsyncioTransport):
+    """Drops (and counts) datagrams from sources outside the manager allowlist,
+    then those past their source's rate limit, before pysnmp parses them: no
+    answer, no error, no CPU spent on BER."""
+
+    allowlist = ClientAllowlist(list(LOOPBACK))
+    rate: TokenBuckets | None = None  # None: no rate limit
     stats: AgentStats | None = None
     direct: DirectReads | None = None
+    tally = LogTally(log)
 
     def datagram_received(self, datagram: bytes, transportAddress: Any) -> None:
-        if not self.allowlist.allows(transportAddress[0]):
+        source = transportAddress[0]
+        if not self.allowlist.allows(source):
             if self.stats is not None:
                 self.stats.dropped_sources += 1
+            self.tally.note("source", "dropped an SNMP datagram from %s: not a manager", source)
+            return
+        if self.rate is not None and not self.rate.take(source):
+            if self.stats is not None:
+                self.stats.rate_limited += 1
+            self.tally.note(
+                "rate", "dropped SNMP requests from %s: over %.0f a second", source, self.rate.rate
+            )
             return
         direct, transport = self.direct, self.transport
         if (
@@ -110,14 +127,10 @@ class AllowlistUdp(udp.UdpAsyncioTransport):
         except Exception as exc:
             if self.stats is not None:
                 self.stats.bad_datagrams += 1
-                count = self.stats.bad_datagrams
-            else:
-                count = 1
-            if count == 1 or count % 1000 == 0:
-                log.warning(
-                    "dropped %d undecodable SNMP datagram(s); last from %s: %s",
-                    count, address[0], type(exc).__name__,
-                )  # fmt: skip
+            self.tally.note(
+                "undecodable", "dropped an undecodable SNMP datagram from %s: %s",
+                address[0], type(exc).__name__,
+            )  # fmt: skip
 
 
 class AllowlistUdp6(AllowlistUdp):
@@ -150,6 +163,7 @@ class Agent:
         self.engine = engine.SnmpEngine(rfc1902.OctetString(self.engine_id))
         self._security()
         self._system(sys_name)
+        self._bound_responses(settings.max_response_bytes)
         # pysnmp indexes its MIB tree on the first GETNEXT that reaches it
         # (3 ms): here at start-up, not in the first walk's last request
         self.engine.message_dispatcher.mib_instrum_controller.read_next_variables(((1, 3, 6), None))
@@ -161,10 +175,12 @@ class Agent:
         )
         snmp_context = context.SnmpContext(self.engine)
         snmp_context.context_names[b""] = self.controller  # type: ignore[assignment]
-        responders.GetResponder(self.engine, snmp_context)
-        responders.NextResponder(self.engine, snmp_context)
+        self.get = responders.GetResponder(self.engine, snmp_context)
+        self.next = responders.NextResponder(self.engine, snmp_context)
         self.bulk = responders.BulkResponder(self.engine, snmp_context)
         self.bulk.max_varbinds = settings.max_bulk_varbinds  # pysnmp's default is 64
+        for responder in (self.get, self.next, self.bulk):
+            responder.max_response_bytes = settings.max_response_bytes
         responders.SetResponder(self.engine, snmp_context)
         self.direct = (
             DirectReads(
@@ -174,6 +190,7 @@ class Agent:
                 rfc1902.OctetString(settings.community.get_secret_value()).asOctets(),
                 COMMUNITY_NAME,
                 settings.max_bulk_varbinds,
+                settings.max_response_bytes,
             )
             if settings.v2c and settings.community is not None
             else None
@@ -215,6 +232,16 @@ class Agent:
         contact.syntax = contact.syntax.clone(self.settings.sys_contact)
         name.syntax = name.syntax.clone(sys_name)
         location.syntax = location.syntax.clone(self.settings.sys_location)
+        (services,) = builder.import_symbols("__SNMPv2-MIB", "sysServices")
+        services.syntax = services.syntax.clone(SYS_SERVICES)
+
+    def _bound_responses(self, max_bytes: int) -> None:
+        """pysnmp's engine sends no message larger than this (it drops one and
+        counts snmpSilentDrops); the responders and the direct path keep every
+        response under it (limits.py), so that drop is only a backstop."""
+        builder = self.engine.get_mib_builder()
+        (max_size,) = builder.import_symbols("__SNMP-FRAMEWORK-MIB", "snmpEngineMaxMessageSize")
+        max_size.syntax = max_size.syntax.clone(max_bytes)
 
     def _auth_failures(self) -> int:
         b = self.engine.get_mib_builder()
@@ -231,7 +258,11 @@ class Agent:
         sock = bind_socket(self.settings.address, self.settings.port)
         cls = AllowlistUdp6 if sock.family == socket.AF_INET6 else AllowlistUdp
         transport = cls(loop=loop)
-        transport.allowlist = ClientAllowlist(self.settings.allowed_managers)
+        s = self.settings
+        transport.allowlist = s.managers
+        if s.rate_limit_per_s > 0:
+            transport.rate = TokenBuckets(s.rate_limit_per_s, s.rate_limit_burst)
+        transport.tally = LogTally(log)
         transport.stats = self.ctx.stats
         transport.direct = self.direct
         transport.open_server_mode(sock=sock)
@@ -247,6 +278,12 @@ class Agent:
         self.engine.transport_dispatcher.set_timer_resolution(TIMER_RESOLUTION_S)
         self.transport = transport
         self.bound = sock.getsockname()[:2]
+        community = s.community.get_secret_value() if s.community is not None else None
+        if s.v2c and s.allowed_managers and community == "public":
+            log.warning(
+                "SNMP v2c still uses the demo's default community while managers beyond "
+                "loopback are allowed: set [plugins.snmp] community"
+            )
         log.info(
             "SNMP agent listening on udp %s:%d, snmpEngineID 0x%s (v3 trap receivers "
             "need it: createUser -e 0x%s ...)",
@@ -256,5 +293,6 @@ class Agent:
 
     def stop(self) -> None:
         if self.transport is not None:
+            self.transport.tally.close()
             self.engine.close_dispatcher()
             self.transport = None

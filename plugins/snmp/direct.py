@@ -17,9 +17,11 @@ pysnmp's own status codes, counters and authentication-failure traps: other
 versions, SET, a community that is not ours, a varbind outside the subtree
 or a walk that runs past its end, anything encoded in a form pyasn1 would
 re-encode differently or refuse to decode, a view that no longer holds the whole
-subtree as one (checked with pysnmp's VACM on every request), a response
-larger than the engine's maximum message size. The one counter pysnmp keeps
-for a request that succeeds, snmpInPkts, is counted here too.
+subtree as one (checked with pysnmp's VACM on every request), a GET or
+GETNEXT whose answer would not fit the byte bound (pysnmp's responder
+answers it tooBig). A GETBULK is cut to what fits by the same rule as
+pysnmp's responder (limits.py). The one counter pysnmp keeps for a request
+that succeeds, snmpInPkts, is counted here too.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 from pysnmp.error import PySnmpError
 from pysnmp.proto import rfc1902, rfc1905
 
-from . import ber
+from . import ber, limits
 from .instrum import BtmsController
 from .views import ViewTree
 
@@ -107,6 +109,7 @@ class DirectReads:
         community: bytes,
         security_name: str,
         max_varbinds: int,
+        max_response: int = 65507,
     ) -> None:
         self.engine = engine
         self.controller = controller
@@ -115,6 +118,10 @@ class DirectReads:
         self._community_tlv = b"\x04" + ber.length(len(community)) + community
         self.security_name = rfc1902.OctetString(security_name)
         self.max_varbinds = max_varbinds
+        self.max_response = max_response  # limits.py: the bound every response obeys
+        # the smallest varbind under the base (SEQUENCE, an OID one arc longer than
+        # the base, a two-octet value): how many could fit bounds what is computed
+        self._min_varbind = 2 + 2 + len(ber.oid_content(self.base)) + 1 + 2
         builder = engine.get_mib_builder()
         (self._in_pkts,) = builder.import_symbols("__SNMPv2-MIB", "snmpInPkts")
         (max_size,) = builder.import_symbols("__SNMP-FRAMEWORK-MIB", "snmpEngineMaxMessageSize")
@@ -179,12 +186,22 @@ class DirectReads:
             pos = vb_end
         if not names or not self._view_holds_base():
             raise Decline
+        budget = limits.varbind_budget(self.max_response, end, end - m_end)
         if kind == GET:
             varbinds = [self._get(oid, content) for oid, content in names]
         elif kind == GETNEXT:
             varbinds = [self._step(oid, 1)[0] for oid, _c in names]
         else:
-            varbinds = self._bulk([oid for oid, _c in names], non_repeaters, max_repetitions)
+            varbinds = self._bulk(
+                [oid for oid, _c in names], non_repeaters, max_repetitions, budget
+            )
+            n = min(non_repeaters, len(names))
+            keep = limits.bulk_fit([len(v) for v in varbinds], n, len(names) - n, budget)
+            if keep is None:
+                raise Decline  # tooBig: pysnmp's responder answers it
+            del varbinds[keep:]
+        if kind != GETBULK and not limits.fits([len(v) for v in varbinds], budget):
+            raise Decline  # tooBig: pysnmp's responder answers it
         body = b"".join(varbinds)
         pdu = request_id + NO_ERROR + b"\x30" + ber.length(len(body)) + body
         msg = V2C + self._community_tlv + bytes((RESPONSE,)) + ber.length(len(pdu)) + pdu
@@ -226,15 +243,18 @@ class DirectReads:
         return [value.ber for _name, value in run]
 
     def _bulk(
-        self, oids: list[tuple[int, ...]], non_repeaters: int, max_repetitions: int
+        self, oids: list[tuple[int, ...]], non_repeaters: int, max_repetitions: int, budget: int
     ) -> list[bytes]:
         """RFC 3416 4.2.3 with N, M and R as pysnmp 7.1 computes them
-        (responders.BulkResponder)."""
+        (responders.BulkResponder), less the repetitions that could not fit in
+        ``budget`` octets even if every varbind were the smallest possible:
+        the reply is cut there anyway (limits.bulk_fit), and a chain need not
+        be computed (or run past the subtree's end) for nothing."""
         n = min(non_repeaters, len(oids))
         m = max_repetitions
         r = len(oids) - n
         if r:
-            m = min(m, self.max_varbinds // r)
+            m = min(m, self.max_varbinds // r, budget // (r * self._min_varbind) + 1)
         out = [self._step(oid, 1)[0] for oid in oids[:n]]
         if m and r:
             chains = [self._step(oid, m) for oid in oids[n:]]

@@ -58,6 +58,7 @@ class AgentStats:
     """Counters the agent adds to the MIB (btmsGwSnmp*, btmsGwNotifications*)."""
 
     dropped_sources: int = 0
+    rate_limited: int = 0  # requests over their source's rate limit, dropped
     notifications_sent: int = 0
     informs_failed: int = 0
     notifications_dropped: int = 0

@@ -35,7 +35,7 @@ from pysnmp.proto import rfc1905
 from pysnmp.proto.api import v2c
 from pysnmp.smi import error as smi_error
 
-from . import ber
+from . import ber, limits
 from .ber import Prebuilt
 
 UNCHECKED = {"verifyConstraints": False, "matchTags": False, "matchConstraints": False}
@@ -48,22 +48,36 @@ def varbind_ber(name: Any, value: Any) -> bytes:
     return encoder.encode(vb)  # type: ignore[no-any-return]
 
 
-def set_varbinds(pdu: Any, varbinds: list[Any], expand: bool, whole: bool = True) -> None:
+def encode_varbinds(varbinds: list[Any]) -> list[bytes] | None:
+    """Each varbind as pyasn1 writes it inside the list (None: pyasn1 cannot)."""
+    done: dict[tuple[int, int], bytes] = {}  # a GETBULK's endOfMibView, repeated
+    parts = []
+    try:
+        for name, value in varbinds:
+            if type(value) is Prebuilt:
+                parts.append(value.ber)
+                continue
+            key = (id(name), id(value))  # both alive as long as ``varbinds``
+            if key not in done:
+                done[key] = varbind_ber(name, value)
+            parts.append(done[key])
+    except PyAsn1Error:
+        return None  # pysnmp's own path fails on it the way it always has
+    return parts
+
+
+def set_varbinds(
+    pdu: Any,
+    varbinds: list[Any],
+    expand: bool,
+    whole: bool = True,
+    parts: list[bytes] | None = None,
+) -> None:
+    """``parts``: the varbinds already encoded (encode_varbinds), if they were."""
     if whole and not expand:
-        done: dict[tuple[int, int], bytes] = {}  # a GETBULK's endOfMibView, repeated
-        try:
-            parts = []
-            for name, value in varbinds:
-                if type(value) is Prebuilt:
-                    parts.append(value.ber)
-                    continue
-                key = (id(name), id(value))  # both alive as long as ``varbinds``
-                if key not in done:
-                    done[key] = varbind_ber(name, value)
-                parts.append(done[key])
-        except PyAsn1Error:
-            pass  # pysnmp's own path fails on it the way it always has
-        else:
+        if parts is None:
+            parts = encode_varbinds(varbinds)
+        if parts is not None:
             body = b"".join(parts)
             block = univ.Any(b"\x30" + ber.length(len(body)) + body)
             pdu.setComponentByPosition(3, block, **UNCHECKED)
@@ -83,6 +97,9 @@ def set_varbinds(pdu: Any, varbinds: list[Any], expand: bool, whole: bool = True
 
 class _Prebuilt(cmdrsp.CommandResponderBase):
     fast = True
+    #: the bound every response obeys (limits.py); the agent sets it from its settings
+    max_response_bytes = 65507
+    too_big = 0  # responses answered tooBig because they would not fit
 
     def _pending(self, stateReference: Any) -> Any:
         return self._CommandResponderBase__pendingReqs[stateReference]  # type: ignore[attr-defined]
@@ -92,11 +109,28 @@ class _Prebuilt(cmdrsp.CommandResponderBase):
     ) -> None:
         pending = self._pending(stateReference)
         pdu = pending[7]
+        parts = encode_varbinds(varBinds)
+        if errorStatus in (0, "noError") and parts is not None:
+            request = snmpEngine.observer.get_execution_context("rfc3412.receiveMessage:request")
+            request_list = len(encoder.encode(request["pdu"].getComponentByPosition(3)))
+            budget = limits.varbind_budget(
+                self.max_response_bytes, len(request["wholeMsg"]), request_list
+            )
+            keep = self._fit([len(p) for p in parts], budget, request["pdu"])
+            if keep is None:  # RFC 3416 4.2.1: tooBig, error-index 0, no varbinds
+                self.too_big += 1
+                errorStatus, errorIndex, varBinds, parts = "tooBig", 0, [], []
+            elif keep < len(parts):
+                varBinds, parts = varBinds[:keep], parts[:keep]
         v2c.apiPDU.set_error_status(pdu, errorStatus)
         v2c.apiPDU.set_error_index(pdu, errorIndex)
         # SNMPv1 (message processing model 0) converts values: give it objects
-        set_varbinds(pdu, varBinds, expand=pending[0] == 0, whole=self.fast)
+        set_varbinds(pdu, varBinds, expand=pending[0] == 0, whole=self.fast, parts=parts)
         self.send_pdu(snmpEngine, stateReference, pdu)
+
+    def _fit(self, sizes: list[int], budget: int, request: Any) -> int | None:
+        """How many varbinds the response keeps: all of them, or tooBig (None)."""
+        return len(sizes) if limits.fits(sizes, budget) else None
 
 
 class GetResponder(_Prebuilt, cmdrsp.GetCommandResponder):
@@ -109,6 +143,12 @@ class NextResponder(_Prebuilt, cmdrsp.NextCommandResponder):
 
 class BulkResponder(_Prebuilt, cmdrsp.BulkCommandResponder):
     fallbacks = 0  # requests the fast path handed back to pysnmp's loop
+
+    def _fit(self, sizes: list[int], budget: int, request: Any) -> int | None:
+        """As many as fit (limits.bulk_fit), with N and R as pysnmp computes them."""
+        count = len(v2c.apiPDU.get_varbinds(request))
+        n = min(max(int(v2c.apiBulkPDU.get_non_repeaters(request)), 0), count)
+        return limits.bulk_fit(sizes, n, count - n, budget)
 
     def handle_management_operation(
         self, snmpEngine: Any, stateReference: Any, contextName: Any, PDU: Any

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from btms_gateway.core.config_base import PluginSection, Problem, StrictModel
-from btms_gateway.core.netguard import AllowList
+from btms_gateway.core.netguard import LOOPBACK, AllowList, ClientAllowlist
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from .tables import DEFAULT_BASE, parse_oid
@@ -71,10 +71,19 @@ class SnmpSettings(PluginSection):
     community: SecretStr | None = SecretStr("public")
     v2c: bool = True  # false: serve SNMPv3 only (the community may still be used by receivers)
     users: list[UserSettings] = []
-    allowed_managers: AllowList = []  # addresses or networks; empty = any source
+    # Safe defaults against reflection and amplification (docs/snmp.md, "Limits"):
+    # sources answered (empty = loopback only; "0.0.0.0/0" and "::/0" = any),
+    allowed_managers: AllowList = []
     enterprise_base: str = DEFAULT_BASE
     engine_id: str | None = None  # hex; default derived from the gateway name
-    max_bulk_varbinds: Annotated[int, Field(ge=1, le=10_000)] = 1000
+    # varbinds one GETBULK computes: bounds max-repetitions (M <= this / R),
+    max_bulk_varbinds: Annotated[int, Field(ge=1, le=10_000)] = 100
+    # UDP payload of any response; a GETBULK gets as many repetitions as fit,
+    # a GET/GETNEXT that does not fit gets tooBig (pysnmp needs 612 at least)
+    max_response_bytes: Annotated[int, Field(ge=1024, le=65507)] = 1472
+    # requests a second per source (token bucket; 0 = no limit) and the burst
+    rate_limit_per_s: Annotated[float, Field(ge=0, le=100_000)] = 200.0
+    rate_limit_burst: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
     sys_contact: str = ""
     sys_location: str = ""
     sys_name: str | None = None  # default: the gateway's name
@@ -134,3 +143,8 @@ class SnmpSettings(PluginSection):
 
     def user(self, name: str) -> UserSettings:
         return next(u for u in self.users if u.name == name)
+
+    @property
+    def managers(self) -> ClientAllowlist:
+        """The sources the agent answers: ``allowed_managers``, or loopback alone."""
+        return ClientAllowlist(self.allowed_managers or list(LOOPBACK))
