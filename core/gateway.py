@@ -24,6 +24,7 @@ from .counters import CommCounters
 from .datadir import DataDirBusy, DataDirLock
 from .engine import BusStatus, Engine, LinkFactory, default_link_factory
 from .model import StringSnapshot
+from .netguard import raise_open_file_limit
 from .plugin_channel import PluginChannel, open_channel
 from .plugin_manager import FailureLog, call_each, implementations
 from .registry import device_profiles
@@ -137,6 +138,7 @@ class Gateway:
     async def run(self) -> None:
         """Start plugins, poll until ``request_stop()``, then shut down cleanly."""
         self.loop = asyncio.get_running_loop()
+        raise_open_file_limit()  # listeners leave a reserve below it (netguard.may_accept)
         try:  # one gateway per data_dir (core/datadir.py)
             self._data_lock = DataDirLock.acquire(self.data_dir)
         except DataDirBusy as exc:

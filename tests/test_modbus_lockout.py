@@ -325,3 +325,29 @@ def _count(line: str) -> int:
     if "more like this" not in line:
         return 1
     return int(line.rsplit("(", 1)[1].split()[0])
+
+
+async def test_a_connection_on_a_reserved_descriptor_is_refused(monkeypatch: Any) -> None:
+    """The southbound reserve (netguard.may_accept): when the descriptor the
+    kernel hands a new connection lies in the last FD_RESERVE below the limit,
+    Modbus closes it at once (so a replugged serial adapter can still be
+    reopened), and serves again once descriptors are free. The reserve is
+    widened to the whole limit instead of opening ~1,000 sockets: every
+    descriptor then lies in it, and the rule under test is the same comparison."""
+    import resource
+
+    from btms_gateway.core import netguard
+
+    config = modbus_config(2, 1)
+    async with GatewayHarness(config) as h:
+        port = port_of(h)
+        assert await good_read(port) == SCADA
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        monkeypatch.setattr(netguard, "FD_RESERVE", soft)
+        reader, writer = await connect(port, attacker(0))
+        try:
+            assert await closed_by_server(reader, 3.0)
+        finally:
+            writer.close()
+        monkeypatch.setattr(netguard, "FD_RESERVE", 64)
+        assert await good_read(port) == SCADA

@@ -47,7 +47,14 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from btms_gateway.core.netguard import ClientAllowlist, ConnectionSlots, LogTally, peer_host
+from btms_gateway.core.netguard import (
+    FD_RESERVE,
+    ClientAllowlist,
+    ConnectionSlots,
+    LogTally,
+    may_accept,
+    peer_host,
+)
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ModbusIOException
 from pymodbus.logging import Log
@@ -281,6 +288,17 @@ class GuardedHandler(ServerRequestHandler):
         handshake (see :class:`GatewayTlsServer`)."""
         super().connection_made(transport)
         self.host = peer_host(transport.get_extra_info("peername"))
+        sock = transport.get_extra_info("socket")
+        if sock is not None and not may_accept(sock.fileno()):
+            self.guard.note(
+                "descriptors",
+                "refused a connection from %s: file descriptors are running out "
+                "(the last %d are kept for the serial ports)",
+                self.host,
+                FD_RESERVE,
+            )
+            transport.abort()
+            return
         if reason := self.guard.admit(self, self.host):
             self.guard.note("refused", "refused a connection from %s: %s", self.host, reason)
             transport.abort()
