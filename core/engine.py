@@ -3,7 +3,8 @@
 A bus is half-duplex, so its strings are polled one after another; buses run
 concurrently. A string that stops answering is backed off on its own
 (exponentially, up to ``backoff_max_s``) and probed without retries, so it
-costs its bus at most one response timeout per cycle. A port that disappears
+costs its bus at most one response timeout per cycle, plus the guard window
+the link keeps silent after it (``BusConfig.guard_s``). A port that disappears
 is reopened every cycle until it comes back.
 
 Each bus has a thread of its own, running blocking code (the RTU link sleeps

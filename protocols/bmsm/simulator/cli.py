@@ -57,6 +57,27 @@ def _slaves(value: str) -> list[int]:
     help="How long a 'vanish' fault keeps a slave silent.",
 )
 @click.option(
+    "--late-ms",
+    type=click.FloatRange(0, 60_000),
+    default=250.0,
+    show_default=True,
+    help="How much later than the wire allows a 'late' fault's reply leaves.",
+)
+@click.option(
+    "--reply-delay-ms",
+    type=click.FloatRange(0, 60_000),
+    default=0.0,
+    show_default=True,
+    help="Every reply leaves this much later than the wire allows (a slow device).",
+)
+@click.option(
+    "--unmeasured-s",
+    type=click.FloatRange(0, 3600),
+    default=0.0,
+    show_default=True,
+    help="Cells a 'cell_count' fault adds read 0 this long (not measured yet).",
+)
+@click.option(
     "--past-count",
     type=click.Choice(["zero", "exception"]),
     default="zero",
@@ -73,8 +94,8 @@ def _slaves(value: str) -> list[int]:
 def simulate(
     slaves: str, cells: int, baud: str, parity: str, stopbits: str, use_pty: bool,
     link: str | None, port: str | None, tcp: str | None, mode: str, seed: int,
-    faults: tuple[str, ...], vanish_s: float, past_count: str, frozen: bool,
-    duration: float | None,
+    faults: tuple[str, ...], vanish_s: float, late_ms: float, reply_delay_ms: float,
+    unmeasured_s: float, past_count: str, frozen: bool, duration: float | None,
 ) -> None:  # fmt: skip
     """Simulate BM-SM string masters speaking Modbus RTU at real wire speed."""
     if sum(bool(x) for x in (use_pty, port, tcp)) > 1:
@@ -93,6 +114,7 @@ def simulate(
         _slaves(slaves), cells, baud=int(baud), parity=parity, stopbits=int(stopbits),
         seed=seed, mode=mode, transport="tcp" if tcp else "serial" if port else "pty",
         port=port, link=link, host=host, tcp_port=tcp_port, rates=rates, vanish_s=vanish_s,
+        late_s=late_ms / 1000, unmeasured_s=unmeasured_s, reply_delay_s=reply_delay_ms / 1000,
         past_count=past_count, frozen=frozen,  # type: ignore[arg-type]
     )  # fmt: skip
     try:
