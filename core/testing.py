@@ -155,9 +155,11 @@ class NeverOpenLink:
 class GatewayHarness:
     """``async with GatewayHarness(config_data) as h:`` runs a gateway for a test.
 
-    With ``simulate=True`` every serial bus of the config is served by a BM-SM
-    simulator on a fresh pseudo-terminal (one slave per configured string,
-    ``cells`` cells each: an int for all, or a dict by string name), and the
+    With ``simulate=True`` every bus of the config is served by a BM-SM
+    simulator, a serial bus on a fresh pseudo-terminal, an RTU-over-TCP bus on
+    a TCP port of 127.0.0.1 like a converter (one slave per configured string,
+    ``cells`` cells each: an int for all, or a dict by string name; 12 by
+    default, a 24 V string of 2 V blocks: the device measures 20..800 V), and the
     readings travel through the real RTU link, poller and engine. The
     simulators are frozen by default so a test can compare exact values;
     ``h.sim_for(name)`` gives a string's simulator and slave id, and each
@@ -172,7 +174,7 @@ class GatewayHarness:
         simulate: bool = False,
         alarms: bool = False,
         extra_plugins: dict[str, object] | None = None,
-        cells: int | dict[str, int] = 8,
+        cells: int | dict[str, int] = 12,
         seed: int = 1,
         frozen: bool = True,
         truth_log_size: int = 10_000,
@@ -203,11 +205,10 @@ class GatewayHarness:
 
         data = copy.deepcopy(self.config_data)
         for bus in data["buses"]:
-            if bus.get("transport", "serial") != "serial":
-                continue
+            tcp = bus.get("transport", "serial") == "rtu-over-tcp"
             members = [s for s in data["strings"] if s["bus"] == bus["name"]]
             counts = {
-                s["slave_id"]: cells.get(s["name"], 8) if isinstance(cells, dict) else cells
+                s["slave_id"]: cells.get(s["name"], 12) if isinstance(cells, dict) else cells
                 for s in members
             }
             # a stable name, as /dev/serial/by-id/... on a real machine: pty numbers
@@ -221,11 +222,15 @@ class GatewayHarness:
                 stopbits=bus.get("stopbits", 1),
                 seed=seed,
                 frozen=frozen,
-                link=link,
+                transport="tcp" if tcp else "pty",
+                link=None if tcp else link,
                 log_size=truth_log_size,
             )
             self.sims[bus["name"]] = sim.start()
-            bus["port"] = sim.port
+            if tcp:
+                bus["host"], bus["tcp_port"] = sim.tcp_address
+            else:
+                bus["port"] = sim.port
             bus.pop("wait_for_port", None)
         self.config_data = data
 

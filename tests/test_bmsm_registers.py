@@ -182,7 +182,8 @@ def test_cells_decode_as_one_register_at_a_time(
 ) -> None:
     """The column decoder (C-level conversions, cells made slot by slot) gives
     exactly the readings of the plain way: each word through raw_value and the
-    table's scale, each cell through CellReading's own constructor."""
+    table's scale, each cell through CellReading's own constructor (the
+    plausibility check off: most random words are not measurable values)."""
     from btms_gateway.core.model import SENSOR_LOST_BIT, CellReading
 
     values = [a for a in CELL_ARRAYS if a.field != "status"]
@@ -195,7 +196,7 @@ def test_cells_decode_as_one_register_at_a_time(
             for a in values
         ]
         expected.append(CellReading(i + 1, *cell, CellStatus(statuses[i])))
-    got = decode_cells(arrays, count)
+    got = decode_cells(arrays, count, check=False)
     assert got == tuple(expected)
     assert [repr(c) for c in got] == [repr(c) for c in expected]
     assert all(type(c) is CellReading for c in got)

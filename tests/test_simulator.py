@@ -87,7 +87,7 @@ async def test_fault_rates_are_deterministic_with_a_seed() -> None:
 
 
 async def test_truth_log_is_bounded_and_matches_what_was_served() -> None:
-    with Simulator([1], cells=3, baud=115200, frozen=True, log_size=5) as sim:
+    with Simulator([1], cells=12, baud=115200, frozen=True, log_size=5) as sim:
         link = open_link(sim.bus_config(timeout_s=0.2))
         link.open()
         try:
@@ -96,20 +96,20 @@ async def test_truth_log_is_bounded_and_matches_what_was_served() -> None:
         finally:
             link.close()
         log = sim.truth_log
-    assert len(log) == 5  # 14 replies served, the newest 5 kept
+    assert len(log) == 5  # 16 replies served (two first polls), the newest 5 kept
     assert [(t.address, t.count) for t in log] == [
-        (1200, 3),
-        (1400, 3),
-        (1600, 3),
-        (1800, 3),
-        (2000, 3),
+        (1400, 12),
+        (1600, 12),
+        (1800, 12),
+        (2000, 12),
+        (0, 16),  # the block read again after the cells: the count confirmed
     ]
-    assert log[0].words == tuple(round(c.resistance_mohm * 1000) for c in r.cells)
+    assert log[0].words == tuple(round(c.temperature_c * 10) for c in r.cells)
     assert r == r2.__class__(**{**{f: getattr(r2, f) for f in r2.__slots__}, "read_at": r.read_at})
 
 
 async def test_tests_set_a_value_and_the_poller_reads_it() -> None:
-    with Simulator([3], cells=6, baud=115200, seed=2) as sim:
+    with Simulator([3], cells=12, baud=115200, seed=2) as sim:
         sim.freeze()
         sim.set_cell(3, 5, voltage_v=2.171, temperature_c=31.7)
         link = open_link(sim.bus_config(timeout_s=0.2))
@@ -160,7 +160,7 @@ async def test_simulate_command_serves_a_pty_a_gateway_can_poll() -> None:
     process, its printed pty polled through the real link and poller."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "btms_gateway.core", "simulate", "--slaves", "4,5",
-        "--cells", "8", "--baud", "115200", "--pty", "--seed", "3", "--duration", "60",
+        "--cells", "12", "--baud", "115200", "--pty", "--seed", "3", "--duration", "60",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -178,12 +178,12 @@ async def test_simulate_command_serves_a_pty_a_gateway_can_poll() -> None:
             r5 = BmsmPoller(link, 5).poll()
         finally:
             link.close()
-        assert r4.cell_count == r5.cell_count == 8
+        assert r4.cell_count == r5.cell_count == 12
         assert r4.cells != r5.cells
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = await asyncio.wait_for(proc.communicate(), 10)
-    assert "served 14 requests" in out.decode()
+    assert "served 16 requests" in out.decode()  # two first polls of 8 transactions
 
 
 async def test_serial_port_mode_through_a_socat_null_modem() -> None:
@@ -202,7 +202,7 @@ async def test_serial_port_mode_through_a_socat_null_modem() -> None:
                 if "PTY is " in line:
                     ptys.append(line.rsplit("PTY is ", 1)[1].strip())
         with Simulator(
-            [6], cells=5, baud=115200, frozen=True, transport="serial", port=ptys[0]
+            [6], cells=12, baud=115200, frozen=True, transport="serial", port=ptys[0]
         ) as sim:
             link = open_link(BusConfig(name="b", port=ptys[1], baudrate=115200, timeout_s=0.3))
             link.open()
@@ -218,7 +218,7 @@ async def test_serial_port_mode_through_a_socat_null_modem() -> None:
 
 async def test_simulate_command_over_tcp() -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "btms_gateway.core", "simulate", "--slaves", "9", "--cells", "2",
+        sys.executable, "-m", "btms_gateway.core", "simulate", "--slaves", "9", "--cells", "12",
         "--baud", "115200", "--tcp", "127.0.0.1:0", "--duration", "60",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
@@ -237,7 +237,7 @@ async def test_simulate_command_over_tcp() -> None:
             r = BmsmPoller(link, 9).poll()
         finally:
             link.close()
-        assert r.cell_count == 2
+        assert r.cell_count == 12
     finally:
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.communicate(), 10)
