@@ -164,7 +164,9 @@ class GatewayHarness:
     simulators are frozen by default so a test can compare exact values;
     ``h.sim_for(name)`` gives a string's simulator and slave id, and each
     simulator's truth log keeps its last ``truth_log_size`` replies (a long
-    soak bounds it so that its memory measures the gateway).
+    soak bounds it so that its memory measures the gateway). Buses named in
+    ``unsimulated`` get no simulator: they are polled through the real link
+    as configured (a test's own device or converter, or nothing at all).
     """
 
     def __init__(
@@ -178,8 +180,10 @@ class GatewayHarness:
         seed: int = 1,
         frozen: bool = True,
         truth_log_size: int = 10_000,
+        unsimulated: Sequence[str] = (),
     ) -> None:
         self.config_data = config
+        self.unsimulated = set(unsimulated)
         self.simulate = simulate
         self.sims: dict[str, Any] = {}
         self.pm = create_manager()
@@ -205,6 +209,8 @@ class GatewayHarness:
 
         data = copy.deepcopy(self.config_data)
         for bus in data["buses"]:
+            if bus["name"] in self.unsimulated:
+                continue
             tcp = bus.get("transport", "serial") == "rtu-over-tcp"
             members = [s for s in data["strings"] if s["bus"] == bus["name"]]
             counts = {
