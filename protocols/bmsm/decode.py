@@ -126,6 +126,8 @@ _COLUMNS = tuple(
 )
 #: the checked value arrays, by position in _COLUMNS
 _COLUMN_CHECKS = tuple((k, a) for k, a in enumerate(_VALUE_ARRAYS) if a.valid)
+#: the highest cell status word the device sends (its bits: sensor lost, balancing)
+_STATUS_MAX = int(CELL_STATUS.valid[0][1]) if CELL_STATUS.valid else 0xFFFF
 
 # Cells are made the way CellReading's own __init__ makes them, one slot at a
 # time, without the call: a frozen dataclass's __init__ sets each field through
@@ -190,12 +192,18 @@ def decode_cells(
 
     Column by column, since this runs for every cell of every poll (3,840
     cells a second at full scale); a lost sensor's values all become None.
-    ``check``: a value outside its valid range raises PollError(DECODE)."""
+    ``check``: a value outside its valid range, or a status with a bit the
+    device does not set, raises PollError(DECODE)."""
     columns = [_column(arrays[b], count, d, s, m) for b, d, s, m in _COLUMNS]
     v, r, t, soc, soh = columns
     raw = arrays[CELL_STATUS.base]
     if len(raw) != count:
         raw = raw[:count]
+    if check and raw and max(raw) > _STATUS_MAX:
+        i, x = next((i, x) for i, x in enumerate(raw) if x > _STATUS_MAX)
+        raise PollError(
+            ErrorKind.DECODE, f"cell {i + 1} status 0x{x:04X} has bits the device does not set"
+        )
     lost = any(x & SENSOR_LOST_BIT for x in raw)
     if check:
         _check_columns(columns, raw, lost)

@@ -130,7 +130,7 @@ CELL_ARRAYS: tuple[CellArray, ...] = (
     CellArray(1800, RegType.UINT16, 1, "%", "soh_pct", "cell SOH", ASSUMED, valid=PERCENT),
     CellArray(2000, RegType.UINT16, 1, "bits", "status",
               "cell status: b0 sensor lost (all the cell's values become None), "
-              "b1 balancing active", ASSUMED),
+              "b1 balancing active", ASSUMED, valid=((0, 3),)),
 )  # fmt: skip
 
 CELL_COUNT = next(r for r in STRING_BLOCK if r.field == "cell_count")
@@ -179,7 +179,8 @@ def render_markdown() -> str:
         "outside them fails the poll (error kind `decode`, naming the quantity, the cell,",
         "the value and the range), so it is never served as GOOD; a no-sensor marker",
         "(None) and the values of a cell whose sensor is lost are not checked. Cell",
-        "voltage accepts either block type, 2 V (1.6..2.6) or 12 V (7.5..15.6).",
+        "voltage accepts either block type, 2 V (1.6..2.6) or 12 V (7.5..15.6); a cell",
+        "status with a bit the device does not set (above b1) is refused as well.",
         "String SOH is not a device register: the gateway derives it as the lowest cell SOH.",
         "Registers past the cell count read as 0 or answer exception 02; the poller never",
         "reads them on purpose and handles both (see docs/southbound.md).",
