@@ -167,13 +167,18 @@ class StringModel:
             self._image = img
         return self._image
 
-    def reads_unmeasured(self, address: int, count: int) -> bool:
-        """Whether a read of these registers includes a cell not measured yet."""
-        return any(
-            a.base + i in range(address, address + count)
-            for i in self.measuring()
-            for a in CELL_ARRAYS
-        )
+    def zero_filled(self, address: int, count: int) -> str | None:
+        """Why a read of these registers holds zeros that are no cell's values:
+        "past_count" (cells past the count, read as 0), "unmeasured" (cells not
+        measured yet), or None."""
+        end, n = address + count, len(self.cells)
+        for a in CELL_ARRAYS:
+            if address < a.base + MAX_CELLS and end > a.base + n:
+                return "past_count"
+        unmeasured = self.measuring()
+        if any(address <= a.base + i < end for i in unmeasured for a in CELL_ARRAYS):
+            return "unmeasured"
+        return None
 
     def read(self, address: int, count: int) -> list[int] | None:
         """Words for a function-03 read, or None for exception 02."""

@@ -21,8 +21,6 @@ from .faults import Fault, FaultPlan, Injected
 from .model import StringModel
 
 ILLEGAL_FUNCTION, ILLEGAL_DATA_ADDRESS = 1, 2
-#: TruthRecord.fault of a reply that includes cells not measured yet (read as 0)
-UNMEASURED = "unmeasured"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +28,8 @@ class TruthRecord:
     """What one reply contained: ``words`` is None when no data was served
     (a fault, an exception); ``fault`` names the injected fault if any.
     A late reply keeps its words (fault "late"), and so does one holding
-    cells not measured yet (fault "unmeasured": their words are 0)."""
+    zeros that are no cell's values: cells not measured yet ("unmeasured") or
+    past the count, read as 0 ("past_count")."""
 
     at: float
     slave: int
@@ -114,10 +113,11 @@ class Responder:
             self._record(req, None, None, ILLEGAL_DATA_ADDRESS)
             return framing.exception_reply(req.slave, req.function, ILLEGAL_DATA_ADDRESS)
         frame = framing.read_reply(req.slave, words)
+        zeros = model.zero_filled(req.address, req.count) if fault is None else None
         if fault is None and late:
             self._record(req, tuple(words), Fault.LATE)
-        elif fault is None and model.reads_unmeasured(req.address, req.count):
-            self._record(req, tuple(words), None, unmeasured=True)
+        elif zeros is not None:
+            self._record(req, tuple(words), None, zeros=zeros)
         else:
             self._record(req, None if fault else tuple(words), fault)
         if fault is Fault.BAD_CRC:
@@ -131,9 +131,9 @@ class Responder:
 
     def _record(
         self, req: framing.Request, words: tuple[int, ...] | None, fault: Fault | None,
-        exception: int | None = None, unmeasured: bool = False,
+        exception: int | None = None, zeros: str | None = None,
     ) -> None:  # fmt: skip
-        name = UNMEASURED if unmeasured else fault.value if fault else None
+        name = zeros or (fault.value if fault else None)
         self.log.append(
             TruthRecord(time.time(), req.slave, req.address, req.count, words, name, exception)
         )  # fmt: skip

@@ -206,8 +206,27 @@ class Simulator:
         items = [None] * after + [Injected(Fault(fault), **kw)] * times
         self._locked(lambda: plan.queued.extend(items))
 
-    def set_rates(self, slave: int, rates: dict[Fault, float]) -> None:
-        self._locked(lambda: setattr(self.responder.plans[slave], "rates", dict(rates)))
+    def set_rates(
+        self,
+        slave: int,
+        rates: dict[Fault, float],
+        *,
+        late_s: float | None = None,
+        unmeasured_s: float | None = None,
+    ) -> None:
+        """Random faults for ``slave`` from now on (probability per request);
+        ``late_s``: how late a LATE fault's reply is, ``unmeasured_s``: how long
+        cells a CELL_COUNT fault adds read 0."""
+        plan = self.responder.plans[slave]
+
+        def apply() -> None:
+            plan.rates = dict(rates)
+            if late_s is not None:
+                plan.late_s = late_s
+            if unmeasured_s is not None:
+                plan.unmeasured_s = unmeasured_s
+
+        self._locked(apply)
 
     def vanish(self, slave: int, seconds: float | None = None) -> None:
         """The slave stops answering (for ``seconds``, or until restore())."""
