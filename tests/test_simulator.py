@@ -143,6 +143,72 @@ async def test_a_vanished_slave_comes_back_by_itself() -> None:
     assert failures >= 2
 
 
+async def test_late_and_swapped_replies_on_the_wire() -> None:
+    """A LATE reply leaves its delay after the wire allows (the reply itself
+    is good); a SWAPPED one is the frame sent for the slave's previous request,
+    recorded as serving no data; a slow slave (``set_reply_delay``) is late on
+    every reply until set back. Read raw from the pty, as a master would."""
+    import os
+    import time
+
+    from btms_gateway.protocols.rtu import framing
+
+    with Simulator([1], cells=12, baud=115200, frozen=True) as sim:
+        fd = os.open(sim.port, os.O_RDWR | os.O_NOCTTY)
+        try:
+
+            def ask(address: int, count: int) -> tuple[bytes, float]:
+                os.write(fd, framing.read_request(1, address, count))
+                t, reply = time.monotonic(), b""
+                while len(reply) < 5 + 2 * count:
+                    reply += os.read(fd, 512)
+                return reply, time.monotonic() - t
+
+            volts = framing.read_reply(1, sim.registers(1, 1000, 12))
+            temps = framing.read_reply(1, sim.registers(1, 1400, 12))
+            assert ask(1000, 12)[0] == volts
+            sim.inject(1, Fault.LATE, delay_s=0.2)
+            reply, took = ask(1000, 12)
+            assert reply == volts and took >= 0.2
+            sim.inject(1, Fault.SWAPPED)
+            assert ask(1400, 12)[0] == volts  # the previous request's frame
+            assert ask(1400, 12)[0] == temps
+            sim.set_reply_delay(1, 0.15)
+            assert [ask(1400, 12)[1] >= 0.15 for _ in range(2)] == [True, True]
+            sim.set_reply_delay(1, 0.0)
+            assert ask(1400, 12)[0] == temps  # on time again (its record: no fault)
+        finally:
+            os.close(fd)
+        faults = [t.fault for t in sim.truth_log]
+        words = [t.words for t in sim.truth_log]
+    assert faults == [None, "late", "swapped", None, "late", "late", None]
+    assert words[2] is None and words[1] == words[0]
+
+
+def test_a_cell_count_change_keeps_cells_and_added_ones_read_0_until_measured() -> None:
+    m = StringModel.create(1, 16, seed=3)
+    cells = list(m.cells)
+    m.set_cell_count(14)
+    assert m.zero_filled(1000, 16) == "past_count" and m.read(1000, 16)[14:] == [0, 0]
+    assert m.zero_filled(1000, 14) is None
+    m.set_cell_count(16, unmeasured_s=0.2)
+    assert m.cells == cells  # the same two cells found again
+    assert m.read(1200, 16)[14:] == [0, 0] and m.zero_filled(1200, 16) == "unmeasured"
+    assert m.zero_filled(1200, 14) is None
+    with pytest.raises(PollError, match="cell 15 voltage 0 V"):
+        m.expected_reading()  # no correct reading exists while they read 0
+    m.unmeasured_until = 0.0  # their time has come
+    assert m.zero_filled(1200, 16) is None and m.read(1200, 16)[14] != 0
+    assert m.expected_reading().cells[14].voltage_v == cells[14].voltage_v
+
+
+def test_cli_takes_the_new_fault_options() -> None:
+    r = CliRunner().invoke(simulate, ["--help"])
+    assert all(o in r.output for o in ("--late-ms", "--reply-delay-ms", "--unmeasured-s"))
+    assert "late" in r.output and "swapped" in r.output
+    assert parse_rates(["late=0.01", "swapped=0.005"]) == {Fault.LATE: 0.01, Fault.SWAPPED: 0.005}
+
+
 def test_cli_rejects_bad_options() -> None:
     runner = CliRunner()
     r = runner.invoke(simulate, ["--fault", "crc=0.1"])
