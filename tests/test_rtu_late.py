@@ -217,3 +217,27 @@ async def test_late_replies_never_serve_a_shifted_value_as_good() -> None:
     bad = [(p, n, cells) for p, n, cells in served if cells != truth[n]]
     assert not bad, f"served as GOOD but not what the device holds: {bad[0]}"
     assert all(n > 0 for n in late.values()), late  # the late replies came, and were dropped
+
+
+def test_the_guard_window_is_validated_and_defaults_to_the_timeout(tmp_path: Any) -> None:
+    """``late_reply_guard_s``: 0..10 s, by default ``timeout_s``, never below
+    the frame gap; a bad value names the file, the key path and what was
+    expected, like every configuration error."""
+    from btms_gateway.core.config import BusConfig
+    from btms_gateway.core.config_load import ConfigError
+    from btms_gateway.core.plugin_manager import create_manager
+    from btms_gateway.core.registry import load_config
+
+    bus = {"name": "b", "port": "/dev/ttyUSB0", "timeout_s": 0.3}
+    assert BusConfig(**bus).guard_s() == 0.3
+    assert BusConfig(**bus, late_reply_guard_s=1.5).guard_s() == 1.5
+    assert BusConfig(**bus, late_reply_guard_s=0).guard_s() == BusConfig(**bus).frame_gap_s()
+    for bad in ("-0.1", "11", '"long"', "nan"):
+        path = tmp_path / "gw.toml"
+        path.write_text(
+            f'[[buses]]\nname = "b"\nport = "/dev/ttyUSB0"\nlate_reply_guard_s = {bad}\n'
+        )
+        with pytest.raises(ConfigError) as err:
+            load_config(path, create_manager())
+        text = str(err.value)
+        assert f"{path}: buses[0].late_reply_guard_s: expected" in text, text

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 from btms_gateway.core.config import BAUD_RATES
 
 from .faults import Fault, parse_rates
 from .server import Simulator
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _slaves(value: str) -> list[int]:
@@ -21,6 +25,13 @@ def _slaves(value: str) -> list[int]:
     if not ids or any(not 1 <= i <= 247 for i in ids) or len(set(ids)) != len(ids):
         raise click.BadParameter(f"expected distinct slave ids 1..247, found {value!r}")
     return ids
+
+
+def _duration(flag: str, default: float, most: float, help: str) -> Callable[[F], F]:
+    """An option for a time (seconds or milliseconds, as its name says)."""
+    return click.option(
+        flag, type=click.FloatRange(0, most), default=default, show_default=True, help=help
+    )
 
 
 @click.command()
@@ -49,34 +60,13 @@ def _slaves(value: str) -> list[int]:
     help=f"Fault probability per request; NAME one of {', '.join(f.value for f in Fault)}."
     " Repeatable.",
 )
-@click.option(
-    "--vanish-s",
-    type=click.FloatRange(0, 3600),
-    default=5.0,
-    show_default=True,
-    help="How long a 'vanish' fault keeps a slave silent.",
-)
-@click.option(
-    "--late-ms",
-    type=click.FloatRange(0, 60_000),
-    default=250.0,
-    show_default=True,
-    help="How much later than the wire allows a 'late' fault's reply leaves.",
-)
-@click.option(
-    "--reply-delay-ms",
-    type=click.FloatRange(0, 60_000),
-    default=0.0,
-    show_default=True,
-    help="Every reply leaves this much later than the wire allows (a slow device).",
-)
-@click.option(
-    "--unmeasured-s",
-    type=click.FloatRange(0, 3600),
-    default=0.0,
-    show_default=True,
-    help="Cells a 'cell_count' fault adds read 0 this long (not measured yet).",
-)
+@_duration("--vanish-s", 5.0, 3600, "How long a 'vanish' fault keeps a slave silent.")
+@_duration("--late-ms", 250.0, 60_000, "How much later than the wire allows a 'late' fault's "
+           "reply leaves.")  # fmt: skip
+@_duration("--reply-delay-ms", 0.0, 60_000, "Every reply leaves this much later than the wire "
+           "allows (a slow device).")  # fmt: skip
+@_duration("--unmeasured-s", 0.0, 3600, "Cells a 'cell_count' fault adds read 0 this long "
+           "(not measured yet).")  # fmt: skip
 @click.option(
     "--past-count",
     type=click.Choice(["zero", "exception"]),
