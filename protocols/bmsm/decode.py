@@ -79,8 +79,12 @@ def _inside(value: float, spans: tuple[Span, ...]) -> bool:
     return any(lo <= value <= hi for lo, hi in spans)
 
 
-#: the string block's checked rows
-_BLOCK_CHECKS = tuple(r for r in STRING_BLOCK if r.field and r.valid)
+#: the string block's checked rows: (field, lowest, highest, row); a value
+#: between the lowest and the highest is checked span by span only when the
+#: row has several spans
+_BLOCK_CHECKS = tuple(
+    (r.field, r.valid[0][0], r.valid[-1][1], r) for r in STRING_BLOCK if r.field and r.valid
+)
 
 
 def decode_block(block: Sequence[int], *, check: bool = True) -> dict[str, Any]:
@@ -103,9 +107,11 @@ def decode_block(block: Sequence[int], *, check: bool = True) -> dict[str, Any]:
     if not 0 <= out["cell_count"] <= MAX_CELLS:
         raise PollError(ErrorKind.DECODE, f"cell count {out['cell_count']} outside 0..{MAX_CELLS}")
     if check:
-        for reg in _BLOCK_CHECKS:
-            value = out[reg.field]
-            if value is not None and not _inside(value, reg.valid):
+        for name, lo, hi, reg in _BLOCK_CHECKS:
+            value = out[name]
+            if value is None or (lo <= value <= hi and len(reg.valid) == 1):
+                continue
+            if not _inside(value, reg.valid):
                 raise PollError(
                     ErrorKind.DECODE,
                     f"{reg.label} {value:g} {reg.unit} outside {spans_text(reg.valid, reg.unit)}",
