@@ -3,27 +3,37 @@ checked against the simulator's ground truth.
 
 The gateway (in this process, GatewayHarness) polls BM-SM simulators over
 real pseudo-terminals through the real RTU link and engine. The simulators
-inject 5 % bad CRC, 5 % timeouts (no reply) and 1 % garbage per request, and
-slaves vanish for a few seconds and come back. Values are frozen except for
-a schedule this script drives: every ``change_s`` each string's current is
+inject 5 % bad CRC, 5 % timeouts (no reply), 1 % garbage, 1 % replies
+``LATE_S`` late (past the timeout: the guard window must drop them) and
+0.5 % replies swapped for the slave's previous one, per request; slaves
+vanish for a few seconds and come back, others answer every request late
+for a while ("all late"), and cell counts change (auto-addressing), some in
+the middle of a poll and back again, the added cells reading 0 until
+measured. Every string has 16 cells, so every reply of a poll (six cell
+arrays and the string block) has the same length: a reply taken for another
+request is never refused for its length. Values are frozen except for a
+schedule this script drives: every ``change_s`` each string's current is
 set to the next value of a unique sequence (1.00 A, 1.01 A, ...), so a
 served current names exactly which device state it came from, and the
 schedule (when each value was set and replaced) is the ground truth beside
-the simulator's truth log (every reply, with its fault, timed).
+the simulator's truth log (every reply, with its fault, timed). A cell keeps
+its voltage when the count changes, so each cell's truth is one value.
 
 Clients no one here wrote read what the gateway serves the whole time:
-pymodbus (registers 4-5 of each string unit; data only when GOOD, exception
-0x0B otherwise) and aiohttp on the REST API (quality + current + read_at).
-A recorder plugin sees every snapshot the engine publishes.
+pymodbus (registers 4-10 of each string unit: current and cell count, and
+cells 1, 16 and 18: status and voltage; data only when GOOD, exception 0x0B
+otherwise) and aiohttp on the REST API (quality, current, read_at and every
+cell). A recorder plugin sees every snapshot the engine publishes.
 
-Checked: zero wrong values (a served current the device never held); zero
+Checked: zero wrong values (a served current the device never held, a cell
+voltage the cell does not hold, a cell count it never had); zero
 fresh-marked stale values (served as GOOD although the device had replaced
-it more than one poll window ago); a vanished slave's string leaves GOOD
-within 2 polls; after it answers again, GOOD on the first clean poll; no
-crash; memory flat: RSS grows less than ``FLAT_MB`` after the first quarter
-(the process also holds the simulators and the clients, but the soak keeps
-only the records it still judges and each simulator a bounded log, so what
-keeps growing is the gateway's).
+it more than one poll window ago); a vanished or all-late slave's string
+leaves GOOD within 2 polls; after it answers again, GOOD on the first clean
+poll; no crash; memory flat: RSS grows less than ``FLAT_MB`` after the first
+quarter (the process also holds the simulators and the clients, but the
+soak keeps only the records it still judges and each simulator a bounded
+log, so what keeps growing is the gateway's).
 
     python bench/soak.py --polls 10000
 """
@@ -43,9 +53,19 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scale.procs import free_port, rss_mb, slope_per_hour
-from scale.truth import Seen, TransitionCheck, Truth, ValueCheck
+from scale.truth import CellCheck, Seen, TransitionCheck, Truth, ValueCheck
 
-RATES = {"bad_crc": 0.05, "no_reply": 0.05, "garbage": 0.01}
+RATES = {"bad_crc": 0.05, "no_reply": 0.05, "garbage": 0.01, "late": 0.01, "swapped": 0.005}
+#: the buses' response timeout, and how late a "late" reply is: past the
+#: timeout, within the guard window after it (by default the timeout again)
+TIMEOUT_S, LATE_S = 0.1, 0.15
+#: what one failed attempt can cost the bus: the timeout, then the guard
+#: window's silence (the timeout again), which a late reply starts over
+ATTEMPT_S = LATE_S + TIMEOUT_S
+#: cells per string, and the counts auto-addressing moves between
+CELLS, COUNTS = 16, (14, 15, 16, 17, 18)
+#: cells a count change adds read 0 this long (not measured yet)
+UNMEASURED_S = 0.3
 #: a vanish is judged this long after the slave came back: its string is
 #: probed once a second (back-off at most 1 s) and a probe fails at the first
 #: faulty transaction of its six (about half do), so two complete polls can
@@ -93,9 +113,14 @@ class Recorder:
         self.events = sorted(last.values()) + recent
 
 
+#: the cells the Modbus reader reads: the first, the last of 16, the last of 18
+MODBUS_CELLS = (1, 16, 18)
+
+
 async def modbus_reader(
     port: int, index: dict[str, int], out: list[Seen], stop: asyncio.Event
 ) -> None:
+    from btms_gateway.plugins.modbus_tcp.map import cell_register
     from pymodbus.client import AsyncModbusTcpClient
 
     c = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=3)
@@ -104,14 +129,22 @@ async def modbus_reader(
         while not stop.is_set():
             for name, i in index.items():
                 asked = time.time()
-                r = await c.read_holding_registers(4, count=2, device_id=100 + i)
+                r = await c.read_holding_registers(4, count=7, device_id=100 + i)
                 got = time.time()
                 if r.isError():
                     out.append(Seen("modbus", name, asked, got, False, None))
                 else:
                     v = (r.registers[0] << 16) | r.registers[1]
                     v = v - (1 << 32) if v & 0x80000000 else v
-                    out.append(Seen("modbus", name, asked, got, True, v / 100))
+                    count = r.registers[6]
+                    out.append(Seen("modbus", name, asked, got, True, v / 100, (), count))
+                for ci in MODBUS_CELLS:  # cell status (1 = OK: GOOD data) and voltage
+                    asked = time.time()
+                    r = await c.read_holding_registers(cell_register(ci, 0), count=2,
+                                                       device_id=100 + i)  # fmt: skip
+                    if not r.isError() and r.registers[0] == 1:
+                        cell = ((ci, r.registers[1] / 1000),)
+                        out.append(Seen("modbus", name, asked, time.time(), True, None, cell))
             await asyncio.sleep(0.02)
     finally:
         c.close()
@@ -124,7 +157,7 @@ async def rest_reader(port: int, names: list[str], out: list[Seen], stop: asynci
         while not stop.is_set():
             for name in names:
                 asked = time.time()
-                async with s.get(f"http://127.0.0.1:{port}/api/strings/{name}?cells=false") as r:
+                async with s.get(f"http://127.0.0.1:{port}/api/strings/{name}") as r:
                     body = await r.json()
                 got = time.time()
                 reading = body["reading"]
@@ -136,6 +169,10 @@ async def rest_reader(port: int, names: list[str], out: list[Seen], stop: asynci
                         got,
                         body["quality"] == "good",
                         reading["current_a"] if reading else None,
+                        tuple((c["index"], c["voltage_v"]) for c in reading["cells"])
+                        if reading
+                        else (),
+                        reading["cell_count"] if reading else None,
                     )
                 )
             await asyncio.sleep(0.02)
@@ -149,6 +186,8 @@ async def soak(
     change_s: float = 0.3,
     vanish_every_s: float = 4.0,
     vanish_s: float = 2.0,
+    late_every_s: float = 5.0,
+    count_every_s: float = 1.5,
     seed: int = 7,
     max_s: float = 1800.0,
     log: Any = print,
@@ -171,7 +210,7 @@ async def soak(
             "name": f"bus{b + 1}",
             "port": "/dev/null-placeholder",
             "baudrate": 115200,
-            "timeout_s": 0.1,
+            "timeout_s": TIMEOUT_S,
             "backoff_max_s": 1.0,
         }
         for b in range(buses)
@@ -183,7 +222,7 @@ async def soak(
     h = GatewayHarness(
         cfg,
         simulate=True,
-        cells=8,
+        cells=CELLS,
         seed=seed,
         extra_plugins={"soak_recorder": rec},
         truth_log_size=TRUTH_LOG_SIZE,
@@ -193,9 +232,12 @@ async def soak(
     seen: list[Seen] = []
     per_bus = -(-strings // buses)
     # one poll window: the interval, a full bus cycle with every other string
-    # timing out (timeout x (retries + 1) each), and the propagation to the servers
-    window = interval_s + per_bus * (0.1 * 2 + 0.02) + 0.3
-    checker = ValueCheck(truth, window)
+    # failing a transaction for good (retries + 1 failed attempts each), the
+    # string's own poll recovering from one more (a retry that works), and
+    # the propagation to the servers
+    window = interval_s + per_bus * (2 * ATTEMPT_S + 0.02) + ATTEMPT_S + 0.3
+    cells = CellCheck({}, set(COUNTS))
+    checker = ValueCheck(truth, window, cells)
     trans = TransitionCheck(limit_stale_s=2 * window, settle_s=SETTLE_S)
 
     def log_of(name: str) -> list[Any]:
@@ -211,11 +253,16 @@ async def soak(
             before = time.time()
             sim.set_string(slave, current_a=1.0)
             truth.set(n, 1.0, before - 3600, time.time())  # held since start (frozen)
+            # every cell a count can reach, once: a cell keeps its values after
+            sim.set_cell_count(slave, max(COUNTS))
+            cells.volts[n] = [c.voltage_v for c in sim.expected(slave).cells]
+            sim.set_cell_count(slave, CELLS)
+        await h.wait_quality(Quality.GOOD, timeout=30)
         await asyncio.sleep(2 * interval_s + 0.5)
         rates = {Fault(f): p for f, p in RATES.items()}
         for n in names:
             sim, slave = h.sim_for(n)
-            sim.set_rates(slave, rates)
+            sim.set_rates(slave, rates, late_s=LATE_S)
         stop = asyncio.Event()
         readers = [
             asyncio.create_task(modbus_reader(mb, index, seen, stop)),
@@ -223,13 +270,18 @@ async def soak(
         ]
         t0 = time.monotonic()
         next_vanish = t0 + vanish_every_s
+        next_late = t0 + late_every_s / 2
+        next_count = t0 + count_every_s
         gone: dict[str, float] = {}
+        late: dict[str, float] = {}  # strings answering every request late, since
+        counts = dict.fromkeys(names, CELLS)
+        late_phases = count_changes = 0
         total_polls = lambda: sum(h.gateway.string_counters(n).polls for n in names)  # noqa: E731
         p0 = total_polls()
         while total_polls() - p0 < polls and time.monotonic() - t0 < max_s:
             k += 1
             for n in names:
-                if n in gone:
+                if n in gone or n in late:
                     continue
                 sim, slave = h.sim_for(n)
                 value = round(1.0 + k * 0.01, 2)
@@ -238,17 +290,42 @@ async def soak(
                 truth.set(n, value, before, time.time())
             now = time.monotonic()
             if now >= next_vanish:
-                n = rng.choice([x for x in names if x not in gone])
+                n = rng.choice([x for x in names if x not in gone and x not in late])
                 sim, slave = h.sim_for(n)
                 gone[n] = time.time()
                 sim.vanish(slave)
                 next_vanish = now + vanish_every_s
+            if now >= next_late:  # all late: every reply past the timeout for a while
+                n = rng.choice([x for x in names if x not in gone and x not in late])
+                sim, slave = h.sim_for(n)
+                late[n] = time.time()
+                sim.set_reply_delay(slave, LATE_S)
+                late_phases += 1
+                next_late = now + late_every_s
+            if now >= next_count:  # auto-addressing, at a random read of a poll
+                n = rng.choice(names)
+                sim, slave = h.sim_for(n)
+                new = rng.choice([c for c in COUNTS if c != counts[n]])
+                sim.inject(slave, Fault.CELL_COUNT, after=rng.randrange(7), cells=new,
+                           unmeasured_s=UNMEASURED_S)  # fmt: skip
+                if rng.random() < 0.5:  # and back at the next read: the count moved mid-poll
+                    sim.inject(slave, Fault.CELL_COUNT, cells=counts[n])
+                else:
+                    counts[n] = new
+                count_changes += 1
+                next_count = now + count_every_s
             for n, since in list(gone.items()):
                 if time.time() - since >= vanish_s:
                     sim, slave = h.sim_for(n)
                     sim.restore(slave)
                     trans.vanished(n, since, time.time())
                     del gone[n]
+            for n, since in list(late.items()):
+                if time.time() - since >= vanish_s:
+                    sim, slave = h.sim_for(n)
+                    sim.set_reply_delay(slave, 0.0)
+                    trans.vanished(n, since, time.time())
+                    del late[n]
             for t in readers:
                 if t.done():
                     t.result()  # a reader that died is a failure (gateway refused a client)
@@ -262,12 +339,20 @@ async def soak(
         for n in list(gone):
             sim, slave = h.sim_for(n)
             sim.restore(slave)
+        for n in list(late):
+            sim, slave = h.sim_for(n)
+            sim.set_reply_delay(slave, 0.0)
         stop.set()
         await asyncio.gather(*readers)
         checker.consume(seen)
         elapsed = time.monotonic() - t0
         done_polls = total_polls() - p0
         failed = sum(h.gateway.string_counters(n).polls_failed for n in names)
+        failed_by: dict[str, int] = {}
+        for n in names:
+            for kind, c in h.gateway.string_counters(n).polls_failed_by.items():
+                if c:
+                    failed_by[kind.value] = failed_by.get(kind.value, 0) + c
         trans.judge(rec.events, log_of)
         truth_log_kept = min(len(log_of(n)) for n in names)
         faults = {}
@@ -279,6 +364,9 @@ async def soak(
     return {
         "polls": done_polls,
         "polls_failed": failed,
+        "polls_failed_by": failed_by,
+        "late_phases": late_phases,
+        "count_changes": count_changes,
         "elapsed_s": elapsed,
         "faults": faults,
         "values": values,
@@ -295,13 +383,19 @@ def failures(r: dict[str, Any]) -> list[str]:
     out = []
     if v["wrong"]:
         out.append(f"{len(v['wrong'])} wrong values, first {v['wrong'][:3]}")
+    c = v["cells"]
+    if c["wrong"]:
+        out.append(f"{len(c['wrong'])} wrong cell voltages, first {c['wrong'][:3]}")
+    if c["wrong_counts"]:
+        out.append(f"{len(c['wrong_counts'])} wrong cell counts, first {c['wrong_counts'][:3]}")
     if v["stale_fresh"]:
         out.append(
             f"{len(v['stale_fresh'])} stale values served as GOOD, first {v['stale_fresh'][:3]}"
         )
     if t["slow_stale"]:
         out.append(
-            f"{len(t['slow_stale'])} vanishes not marked within 2 polls: {t['slow_stale'][:3]}"
+            f"{len(t['slow_stale'])} vanishes or all-late spells not marked within 2 polls: "
+            f"{t['slow_stale'][:3]}"
         )
     if t["slow_good"]:
         out.append(
@@ -345,20 +439,25 @@ def report(r: dict[str, Any]) -> None:
     growth = slope_per_hour(rss[len(rss) // 4 :])
     print(
         f"\nFault soak: {r['polls']} polls in {r['elapsed_s']:.0f} s "
-        f"({r['polls_failed']} failed polls), faults injected {r['faults']}"
+        f"({r['polls_failed']} failed polls: {r['polls_failed_by']}), faults injected "
+        f"{r['faults']}, {r['late_phases']} all-late spells, {r['count_changes']} cell count "
+        "changes"
     )
     print(f"{'figure':<52}{'measured':>12}{'target':>10}")
     rows = [
         ("values served (Modbus + REST)", v["served"], ""),
         ("  of which marked GOOD", v["good"], ""),
         ("wrong values (never held by the device)", len(v["wrong"]), 0),
+        ("cell voltages served as GOOD (Modbus + REST)", v["cells"]["checked"], ""),
+        ("  wrong cell voltages", len(v["cells"]["wrong"]), 0),
+        ("  wrong cell counts", len(v["cells"]["wrong_counts"]), 0),
         ("stale values served as GOOD", len(v["stale_fresh"]), 0),
         (
             f"worst GOOD value age past replacement (s, window {r['window_s']:.2f})",
             round(v["worst_late_s"], 3),
             "",
         ),
-        ("slaves vanished and came back", t["vanishes"], ""),
+        ("slaves vanished or all late, and came back", t["vanishes"], ""),
         ("  not marked non-GOOD within 2 polls", len(t["slow_stale"]), 0),
         ("  recoveries judged (polled twice since)", t["recoveries"], ""),
         ("  not GOOD on the first clean poll", len(t["slow_good"]), 0),

@@ -60,6 +60,7 @@ class BusConfig(StrictModel):
     timeout_s: Annotated[float, Field(gt=0, le=10)] = 0.5
     retries: Annotated[int, Field(ge=0, le=5)] = 1
     inter_frame_gap_s: Annotated[float, Field(ge=0, le=1)] | None = None
+    late_reply_guard_s: Annotated[float, Field(ge=0, le=10)] | None = None
     rs485_direction: Literal["none", "rts"] = "none"
     poll_interval_s: Annotated[float, Field(gt=0, le=3600)] | None = None
     backoff_max_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
@@ -96,6 +97,16 @@ class BusConfig(StrictModel):
         line, 2.3.1.1), fixed at 1.75 ms above 19200 baud as the spec recommends."""
         spec = 0.00175 if self.baudrate > 19200 else 3.5 * self.char_time_s()
         return max(spec, self.inter_frame_gap_s or 0.0)
+
+    def guard_s(self) -> float:
+        """The silence kept before the next request after a transaction that
+        ended without a whole valid reply (a timeout, a short or bad frame): a
+        late reply to the failed request arrives in it and is dropped, instead
+        of being taken for the next request's answer. Default: ``timeout_s``,
+        so a reply up to twice the timeout late is caught; never less than the
+        frame gap."""
+        guard = self.timeout_s if self.late_reply_guard_s is None else self.late_reply_guard_s
+        return max(guard, self.frame_gap_s())
 
 
 class UpsConfig(StrictModel):

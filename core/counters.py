@@ -1,5 +1,11 @@
 """Communication counters per bus and per string, as an integrator reads them
-when a string goes stale: how many requests, which errors, when it last worked."""
+when a string goes stale: how many requests, which errors, when it last worked.
+
+``errors`` counts failed transactions (a retry that then succeeds included);
+``polls_failed`` counts polls that ended without a reading, whatever the
+cause (a transaction that failed for good, a port or converter that could not
+be opened, a value the device cannot measure), and ``polls_failed_by`` the
+same by cause, so an alert on failed polls sees an unplugged adapter too."""
 
 from __future__ import annotations
 
@@ -15,6 +21,9 @@ class CommCounters:
     errors: dict[ErrorKind, int] = field(default_factory=lambda: dict.fromkeys(ErrorKind, 0))
     polls: int = 0
     polls_failed: int = 0
+    polls_failed_by: dict[ErrorKind, int] = field(
+        default_factory=lambda: dict.fromkeys(ErrorKind, 0)
+    )
     last_success: float | None = None
     last_error: str | None = None
     last_error_at: float | None = None
@@ -26,6 +35,11 @@ class CommCounters:
         self.last_error = f"{kind.value}: {detail}" if detail else kind.value
         self.last_error_at = at
 
+    def record_failed_poll(self, kind: ErrorKind) -> None:
+        """A poll (already counted in ``polls``) failed because of ``kind``."""
+        self.polls_failed += 1
+        self.polls_failed_by[kind] += 1
+
     def as_dict(self) -> dict[str, object]:
         return {
             "requests": self.requests,
@@ -33,6 +47,7 @@ class CommCounters:
             "errors": {k.value: v for k, v in self.errors.items()},
             "polls": self.polls,
             "polls_failed": self.polls_failed,
+            "polls_failed_by_cause": {k.value: v for k, v in self.polls_failed_by.items()},
             "last_success": self.last_success,
             "last_error": self.last_error,
             "last_error_at": self.last_error_at,

@@ -3,7 +3,8 @@
 A bus is half-duplex, so its strings are polled one after another; buses run
 concurrently. A string that stops answering is backed off on its own
 (exponentially, up to ``backoff_max_s``) and probed without retries, so it
-costs its bus at most one response timeout per cycle. A port that disappears
+costs its bus at most one response timeout per cycle, plus the guard window
+the link keeps silent after it (``BusConfig.guard_s``). A port that disappears
 is reopened every cycle until it comes back.
 
 Each bus has a thread of its own, running blocking code (the RTU link sleeps
@@ -30,7 +31,13 @@ last good values with their old timestamp and marks them STALE at once;
 ``offline_after_failures`` consecutive failures (or never having been read)
 mean OFFLINE. A watchdog marks a string STALE when its data ages past the
 limit without any poll result at all (a stuck bus). Every transition is
-logged once.
+logged once, with its cause; so is the first failure of a string that was
+never read (it starts OFFLINE: no transition to log). The port's state and a
+summary of repeated failures are logged by the bus (core/commlog.py).
+
+Every failed poll is counted, on the string's and the bus's counters, by
+cause: a port or converter that cannot be opened fails each string's poll of
+that cycle as PORT, a value the device cannot measure as DECODE.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from .commlog import BusLog
 from .config import BusConfig, GatewayConfig, StringConfig
 from .counters import CommCounters
 from .model import Quality, StringReading, StringSnapshot
@@ -114,6 +122,8 @@ class StringPoll:
     next_due: float = 0.0
     backoff_s: float = 0.0
     profile_failed: bool = False
+    #: why a string never read failed, as logged (by the engine, on the loop)
+    unread_logged: set[ErrorKind] = field(default_factory=set)
 
 
 @dataclass
@@ -143,6 +153,7 @@ class BusWorker:
         self.strings = strings
         self.engine = engine
         self.status = BusStatus(bus.name, interval_s, counters=link.counters)
+        self.log = BusLog(bus.name, [(s.config.name, s.counters) for s in strings])
         self._was_open = False
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"bus-{bus.name}", daemon=True)
@@ -198,6 +209,7 @@ class BusWorker:
                     if not self.link.is_open or stop.is_set():
                         break
             self.status.cycles += 1
+            self.log.cycle()
             # the bus's own time: polling, not waiting for slots
             self.status.last_cycle_s = time.monotonic() - started - waited
             cycle_at += interval
@@ -215,13 +227,19 @@ class BusWorker:
         except PollError as exc:
             self.status.port_open = False
             now = time.time()
-            for state in self.strings:
+            bus = self.status.counters
+            bus.record_error(ErrorKind.PORT, exc.detail, now)
+            self.log.port_failed(exc.detail)
+            for state in self.strings:  # each string's poll of this cycle failed
                 state.counters.record_error(ErrorKind.PORT, exc.detail, now)
+                for c in (state.counters, bus):
+                    c.polls += 1
+                    c.record_failed_poll(ErrorKind.PORT)
                 self._failed(state, exc)
             return False
-        if self._was_open:
+        if self._was_open:  # logged as a change of state once it works (BusLog)
             self.status.counters.port_reopens += 1
-            log.warning("bus %s: port reopened", self.bus.name)
+        self.log.port_opened()
         self._was_open = True
         self.status.port_open = True
         return True
@@ -237,7 +255,6 @@ class BusWorker:
             if not state.profile_failed:
                 state.profile_failed = True
                 log.exception("string %s: device profile failed while polling", state.config.name)
-            state.counters.record_error(ErrorKind.DECODE, repr(exc), time.time())
             raise PollError(ErrorKind.DECODE, f"profile error: {exc!r}") from exc
 
     def _poll(self, state: StringPoll) -> None:
@@ -249,14 +266,24 @@ class BusWorker:
         try:
             reading = self._read(state, probing)
         except PollError as exc:
-            state.counters.polls_failed += 1
-            bus.polls_failed += 1
+            kind = exc.kind
+            if kind is ErrorKind.DECODE:  # the poller's own verdict: no transaction saw it
+                now = time.time()
+                state.counters.record_error(kind, exc.detail, now)
+                bus.record_error(kind, exc.detail, now)
+            state.counters.record_failed_poll(kind)
+            bus.record_failed_poll(kind)
+            if kind is ErrorKind.PORT:
+                self.log.port_failed(exc.detail)
+            elif self.link.is_open:
+                self.log.port_working()  # the port carried the transaction: the slave failed
             self._failed(state, exc)
             state.backoff_s = min(
                 max(state.backoff_s * 2, self.status.interval_s), self.bus.backoff_max_s
             )
             state.next_due = time.monotonic() + state.backoff_s
         else:
+            self.log.port_working()
             state.counters.last_success = bus.last_success = time.time()
             state.backoff_s = 0.0
             state.next_due = 0.0
@@ -363,6 +390,16 @@ class Engine:
     def poll_failed(self, state: StringPoll, exc: PollError, failures: int) -> None:
         current = self.store.string(state.config.name)
         offline = failures >= self.config.gateway.offline_after_failures or current.reading is None
+        kind = exc.kind
+        if (
+            current.reading is None
+            and kind is not ErrorKind.PORT
+            and kind not in state.unread_logged
+        ):
+            # never read: it starts OFFLINE, so there is no transition to log; said
+            # once per cause (the bus logs a port that cannot be opened)
+            state.unread_logged.add(kind)
+            log.warning("string %s: no reading yet, poll failed (%s)", state.config.name, exc)
         self._set(
             state.config.name,
             Quality.OFFLINE if offline else Quality.STALE,

@@ -33,6 +33,7 @@ class ErrorKind(enum.StrEnum):
     SHORT_FRAME = "short_frame"  # a reply too short or of the wrong length/shape
     PORT = "port"  # the serial port / TCP converter is unavailable
     DECODE = "decode"  # registers read fine but hold impossible values
+    LATE = "late_reply"  # a whole, valid reply that came after its request had timed out
 
 
 class PollError(Exception):
@@ -84,7 +85,8 @@ class StringPoller(Protocol):
 
         ``retries`` overrides the bus setting for every transaction of this
         poll: the engine passes 0 when probing a string that is failing, so a
-        dead slave costs its bus at most one response timeout per cycle."""
+        dead slave costs its bus at most one response timeout (and the guard
+        window after it) per cycle."""
         ...
 
 

@@ -155,14 +155,18 @@ class NeverOpenLink:
 class GatewayHarness:
     """``async with GatewayHarness(config_data) as h:`` runs a gateway for a test.
 
-    With ``simulate=True`` every serial bus of the config is served by a BM-SM
-    simulator on a fresh pseudo-terminal (one slave per configured string,
-    ``cells`` cells each: an int for all, or a dict by string name), and the
+    With ``simulate=True`` every bus of the config is served by a BM-SM
+    simulator, a serial bus on a fresh pseudo-terminal, an RTU-over-TCP bus on
+    a TCP port of 127.0.0.1 like a converter (one slave per configured string,
+    ``cells`` cells each: an int for all, or a dict by string name; 12 by
+    default, a 24 V string of 2 V blocks: the device measures 20..800 V), and the
     readings travel through the real RTU link, poller and engine. The
     simulators are frozen by default so a test can compare exact values;
     ``h.sim_for(name)`` gives a string's simulator and slave id, and each
     simulator's truth log keeps its last ``truth_log_size`` replies (a long
-    soak bounds it so that its memory measures the gateway).
+    soak bounds it so that its memory measures the gateway). Buses named in
+    ``unsimulated`` get no simulator: they are polled through the real link
+    as configured (a test's own device or converter, or nothing at all).
     """
 
     def __init__(
@@ -172,12 +176,14 @@ class GatewayHarness:
         simulate: bool = False,
         alarms: bool = False,
         extra_plugins: dict[str, object] | None = None,
-        cells: int | dict[str, int] = 8,
+        cells: int | dict[str, int] = 12,
         seed: int = 1,
         frozen: bool = True,
         truth_log_size: int = 10_000,
+        unsimulated: Sequence[str] = (),
     ) -> None:
         self.config_data = config
+        self.unsimulated = set(unsimulated)
         self.simulate = simulate
         self.sims: dict[str, Any] = {}
         self.pm = create_manager()
@@ -203,11 +209,12 @@ class GatewayHarness:
 
         data = copy.deepcopy(self.config_data)
         for bus in data["buses"]:
-            if bus.get("transport", "serial") != "serial":
+            if bus["name"] in self.unsimulated:
                 continue
+            tcp = bus.get("transport", "serial") == "rtu-over-tcp"
             members = [s for s in data["strings"] if s["bus"] == bus["name"]]
             counts = {
-                s["slave_id"]: cells.get(s["name"], 8) if isinstance(cells, dict) else cells
+                s["slave_id"]: cells.get(s["name"], 12) if isinstance(cells, dict) else cells
                 for s in members
             }
             # a stable name, as /dev/serial/by-id/... on a real machine: pty numbers
@@ -221,11 +228,15 @@ class GatewayHarness:
                 stopbits=bus.get("stopbits", 1),
                 seed=seed,
                 frozen=frozen,
-                link=link,
+                transport="tcp" if tcp else "pty",
+                link=None if tcp else link,
                 log_size=truth_log_size,
             )
             self.sims[bus["name"]] = sim.start()
-            bus["port"] = sim.port
+            if tcp:
+                bus["host"], bus["tcp_port"] = sim.tcp_address
+            else:
+                bus["port"] = sim.port
             bus.pop("wait_for_port", None)
         self.config_data = data
 

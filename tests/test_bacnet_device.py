@@ -31,7 +31,7 @@ from btms_gateway.plugins.bacnet.plugin import service
 from click.testing import CliRunner
 
 DEVICE = 1234
-CELLS = 8
+CELLS = 12
 PI = rb.PropertyIdentifier
 OT = {"analogInput": rb.ObjectType.ANALOG_INPUT, "binaryInput": rb.ObjectType.BINARY_INPUT,
       "multiStateInput": rb.ObjectType.MULTI_STATE_INPUT,
@@ -197,8 +197,8 @@ async def test_never_read_string_is_served_with_communication_failure() -> None:
             flags = await c.read_property(address, rid(*points[name].oid), PI.STATUS_FLAGS)
             reliability = await c.read_property(address, rid(*points[name].oid), PI.RELIABILITY)
             assert (flags.value["data"], reliability.value) == (b"\x40", 12), name  # fault
-        # S3 has 6 cells: cells 7 and 8 have no sensor, cell 6 is fine
-        for name, expected in (("S3.cell006.voltage", 0), ("S3.cell007.voltage", 1)):
+        # S3 has 10 cells: cells 11 and 12 have no sensor, cell 10 is fine
+        for name, expected in (("S3.cell010.voltage", 0), ("S3.cell011.voltage", 1)):
             reliability = await c.read_property(address, rid(*points[name].oid), PI.RELIABILITY)
             assert reliability.value == expected, name
 

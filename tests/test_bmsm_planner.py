@@ -48,18 +48,24 @@ def _link(sim: Simulator) -> RtuLink:
     return link
 
 
-@pytest.mark.parametrize(("cells", "transactions"), [(120, 7), (3, 7)])
+@pytest.mark.parametrize(("cells", "transactions"), [(120, 7), (12, 7)])
 async def test_transactions_on_the_wire(cells: int, transactions: int) -> None:
+    """A first poll reads the block, the cells, and the block again to
+    confirm the count; a steady poll the cells and the block."""
     with Simulator([1], cells=cells, baud=115200, frozen=True) as sim:
         link = _link(sim)
+        poller = BmsmPoller(link, 1)
         try:
-            r = BmsmPoller(link, 1).poll()
+            r = poller.poll()
+            first = len(sim.truth_log)
+            assert poller.poll().cells == r.cells
         finally:
             link.close()
         served = [(t.address, t.count) for t in sim.truth_log]
     assert len(r.cells) == cells
-    assert link.counters.requests == transactions == len(served)
-    assert served == [(x.address, x.count) for x in full_plan(cells)]
+    plan = [(x.address, x.count) for x in full_plan(cells)]
+    assert served[:first] == [*plan, plan[0]]
+    assert served[first:] == [*plan[1:], plan[0]] and len(served[first:]) == transactions
 
 
 async def test_replan_when_string_grows_and_shrinks() -> None:
@@ -73,10 +79,10 @@ async def test_replan_when_string_grows_and_shrinks() -> None:
             assert grown.cell_count == 16 and len(grown.cells) == 16
             assert grown.cells == sim.expected(2).cells
             assert poller.plan == cell_plan(16) and poller.replans == 1
-            sim.set_cell_count(2, 4)
+            sim.set_cell_count(2, 12)
             shrunk = poller.poll()
-            assert shrunk.cell_count == 4 and len(shrunk.cells) == 4
-            assert poller.plan == cell_plan(4) and poller.replans == 2
+            assert shrunk.cell_count == 12 and len(shrunk.cells) == 12
+            assert poller.plan == cell_plan(12) and poller.replans == 2
         finally:
             link.close()
 
@@ -99,18 +105,66 @@ async def test_shrink_mid_poll_with_exception_02_is_replanned_in_the_same_poll()
     assert link.counters.errors["exception"] == 1
 
 
-async def test_shrink_mid_poll_with_zero_fill_is_right_on_the_next_poll() -> None:
+async def test_a_first_poll_confirms_the_count_after_the_cells() -> None:
+    """The count shrinks after the first poll's block read: the cells past it
+    read 0. The block read again after the cells says so, and the cells are
+    read for the new count in the same poll (the zeros were published as a
+    GOOD 20-cell reading before)."""
     with Simulator([3], cells=20, baud=115200, frozen=True, past_count="zero") as sim:
         link = _link(sim)
         poller = BmsmPoller(link, 3)
         try:
             sim.inject(3, Fault.CELL_COUNT, cells=12, after=1)
             first = poller.poll()
-            second = poller.poll()
         finally:
             link.close()
-    assert first.cell_count == 20  # the block was read before the change
-    assert second.cell_count == 12 and second.cells == sim.expected(3).cells
+    assert first.cell_count == 12 and first.cells == sim.expected(3).cells
+
+
+async def test_a_count_that_changes_between_the_block_and_the_cells_is_never_zero_filled() -> None:
+    """Issue 23 item 2: a device that reads 0 past its count. A steady poll's
+    block reports 24 cells (20 before), and the count goes back to 20 before
+    the cells of the new plan are read: cells 21..24 read 0. The block read
+    after those cells reports 20, so they are read once more for 20; the
+    reading has the 20 cells the device holds, none of them zero."""
+    with Simulator([3], cells=20, baud=115200, frozen=True, past_count="zero") as sim:
+        link = _link(sim)
+        poller = BmsmPoller(link, 3)
+        try:
+            assert poller.poll().cell_count == 20
+            mark = len(sim.truth_log)
+            sim.inject(3, Fault.CELL_COUNT, cells=24, after=6)  # at the steady poll's block
+            sim.inject(3, Fault.CELL_COUNT, cells=20)  # at the first read of the 24-cell plan
+            r = poller.poll()
+        finally:
+            link.close()
+        served = sim.truth_log[mark:]
+        zero_filled = [t for t in served if t.count == 24 and t.words[20:] == (0,) * 4]
+    assert len(zero_filled) == 6  # the device did serve the zeros
+    assert r.cell_count == 20 and r.cells == sim.expected(3).cells
+    assert all(c.voltage_v for c in r.cells)
+
+
+async def test_a_count_changing_on_every_read_fails_the_poll() -> None:
+    """Three counts in one poll: no reading can be confirmed, the poll fails
+    (DECODE) and the next one starts from the last count."""
+    from btms_gateway.core.profiles import ErrorKind, PollError
+
+    with Simulator([3], cells=20, baud=115200, frozen=True, past_count="zero") as sim:
+        link = _link(sim)
+        poller = BmsmPoller(link, 3)
+        try:
+            assert poller.poll().cell_count == 20
+            sim.inject(3, Fault.CELL_COUNT, cells=24, after=6)  # the steady poll's block
+            sim.inject(3, Fault.CELL_COUNT, cells=22, after=6)  # the confirming block
+            sim.inject(3, Fault.CELL_COUNT, cells=21, after=6)  # the second confirming block
+            with pytest.raises(PollError) as err:
+                poller.poll()
+            assert poller.poll().cell_count == 21
+        finally:
+            link.close()
+    assert err.value.kind is ErrorKind.DECODE
+    assert "24 -> 22 -> 21" in str(err.value)
 
 
 async def test_a_steady_poll_catches_a_zero_filled_shrink_in_the_same_poll() -> None:
@@ -134,7 +188,7 @@ async def test_a_steady_poll_catches_a_zero_filled_shrink_in_the_same_poll() -> 
 async def test_a_second_exception_02_is_raised() -> None:
     from btms_gateway.core.profiles import ErrorKind, PollError
 
-    with Simulator([4], cells=5, baud=115200, frozen=True) as sim:
+    with Simulator([4], cells=12, baud=115200, frozen=True) as sim:
         link = _link(sim)
         try:
             sim.inject(4, Fault.EXCEPTION, code=2, after=1)

@@ -31,7 +31,7 @@ def test_simulate_command_is_on_the_cli() -> None:
 
 async def test_engine_style_use_of_profile_link_and_counters() -> None:
     profile = device_profiles(create_manager(), FailureLog())["bmsm"]
-    with Simulator([1, 2], cells={1: 120, 2: 3}, baud=115200, seed=8, frozen=True) as sim:
+    with Simulator([1, 2], cells={1: 120, 2: 12}, baud=115200, seed=8, frozen=True) as sim:
         bus = sim.bus_config("busA", timeout_s=0.3)
         link = open_link(bus)
         assert not link.is_open
@@ -43,9 +43,10 @@ async def test_engine_style_use_of_profile_link_and_counters() -> None:
             r2 = p2.poll(retries=0)
         finally:
             link.close()
-        assert r1.cells == sim.expected(1).cells and len(r2.cells) == 3
-    assert link.counters.requests == 14 and link.counters.responses == 14
-    assert link.counters_for(1).requests == link.counters_for(2).requests == 7
+        assert r1.cells == sim.expected(1).cells and len(r2.cells) == 12
+    # a first poll: the block, the cells, the block again (the count confirmed)
+    assert link.counters.requests == 16 and link.counters.responses == 16
+    assert link.counters_for(1).requests == link.counters_for(2).requests == 8
 
 
 def test_export_bmsm_registers_prints_the_committed_doc() -> None:

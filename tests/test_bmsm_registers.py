@@ -182,7 +182,8 @@ def test_cells_decode_as_one_register_at_a_time(
 ) -> None:
     """The column decoder (C-level conversions, cells made slot by slot) gives
     exactly the readings of the plain way: each word through raw_value and the
-    table's scale, each cell through CellReading's own constructor."""
+    table's scale, each cell through CellReading's own constructor (the
+    plausibility check off: most random words are not measurable values)."""
     from btms_gateway.core.model import SENSOR_LOST_BIT, CellReading
 
     values = [a for a in CELL_ARRAYS if a.field != "status"]
@@ -195,7 +196,129 @@ def test_cells_decode_as_one_register_at_a_time(
             for a in values
         ]
         expected.append(CellReading(i + 1, *cell, CellStatus(statuses[i])))
-    got = decode_cells(arrays, count)
+    got = decode_cells(arrays, count, check=False)
     assert got == tuple(expected)
     assert [repr(c) for c in got] == [repr(c) for c in expected]
     assert all(type(c) is CellReading for c in got)
+
+
+# -- plausibility: values the device cannot measure fail the poll ----------------
+
+
+@pytest.mark.parametrize(
+    ("at", "words", "message"),
+    [
+        (0, (1999, 0), "string voltage 19.99 V outside 20..800 V"),  # 0.01 V below
+        (0, (0x3881, 0x0001), "string voltage 800.01 V outside 20..800 V"),
+        (0, (0, 0), "string voltage 0 V outside 20..800 V"),
+        (2, (0x795F, 0xFFFE), "string current -1000.01 A outside -1000..1000 A"),
+        (4, (101,), "string SOC 101 % outside 0..100 %"),
+        (6, (10001,), "string balance 100.01 % outside 0..100 %"),
+        (11, (0xFE6F,), "ambient temperature -40.1 C outside -40..80 C"),
+        (12, (1001,), "ambient humidity 100.1 %RH outside 0..100 %RH"),
+    ],
+)
+def test_a_string_value_the_device_cannot_measure_is_a_decode_error(
+    at: int, words: tuple[int, ...], message: str
+) -> None:
+    block = _block()
+    block[at : at + len(words)] = words
+    with pytest.raises(PollError) as err:
+        decode_block(block)
+    assert err.value.kind is ErrorKind.DECODE and err.value.detail == message
+    decode_block(block, check=False)  # decoding itself still works
+
+
+def test_the_limits_of_the_ranges_and_no_sensor_are_accepted() -> None:
+    edges = {0: 2000, 1: 0, 2: 0x7960, 3: 0xFFFE, 4: 0, 6: 10000, 11: 800, 12: 0}
+    f = decode_block([edges.get(i, w) for i, w in enumerate(_block())])
+    got = (f["voltage_v"], f["current_a"], f["soc_pct"], f["balance_pct"])
+    assert got == (20.0, -1000.0, 0.0, 100.0)
+    assert (f["ambient_temperature_c"], f["ambient_humidity_pct"]) == (80.0, 0.0)
+    words = _block()
+    words[11], words[12] = 0x8000, 0xFFFF  # no sensor fitted: None, not a value to check
+    assert decode_block(words)["ambient_temperature_c"] is None
+
+
+def _arrays(count: int) -> dict[int, list[int]]:
+    """``count`` healthy cells (2.25 V, 0.45 mOhm, 24.0 C, 100 %, 97 %)."""
+    return {1000: [2250] * count, 1200: [450] * count, 1400: [240] * count,
+            1600: [100] * count, 1800: [97] * count, 2000: [0] * count}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("base", "word", "message"),
+    [
+        (1000, 0, "cell 3 voltage 0 V outside 1.6..2.6 or 7.5..15.6 V"),
+        (1000, 3610, "cell 3 voltage 3.61 V outside 1.6..2.6 or 7.5..15.6 V"),  # between
+        (1000, 15601, "cell 3 voltage 15.601 V outside 1.6..2.6 or 7.5..15.6 V"),
+        (1200, 99, "cell 3 internal resistance 0.099 mOhm outside 0.1..50 mOhm"),
+        (1200, 50001, "cell 3 internal resistance 50.001 mOhm outside 0.1..50 mOhm"),
+        (1400, 0xFF37, "cell 3 temperature -20.1 C outside -20..85 C"),
+        (1400, 851, "cell 3 temperature 85.1 C outside -20..85 C"),
+        (1600, 238, "cell 3 SOC 238 % outside 0..100 %"),
+        (1800, 101, "cell 3 SOH 101 % outside 0..100 %"),
+        (2000, 97, "cell 3 status 0x0061 has bits the device does not set"),
+    ],
+)
+def test_a_cell_value_the_device_cannot_measure_names_the_cell(
+    base: int, word: int, message: str
+) -> None:
+    arrays = _arrays(4)
+    arrays[base][2] = word
+    with pytest.raises(PollError) as err:
+        decode_cells(arrays, 4)
+    assert err.value.kind is ErrorKind.DECODE and err.value.detail == message
+
+
+def test_both_block_types_pass_and_a_lost_sensor_is_not_checked() -> None:
+    arrays = _arrays(4)
+    arrays[1000] = [1600, 2600, 7500, 15600]  # the edges of 2 V and 12 V blocks
+    assert [c.voltage_v for c in decode_cells(arrays, 4)] == [1.6, 2.6, 7.5, 15.6]
+    arrays = _arrays(4)
+    for base in (1000, 1200, 1400, 1600, 1800):
+        arrays[base][1] = 0  # what a lost sensor may read
+    arrays[2000][1] = 1  # sensor lost
+    cells = decode_cells(arrays, 4)
+    assert cells[1].voltage_v is None and cells[0].voltage_v == 2.25
+    arrays[2000][1] = 0  # the same zeros from a sensor not lost: refused
+    with pytest.raises(PollError, match="cell 2 voltage 0 V"):
+        decode_cells(arrays, 4)
+
+
+@given(
+    count=st.integers(1, 120),
+    cell=st.integers(0, 119),
+    column=st.sampled_from([a for a in CELL_ARRAYS if a.field != "status"]),
+    inside=st.booleans(),
+    data=st.data(),
+)
+def test_a_column_passes_exactly_when_every_value_is_in_range(
+    count: int, cell: int, column: object, inside: bool, data: st.DataObject
+) -> None:
+    """The column check (lowest and highest value first) agrees with checking
+    each value: one value anywhere in a column, inside or outside the range."""
+    from btms_gateway.protocols.bmsm.registers import CellArray
+
+    assert isinstance(column, CellArray)
+    lo, hi = column.valid[0][0], column.valid[-1][1]
+    divisor = round(1 / column.scale)
+    if inside:
+        span = data.draw(st.sampled_from(column.valid))
+        value = data.draw(st.integers(round(span[0] * divisor), round(span[1] * divisor)))
+    else:
+        floor = -0x8000 if column.type == "int16" else 0
+        gaps = [st.integers(round(hi * divisor) + 1, 0x7FFF if floor else 0xFFFF)]
+        if round(lo * divisor) > floor:  # a uint16 SOC cannot read below 0
+            gaps.append(st.integers(floor, round(lo * divisor) - 1))
+        if len(column.valid) > 1:
+            gaps.append(st.integers(round(column.valid[0][1] * divisor) + 1,
+                                    round(column.valid[1][0] * divisor) - 1))  # fmt: skip
+        value = data.draw(st.one_of(gaps))
+    arrays = _arrays(count)
+    arrays[column.base][min(cell, count - 1)] = value & 0xFFFF
+    if inside:
+        decode_cells(arrays, count)
+    else:
+        with pytest.raises(PollError, match=f"cell {min(cell, count - 1) + 1} {column.label} "):
+            decode_cells(arrays, count)

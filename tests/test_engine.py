@@ -45,7 +45,7 @@ def config(strings: int = 1, retries: int = 0, timeout_s: float = 0.15, **kw) ->
     return plant_config(strings=strings, ups=1, buses=[bus], plugins={"rec": {}}, **kw)
 
 
-def rec_harness(strings: int = 1, cells: int | dict = 8, **kw) -> tuple[GatewayHarness, Recorder]:
+def rec_harness(strings: int = 1, cells: int | dict = 12, **kw) -> tuple[GatewayHarness, Recorder]:
     recorder = Recorder()
     harness = GatewayHarness(
         config(strings, **kw), simulate=True, cells=cells, extra_plugins={"rec": recorder}
@@ -180,7 +180,7 @@ async def test_cell_count_changes_are_followed_both_ways():
     async with harness as h:
         await h.wait_quality(Quality.GOOD)
         sim, slave = h.sim_for("S1")
-        for count in (100, 120, 3):
+        for count in (100, 120, 12):
             sim.set_cell_count(slave, count)
             await h.wait_until(
                 lambda c=count: (

@@ -16,7 +16,7 @@ from btms_gateway.plugins.modbus_tcp.map import cell_register
 from pymodbus.client import AsyncModbusTcpClient
 from test_modbus_support import close_to, mbpoll, wire
 
-CELLS = {"S1": 120, "S2": 4}
+CELLS = {"S1": 120, "S2": 12}
 STALE_AFTER_S = 2.0
 
 

@@ -87,7 +87,7 @@ async def test_fault_rates_are_deterministic_with_a_seed() -> None:
 
 
 async def test_truth_log_is_bounded_and_matches_what_was_served() -> None:
-    with Simulator([1], cells=3, baud=115200, frozen=True, log_size=5) as sim:
+    with Simulator([1], cells=12, baud=115200, frozen=True, log_size=5) as sim:
         link = open_link(sim.bus_config(timeout_s=0.2))
         link.open()
         try:
@@ -96,20 +96,20 @@ async def test_truth_log_is_bounded_and_matches_what_was_served() -> None:
         finally:
             link.close()
         log = sim.truth_log
-    assert len(log) == 5  # 14 replies served, the newest 5 kept
+    assert len(log) == 5  # 16 replies served (two first polls), the newest 5 kept
     assert [(t.address, t.count) for t in log] == [
-        (1200, 3),
-        (1400, 3),
-        (1600, 3),
-        (1800, 3),
-        (2000, 3),
+        (1400, 12),
+        (1600, 12),
+        (1800, 12),
+        (2000, 12),
+        (0, 16),  # the block read again after the cells: the count confirmed
     ]
-    assert log[0].words == tuple(round(c.resistance_mohm * 1000) for c in r.cells)
+    assert log[0].words == tuple(round(c.temperature_c * 10) for c in r.cells)
     assert r == r2.__class__(**{**{f: getattr(r2, f) for f in r2.__slots__}, "read_at": r.read_at})
 
 
 async def test_tests_set_a_value_and_the_poller_reads_it() -> None:
-    with Simulator([3], cells=6, baud=115200, seed=2) as sim:
+    with Simulator([3], cells=12, baud=115200, seed=2) as sim:
         sim.freeze()
         sim.set_cell(3, 5, voltage_v=2.171, temperature_c=31.7)
         link = open_link(sim.bus_config(timeout_s=0.2))
@@ -143,6 +143,72 @@ async def test_a_vanished_slave_comes_back_by_itself() -> None:
     assert failures >= 2
 
 
+async def test_late_and_swapped_replies_on_the_wire() -> None:
+    """A LATE reply leaves its delay after the wire allows (the reply itself
+    is good); a SWAPPED one is the frame sent for the slave's previous request,
+    recorded as serving no data; a slow slave (``set_reply_delay``) is late on
+    every reply until set back. Read raw from the pty, as a master would."""
+    import os
+    import time
+
+    from btms_gateway.protocols.rtu import framing
+
+    with Simulator([1], cells=12, baud=115200, frozen=True) as sim:
+        fd = os.open(sim.port, os.O_RDWR | os.O_NOCTTY)
+        try:
+
+            def ask(address: int, count: int) -> tuple[bytes, float]:
+                os.write(fd, framing.read_request(1, address, count))
+                t, reply = time.monotonic(), b""
+                while len(reply) < 5 + 2 * count:
+                    reply += os.read(fd, 512)
+                return reply, time.monotonic() - t
+
+            volts = framing.read_reply(1, sim.registers(1, 1000, 12))
+            temps = framing.read_reply(1, sim.registers(1, 1400, 12))
+            assert ask(1000, 12)[0] == volts
+            sim.inject(1, Fault.LATE, delay_s=0.2)
+            reply, took = ask(1000, 12)
+            assert reply == volts and took >= 0.2
+            sim.inject(1, Fault.SWAPPED)
+            assert ask(1400, 12)[0] == volts  # the previous request's frame
+            assert ask(1400, 12)[0] == temps
+            sim.set_reply_delay(1, 0.15)
+            assert [ask(1400, 12)[1] >= 0.15 for _ in range(2)] == [True, True]
+            sim.set_reply_delay(1, 0.0)
+            assert ask(1400, 12)[0] == temps  # on time again (its record: no fault)
+        finally:
+            os.close(fd)
+        faults = [t.fault for t in sim.truth_log]
+        words = [t.words for t in sim.truth_log]
+    assert faults == [None, "late", "swapped", None, "late", "late", None]
+    assert words[2] is None and words[1] == words[0]
+
+
+def test_a_cell_count_change_keeps_cells_and_added_ones_read_0_until_measured() -> None:
+    m = StringModel.create(1, 16, seed=3)
+    cells = list(m.cells)
+    m.set_cell_count(14)
+    assert m.zero_filled(1000, 16) == "past_count" and m.read(1000, 16)[14:] == [0, 0]
+    assert m.zero_filled(1000, 14) is None
+    m.set_cell_count(16, unmeasured_s=0.2)
+    assert m.cells == cells  # the same two cells found again
+    assert m.read(1200, 16)[14:] == [0, 0] and m.zero_filled(1200, 16) == "unmeasured"
+    assert m.zero_filled(1200, 14) is None
+    with pytest.raises(PollError, match="cell 15 voltage 0 V"):
+        m.expected_reading()  # no correct reading exists while they read 0
+    m.unmeasured_until = 0.0  # their time has come
+    assert m.zero_filled(1200, 16) is None and m.read(1200, 16)[14] != 0
+    assert m.expected_reading().cells[14].voltage_v == cells[14].voltage_v
+
+
+def test_cli_takes_the_new_fault_options() -> None:
+    r = CliRunner().invoke(simulate, ["--help"])
+    assert all(o in r.output for o in ("--late-ms", "--reply-delay-ms", "--unmeasured-s"))
+    assert "late" in r.output and "swapped" in r.output
+    assert parse_rates(["late=0.01", "swapped=0.005"]) == {Fault.LATE: 0.01, Fault.SWAPPED: 0.005}
+
+
 def test_cli_rejects_bad_options() -> None:
     runner = CliRunner()
     r = runner.invoke(simulate, ["--fault", "crc=0.1"])
@@ -160,7 +226,7 @@ async def test_simulate_command_serves_a_pty_a_gateway_can_poll() -> None:
     process, its printed pty polled through the real link and poller."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "btms_gateway.core", "simulate", "--slaves", "4,5",
-        "--cells", "8", "--baud", "115200", "--pty", "--seed", "3", "--duration", "60",
+        "--cells", "12", "--baud", "115200", "--pty", "--seed", "3", "--duration", "60",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -178,12 +244,12 @@ async def test_simulate_command_serves_a_pty_a_gateway_can_poll() -> None:
             r5 = BmsmPoller(link, 5).poll()
         finally:
             link.close()
-        assert r4.cell_count == r5.cell_count == 8
+        assert r4.cell_count == r5.cell_count == 12
         assert r4.cells != r5.cells
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = await asyncio.wait_for(proc.communicate(), 10)
-    assert "served 14 requests" in out.decode()
+    assert "served 16 requests" in out.decode()  # two first polls of 8 transactions
 
 
 async def test_serial_port_mode_through_a_socat_null_modem() -> None:
@@ -202,7 +268,7 @@ async def test_serial_port_mode_through_a_socat_null_modem() -> None:
                 if "PTY is " in line:
                     ptys.append(line.rsplit("PTY is ", 1)[1].strip())
         with Simulator(
-            [6], cells=5, baud=115200, frozen=True, transport="serial", port=ptys[0]
+            [6], cells=12, baud=115200, frozen=True, transport="serial", port=ptys[0]
         ) as sim:
             link = open_link(BusConfig(name="b", port=ptys[1], baudrate=115200, timeout_s=0.3))
             link.open()
@@ -218,7 +284,7 @@ async def test_serial_port_mode_through_a_socat_null_modem() -> None:
 
 async def test_simulate_command_over_tcp() -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "btms_gateway.core", "simulate", "--slaves", "9", "--cells", "2",
+        sys.executable, "-m", "btms_gateway.core", "simulate", "--slaves", "9", "--cells", "12",
         "--baud", "115200", "--tcp", "127.0.0.1:0", "--duration", "60",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
@@ -237,7 +303,7 @@ async def test_simulate_command_over_tcp() -> None:
             r = BmsmPoller(link, 9).poll()
         finally:
             link.close()
-        assert r.cell_count == 2
+        assert r.cell_count == 12
     finally:
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.communicate(), 10)

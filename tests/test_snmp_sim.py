@@ -16,7 +16,7 @@ ALARM = "cell_voltage_high:S1:5"
 ALARM_TABLE = "BTMS-GATEWAY-MIB::btmsAlarmTable"
 
 
-def sim_harness(*receivers: dict[str, object], cells: object = 8) -> GatewayHarness:
+def sim_harness(*receivers: dict[str, object], cells: object = 12) -> GatewayHarness:
     snmp = snmp_settings(receivers=list(receivers), engine_id=ENGINE_ID)
     config = plant_config(strings=2, ups=1, plugins={"snmp": snmp})
     # raise and clear at once, so the test waits for the poll and not for a delay

@@ -14,7 +14,7 @@ from btms_gateway.core.testing import GatewayHarness
 from prometheus_client.parser import text_string_to_metric_families
 from test_web_support import get_json, sim_gateway
 
-CELLS = {1: 24, 2: 16, 3: 8}
+CELLS = {1: 24, 2: 16, 3: 12}
 
 
 def _without_time(d: dict) -> dict:
@@ -69,7 +69,7 @@ async def test_rest_and_metrics_equal_the_simulator(tmp_path: Path) -> None:
         expected = sim.expected(2)
         assert samples[("btms_string_voltage_volts", (("string", "S2"),))] == expected.voltage_v
         assert samples[("btms_string_current_amperes", (("string", "S2"),))] == -87.25
-        assert samples[("btms_string_cells", (("string", "S3"),))] == 8
+        assert samples[("btms_string_cells", (("string", "S3"),))] == 12
         assert samples[("btms_bus_requests_total", (("bus", "bus1"),))] > 0
         assert samples[("btms_string_polls_total", (("string", "S1"),))] > 0
 

@@ -3,6 +3,7 @@ simulated string held, and the checks of what the gateway served against it."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,38 @@ class Seen:
     got: float
     good: bool
     value: float | None
+    #: cells served with the value: (1-based index, voltage), and the count
+    cells: tuple[tuple[int, float | None], ...] = ()
+    cell_count: int | None = None
+
+
+class CellCheck:
+    """Cell voltages served as GOOD against what each cell holds. The soak's
+    cells are frozen and keep their values when the count changes (a cell
+    removed and found again is the same cell), so a cell's truth is one value
+    for the whole soak; the count must be one the device had."""
+
+    def __init__(self, volts: dict[str, list[float]], counts: set[int]) -> None:
+        self.volts, self.counts = volts, counts
+        self.checked = 0
+        self.wrong: list[tuple[str, str, int, float | None, float]] = []
+        self.wrong_counts: list[tuple[str, str, int | None, int]] = []
+
+    def check(self, s: Seen) -> None:
+        if not s.good:
+            return
+        if s.cell_count is not None and (
+            s.cell_count not in self.counts or (s.proto == "rest" and len(s.cells) != s.cell_count)
+        ):
+            self.wrong_counts.append((s.proto, s.name, s.cell_count, len(s.cells)))
+        truth = self.volts[s.name]
+        for index, volts in s.cells:
+            self.checked += 1
+            if volts != truth[index - 1]:
+                self.wrong.append((s.proto, s.name, index, volts, truth[index - 1]))
+
+    def result(self) -> dict[str, Any]:
+        return {"checked": self.checked, "wrong": self.wrong, "wrong_counts": self.wrong_counts}
 
 
 class ValueCheck:
@@ -46,8 +79,8 @@ class ValueCheck:
     A value's "replaced at" is only ever set after it was replaced, so a value
     checked before that moment cannot be judged late later on."""
 
-    def __init__(self, truth: Truth, window_s: float) -> None:
-        self.truth, self.window_s = truth, window_s
+    def __init__(self, truth: Truth, window_s: float, cells: CellCheck | None = None) -> None:
+        self.truth, self.window_s, self.cells = truth, window_s, cells
         self.served = self.good = 0
         self.wrong: list[Seen] = []
         self.stale_fresh: list[tuple[Seen, float]] = []
@@ -57,6 +90,8 @@ class ValueCheck:
         batch = seen[:]
         del seen[: len(batch)]
         for s in batch:
+            if self.cells is not None:
+                self.cells.check(s)
             self.served += 1
             if s.value is None:
                 continue
@@ -72,13 +107,48 @@ class ValueCheck:
                     self.stale_fresh.append((s, late))
 
     def result(self) -> dict[str, Any]:
-        return {
+        out = {
             "served": self.served,
             "good": self.good,
             "wrong": self.wrong,
             "stale_fresh": self.stale_fresh,
             "worst_late_s": self.worst,
         }
+        if self.cells is not None:
+            out["cells"] = self.cells.result()
+        return out
+
+
+CELL_COUNT_WORD = 10  # HR 10 of the string block: the cell count
+
+
+def _poll_ends(log: list[Any]) -> list[Any]:
+    """The string-block replies that end a poll: the gateway could take them
+    (not faulty: a late one is dropped) and they report the count the cells
+    just read were read for. A block reporting another count is read in the
+    middle of a poll: the cells are read again for the new count and the block
+    once more after them (protocols/bmsm/poller.py)."""
+    ends, cells_for = [], None
+    for r in log:
+        if r.address != 0:
+            cells_for = r.count
+        elif r.words is not None and r.fault is None:
+            count = r.words[CELL_COUNT_WORD]
+            if count == cells_for or (count == 0 and cells_for is None):
+                ends.append(r)
+            cells_for = None
+    return ends
+
+
+def _poll_of(log: list[Any], end: Any) -> list[Any]:
+    """The replies of the poll ``end`` ends: those after the block read before it."""
+    at = log.index(end)
+    start = next((i + 1 for i in range(at - 1, -1, -1) if log[i].address == 0), 0)
+    return log[start : at + 1]
+
+
+def _clean(poll: list[Any]) -> bool:
+    return all(r.fault is None and r.words is not None for r in poll)
 
 
 def quality_at(events: list[tuple[float, str, str]], name: str, t: float) -> str:
@@ -92,8 +162,10 @@ def quality_at(events: list[tuple[float, str, str]], name: str, t: float) -> str
 
 
 class TransitionCheck:
-    """Per vanish: time to leave GOOD; after restore: GOOD before the second
-    block read that followed a clean first poll.
+    """Per vanish: time to leave GOOD; after restore: GOOD no later than the
+    end of the poll after the first clean poll (a poll ends with the string
+    block, read last; it is clean when every reply since the block read
+    before it was served whole and on time).
 
     A vanish is judged once its outcome is settled (``settle_s`` after the
     slave came back), from what the recorder and the simulator's truth log
@@ -136,15 +208,16 @@ class TransitionCheck:
             )
         if left is None or left - start > self.limit_stale_s:
             self.slow_stale.append((name, start, None if left is None else left - start))
-        blocks = [r for r in log if r.at >= end and r.address == 0 and r.words is not None]
+        since = [r for r in log if r.at >= end]
         back = next((t for t, nm, q in events if nm == name and t >= end and q == "GOOD"), None)
-        if len(blocks) < 2:
-            return  # not polled twice since: no verdict on the recovery (counted apart)
-        self.recoveries += 1
-        first_poll = [r for r in log if blocks[0].at <= r.at < blocks[1].at]
-        clean = all(r.fault is None and r.words is not None for r in first_poll)
-        if clean and (back is None or back > blocks[1].at):
-            self.slow_good.append((name, end, back, blocks[0].at, blocks[1].at))
+        ends = _poll_ends(since)
+        for first, after in itertools.pairwise(ends):
+            if _clean(_poll_of(since, first)):
+                self.recoveries += 1
+                if back is None or back > after.at:
+                    self.slow_good.append((name, end, back, first.at, after.at))
+                return
+        # no clean poll followed by another since: no verdict (counted apart)
 
     def result(self) -> dict[str, Any]:
         return {

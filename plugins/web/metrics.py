@@ -105,6 +105,12 @@ class GatewayCollector(Collector):
             "req": C("btms_bus_requests", "Modbus requests sent on the bus.", labels=["bus"]),
             "resp": C("btms_bus_responses", "Valid responses received.", labels=["bus"]),
             "err": C("btms_bus_errors", "Failed transactions by kind.", labels=["bus", "kind"]),
+            "polls": C("btms_bus_polls", "Polls of the bus's strings.", labels=["bus"]),
+            "failed": C(
+                "btms_bus_polls_failed",
+                "Polls of the bus's strings that failed, by cause.",
+                labels=["bus", "cause"],
+            ),
             "reopen": C("btms_bus_port_reopens", "Times the port was reopened.", labels=["bus"]),
             "cycles": C("btms_bus_poll_cycles", "Completed poll cycles.", labels=["bus"]),
             "open": G("btms_bus_port_open", "1 while the bus port is open.", labels=["bus"]),
@@ -123,6 +129,9 @@ class GatewayCollector(Collector):
             fam["resp"].add_metric([b.name], c.responses)
             for kind, n in c.errors.items():
                 fam["err"].add_metric([b.name, kind.value], n)
+            fam["polls"].add_metric([b.name], c.polls)
+            for kind, n in c.polls_failed_by.items():
+                fam["failed"].add_metric([b.name, kind.value], n)
             fam["reopen"].add_metric([b.name], c.port_reopens)
             fam["cycles"].add_metric([b.name], b.cycles)
             fam["open"].add_metric([b.name], 1 if b.port_open else 0)
@@ -146,7 +155,9 @@ class GatewayCollector(Collector):
             labels=lbl,
         )
         polls = C("btms_string_polls", "Polls of the string.", labels=lbl)
-        failed = C("btms_string_polls_failed", "Polls that failed.", labels=lbl)
+        failed = C(
+            "btms_string_polls_failed", "Polls that failed, by cause.", labels=[*lbl, "cause"]
+        )
         errors = C("btms_string_errors", "Failed transactions by kind.", labels=[*lbl, "kind"])
         values: dict[str, GaugeMetricFamily] = {}
 
@@ -161,7 +172,8 @@ class GatewayCollector(Collector):
                 quality.add_metric([s.name, q.name.lower()], 1 if s.quality is q else 0)
             counters = self.gateway.string_counters(s.name)
             polls.add_metric([s.name], counters.polls)
-            failed.add_metric([s.name], counters.polls_failed)
+            for kind, n in counters.polls_failed_by.items():
+                failed.add_metric([s.name, kind.value], n)
             for kind, n in counters.errors.items():
                 errors.add_metric([s.name, kind.value], n)
             r = s.reading

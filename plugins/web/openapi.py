@@ -128,7 +128,21 @@ SCHEMAS: dict[str, Any] = {
             "strings": _arr(_ref("String")),
         }
     ),
-    "Counters": {"type": "object", "required": ["requests", "responses", "errors", "polls"]},
+    "Counters": {
+        "type": "object",
+        "required": [
+            "requests",
+            "responses",
+            "errors",
+            "polls",
+            "polls_failed",
+            "polls_failed_by_cause",
+        ],
+        "properties": {
+            "polls_failed": INT,
+            "polls_failed_by_cause": {"type": "object", "additionalProperties": INT},
+        },
+    },
     "Bus": _obj(
         {
             "name": STR,

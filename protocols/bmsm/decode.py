@@ -1,8 +1,14 @@
 """Register words <-> SI values, driven only by the table in registers.py.
 
 Decoding never invents a value: a "no sensor" marker becomes None, and a cell
-whose status says "sensor lost" gets None for every measurement. Encoding is
-the inverse, used by the simulator so its registers come from the same table.
+whose status says "sensor lost" gets None for every measurement. Nor does it
+pass on a value the device cannot have measured: one outside the table's
+valid range (the datasheet's) raises PollError(DECODE), so the poll fails and
+nothing of it is served as GOOD. Such values are what a reply taken for the
+wrong request holds (temperatures read from the resistance array, a string
+voltage from a cell array), or the zeros of a cell not measured yet. Encoding
+is the inverse, used by the simulator so its registers come from the same
+table.
 """
 
 from __future__ import annotations
@@ -34,7 +40,9 @@ from .registers import (
     CellArray,
     Register,
     RegType,
+    Span,
     WordOrder,
+    spans_text,
 )
 
 _SIGNED = (RegType.INT16, RegType.INT32)
@@ -67,8 +75,22 @@ def _scaled(reg: Register | CellArray, words: Sequence[int], order: WordOrder) -
     return float(round(raw_value(words, reg.type, order) * reg.scale, 6))
 
 
-def decode_block(block: Sequence[int]) -> dict[str, Any]:
-    """HR 0..15 -> the string fields of a StringReading (without cells/read_at)."""
+def _inside(value: float, spans: tuple[Span, ...]) -> bool:
+    return any(lo <= value <= hi for lo, hi in spans)
+
+
+#: the string block's checked rows: (field, lowest, highest, row); a value
+#: between the lowest and the highest is checked span by span only when the
+#: row has several spans
+_BLOCK_CHECKS = tuple(
+    (r.field, r.valid[0][0], r.valid[-1][1], r) for r in STRING_BLOCK if r.field and r.valid
+)
+
+
+def decode_block(block: Sequence[int], *, check: bool = True) -> dict[str, Any]:
+    """HR 0..15 -> the string fields of a StringReading (without cells/read_at).
+
+    ``check``: a value outside its valid range raises PollError(DECODE)."""
     if len(block) != BLOCK_COUNT:
         raise PollError(ErrorKind.DECODE, f"string block has {len(block)} words, not 16")
     out: dict[str, Any] = {}
@@ -84,6 +106,16 @@ def decode_block(block: Sequence[int]) -> dict[str, Any]:
         out[flag] = None if out[flag] is None else bool(out[flag])
     if not 0 <= out["cell_count"] <= MAX_CELLS:
         raise PollError(ErrorKind.DECODE, f"cell count {out['cell_count']} outside 0..{MAX_CELLS}")
+    if check:
+        for name, lo, hi, reg in _BLOCK_CHECKS:
+            value = out[name]
+            if value is None or (lo <= value <= hi and len(reg.valid) == 1):
+                continue
+            if not _inside(value, reg.valid):
+                raise PollError(
+                    ErrorKind.DECODE,
+                    f"{reg.label} {value:g} {reg.unit} outside {spans_text(reg.valid, reg.unit)}",
+                )
     return out
 
 
@@ -98,6 +130,10 @@ _STATUS = {n: CellStatus(n) for n in range(4)}
 _COLUMNS = tuple(
     (a.base, round(1 / a.scale), a.type in _SIGNED, a.no_sensor) for a in _VALUE_ARRAYS
 )
+#: the checked value arrays, by position in _COLUMNS
+_COLUMN_CHECKS = tuple((k, a) for k, a in enumerate(_VALUE_ARRAYS) if a.valid)
+#: the highest cell status word the device sends (its bits: sensor lost, balancing)
+_STATUS_MAX = int(CELL_STATUS.valid[0][1]) if CELL_STATUS.valid else 0xFFFF
 
 # Cells are made the way CellReading's own __init__ makes them, one slot at a
 # time, without the call: a frozen dataclass's __init__ sets each field through
@@ -128,16 +164,55 @@ def _column(
     return out
 
 
-def decode_cells(arrays: Mapping[int, Sequence[int]], count: int) -> tuple[CellReading, ...]:
+def _check_columns(columns: Sequence[list[float | None]], raw: Sequence[int], lost: bool) -> None:
+    """Raise PollError(DECODE) for the first value outside its array's valid
+    range, naming the cell; a lost sensor's values (never published) and
+    no-sensor markers are not checked.
+
+    Column by column, like the decoding: the lowest and the highest value of
+    a column (two passes in C) inside one span decide it, and only a column
+    that fails that (or holds a lost sensor's values or markers) is looked at
+    cell by cell."""
+    for k, arr in _COLUMN_CHECKS:
+        col = columns[k]
+        if not col:
+            continue
+        spans = arr.valid
+        if not lost and arr.no_sensor is None:
+            lo, hi = min(col), max(col)  # type: ignore[type-var]
+            if any(a <= lo and hi <= b for a, b in spans):  # type: ignore[operator]
+                continue
+        for i, x in enumerate(col):
+            if x is not None and not _inside(x, spans) and not raw[i] & SENSOR_LOST_BIT:
+                raise PollError(
+                    ErrorKind.DECODE,
+                    f"cell {i + 1} {arr.label} {x:g} {arr.unit} "
+                    f"outside {spans_text(spans, arr.unit)}",
+                )
+
+
+def decode_cells(
+    arrays: Mapping[int, Sequence[int]], count: int, *, check: bool = True
+) -> tuple[CellReading, ...]:
     """Per-cell arrays keyed by base address -> CellReading 1..count.
 
     Column by column, since this runs for every cell of every poll (3,840
-    cells a second at full scale); a lost sensor's values all become None."""
-    v, r, t, soc, soh = (_column(arrays[b], count, d, s, m) for b, d, s, m in _COLUMNS)
+    cells a second at full scale); a lost sensor's values all become None.
+    ``check``: a value outside its valid range, or a status with a bit the
+    device does not set, raises PollError(DECODE)."""
+    columns = [_column(arrays[b], count, d, s, m) for b, d, s, m in _COLUMNS]
+    v, r, t, soc, soh = columns
     raw = arrays[CELL_STATUS.base]
     if len(raw) != count:
         raw = raw[:count]
+    if check and raw and max(raw) > _STATUS_MAX:
+        i, x = next((i, x) for i, x in enumerate(raw) if x > _STATUS_MAX)
+        raise PollError(
+            ErrorKind.DECODE, f"cell {i + 1} status 0x{x:04X} has bits the device does not set"
+        )
     lost = any(x & SENSOR_LOST_BIT for x in raw)
+    if check:
+        _check_columns(columns, raw, lost)
     cells = []
     append = cells.append
     for i, x in enumerate(raw):
@@ -163,6 +238,7 @@ def decode_cells(arrays: Mapping[int, Sequence[int]], count: int) -> tuple[CellR
 def decode_reading(
     block: Sequence[int], arrays: Mapping[int, Sequence[int]], read_at: float
 ) -> StringReading:
+    """A whole reading; PollError(DECODE) when a value could not have been measured."""
     fields = decode_block(block)
     cells = decode_cells(arrays, fields["cell_count"])
     return StringReading(cells=cells, read_at=read_at, **fields)

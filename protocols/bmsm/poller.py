@@ -11,12 +11,20 @@ last, they are the freshest part of a reading, one short reply before its
 more with the plan for it. A first poll (no plan yet) reads the block first.
 
 The cell count can change between two reads of the same poll (auto-addressing
-after a sensor was added or removed). A cell read answered with exception 02
-(illegal data address) is taken as "the string shrank": the block is read
-again, the plan follows the new count, and the cells are read once more. A
-second failure is raised like any other: the engine keeps the last good
-reading and degrades the string's quality. A device that answers 0 past the
-count instead needs nothing special: only cells below the count are decoded.
+after a sensor was added or removed). Cells read with a plan are only
+published with a block read *after* them that reports the plan's count: in a
+steady poll that is the block read last anyway; when the plan changes (and on
+the first poll, whose block comes first), the block is read once more after
+the new plan's cells. A device that answers 0 past its count would otherwise
+give zero cells for a count that changed again between the block and the
+cells, served as GOOD (2 of 457 count changes in a soak). When the confirming
+block reports yet another count, the cells are read once more for it; a third
+count in one poll fails it (DECODE), and the next poll starts from there.
+
+A cell read answered with exception 02 (illegal data address) is taken as
+"the string shrank": the block is read again, the plan follows the new count,
+and the cells are read once more. A second failure is raised like any other:
+the engine keeps the last good reading and degrades the string's quality.
 
 ``read_at`` is when the last reply came in, before decoding: the moment the
 data was on hand, not when the gateway was done with it.
@@ -74,12 +82,23 @@ class BmsmPoller:
         return self.link.read_ranges(self.slave, ranges, retries=retries)
 
     def _read_cells(self, fields: dict[str, Any], retries: int | None) -> StringReading:
-        plan = cell_plan(fields["cell_count"])
-        if plan != self.plan:
-            self.replans += 1 if self.plan else 0
-            self.plan = plan
-        replies = self._read(_ranges(plan), retries) if plan else []
-        return _reading(fields, plan, replies, time.time())
+        """The cells for the count in ``fields``, confirmed by a block read
+        after them (whose values, the fresher, the reading takes); another
+        count there is followed once."""
+        counts = [fields["cell_count"]]
+        for _ in range(2):
+            plan = cell_plan(counts[-1])
+            if plan != self.plan:
+                self.replans += 1 if self.plan else 0
+                self.plan = plan
+            replies = self._read((*_ranges(plan), _BLOCK), retries)
+            read_at = time.time()
+            fields = decode_block(replies[-1])
+            counts.append(fields["cell_count"])
+            if counts[-1] == counts[-2]:
+                return _reading(fields, plan, replies[:-1], read_at)
+        changes = " -> ".join(map(str, counts))
+        raise PollError(ErrorKind.DECODE, f"cell count changed during the poll ({changes})")
 
 
 def _shrank(exc: PollError) -> bool:

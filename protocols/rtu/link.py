@@ -8,7 +8,14 @@ Timing rules (Modbus over serial line, 2.5.1.1):
   does not parse is read until the line has been silent for a frame gap, so
   garbage glued to a frame is counted once (as CRC) and dropped whole;
 - the response deadline is the timeout plus the reply's own wire time, so a
-  long reply at a low baud rate is not cut off by a timeout chosen for short ones.
+  long reply at a low baud rate is not cut off by a timeout chosen for short ones;
+- after a transaction that ended without a whole valid reply (a timeout, a
+  short, bad or garbled frame), the next request waits until the line has been
+  silent for the guard window (``BusConfig.guard_s``), dropping what arrives
+  meanwhile. RTU replies carry no transaction id: a late reply to the failed
+  request, same slave, function and length, valid CRC, would otherwise be
+  taken for the next request's answer, and every later reply of the batch
+  with it, shifted by one transaction.
 
 The link is blocking code for the bus's own thread (core/engine.py): a wait is
 a sleep in the kernel, so a transaction costs a write, a sleep, a read and the
@@ -51,8 +58,10 @@ class RtuLink:
 
     ``counters`` covers the whole bus, ``counters_for(slave)`` one slave; every
     attempt (a retry too) counts one request and either one response or one
-    error. Stray bytes found on the line before a request are counted as a CRC
-    error on the bus counters only (no slave can be blamed) and dropped.
+    error. Stray bytes found on the line before a request are dropped: a whole
+    valid frame from a slave this link polls is a late reply, counted as
+    LATE on the bus and on that slave; anything else is counted as a CRC
+    error on the bus counters only (no slave can be blamed).
     """
 
     def __init__(self, bus: BusConfig) -> None:
@@ -64,6 +73,10 @@ class RtuLink:
         )
         self._lock = threading.Lock()
         self._gap = bus.frame_gap_s()
+        self._guard = bus.guard_s()
+        # the silence kept before the next request: the gap, or the guard
+        # window after a transaction that ended without a whole valid reply
+        self._quiet = self._gap
         self._char = bus.char_time_s()
         self._idle_since = 0.0  # monotonic time the bus last went quiet
         self._closing = False
@@ -157,11 +170,12 @@ class RtuLink:
             raise PollError(ErrorKind.PORT, f"bus {self.bus.name} is not open")
         counters = self.counters
         per_slave = self.counters_for(slave)
-        delay = max(self._idle_since, tr.last_rx) + self._gap - _monotonic()
+        quiet = self._quiet
+        delay = max(self._idle_since, tr.last_rx) + quiet - _monotonic()
         if delay > 0:
             _sleep(delay)
-        if tr.rx or tr.pending():  # strays on the line, or the port failed
-            self._wait_gap()
+        if tr.rx or tr.pending():  # strays on the line (a late reply?), or the port failed
+            self._wait_quiet(quiet)
         request = framing.read_request(slave, address, count)
         counters.requests += 1
         per_slave.requests += 1
@@ -209,33 +223,58 @@ class RtuLink:
             if exc.kind is ErrorKind.EXCEPTION:  # a valid reply, just not data
                 counters.responses += 1
                 per_slave.responses += 1
+                self._quiet = self._gap
+            else:  # its reply may still come: keep the line quiet for the guard first
+                self._quiet = self._guard
             raise
         finally:
             self._idle_since = max(self._idle_since, tr.last_rx, _monotonic())
         counters.responses += 1
         per_slave.responses += 1
+        self._quiet = self._gap
         return registers
 
-    def _wait_gap(self) -> None:
-        """Keep the bus silent for one frame gap before a request; bytes that
-        arrive meanwhile are strays (a late reply, noise) and are dropped. A line
+    def _wait_quiet(self, quiet: float) -> None:
+        """Keep the bus silent for ``quiet`` (a frame gap, or the guard window
+        after a failed transaction) before a request; bytes that arrive
+        meanwhile are strays (a late reply, noise): the silence starts again
+        after them, and they are dropped and counted once it is kept. A line
         that never goes quiet (a babbling device) is given up on after one
-        response timeout: the request goes out and its reply will show the damage."""
+        response timeout more: the request goes out and its reply will show
+        the damage."""
         tr = self._transport
-        give_up = time.monotonic() + self.bus.timeout_s
+        give_up = time.monotonic() + self.bus.timeout_s + quiet
+        dropped = bytearray()
         while True:
-            delay = max(self._idle_since, tr.last_rx) + self._gap - time.monotonic()
+            delay = max(self._idle_since, tr.last_rx) + quiet - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
             stray = tr.take()
             if not stray:
-                return
+                break
+            dropped += stray
             self._idle_since = time.monotonic()
-            self.counters.record_error(
-                ErrorKind.CRC, f"{len(stray)} stray bytes on the line dropped", time.time()
-            )
             if self._idle_since > give_up:
+                break
+        if dropped:
+            self._count_stray(bytes(dropped))
+
+    def _count_stray(self, stray: bytes) -> None:
+        """A whole valid frame from a slave this link polls is a late reply
+        (LATE, on the bus and that slave: its timeout is too short); anything
+        else is noise no slave can be blamed for (CRC, on the bus)."""
+        now = time.time()
+        slave = stray[0]
+        if len(stray) >= framing.EXCEPTION_LENGTH and framing.crc_ok(stray):
+            per_slave = self._per_slave.get(slave)
+            if per_slave is not None:
+                detail = f"late reply from slave {slave} ({len(stray)} bytes) dropped"
+                self.counters.record_error(ErrorKind.LATE, detail, now)
+                per_slave.record_error(ErrorKind.LATE, detail, now)
                 return
+        self.counters.record_error(
+            ErrorKind.CRC, f"{len(stray)} stray bytes on the line dropped", now
+        )
 
     def _receive(
         self, count: int, complete_at: float, deadline: float

@@ -273,18 +273,24 @@ function renderEvents() {
 }
 function renderComm(buses) {
   const cell = (v) => h("td", { class: "num" }, String(v));
+  // failed polls, with their causes in the tooltip ("port 12, timeout 3")
+  const failedCell = (c) => {
+    const by = Object.entries(c.polls_failed_by_cause || {}).filter(([, n]) => n > 0);
+    const title = by.map(([k, n]) => `${k.replace("_", " ")} ${n}`).join(", ");
+    return h("td", { class: "num", title: title || null }, String(c.polls_failed));
+  };
   const rows = [];
   for (const b of buses || []) {
     const c = b.counters, e = c.errors;
-    const other = (e.short_frame || 0) + (e.port || 0) + (e.decode || 0);
+    const other = (e.short_frame || 0) + (e.port || 0) + (e.decode || 0) + (e.late_reply || 0);
     rows.push(h("tr", { class: "busrow" }, h("td", {}, `Bus ${b.name}`), h("td", {}, b.port_open ? "open" : h("span", { class: "bad-txt" }, "closed")),
-      cell(c.requests), cell(c.responses), cell(e.timeout), cell(e.crc), cell(e.exception), cell(other), cell(c.polls_failed),
+      cell(c.requests), cell(c.responses), cell(e.timeout), cell(e.crc), cell(e.exception), cell(other), failedCell(c),
       h("td", { class: "num" }, b.last_cycle_s === null ? "\u2014" : `${(b.last_cycle_s * 1000).toFixed(0)} ms`),
       h("td", {}, c.last_error || "")));
     for (const [name, sc] of Object.entries(b.strings)) {
       const se = sc.errors;
       rows.push(h("tr", { class: "sub" }, h("td", {}, name), h("td", {}, ""), cell(sc.requests), cell(sc.responses), cell(se.timeout),
-        cell(se.crc), cell(se.exception), cell((se.short_frame || 0) + (se.port || 0) + (se.decode || 0)), cell(sc.polls_failed),
+        cell(se.crc), cell(se.exception), cell((se.short_frame || 0) + (se.port || 0) + (se.decode || 0) + (se.late_reply || 0)), failedCell(sc),
         h("td", { class: "num" }, sc.last_poll_s === null ? "\u2014" : `${(sc.last_poll_s * 1000).toFixed(0)} ms`),
         h("td", {}, sc.last_error || "")));
     }

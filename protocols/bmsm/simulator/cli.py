@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 from btms_gateway.core.config import BAUD_RATES
 
 from .faults import Fault, parse_rates
 from .server import Simulator
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _slaves(value: str) -> list[int]:
@@ -21,6 +25,13 @@ def _slaves(value: str) -> list[int]:
     if not ids or any(not 1 <= i <= 247 for i in ids) or len(set(ids)) != len(ids):
         raise click.BadParameter(f"expected distinct slave ids 1..247, found {value!r}")
     return ids
+
+
+def _duration(flag: str, default: float, most: float, help: str) -> Callable[[F], F]:
+    """An option for a time (seconds or milliseconds, as its name says)."""
+    return click.option(
+        flag, type=click.FloatRange(0, most), default=default, show_default=True, help=help
+    )
 
 
 @click.command()
@@ -49,13 +60,13 @@ def _slaves(value: str) -> list[int]:
     help=f"Fault probability per request; NAME one of {', '.join(f.value for f in Fault)}."
     " Repeatable.",
 )
-@click.option(
-    "--vanish-s",
-    type=click.FloatRange(0, 3600),
-    default=5.0,
-    show_default=True,
-    help="How long a 'vanish' fault keeps a slave silent.",
-)
+@_duration("--vanish-s", 5.0, 3600, "How long a 'vanish' fault keeps a slave silent.")
+@_duration("--late-ms", 250.0, 60_000, "How much later than the wire allows a 'late' fault's "
+           "reply leaves.")  # fmt: skip
+@_duration("--reply-delay-ms", 0.0, 60_000, "Every reply leaves this much later than the wire "
+           "allows (a slow device).")  # fmt: skip
+@_duration("--unmeasured-s", 0.0, 3600, "Cells a 'cell_count' fault adds read 0 this long "
+           "(not measured yet).")  # fmt: skip
 @click.option(
     "--past-count",
     type=click.Choice(["zero", "exception"]),
@@ -73,8 +84,8 @@ def _slaves(value: str) -> list[int]:
 def simulate(
     slaves: str, cells: int, baud: str, parity: str, stopbits: str, use_pty: bool,
     link: str | None, port: str | None, tcp: str | None, mode: str, seed: int,
-    faults: tuple[str, ...], vanish_s: float, past_count: str, frozen: bool,
-    duration: float | None,
+    faults: tuple[str, ...], vanish_s: float, late_ms: float, reply_delay_ms: float,
+    unmeasured_s: float, past_count: str, frozen: bool, duration: float | None,
 ) -> None:  # fmt: skip
     """Simulate BM-SM string masters speaking Modbus RTU at real wire speed."""
     if sum(bool(x) for x in (use_pty, port, tcp)) > 1:
@@ -93,6 +104,7 @@ def simulate(
         _slaves(slaves), cells, baud=int(baud), parity=parity, stopbits=int(stopbits),
         seed=seed, mode=mode, transport="tcp" if tcp else "serial" if port else "pty",
         port=port, link=link, host=host, tcp_port=tcp_port, rates=rates, vanish_s=vanish_s,
+        late_s=late_ms / 1000, unmeasured_s=unmeasured_s, reply_delay_s=reply_delay_ms / 1000,
         past_count=past_count, frozen=frozen,  # type: ignore[arg-type]
     )  # fmt: skip
     try:

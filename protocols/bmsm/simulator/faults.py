@@ -17,6 +17,8 @@ class Fault(enum.StrEnum):
     EXCEPTION = "exception"  # a Modbus exception reply (code 04 unless given)
     VANISH = "vanish"  # the slave stops answering for a while, then comes back
     CELL_COUNT = "cell_count"  # auto-addressing finds more or fewer cells
+    LATE = "late"  # the reply is good but leaves ``delay_s`` later than it would
+    SWAPPED = "swapped"  # the reply this slave gave to its previous request, again
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +27,8 @@ class Injected:
     code: int = 4  # EXCEPTION: the exception code
     cells: int | None = None  # CELL_COUNT: the new count (None: random +-)
     seconds: float = 5.0  # VANISH: how long the slave is gone
+    delay_s: float = 0.25  # LATE: how much later than the wire allows the reply leaves
+    unmeasured_s: float = 0.0  # CELL_COUNT: added cells read 0 this long (not yet measured)
 
 
 @dataclass
@@ -35,6 +39,8 @@ class FaultPlan:
     rng: random.Random
     rates: dict[Fault, float] = field(default_factory=dict)
     vanish_s: float = 5.0
+    late_s: float = 0.25
+    unmeasured_s: float = 0.0
     queued: deque[Injected | None] = field(default_factory=deque)  # None: a clean reply
 
     def next(self) -> Injected | None:
@@ -44,7 +50,12 @@ class FaultPlan:
         for fault, rate in self.rates.items():
             acc += rate
             if draw < acc:
-                return Injected(fault, seconds=self.vanish_s)
+                return Injected(
+                    fault,
+                    seconds=self.vanish_s,
+                    delay_s=self.late_s,
+                    unmeasured_s=self.unmeasured_s,
+                )
         return None
 
 

@@ -4,11 +4,18 @@ and the register image encoded from them through the one register table.
 Dynamics are slow on purpose (as a real battery room): temperature and SOC
 drift, one weak cell's resistance creeps up. ``frozen`` stops them so a test
 can compare exact values.
+
+Auto-addressing (``set_cell_count``) keeps each cell's values: a sensor that
+drops out and is found again is the same cell, so a cell's truth does not
+depend on how often the count changed. Cells it adds can be "not yet
+measured" for a while: their registers read 0 until then, as a device that
+has addressed a sensor but not read it yet.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -42,6 +49,11 @@ class StringModel:
     past_count: Literal["zero", "exception"] = "zero"
     frozen: bool = False
     weak_cell: int = 0  # 0-based index of the cell whose resistance drifts up
+    #: cells removed by a smaller count, last removed last: found again as they were
+    spares: list[CellTruth] = field(default_factory=list)
+    #: 0-based indexes of cells added but not measured yet (their registers read 0)
+    unmeasured: frozenset[int] = frozenset()
+    unmeasured_until: float = 0.0  # time.time() when they are measured
     _image: dict[int, int] | None = None
 
     @classmethod
@@ -119,25 +131,54 @@ class StringModel:
         self._derive()
         self.string.update(derived)
 
-    def set_cell_count(self, count: int) -> None:
-        """Auto-addressing found more or fewer sensors."""
+    def set_cell_count(self, count: int, unmeasured_s: float = 0.0) -> None:
+        """Auto-addressing found more or fewer sensors; the ones it adds read 0
+        for ``unmeasured_s`` seconds (not measured yet)."""
         count = max(0, min(MAX_CELLS, count))
+        before = len(self.cells)
         while len(self.cells) > count:
-            self.cells.pop()
+            self.spares.append(self.cells.pop())
         while len(self.cells) < count:
-            self.cells.append(self._new_cell())
+            self.cells.append(self.spares.pop() if self.spares else self._new_cell())
         self.weak_cell = min(self.weak_cell, max(0, count - 1))
+        kept = {i for i in self.unmeasured if i < count}
+        if unmeasured_s > 0 and count > before:
+            kept |= set(range(before, count))
+            self.unmeasured_until = time.time() + unmeasured_s
+        self.unmeasured = frozenset(kept)
         self._derive()
+
+    def measuring(self) -> frozenset[int]:
+        """The cells not measured yet (0-based); empty once their time has come."""
+        if self.unmeasured and time.time() >= self.unmeasured_until:
+            self.unmeasured = frozenset()
+            self._image = None
+        return self.unmeasured
 
     def image(self) -> dict[int, int]:
         """Address -> word for everything the device answers (cached)."""
+        unmeasured = self.measuring()
         if self._image is None:
             img = dict(enumerate(encode_block(self.string), BLOCK_START))
             for arr in CELL_ARRAYS:
                 for i, c in enumerate(self.cells):
-                    img[arr.base + i] = encode_value(arr, getattr(c, arr.field))[0]
+                    word = 0 if i in unmeasured else encode_value(arr, getattr(c, arr.field))[0]
+                    img[arr.base + i] = word
             self._image = img
         return self._image
+
+    def zero_filled(self, address: int, count: int) -> str | None:
+        """Why a read of these registers holds zeros that are no cell's values:
+        "past_count" (cells past the count, read as 0), "unmeasured" (cells not
+        measured yet), or None."""
+        end, n = address + count, len(self.cells)
+        for a in CELL_ARRAYS:
+            if address < a.base + MAX_CELLS and end > a.base + n:
+                return "past_count"
+        unmeasured = self.measuring()
+        if any(address <= a.base + i < end for i in unmeasured for a in CELL_ARRAYS):
+            return "unmeasured"
+        return None
 
     def read(self, address: int, count: int) -> list[int] | None:
         """Words for a function-03 read, or None for exception 02."""

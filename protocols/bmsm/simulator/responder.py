@@ -1,5 +1,11 @@
 """From one request to the bytes a BM-SM would put on the wire, faults
-included, and the ground-truth record of what was served."""
+included, and the ground-truth record of what was served.
+
+A reply leaves when the wire allows plus a delay: the slave's own lateness
+(``delay_s``, every reply of that slave: a slow device or converter) and a
+LATE fault's (that reply only). A SWAPPED fault sends the frame this slave
+sent for its previous request instead of this one's, as a reply that has
+fallen one transaction behind would arrive."""
 
 from __future__ import annotations
 
@@ -20,7 +26,10 @@ ILLEGAL_FUNCTION, ILLEGAL_DATA_ADDRESS = 1, 2
 @dataclass(frozen=True, slots=True)
 class TruthRecord:
     """What one reply contained: ``words`` is None when no data was served
-    (a fault, an exception); ``fault`` names the injected fault if any."""
+    (a fault, an exception); ``fault`` names the injected fault if any.
+    A late reply keeps its words (fault "late"), and so does one holding
+    zeros that are no cell's values: cells not measured yet ("unmeasured") or
+    past the count, read as 0 ("past_count")."""
 
     at: float
     slave: int
@@ -42,28 +51,41 @@ class Responder:
         self.lock = threading.RLock()
         self.log: deque[TruthRecord] = deque(maxlen=log_size)
         self.vanished_until: dict[int, float] = {}
+        #: per slave: how much later than the wire allows every reply leaves
+        self.delay_s: dict[int, float] = {}
+        self._previous: dict[int, bytes] = {}  # per slave: the last frame it sent
         self.requests = 0
         self.faults: dict[Fault, int] = dict.fromkeys(Fault, 0)
 
-    def handle(self, req: framing.Request) -> bytes | None:
-        """The reply frame for ``req`` (None: stay silent)."""
+    def handle(self, req: framing.Request) -> tuple[bytes | None, float]:
+        """The reply frame for ``req`` (None: stay silent) and how much later
+        than the wire allows it leaves."""
         with self.lock:
             model = self.models.get(req.slave)
             if model is None:
-                return None  # another device's address on a shared bus
+                return None, 0.0  # another device's address on a shared bus
             self.requests += 1
             now = time.time()
             if self.vanished_until.get(req.slave, 0.0) > now:
                 self._record(req, None, Fault.VANISH)
-                return None
+                return None, 0.0
             inj = self.plans[req.slave].next()
             if inj is not None:
                 self.faults[inj.fault] += 1
-            return self._reply(model, req, inj, now)
+            delay = self.delay_s.get(req.slave, 0.0)
+            if inj is not None and inj.fault is Fault.LATE:
+                delay += inj.delay_s
+            frame = self._reply(model, req, inj, now, late=delay > 0)
+            if frame is not None and inj is not None and inj.fault is Fault.SWAPPED:
+                frame, self._previous[req.slave] = self._previous.get(req.slave, frame), frame
+            elif frame is not None:
+                self._previous[req.slave] = frame
+            return frame, delay
 
     def _reply(
-        self, model: StringModel, req: framing.Request, inj: Injected | None, now: float
-    ) -> bytes | None:
+        self, model: StringModel, req: framing.Request, inj: Injected | None, now: float,
+        late: bool = False,
+    ) -> bytes | None:  # fmt: skip
         fault = inj.fault if inj else None
         if fault is Fault.VANISH:
             self.vanished_until[req.slave] = now + inj.seconds  # type: ignore[union-attr]
@@ -76,8 +98,10 @@ class Responder:
             n = inj.cells  # type: ignore[union-attr]
             if n is None:
                 n = len(model.cells) + self.rng.choice((-3, -1, 1, 3))
-            model.set_cell_count(n)
+            model.set_cell_count(n, inj.unmeasured_s)  # type: ignore[union-attr]
             fault = None  # the reply itself is good
+        if fault is Fault.LATE:
+            fault = None  # the reply is good, only late (recorded as such below)
         if fault is Fault.EXCEPTION:
             self._record(req, None, fault, inj.code)  # type: ignore[union-attr]
             return framing.exception_reply(req.slave, req.function, inj.code)  # type: ignore[union-attr]
@@ -89,7 +113,13 @@ class Responder:
             self._record(req, None, None, ILLEGAL_DATA_ADDRESS)
             return framing.exception_reply(req.slave, req.function, ILLEGAL_DATA_ADDRESS)
         frame = framing.read_reply(req.slave, words)
-        self._record(req, None if fault else tuple(words), fault)
+        zeros = model.zero_filled(req.address, req.count) if fault is None else None
+        if fault is None and late:
+            self._record(req, tuple(words), Fault.LATE)
+        elif zeros is not None:
+            self._record(req, tuple(words), None, zeros=zeros)
+        else:
+            self._record(req, None if fault else tuple(words), fault)
         if fault is Fault.BAD_CRC:
             return frame[:-1] + bytes([frame[-1] ^ 0x5A])
         if fault is Fault.TRUNCATED:
@@ -101,9 +131,9 @@ class Responder:
 
     def _record(
         self, req: framing.Request, words: tuple[int, ...] | None, fault: Fault | None,
-        exception: int | None = None,
+        exception: int | None = None, zeros: str | None = None,
     ) -> None:  # fmt: skip
+        name = zeros or (fault.value if fault else None)
         self.log.append(
-            TruthRecord(time.time(), req.slave, req.address, req.count, words,
-                        fault.value if fault else None, exception)
+            TruthRecord(time.time(), req.slave, req.address, req.count, words, name, exception)
         )  # fmt: skip

@@ -4,7 +4,10 @@ thread with blocking I/O so it never shares the gateway's event loop.
 Timing is the wire's: a request is taken as complete 8 characters after its
 first byte arrived, the reply starts one frame gap (3.5 characters, 1.75 ms
 above 19200 baud) later, and reply bytes are released no earlier than their
-wire time at the configured baud. Nothing else is added but processing time.
+wire time at the configured baud. Nothing else is added but processing time,
+unless a slave is set to answer late (``reply_delay_s``, ``set_reply_delay``)
+or a LATE fault delays one reply: the simulator then holds the line that much
+longer, as a slow device would (requests that arrive meanwhile wait their turn).
 """
 
 from __future__ import annotations
@@ -61,6 +64,9 @@ class Simulator:
         tcp_port: int = 0,
         rates: dict[Fault, float] | None = None,
         vanish_s: float = 5.0,
+        late_s: float = 0.25,
+        unmeasured_s: float = 0.0,
+        reply_delay_s: float = 0.0,
         past_count: Literal["zero", "exception"] = "zero",
         frozen: bool = False,
         step_s: float = 1.0,
@@ -78,8 +84,12 @@ class Simulator:
         for s in slaves:
             n = cells[s] if isinstance(cells, dict) else cells
             models[s] = StringModel.create(s, n, seed, mode, past_count=past_count, frozen=frozen)
-            plans[s] = FaultPlan(random.Random(seed * 7919 + s), dict(rates or {}), vanish_s)
+            plans[s] = FaultPlan(
+                random.Random(seed * 7919 + s), dict(rates or {}), vanish_s, late_s, unmeasured_s
+            )
         self.responder = Responder(models, plans, rng, log_size)
+        if reply_delay_s:
+            self.responder.delay_s = dict.fromkeys(models, reply_delay_s)
         self.endpoint: Endpoint | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -164,8 +174,15 @@ class Simulator:
     def set_string(self, slave: int, **values: Any) -> None:
         self._locked(lambda: self.model(slave).set_string(**values))
 
-    def set_cell_count(self, slave: int, count: int) -> None:
-        self._locked(lambda: self.model(slave).set_cell_count(count))
+    def set_cell_count(self, slave: int, count: int, unmeasured_s: float = 0.0) -> None:
+        """Auto-addressing finds ``count`` cells; added ones read 0 for
+        ``unmeasured_s`` seconds (not measured yet)."""
+        self._locked(lambda: self.model(slave).set_cell_count(count, unmeasured_s))
+
+    def set_reply_delay(self, slave: int, seconds: float) -> None:
+        """Every reply of ``slave`` leaves this much later than the wire allows
+        (0: on time again), like a slow device or converter."""
+        self._locked(lambda: self.responder.delay_s.__setitem__(slave, seconds))
 
     def freeze(self, frozen: bool = True) -> None:
         """Stop (or restart) the slow dynamics so values stay exactly as set."""
@@ -189,8 +206,27 @@ class Simulator:
         items = [None] * after + [Injected(Fault(fault), **kw)] * times
         self._locked(lambda: plan.queued.extend(items))
 
-    def set_rates(self, slave: int, rates: dict[Fault, float]) -> None:
-        self._locked(lambda: setattr(self.responder.plans[slave], "rates", dict(rates)))
+    def set_rates(
+        self,
+        slave: int,
+        rates: dict[Fault, float],
+        *,
+        late_s: float | None = None,
+        unmeasured_s: float | None = None,
+    ) -> None:
+        """Random faults for ``slave`` from now on (probability per request);
+        ``late_s``: how late a LATE fault's reply is, ``unmeasured_s``: how long
+        cells a CELL_COUNT fault adds read 0."""
+        plan = self.responder.plans[slave]
+
+        def apply() -> None:
+            plan.rates = dict(rates)
+            if late_s is not None:
+                plan.late_s = late_s
+            if unmeasured_s is not None:
+                plan.unmeasured_s = unmeasured_s
+
+        self._locked(apply)
 
     def vanish(self, slave: int, seconds: float | None = None) -> None:
         """The slave stops answering (for ``seconds``, or until restore())."""
@@ -248,10 +284,10 @@ class Simulator:
                     buf.clear()  # not a request frame: noise, drop it whole
                     break
                 del buf[: framing.REQUEST_LENGTH]
-                reply = self.responder.handle(req)
+                reply, delay = self.responder.handle(req)
                 if reply is not None:
                     start = first_at + framing.REQUEST_LENGTH * self.char_s + self.gap_s
-                    self._send_paced(ep, reply, start)
+                    self._send_paced(ep, reply, start + delay)
                 first_at = time.monotonic()
             if now >= next_step:
                 self._locked(lambda: [m.step(self.step_s) for m in self.responder.models.values()])
