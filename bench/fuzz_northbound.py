@@ -218,7 +218,7 @@ def run(
     protocols: tuple[str, ...] = PROTOCOLS,
     log: Any = print,
 ) -> dict[str, Any]:
-    spec = bus_spec(4, 8, 115200, 0.5, 0, frozen=True)
+    spec = bus_spec(4, 12, 115200, 0.5, 0, frozen=True)
     workdir = tempfile.mkdtemp(prefix="btms-fuzz-")
     runner = SimRunner(spec)
     ports = Ports.free()

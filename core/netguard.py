@@ -68,13 +68,17 @@ class ClientAllowlist:
 #: descriptors no listener may take: a serial port reopen (pyserial: the port and
 #: two pipes), the event log and history files, a converter's TCP socket, ...
 FD_RESERVE = 64
+#: descriptors above the southbound reserve that the web listener leaves too: HTTP
+#: is the largest surface (browsers, scrapers, SSE), so it stops first and Modbus
+#: TCP (at most ``max_connections`` of its own) still gets in when it is flooded
+FD_RESERVE_WEB = 64
 
 
-def _fd_ceiling() -> int:
+def _fd_ceiling(reserve: int) -> int:
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # a cheap syscall
     if soft == resource.RLIM_INFINITY:
         return sys.maxsize
-    return max(0, soft - FD_RESERVE)
+    return max(0, soft - reserve)
 
 
 def raise_open_file_limit() -> int:
@@ -92,16 +96,18 @@ def raise_open_file_limit() -> int:
     return soft
 
 
-def may_accept(fd: int) -> bool:
+def may_accept(fd: int, extra_reserve: int = 0) -> bool:
     """May a listener keep the connection it just accepted on descriptor ``fd``?
 
     The kernel hands out the lowest free descriptor, so a descriptor at or
     above ``soft limit - FD_RESERVE`` means at most FD_RESERVE are left. A
     listener that closes such a connection at once (every listener does)
     never holds a descriptor in the reserve, so the reserve is there when a
-    replugged serial adapter is reopened, whatever the clients do. O(1): no
-    count of /proc/self/fd per connection."""
-    return fd < _fd_ceiling()
+    replugged serial adapter is reopened, whatever the clients do. A listener
+    that must give way to the others earlier passes ``extra_reserve`` (the
+    web listener: FD_RESERVE_WEB). O(1): no count of /proc/self/fd per
+    connection."""
+    return fd < _fd_ceiling(FD_RESERVE + extra_reserve)
 
 
 #: the loopback networks: where a listener answers when no allowlist is configured

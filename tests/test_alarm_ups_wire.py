@@ -37,7 +37,7 @@ async def test_two_faulty_ups_one_alarm_each_no_flapping_cleared_per_ups() -> No
         # S1, S3 on UPS1; S2, S4 on UPS2 (plant_config spreads strings round robin)
         config = plant_config(strings=4, ups=2, plugins={"snmp": snmp})
         config["alarms"] = {"startup_grace_s": 3600}
-        h = GatewayHarness(config, simulate=True, alarms=True, cells=4)
+        h = GatewayHarness(config, simulate=True, alarms=True, cells=12)
         async with h:
             await h.wait_quality(Quality.GOOD)
             set_alarms = {

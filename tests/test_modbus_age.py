@@ -45,7 +45,7 @@ async def _mbpoll_age(port: int, unit: int) -> int:
 async def test_a_ups_with_a_string_never_read_has_no_data_age() -> None:
     assert UPS_AGE == STRING_AGE
     data = plant_config(2, 1, plugins={"modbus_tcp": {"port": 0}}, stale_after_s=60.0)
-    h = GatewayHarness(data, simulate=True, cells=4)
+    h = GatewayHarness(data, simulate=True, cells=12)
     dead, slave = h.sim_for("S2")
     dead.vanish(slave)  # S2's string master never answers
     async with h:

@@ -143,7 +143,7 @@ async def _screenshot(page: Page, tmp_path: Path) -> None:
 
 async def test_the_dashboard_follows_hash_changes_and_back(tmp_path: Path) -> None:
     async with (
-        sim_gateway(tmp_path, {1: 8, 2: 6, 3: 4}) as (gw, svc, _),
+        sim_gateway(tmp_path, {1: 16, 2: 14, 3: 12}) as (gw, svc, _),
         chromium(tmp_path) as page,
     ):
         await GatewayHarness.wait_until(
@@ -154,11 +154,11 @@ async def test_the_dashboard_follows_hash_changes_and_back(tmp_path: Path) -> No
         title, bars = page.locator("#s-title"), page.locator("#chart rect.bar")
         await page.goto(svc.url + "/#S2/voltage")
         await expect(title).to_have_text("String S2", timeout=TIMEOUT_MS)
-        await expect(bars).to_have_count(6, timeout=TIMEOUT_MS)
+        await expect(bars).to_have_count(14, timeout=TIMEOUT_MS)
         # the hash changed in the open tab (a followed link, an edited address)
         await page.evaluate("location.hash = '#S3/temperature'")
         await expect(title).to_have_text("String S3", timeout=TIMEOUT_MS)
-        await expect(bars).to_have_count(4, timeout=TIMEOUT_MS)
+        await expect(bars).to_have_count(12, timeout=TIMEOUT_MS)
         await expect(page.locator("#tabs .tab.on")).to_have_attribute("data-metric", "temperature")
         # a click is a history entry: Back returns to the string before it
         await page.locator('.srow[data-string="S1"]').click()
@@ -171,4 +171,4 @@ async def test_the_dashboard_follows_hash_changes_and_back(tmp_path: Path) -> No
         await expect(page.locator("#tabs .tab.on")).to_have_attribute("data-metric", "voltage")
         await page.go_forward()
         await expect(title).to_have_text("String S3", timeout=TIMEOUT_MS)
-        await expect(bars).to_have_count(4, timeout=TIMEOUT_MS)
+        await expect(bars).to_have_count(12, timeout=TIMEOUT_MS)

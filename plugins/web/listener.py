@@ -10,8 +10,9 @@ byte is read (or a TLS handshake started), and only then given to aiohttp's
 protocol through ``loop.connect_accepted_socket``:
 
 * a client outside ``allow`` is closed at once;
-* a descriptor in the southbound reserve (``netguard.may_accept``) is closed
-  at once, so the serial side always finds descriptors free;
+* a descriptor in the southbound reserve, or in the web's own extra reserve
+  above it (``netguard.may_accept``), is closed at once, so the serial side
+  always finds descriptors free and Modbus TCP still gets in under a flood;
 * at most ``max_connections`` in all and ``max_connections_per_client`` from
   one address; when all are taken (all of that address's), the connection
   idle longest (no request in progress; one that never sent a request
@@ -42,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from btms_gateway.core.netguard import ClientAllowlist, may_accept
+from btms_gateway.core.netguard import FD_RESERVE_WEB, ClientAllowlist, may_accept
 
 log = logging.getLogger("btms_gateway.web")
 
@@ -220,7 +221,7 @@ class Listener:
     def _refusal(self, sock: socket.socket, host: str) -> str | None:
         if not self.allowlist.allows(host):
             return "allowlist"
-        if not may_accept(sock.fileno()):
+        if not may_accept(sock.fileno(), FD_RESERVE_WEB):
             return "descriptors"
         self._prune()
         if self.per_host[host] >= self.limits.max_per_client and not self._evict_idle(host):
