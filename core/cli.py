@@ -151,8 +151,10 @@ def build_cli() -> click.Group:
     logged and skipped, so one broken plugin cannot take the CLI down)."""
     from .alarms.cli import add_to as add_alarm_commands
     from .demo import demo
+    from .history.cli import history
 
     add_alarm_commands(cli)
+    cli.add_command(history)
     cli.add_command(demo)
     call_each(create_manager(), "register_commands", FailureLog(), cli=cli)
     return cli

@@ -21,6 +21,7 @@ from .alarm_types import ActiveAlarm, AlarmEvent
 from .config_load import LoadedConfig
 from .counters import CommCounters
 from .engine import BusStatus, Engine, LinkFactory, default_link_factory
+from .history import HistoryService, history_for
 from .model import StringSnapshot
 from .plugin_channel import PluginChannel, open_channel
 from .plugin_manager import FailureLog, call_each, implementations
@@ -82,6 +83,8 @@ class Gateway:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.channels: dict[str, PluginChannel] = {}
         self.alarms: Any = self._create_alarms() if alarms else NoAlarms()
+        #: the history store (docs/history.md); None when ``[history] enabled = false``
+        self.history: HistoryService | None = history_for(self.settings.history, self.data_dir)
         self.engine = Engine(
             self.settings,
             self.store,
@@ -125,6 +128,8 @@ class Gateway:
         self.loop = asyncio.get_running_loop()
         self._open_channels()
         self.alarms.restore(self.store.snapshot)
+        if self.history is not None:
+            self.history.start()
         await self._startup()
         engine = asyncio.create_task(self.engine.run(), name="engine")
         ticker = asyncio.create_task(self._tick(), name="alarm-tick")
@@ -184,6 +189,8 @@ class Gateway:
         for channel in self.channels.values():
             channel.stop(timeout=0.2)
         self.alarms.close()
+        if self.history is not None:
+            await asyncio.to_thread(self.history.close)
 
     async def _tick(self) -> None:
         while True:
@@ -209,6 +216,8 @@ class Gateway:
             self.alarms.on_string(string, plant)
         except Exception:
             log.exception("alarm evaluation failed for string %s", string.name)
+        if self.history is not None:
+            self.history.offer(string)
         for channel in self.channels.values():
             channel.offer_reading(string, plant)
 
