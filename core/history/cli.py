@@ -20,7 +20,7 @@ from ..alarms.cli import db_path, iso, parse_time
 from .config import HistorySection
 from .export import ExportError, export
 from .quantities import BY_KEY
-from .query import RESOLUTIONS, HistoryQueries, QueryError
+from .query import RESOLUTIONS, HistoryQueries, QueryError, parse_cells
 from .store import FILE_NAME
 
 
@@ -59,23 +59,11 @@ def _settings(config: Path | None) -> HistorySection:
     return load(config, config_sections(create_manager(), FailureLog())).gateway.history
 
 
-def parse_cells(text: str | None) -> list[int] | None:
-    """ "1-4,7" -> [1, 2, 3, 4, 7]; None or "all" -> None (every cell)."""
-    if text is None or text.strip().lower() == "all":
-        return None
-    out: list[int] = []
+def _cells(text: str | None) -> list[int] | None:
     try:
-        for part in text.split(","):
-            if "-" in part:
-                a, b = (int(x) for x in part.split("-", 1))
-                out += range(a, b + 1)
-            elif part.strip():
-                out.append(int(part))
-    except ValueError:
-        raise click.BadParameter(f'cell numbers like "1-4,7" or "all", found {text!r}') from None
-    if any(c < 1 for c in out):
-        raise click.BadParameter("cells are numbered from 1")
-    return out
+        return parse_cells(text)
+    except QueryError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @click.group()
@@ -159,7 +147,7 @@ def export_cmd(
             b,
             names,
             list(quantities) or list(BY_KEY),
-            parse_cells(cells),
+            _cells(cells),
             resolution,
         )
     except (QueryError, ExportError) as exc:

@@ -356,6 +356,30 @@ class HistoryQueries:
         }
 
 
+def parse_cells(text: str | None) -> list[int] | None:
+    """"1-4,7" -> [1, 2, 3, 4, 7]; None, "" or "all" -> None (every cell)."""
+    if text is None or text.strip().lower() in ("", "all"):
+        return None
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            if "-" in part:
+                a, b = (int(x) for x in part.split("-", 1))
+                out += range(a, b + 1)
+            elif part.strip():
+                out.append(int(part))
+    except ValueError:
+        raise QueryError(f'cells: numbers like "1-4,7" or "all", found {text!r}') from None
+    if any(c < 1 for c in out):
+        raise QueryError("cells: cells are numbered from 1")
+    if len(out) > MAX_CELLS_ASKED:
+        raise QueryError(f"cells: at most {MAX_CELLS_ASKED} cells")
+    return out
+
+
+MAX_CELLS_ASKED = 1000
+
+
 def tier_stats(tier: Tier) -> int:
     return 1 if tier is RAW else 4
 
@@ -435,4 +459,12 @@ def _si(stats: np.ndarray, scales: np.ndarray, raw: bool) -> dict[str, np.ndarra
     }
 
 
-__all__ = ["BY_CODE", "Column", "Discharge", "HistoryQueries", "QueryError", "Series"]
+__all__ = [
+    "BY_CODE",
+    "Column",
+    "Discharge",
+    "HistoryQueries",
+    "QueryError",
+    "Series",
+    "parse_cells",
+]

@@ -134,7 +134,7 @@ class HistoryStore:
                 db.execute("PRAGMA auto_vacuum = INCREMENTAL")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
-            db.execute("PRAGMA journal_size_limit = 67108864")
+            db.execute("PRAGMA journal_size_limit = 16777216")
             problems = [r[0] for r in db.execute("PRAGMA quick_check(5)")]
             if problems != ["ok"]:
                 raise StoreDamaged(f"{self.path}: integrity check failed: {'; '.join(problems)}")
@@ -384,13 +384,13 @@ class HistoryStore:
         return n
 
     def used_bytes(self) -> int:
-        """Bytes the file holds in use (free pages excluded) plus its WAL."""
+        """Bytes of the file in use (free pages excluded). The WAL beside it
+        is not counted: checkpoints keep it under ``journal_size_limit``."""
         assert self.db is not None
         pages = self.db.execute("PRAGMA page_count").fetchone()[0]
         free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
         size = self.db.execute("PRAGMA page_size").fetchone()[0]
-        wal = self.path.with_name(self.path.name + "-wal")
-        return (pages - free) * size + (wal.stat().st_size if wal.exists() else 0)
+        return int((pages - free) * size)
 
     def enforce_budget(self) -> list[str]:
         """Delete the oldest day of the least valuable data until the file fits
