@@ -46,6 +46,8 @@ def rows(series: Series) -> Iterator[dict[str, np.ndarray]]:
         }
         for stat in ("value",) if raw else ("min", "mean", "max", "count"):
             out[stat] = series.stats[stat][keep, j]
+        if not raw:
+            out["count"] = out["count"].astype(np.int64)
         yield out
 
 

@@ -357,7 +357,7 @@ class HistoryQueries:
 
 
 def parse_cells(text: str | None) -> list[int] | None:
-    """"1-4,7" -> [1, 2, 3, 4, 7]; None, "" or "all" -> None (every cell)."""
+    """ "1-4,7" -> [1, 2, 3, 4, 7]; None, "" or "all" -> None (every cell)."""
     if text is None or text.strip().lower() in ("", "all"):
         return None
     out: list[int] = []
