@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from btms_gateway.core.model import Quality
+from btms_gateway.core.model import Quality, StringSnapshot
 from btms_gateway.core.testing import GatewayHarness, plant_config
 
 
@@ -24,7 +24,7 @@ async def test_good_readings_only_and_a_vanished_string_is_a_gap(tmp_path: Path)
     assert history is not None
     original = history.offer
 
-    def spy(s):  # noqa: ANN001, ANN202
+    def spy(s: StringSnapshot) -> None:
         r = s.reading
         offered.append((s.name, s.quality, r.read_at if r else None, id(r)))
         original(s)

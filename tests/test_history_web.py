@@ -70,7 +70,7 @@ async def test_history_endpoint_answers_from_the_store(tmp_path: Path) -> None:
                 "to": T0 + 3600,
                 "quantities": "voltage_v,cell_voltage_v",
                 "cells": "1-2",
-            },  # fmt: skip
+            },
         )
         assert status == 200, body
         assert body["resolution"] == "raw" and body["step_s"] is None
