@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from btms_gateway.core.history import HistorySection, HistoryService  # noqa: E402
-from history_support import T0, reading_at  # noqa: E402
+from btms_gateway.core.history import HistorySection, HistoryService
+from history_support import T0, reading_at
 
 
 def main() -> None:

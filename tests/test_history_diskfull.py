@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from btms_gateway.core.history.store import FILE_NAME, HistoryStore
 from btms_gateway.core.history import HistorySection
+from btms_gateway.core.history.store import FILE_NAME, HistoryStore
 from btms_gateway.core.model import Quality
 from btms_gateway.core.testing import GatewayHarness, plant_config
 from test_web_support import get_json
