@@ -59,15 +59,6 @@ def reading_row(r: StringReading) -> np.ndarray:
     return np.concatenate((head, (cells * _CELL_SCALES).T.ravel()))
 
 
-def rows_matrix(rows: Sequence[np.ndarray], cells: Sequence[int], width: int) -> np.ndarray:
-    """Stack rows of strings that may have had different cell counts into one
-    int32 matrix of ``width`` cells (absent cells are NULL)."""
-    out = np.empty((len(rows), len(STRING_QUANTITIES) + _NCELLQ * width))
-    for i, (row, c) in enumerate(zip(rows, cells, strict=True)):
-        out[i] = row if c == width else widen(row[None, :], c, width, np.nan)[0]
-    return to_int32(out)
-
-
 def widen(values: np.ndarray, cells: int, width: int, fill: float) -> np.ndarray:
     """Rows (n, columns) of a ``cells``-cell string as rows of a ``width``-cell one."""
     if cells == width:

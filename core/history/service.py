@@ -48,7 +48,8 @@ class _Series:
     sid: int
     last_t: int = -1  #: newest raw time accepted (ms)
     closed: int = 0  #: raw periods before this are closed: older readings are late
-    pending: list[tuple[int, np.ndarray, int]] = field(default_factory=list)
+    #: rows not committed yet: (times ms, int32 values, cells) chunks in time order
+    pending: list[tuple[np.ndarray, np.ndarray, int]] = field(default_factory=list)
     late_logged: float = 0.0
 
 
@@ -63,6 +64,14 @@ class HistoryStatus:
     counters: dict[str, int]
     queued: int
     bytes_used: int
+
+
+@dataclass(frozen=True)
+class _Rows:
+    name: str
+    t_ms: np.ndarray
+    values: np.ndarray
+    cells: int
 
 
 class _Sync:
@@ -124,6 +133,13 @@ class HistoryService:
         """Queue a reading with its own timestamp, waiting for room (tests,
         benches, imports: simulated time)."""
         self._queue.put((name, reading))
+
+    def write_rows(self, name: str, t: np.ndarray, values: np.ndarray, cells: int) -> None:
+        """Queue many readings of one string at once, already as rows (times in
+        epoch seconds, ascending; values scaled as ``codec.reading_row`` makes
+        them, NaN = not measured): how a bench fills days of data fast."""
+        t_ms = np.rint(np.asarray(t, dtype=np.float64) * 1000).astype(np.int64)
+        self._queue.put(_Rows(name, t_ms, codec.to_int32(np.asarray(values, np.float64)), cells))
 
     def sync(self, timeout: float = 60.0) -> bool:
         """Wait until everything queued so far is committed and every period
@@ -195,7 +211,9 @@ class HistoryService:
                     self._maintain(force=True)
                     item.done.set()
                     continue
-                if item is not None:
+                if isinstance(item, _Rows):
+                    self._accept_rows(item)
+                elif item is not None:
                     self._accept(*item)
                 if time.monotonic() >= next_commit:
                     next_commit = time.monotonic() + interval
@@ -229,48 +247,74 @@ class HistoryService:
             self._series[name] = _Series(sid, last, closed)
             self.data_now = max(self.data_now, last)
 
-    def _accept(self, name: str, r: StringReading) -> None:
+    def _series_of(self, name: str) -> _Series:
         s = self._series.get(name)
         if s is None:
             s = self._series[name] = _Series(self.store.string_id(name))
+        return s
+
+    def _accept(self, name: str, r: StringReading) -> None:
+        s = self._series_of(name)
         t = round(r.read_at * 1000)
         if t <= s.last_t or t < s.closed:
-            self.counters["dropped_clock"] += 1
-            now = time.monotonic()
-            if s.last_t - t > 1000 and now - s.late_logged > LATE_LOG_S:
-                s.late_logged = now
-                log.warning(
-                    "history: string %s read at %.3f, %.1f s before the newest recorded: "
-                    "the clock stepped back? Readings are dropped until the clock passes it",
-                    name,
-                    t / 1000,
-                    (s.last_t - t) / 1000,
-                )
+            self._late(name, s, t, 1)
             return
         if self.state == "paused":
             self.counters["dropped_paused"] += 1
             return
-        s.pending.append((t, codec.reading_row(r), len(r.cells)))
+        row = codec.to_int32(codec.reading_row(r)[None, :])
+        s.pending.append((np.array([t], dtype=np.int64), row, len(r.cells)))
         s.last_t = t
         self.data_now = max(self.data_now, t)
+
+    def _accept_rows(self, rows: _Rows) -> None:
+        s = self._series_of(rows.name)
+        t = rows.t_ms
+        newer = np.maximum.accumulate(np.concatenate(([s.last_t], t)))[:-1]
+        keep = (t > newer) & (t >= s.closed)
+        if not keep.all():
+            self._late(rows.name, s, int(t[~keep][0]), int((~keep).sum()))
+        if not keep.any():
+            return
+        if self.state == "paused":
+            self.counters["dropped_paused"] += int(keep.sum())
+            return
+        s.pending.append((t[keep], rows.values[keep], rows.cells))
+        s.last_t = int(t[keep][-1])
+        self.data_now = max(self.data_now, s.last_t)
+
+    def _late(self, name: str, s: _Series, t: int, count: int) -> None:
+        self.counters["dropped_clock"] += count
+        now = time.monotonic()
+        if s.last_t - t > 1000 and now - s.late_logged > LATE_LOG_S:
+            s.late_logged = now
+            log.warning(
+                "history: string %s read at %.3f, %.1f s before the newest recorded: "
+                "the clock stepped back? Readings are dropped until the clock passes it",
+                name,
+                t / 1000,
+                (s.last_t - t) / 1000,
+            )
 
     def _commit(self) -> None:
         if self.state == "paused" and not self._try_resume():
             for s in self._series.values():
-                self.counters["dropped_paused"] += len(s.pending)
+                self.counters["dropped_paused"] += sum(len(p[0]) for p in s.pending)
                 s.pending.clear()
             return
         items, count = [], 0
         for s in self._series.values():
             if not s.pending:
                 continue
-            count += len(s.pending)
-            for part in _split(s.pending, RAW.block_ms):
-                width = max(p[2] for p in part)
-                t = np.array([p[0] for p in part], dtype=np.int64)
-                values = codec.rows_matrix([p[1] for p in part], [p[2] for p in part], width)
-                items.append((s.sid, t, values, width))
+            width = max(p[2] for p in s.pending)
+            t = np.concatenate([p[0] for p in s.pending])
+            values = np.concatenate([codec.widen(v, c, width, codec.NULL) for _, v, c in s.pending])
             s.pending.clear()
+            count += len(t)
+            period = t // RAW.block_ms
+            cuts = np.flatnonzero(np.diff(period)) + 1
+            for part_t, part_v in zip(np.split(t, cuts), np.split(values, cuts), strict=True):
+                items.append((s.sid, part_t, part_v, width))
         if not items:
             return
         free = self.store.free_disk_mb()
@@ -363,22 +407,6 @@ class HistoryService:
                 self._pause(f"disk full ({exc})")
             else:
                 log.exception("history: closing periods failed (retried at the next commit)")
-
-
-def _split(
-    rows: list[tuple[int, np.ndarray, int]], block_ms: int
-) -> list[list[tuple[int, np.ndarray, int]]]:
-    """Rows (in time order) cut where a raw period ends: a segment never
-    straddles two periods."""
-    out: list[list[tuple[int, np.ndarray, int]]] = []
-    period = None
-    for row in rows:
-        p = row[0] // block_ms
-        if p != period:
-            out.append([])
-            period = p
-        out[-1].append(row)
-    return out
 
 
 def history_for(settings: Any, data_dir: Path) -> HistoryService | None:
