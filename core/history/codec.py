@@ -23,6 +23,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Sequence
+from itertools import accumulate
 from operator import attrgetter
 
 import numpy as np
@@ -181,32 +182,37 @@ def decode_block(
     wanted = range(ncols) if columns is None else columns
     try:
         sizes = struct.unpack_from(f"<{ncols}I", data, _BLOCK_HEAD.size)
-        offsets = np.concatenate(([0], np.cumsum(sizes))) + _BLOCK_HEAD.size + 4 * ncols
+        offsets = list(accumulate(sizes, initial=_BLOCK_HEAD.size + 4 * ncols))
         length = rows * stats
         out = np.zeros((len(wanted), length), dtype=np.int64)
         present = np.ones((rows, len(wanted)), dtype=bool)
+        packed: dict[int, tuple[list[int], list[bytes]]] = {}  # by width: columns, bytes
         for k, j in enumerate(wanted):
             if j >= ncols:  # a cell this block did not have: all missing
                 present[:, k] = False
                 continue
-            start, end = int(offsets[j]), int(offsets[j + 1])
+            start, end = offsets[j], offsets[j + 1]
             flags = data[start]
             pos = start + 1
             if flags & _MASK:
                 (mlen,) = struct.unpack_from("<I", data, pos)
                 bits = zlib.decompress(data[pos + 4 : pos + 4 + mlen], wbits=-15)
-                present[:, k] = np.unpackbits(np.frombuffer(bits, np.uint8), count=rows).astype(
-                    bool
-                )
+                mask = np.unpackbits(np.frombuffer(bits, np.uint8), count=rows)
+                present[:, k] = mask.astype(bool)
                 pos += 4 + mlen
             if flags & _CONST:
                 out[k] = struct.unpack_from("<q", data, pos)[0]
                 continue
-            raw = zlib.decompress(data[pos:end], wbits=-15)
-            zz = np.frombuffer(raw, _WIDTHS[flags & 3]).astype(np.int64)
-            if zz.size != length:
-                raise CorruptBlock(f"column {j}: {zz.size} values, expected {length}")
-            np.cumsum((zz >> 1) ^ -(zz & 1), out=out[k])
+            group = packed.setdefault(flags & 3, ([], []))
+            group[0].append(k)
+            group[1].append(zlib.decompress(data[pos:end], wbits=-15))
+        # one vectorised pass per width: zig-zag back to signed, then the running sum
+        for code, (ks, chunks) in packed.items():
+            raw = b"".join(chunks)
+            if len(raw) != len(ks) * length * _WIDTHS[code].itemsize:
+                raise CorruptBlock(f"block: {len(raw)} bytes for {len(ks)} columns of {length}")
+            zz = np.frombuffer(raw, _WIDTHS[code]).reshape(len(ks), length).astype(np.int64)
+            out[ks] = np.cumsum((zz >> 1) ^ -(zz & 1), axis=1)
     except (struct.error, zlib.error, ValueError, IndexError) as exc:
         raise CorruptBlock(f"block: {exc}") from exc
     return out.T.reshape(stats, rows, len(wanted)), present

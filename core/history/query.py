@@ -123,13 +123,19 @@ class HistoryQueries:
         chosen = list(cells) if cells is not None else list(range(1, width + 1))
         for q in qs:
             columns += [Column(q, None)] if q.level == "string" else [Column(q, c) for c in chosen]
-        arrays = [
-            _fit(parts[q.code], len(t), 1 if q.level == "string" else len(chosen)) for q in qs
-        ]
+        widths = [1 if q.level == "string" else len(chosen) for q in qs]
+        step_ms = tier.step_ms
+        rebucket = max_points is not None and len(t) > max_points > 0
+        if tier is RAW and not rebucket:  # the common raw answer, without roll-up arrays
+            return Series(
+                string, tier.name, None, start, end, t / 1000.0, columns,
+                {"value": _raw_values(parts, qs, widths, len(t))},
+            )  # fmt: skip
+        arrays = [_fit(parts[q.code], len(t), w) for q, w in zip(qs, widths, strict=True)]
         stats = np.concatenate(arrays, axis=2) if arrays else np.zeros((4, len(t), 0), np.int64)
         scales = np.array([c.quantity.scale for c in columns], dtype=np.float64)
-        step_ms = tier.step_ms
-        if max_points is not None and len(t) > max_points > 0:
+        if rebucket:
+            assert max_points is not None
             step_ms = _bucket_ms((end - start) * 1000 / max_points, max(tier.step_ms, 1000))
             t, stats = rollup_stats(t, stats, step_ms)
         return Series(
@@ -157,12 +163,19 @@ class HistoryQueries:
         return int(row[0])
 
     def _auto(self, db: sqlite3.Connection, sid: int, start: float, end: float) -> Tier:
+        """The finest tier the span allows, unless a coarser one reaches further
+        back towards ``start`` (the finer one's retention has passed)."""
         span = end - start
-        for tier in (RAW, MINUTE):
+        oldest = {t.name: self._oldest(db, t, sid) for t in TIERS}
+        for tier, coarser in ((RAW, MINUTE), (MINUTE, HOUR)):
             if span > AUTO_SPAN_S[tier.name]:
                 continue
-            oldest = self._oldest(db, tier, sid)
-            if oldest is not None and oldest <= start * 1000 + 0.1 * span * 1000:
+            mine, theirs = oldest[tier.name], oldest[coarser.name]
+            if mine is None and theirs is not None:
+                continue
+            if mine is None or mine <= start * 1000 + 0.1 * span * 1000:
+                return tier
+            if theirs is None or theirs >= mine - tier.block_ms:
                 return tier
         return HOUR
 
@@ -436,6 +449,27 @@ def _fit(plist: list[tuple[np.ndarray, np.ndarray]], rows: int, width: int) -> n
         else:
             out[:, r : r + n, :k] = values[:, :, :k]
         r += n
+    return out
+
+
+def _raw_values(
+    parts: dict[int, list[tuple[np.ndarray, np.ndarray]]],
+    qs: list[Quantity],
+    widths: list[int],
+    rows: int,
+) -> np.ndarray:
+    """Raw parts as SI floats (rows, columns), NaN where nothing was measured."""
+    out = np.full((rows, sum(widths)), np.nan)
+    col = 0
+    for q, width in zip(qs, widths, strict=True):
+        r = 0
+        for values, present in parts[q.code]:
+            n, k = present.shape
+            k = min(k, width)
+            block = out[r : r + n, col : col + k]
+            np.divide(values[0, :, :k], q.scale, out=block, where=present[:, :k])
+            r += n
+        col += width
     return out
 
 

@@ -324,6 +324,14 @@ class HistoryStore:
             (tier.code, sid, int(t[0]), int(t[-1]), len(t), data),
         )
 
+    def load_rollups(
+        self, tier: Tier, sid: int, t_ms: np.ndarray, stats: np.ndarray, cells: int
+    ) -> None:
+        """Bulk-load roll-up rows (4, n, columns) of a tier as if they had been
+        rolled up from readings: benches fill ten years of hours this way."""
+        with self.tx() as db:
+            self._add_segment(db, tier, sid, t_ms, stats, cells)
+
     def _add_discharge(self, db: sqlite3.Connection, sid: int, a: int, b: int) -> None:
         """A run below the threshold; one that continues the last period (less
         than a minute apart) extends it."""
