@@ -53,7 +53,7 @@ class Tier(NamedTuple):
 
 RAW = Tier(0, "raw", 0, 600_000)
 MINUTE = Tier(1, "minute", 60_000, 3 * MS_H)
-HOUR = Tier(2, "hour", MS_H, 10 * MS_D)
+HOUR = Tier(2, "hour", MS_H, 30 * MS_D)
 TIERS = (RAW, MINUTE, HOUR)
 TIER_BY_NAME = {t.name: t for t in TIERS}
 
