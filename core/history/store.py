@@ -295,7 +295,7 @@ class HistoryStore:
         )
         blocks = [(TIME, 1, codec.encode_block(t[:, None]))]
         for q in QUANTITIES:
-            part = stats[:, :, columns_of(q, cells)]
+            part = codec.stats_to_stored(stats[:, :, columns_of(q, cells)])
             data = codec.encode_block(part.reshape(-1, part.shape[2]), stats=4)
             blocks.append((q.code, part.shape[2], data))
         with self.tx() as db:
