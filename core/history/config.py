@@ -32,7 +32,7 @@ class HistorySection(StrictModel):
     #: discharging: its raw readings are kept until deleted
     discharge_current_a: Annotated[float, Field(le=0)] = -1.0
     #: the most the history file may take on disk (MB); the oldest data goes first
-    budget_mb: Annotated[float, Field(ge=1)] = 8192.0
+    budget_mb: Annotated[float, Field(ge=1)] = 16000.0
     #: history pauses (acquisition does not) when the disk has less free (MB)
     min_free_mb: Annotated[float, Field(ge=0)] = 64.0
     #: readings waiting for the writer thread before new ones are dropped (counted)
