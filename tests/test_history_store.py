@@ -123,6 +123,52 @@ def test_discharge_periods_stay_raw_past_the_raw_retention(tmp_path: Path) -> No
         assert len(kept.t) < 86400 / 20 / 4  # but not the rest of the day
 
 
+def test_discharges_stay_until_deleted_by_the_command(tmp_path: Path) -> None:
+    from btms_gateway.core.cli import build_cli
+    from click.testing import CliRunner
+
+    rng = random.Random(13)
+    data = [reading_at(T0 + 20 * i, rng, current_a=-30.0 if i < 30 else 0.8) for i in range(9000)]
+    with service(tmp_path, raw_retention_hours=24) as svc:
+        write_all(svc, "S1", data[:4500])
+        assert len(svc.queries.discharges("S1")) == 1
+        result = CliRunner().invoke(
+            build_cli(),
+            [
+                "history",
+                "delete-discharges",
+                "--db",
+                str(tmp_path / FILE_NAME),
+                "--before",
+                str(T0 + 86400),
+            ],
+        )
+        assert result.exit_code == 0 and "1 discharge period(s)" in result.output
+        write_all(svc, "S1", data[4500:])  # two days on: the raw retention now applies
+        assert svc.queries.discharges("S1") == []
+        kept = svc.queries.series("S1", ["current_a"], T0, T0 + 3600, resolution="raw")
+    assert len(kept.t) == 0
+
+
+def test_a_damaged_block_is_a_gap_in_that_quantity_only(tmp_path: Path) -> None:
+    rng = random.Random(14)
+    with service(tmp_path) as svc:
+        write_all(svc, "S1", [reading_at(T0 + i, rng) for i in range(1300)])
+    db = sqlite3.connect(tmp_path / FILE_NAME)
+    with db:
+        db.execute(
+            "UPDATE blocks SET data = X'0102030405' WHERE tier = 0 AND quantity = 1 AND t0 = "
+            "(SELECT MIN(t0) FROM blocks WHERE tier = 0)"
+        )
+    db.close()
+    q = HistoryQueries(tmp_path / FILE_NAME)
+    s = q.series("S1", ["voltage_v", "current_a"], T0, T0 + 1300, resolution="raw")
+    first = s.t < T0 + 600
+    assert np.isnan(s.stats["value"][first, 0]).all()  # voltage of the damaged block: missing
+    assert not np.isnan(s.stats["value"][first, 1]).any()  # current of the same period: there
+    assert not np.isnan(s.stats["value"][~first, 0]).all()
+
+
 def test_clock_step_back_neither_reorders_nor_overwrites(tmp_path: Path) -> None:
     rng = random.Random(5)
     first = [reading_at(T0 + i, rng) for i in range(100)]

@@ -21,7 +21,7 @@ from .config import HistorySection
 from .export import ExportError, export
 from .quantities import BY_KEY
 from .query import RESOLUTIONS, HistoryQueries, QueryError, parse_cells
-from .store import FILE_NAME
+from .store import FILE_NAME, connect
 
 
 def _options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -154,3 +154,30 @@ def export_cmd(
         raise click.ClickException(str(exc)) from None
     if output is not None:
         click.echo(f"{output}: {n} rows", err=True)
+
+
+@history.command("delete-discharges")
+@_options
+@click.option("--before", required=True, help="Discharges that ended before this time.")
+@click.option("--string", "strings", multiple=True, help="Only these strings (repeatable).")
+def delete_discharges(
+    config: Path | None, db: Path | None, before: str, strings: tuple[str, ...]
+) -> None:
+    """Stop keeping the raw readings of old discharges: they then age out with
+    the raw retention like any other (the gateway may be running)."""
+    queries = open_queries(config, db)
+    t = parse_time(before)
+    assert t is not None
+    conn = connect(queries.path)
+    try:
+        with conn:
+            names = list(strings) or queries.strings()
+            marks = ",".join("?" * len(names))
+            n = conn.execute(
+                f"DELETE FROM discharges WHERE t1 < ? AND string IN "
+                f"(SELECT id FROM strings WHERE name IN ({marks}))",
+                (round(t * 1000), *names),
+            ).rowcount
+    finally:
+        conn.close()
+    click.echo(f"{n} discharge period(s) before {iso(t)} no longer kept raw")

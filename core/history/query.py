@@ -10,6 +10,7 @@ measured; times as epoch seconds. A gap (no reading at all) is no row.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -24,6 +25,8 @@ from .config import HistorySection
 from .quantities import BY_CODE, BY_KEY, RESISTANCE, Quantity, columns_of
 from .rollup import rollup_stats
 from .store import HOUR, MINUTE, RAW, TIER_BY_NAME, TIERS, TIME, Tier, connect
+
+log = logging.getLogger("btms_gateway.history")
 
 #: the tier "auto" picks by the span asked: raw up to 6 hours, minutes up to 15 days
 AUTO_SPAN_S = {"raw": 6 * 3600.0, "minute": 15 * 86400.0}
@@ -217,7 +220,12 @@ class HistoryQueries:
         for group in by_t0.values():
             if TIME not in group:
                 continue
-            t = codec.decode_block(group[TIME][1])[0][0, :, 0]
+            try:
+                t = codec.decode_block(group[TIME][1])[0][0, :, 0]
+            except codec.CorruptBlock as exc:  # the whole period is unreadable: a gap
+                log.error("history: skipping a damaged %s period of string %d: %s",
+                          tier.name, sid, exc)  # fmt: skip
+                continue
             sel = (t >= a) & (t < b)
             if not sel.any():
                 continue
@@ -227,11 +235,14 @@ class HistoryQueries:
                 if q.level == "cell":
                     width = max(width, cols)
                 wanted = [0] if q.level == "string" else _cell_columns(cells, cols)
-                if data:
+                try:
                     values, present = codec.decode_block(data, wanted)
                     if tier is not RAW:
                         values = codec.stats_from_stored(values)
-                else:
+                except codec.CorruptBlock as exc:  # this quantity only: not measured
+                    if data:
+                        log.error("history: a damaged %s block (string %d, quantity %d): %s",
+                                  tier.name, sid, q.code, exc)  # fmt: skip
                     values = np.zeros((tier_stats(tier), len(t), len(wanted)), np.int64)
                     present = np.zeros((len(t), len(wanted)), bool)
                 parts[q.code].append((values[:, sel], present[sel]))
@@ -240,7 +251,11 @@ class HistoryQueries:
             "ORDER BY t0",
             (tier.code, sid, a, b),
         ):
-            t, values, seg_cells = codec.decode_segment(data)
+            try:
+                t, values, seg_cells = codec.decode_segment(data)
+            except codec.CorruptBlock as exc:
+                log.error("history: skipping a damaged segment of string %d: %s", sid, exc)
+                continue
             sel = (t >= a) & (t < b)
             if not sel.any():
                 continue
