@@ -80,9 +80,11 @@ async def full_scale(history: bool, minutes: float, warmup_s: float) -> dict[str
             await asyncio.sleep(min(5.0, max(0.0, end - time.monotonic())))
             rss.append(rss_mb(gw.pid))
         cpu = (cpu_seconds(gw.pid) - c0) / (time.monotonic() - t0)
-        state = await asyncio.to_thread(get_json, f"http://127.0.0.1:{ports.web}/api/history")
-        return {"cpu_core": cpu, "rss_mb": max(rss), "alive": gw.alive(),
-                "history": state if history else None}  # fmt: skip
+        state = None
+        if history:  # (without history the endpoint answers 404)
+            url = f"http://127.0.0.1:{ports.web}/api/history"
+            state = await asyncio.to_thread(get_json, url)
+        return {"cpu_core": cpu, "rss_mb": max(rss), "alive": gw.alive(), "history": state}
     finally:
         if gw is not None:
             gw.stop()
