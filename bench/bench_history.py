@@ -143,8 +143,6 @@ def queries(fill_hours: float) -> dict[str, Any]:
     svc.write_rows("~clock", [T0 + n + 86400], values[:1], CELLS)
     assert svc.sync(1200)
     fill_s = time.perf_counter() - filled
-    tiers = {t["tier"]: t for t in svc.queries.info()["tiers"]}
-    hour_gb_day = tiers["hour"]["block_bytes"] / (fill_hours / 24) * 32 / 1e9
     a = T0 + (fill_hours - 24.5) * 3600
     q = svc.queries
     raw_24h = _best(lambda: q.series("S1", ["cell_voltage_v"], a, a + 86400, resolution="raw"))
@@ -175,9 +173,7 @@ def queries(fill_hours: float) -> dict[str, Any]:
         lambda: hq.series("S1", ["cell_resistance_mohm"], T0, end, cells=[7], resolution="hour")
     )
     points = len(hq.series("S1", ["cell_resistance_mohm"], T0, end, cells=[7]).t)
-    return {"hour_tier_gb_per_day": hour_gb_day,
-            "hour_bytes_per_value": tiers["hour"]["bytes_per_value"],
-            "raw_24h_all_cells_s": raw_24h, "raw_24h_rows": rows, "fill_s": fill_s,
+    return {"raw_24h_all_cells_s": raw_24h, "raw_24h_rows": rows, "fill_s": fill_s,
             "fill_hours": fill_hours, "hour_10y_one_cell_ms": 1000 * ten_years,
             "hour_10y_points": points, "load_10y_s": load_s}  # fmt: skip
 
@@ -306,8 +302,11 @@ def report(r: dict[str, Any], a: argparse.Namespace) -> list[str]:
         q["hour_10y_one_cell_ms"], TARGETS["query_10y_ms"], "{:.1f}")  # fmt: skip
     row(f"   one string 24 h raw, 120 cells, 1 quantity ({q['raw_24h_rows']} rows, s)",
         q["raw_24h_all_cells_s"], TARGETS["query_24h_s"])  # fmt: skip
-    row("   hour tier, bytes per value (synthetic float)", q["hour_bytes_per_value"] or 0, None)
-    row("   GB per day at full scale, hour tier", q["hour_tier_gb_per_day"], None, "{:.4f}")
+    d = r["density"]["float"]["gb_per_day_full_scale"]
+    hour = d["minute"] / 60  # a row an hour instead of a minute: an estimate, see docs/history.md
+    total = 2 * d["raw"] + 90 * d["minute"] + 3660 * hour
+    row("   GB per day at full scale, hour tier (estimated: minute / 60)", hour, None, "{:.4f}")
+    row("   GB for the default retentions at full scale (estimated)", total, None, "{:.1f}")
     print(f"4. the history service alone, simulated x{a.speed:g} (CPU per second of data)")
     print(f"   {'strings':>8}{'CPU core':>10}{'per string':>12}{'RSS MB':>9}{'periods':>9}")
     for s in r["scale"]:

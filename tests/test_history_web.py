@@ -190,3 +190,24 @@ def test_history_info_command(tmp_path: Path) -> None:
     assert "raw" in result.output and "minute" in result.output and "hour" in result.output
     missing = CliRunner().invoke(build_cli(), ["history", "info", "--db", str(tmp_path / "x")])
     assert missing.exit_code == 1 and "no history at" in missing.output
+
+
+def test_parquet_export_says_when_pyarrow_is_missing(tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    from btms_gateway.core.history import HistorySection, HistoryService
+
+    svc = HistoryService(HistorySection(), tmp_path).start()
+    rng = random.Random(13)
+    for i in range(20):
+        svc.write("S1", reading_at(T0 + i, rng))
+    assert svc.sync()
+    svc.close()
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now fails
+    result = CliRunner().invoke(
+        build_cli(),
+        ["history", "export", "--db", str(tmp_path / FILE_NAME), "--from", str(T0),
+         "--to", str(T0 + 20), "--format", "parquet", "-o", str(tmp_path / "x.parquet")],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "Parquet export needs pyarrow: pip install 'btms-gateway[parquet]'" in result.output

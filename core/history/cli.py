@@ -50,13 +50,16 @@ def open_queries(config: Path | None, db: Path | None) -> HistoryQueries:
 
 
 def _settings(config: Path | None) -> HistorySection:
-    from ..config_load import load
+    from ..config_load import ConfigError, load
     from ..plugin_manager import FailureLog, create_manager
     from ..registry import config_sections
 
     if config is None:
         return HistorySection()
-    return load(config, config_sections(create_manager(), FailureLog())).gateway.history
+    try:
+        return load(config, config_sections(create_manager(), FailureLog())).gateway.history
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _cells(text: str | None) -> list[int] | None:

@@ -200,8 +200,12 @@ class HistoryService:
         next_commit = time.monotonic() + interval
         try:
             while True:
+                # nothing pending: sleep until a reading comes (the clock is the data,
+                # so an idle writer has nothing to close and need not wake)
+                pending = any(s.pending for s in self._series.values())
+                wait = max(0.0, next_commit - time.monotonic()) if pending else None
                 try:
-                    item = self._queue.get(timeout=max(0.0, next_commit - time.monotonic()))
+                    item = self._queue.get(timeout=wait)
                 except queue.Empty:
                     item = None
                 if item is _STOP:
