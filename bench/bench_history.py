@@ -47,7 +47,7 @@ from btms_gateway.core.history.quantities import (
     column_count,
 )
 from btms_gateway.core.history.store import HOUR, HistoryStore
-from history_engines import T0, simulated
+from history_engines import T0, simulated, timed
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {"cpu_on_off": 0.02, "rss_on_off": 30.0, "bytes_per_value": 1.0,
@@ -145,7 +145,7 @@ def queries(fill_hours: float) -> dict[str, Any]:
     fill_s = time.perf_counter() - filled
     a = T0 + (fill_hours - 24.5) * 3600
     q = svc.queries
-    raw_24h = _best(lambda: q.series("S1", ["cell_voltage_v"], a, a + 86400, resolution="raw"))
+    raw_24h = timed(lambda: q.series("S1", ["cell_voltage_v"], a, a + 86400, resolution="raw"))
     rows = len(q.series("S1", ["cell_voltage_v"], a, a + 86400, resolution="raw").t)
     svc.close()
     # ten years of the hour tier, loaded as roll-ups (see HistoryStore.load_rollups)
@@ -169,22 +169,13 @@ def queries(fill_hours: float) -> dict[str, Any]:
 
     hq = HistoryQueries(work / "history.sqlite")
     end = T0 + hours * 3600
-    ten_years = _best(
+    ten_years = timed(
         lambda: hq.series("S1", ["cell_resistance_mohm"], T0, end, cells=[7], resolution="hour")
     )
     points = len(hq.series("S1", ["cell_resistance_mohm"], T0, end, cells=[7]).t)
     return {"raw_24h_all_cells_s": raw_24h, "raw_24h_rows": rows, "fill_s": fill_s,
             "fill_hours": fill_hours, "hour_10y_one_cell_ms": 1000 * ten_years,
             "hour_10y_points": points, "load_10y_s": load_s}  # fmt: skip
-
-
-def _best(fn: Any, repeat: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 # --- 4. the service alone against string count ---------------------------------------------

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from btms_gateway.core.cli import build_cli
 from btms_gateway.core.history import FILE_NAME
 from click.testing import CliRunner
-from history_support import T0, reading_at
+from history_support import T0, reading_at, service, write_all
 from openapi_schema_validator import OAS31Validator
 from test_web_support import get_json, web_gateway
 
@@ -176,14 +176,9 @@ async def test_export_round_trip_equals_the_rest_answer(tmp_path: Path) -> None:
 
 
 def test_history_info_command(tmp_path: Path) -> None:
-    from btms_gateway.core.history import HistorySection, HistoryService
-
-    svc = HistoryService(HistorySection(), tmp_path).start()
     rng = random.Random(12)
-    for i in range(1300):
-        svc.write("S1", reading_at(T0 + i, rng))
-    assert svc.sync()
-    svc.close()
+    with service(tmp_path) as svc:
+        write_all(svc, "S1", [reading_at(T0 + i, rng) for i in range(1300)])
     result = CliRunner().invoke(build_cli(), ["history", "info", "--db", str(tmp_path / FILE_NAME)])
     assert result.exit_code == 0, result.output
     assert "strings: S1" in result.output
@@ -195,14 +190,9 @@ def test_history_info_command(tmp_path: Path) -> None:
 def test_parquet_export_says_when_pyarrow_is_missing(tmp_path: Path, monkeypatch) -> None:
     import sys
 
-    from btms_gateway.core.history import HistorySection, HistoryService
-
-    svc = HistoryService(HistorySection(), tmp_path).start()
     rng = random.Random(13)
-    for i in range(20):
-        svc.write("S1", reading_at(T0 + i, rng))
-    assert svc.sync()
-    svc.close()
+    with service(tmp_path) as svc:
+        write_all(svc, "S1", [reading_at(T0 + i, rng) for i in range(20)])
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now fails
     result = CliRunner().invoke(
         build_cli(),

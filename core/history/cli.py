@@ -23,18 +23,25 @@ from .quantities import BY_KEY
 from .query import RESOLUTIONS, HistoryQueries, QueryError, parse_cells
 from .store import FILE_NAME, connect
 
-
-def _options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option(
-        "--db", "db", type=click.Path(dir_okay=False, path_type=Path), help="The history file."
-    )(f)
-    return click.option(
+#: where the history file is: a config's data_dir, or the file itself
+_WHERE = (
+    click.option(
         "-c",
         "--config",
         "config",
         type=click.Path(dir_okay=False, exists=True, path_type=Path),
         help="The gateway's TOML file (its gateway.data_dir holds history.sqlite).",
-    )(f)
+    ),
+    click.option(
+        "--db", "db", type=click.Path(dir_okay=False, path_type=Path), help="The history file."
+    ),
+)
+
+
+def _options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_WHERE):
+        f = option(f)
+    return f
 
 
 def open_queries(config: Path | None, db: Path | None) -> HistoryQueries:

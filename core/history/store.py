@@ -241,16 +241,25 @@ class HistoryStore:
                           sid, exc)  # fmt: skip
         return rowids, parts
 
+    def _gathered(
+        self, tier: Tier, sid: int, start: int
+    ) -> tuple[list[int], list[tuple], int, np.ndarray] | None:
+        """The segments of one period: (row ids, parts, widest cell count,
+        times), or None (and the unreadable ones deleted) when none is left."""
+        rowids, parts = self._segments(tier, sid, start)
+        if not parts:
+            self._delete(rowids)
+            return None
+        return rowids, parts, max(p[2] for p in parts), np.concatenate([p[0] for p in parts])
+
     def close_raw(self, sid: int, start: int) -> Compacted:
         """Turn the raw segments of one 10-minute period into blocks, and derive
         the minute roll-up, resistance changes and discharge runs from them."""
-        rowids, parts = self._segments(RAW, sid, start)
         done = Compacted()
-        if not parts:
-            self._delete(rowids)
+        found_parts = self._gathered(RAW, sid, start)
+        if found_parts is None:
             return done
-        cells = max(p[2] for p in parts)
-        t = np.concatenate([p[0] for p in parts])
+        rowids, parts, cells, t = found_parts
         values = np.concatenate([codec.widen(p[1], p[2], cells, codec.NULL) for p in parts])
         minute_t, minute = rollup.rollup_raw(t, values, MINUTE.step_ms)
         res = values[:, columns_of(RESISTANCE, cells)]
@@ -264,11 +273,7 @@ class HistoryStore:
             data = codec.encode_block(part.astype(np.int64), part != codec.NULL)
             blocks.append((q.code, part.shape[1], data))
         with self.tx() as db:
-            db.executemany(
-                "INSERT INTO blocks(tier, string, quantity, t0, t1, rows, cols, data) "
-                "VALUES (0, ?, ?, ?, ?, ?, ?, ?)",
-                [(sid, code, int(t[0]), int(t[-1]), len(t), k, d) for code, k, d in blocks],
-            )
+            _insert_blocks(db, RAW, sid, t, blocks)
             self._add_segment(db, MINUTE, sid, minute_t, minute, cells)
             db.executemany(
                 "INSERT OR REPLACE INTO changes(string, cell, t, value) VALUES (?, ?, ?, ?)",
@@ -283,13 +288,11 @@ class HistoryStore:
     def close_rollup(self, tier: Tier, sid: int, start: int) -> Compacted:
         """Turn the roll-up segments of one period of ``tier`` into blocks (and,
         for minutes, the hour roll-up of them)."""
-        rowids, parts = self._segments(tier, sid, start)
         done = Compacted()
-        if not parts:
-            self._delete(rowids)
+        found_parts = self._gathered(tier, sid, start)
+        if found_parts is None:
             return done
-        cells = max(p[2] for p in parts)
-        t = np.concatenate([p[0] for p in parts])
+        rowids, parts, cells, t = found_parts
         stats = np.concatenate(
             [codec.widen(p[1], p[2], cells, 0).reshape(4, len(p[0]), -1) for p in parts], axis=1
         )
@@ -299,14 +302,7 @@ class HistoryStore:
             data = codec.encode_block(part.reshape(-1, part.shape[2]), stats=4)
             blocks.append((q.code, part.shape[2], data))
         with self.tx() as db:
-            db.executemany(
-                "INSERT INTO blocks(tier, string, quantity, t0, t1, rows, cols, data) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (tier.code, sid, code, int(t[0]), int(t[-1]), len(t), k, d)
-                    for code, k, d in blocks
-                ],
-            )
+            _insert_blocks(db, tier, sid, t, blocks)
             if tier is MINUTE:
                 hour_t, hour = rollup.rollup_stats(t, stats, HOUR.step_ms)
                 self._add_segment(db, HOUR, sid, hour_t, hour, cells)
@@ -459,3 +455,18 @@ class HistoryStore:
         """A small write: raises if the disk is still full."""
         with self.tx() as db:
             db.execute("INSERT OR REPLACE INTO meta VALUES ('probe', '1')")
+
+
+def _insert_blocks(
+    db: sqlite3.Connection,
+    tier: Tier,
+    sid: int,
+    t: np.ndarray,
+    blocks: list[tuple[int, int, bytes]],
+) -> None:
+    """One period's blocks: (quantity code, columns, bytes) each."""
+    db.executemany(
+        "INSERT INTO blocks(tier, string, quantity, t0, t1, rows, cols, data) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(tier.code, sid, code, int(t[0]), int(t[-1]), len(t), k, d) for code, k, d in blocks],
+    )

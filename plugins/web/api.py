@@ -125,17 +125,7 @@ class Handlers:
             return _json({"error": str(exc)}, 400)
         state = history_state(store)
         try:
-            series = await _blocking(
-                lambda: store.queries.series(
-                    name,
-                    req.quantities,
-                    req.start,
-                    req.end,
-                    cells=req.cells,
-                    resolution=req.resolution,
-                    max_points=req.max_points,
-                )
-            )
+            series = await _blocking(history.run, store.queries, name, req)
         except QueryError as exc:
             if "no history" in str(exc):
                 return _json(history.empty_json(name, req, state))

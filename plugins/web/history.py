@@ -40,9 +40,14 @@ class HistoryRequest:
     limit: int | None
 
 
-def _time(q: Mapping[str, str], key: str) -> float | None:
+def _given(q: Mapping[str, str], key: str) -> str | None:
     raw = q.get(key)
-    if raw is None or raw == "":
+    return None if raw is None or raw == "" else raw
+
+
+def _time(q: Mapping[str, str], key: str) -> float | None:
+    raw = _given(q, key)
+    if raw is None:
         return None
     try:
         value = float(raw)
@@ -60,8 +65,8 @@ def _time(q: Mapping[str, str], key: str) -> float | None:
 
 
 def _int(q: Mapping[str, str], key: str, low: int, high: int) -> int | None:
-    raw = q.get(key)
-    if raw is None or raw == "":
+    raw = _given(q, key)
+    if raw is None:
         return None
     try:
         value = int(raw)
@@ -101,6 +106,19 @@ def parse(q: Mapping[str, str], now: float) -> HistoryRequest:
         resolution,
         _int(q, "max_points", 2, MAX_POINTS),
         _int(q, "limit", 1, MAX_LIMIT),
+    )
+
+
+def run(queries: Any, name: str, req: HistoryRequest) -> Series:
+    """The query a request asks for (blocking: run it in an executor)."""
+    return queries.series(
+        name,
+        req.quantities,
+        req.start,
+        req.end,
+        cells=req.cells,
+        resolution=req.resolution,
+        max_points=req.max_points,
     )
 
 
