@@ -342,14 +342,14 @@ def child(engine: str, directory: str) -> None:
     while True:
         from dataclasses import replace
 
-        r = replace(data[i % len(data)], read_at=T0 + i)
+        r = replace(data[i % len(data)], read_at=T0 + i * 0.05)  # data time = wall time
         e.write("S1", r)
         print(i, time.monotonic(), flush=True)
         i += 1
         time.sleep(0.05)
 
 
-def kill9(engine: str, seconds: float = 4.0) -> dict:
+def kill9(engine: str, seconds: float = 4.7) -> dict:  # not a whole number of commits
     work = Path(tempfile.mkdtemp(prefix="btms-kill-"))
     proc = subprocess.Popen(
         [sys.executable, __file__, "--child", engine, str(work)], stdout=subprocess.PIPE, text=True
