@@ -11,6 +11,7 @@ and, for cells, carry a ``cell_`` prefix (``cell_voltage_v``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal
 
 Level = Literal["string", "cell"]
@@ -96,6 +97,7 @@ def column_count(cells: int) -> int:
     return len(STRING_QUANTITIES) + len(CELL_QUANTITIES) * cells
 
 
+@cache
 def columns_of(q: Quantity, cells: int) -> slice:
     """Where quantity ``q`` sits in a row of a ``cells``-cell string."""
     if q.level == "string":

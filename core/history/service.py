@@ -39,6 +39,7 @@ log = logging.getLogger("btms_gateway.history")
 RETRY_S = 5.0  #: seconds between two attempts to resume after a full disk
 MAINTAIN_MS = 60_000  #: retention and budget checks, in data time
 LATE_LOG_S = 60.0
+BATCH_PERIODS = 64  #: raw periods closed in one transaction at most
 
 
 @dataclass
@@ -387,9 +388,13 @@ class HistoryService:
                 closed = max(s.last_t, horizon) // RAW.block_ms * RAW.block_ms
                 if closed <= s.closed and not force:
                     continue
-                for start in self.store.due_periods(RAW, s.sid, closed):
-                    self.store.close_raw(s.sid, start)
-                    self.counters["periods_closed"] += 1
+                due = [(RAW, p) for p in self.store.due_periods(RAW, s.sid, closed)]
+                for start_at in range(0, len(due), BATCH_PERIODS):
+                    # many periods at once (a backlog, simulated time): one commit per batch
+                    with self.store.tx():
+                        for _tier, start in due[start_at : start_at + BATCH_PERIODS]:
+                            self.store.close_raw(s.sid, start)
+                    self.counters["periods_closed"] += len(due[start_at : start_at + BATCH_PERIODS])
                 for tier in (MINUTE, HOUR):
                     for start in self.store.due_periods(tier, s.sid, closed):
                         self.store.close_rollup(tier, s.sid, start)

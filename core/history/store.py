@@ -162,8 +162,12 @@ class HistoryStore:
 
     @contextlib.contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
+        """One transaction; inside another one it joins it (``batch``)."""
         db = self.db
         assert db is not None
+        if db.in_transaction:
+            yield db
+            return
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
