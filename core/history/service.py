@@ -418,6 +418,6 @@ class HistoryService:
                 log.exception("history: closing periods failed (retried at the next commit)")
 
 
-def history_for(settings: Any, data_dir: Path) -> HistoryService | None:
+def history_for(settings: HistorySection, data_dir: Path) -> HistoryService | None:
     """The service a gateway runs (None when ``[history] enabled = false``)."""
     return HistoryService(settings, data_dir) if settings.enabled else None
