@@ -93,6 +93,9 @@ class HistoryService:
         self.store = HistoryStore(self.path, settings)
         self.queries = HistoryQueries(self.path, settings)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=settings.queue_readings)
+        #: wakes the writer before its next commit: a queue filling up, sync, stop
+        self._wake = threading.Event()
+        self._wake_at = settings.queue_readings // 4
         self._offered: dict[str, StringReading] = {}
         self._series: dict[str, _Series] = {}
         self._thread: threading.Thread | None = None
@@ -129,18 +132,26 @@ class HistoryService:
             self._queue.put_nowait((string.name, r))
         except queue.Full:
             self.counters["dropped_queue_full"] += 1
+        if self._queue.qsize() > self._wake_at:
+            self._wake.set()
 
     def write(self, name: str, reading: StringReading) -> None:
         """Queue a reading with its own timestamp, waiting for room (tests,
         benches, imports: simulated time)."""
-        self._queue.put((name, reading))
+        self._put((name, reading))
+
+    def _put(self, item: Any) -> None:
+        self._queue.put(item)
+        if self._queue.qsize() > self._wake_at:
+            self._wake.set()
 
     def write_rows(self, name: str, t: np.ndarray, values: np.ndarray, cells: int) -> None:
         """Queue many readings of one string at once, already as rows (times in
         epoch seconds, ascending; values scaled as ``codec.reading_row`` makes
         them, NaN = not measured): how a bench fills days of data fast."""
         t_ms = np.rint(np.asarray(t, dtype=np.float64) * 1000).astype(np.int64)
-        self._queue.put(_Rows(name, t_ms, codec.to_int32(np.asarray(values, np.float64)), cells))
+        self._put(_Rows(name, t_ms, codec.to_int32(np.asarray(values, np.float64)), cells))
+        self._wake.set()
 
     def sync(self, timeout: float = 60.0) -> bool:
         """Wait until everything queued so far is committed and every period
@@ -149,6 +160,7 @@ class HistoryService:
             return False
         request = _Sync()
         self._queue.put(request)
+        self._wake.set()
         return request.done.wait(timeout)
 
     def status(self) -> HistoryStatus:
@@ -173,6 +185,7 @@ class HistoryService:
             return
         with contextlib.suppress(queue.Full):
             self._queue.put(_STOP, timeout=timeout)
+        self._wake.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
             log.warning("history writer still busy after %.0f s; not waiting", timeout)
@@ -201,25 +214,18 @@ class HistoryService:
         next_commit = time.monotonic() + interval
         try:
             while True:
-                # nothing pending: sleep until a reading comes (the clock is the data,
-                # so an idle writer has nothing to close and need not wake)
-                pending = any(s.pending for s in self._series.values())
-                wait = max(0.0, next_commit - time.monotonic()) if pending else None
-                try:
-                    item = self._queue.get(timeout=wait)
-                except queue.Empty:
-                    item = None
-                if item is _STOP:
+                if any(s.pending for s in self._series.values()):
+                    # readings pile up on the queue without waking this thread (a
+                    # wake-up per reading costs more than the reading): it takes
+                    # them all at the next commit, or earlier when woken
+                    self._wake.wait(max(0.0, next_commit - time.monotonic()))
+                    items = []
+                else:  # idle: sleep until a reading comes (the clock is the data)
+                    items = [self._queue.get()]
+                self._wake.clear()
+                items += self._drain()
+                if not self._handle(items):
                     break
-                if isinstance(item, _Sync):
-                    self._commit()
-                    self._maintain(force=True)
-                    item.done.set()
-                    continue
-                if isinstance(item, _Rows):
-                    self._accept_rows(item)
-                elif item is not None:
-                    self._accept(*item)
                 if time.monotonic() >= next_commit:
                     next_commit = time.monotonic() + interval
                     self._commit()
@@ -233,6 +239,29 @@ class HistoryService:
             self.store.close()
             if self.state != "read_only":
                 self._set_state("stopped", "gateway stopped")
+
+    def _drain(self) -> list[Any]:
+        out = []
+        while True:
+            try:
+                out.append(self._queue.get_nowait())
+            except queue.Empty:
+                return out
+
+    def _handle(self, items: list[Any]) -> bool:
+        """Take queued items in order; False at the stop request."""
+        for item in items:
+            if item is _STOP:
+                return False
+            if isinstance(item, _Sync):
+                self._commit()
+                self._maintain(force=True)
+                item.done.set()
+            elif isinstance(item, _Rows):
+                self._accept_rows(item)
+            else:
+                self._accept(*item)
+        return True
 
     def _drain_read_only(self) -> None:
         """Swallow readings until stopped (answering syncs), writing nothing."""

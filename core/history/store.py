@@ -118,6 +118,7 @@ class HistoryStore:
         self.db: sqlite3.Connection | None = None
         self.ids: dict[str, int] = {}
         self._resistance: dict[int, np.ndarray] = {}
+        self._depth = 0  #: nesting of tx()
 
     # --- opening -------------------------------------------------------------------------
     def open(self) -> None:
@@ -162,20 +163,32 @@ class HistoryStore:
 
     @contextlib.contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """One transaction; inside another one it joins it (``batch``)."""
+        """One transaction, committed at the end or rolled back on any error
+        (a COMMIT that fails, as on a full disk, included); a ``tx`` inside
+        another joins it (a batch of periods closed in one commit)."""
         db = self.db
         assert db is not None
-        if db.in_transaction:
-            yield db
+        if self._depth:
+            self._depth += 1
+            try:
+                yield db
+            finally:
+                self._depth -= 1
             return
+        if db.in_transaction:  # left open by a failure outside tx(): start clean
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
         db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
         try:
             yield db
+            db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
+        finally:
+            self._depth = 0
 
     def string_id(self, name: str) -> int:
         sid = self.ids.get(name)
