@@ -172,10 +172,12 @@ def build_cli() -> click.Group:
     from .backup.cli import add_to as add_backup_commands
     from .demo import demo
     from .deploy.commands import add_to as add_service_commands
+    from .history.cli import history
 
     add_alarm_commands(cli)
     add_backup_commands(cli)
     add_service_commands(cli)
+    cli.add_command(history)
     cli.add_command(demo)
     call_each(create_manager(), "register_commands", FailureLog(), cli=cli)
     return cli

@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from .affinity import allowed_cpus, cpu_list
 from .alarms.config import AlarmsSection
 from .config_base import PluginSection, StrictModel
+from .history.config import HistorySection
 
 __all__ = ["PluginSection", "StrictModel"]
 
@@ -134,6 +135,7 @@ class GatewayConfig(StrictModel):
     ups: list[UpsConfig] = []
     strings: list[StringConfig] = []
     alarms: AlarmsSection = AlarmsSection()
+    history: HistorySection = HistorySection()
     plugins: dict[str, dict[str, Any]] = {}
 
     def with_indexes(self) -> GatewayConfig:

@@ -23,6 +23,7 @@ from .config_load import LoadedConfig
 from .counters import CommCounters
 from .datadir import DataDirBusy, DataDirLock
 from .engine import BusStatus, Engine, LinkFactory, default_link_factory
+from .history import HistoryService, history_for
 from .model import StringSnapshot
 from .netguard import raise_open_file_limit
 from .plugin_channel import PluginChannel, open_channel
@@ -96,6 +97,8 @@ class Gateway:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.channels: dict[str, PluginChannel] = {}
         self.alarms: Any = self._create_alarms() if alarms else NoAlarms()
+        #: the history store (docs/history.md); None when ``[history] enabled = false``
+        self.history: HistoryService | None = history_for(self.settings.history, self.data_dir)
         self.engine = Engine(
             self.settings,
             self.store,
@@ -145,6 +148,8 @@ class Gateway:
             raise GatewayStartError(f"cannot run: {exc}") from None
         self._open_channels()
         self.alarms.restore(self.store.snapshot)
+        if self.history is not None:
+            self.history.start()
         await self._startup()
         engine = asyncio.create_task(self.engine.run(), name="engine")
         ticker = asyncio.create_task(self._tick(), name="alarm-tick")
@@ -210,6 +215,8 @@ class Gateway:
         for channel in self.channels.values():
             channel.stop(timeout=0.2)
         self.alarms.close()
+        if self.history is not None:
+            await asyncio.to_thread(self.history.close)
         if self._data_lock is not None:
             self._data_lock.release()
 
@@ -237,6 +244,8 @@ class Gateway:
             self.alarms.on_string(string, plant)
         except Exception:
             log.exception("alarm evaluation failed for string %s", string.name)
+        if self.history is not None:
+            self.history.offer(string)
         for channel in self.channels.values():
             channel.offer_reading(string, plant)
 

@@ -212,43 +212,6 @@ async def test_events_filters_and_paging_without_event_log(tmp_path: Path) -> No
             assert status == 400 and text in body["error"], bad
 
 
-def test_history_keeps_good_samples_only() -> None:
-    from dataclasses import replace
-
-    from btms_gateway.plugins.web.history import History
-
-    hist = History(interval_s=1.0, points=3)
-    base = GatewaySnapshot("S1")
-    t0 = 1000.0
-    for i, q in enumerate([Quality.GOOD, Quality.GOOD, Quality.STALE, Quality.GOOD]):
-        hist.record(replace(base, quality=q, reading=reading(4, read_at=t0 + 2 * i, voltage_v=i)))
-    hist.record(replace(base, reading=reading(4, read_at=t0 + 6.5, voltage_v=99.0)))  # too soon
-    assert [s["voltage_v"] for s in hist.samples("S1")] == [0, 1, 3]
-    assert [s["voltage_v"] for s in hist.samples("S1", limit=1)] == [3]
-    assert [s["voltage_v"] for s in hist.samples("S1", since=t0 + 1)] == [1, 3]
-    for i in range(4, 8):
-        hist.record(replace(base, reading=reading(4, read_at=t0 + 2 * i, voltage_v=i)))
-    assert [s["voltage_v"] for s in hist.samples("S1")] == [5, 6, 7]  # bounded ring
-    assert hist.samples("S1")[0]["cell_voltage_max_v"] == 2.254
-
-
-def GatewaySnapshot(name: str):
-    from btms_gateway.core.model import StringSnapshot
-
-    return StringSnapshot(name, 1, "UPS1", 1, 1, "bus1", Quality.GOOD, None, 0.0)
-
-
-async def test_history_endpoint_serves_the_samples(tmp_path: Path) -> None:
-    async with web_gateway(tmp_path) as (h, svc):
-        h.publish("S1", reading(4, voltage_v=9.25), Quality.GOOD)
-        await h.wait_until(lambda: svc.history.samples("S1"), what="a history sample")
-        status, body = await get_json(svc.url + "/api/strings/S1/history")
-        assert status == 200 and body["source"] == "memory"
-        assert [s["voltage_v"] for s in body["samples"]] == [9.25]
-        assert (await get_json(svc.url + "/api/strings/S1/history?limit=x"))[0] == 400
-        assert (await get_json(svc.url + "/api/strings/NOPE/history"))[0] == 404
-
-
 async def test_docs_list_exactly_the_exported_metrics(tmp_path: Path) -> None:
     import re
 

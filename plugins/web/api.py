@@ -16,9 +16,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from btms_gateway.core.history import QueryError
 from prometheus_client.exposition import choose_encoder
 
-from . import data, events
+from . import data, events, history
 from .jsontext import LIVE, REST
 from .live import Client, serve_client, sse, sse_text
 from .openapi import openapi_document
@@ -68,6 +69,11 @@ def _query_number(request: web.Request, key: str, kind: type, what: str) -> Any:
     return value
 
 
+def history_state(store: Any) -> dict[str, Any]:
+    st = store.status()
+    return {"state": st.state, "reason": st.reason, "since": st.since}
+
+
 def add_routes(app: web.Application, svc: WebService) -> None:
     h = Handlers(svc)
     r = app.router
@@ -78,6 +84,7 @@ def add_routes(app: web.Application, svc: WebService) -> None:
         ("/api/strings", h.strings),
         ("/api/strings/{name}", h.string),
         ("/api/strings/{name}/history", h.history),
+        ("/api/history", h.history_info),
         ("/api/buses", h.buses),
         ("/api/alarms", h.alarms),
         ("/api/events", h.events),
@@ -134,21 +141,31 @@ class Handlers:
         name = request.match_info["name"]
         if name not in self.gw.store.snapshot.strings:
             return _not_found("string")
+        store = self.gw.history
+        if store is None:
+            return _json({"error": "history is off on this gateway ([history] enabled)"}, 404)
         try:
-            since = _query_number(request, "since", float, "a number (seconds since the epoch)")
-            limit = _query_number(request, "limit", int, "a positive integer")
-        except ValueError as exc:
+            req = history.parse(request.query, time.time())
+        except QueryError as exc:
             return _json({"error": str(exc)}, 400)
-        h = self.svc.history
-        return _json(
-            {
-                "string": name,
-                "interval_s": h.interval_s,
-                "max_points": h.points,
-                "source": "memory",
-                "samples": h.samples(name, since, limit),
-            }
-        )
+        state = history_state(store)
+        try:
+            series = await _blocking(history.run, store.queries, name, req)
+        except QueryError as exc:
+            if "no history" in str(exc):
+                return _json(history.empty_json(name, req, state))
+            return _json({"error": str(exc)}, 400)
+        return _json(await _blocking(history.series_json, series, state, req.limit))
+
+    async def history_info(self, request: web.Request) -> web.Response:
+        store = self.gw.history
+        if store is None:
+            return _json({"error": "history is off on this gateway ([history] enabled)"}, 404)
+        try:
+            info = await _blocking(store.queries.info)
+        except QueryError:
+            info = None
+        return _json({"status": history_state(store), "info": info})
 
     async def buses(self, request: web.Request) -> web.Response:
         return _json(data.buses(self.gw))

@@ -1,82 +1,173 @@
-"""A bounded in-memory history per string, and a ring of recent alarm events.
+"""``GET /api/strings/{name}/history``: parameters and the JSON answer over
+the core history store (docs/history.md), and a ring of recent alarm events.
 
-The event log (SQLite) keeps alarm events but no readings, so the plugin keeps
-its own small history: one sample per ``interval_s`` of GOOD data only (a
-stale value is never recorded again as if it were new). Written by the
-plugin's hook and read by requests; the lock keeps it safe from any thread.
+The history itself lives in core (``gateway.history``), on disk, for years;
+this module only reads it. (Until the core store existed this module kept a
+4-hour in-memory buffer of string values; it is gone: every reading is now on
+disk, with every cell.) The parameters keep the old names where they still
+mean the same: ``since`` is ``from``, ``limit`` the newest N rows.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from btms_gateway.core.alarm_types import AlarmEvent
-from btms_gateway.core.model import Quality, StringSnapshot
+from btms_gateway.core.history import BY_KEY, QueryError, Series
+from btms_gateway.core.history.query import RESOLUTIONS, parse_cells
 
-FIELDS = (
-    "t",
-    "voltage_v",
-    "current_a",
-    "soc_pct",
-    "cell_voltage_min_v",
-    "cell_voltage_max_v",
-    "cell_temperature_max_c",
-    "cell_resistance_max_mohm",
-)
+DEFAULT_QUANTITIES = ("voltage_v", "current_a", "soc_pct")
+DEFAULT_SPAN_S = 3600.0
+MAX_POINTS = 100_000
+MAX_LIMIT = 1_000_000
 
 
-def _extreme(values: Iterable[float | None], fn: Any) -> float | None:
-    present = [v for v in values if v is not None]
-    return fn(present) if present else None
+@dataclass(frozen=True)
+class HistoryRequest:
+    start: float
+    end: float
+    quantities: tuple[str, ...]
+    cells: list[int] | None
+    resolution: str
+    max_points: int | None
+    limit: int | None
 
 
-class History:
-    def __init__(self, interval_s: float, points: int) -> None:
-        self.interval_s = interval_s
-        self.points = points
-        self._rings: dict[str, deque[tuple[Any, ...]]] = {}
-        self._lock = threading.Lock()
+def _given(q: Mapping[str, str], key: str) -> str | None:
+    raw = q.get(key)
+    return None if raw is None or raw == "" else raw
 
-    def record(self, s: StringSnapshot) -> bool:
-        """Add a sample if the string is GOOD and the last one is old enough."""
-        r = s.reading
-        if s.quality is not Quality.GOOD or r is None:
-            return False
-        with self._lock:
-            ring = self._rings.get(s.name)
-            if ring is None:
-                ring = self._rings[s.name] = deque(maxlen=self.points)
-            if ring and r.read_at - ring[-1][0] < self.interval_s:
-                return False
-            cells = r.cells
-            ring.append(
-                (
-                    r.read_at,
-                    r.voltage_v,
-                    r.current_a,
-                    r.soc_pct,
-                    _extreme((c.voltage_v for c in cells), min),
-                    _extreme((c.voltage_v for c in cells), max),
-                    _extreme((c.temperature_c for c in cells), max),
-                    _extreme((c.resistance_mohm for c in cells), max),
-                )
-            )
-        return True
 
-    def samples(
-        self, name: str, since: float | None = None, limit: int | None = None
-    ) -> list[dict[str, Any]]:
-        """Oldest first; with ``limit``, the newest ``limit`` samples."""
-        with self._lock:
-            rows = list(self._rings.get(name, ()))
-        if since is not None:
-            rows = [row for row in rows if row[0] >= since]
-        if limit is not None:
-            rows = rows[-limit:] if limit else []
-        return [dict(zip(FIELDS, row, strict=True)) for row in rows]
+def _time(q: Mapping[str, str], key: str) -> float | None:
+    raw = _given(q, key)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        try:
+            when = dt.datetime.fromisoformat(raw)
+        except ValueError:
+            raise QueryError(
+                f"{key}: expected epoch seconds or an ISO 8601 time, found {raw!r}"
+            ) from None
+        value = (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
+    if not math.isfinite(value):
+        raise QueryError(f"{key}: expected a finite time, found {raw!r}")
+    return value
+
+
+def _int(q: Mapping[str, str], key: str, low: int, high: int) -> int | None:
+    raw = _given(q, key)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise QueryError(f"{key}: expected an integer {low}..{high}, found {raw!r}") from None
+    if not low <= value <= high:
+        raise QueryError(f"{key}: expected an integer {low}..{high}, found {value}")
+    return value
+
+
+def parse(q: Mapping[str, str], now: float) -> HistoryRequest:
+    """The query string, checked: QueryError names the parameter and what it expects."""
+    if "from" in q and "since" in q:
+        raise QueryError("from and since are the same parameter: give one")
+    end = _time(q, "to")
+    end = now if end is None else end
+    start = _time(q, "from") if "from" in q else _time(q, "since")
+    start = end - DEFAULT_SPAN_S if start is None else start
+    if not end > start:
+        raise QueryError("to: expected a time after from")
+    names = tuple(x.strip() for x in q.get("quantities", "").split(",") if x.strip())
+    names = names or DEFAULT_QUANTITIES
+    unknown = [x for x in names if x not in BY_KEY]
+    if unknown:
+        raise QueryError(f"quantities: expected some of {', '.join(BY_KEY)}, found {unknown}")
+    resolution = q.get("resolution", "auto")
+    if resolution not in RESOLUTIONS:
+        raise QueryError(
+            f"resolution: expected one of {', '.join(RESOLUTIONS)}, found {resolution!r}"
+        )
+    cells = parse_cells(q.get("cells"))
+    return HistoryRequest(
+        start,
+        end,
+        names,
+        cells,
+        resolution,
+        _int(q, "max_points", 2, MAX_POINTS),
+        _int(q, "limit", 1, MAX_LIMIT),
+    )
+
+
+def run(queries: Any, name: str, req: HistoryRequest) -> Series:
+    """The query a request asks for (blocking: run it in an executor)."""
+    return queries.series(
+        name,
+        req.quantities,
+        req.start,
+        req.end,
+        cells=req.cells,
+        resolution=req.resolution,
+        max_points=req.max_points,
+    )
+
+
+def _list(a: np.ndarray) -> list[Any]:
+    """Floats with null for NaN (nothing measured)."""
+    if not np.isnan(a).any():
+        return a.tolist()
+    return [None if math.isnan(x) else x for x in a.tolist()]
+
+
+def series_json(s: Series, state: Mapping[str, Any], limit: int | None = None) -> dict[str, Any]:
+    rows = slice(-limit, None) if limit else slice(None)
+    out: list[dict[str, Any]] = []
+    for j, col in enumerate(s.columns):
+        item: dict[str, Any] = {
+            "quantity": col.quantity.key,
+            "cell": col.cell,
+            "unit": col.quantity.unit,
+        }
+        for stat, values in s.stats.items():
+            column = values[rows, j]
+            item[stat] = column.astype(int).tolist() if stat == "count" else _list(column)
+        out.append(item)
+    return {
+        "string": s.string,
+        "from": s.start,
+        "to": s.end,
+        "resolution": s.resolution,
+        "step_s": s.step_s,
+        "source": "history",
+        "history": dict(state),
+        "t": np.round(s.t[rows], 3).tolist(),
+        "series": out,
+    }
+
+
+def empty_json(name: str, req: HistoryRequest, state: Mapping[str, Any]) -> dict[str, Any]:
+    """A string the history has not recorded yet: no rows."""
+    return {
+        "string": name,
+        "from": req.start,
+        "to": req.end,
+        "resolution": req.resolution if req.resolution != "auto" else "raw",
+        "step_s": None,
+        "source": "history",
+        "history": dict(state),
+        "t": [],
+        "series": [],
+    }
 
 
 class EventRing:

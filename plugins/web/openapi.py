@@ -203,12 +203,26 @@ SCHEMAS: dict[str, Any] = {
     "History": _obj(
         {
             "string": STR,
-            "interval_s": NUM,
-            "max_points": INT,
-            "source": STR,
-            "samples": _arr(
+            "from": NUM,
+            "to": NUM,
+            "resolution": {"type": "string", "enum": ["raw", "minute", "hour"]},
+            "step_s": _n("number", description="bucket width; null for raw readings"),
+            "source": {"type": "string", "enum": ["history"]},
+            "history": _ref("HistoryState"),
+            "t": _arr({"type": "number", "description": "epoch seconds (row or bucket start)"}),
+            "series": _arr(
                 _obj(
-                    {"t": NUM, "voltage_v": NUM, "current_a": NUM, "soc_pct": NUM},
+                    {
+                        "quantity": STR,
+                        "cell": _n("integer"),
+                        "unit": STR,
+                        "value": _arr(_n("number")),
+                        "min": _arr(_n("number")),
+                        "mean": _arr(_n("number")),
+                        "max": _arr(_n("number")),
+                        "count": _arr(INT),
+                    },
+                    required=["quantity", "cell", "unit"],
                 )
             ),
         }
@@ -226,6 +240,19 @@ SCHEMAS: dict[str, Any] = {
             "unwritten": INT,
             "dropped": INT,
         }
+    ),
+    "HistoryState": _obj(
+        {
+            "state": {
+                "type": "string",
+                "enum": ["starting", "recording", "paused", "read_only", "stopped"],
+            },
+            "reason": STR,
+            "since": NUM,
+        }
+    ),
+    "HistoryInfo": _obj(
+        {"status": _ref("HistoryState"), "info": {"type": ["object", "null"]}},
     ),
     "Session": _obj(
         {"user": _n("string"), "csrf": _n("string"), "csrf_header": STR, "login_possible": BOOL}
@@ -266,6 +293,20 @@ def openapi_document() -> dict[str, Any]:
         _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size (100)"),
         _q("order", {"type": "string", "enum": ["asc", "desc"]}, "desc (default): newest first"),
     ]
+    history_params = [
+        _q("from", STR, "epoch seconds or ISO 8601 (default: one hour before to)"),
+        _q("since", STR, "the same as from (the old parameter name)"),
+        _q("to", STR, "epoch seconds or ISO 8601 (default: now)"),
+        _q("quantities", STR, "comma list (default voltage_v,current_a,soc_pct); cell_* for cells"),
+        _q("cells", STR, 'cells of the cell_* quantities: "1-4,7" or "all" (default all)'),
+        _q(
+            "resolution",
+            {"type": "string", "enum": ["auto", "raw", "minute", "hour"]},
+            "tier; auto (default) picks it from the span",
+        ),
+        _q("max_points", {"type": "integer", "minimum": 2}, "merge rows into wider buckets"),
+        _q("limit", {"type": "integer", "minimum": 1}, "only the newest N rows"),
+    ]
     paths: dict[str, Any] = {
         "/api/plant": _get("The whole plant: UPS and strings (no cells)", _ref("Plant")),
         "/api/ups": _get("Every UPS", _arr(_ref("Ups"))),
@@ -283,14 +324,15 @@ def openapi_document() -> dict[str, Any]:
             **{"404": ERR, "400": ERR},
         ),
         "/api/strings/{name}/history": _get(
-            "Recent samples of GOOD data kept in memory by the web plugin",
+            "Recorded readings of a string and its cells over a time range (docs/history.md)",
             _ref("History"),
-            [
-                {**NAME, "name": "name"},
-                _q("since", NUM, "epoch seconds"),
-                _q("limit", {"type": "integer", "minimum": 1}, "the newest N samples"),
-            ],
+            [{**NAME, "name": "name"}, *history_params],
             **{"404": ERR, "400": ERR},
+        ),
+        "/api/history": _get(
+            "The history store: state (recording, paused, read_only) and what it holds",
+            _ref("HistoryInfo"),
+            **{"404": ERR},
         ),
         "/api/buses": _get("Buses with communication counters", _arr(_ref("Bus"))),
         "/api/alarms": _get("Active alarms", _arr(_ref("Alarm"))),

@@ -21,7 +21,8 @@ from btms_gateway.core.netguard import raise_open_file_limit
 
 from . import api
 from .auth import Authenticator
-from .history import EventRing, History
+from .history import EventRing
+from .history_metrics import HistoryCollector
 from .jsontext import JsonCache
 from .listener import ConnectionLimits, Listener
 from .live import LiveHub
@@ -52,7 +53,6 @@ class WebService:
     def __init__(self, settings: WebSettings, gateway: Any) -> None:
         self.settings = settings
         self.gateway = gateway
-        self.history = History(settings.history_interval_s, settings.history_points)
         self.ring = EventRing()
         self.stats = Stats()
         self.auth = Authenticator(
@@ -62,6 +62,7 @@ class WebService:
         self.registry = registry_for(
             GatewayCollector(gateway, self.ring, settings.cell_metrics, self.stats)
         )
+        self.registry.register(HistoryCollector(gateway))
         self.hub: LiveHub | None = None
         self.json_cache = JsonCache()  # used on the event loop only
         self.runner: web.AppRunner | None = None
@@ -142,7 +143,6 @@ class WebService:
 
     # --- from the plugin's hooks, on the loop ------------------------------------
     def on_reading(self, string: Any) -> None:
-        self.history.record(string)
         if self.hub is not None:
             self.hub.string_changed(string.name)
 

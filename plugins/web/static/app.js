@@ -110,6 +110,7 @@ function renderDetail() {
     kpi("Ambient", fmt(r?.ambient_temperature_c, 1), "\u00b0C"), kpi("Humidity", fmt(r?.ambient_humidity_pct, 0), "%RH"));
   renderTabs();
   renderChart();
+  if (typeof Trends !== "undefined") Trends.update(st);  // the history panel (trends.js)
 }
 function renderTabs() {
   $("#tabs").replaceChildren(...Object.entries(METRICS).map(([id, m]) => h("button", {
