@@ -14,7 +14,7 @@ from btms_gateway.core.testing import GatewayHarness, plant_config
 def _harness(tmp_path: Path) -> GatewayHarness:
     config = plant_config(strings=2, ups=1, data_dir=str(tmp_path), stale_after_s=1.0)
     config["history"] = {"commit_interval_s": 0.5}
-    return GatewayHarness(config, simulate=True, cells=6, frozen=False)
+    return GatewayHarness(config, simulate=True, cells=12, frozen=False)
 
 
 async def test_good_readings_only_and_a_vanished_string_is_a_gap(tmp_path: Path) -> None:

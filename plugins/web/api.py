@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -53,20 +52,6 @@ def _flag(raw: str) -> bool | None:
     return {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(
         raw.lower()
     )
-
-
-def _query_number(request: web.Request, key: str, kind: type, what: str) -> Any:
-    """An optional numeric query parameter: finite, and above 0 for an integer."""
-    raw = request.query.get(key)
-    if not raw:
-        return None
-    try:
-        value = kind(raw)
-    except ValueError:
-        value = None
-    if value is None or not math.isfinite(value) or (kind is int and value < 1):
-        raise ValueError(f"{key}: expected {what}, found {raw!r}")
-    return value
 
 
 def history_state(store: Any) -> dict[str, Any]:
