@@ -12,12 +12,25 @@ import threading
 import time
 
 CLI = [sys.executable, "-m", "btms_gateway.core"]
+#: the ports `btms-gateway demo` serves on (fixed: its plugins' defaults)
+DEMO_PORTS = (("tcp", 5020), ("udp", 1161), ("udp", 47808), ("tcp", 8080))
 
 
 def free_tcp_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def port_free(kind: str, port: int) -> bool:
+    """Whether 127.0.0.1:``port`` (``kind`` "tcp" or "udp") can be bound now."""
+    family = socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, family) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 class RunningGateway:

@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,12 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cli_support import DEMO_PORTS, port_free
 from conftest import require_tool, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 VERSION = re.search(r'__version__ = "([^"]+)"', (ROOT / "core/version.py").read_text())[1]  # type: ignore[index]
-DEMO_PORTS = (("tcp", 5020), ("udp", 1161), ("udp", 47808), ("tcp", 8080))
 WEB = "http://127.0.0.1:8080"
 
 slow = pytest.mark.slow  # and peer: mbpoll, net-snmp, systemd-analyze, chromium
@@ -130,6 +129,23 @@ def test_every_package_folder_is_in_the_wheel() -> None:
     assert found == listed
 
 
+def test_bac0_is_for_the_tests_only() -> None:
+    """BAC0 (and its own dependencies) came with every install while only a
+    test uses it: it belongs in the test extra, and nothing the wheel ships
+    may import it. bacpypes3, which the BACnet plugin is built on, stays."""
+    runtime = [re.split(r"[<>=!~ ;\[]", d)[0].lower() for d in PYPROJECT["project"]["dependencies"]]
+    assert "bac0" not in runtime and "bacpypes3" in runtime
+    assert any(d.startswith("BAC0") for d in PYPROJECT["project"]["optional-dependencies"]["test"])
+    shipped = [ROOT / folder for folder in PYPROJECT["tool"]["setuptools"]["package-dir"].values()]
+    importers = [
+        path
+        for folder in shipped
+        for path in folder.rglob("*.py")
+        if re.search(r"^\s*(import|from)\s+BAC0\b", path.read_text(), flags=re.M)
+    ]
+    assert importers == []
+
+
 @slow
 @pytest.mark.peer
 def test_installed_package_comes_from_the_venv_with_one_version(installed: Installed) -> None:
@@ -196,16 +212,6 @@ def test_service_unit_from_the_wheel_verifies(installed: Installed) -> None:
         [analyze, "verify", str(unit)], cwd=installed.work, capture_output=True, text=True
     )
     assert (verify.returncode, verify.stdout + verify.stderr) == (0, "")
-
-
-def port_free(kind: str, port: int) -> bool:
-    family = socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM
-    with socket.socket(socket.AF_INET, family) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def http_get(path: str) -> tuple[int, bytes]:
