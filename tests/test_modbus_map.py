@@ -40,7 +40,7 @@ from btms_gateway.plugins.modbus_tcp.map import (
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "modbus-map.md"
 
-#: DEVICE.md, "the BM-GW Modbus TCP map (v2)", transcribed independently of map.py
+#: the BM-GW's published Modbus TCP map ("v2", docs/device.md), transcribed independently of map.py
 BMGW_V2 = {
     ("ups", 0, 1), ("ups", 1, 2), ("ups", 3, 2), ("ups", 5, 1),
     *(("string", r, 1) for r in (0, 1, 6, 7, 8, 9, 10, 11, 12, 13, 14)),

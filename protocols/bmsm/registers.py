@@ -1,6 +1,6 @@
 """THE register table of the BM-SM string master: every address, type, word
 order, scale, unit and "no sensor" marker the gateway relies on, with whether
-the manufacturer documents it or the project assumes it (DEVICE.md).
+the manufacturer documents it or the project assumes it (docs/device.md).
 
 A correction from the field is a one-line change here: the decoder, the read
 planner, the simulator and docs/bmsm-registers.md all derive from these rows.
@@ -84,7 +84,7 @@ STRING_BLOCK: tuple[Register, ...] = (
     Register(12, RegType.UINT16, 0.1, "%RH", "ambient_humidity_pct",
              "ambient humidity", ASSUMED, no_sensor=0xFFFF),
     Register(13, RegType.UINT16, 1, "bits", "alarms",
-             "string alarm word: b0 current high (charging), b1 current low (discharging), "
+             "string alarm word: b0 current high (charge), b1 current high (discharge), "
              "b2 voltage high, b3 voltage low, b4 SOC low, b5 SOH low, "
              "b6 Hall sensor disconnected", DOC),
     Register(14, RegType.UINT16, 1, "0/1", "relay_closed",
@@ -117,7 +117,7 @@ def render_markdown() -> str:
         "Generated from `protocols/bmsm/registers.py` "
         "(`btms-gateway export bmsm-registers > docs/bmsm-registers.md`);",
         "do not edit by hand. Holding registers, function 03, 0-based addresses.",
-        '"assumed" rows are not published by the manufacturer (see DEVICE.md):',
+        '"assumed" rows are not published by the manufacturer (see docs/device.md):',
         "a correction from the field is a one-line change in that table.",
         "",
         "## String block (one read of HR 0..15)",
