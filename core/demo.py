@@ -84,10 +84,13 @@ def bus_section(bus: str, transport: str, baud: int, where: Any) -> dict[str, An
     return cfg | {"port": where}
 
 
-def start_simulators(seed: int, folder: Path) -> tuple[list[Any], list[dict[str, Any]]]:
+def start_simulators(
+    seed: int, folder: Path, frozen: bool = False
+) -> tuple[list[Any], list[dict[str, Any]]]:
     """The PLANT's simulators, started (a pseudo-terminal's link goes into
     ``folder``), and the ``[[buses]]`` entries pointing at them. If one fails
-    to start, those already started are stopped."""
+    to start, those already started are stopped. ``frozen``: values stay as
+    they start (tests compare them exactly)."""
     from btms_gateway.protocols.bmsm.simulator import Simulator
 
     sims: list[Any] = []
@@ -103,6 +106,7 @@ def start_simulators(seed: int, folder: Path) -> tuple[list[Any], list[dict[str,
                 transport=transport,
                 link=str(folder / bus) if transport == "pty" else None,
                 mode=modes.pop(),
+                frozen=frozen,
             ).start()
             sims.append(sim)
             where = sim.tcp_address if transport == "tcp" else sim.port
@@ -162,11 +166,14 @@ def demo_plant(pm: Any) -> LoadedConfig:
     --demo``). Where a bus is reached is only known once its simulator runs, so
     the buses hold placeholders; the plant (UPS, strings, indexes) and every
     plugin's section are the demo's own."""
+    where = Path(tempfile.gettempdir(), "btms-demo")
     buses = [
-        bus_section(bus, transport, baud, ("127.0.0.1", 1) if transport == "tcp" else bus)
+        bus_section(bus, transport, baud, ("127.0.0.1", 1))
+        if transport == "tcp"
+        else bus_section(bus, transport, baud, str(where / bus)) | {"wait_for_port": True}
         for bus, transport, baud, _ in PLANT
     ]
-    return validate_config(demo_config(buses, "demo-var", pm), "<demo>", pm)
+    return validate_config(demo_config(buses, str(where / "var"), pm), "<demo>", pm)
 
 
 def endpoints(loaded: Any) -> list[str]:

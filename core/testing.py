@@ -162,7 +162,11 @@ class GatewayHarness:
     simulators are frozen by default so a test can compare exact values;
     ``h.sim_for(name)`` gives a string's simulator and slave id, and each
     simulator's truth log keeps its last ``truth_log_size`` replies (a long
-    soak bounds it so that its memory measures the gateway).
+    soak bounds it so that its memory measures the gateway). With
+    ``external_buses=True`` the buses are polled as configured, through the
+    real link, and the test runs whatever answers there (e.g. the demo's own
+    simulators, ``core.demo.start_simulators``); otherwise, without
+    ``simulate``, no bus ever opens and the test publishes readings itself.
     """
 
     def __init__(
@@ -176,6 +180,7 @@ class GatewayHarness:
         seed: int = 1,
         frozen: bool = True,
         truth_log_size: int = 10_000,
+        external_buses: bool = False,
     ) -> None:
         self.config_data = config
         self.simulate = simulate
@@ -186,7 +191,7 @@ class GatewayHarness:
         link_factory = default_link_factory
         if simulate:
             self._start_simulators(cells, seed, frozen, truth_log_size)
-        else:
+        elif not external_buses:
             link_factory = NeverOpenLink
         try:
             loaded = validate_config(self.config_data, "<test>", self.pm)
