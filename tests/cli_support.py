@@ -10,6 +10,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 CLI = [sys.executable, "-m", "btms_gateway.core"]
 #: the ports `btms-gateway demo` serves on (fixed: its plugins' defaults)
@@ -31,6 +34,27 @@ def port_free(kind: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+@contextmanager
+def reading_stdout(
+    command: list[str], **popen: Any
+) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+    """(process, its stdout lines so far): ``command`` runs while the block
+    does, its output collected by a thread; killed at the end if still running."""
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")))  # type: ignore[union-attr]
+    reader.start()
+    try:
+        yield proc, lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        reader.join(10)
 
 
 class RunningGateway:

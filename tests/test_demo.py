@@ -10,10 +10,9 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
-from cli_support import CLI, DEMO_PORTS, port_free
+from cli_support import CLI, DEMO_PORTS, port_free, reading_stdout
 from conftest import wait_for
 
 
@@ -45,16 +44,13 @@ def test_demo_polls_four_strings_in_two_ups_and_prints_endpoints(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def _demo(tmpdir: Path, *args: str) -> subprocess.Popen[str]:
-    """The demo with its own TMPDIR (``tempfile`` honours it), so what it
-    leaves behind is all there is in that folder."""
-    return subprocess.Popen(
-        [*CLI, "--log-level", "WARNING", "demo", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "TMPDIR": str(tmpdir), "PYTHONUNBUFFERED": "1"},
-    )
+def _demo_env(tmpdir: Path) -> dict[str, str]:
+    """The demo's own TMPDIR (``tempfile`` honours it), so what it leaves
+    behind is all there is in that folder."""
+    return {**os.environ, "TMPDIR": str(tmpdir), "PYTHONUNBUFFERED": "1"}
+
+
+DEMO = [*CLI, "--log-level", "WARNING", "demo"]
 
 
 def test_ctrl_c_leaves_no_folder_in_the_temporary_directory(tmp_path: Path) -> None:
@@ -65,23 +61,14 @@ def test_ctrl_c_leaves_no_folder_in_the_temporary_directory(tmp_path: Path) -> N
     tmpdir.mkdir()
     # the demo's ports are fixed: another demo on this machine must have let go of them
     wait_for(lambda: all(port_free(k, p) for k, p in DEMO_PORTS), 60, f"demo ports {DEMO_PORTS}")
-    proc = _demo(tmpdir)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")))  # type: ignore[union-attr]
-    reader.start()
-    try:
+    with reading_stdout(DEMO, env=_demo_env(tmpdir)) as (proc, lines):
         wait_for(lambda: any(" GOOD " in line for line in lines), 60, "a GOOD poll line")
         log_line = next(line for line in lines if "event log" in line)
         assert str(tmpdir) in log_line and "removed at exit" in log_line
         assert [p.name[:10] for p in tmpdir.iterdir()] == ["btms-demo-"]  # while it runs
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        reader.join(10)
-    assert "Traceback" not in proc.stderr.read()  # type: ignore[union-attr]
+        assert "Traceback" not in proc.stderr.read()  # type: ignore[union-attr]
     assert list(tmpdir.iterdir()) == []
 
 
@@ -94,7 +81,13 @@ def test_a_failed_start_leaves_no_folder_either(tmp_path: Path) -> None:
         with contextlib.suppress(OSError):  # already taken by someone else: as good
             taken.bind(("127.0.0.1", 5020))
             taken.listen()
-        proc = _demo(tmpdir, "--duration", "30")
+        proc = subprocess.Popen(
+            [*DEMO, "--duration", "30"],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env=_demo_env(tmpdir),
+        )
         _, err = proc.communicate(timeout=90)
     assert proc.returncode == 1, err[-3000:]
     assert "Traceback" not in err

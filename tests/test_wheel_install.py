@@ -20,7 +20,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import tomllib
 import urllib.request
@@ -29,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cli_support import DEMO_PORTS, port_free
+from cli_support import DEMO_PORTS, port_free, reading_stdout
 from conftest import require_tool, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -226,24 +225,12 @@ def http_get(path: str) -> tuple[int, bytes]:
 def demo(installed: Installed) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
     # the demo's ports are fixed: another demo on this machine must have let go of them
     wait_for(lambda: all(port_free(k, p) for k, p in DEMO_PORTS), 60, f"demo ports {DEMO_PORTS}")
-    proc = subprocess.Popen(
+    with reading_stdout(
         [str(installed.command), "demo", "--data-dir", str(installed.work / "var")],
         cwd=installed.work,
         env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")))  # type: ignore[union-attr]
-    reader.start()
-    try:
-        yield proc, lines
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-        reader.join(10)
+    ) as running:
+        yield running
 
 
 @slow
