@@ -33,7 +33,7 @@ address taking every live-update slot.
 A run appends one JSON line to bench/results/attack.jsonl (date, machine,
 arguments, every figure). Exit status 1 if a target was missed.
 
-    python bench/attack.py                      # full scale, ~5 minutes
+    python bench/attack.py                      # full scale, about 4 minutes
     python bench/attack.py --strings 4 --cells 24 --seconds 5 --attacks snmp-refused
 """
 

@@ -3,8 +3,8 @@ latency each sees while an attack runs.
 
 ``python -m attack.probe PORTS.json`` (from bench/): PORTS is
 ``{"modbus", "snmp", "bacnet", "web", "strings", "device"}``. Four threads
-ask without pause but a short rest (Modbus every 10 ms, SNMP and BACnet every
-50 ms, HTTP every 100 ms), each from 127.0.0.1 as a SCADA, a NOC poller, a
+ask one request after the other, resting between them (Modbus 10 ms, SNMP
+and BACnet 50 ms, HTTP 100 ms), each from 127.0.0.1 as a SCADA, a NOC poller, a
 BMS and a browser would: Modbus reads a string unit's registers 0..25 (the
 units in turn), SNMP GETs sysUpTime, BACnet reads the device's name, HTTP
 GETs /api/plant on a kept-alive connection. A request that fails or is not
@@ -87,7 +87,10 @@ def timed(samples: Samples, protocol: str, ask: Callable[[], bool | str]) -> Non
     if outcome is True:
         samples.add(took)
     else:
-        samples.add(max(took, TIMEOUT_S[protocol]), str(outcome) or "no answer")
+        samples.add(
+            max(took, TIMEOUT_S[protocol]),
+            outcome if isinstance(outcome, str) and outcome else "no answer",
+        )
 
 
 class Modbus:
