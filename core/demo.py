@@ -5,19 +5,28 @@ converter at 38400 baud) carry four BM-SM strings in two UPS, one string with
 the full 120 cells. The gateway polls them through the real RTU link and
 engine, with every installed plugin that can run on its defaults (its demo
 port on 127.0.0.1), and prints one line per poll.
+
+Everything the demo makes on disk (the pseudo-terminal's link, pysnmp's
+engine state and, unless ``--data-dir`` says otherwise, the event log) lives
+in one temporary folder, removed when the demo ends however it ends (Ctrl-C,
+``--duration``, a failed start). The exporters get the demo's plant from :func:`demo_plant`
+without starting anything.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import click
 from pydantic import ValidationError
 
+from .config_load import LoadedConfig
 from .hookspecs import hookimpl
 from .model import StringSnapshot
 from .plugin_manager import FailureLog, create_manager
@@ -65,35 +74,47 @@ class StatusPrinter:
         )
 
 
-def start_simulators(seed: int) -> tuple[list[Any], list[dict[str, Any]]]:
+def bus_section(bus: str, transport: str, baud: int, where: Any) -> dict[str, Any]:
+    """The ``[[buses]]`` entry of a demo bus: ``where`` is the pseudo-terminal's
+    path, or the (host, port) of the RTU-over-TCP simulator."""
+    cfg: dict[str, Any] = {"name": bus, "baudrate": baud, "timeout_s": 0.3, "poll_interval_s": 1.0}
+    if transport == "tcp":
+        host, port = where
+        return cfg | {"transport": "rtu-over-tcp", "host": host, "tcp_port": port}
+    return cfg | {"port": where}
+
+
+def start_simulators(
+    seed: int, folder: Path, frozen: bool = False
+) -> tuple[list[Any], list[dict[str, Any]]]:
+    """The PLANT's simulators, started (a pseudo-terminal's link goes into
+    ``folder``), and the ``[[buses]]`` entries pointing at them. If one fails
+    to start, those already started are stopped. ``frozen``: values stay as
+    they start (tests compare them exactly)."""
     from btms_gateway.protocols.bmsm.simulator import Simulator
 
-    sims, buses = [], []
-    for bus, transport, baud, strings in PLANT:
-        link = f"{tempfile.mkdtemp(prefix='btms-demo-')}/{bus}" if transport == "pty" else None
-        modes = {mode for *_, mode in strings}
-        sim = Simulator(
-            [s[1] for s in strings],
-            {s[1]: s[2] for s in strings},
-            baud=baud,
-            seed=seed,
-            transport=transport,
-            link=link,
-            mode=modes.pop(),
-        ).start()
-        sims.append(sim)
-        cfg: dict[str, Any] = {
-            "name": bus,
-            "baudrate": baud,
-            "timeout_s": 0.3,
-            "poll_interval_s": 1.0,
-        }
-        if transport == "tcp":
-            host, port = sim.tcp_address
-            cfg |= {"transport": "rtu-over-tcp", "host": host, "tcp_port": port}
-        else:
-            cfg["port"] = sim.port
-        buses.append(cfg)
+    sims: list[Any] = []
+    buses = []
+    try:
+        for bus, transport, baud, strings in PLANT:
+            modes = {mode for *_, mode in strings}
+            sim = Simulator(
+                [s[1] for s in strings],
+                {s[1]: s[2] for s in strings},
+                baud=baud,
+                seed=seed,
+                transport=transport,
+                link=str(folder / bus) if transport == "pty" else None,
+                mode=modes.pop(),
+                frozen=frozen,
+            ).start()
+            sims.append(sim)
+            where = sim.tcp_address if transport == "tcp" else sim.port
+            buses.append(bus_section(bus, transport, baud, where))
+    except BaseException:
+        for sim in sims:
+            sim.stop()
+        raise
     return sims, buses
 
 
@@ -139,6 +160,22 @@ def demo_config(
     }
 
 
+def demo_plant(pm: Any) -> LoadedConfig:
+    """The configuration ``btms-gateway demo`` runs, validated, without starting
+    anything: for the exporters (``export ede --demo``, ``export modbus-map
+    --demo``). Where a bus is reached is only known once its simulator runs, so
+    the buses hold placeholders; the plant (UPS, strings, indexes) and every
+    plugin's section are the demo's own."""
+    where = Path(tempfile.gettempdir(), "btms-demo")
+    buses = [
+        bus_section(bus, transport, baud, ("127.0.0.1", 1))
+        if transport == "tcp"
+        else bus_section(bus, transport, baud, str(where / bus)) | {"wait_for_port": True}
+        for bus, transport, baud, _ in PLANT
+    ]
+    return validate_config(demo_config(buses, str(where / "var"), pm), "<demo>", pm)
+
+
 def endpoints(loaded: Any) -> list[str]:
     lines = []
     for name, settings in sorted(loaded.plugins.items()):
@@ -166,21 +203,32 @@ def endpoints(loaded: Any) -> list[str]:
     "--data-dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Where the event log goes (default: a new temporary directory).",
+    help="Where the event log goes (default: a temporary folder, removed at exit).",
 )
 def demo(seed: int, duration: float | None, data_dir: str | None) -> None:
     """Run the gateway on simulated strings: 2 UPS, 4 strings (one of 120 cells),
     every plugin on its demo port on 127.0.0.1."""
+    folder = Path(tempfile.mkdtemp(prefix="btms-demo-"))
+    # pysnmp keeps its engine's boot count under gettempdir() (__pysnmp/ENGINE-ID/):
+    # in the demo's folder, it goes with the rest
+    tempdir, tempfile.tempdir = tempfile.tempdir, str(folder)
+    try:
+        sys.exit(run_demo(seed, duration, Path(data_dir) if data_dir else None, folder))
+    finally:
+        tempfile.tempdir = tempdir
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_demo(seed: int, duration: float | None, data_dir: Path | None, folder: Path) -> int:
+    """The demo in ``folder``, a temporary folder the caller removes; the exit status."""
     from .cli import run_until_signalled
     from .gateway import Gateway
 
     pm = create_manager()
-    sims, buses = start_simulators(seed)
+    sims, buses = start_simulators(seed, folder)
     try:
         left_out: dict[str, str] = {}
-        data = demo_config(
-            buses, data_dir or tempfile.mkdtemp(prefix="btms-demo-var-"), pm, left_out
-        )
+        data = demo_config(buses, str(data_dir or folder / "var"), pm, left_out)
         pm.register(StatusPrinter(), name="demo-status")
         data["plugins"]["demo-status"] = {}
         loaded = validate_config(data, "<demo>", pm)
@@ -189,13 +237,17 @@ def demo(seed: int, duration: float | None, data_dir: str | None) -> None:
         for bus, sim in zip(buses, sims, strict=True):
             where = sim.port if "port" in bus else f"{bus['host']}:{bus['tcp_port']}"
             click.echo(f"  bus {bus['name']:<9} {bus['baudrate']:>6} baud  {where}")
+        if data_dir is None:
+            click.echo(f"  event log {folder / 'var'} (removed at exit; --data-dir keeps one)")
+        else:
+            click.echo(f"  event log {data_dir}")
         click.echo("serving:")
         for line in endpoints(loaded):
             click.echo(line)
         for name, reason in sorted(left_out.items()):
             click.echo(f"  {name:<12} off: {reason}")
         click.echo("Ctrl-C stops.")
-        sys.exit(run_until_signalled(gateway, stop_after=duration))
+        return run_until_signalled(gateway, stop_after=duration)
     finally:
         for sim in sims:
             sim.stop()

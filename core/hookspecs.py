@@ -75,8 +75,9 @@ def startup(gateway: Gateway) -> Awaitable[Any] | None:
 
 @hookspec
 def shutdown(gateway: Gateway) -> Awaitable[Any] | None:
-    """The gateway is stopping: close servers and files. May return an awaitable,
-    which is given ``gateway.config.gateway.shutdown_timeout_s`` to finish."""
+    """The gateway is stopping: close servers and files. May return an awaitable;
+    all shutdown hooks together are given ``gateway.settings.gateway.shutdown_timeout_s``
+    (``[gateway] shutdown_timeout_s``) to finish."""
 
 
 @hookspec
@@ -88,13 +89,16 @@ def string_reading(
     ``string`` is the new snapshot of that string (check ``string.quality``:
     values are only current when it is GOOD); ``plant`` is the whole plant at
     the same instant; ``gateway`` the gateway that polled it (take only the
-    arguments you need). Called from the plugin's own worker thread through a
-    queue that keeps only the newest reading per string, so a slow plugin sees
-    fewer readings but never delays acquisition; readings come in the order
-    they were published, so each ``plant`` is never older than the previous
-    call's (docs/plugin_hooks.md, "Order"). Return an awaitable to have
-    the work done on the gateway's event loop instead (required when touching
-    asyncio servers).
+    arguments you need). Delivered through the plugin's own inbox, which keeps
+    only the newest reading per string, so a slow plugin sees fewer readings
+    but never delays acquisition; readings come in the order they were
+    published, so each ``plant`` is never older than the previous call's
+    (docs/plugin_hooks.md, "Order"). Who calls it depends on how the plugin
+    wrote its hooks: when ``string_reading`` (and ``alarm_event``, if it has
+    one) is ``async def``, a task on the gateway's event loop calls them
+    (required when touching asyncio servers; such a hook must not block);
+    otherwise the plugin's own worker thread does (an awaitable a plain
+    function returns is run on the gateway's event loop).
     """
 
 

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 class Quality(enum.IntEnum):
     """How far a string's published values can be trusted (NUT's stale-data rule).
 
-    GOOD: the last poll succeeded. STALE: polls are failing and the last good
-    values are older than the stale limit. OFFLINE: no answer for the
-    configured number of polls, or never read at all. Ordered so that
-    ``max()`` gives the worst quality of a group.
+    GOOD: the last poll succeeded. STALE: the last poll failed (from the
+    first failure on), or no poll result came for ``stale_after_s`` (a stuck
+    bus); the values are the last good ones, with their old ``read_at``.
+    OFFLINE: ``offline_after_failures`` failed polls in a row, or never read
+    at all. Ordered so that ``max()`` gives the worst quality of a group.
     """
 
     GOOD = 0
@@ -53,7 +54,9 @@ class StringAlarm(enum.IntFlag):
     """The BM-SM's own string alarm word (HR 13), bit for bit."""
 
     NONE = 0
-    CURRENT_HIGH_CHARGE = 1 << 0
+    CURRENT_HIGH_CHARGE = 1 << 0  # charge over-current
+    # discharge over-current: the signed current below its negative limit (the
+    # datasheet names it by that sign; docs/device.md)
     CURRENT_HIGH_DISCHARGE = 1 << 1
     VOLTAGE_HIGH = 1 << 2
     VOLTAGE_LOW = 1 << 3
@@ -171,7 +174,7 @@ class StringSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class UpsSnapshot:
-    """A battery system: the aggregate of its strings (DEVICE.md's UPS rules)."""
+    """A battery system: the aggregate of its strings (docs/device.md, "UPS values")."""
 
     name: str
     index: int

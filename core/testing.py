@@ -166,7 +166,11 @@ class GatewayHarness:
     simulator's truth log keeps its last ``truth_log_size`` replies (a long
     soak bounds it so that its memory measures the gateway). Buses named in
     ``unsimulated`` get no simulator: they are polled through the real link
-    as configured (a test's own device or converter, or nothing at all).
+    as configured (a test's own device or converter, or nothing at all). With
+    ``external_buses=True`` every bus is polled as configured, through the
+    real link, and the test runs whatever answers there (e.g. the demo's own
+    simulators, ``core.demo.start_simulators``); otherwise, without
+    ``simulate``, no bus ever opens and the test publishes readings itself.
     """
 
     def __init__(
@@ -181,6 +185,7 @@ class GatewayHarness:
         frozen: bool = True,
         truth_log_size: int = 10_000,
         unsimulated: Sequence[str] = (),
+        external_buses: bool = False,
     ) -> None:
         self.config_data = config
         self.unsimulated = set(unsimulated)
@@ -192,7 +197,7 @@ class GatewayHarness:
         link_factory = default_link_factory
         if simulate:
             self._start_simulators(cells, seed, frozen, truth_log_size)
-        else:
+        elif not external_buses:
             link_factory = NeverOpenLink
         try:
             loaded = validate_config(self.config_data, "<test>", self.pm)

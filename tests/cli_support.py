@@ -10,14 +10,51 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 CLI = [sys.executable, "-m", "btms_gateway.core"]
+#: the ports `btms-gateway demo` serves on (fixed: its plugins' defaults)
+DEMO_PORTS = (("tcp", 5020), ("udp", 1161), ("udp", 47808), ("tcp", 8080))
 
 
 def free_tcp_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def port_free(kind: str, port: int) -> bool:
+    """Whether 127.0.0.1:``port`` (``kind`` "tcp" or "udp") can be bound now."""
+    family = socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, family) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@contextmanager
+def reading_stdout(
+    command: list[str], **popen: Any
+) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+    """(process, its stdout lines so far): ``command`` runs while the block
+    does, its output collected by a thread; killed at the end if still running."""
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")))  # type: ignore[union-attr]
+    reader.start()
+    try:
+        yield proc, lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        reader.join(10)
 
 
 class RunningGateway:

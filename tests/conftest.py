@@ -8,12 +8,17 @@ than skipping it, because `./run.sh test` (and so CI) installs every peer.
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# bench/attack/: the hostile clients bench/attack.py runs, shared with the tests'
+# short versions of its attacks (import attack.modbus, attack.web, ...)
+sys.path.append(str(Path(__file__).resolve().parents[1] / "bench"))
 
 
 def require_tool(name: str, package: str) -> str:

@@ -303,9 +303,9 @@ async def test_ede_export_lists_every_object_the_device_serves(tmp_path: Path) -
 
 
 async def test_bac0_reads_the_device_with_the_pinned_bacpypes3() -> None:
-    """BAC0, the library the design card names, talks to the device too: the
-    pinned BAC0/bacpypes3 pair works together (BAC0 is the integrator's
-    interactive client; the device itself is built on bacpypes3 directly)."""
+    """BAC0 talks to the device too: the BAC0 of the test extra works with the
+    pinned bacpypes3 (BAC0 is an integrator's interactive client, docs/bacnet.md;
+    the device itself is built on bacpypes3 directly)."""
     import BAC0
 
     async with device() as (h, address):

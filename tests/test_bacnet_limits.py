@@ -10,13 +10,13 @@ its own handler.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 import rusty_bacnet as rb
+from attack.bacnet import Raw, read_property, subscribe_cov
 from bacpypes3.apdu import (
     AbortPDU,
     APCISequence,
@@ -49,61 +49,6 @@ async def client(interface: str = "127.0.0.1") -> AsyncIterator[Any]:
         apdu_timeout_ms=APDU_TIMEOUT_MS,
     ) as c:
         yield c
-
-
-def frame(apdu: bytes) -> bytes:
-    """An Original-Unicast-NPDU (BVLL) carrying ``apdu``, expecting a reply."""
-    npdu = bytes([0x01, 0x04]) + apdu
-    return bytes([0x81, 0x0A, 0, 4 + len(npdu)]) + npdu
-
-
-class Raw:
-    """A plain UDP socket speaking B/IP frames to the device."""
-
-    def __init__(self, address: str, local: str = "127.0.0.1") -> None:
-        host, port = address.split(":")
-        self.peer = (host, int(port))
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((local, 0))
-        self.sock.setblocking(False)
-
-    def send(self, apdu: bytes) -> None:
-        self.sock.sendto(frame(apdu), self.peer)
-
-    async def answer(self, timeout: float = 3.0) -> bytes | None:
-        """The APDU of the next answer (NPDU header skipped; unconfirmed
-        requests such as COV notifications passed over), None if none came."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            try:
-                data = await asyncio.wait_for(
-                    loop.sock_recv(self.sock, 2000), max(0.0, deadline - loop.time())
-                )
-            except TimeoutError:
-                return None
-            if data[5] & 0x28:
-                raise AssertionError(f"unexpected routed answer: {data[:12]!r}")
-            if data[6] >> 4 != 0x1:
-                return data[6:]
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def _object(kind: int, instance: int) -> bytes:
-    return (kind << 22 | instance).to_bytes(4, "big")
-
-
-def read_property(invoke_id: int, device: int) -> bytes:
-    """ReadProperty device,``device`` object-name (unsegmented)."""
-    return bytes([0x00, 0x05, invoke_id, 12, 0x0C, *_object(8, device), 0x19, 77])
-
-
-def subscribe_cov(invoke_id: int, process: int, instance: int, lifetime: int) -> bytes:
-    """SubscribeCOV of analog-input ``instance``, unconfirmed notifications."""
-    return bytes([0x00, 0x05, invoke_id, 5, 0x09, process, 0x1C, *_object(0, instance),
-                  0x29, 0x00, 0x39, lifetime])  # fmt: skip
 
 
 async def test_property_list_leaves_out_the_four_the_standard_excludes() -> None:

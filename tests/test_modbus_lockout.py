@@ -5,7 +5,9 @@ from another loopback address than the attacker) must still be served.
 
 127.0.0.0/8 is all loopback on Linux, so an attacker bound to 127.0.0.2..
 is "another host" without any set-up. Every loop is bounded in count and
-time; every wait is for a condition with a deadline.
+time; every wait is for a condition with a deadline. The attacks are
+bench/attack's, which bench/attack.py runs for longer against a gateway
+process.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import time
 from typing import Any
 
 import pytest
+from attack.modbus import lying_header, lying_mbap, pipelined, read_answers, read_frame, slow_loris
+from attack.net import attacker, closed_by_server, connect
 from btms_gateway.core.testing import GatewayHarness
 from btms_gateway.plugins.modbus_tcp import plugin
 from btms_gateway.plugins.modbus_tcp.server import MAX_BACKLOG
@@ -26,34 +30,6 @@ from test_modbus_server import _publish_good
 from test_modbus_support import good_read, mbpoll, modbus_config, port_of
 
 SCADA = [1, 2]  # string 1's registers 0..1 (UPS index 1, status 2: never read)
-
-
-def attacker(n: int) -> str:
-    """The n-th attacking host (n >= 0): 127.0.0.2, 127.0.0.3, ..."""
-    return f"127.0.{(n + 2) // 250}.{(n + 2) % 250 or 250}"
-
-
-async def connect(port: int, host: str = "127.0.0.1") -> tuple[asyncio.StreamReader, Any]:
-    return await asyncio.open_connection("127.0.0.1", port, local_addr=(host, 0))
-
-
-async def closed_by_server(reader: asyncio.StreamReader, timeout: float) -> bool:
-    """True when the server closes (EOF or reset) within ``timeout``."""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            chunk = await asyncio.wait_for(reader.read(65536), deadline - time.monotonic())
-            if not chunk:
-                return True
-    except ConnectionError:
-        return True
-    except TimeoutError:
-        return False
-    return False
-
-
-def read_frame(tid: int, unit: int = 101, address: int = 0, count: int = 2, fc: int = 3) -> bytes:
-    return struct.pack(">HHHBBHH", tid, 0, 6, unit, fc, address, count)
 
 
 async def test_sixteen_connections_from_one_host_do_not_lock_the_scada_out() -> None:
@@ -180,23 +156,10 @@ async def test_a_slow_loris_is_closed_after_the_request_timeout() -> None:
     config = modbus_config(2, 1, request_timeout_s=0.5, idle_timeout_s=30.0)
     async with GatewayHarness(config) as h:
         port, svc = port_of(h), plugin.service(h.gateway)
-        reader, writer = await connect(port, attacker(0))
         frame = read_frame(1) * 10  # ten requests' worth of bytes: enough for 12 s
-        closed = False
-        started = time.monotonic()
-        try:
-            for byte in frame:
-                writer.write(bytes([byte]))
-                await writer.drain()
-                if await closed_by_server(reader, 0.1):
-                    closed = True
-                    break
-        except ConnectionError:
-            closed = True
-        finally:
-            writer.close()
+        closed, seconds = await slow_loris(port, attacker(0), frame, 0.1, 15.0)
         assert closed, "a byte every 0.1 s held the connection open"
-        assert time.monotonic() - started < 10
+        assert seconds < 10
         assert svc.guard.counts.request_timeouts >= 1
         assert await good_read(port) == SCADA
 
@@ -208,11 +171,7 @@ async def test_a_lying_mbap_length_is_closed_and_counted() -> None:
     config = modbus_config(2, 1, request_timeout_s=0.5, idle_timeout_s=60.0)
     async with GatewayHarness(config) as h:
         port, svc = port_of(h), plugin.service(h.gateway)
-        reader, writer = await connect(port, attacker(0))
-        writer.write(struct.pack(">HHHB", 1, 0, 254, 101) + b"\x03\x00\x00\x00\x02\x00")
-        await writer.drain()
-        assert await closed_by_server(reader, 5.0)
-        writer.close()
+        assert await lying_mbap(port, attacker(0), lying_header(1), 5.0)
         assert svc.guard.counts.request_timeouts == 1
         assert svc.stats.truncated >= 1
         for header in (
@@ -237,22 +196,17 @@ async def test_nine_thousand_pipelined_bytes_are_all_answered_in_order() -> None
     async with GatewayHarness(modbus_config(2, 1)) as h:
         port = port_of(h)
         n = 750
-        frames = b"".join(read_frame(tid, count=1 + tid % 2) for tid in range(n))
+        frames = pipelined(n)
         assert len(frames) == 9000 > 32 * 260
         reader, writer = await connect(port)
         try:
             writer.write(frames)
             await writer.drain()
-            tids = []
-            for _ in range(n):
-                head = await asyncio.wait_for(reader.readexactly(7), 10)
-                tid, _, length, _ = struct.unpack(">HHHB", head)
-                pdu = await asyncio.wait_for(reader.readexactly(length - 1), 10)
-                assert pdu[:2] == bytes([3, 2 * (1 + tid % 2)]), tid
-                tids.append(tid)
+            answers = await read_answers(reader, n, 10)
         finally:
             writer.close()
-        assert tids == list(range(n))
+        assert [tid for tid, _ in answers] == list(range(n))
+        assert all(pdu[:2] == bytes([3, 2 * (1 + tid % 2)]) for tid, pdu in answers)
         assert await good_read(port) == SCADA
 
 

@@ -18,7 +18,7 @@ from btms_gateway.core.model import CellStatus, Quality, StringSnapshot, UpsSnap
 from btms_gateway.core.plugin_manager import create_manager
 from btms_gateway.core.registry import validate_config
 from btms_gateway.core.testing import make_reading, plant_config
-from btms_gateway.plugins.modbus_tcp.export import to_csv, to_markdown
+from btms_gateway.plugins.modbus_tcp.export import to_markdown
 from btms_gateway.plugins.modbus_tcp.image import (
     AlarmSummary,
     string_image,
@@ -40,7 +40,7 @@ from btms_gateway.plugins.modbus_tcp.map import (
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "modbus-map.md"
 
-#: DEVICE.md, "the BM-GW Modbus TCP map (v2)", transcribed independently of map.py
+#: the BM-GW's published Modbus TCP map ("v2", docs/device.md), transcribed independently of map.py
 BMGW_V2 = {
     ("ups", 0, 1), ("ups", 1, 2), ("ups", 3, 2), ("ups", 5, 1),
     *(("string", r, 1) for r in (0, 1, 6, 7, 8, 9, 10, 11, 12, 13, 14)),
@@ -98,7 +98,9 @@ def test_committed_map_doc_is_the_generated_one() -> None:
     )
 
 
-def test_export_command_prints_the_table_as_csv() -> None:
+def test_export_command_prints_a_tag_list_as_csv() -> None:
+    """Without -c or --demo, the tag list of the reference plant: every point
+    of UPS1 (unit 1) and of S1 (unit 101) with all 120 cell positions."""
     exe = Path(sys.executable).with_name("btms-gateway")  # the installed console script
     out = subprocess.run(
         [str(exe), "export", "modbus-map", "--format", "csv"],
@@ -107,11 +109,24 @@ def test_export_command_prints_the_table_as_csv() -> None:
         timeout=60,
         check=True,
     )
-    assert out.stdout == to_csv()
-    rows = list(csv.DictReader(io.StringIO(out.stdout)))
-    assert len(rows) == len(POINTS)
-    cell_v = next(r for r in rows if r["name"] == "cell_voltage")
-    assert (cell_v["register"], cell_v["scale"], cell_v["unit"]) == ("100*ci +1", "0.001", "V")
+    body = "".join(line for line in out.stdout.splitlines(True) if not line.startswith("#"))
+    rows = list(csv.DictReader(io.StringIO(body)))
+    blocks = {b: sum(p.block == b for p in POINTS) for b in ("ups", "string", "cell")}
+    assert len(rows) == blocks["ups"] + blocks["string"] + MAX_CELLS * blocks["cell"]
+    cell_v = next(r for r in rows if r["tag"] == "S1.cell120.cell_voltage")
+    assert (cell_v["unit_id"], cell_v["register"], cell_v["scale"], cell_v["unit"]) == (
+        "101",
+        str(cell_register(120, 1)),
+        "0.001",
+        "V",
+    )
+    ups_i = next(r for r in rows if r["tag"] == "UPS1.ups_current")
+    assert (ups_i["unit_id"], ups_i["words"], ups_i["type"], ups_i["word_order"]) == (
+        "1",
+        "2",
+        "s32",
+        "high_first",
+    )
 
 
 def _snapshot(quality: Quality = Quality.GOOD) -> StringSnapshot:

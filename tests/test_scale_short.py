@@ -28,7 +28,7 @@ _spec.loader.exec_module(scale_bench)
 
 def test_buses_are_sized_by_wire_time() -> None:
     per_string = wire_time_s(120, 115200)
-    assert 0.12 < per_string < 0.2  # DESIGN.md: ~0.15 s for a 120-cell string at 115200
+    assert 0.12 < per_string < 0.2  # ~0.15 s for a 120-cell string at 115200 (docs/performance.md)
     spec = bus_spec(32, 120, 115200, 1.0, 2, headroom=0.7)
     assert all(len(b["slaves"]) * per_string <= 0.7 for b in spec)
     assert sum(len(b["slaves"]) for b in spec) == 32

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from attack.snmp import v2c_message
 from btms_gateway.plugins.snmp import ber, plugin
 from btms_gateway.plugins.snmp.agent import READ_VIEW
 from btms_gateway.plugins.snmp.direct import Decline
@@ -31,7 +32,6 @@ from test_snmp_rig import (
     oids,
     publish_plant,
     rig_config,
-    v2c_message,
 )
 from test_snmp_support import COMMUNITY, V2C, net_snmp
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from attack.snmp import v2c_message
 from btms_gateway.plugins.snmp import plugin
 from btms_gateway.plugins.snmp.agent import NO_VIEW, READ_SUBTREES, add_user
 from btms_gateway.plugins.snmp.settings import UserSettings
@@ -38,7 +39,6 @@ from test_snmp_rig import (
     publish_plant,
     rig_config,
     v2c_exchange,
-    v2c_message,
 )
 from test_snmp_support import AUTH_KEY, COMMUNITY, PRIV_KEY, USER
 

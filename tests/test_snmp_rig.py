@@ -1,6 +1,7 @@
 """Helpers (no tests): a gateway with the SNMP agent on its own thread's event
 loop, so synchronous hypothesis tests can send it real datagrams, and the two
-clients they use: raw SNMPv2c datagrams from pyasn1 over a UDP socket, and
+clients they use: raw SNMPv2c datagrams from pyasn1 over a UDP socket
+(made by bench/attack/snmp.py's ``v2c_message``), and
 pysnmp's command generator for SNMPv3 authPriv (USM, not a mock); the plant
 those tests serve, the start OIDs they draw and how they compare answers.
 """
@@ -91,36 +92,6 @@ class AgentThread:
 
         future: Future[Any] = asyncio.run_coroutine_threadsafe(run(), self.loop)
         return future.result(timeout)
-
-
-def v2c_message(
-    community: str,
-    kind: str,
-    oids: list[tuple[int, ...]],
-    n: int = 0,
-    m: int = 0,
-    request_id: int = 4242,
-) -> bytes:
-    """An SNMPv2c request datagram (kind: get, next, bulk or set; a SET sets
-    every OID to the INTEGER 1)."""
-    if kind == "bulk":
-        pdu = v2c.GetBulkRequestPDU()
-        v2c.apiBulkPDU.set_defaults(pdu)
-        v2c.apiBulkPDU.set_non_repeaters(pdu, n)
-        v2c.apiBulkPDU.set_max_repetitions(pdu, m)
-    else:
-        pdu = {"get": v2c.GetRequestPDU, "next": v2c.GetNextRequestPDU, "set": v2c.SetRequestPDU}[
-            kind
-        ]()
-        v2c.apiPDU.set_defaults(pdu)
-    v2c.apiPDU.set_request_id(pdu, request_id)
-    value = v2c.Integer(1) if kind == "set" else v2c.null
-    v2c.apiPDU.set_varbinds(pdu, [(oid, value) for oid in oids])
-    msg = v2c.Message()
-    v2c.apiMessage.set_defaults(msg)
-    v2c.apiMessage.set_community(msg, community)
-    v2c.apiMessage.set_pdu(msg, pdu)
-    return encoder.encode(msg)
 
 
 def v2c_exchange(address: tuple[str, int], datagram: bytes, timeout: float = 5) -> Answer:

@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from attack.snmp import v2c_message
 from btms_gateway.core.alarm_types import AlarmEvent, EventKind, ObjectPath, Severity
 from btms_gateway.core.model import Quality
 from btms_gateway.core.testing import GatewayHarness, make_reading, plant_config
@@ -28,7 +29,7 @@ from btms_gateway.plugins.snmp.tables import DEFAULT_BASE, object_oids, parse_oi
 from pyasn1.codec.ber import encoder
 from pysnmp.entity import config
 from test_snmp_index import model
-from test_snmp_rig import Answer, V2cEndpoint, v2c_message
+from test_snmp_rig import Answer, V2cEndpoint
 from test_snmp_support import COMMUNITY, snmp_settings
 
 pytestmark = pytest.mark.peer

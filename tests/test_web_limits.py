@@ -17,11 +17,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from attack.net import closed_by_server, closed_unread, connect
+from attack.web import close_held, open_idle, open_stream
 from btms_gateway.core.netguard import FD_RESERVE
 from btms_gateway.protocols.bmsm.simulator import Simulator
 from conftest import require_tool
@@ -104,22 +106,12 @@ async def _until(fetch: Any, want: Any, what: str, timeout: float = 20.0) -> Non
         await asyncio.sleep(0.2)
 
 
-def _open_idle(port: int, count: int) -> list[socket.socket]:
-    """``count`` connections that never send a byte (those the server closes
-    at once are kept too: they cost the test nothing)."""
-    out = []
-    for _ in range(count):
-        with suppress(OSError):
-            out.append(socket.create_connection(("127.0.0.1", port), timeout=2))
-    return out
-
-
 async def test_idle_connections_leave_descriptors_for_modbus_and_the_serial_port(
     tmp_path: Path,
 ) -> None:
     with _limited_gateway(tmp_path) as (proc, web, modbus, sim):
         await _until(lambda: _quality(modbus), 0, "A1 GOOD over Modbus")
-        idle = _open_idle(web, IDLE)
+        idle = open_idle(web, IDLE)
         try:
             await asyncio.sleep(0.5)  # the gateway accepts (and refuses) the rest
             fds = len(os.listdir(f"/proc/{proc.pid}/fd"))
@@ -144,46 +136,17 @@ async def test_idle_connections_leave_descriptors_for_modbus_and_the_serial_port
     assert log.count("southbound reserve") == 1  # once, with a count; not per connection
 
 
-async def _closed_unread(port: int, host: str = "127.0.0.1", send: bytes = b"") -> bool:
-    """Whether the server closes a new connection (from ``host``) without answering."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(host, 0))
-    try:
-        if send:
-            writer.write(send)
-        try:
-            return await asyncio.wait_for(reader.read(100), 2) == b""
-        except ConnectionError:
-            return True
-    finally:
-        writer.close()
-
-
 async def test_a_client_outside_the_allowlist_is_closed_before_anything_is_read(
     tmp_path: Path,
 ) -> None:
     async with web_gateway(tmp_path, web={"allow": ["127.0.0.2"]}) as (_, svc):
-        assert await _closed_unread(svc.port)  # from 127.0.0.1, sending nothing
+        assert await closed_unread(svc.port)  # from 127.0.0.1, sending nothing
         assert svc.stats.refused["allowlist"] == 1
-        reader, writer = await asyncio.open_connection(
-            "127.0.0.1", svc.port, local_addr=("127.0.0.2", 0)
-        )
+        reader, writer = await connect(svc.port, "127.0.0.2")
         writer.write(b"GET /health/live HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 200")
         writer.close()
         assert svc.stats.refused["allowlist"] == 1
-
-
-async def _connect(port: int, host: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await asyncio.open_connection("127.0.0.1", port, local_addr=(host, 0))
-
-
-async def _stream(url: str, host: str, held: list[Any]) -> None:
-    """A live stream from ``host``: a connection busy with a request."""
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(host, 0)))
-    held.append(session)
-    response = await session.get(url + "/api/stream")
-    assert response.status == 200
-    held.append(response)
 
 
 async def test_connection_caps_per_client_and_in_all_make_room_from_the_idle(
@@ -192,27 +155,26 @@ async def test_connection_caps_per_client_and_in_all_make_room_from_the_idle(
     web = {"max_connections": 4, "max_connections_per_client": 2}
     async with web_gateway(tmp_path, web=web) as (h, svc):
         listener, refused = svc.listener, svc.stats.refused
-        idle = [await _connect(svc.port, "127.0.0.3") for _ in range(2)]
+        idle = [await connect(svc.port, "127.0.0.3") for _ in range(2)]
         await h.wait_until(lambda: len(listener.connections) == 2, what="2 connections kept")
         # a third from the same address: its own connection idle longest makes room
-        idle.append(await _connect(svc.port, "127.0.0.3"))
-        assert await _eof_within(idle[0][0], 2) and refused["evicted_idle"] == 1
+        idle.append(await connect(svc.port, "127.0.0.3"))
+        assert await closed_by_server(idle[0][0], 2) and refused["evicted_idle"] == 1
         held: list[Any] = []
         try:
             for _ in range(2):  # an address whose connections are all busy is refused
-                await _stream(svc.url, "127.0.0.2", held)
-            assert await _closed_unread(svc.port, "127.0.0.2")
+                assert await open_stream(svc.url, "127.0.0.2", held) == 200
+            assert await closed_unread(svc.port, "127.0.0.2")
             assert refused["connections_per_client"] == 1
             # all 4 taken: a client with a request gets the slot idle longest
             await h.wait_until(lambda: len(listener.connections) == 4, what="all 4 taken")
             status, body = await get_json(svc.url + "/health/live")
             assert status == 200 and body["status"] == "live"
             assert refused["evicted_idle"] == 2 and "connections" not in refused
-            assert await _eof_within(idle[1][0], 2)  # the older idle one went
+            assert await closed_by_server(idle[1][0], 2)  # the older idle one went
             assert svc.stats.clients == 2  # the streams go on
         finally:
-            for item in reversed(held):
-                item.close() if isinstance(item, aiohttp.ClientResponse) else await item.close()
+            await close_held(held)
             for _, writer in idle:
                 writer.close()
 
@@ -232,7 +194,7 @@ async def test_a_request_head_must_arrive_in_time_and_idle_connections_close(
             except ConnectionError:
                 closed = True
                 break
-            if reader.at_eof() or await _eof_within(reader, 0.1):
+            if reader.at_eof() or await closed_by_server(reader, 0.1):
                 closed = True
                 break
         assert closed and time.monotonic() - started < 3.0
@@ -248,12 +210,3 @@ async def test_a_request_head_must_arrive_in_time_and_idle_connections_close(
         await reader.readexactly(length)
         assert await asyncio.wait_for(reader.read(100), 3) == b""  # keep-alive ran out
         writer.close()
-
-
-async def _eof_within(reader: asyncio.StreamReader, seconds: float) -> bool:
-    try:
-        return await asyncio.wait_for(reader.read(1), seconds) == b""
-    except TimeoutError:
-        return False
-    except ConnectionError:
-        return True

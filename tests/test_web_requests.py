@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import aiohttp
+from attack.web import close_held, login_flood, open_stream
 from btms_gateway.core.model import Quality
 from conftest import require_tool
 from test_web_security import ALARM_ID, ALARMS, _basic, _raise_alarm
@@ -58,13 +58,7 @@ async def test_parallel_guesses_meet_the_limit_and_few_checks_run_at_once(tmp_pa
 
         svc.auth.check_password = counted
 
-        async def guess(session: aiohttp.ClientSession, n: int) -> int:
-            body = {"user": "tech", "password": f"guess-{n}"}
-            async with session.post(svc.url + "/api/login", json=body) as r:
-                return r.status
-
-        async with aiohttp.ClientSession() as s:
-            statuses = await asyncio.gather(*(guess(s, n) for n in range(60)))
+        statuses = await login_flood(svc.url, 60)
         checked = statuses.count(401)
         assert 1 <= checked <= 5, statuses  # counted before the check, not after
         assert set(statuses) <= {401, 429, 503}
@@ -183,26 +177,16 @@ async def test_a_second_acknowledge_reports_who_acknowledged_first(tmp_path: Pat
         assert alarms[0]["acknowledged_by"] == "token:scada"
 
 
-async def _open_stream(url: str, host: str, sessions: list[Any]) -> int:
-    connector = aiohttp.TCPConnector(local_addr=(host, 0))
-    session = aiohttp.ClientSession(connector=connector)
-    sessions.append(session)
-    response = await session.get(url + "/api/stream")
-    sessions.append(response)
-    return response.status
-
-
 async def test_one_address_cannot_take_every_live_slot(tmp_path: Path) -> None:
     web = {"max_live_clients": 4, "max_live_clients_per_client": 2}
     async with web_gateway(tmp_path, web=web) as (h, svc):
         held: list[Any] = []
         try:
-            assert [await _open_stream(svc.url, "127.0.0.2", held) for _ in range(3)] == [
+            assert [await open_stream(svc.url, "127.0.0.2", held) for _ in range(3)] == [
                 200, 200, 503,
             ]  # fmt: skip
             assert svc.stats.refused["live_clients_per_client"] == 1
-            assert await _open_stream(svc.url, "127.0.0.3", held) == 200  # others still can
+            assert await open_stream(svc.url, "127.0.0.3", held) == 200  # others still can
             await h.wait_until(lambda: svc.stats.clients == 3, what="3 live clients")
         finally:
-            for item in reversed(held):
-                item.close() if isinstance(item, aiohttp.ClientResponse) else await item.close()
+            await close_held(held)

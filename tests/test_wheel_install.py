@@ -18,10 +18,8 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import tomllib
 import urllib.request
@@ -30,12 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cli_support import DEMO_PORTS, port_free, reading_stdout
 from conftest import require_tool, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 VERSION = re.search(r'__version__ = "([^"]+)"', (ROOT / "core/version.py").read_text())[1]  # type: ignore[index]
-DEMO_PORTS = (("tcp", 5020), ("udp", 1161), ("udp", 47808), ("tcp", 8080))
 WEB = "http://127.0.0.1:8080"
 
 slow = pytest.mark.slow  # and peer: mbpoll, net-snmp, systemd-analyze, chromium
@@ -130,6 +128,23 @@ def test_every_package_folder_is_in_the_wheel() -> None:
     assert found == listed
 
 
+def test_bac0_is_for_the_tests_only() -> None:
+    """BAC0 (and its own dependencies) came with every install while only a
+    test uses it: it belongs in the test extra, and nothing the wheel ships
+    may import it. bacpypes3, which the BACnet plugin is built on, stays."""
+    runtime = [re.split(r"[<>=!~ ;\[]", d)[0].lower() for d in PYPROJECT["project"]["dependencies"]]
+    assert "bac0" not in runtime and "bacpypes3" in runtime
+    assert any(d.startswith("BAC0") for d in PYPROJECT["project"]["optional-dependencies"]["test"])
+    shipped = [ROOT / folder for folder in PYPROJECT["tool"]["setuptools"]["package-dir"].values()]
+    importers = [
+        path
+        for folder in shipped
+        for path in folder.rglob("*.py")
+        if re.search(r"^\s*(import|from)\s+BAC0\b", path.read_text(), flags=re.M)
+    ]
+    assert importers == []
+
+
 @slow
 @pytest.mark.peer
 def test_installed_package_comes_from_the_venv_with_one_version(installed: Installed) -> None:
@@ -198,16 +213,6 @@ def test_service_unit_from_the_wheel_verifies(installed: Installed) -> None:
     assert (verify.returncode, verify.stdout + verify.stderr) == (0, "")
 
 
-def port_free(kind: str, port: int) -> bool:
-    family = socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM
-    with socket.socket(socket.AF_INET, family) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def http_get(path: str) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(WEB + path, timeout=5) as r:
@@ -220,24 +225,12 @@ def http_get(path: str) -> tuple[int, bytes]:
 def demo(installed: Installed) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
     # the demo's ports are fixed: another demo on this machine must have let go of them
     wait_for(lambda: all(port_free(k, p) for k, p in DEMO_PORTS), 60, f"demo ports {DEMO_PORTS}")
-    proc = subprocess.Popen(
+    with reading_stdout(
         [str(installed.command), "demo", "--data-dir", str(installed.work / "var")],
         cwd=installed.work,
         env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")))  # type: ignore[union-attr]
-    reader.start()
-    try:
-        yield proc, lines
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-        reader.join(10)
+    ) as running:
+        yield running
 
 
 @slow

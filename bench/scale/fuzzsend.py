@@ -156,11 +156,15 @@ class Drip(threading.Thread):
             s.close()
 
 
-def flood(port: int, n: int) -> list[socket.socket]:
+def flood(port: int, n: int, host: str = "127.0.0.1") -> list[socket.socket]:
+    """``n`` connections from ``host`` held open (as many as the server takes
+    before one fails)."""
     out = []
     for _ in range(n):
         try:
-            out.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+            out.append(
+                socket.create_connection(("127.0.0.1", port), timeout=2, source_address=(host, 0))
+            )
         except OSError:
             break
     return out

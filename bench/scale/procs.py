@@ -74,32 +74,32 @@ def to_toml(data: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-class SimRunner:
-    """bench/scale/simrunner.py in a child process; ``call`` sends one command."""
+class JsonLines:
+    """A child process that answers each JSON line on its stdin with one on
+    its stdout, and ends when its stdin closes (so it never outlives the bench)."""
 
-    def __init__(self, spec: list[dict[str, Any]]) -> None:
-        fd, path = tempfile.mkstemp(suffix=".json", prefix="btms-simspec-")
-        with os.fdopen(fd, "w") as f:
-            json.dump(spec, f)
+    def __init__(self, command: list[str], what: str, cwd: Path | None = None) -> None:
+        self.what = what
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "simrunner.py"), path],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
+            command, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
+        self._lock = threading.Lock()
+
+    def read(self) -> Any:
+        """The next line, decoded."""
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
-            raise RuntimeError("the simulator runner did not start")
-        self.where: dict[str, Any] = json.loads(line)
-        self._lock = threading.Lock()
+            raise RuntimeError(f"{self.what} ended (exit status {self.proc.poll()})")
+        return json.loads(line)
 
-    def call(self, **cmd: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+    def call(self, **cmd: Any) -> Any:
+        """Send one command; its answer."""
+        assert self.proc.stdin is not None
         with self._lock:
             self.proc.stdin.write(json.dumps(cmd) + "\n")
             self.proc.stdin.flush()
-            return json.loads(self.proc.stdout.readline())
+            return self.read()
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -112,16 +112,30 @@ class SimRunner:
                 self.proc.wait()
 
 
-class GatewayProcess:
-    """``btms-gateway run -c FILE`` as a child; ``kill9`` for crash tests."""
+class SimRunner(JsonLines):
+    """bench/scale/simrunner.py in a child process; ``call`` sends one command."""
 
-    def __init__(self, config: dict[str, Any], workdir: str) -> None:
+    def __init__(self, spec: list[dict[str, Any]]) -> None:
+        fd, path = tempfile.mkstemp(suffix=".json", prefix="btms-simspec-")
+        with os.fdopen(fd, "w") as f:
+            json.dump(spec, f)
+        super().__init__([sys.executable, str(HERE / "simrunner.py"), path], "the simulator runner")
+        self.where: dict[str, Any] = self.read()
+
+
+class GatewayProcess:
+    """``btms-gateway run -c FILE`` as a child; ``kill9`` for crash tests.
+    ``prefix`` goes before the command (``prlimit --nofile=1024:1024``)."""
+
+    def __init__(self, config: dict[str, Any], workdir: str, prefix: tuple[str, ...] = ()) -> None:
         self.config = config
         self.path = Path(workdir) / "generated.toml"
         self.path.write_text(to_toml(config))
         self.log = open(Path(workdir) / "gateway.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [GATEWAY, "run", "-c", str(self.path)], stdout=self.log, stderr=subprocess.STDOUT
+            [*prefix, GATEWAY, "run", "-c", str(self.path)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
 
     @property

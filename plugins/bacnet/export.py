@@ -1,7 +1,8 @@
 """``btms-gateway export ede`` and ``export bacnet-objects``: documents
 printed from the table the device serves (objects.py), for a configured
-plant (``-c FILE``) or, without one, a reference plant of one UPS and one
-string of 120 cells."""
+plant (``-c FILE``), the demo's (``--demo``) or, with neither, a reference
+plant of one UPS and one string (core/exported_plant.py). Cell objects follow
+the plant's ``cells`` and ``cells_per_string`` settings, as the device does."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import click
+from btms_gateway.core.exported_plant import ExportedPlant, exported_plant, plant_options
 
 from .ede import ede_lines, state_text_lines
 from .listing import objects_csv, objects_markdown
@@ -16,29 +18,18 @@ from .objects import Layout, Point, TableError
 from .service import points_for
 from .settings import BacnetSettings
 
-REFERENCE_LAYOUT = Layout(ups=(("UPS1", 1),), strings=(("S1", 1, "UPS1"),))
+
+def plant_points(config: Path | None, demo: bool = False) -> tuple[BacnetSettings, list[Point]]:
+    """Settings and table rows for the plant of ``-c FILE`` or ``--demo`` (or the reference)."""
+    return points_of(exported_plant(config, demo))
 
 
-def plant_points(config: Path | None) -> tuple[BacnetSettings, list[Point]]:
-    """Settings and table rows for the plant in ``config`` (or the reference plant)."""
-    if config is None:
-        settings = BacnetSettings()
-        return settings, points_for(settings, REFERENCE_LAYOUT)
-    from btms_gateway.core.config_load import ConfigError
-    from btms_gateway.core.plugin_manager import create_manager
-    from btms_gateway.core.registry import load_config
-
+def points_of(plant: ExportedPlant) -> tuple[BacnetSettings, list[Point]]:
+    settings = plant.settings("bacnet", BacnetSettings)
     try:
-        loaded = load_config(config, create_manager())
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
-    section = loaded.plugin("bacnet")
-    settings = section if isinstance(section, BacnetSettings) else BacnetSettings()
-    try:
-        return settings, points_for(settings, Layout.from_config(loaded.gateway))
+        return settings, points_for(settings, Layout(plant.ups, plant.strings))
     except TableError as exc:
-        click.echo(f"{config}: {exc}", err=True)
+        click.echo(f"{plant.source}: {exc}", err=True)
         sys.exit(2)
 
 
@@ -49,19 +40,13 @@ def _write(text: str, output: Path | None) -> None:
         output.write_text(text, encoding="utf-8", newline="")
 
 
-CONFIG = click.option(
-    "-c",
-    "--config",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="The gateway's TOML file (default: a reference plant, 1 UPS x 1 string x 120 cells).",
-)
 OUTPUT = click.option(
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE."
 )
 
 
 @click.command("ede")
-@CONFIG
+@plant_options
 @OUTPUT
 @click.option(
     "--state-texts",
@@ -70,10 +55,15 @@ OUTPUT = click.option(
 )
 @click.option("--project", help="PROJECT_NAME in the header (default: the device name).")
 def ede_command(
-    config: Path | None, output: Path | None, state_texts: Path | None, project: str | None
+    config: Path | None,
+    demo: bool,
+    output: Path | None,
+    state_texts: Path | None,
+    project: str | None,
 ) -> None:
-    """The BACnet objects as an EDE file (BIG-EU engineering data exchange, layout 2.3)."""
-    settings, points = plant_points(config)
+    """The BACnet objects of a plant as an EDE file (BIG-EU engineering data
+    exchange, layout 2.3)."""
+    settings, points = plant_points(config, demo)
     _write("\r\n".join(ede_lines(settings, points, project=project)) + "\r\n", output)
     if state_texts is not None:
         _write("\r\n".join(state_text_lines(points)) + "\r\n", state_texts)
@@ -81,12 +71,15 @@ def ede_command(
 
 @click.command("bacnet-objects")
 @click.option("--format", "fmt", type=click.Choice(["csv", "md"]), default="md", show_default=True)
-@CONFIG
+@plant_options
 @OUTPUT
-def bacnet_objects_command(fmt: str, config: Path | None, output: Path | None) -> None:
-    """The BACnet object table: md = the table (docs/bacnet-objects.md), csv = every object."""
+def bacnet_objects_command(fmt: str, config: Path | None, demo: bool, output: Path | None) -> None:
+    """The BACnet object table: md = the table for any plant (docs/bacnet-objects.md),
+    csv = every object of one plant."""
     if fmt == "md":
+        if config is not None or demo:
+            raise click.UsageError("--format md is the table for any plant: use csv for one plant")
         _write(objects_markdown(), output)
         return
-    _, points = plant_points(config)
+    _, points = plant_points(config, demo)
     _write(objects_csv(points), output)

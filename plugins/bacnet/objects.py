@@ -42,7 +42,7 @@ class Quantity:
     unit_text: str = ""  # what the docs print: "V"
     cov_increment: float | None = None
     resolution: float | None = None
-    min_value: float | None = None  # DEVICE.md measurement range (EDE min/max columns)
+    min_value: float | None = None  # docs/device.md measurement range (EDE min/max)
     max_value: float | None = None
     states: tuple[str, ...] = ()  # multi-state texts / binary (inactive, active)
     #: value source: a reading field name, or a function of the reading

@@ -18,10 +18,10 @@ TCS = (
         "BtmsQuality",
         "INTEGER",
         "How far the values of a string (or UPS) can be trusted: good = the last "
-        "poll succeeded; stale = polls are failing and the last good values are "
-        "older than the stale limit; offline = no answer for the configured number "
-        "of polls, or never read. Values of a stale or offline string are the last "
-        "good ones; see the data age column.",
+        "poll succeeded; stale = the last poll failed (from the first failure on), "
+        "or no poll result came within the gateway's stale_after_s; offline = the "
+        "configured number of polls failed in a row, or never read. Values of a "
+        "stale or offline string are the last good ones; see the data age column.",
         enums=(("good", 1), ("stale", 2), ("offline", 3)),
     ),
     TC(

@@ -7,7 +7,7 @@ table, B.1.4 cell table (indexed by string index and cell index), B.1.5
 active-alarm table, B.1.6 notification-only objects, B.2 conformance.
 
 Getters take ``(row, ctx)``; ``ctx`` is image.ServeContext. Scaled integers
-keep the device's resolution (DEVICE.md) and carry a DISPLAY-HINT, so a
+keep the device's resolution (docs/device.md) and carry a DISPLAY-HINT, so a
 manager shows 2.251 V where the wire carries 2251.
 """
 
@@ -172,7 +172,9 @@ STRING_TABLE = Table(
            units="%", get=_r(lambda r: scaled(r.balance_pct, 100))),
         _s("btmsStringState", 13, "BtmsChargeState", "INTEGER", "String state.",
            get=_r(lambda r: STATE[r.state])),
-        _s("btmsStringAlarms", 14, "BITS", "BITS", "The string master's own alarm word.",
+        _s("btmsStringAlarms", 14, "BITS", "BITS",
+           "The string master's own alarm word; currentHighCharge and currentHighDischarge "
+           "are its over-current alarms while charging and while discharging.",
            bits=STRING_ALARM_BITS, get=_r(lambda r: bits_value(int(r.alarms), 7))),
         _s("btmsStringCellCount", 15, "Gauge32", "Gauge32", "Cells found by auto-addressing.",
            get=_r(lambda r: r.cell_count)),

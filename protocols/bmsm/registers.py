@@ -1,6 +1,6 @@
 """THE register table of the BM-SM string master: every address, type, word
 order, scale, unit and "no sensor" marker the gateway relies on, with whether
-the manufacturer documents it or the project assumes it (DEVICE.md), and the
+the manufacturer documents it or the project assumes it (docs/device.md), and the
 range the device can measure (the datasheet's): a decoded value outside it was
 not measured (a reply shifted from another request, a cell not measured yet)
 and fails the poll (decode.py), so it is never served as GOOD.
@@ -83,7 +83,7 @@ MAX_CELLS = 120
 BLOCK_START = 0
 BLOCK_COUNT = 16
 DOC, ASSUMED = True, False
-# The datasheet's measurement ranges (DEVICE.md). Cell voltage: 2 V blocks
+# The datasheet's measurement ranges (docs/device.md). Cell voltage: 2 V blocks
 # measure 1.6..2.6 V, 12 V blocks 7.5..15.6 V; the configuration does not say
 # which a string has, so either is accepted (a value between them is not).
 PERCENT: tuple[Span, ...] = ((0.0, 100.0),)
@@ -110,7 +110,7 @@ STRING_BLOCK: tuple[Register, ...] = (
     Register(12, RegType.UINT16, 0.1, "%RH", "ambient_humidity_pct",
              "ambient humidity", ASSUMED, no_sensor=0xFFFF, valid=PERCENT),
     Register(13, RegType.UINT16, 1, "bits", "alarms",
-             "string alarm word: b0 current high (charging), b1 current low (discharging), "
+             "string alarm word: b0 current high (charge), b1 current high (discharge), "
              "b2 voltage high, b3 voltage low, b4 SOC low, b5 SOH low, "
              "b6 Hall sensor disconnected", DOC),
     Register(14, RegType.UINT16, 1, "0/1", "relay_closed",
@@ -145,7 +145,7 @@ def render_markdown() -> str:
         "Generated from `protocols/bmsm/registers.py` "
         "(`btms-gateway export bmsm-registers > docs/bmsm-registers.md`);",
         "do not edit by hand. Holding registers, function 03, 0-based addresses.",
-        '"assumed" rows are not published by the manufacturer (see DEVICE.md):',
+        '"assumed" rows are not published by the manufacturer (see docs/device.md):',
         "a correction from the field is a one-line change in that table.",
         "",
         "## String block (one read of HR 0..15)",
