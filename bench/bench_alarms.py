@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from btms_gateway.core.alarms import synthetic as sy
+from btms_gateway.kit import synthetic as sy
 from btms_gateway.core.alarms.config import AlarmsSection
 from btms_gateway.core.alarms.engine import AlarmEngine
 from btms_gateway.core.alarms.eventlog import EventLog

@@ -54,7 +54,7 @@ def plant(offset: float, quality: Any = None) -> tuple[Any, list[Any]]:
 
     from btms_gateway.core.model import Quality, StringSnapshot
     from btms_gateway.core.store import SnapshotStore
-    from btms_gateway.core.testing import make_reading
+    from btms_gateway.kit.testing import make_reading
 
     strings = [
         StringSnapshot(f"S{i}", i, f"UPS{(i - 1) % UPS + 1}", (i - 1) % UPS + 1, i, "bus1",

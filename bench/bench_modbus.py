@@ -84,7 +84,7 @@ def plugin_service(port: int) -> Any:
     from btms_gateway.core.gateway import NoAlarms
     from btms_gateway.core.model import Quality, StringSnapshot
     from btms_gateway.core.store import SnapshotStore
-    from btms_gateway.core.testing import make_reading
+    from btms_gateway.kit.testing import make_reading
     from btms_gateway.plugins.modbus_tcp.service import ModbusService
     from btms_gateway.plugins.modbus_tcp.settings import ModbusTcpSettings
 

@@ -16,7 +16,7 @@ import tracemalloc
 
 from btms_gateway.core.model import Quality, StringSnapshot
 from btms_gateway.core.store import SnapshotStore
-from btms_gateway.core.testing import make_reading
+from btms_gateway.kit.testing import make_reading
 from btms_gateway.protocols.bmsm.decode import decode_reading
 from btms_gateway.protocols.bmsm.registers import BLOCK_COUNT, BLOCK_START, CELL_ARRAYS
 

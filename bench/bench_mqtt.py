@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import paho.mqtt.client as mqtt
 from btms_gateway.core.model import CellReading, Quality, StringSnapshot
-from btms_gateway.core.testing import make_reading
+from btms_gateway.kit.testing import make_reading
 from btms_gateway.plugins.mqtt.session import MqttSession
 from btms_gateway.plugins.mqtt.settings import MqttSettings
 from btms_gateway.plugins.mqtt.sparkplug import sparkplug_b_pb2 as pb

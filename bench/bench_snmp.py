@@ -91,7 +91,7 @@ def serve(all_plugins: bool, plugin_dir: str | None) -> None:
 
 async def _serve() -> None:
     from btms_gateway.core.model import Quality
-    from btms_gateway.core.testing import GatewayHarness, make_reading, plant_config
+    from btms_gateway.kit.testing import GatewayHarness, make_reading, plant_config
     from btms_gateway.plugins.snmp import plugin
 
     user = {"name": USER, "auth_key": AUTH, "priv_key": PRIV}
@@ -188,7 +188,7 @@ def refresh_times(snmp: Any, h: Any) -> dict[str, float]:
     from dataclasses import replace
 
     from btms_gateway.core.alarm_types import AlarmEvent, EventKind, ObjectPath, Severity
-    from btms_gateway.core.testing import make_reading
+    from btms_gateway.kit.testing import make_reading
     from btms_gateway.plugins.snmp.image import build_index
 
     plant = snmp.ctx.plant
@@ -241,7 +241,7 @@ async def alarm_latency(poll_s: float, rounds: int) -> list[float]:
     """Seconds from a simulator cell going over its limit to snmptrapd's log line
     of the raise, ``rounds`` times (one string, 8 cells, 115200 baud)."""
     from btms_gateway.core.model import Quality
-    from btms_gateway.core.testing import GatewayHarness, plant_config
+    from btms_gateway.kit.testing import GatewayHarness, plant_config
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-snmptrapd-"))
     port, log = peers.free_port(), tmp / "traps.log"

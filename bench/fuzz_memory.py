@@ -49,7 +49,7 @@ def trim() -> None:
 
 
 async def passes(protocol: str, rounds: int, count: int, seed: int) -> list[dict[str, Any]]:
-    from btms_gateway.core.testing import GatewayHarness, plant_config
+    from btms_gateway.kit.testing import GatewayHarness, plant_config
 
     port = free_port()
     config = plant_config(4, 2, plugins={SECTIONS[protocol]: {"port": port}})

@@ -193,7 +193,7 @@ async def soak(
     log: Any = print,
 ) -> dict[str, Any]:
     from btms_gateway.core.model import Quality
-    from btms_gateway.core.testing import GatewayHarness, plant_config
+    from btms_gateway.kit.testing import GatewayHarness, plant_config
     from btms_gateway.protocols.bmsm.simulator.faults import Fault
 
     mb, web = free_port(), free_port()

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import pluggy
 
+from .cli_options import EXIT_CONFIG, load_or_exit
 from .config_load import ConfigError, LoadedConfig
 from .datadir import with_data_dir
 from .deploy.journal import stderr_handler
@@ -23,10 +24,9 @@ from .version import __version__
 if TYPE_CHECKING:
     from .gateway import Gateway
 
-__all__ = ["build_cli", "cli", "main", "run_until_signalled"]  # demo runs through this
+__all__ = ["build_cli", "cli", "main"]
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-EXIT_CONFIG = 2
 
 
 def setup_logging(level: str) -> None:
@@ -72,15 +72,6 @@ def config_file(file: Path | None, config: Path | None) -> Path:
     if file is not None and config is not None and file != config:
         raise click.UsageError(f"two configuration files given ({config} and {file}): give one")
     return file or config  # type: ignore[return-value]
-
-
-def load_or_exit(file: Path, pm: pluggy.PluginManager) -> LoadedConfig:
-    """The validated file, or every problem on stderr and exit 2."""
-    try:
-        return load_config(file, pm)
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(EXIT_CONFIG)
 
 
 @cli.command("check-config")
@@ -170,7 +161,6 @@ def build_cli() -> click.Group:
     logged and skipped, so one broken plugin cannot take the CLI down)."""
     from .alarms.cli import add_to as add_alarm_commands
     from .backup.cli import add_to as add_backup_commands
-    from .demo import demo
     from .deploy.commands import add_to as add_service_commands
     from .history.cli import history
 
@@ -178,7 +168,6 @@ def build_cli() -> click.Group:
     add_backup_commands(cli)
     add_service_commands(cli)
     cli.add_command(history)
-    cli.add_command(demo)
     call_each(create_manager(), "register_commands", FailureLog(), cli=cli)
     return cli
 

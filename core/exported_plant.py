@@ -18,8 +18,11 @@ from typing import Any, TypeVar
 
 import click
 
+from .cli_options import load_or_exit
 from .config_base import PluginSection
 from .config_load import LoadedConfig
+from .demo_plant import demo_plant
+from .plugin_manager import create_manager
 
 Section = TypeVar("Section", bound=PluginSection)
 
@@ -79,14 +82,9 @@ def exported_plant(config: Path | None, demo: bool) -> ExportedPlant:
     """The plant of ``-c FILE`` or ``--demo`` (REFERENCE without either). A
     file that does not validate prints its problems and exits 2, as
     check-config does."""
-    from .cli import load_or_exit
-    from .plugin_manager import create_manager
-
     if config is not None and demo:
         raise click.UsageError("give -c FILE or --demo, not both")
     if demo:
-        from .demo import demo_plant
-
         return ExportedPlant.of(demo_plant(create_manager()), "the demo (btms-gateway demo)")
     if config is not None:
         return ExportedPlant.of(load_or_exit(config, create_manager()), str(config))

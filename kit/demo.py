@@ -9,8 +9,11 @@ port on 127.0.0.1), and prints one line per poll.
 Everything the demo makes on disk (the pseudo-terminal's link, pysnmp's
 engine state and, unless ``--data-dir`` says otherwise, the event log) lives
 in one temporary folder, removed when the demo ends however it ends (Ctrl-C,
-``--duration``, a failed start). The exporters get the demo's plant from :func:`demo_plant`
-without starting anything.
+``--duration``, a failed start). The plant itself is configuration
+(core/demo_plant.py), which the exporters document without starting
+anything; this module starts its simulators and runs it. The command reaches
+the CLI through the kit's plugin (kit/plugin.py), so core never imports the
+kit.
 """
 
 from __future__ import annotations
@@ -24,22 +27,18 @@ from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import ValidationError
-
-from .config_load import LoadedConfig
-from .hookspecs import hookimpl
-from .model import StringSnapshot
-from .plugin_manager import FailureLog, create_manager
-from .registry import config_sections, validate_config
+from btms_gateway.core.alarm_types import AlarmEvent
+from btms_gateway.core.demo_plant import PLANT, bus_section, demo_config
+from btms_gateway.core.gateway import Gateway
+from btms_gateway.core.hookspecs import hookimpl
+from btms_gateway.core.model import StringSnapshot
+from btms_gateway.core.plugin_manager import create_manager
+from btms_gateway.core.registry import validate_config
+from btms_gateway.core.runner import run_until_signalled
+from btms_gateway.protocols.bmsm.simulator import Simulator
 
 log = logging.getLogger("btms_gateway.demo")
 
-#: (bus, transport, baud, [(string, slave, cells, mode)]) for each simulated bus
-PLANT = (
-    ("demo-pty", "pty", 115200, [("A1", 1, 120, "float"), ("A2", 2, 60, "float")]),
-    ("demo-tcp", "tcp", 38400, [("B1", 1, 24, "discharge"), ("B2", 2, 24, "discharge")]),
-)
-UPS_OF = {"A1": "UPS-A", "A2": "UPS-A", "B1": "UPS-B", "B2": "UPS-B"}
 ENDPOINT_KEYS = ("host", "port", "address", "tls")
 
 
@@ -65,23 +64,13 @@ class StatusPrinter:
         print(line, file=self.out, flush=True)
 
     @hookimpl
-    def alarm_event(self, event: Any) -> None:
+    def alarm_event(self, event: AlarmEvent) -> None:
         print(
             f"{time.strftime('%H:%M:%S')}  ALARM {event.kind.value:<12} {event.severity.name:<8} "
             f"{event.path}  {event.message}",
             file=self.out,
             flush=True,
         )
-
-
-def bus_section(bus: str, transport: str, baud: int, where: Any) -> dict[str, Any]:
-    """The ``[[buses]]`` entry of a demo bus: ``where`` is the pseudo-terminal's
-    path, or the (host, port) of the RTU-over-TCP simulator."""
-    cfg: dict[str, Any] = {"name": bus, "baudrate": baud, "timeout_s": 0.3, "poll_interval_s": 1.0}
-    if transport == "tcp":
-        host, port = where
-        return cfg | {"transport": "rtu-over-tcp", "host": host, "tcp_port": port}
-    return cfg | {"port": where}
 
 
 def start_simulators(
@@ -91,8 +80,6 @@ def start_simulators(
     ``folder``), and the ``[[buses]]`` entries pointing at them. If one fails
     to start, those already started are stopped. ``frozen``: values stay as
     they start (tests compare them exactly)."""
-    from btms_gateway.protocols.bmsm.simulator import Simulator
-
     sims: list[Any] = []
     buses = []
     try:
@@ -116,64 +103,6 @@ def start_simulators(
             sim.stop()
         raise
     return sims, buses
-
-
-def demo_config(
-    buses: list[dict[str, Any]], data_dir: str, pm: Any, left_out: dict[str, str] | None = None
-) -> dict[str, Any]:
-    """Every plugin whose settings validate on their defaults runs (its demo port),
-    unless its section model's ``demo_unavailable()`` gives a reason it cannot
-    (a client plugin with no server to talk to); the reasons go to ``left_out``.
-    A model's ``demo_section()``, if it has one, is the section the demo uses."""
-    plugins = {}
-    for name, model in config_sections(pm, FailureLog()).items():
-        if name == "bmsm":  # a device profile, not a server
-            continue
-        try:
-            model.model_validate({})
-        except ValidationError:
-            continue  # needs site settings (e.g. a file path): not part of the demo
-        probe = getattr(model, "demo_unavailable", None)
-        reason = probe() if callable(probe) else None
-        if reason:
-            if left_out is not None:
-                left_out[name] = reason
-            continue
-        section = getattr(model, "demo_section", None)
-        plugins[name] = section() if callable(section) else {}
-    return {
-        "gateway": {
-            "name": "btms-gateway demo",
-            "poll_interval_s": 1.0,
-            "stale_after_s": 5.0,
-            "offline_after_failures": 3,
-            "data_dir": data_dir,
-        },
-        "buses": buses,
-        "ups": [{"name": "UPS-A"}, {"name": "UPS-B"}],
-        "strings": [
-            {"name": name, "bus": bus, "slave_id": slave, "ups": UPS_OF[name]}
-            for bus, _, _, strings in PLANT
-            for name, slave, _, _ in strings
-        ],
-        "plugins": plugins,
-    }
-
-
-def demo_plant(pm: Any) -> LoadedConfig:
-    """The configuration ``btms-gateway demo`` runs, validated, without starting
-    anything: for the exporters (``export ede --demo``, ``export modbus-map
-    --demo``). Where a bus is reached is only known once its simulator runs, so
-    the buses hold placeholders; the plant (UPS, strings, indexes) and every
-    plugin's section are the demo's own."""
-    where = Path(tempfile.gettempdir(), "btms-demo")
-    buses = [
-        bus_section(bus, transport, baud, ("127.0.0.1", 1))
-        if transport == "tcp"
-        else bus_section(bus, transport, baud, str(where / bus)) | {"wait_for_port": True}
-        for bus, transport, baud, _ in PLANT
-    ]
-    return validate_config(demo_config(buses, str(where / "var"), pm), "<demo>", pm)
 
 
 def endpoints(loaded: Any) -> list[str]:
@@ -221,9 +150,6 @@ def demo(seed: int, duration: float | None, data_dir: str | None) -> None:
 
 def run_demo(seed: int, duration: float | None, data_dir: Path | None, folder: Path) -> int:
     """The demo in ``folder``, a temporary folder the caller removes; the exit status."""
-    from .cli import run_until_signalled
-    from .gateway import Gateway
-
     pm = create_manager()
     sims, buses = start_simulators(seed, folder)
     try:

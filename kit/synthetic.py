@@ -2,15 +2,16 @@
 
 The alarm engine consumes only ``core.model`` objects, so its unit tests and
 bench build those directly (no serial link needed); the end-to-end tests with
-the simulator live beside them and use the real engine.
+the simulator live beside them and use the real engine. Test code, so it sits
+in the kit rather than in core.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from ..aggregate import aggregate_ups
-from ..model import (
+from btms_gateway.core.aggregate import aggregate_ups
+from btms_gateway.core.model import (
     CellReading,
     PlantSnapshot,
     Quality,

@@ -19,14 +19,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from .config import BusConfig
-from .counters import CommCounters
-from .engine import default_link_factory
-from .gateway import Gateway
-from .model import CellReading, CellStatus, Quality, StringAlarm, StringReading, StringState
-from .plugin_manager import create_manager
-from .profiles import ErrorKind, PollError
-from .registry import validate_config
+from btms_gateway.core.config import BusConfig
+from btms_gateway.core.counters import CommCounters
+from btms_gateway.core.engine import default_link_factory
+from btms_gateway.core.gateway import Gateway
+from btms_gateway.core.model import CellReading, CellStatus, Quality, StringAlarm, StringReading, StringState
+from btms_gateway.core.plugin_manager import create_manager
+from btms_gateway.core.profiles import ErrorKind, PollError
+from btms_gateway.core.registry import validate_config
+from btms_gateway.protocols.bmsm.simulator import Simulator
 
 
 def make_reading(
@@ -169,7 +170,7 @@ class GatewayHarness:
     as configured (a test's own device or converter, or nothing at all). With
     ``external_buses=True`` every bus is polled as configured, through the
     real link, and the test runs whatever answers there (e.g. the demo's own
-    simulators, ``core.demo.start_simulators``); otherwise, without
+    simulators, ``kit.demo.start_simulators``); otherwise, without
     ``simulate``, no bus ever opens and the test publishes readings itself.
     """
 
@@ -210,8 +211,6 @@ class GatewayHarness:
     def _start_simulators(
         self, cells: int | dict[str, int], seed: int, frozen: bool, truth_log_size: int
     ) -> None:
-        from btms_gateway.protocols.bmsm.simulator import Simulator
-
         data = copy.deepcopy(self.config_data)
         for bus in data["buses"]:
             if bus["name"] in self.unsimulated:

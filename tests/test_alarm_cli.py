@@ -13,7 +13,7 @@ from pathlib import Path
 
 from btms_gateway.core.alarm_types import EventKind
 from btms_gateway.core.alarms import inbox
-from btms_gateway.core.alarms import synthetic as sy
+from btms_gateway.kit import synthetic as sy
 from btms_gateway.core.alarms.cli import alarms, events
 from btms_gateway.core.alarms.config import AlarmsSection
 from btms_gateway.core.alarms.engine import AlarmEngine

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from btms_gateway.core.alarm_types import AlarmEvent, EventKind, Severity
-from btms_gateway.core.alarms import synthetic as sy
+from btms_gateway.kit import synthetic as sy
 from btms_gateway.core.alarms.config import AlarmsSection
 from btms_gateway.core.alarms.engine import AlarmEngine
 from btms_gateway.core.alarms.eventlog import EventLog

@@ -13,7 +13,7 @@ from btms_gateway.core.alarm_types import EventKind
 from btms_gateway.core.alarms.engine import AlarmEngine
 from btms_gateway.core.alarms.eventlog import EventLog
 from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness, make_reading, plant_config
+from btms_gateway.kit.testing import GatewayHarness, make_reading, plant_config
 
 
 class Recorder:

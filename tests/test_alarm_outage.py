@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from btms_gateway.core.alarm_types import AlarmEvent, EventKind
 from btms_gateway.core.alarms import inbox
-from btms_gateway.core.alarms import synthetic as sy
+from btms_gateway.kit import synthetic as sy
 from btms_gateway.core.alarms.config import AlarmsSection
 from btms_gateway.core.alarms.engine import LOG_ALARM, AlarmEngine
 from btms_gateway.core.alarms.eventlog import EventLog

@@ -20,7 +20,7 @@ import pytest
 from btms_gateway.core import hookimpl
 from btms_gateway.core.alarm_types import AlarmEvent, EventKind
 from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.bacnet.client import free_udp_port
 from btms_gateway.plugins.modbus_tcp import plugin as modbus_plugin
 from btms_gateway.plugins.web.plugin import service as web_service

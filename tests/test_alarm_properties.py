@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from btms_gateway.core.alarm_types import AlarmEvent, EventKind
-from btms_gateway.core.alarms import synthetic as sy
+from btms_gateway.kit import synthetic as sy
 from btms_gateway.core.alarms.config import AlarmsSection
 from btms_gateway.core.alarms.engine import AlarmEngine
 from btms_gateway.core.alarms.eventlog import EventLog

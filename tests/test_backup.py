@@ -25,7 +25,7 @@ from btms_gateway.core.cli import build_cli
 from btms_gateway.core.datadir import LOCK_NAME
 from btms_gateway.core.gateway import GatewayStartError
 from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from click.testing import CliRunner
 from test_alarm_simulator import harness, show
 

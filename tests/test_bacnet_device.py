@@ -25,7 +25,7 @@ from btms_gateway.core.cli import build_cli
 from btms_gateway.core.config_load import ConfigError
 from btms_gateway.core.gateway import GatewayStartError, NoAlarms
 from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.bacnet.client import free_udp_port, make_client, oid, read_values
 from btms_gateway.plugins.bacnet.plugin import service
 from click.testing import CliRunner

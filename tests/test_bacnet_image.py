@@ -20,7 +20,7 @@ from typing import Any
 from bacpypes3.primitivedata import ObjectIdentifier
 from btms_gateway.core.alarm_types import ObjectPath
 from btms_gateway.core.model import CellReading, CellStatus, Quality, StringSnapshot
-from btms_gateway.core.testing import make_reading
+from btms_gateway.kit.testing import make_reading
 from btms_gateway.plugins.bacnet.image import (
     COMM_FAILURE,
     NO_FAULT,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from btms_gateway.core.alarm_types import EventKind
-from btms_gateway.core.alarms import synthetic as sy
+from btms_gateway.kit import synthetic as sy
 from btms_gateway.core.alarms.config import AlarmsSection
 from btms_gateway.core.alarms.engine import AlarmEngine
 from btms_gateway.core.alarms.eventlog import EventLog
@@ -27,7 +27,7 @@ SETTINGS = {"rules": {"cell_voltage_high": {"on_delay_s": 0, "off_delay_s": 0}}}
 # prints "seq kind alarm_id" for each event emit() receives, i.e. after commit.
 CHILD = """
 import sys
-from btms_gateway.core.alarms import synthetic as sy
+from btms_gateway.kit import synthetic as sy
 from btms_gateway.core.alarms.config import AlarmsSection
 from btms_gateway.core.alarms.engine import AlarmEngine
 from btms_gateway.core.alarms.eventlog import EventLog

@@ -17,7 +17,7 @@ import pytest
 from btms_gateway.core.history import HistorySection
 from btms_gateway.core.history.store import FILE_NAME, HistoryStore
 from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from test_web_support import get_json
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.modbus_tcp import plugin
 from btms_gateway.plugins.modbus_tcp.map import AGE_REGISTER, MAX_AGE_S, string_unit, ups_unit
 from pymodbus.client import AsyncModbusTcpClient

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness, make_reading
+from btms_gateway.kit.testing import GatewayHarness, make_reading
 from btms_gateway.plugins.modbus_tcp import plugin
 from btms_gateway.plugins.modbus_tcp.map import POINTS, Role
 from conftest import require_tool

@@ -34,7 +34,7 @@ import pytest
 from btms_gateway.core.model import Quality, StringSnapshot
 from btms_gateway.core.netguard import ClientAllowlist
 from btms_gateway.core.store import SnapshotStore
-from btms_gateway.core.testing import make_reading
+from btms_gateway.kit.testing import make_reading
 from btms_gateway.plugins.modbus_tcp import datastore
 from btms_gateway.plugins.modbus_tcp.image import ImageStore
 from btms_gateway.plugins.modbus_tcp.map import STRING_EXTENTS, UPS_EXTENT

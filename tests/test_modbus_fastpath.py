@@ -23,7 +23,7 @@ from unittest import mock
 
 from btms_gateway.core.model import Quality, StringSnapshot
 from btms_gateway.core.store import SnapshotStore
-from btms_gateway.core.testing import GatewayHarness, make_reading
+from btms_gateway.kit.testing import GatewayHarness, make_reading
 from btms_gateway.plugins.modbus_tcp import plugin
 from btms_gateway.plugins.modbus_tcp.image import ImageStore
 from btms_gateway.plugins.modbus_tcp.map import AGE_REGISTER, STRING_EXTENTS, UPS_EXTENT

@@ -17,7 +17,7 @@ from btms_gateway.core.config_load import ConfigError
 from btms_gateway.core.model import CellStatus, Quality, StringSnapshot, UpsSnapshot
 from btms_gateway.core.plugin_manager import create_manager
 from btms_gateway.core.registry import validate_config
-from btms_gateway.core.testing import make_reading, plant_config
+from btms_gateway.kit.testing import make_reading, plant_config
 from btms_gateway.plugins.modbus_tcp.export import to_markdown
 from btms_gateway.plugins.modbus_tcp.image import (
     AlarmSummary,

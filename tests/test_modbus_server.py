@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness, make_reading
+from btms_gateway.kit.testing import GatewayHarness, make_reading
 from btms_gateway.plugins.modbus_tcp import plugin
 from btms_gateway.plugins.modbus_tcp.map import cell_register
 from pymodbus.client import AsyncModbusTcpClient

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from btms_gateway.core.model import Quality, StringReading
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.modbus_tcp import plugin
 from btms_gateway.plugins.modbus_tcp.map import cell_register
 from pymodbus.client import AsyncModbusTcpClient

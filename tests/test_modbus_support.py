@@ -11,7 +11,7 @@ import asyncio
 import re
 from typing import Any
 
-from btms_gateway.core.testing import plant_config
+from btms_gateway.kit.testing import plant_config
 from btms_gateway.plugins.modbus_tcp import plugin
 from btms_gateway.plugins.modbus_tcp.map import Point, decode, point
 from conftest import require_tool

@@ -12,7 +12,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.mqtt.plugin import session
 from conftest import require_tool
 from mqtt_peers import OBSERVER, OBSERVER_PASSWORD, Mosquitto, Sub

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.mqtt.plugin import session
 from mqtt_peers import Mosquitto, SparkplugHost
 from sparkplug_view import HostView, f32

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 from btms_gateway.core.config_load import ConfigError
-from btms_gateway.core.demo import demo_config
+from btms_gateway.core.demo_plant import demo_config
 from btms_gateway.core.model import Quality, StringSnapshot
 from btms_gateway.core.plugin_manager import create_manager
 from btms_gateway.core.registry import validate_config
-from btms_gateway.core.testing import make_reading, plant_config
+from btms_gateway.kit.testing import make_reading, plant_config
 from btms_gateway.plugins.mqtt.buffer import EVENT, READING, DiskBuffer
 from btms_gateway.plugins.mqtt.exception import Delta, ExceptionFilter
 from btms_gateway.plugins.mqtt.quantities import CELL_STRIDE, metric_name

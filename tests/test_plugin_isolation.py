@@ -12,7 +12,7 @@ from btms_gateway.core import hookimpl, plugin_channel
 from btms_gateway.core.gateway import GatewayStartError
 from btms_gateway.core.model import Quality
 from btms_gateway.core.plugin_manager import FailureLog
-from btms_gateway.core.testing import GatewayHarness, make_reading, plant_config
+from btms_gateway.kit.testing import GatewayHarness, make_reading, plant_config
 
 
 class Recorder:

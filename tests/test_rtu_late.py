@@ -13,7 +13,7 @@ import pytest
 from btms_gateway.core import hookimpl
 from btms_gateway.core.model import Quality
 from btms_gateway.core.profiles import ErrorKind, PollError
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.modbus_tcp.map import cell_register
 from btms_gateway.protocols.bmsm.simulator import Fault, Simulator
 from btms_gateway.protocols.rtu import open_link

@@ -19,7 +19,7 @@ from typing import Any
 
 from btms_gateway.core.alarm_types import AlarmEvent, EventKind, ObjectPath, Severity
 from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness, make_reading, plant_config
+from btms_gateway.kit.testing import GatewayHarness, make_reading, plant_config
 from btms_gateway.plugins.snmp import plugin
 from btms_gateway.plugins.snmp.tables import DEFAULT_BASE, object_oids, parse_oid
 from hypothesis import strategies as st

@@ -21,7 +21,7 @@ import pytest
 from attack.snmp import v2c_message
 from btms_gateway.core.alarm_types import AlarmEvent, EventKind, ObjectPath, Severity
 from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness, make_reading, plant_config
+from btms_gateway.kit.testing import GatewayHarness, make_reading, plant_config
 from btms_gateway.plugins.snmp import plugin
 from btms_gateway.plugins.snmp.agent import READ_VIEW
 from btms_gateway.plugins.snmp.image import ENCODERS

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.snmp import plugin
 from test_snmp_support import V2C, V3, TrapReceiver, agent_address, net_snmp, snmp_settings
 

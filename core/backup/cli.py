@@ -16,14 +16,12 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
-from ..cli_options import folder_option
+from ..cli_options import EXIT_CONFIG, folder_option
 from ..config import GatewaySection
 from ..config_load import ConfigError, Problem, problems_from
 from .archive import BackupError, write_archive
 from .restore import restore
 from .verify import read_manifest
-
-EXIT_CONFIG = 2
 
 
 def data_dir_of(config: Path) -> Path:

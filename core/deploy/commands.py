@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..cli_options import folder_option
+from ..cli_options import EXIT_CONFIG, folder_option
 from ..config_load import ConfigError, LoadedConfig
 from .install import (
     DEFAULT_CONFIG,
@@ -21,8 +21,6 @@ from .install import (
     uninstall,
 )
 from .unit import render
-
-EXIT_CONFIG = 2
 
 config_option = click.option(
     "-c",
