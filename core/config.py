@@ -9,7 +9,7 @@ see :mod:`btms_gateway.core.config_load` for loading and error reporting.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 
@@ -45,12 +45,17 @@ class GatewaySection(StrictModel):
         return v
 
 
+#: how a bus is reached; a plugin registers the links of each (register_bus_transports)
+BusTransport = Literal["serial", "rtu-over-tcp"]
+BUS_TRANSPORTS: tuple[str, ...] = get_args(BusTransport)
+
+
 class BusConfig(StrictModel):
     """One RS485 bus: a local serial port, or an RS485-to-Ethernet converter
     speaking RTU over TCP. Its strings are polled one after another."""
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
-    transport: Literal["serial", "rtu-over-tcp"] = "serial"
+    transport: BusTransport = "serial"
     port: str | None = None
     host: str | None = None
     tcp_port: Annotated[int, Field(ge=1, le=65535)] | None = None

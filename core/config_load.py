@@ -131,8 +131,11 @@ def validate(
     source: str,
     sections: Mapping[str, type[BaseModel]],
     profiles: set[str] | None = None,
+    transports: set[str] | None = None,
 ) -> LoadedConfig:
-    """Validate a parsed document; raise ConfigError listing every problem."""
+    """Validate a parsed document; raise ConfigError listing every problem.
+    ``profiles`` and ``transports``: the device profiles and bus transports
+    the installed plugins provide (not checked when None)."""
     problems: list[Problem] = []
     cfg: GatewayConfig | None = None
     try:
@@ -170,6 +173,16 @@ def validate(
             except ValidationError as exc:
                 problems.extend(problems_from(exc, model, ("plugins", name)))
     if cfg is not None:
+        if transports is not None:
+            problems.extend(
+                Problem(
+                    f"buses[{i}].transport",
+                    f"a bus transport an installed plugin provides {sorted(transports)}, "
+                    f"found {bus.transport!r}",
+                )
+                for i, bus in enumerate(cfg.buses)
+                if bus.transport not in transports
+            )
         problems.extend(plugin_cross_checks(cfg, plugins))
     if problems or cfg is None:
         raise ConfigError(source, problems)
@@ -228,7 +241,10 @@ def read_text(path: str | Path) -> str:
 
 
 def load(
-    path: str | Path, sections: Mapping[str, type[BaseModel]], profiles: set[str] | None = None
+    path: str | Path,
+    sections: Mapping[str, type[BaseModel]],
+    profiles: set[str] | None = None,
+    transports: set[str] | None = None,
 ) -> LoadedConfig:
     source = str(path)
     text = read_text(path)
@@ -236,7 +252,7 @@ def load(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [Problem("(syntax)", f"valid TOML, found {exc}")]) from None
-    return validate(data, source, sections, profiles)
+    return validate(data, source, sections, profiles, transports)
 
 
 __all__ = ["ConfigError", "LoadedConfig", "PluginSection", "Problem", "load", "validate"]

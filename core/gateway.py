@@ -12,6 +12,7 @@ import contextlib
 import inspect
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,14 @@ from .alarm_types import ActiveAlarm, AlarmEvent, EventLogHealth
 from .config_load import LoadedConfig
 from .counters import CommCounters
 from .datadir import DataDirBusy, DataDirLock
-from .engine import BusStatus, Engine, LinkFactory, default_link_factory
+from .engine import BusStatus, Engine
 from .history import HistoryService, history_for
 from .model import StringSnapshot
 from .netguard import raise_open_file_limit
 from .plugin_channel import PluginChannel, open_channel
 from .plugin_manager import FailureLog, call_each, implementations
-from .registry import device_profiles
+from .profiles import LinkFactory
+from .registry import bus_transports, device_profiles
 from .store import SnapshotStore
 
 log = logging.getLogger("btms_gateway")
@@ -82,10 +84,13 @@ class Gateway:
         config: LoadedConfig,
         pm: pluggy.PluginManager,
         *,
-        link_factory: LinkFactory = default_link_factory,
+        links: Mapping[str, LinkFactory] | None = None,
         demo: bool = False,
         alarms: bool = True,
     ) -> None:
+        """``links``: a link factory per bus transport, instead of those the
+        installed plugins register (a test's own links); ``alarms=False``
+        runs without the alarm engine and event log (tests of the bare core)."""
         self.config = config
         self.settings = config.gateway
         self.pm = pm
@@ -104,7 +109,7 @@ class Gateway:
             self.store,
             device_profiles(pm, self.failures),
             self._publish,
-            link_factory,
+            bus_transports(pm, self.failures) if links is None else links,
         )
         self._stop = asyncio.Event()
         self._started: list[str] = []

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .alarm_types import AlarmEvent
     from .gateway import Gateway
     from .model import PlantSnapshot, StringSnapshot
-    from .profiles import DeviceProfile
+    from .profiles import DeviceProfile, LinkFactory
 
 PROJECT = "btms_gateway"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -50,6 +50,17 @@ def register_device_profiles(register: Callable[[DeviceProfile], None]) -> None:
     Call ``register(profile)`` with an object satisfying
     :class:`btms_gateway.core.profiles.DeviceProfile`; strings select it with
     ``profile = "NAME"``. The BM-SM profile registers this way too.
+    """
+
+
+@hookspec
+def register_bus_transports(register: Callable[[str, LinkFactory], None]) -> None:
+    """Add a bus transport: how the engine reaches a bus of ``transport = "NAME"``.
+
+    Call ``register(name, factory)``; ``factory(bus_config)`` returns a
+    :class:`btms_gateway.core.profiles.BusLink`, not yet opened (the engine
+    opens it in the bus's thread, and reopens it after a ``PollError`` of kind
+    PORT). The RTU link registers ``serial`` and ``rtu-over-tcp`` this way.
     """
 
 

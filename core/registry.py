@@ -1,8 +1,10 @@
-"""What the installed plugins register: config section models and device profiles."""
+"""What the installed plugins register: config section models, device profiles
+and bus transports."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pluggy
 from pydantic import BaseModel
@@ -10,7 +12,7 @@ from pydantic import BaseModel
 from .config_base import PluginSection
 from .config_load import ConfigError, LoadedConfig, Problem, load, validate
 from .plugin_manager import FailureLog, collect_registrations
-from .profiles import DeviceProfile
+from .profiles import DeviceProfile, LinkFactory
 
 
 def config_sections(pm: pluggy.PluginManager, failures: FailureLog) -> dict[str, type[BaseModel]]:
@@ -41,12 +43,32 @@ def device_profiles(pm: pluggy.PluginManager, failures: FailureLog) -> dict[str,
     }
 
 
+def bus_transports(pm: pluggy.PluginManager, failures: FailureLog) -> dict[str, LinkFactory]:
+    """``BusConfig.transport`` -> the factory of its links (the first plugin to
+    register a transport has it, as pluggy orders them)."""
+    transports: dict[str, LinkFactory] = {}
+    for _, (name, factory) in collect_registrations(pm, "register_bus_transports", failures):
+        transports.setdefault(name, factory)
+    return transports
+
+
 def load_config(path: str | Path, pm: pluggy.PluginManager) -> LoadedConfig:
     """Validate a config file against the core schema and every installed plugin."""
     failures = FailureLog()
-    return load(path, config_sections(pm, failures), set(device_profiles(pm, failures)))
+    return load(
+        path,
+        config_sections(pm, failures),
+        set(device_profiles(pm, failures)),
+        set(bus_transports(pm, failures)),
+    )
 
 
-def validate_config(data: dict, source: str, pm: pluggy.PluginManager) -> LoadedConfig:
+def validate_config(data: dict[str, Any], source: str, pm: pluggy.PluginManager) -> LoadedConfig:
     failures = FailureLog()
-    return validate(data, source, config_sections(pm, failures), set(device_profiles(pm, failures)))
+    return validate(
+        data,
+        source,
+        config_sections(pm, failures),
+        set(device_profiles(pm, failures)),
+        set(bus_transports(pm, failures)),
+    )

@@ -19,13 +19,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from btms_gateway.core.config import BusConfig
+from btms_gateway.core.config import BUS_TRANSPORTS, BusConfig
 from btms_gateway.core.counters import CommCounters
-from btms_gateway.core.engine import default_link_factory
 from btms_gateway.core.gateway import Gateway
-from btms_gateway.core.model import CellReading, CellStatus, Quality, StringAlarm, StringReading, StringState
+from btms_gateway.core.model import (
+    CellReading,
+    CellStatus,
+    Quality,
+    StringAlarm,
+    StringReading,
+    StringState,
+)
 from btms_gateway.core.plugin_manager import create_manager
-from btms_gateway.core.profiles import ErrorKind, PollError
+from btms_gateway.core.profiles import ErrorKind, LinkFactory, PollError
 from btms_gateway.core.registry import validate_config
 from btms_gateway.protocols.bmsm.simulator import Simulator
 
@@ -195,14 +201,14 @@ class GatewayHarness:
         self.pm = create_manager()
         for name, plugin in (extra_plugins or {}).items():
             self.pm.register(plugin, name=name)
-        link_factory = default_link_factory
+        links: dict[str, LinkFactory] | None = None  # the installed transports
         if simulate:
             self._start_simulators(cells, seed, frozen, truth_log_size)
         elif not external_buses:
-            link_factory = NeverOpenLink
+            links = {transport: NeverOpenLink for transport in BUS_TRANSPORTS}
         try:
             loaded = validate_config(self.config_data, "<test>", self.pm)
-            self.gateway = Gateway(loaded, self.pm, link_factory=link_factory, alarms=alarms)
+            self.gateway = Gateway(loaded, self.pm, links=links, alarms=alarms)
         except BaseException:
             self._stop_simulators()
             raise
