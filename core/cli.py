@@ -7,22 +7,26 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 import pluggy
 
+from .alarms import storage
+from .alarms.cli import add_to as add_alarm_commands
+from .alarms.eventlog import EventLogError
+from .backup.cli import add_to as add_backup_commands
 from .cli_options import EXIT_CONFIG, load_or_exit
 from .config_load import ConfigError, LoadedConfig
 from .datadir import with_data_dir
+from .deploy.commands import add_to as add_service_commands
 from .deploy.journal import stderr_handler
+from .gateway import Gateway
+from .history.cli import history
 from .plugin_manager import LOAD_FAILURES, FailureLog, call_each, create_manager, plugin_infos
 from .registry import load_config
 from .runner import ConfigSource, run_until_signalled
 from .version import __version__
-
-if TYPE_CHECKING:
-    from .gateway import Gateway
 
 __all__ = ["build_cli", "cli", "main"]
 
@@ -122,7 +126,6 @@ def run(file: Path | None, config: Path | None, data_dir: Path | None) -> None:
 def check_storage(file: Path, loaded: LoadedConfig) -> None:
     """check-config's look at data_dir: writable (nothing left behind) and
     its event log intact (opened read-only). Raises ConfigError."""
-    from .alarms import storage
 
     found = storage.problems(loaded.gateway.gateway.data_dir)
     if found:
@@ -133,9 +136,6 @@ def open_gateway(file: Path, loaded: LoadedConfig, pm: pluggy.PluginManager) -> 
     """The gateway of a valid config, or ConfigError naming gateway.data_dir
     when it cannot hold the event log (a file, read-only, full, damaged):
     said like any config problem, never a traceback."""
-    from .alarms import storage
-    from .alarms.eventlog import EventLogError
-    from .gateway import Gateway
 
     found = storage.problems(loaded.gateway.gateway.data_dir, create=True)
     if found:
@@ -159,10 +159,6 @@ def plugins() -> None:
 def build_cli() -> click.Group:
     """The root group with every plugin's commands added (a failing plugin is
     logged and skipped, so one broken plugin cannot take the CLI down)."""
-    from .alarms.cli import add_to as add_alarm_commands
-    from .backup.cli import add_to as add_backup_commands
-    from .deploy.commands import add_to as add_service_commands
-    from .history.cli import history
 
     add_alarm_commands(cli)
     add_backup_commands(cli)

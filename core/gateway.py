@@ -20,6 +20,8 @@ import pluggy
 from pydantic import BaseModel
 
 from .alarm_types import ActiveAlarm, AlarmEvent, EventLogHealth
+from .alarms.engine import AlarmEngine
+from .alarms.eventlog import EventLog
 from .config_load import LoadedConfig
 from .counters import CommCounters
 from .datadir import DataDirBusy, DataDirLock
@@ -260,9 +262,6 @@ class Gateway:
             channel.offer_event(event)
 
     def _create_alarms(self) -> Any:
-        from .alarms.engine import AlarmEngine
-        from .alarms.eventlog import EventLog
-
         alarms = self.settings.alarms
         self.data_dir.mkdir(parents=True, exist_ok=True)
         event_log = EventLog(self.data_dir / "events.sqlite", synchronous=alarms.synchronous)

@@ -14,29 +14,25 @@ and never touches the gateway's event loop.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from .config import BusConfig, StringConfig
+from .counters import CommCounters, ErrorKind
+
+__all__ = [
+    "BusLink",
+    "DeviceProfile",
+    "ErrorKind",
+    "LinkFactory",
+    "PollError",
+    "StringPoller",
+]
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from .counters import CommCounters
     from .model import StringReading
-
-
-class ErrorKind(enum.StrEnum):
-    """Why a transaction failed: each has its own counter per bus and string."""
-
-    TIMEOUT = "timeout"  # no (complete) reply within the response timeout
-    CRC = "crc"  # a reply arrived with a bad CRC
-    EXCEPTION = "exception"  # the slave answered with a Modbus exception
-    SHORT_FRAME = "short_frame"  # a reply too short or of the wrong length/shape
-    PORT = "port"  # the serial port / TCP converter is unavailable
-    DECODE = "decode"  # registers read fine but hold impossible values
-    LATE = "late_reply"  # a whole, valid reply that came after its request had timed out
 
 
 class PollError(Exception):

@@ -63,6 +63,14 @@ def load_config(path: str | Path, pm: pluggy.PluginManager) -> LoadedConfig:
     )
 
 
+def load_settings(path: str | Path, pm: pluggy.PluginManager) -> LoadedConfig:
+    """The file validated against the core schema and the plugins' sections,
+    without checking device profiles or bus transports: for the commands that
+    only need the gateway's settings (``data_dir``, ``[history]``), which work
+    on a machine where the devices' plugins are not installed."""
+    return load(path, config_sections(pm, FailureLog()))
+
+
 def validate_config(data: dict[str, Any], source: str, pm: pluggy.PluginManager) -> LoadedConfig:
     failures = FailureLog()
     return validate(

@@ -25,6 +25,9 @@ from typing import Any
 import click
 
 from ..alarm_types import AlarmEvent, EventKind, Severity
+from ..config_load import ConfigError
+from ..plugin_manager import create_manager
+from ..registry import load_settings
 from ..serialize import event_dict
 from . import baseline, inbox
 from .eventlog import EventLog, EventLogError
@@ -41,12 +44,8 @@ def db_path(config: Path | None, db: Path | None) -> Path:
         return db
     if config is None:
         raise click.UsageError("give -c CONFIG (to find gateway.data_dir) or --db PATH")
-    from ..config_load import ConfigError, load
-    from ..plugin_manager import FailureLog, create_manager
-    from ..registry import config_sections
-
     try:  # only data_dir is needed: device profiles are not checked here
-        loaded = load(config, config_sections(create_manager(), FailureLog()))
+        loaded = load_settings(config, create_manager())
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     return Path(loaded.gateway.gateway.data_dir) / DB_NAME

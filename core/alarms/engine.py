@@ -27,11 +27,11 @@ from ..alarm_types import GATEWAY, ActiveAlarm, AlarmEvent, EventKind, EventLogH
 from ..model import PlantSnapshot, Quality, StringSnapshot
 from . import baseline, inbox
 from .baseline import BaselineRow, CellBaselines
-from .config import AlarmsSection
+from .config import AlarmsSection, rules_for
 from .evaluate import COMM_LOST, StringEval, Tracker, Transition
 from .eventlog import EventLog
 from .outage import Outage, describe
-from .rules import RULES, Rule, alarm_id, resolve
+from .rules import RULES, Rule, alarm_id
 from .state import ACTIVE, PENDING_ON, Condition
 
 log = logging.getLogger("btms_gateway.alarms")
@@ -53,7 +53,7 @@ class AlarmEngine:
         self.log = log
         self._emit = emit
         self._lock = threading.RLock()
-        rules = resolve(settings, None)
+        rules = rules_for(settings, None)
         self._ups_rule = rules[UPS_RULE]
         self._log_rule = rules[LOG_RULE]
         self.outage = Outage()
@@ -187,7 +187,7 @@ class AlarmEngine:
         if ev is None:
             b = CellBaselines(s.name, self.settings.baseline_readings)
             b.replace_all(baseline.load(self.log.db, s.name))
-            ev = StringEval(s.name, s.ups, resolve(self.settings, s.name), b)
+            ev = StringEval(s.name, s.ups, rules_for(self.settings, s.name), b)
             self._evals[s.name] = ev
         return ev
 

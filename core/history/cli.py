@@ -17,6 +17,9 @@ from typing import Any
 import click
 
 from ..alarms.cli import db_path, iso, parse_time
+from ..config_load import ConfigError
+from ..plugin_manager import create_manager
+from ..registry import load_settings
 from .config import HistorySection
 from .export import ExportError, export
 from .quantities import BY_KEY
@@ -57,14 +60,10 @@ def open_queries(config: Path | None, db: Path | None) -> HistoryQueries:
 
 
 def _settings(config: Path | None) -> HistorySection:
-    from ..config_load import ConfigError, load
-    from ..plugin_manager import FailureLog, create_manager
-    from ..registry import config_sections
-
     if config is None:
         return HistorySection()
     try:
-        return load(config, config_sections(create_manager(), FailureLog())).gateway.history
+        return load_settings(config, create_manager()).gateway.history
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 

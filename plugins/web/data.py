@@ -129,10 +129,10 @@ def string_text(
 def cell_limits(gateway: Any, name: str) -> dict[str, Any]:
     """The limits the alarm engine applies to this string's cells (overrides and
     block type resolved), so the chart marks exactly what would alarm."""
-    from btms_gateway.core.alarms.rules import resolve
+    from btms_gateway.core.alarms.config import rules_for
 
     settings = gateway.settings.alarms
-    rules = resolve(settings, name)
+    rules = rules_for(settings, name)
     engine_on = alarm_engine_present(gateway) and settings.enabled
     out: dict[str, Any] = {}
     for quantity, (low, high) in CELL_RULES.items():
