@@ -1,8 +1,9 @@
 """The running gateway: wires the store, engine, alarms and plugins together.
 
 Data flows one way: engine -> store -> alarm engine -> plugin channels. A
-plugin receives this object in ``startup(gateway)``; the attributes documented
-in docs/plugin_hooks.md ("The gateway object") are its stable API.
+plugin receives this object in its runtime hooks and may use what the
+``Gateway`` protocol of core/views.py names (docs/plugin_hooks.md, "The
+gateway object"); the rest is the host's own.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 from pydantic import BaseModel
 
-from .alarm_types import ActiveAlarm, AlarmEvent, EventLogHealth
+from .alarm_types import ActiveAlarm, ActiveAlarms, AlarmEvent, EventLogHealth
 from .alarms.engine import AlarmEngine
 from .alarms.eventlog import EventLog
 from .config_load import LoadedConfig
@@ -27,13 +28,21 @@ from .counters import CommCounters
 from .datadir import DataDirBusy, DataDirLock
 from .engine import BusStatus, Engine
 from .history import HistoryService, history_for
-from .model import StringSnapshot
+from .model import PlantSnapshot, StringSnapshot
 from .netguard import raise_open_file_limit
 from .plugin_channel import PluginChannel, open_channel
 from .plugin_manager import FailureLog, call_each, implementations
 from .profiles import LinkFactory
 from .registry import bus_transports, device_profiles
 from .store import SnapshotStore
+from .version import __version__
+
+if TYPE_CHECKING:
+    from . import views
+
+    def _implements_the_plugin_view(gateway: Gateway) -> views.Gateway:
+        return gateway  # mypy fails here when Gateway stops satisfying views.Gateway
+
 
 log = logging.getLogger("btms_gateway")
 
@@ -58,16 +67,16 @@ class NoAlarms:
     def active(self) -> list[ActiveAlarm]:
         return []
 
-    def acknowledge(self, alarm_id: str, by: str) -> bool:
-        return False
+    def acknowledge(self, alarm_id: str, by: str) -> str | None:
+        return None
 
-    def on_string(self, string: Any, plant: Any) -> None:
+    def on_string(self, string: StringSnapshot, plant: PlantSnapshot) -> None:
         pass
 
     def tick(self, now: float) -> None:
         pass
 
-    def restore(self, plant: Any) -> None:
+    def restore(self, plant: PlantSnapshot) -> None:
         pass
 
     def close(self) -> None:
@@ -103,7 +112,7 @@ class Gateway:
         self.started_at = time.time()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.channels: dict[str, PluginChannel] = {}
-        self.alarms: Any = self._create_alarms() if alarms else NoAlarms()
+        self.alarms: AlarmEngine | NoAlarms = self._create_alarms() if alarms else NoAlarms()
         #: the history store (docs/history.md); None when ``[history] enabled = false``
         self.history: HistoryService | None = history_for(self.settings.history, self.data_dir)
         self.engine = Engine(
@@ -118,7 +127,15 @@ class Gateway:
         self.ready = asyncio.Event()
         self._data_lock: DataDirLock | None = None
 
-    # --- the API plugins use -------------------------------------------------
+    # --- the API plugins use (views.Gateway) ----------------------------------
+    @property
+    def name(self) -> str:
+        return self.settings.gateway.name
+
+    @property
+    def version(self) -> str:
+        return __version__
+
     def plugin_config(self, name: str) -> BaseModel | None:
         """Your validated ``[plugins.NAME]`` section (None if absent)."""
         return self.config.plugin(name)
@@ -128,15 +145,28 @@ class Gateway:
         return self.settings.gateway.data_dir
 
     @property
-    def event_log(self) -> Any | None:
-        """The SQLite event log (``events(...)``, ``active()``), None without alarms."""
-        return getattr(self.alarms, "log", None)
+    def events(self) -> EventLog | None:
+        """The SQLite event log, None without the alarm engine."""
+        return self.alarms.log if isinstance(self.alarms, AlarmEngine) else None
+
+    @property
+    def event_log(self) -> EventLog | None:
+        """The old name of ``events`` (TEMPORARY: until the plugins use ``events``)."""
+        return self.events
+
+    @property
+    def is_ready(self) -> bool:
+        return self.ready.is_set()
 
     def bus_status(self) -> list[BusStatus]:
         return self.engine.bus_status()
 
     def string_counters(self, name: str) -> CommCounters:
         return self.engine.string_counters(name)
+
+    def plugin_failures(self) -> dict[tuple[str, str], int]:
+        """(plugin, hook) -> failed calls: the hooks' own and the channels' (a copy)."""
+        return dict(self.failures.counts)
 
     def uptime_s(self) -> float:
         return time.time() - self.started_at
@@ -256,12 +286,16 @@ class Gateway:
         for channel in self.channels.values():
             channel.offer_reading(string, plant)
 
-    def emit(self, event: AlarmEvent) -> None:
-        """Hand a committed alarm event to every plugin (never blocks)."""
+    def emit(self, event: AlarmEvent, active: ActiveAlarms | None = None) -> None:
+        """Hand a committed alarm event, with the alarms active after its commit,
+        to every plugin (never blocks). A test that emits an event of its own
+        may leave ``active`` out: the alarm service's active alarms go with it."""
+        if active is None:
+            active = tuple(self.alarms.active())
         for channel in self.channels.values():
-            channel.offer_event(event)
+            channel.offer_event(event, active)
 
-    def _create_alarms(self) -> Any:
+    def _create_alarms(self) -> AlarmEngine:
         alarms = self.settings.alarms
         self.data_dir.mkdir(parents=True, exist_ok=True)
         event_log = EventLog(self.data_dir / "events.sqlite", synchronous=alarms.synchronous)

@@ -23,10 +23,10 @@ if TYPE_CHECKING:
     import click
     from pydantic import BaseModel
 
-    from .alarm_types import AlarmEvent
-    from .gateway import Gateway
+    from .alarm_types import ActiveAlarms, AlarmEvent
     from .model import PlantSnapshot, StringSnapshot
     from .profiles import DeviceProfile, LinkFactory
+    from .views import Gateway
 
 PROJECT = "btms_gateway"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -80,7 +80,9 @@ def startup(gateway: Gateway) -> Awaitable[Any] | None:
     May return an awaitable (e.g. an ``async def`` implementation), which is
     awaited on the gateway's event loop before acquisition starts. Raising
     here stops the gateway from starting (it never runs half-configured).
-    Read your settings with ``gateway.plugin_config(NAME)``.
+    Read your settings with ``gateway.plugin_config(NAME)``; ``gateway`` is
+    typed :class:`btms_gateway.core.api.Gateway`, and what it offers beyond
+    that protocol is not stable.
     """
 
 
@@ -114,10 +116,17 @@ def string_reading(
 
 
 @hookspec
-def alarm_event(event: AlarmEvent, gateway: Gateway) -> Awaitable[Any] | None:
+def alarm_event(
+    event: AlarmEvent, active: ActiveAlarms, gateway: Gateway
+) -> Awaitable[Any] | None:
     """An alarm was raised, cleared or acknowledged.
 
-    Delivered in order through the plugin's bounded event queue (events are
-    never coalesced; if a plugin falls 10,000 events behind, the oldest are
-    dropped and counted). Same threading rules as ``string_reading``.
+    ``active`` is the tuple of alarms active right after the commit that holds
+    ``event`` (oldest first; the same immutable tuple for every plugin and
+    every event of that commit): serve it as it is, rather than rebuilding the
+    active set from events or asking ``gateway.alarms.active()``. Delivered in
+    order through the plugin's bounded event queue (events are never
+    coalesced; if a plugin falls 10,000 events behind, the oldest are dropped
+    and counted). Same threading rules as ``string_reading``. As with every
+    hook, take only the arguments you need: ``alarm_event(event)`` still works.
     """

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from btms_gateway.core.aggregate import aggregate_ups
+from btms_gateway.core.alarm_types import ActiveAlarms, AlarmEvent
 from btms_gateway.core.model import (
     CellReading,
     PlantSnapshot,
@@ -96,3 +97,14 @@ def with_string(p: PlantSnapshot, s: StringSnapshot) -> PlantSnapshot:
     """The plant after one string was published (what the store hands the engine)."""
     members = [p.strings[n] if n != s.name else s for n in p.strings]
     return replace(plant(*members, taken_at=p.taken_at), taken_at=p.taken_at)
+
+
+class Emitted(list[AlarmEvent]):
+    """An alarm engine's ``emit`` for a test: the events in order, and the
+    active alarms delivered with the newest one."""
+
+    active: ActiveAlarms = ()
+
+    def __call__(self, event: AlarmEvent, active: ActiveAlarms) -> None:
+        self.append(event)
+        self.active = active

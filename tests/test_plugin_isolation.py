@@ -223,7 +223,7 @@ async def test_a_burst_on_the_loop_lets_other_tasks_run_between_calls():
     task = asyncio.create_task(ticker())
     try:
         for i in range(20):
-            channel.offer_event(i)
+            channel.offer_event(i, ())
         async with asyncio.timeout(5):
             while channel.stats.events_delivered < 20:
                 await asyncio.sleep(0.01)

@@ -4,8 +4,11 @@ Called synchronously by the gateway after every published string
 (``on_string``) and about once a second (``tick``); plugins may call
 ``acknowledge`` from their own threads, so all state sits behind one lock.
 An event is handed to ``emit`` only after its transaction committed (it has
-its ``seq``); ``emit`` itself must not block (the gateway queues per plugin),
-so the only wait on this path is the SQLite commit, one per evaluated string.
+its ``seq``), with the alarms active after that commit: one tuple, built once
+per commit and shared by every event of it and every plugin, so no consumer
+rebuilds the active set from events or asks for it again. ``emit`` itself
+must not block (the gateway queues per plugin), so the only wait on this path
+is the SQLite commit, one per evaluated string.
 
 When the log cannot be written (disk full, I/O error, damaged page) alarms
 must still reach the NOC: events are emitted marked not persisted and kept
@@ -23,7 +26,15 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from ..alarm_types import GATEWAY, ActiveAlarm, AlarmEvent, EventKind, EventLogHealth, ObjectPath
+from ..alarm_types import (
+    GATEWAY,
+    ActiveAlarm,
+    ActiveAlarms,
+    AlarmEvent,
+    EventKind,
+    EventLogHealth,
+    ObjectPath,
+)
 from ..model import PlantSnapshot, Quality, StringSnapshot
 from . import baseline, inbox
 from .baseline import BaselineRow, CellBaselines
@@ -47,7 +58,7 @@ class AlarmEngine:
         self,
         settings: AlarmsSection,
         log: EventLog,
-        emit: Callable[[AlarmEvent], None],
+        emit: Callable[[AlarmEvent, ActiveAlarms], None],
     ) -> None:
         self.settings = settings
         self.log = log
@@ -138,27 +149,28 @@ class AlarmEngine:
 
     def active(self) -> list[ActiveAlarm]:
         with self._lock:
-            return sorted((c.to_active() for c in self._active.values()), key=_order)
+            return list(self._active_now())
 
     def log_health(self) -> EventLogHealth:
         with self._lock:
             return self.outage.health()
 
-    def acknowledge(self, alarm_id: str, by: str) -> bool:
-        """Record who acknowledged an active alarm (once; again is a no-op)."""
+    def acknowledge(self, alarm_id: str, by: str) -> str | None:
+        """Record who acknowledged an active alarm (once; again is a no-op): who
+        is recorded, or None if no such alarm is active."""
         with self._lock:
             c = self._active.get(alarm_id)
             if c is None:
-                return False
+                return None
             if c.acknowledged_by is not None:
-                return True
+                return c.acknowledged_by
             now = time.time()
             c.acknowledged_by, c.acknowledged_at = by, now
             event = self._event(
                 EventKind.ACKNOWLEDGED, c, now, f"{c.message} (acknowledged by {by})"
             )
             self._write([event], upsert=[c.to_active()])
-            return True
+            return by
 
     def baselines(self, string: str) -> dict[int, float]:
         """Cell index -> resistance baseline (mOhm) of ``string``, as the rules use it."""
@@ -349,10 +361,17 @@ class AlarmEngine:
             by=c.acknowledged_by if kind is EventKind.ACKNOWLEDGED else None,
         )  # fmt: skip
 
+    def _active_now(self) -> ActiveAlarms:
+        return tuple(sorted((c.to_active() for c in self._active.values()), key=_order))
+
     def _publish(self, events: list[AlarmEvent]) -> None:
+        """Emit one commit's events, each with the alarms active after it."""
+        if not events:
+            return
+        active = self._active_now()
         for e in events:
             try:
-                self._emit(e)
+                self._emit(e, active)
             except Exception:  # a consumer's failure must not stop the next alarm
                 log.exception("alarm event consumer failed for %s %s", e.alarm_id, e.kind)
 
@@ -381,7 +400,7 @@ class AlarmEngine:
     def _apply(self, req: inbox.Request) -> tuple[bool, str]:
         a = req.args
         if req.kind == inbox.ACK:
-            if self.acknowledge(str(a["alarm_id"]), str(a["by"])):
+            if self.acknowledge(str(a["alarm_id"]), str(a["by"])) is not None:
                 return True, f"{a['alarm_id']} acknowledged by {a['by']}"
             return False, f"no active alarm {a['alarm_id']!r}"
         string = str(a["string"])

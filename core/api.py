@@ -1,0 +1,161 @@
+"""The public plugin API: everything a plugin may use of the core, in one place.
+
+A plugin (northbound or southbound, built in or third party) imports from
+here and nowhere else in ``btms_gateway.core``::
+
+    from btms_gateway.core import api
+
+    @api.hookimpl
+    def alarm_event(event: api.AlarmEvent, active: api.ActiveAlarms) -> None: ...
+
+Every name in ``__all__`` is documented in docs/plugin_hooks.md ("Public
+API"), and a test fails when one is not. Nothing else in the core is stable:
+modules, attributes and signatures not named here may change in any release.
+``lint-imports`` (import-linter, in ``./run.sh test``) holds the built-in
+plugins to the same rule.
+"""
+
+from __future__ import annotations
+
+from .alarm_types import (
+    ActiveAlarm,
+    ActiveAlarms,
+    AlarmEvent,
+    EventKind,
+    EventLogHealth,
+    ObjectPath,
+    Severity,
+)
+from .alarms.config import rules_for
+from .alarms.rules import RULES, Rule
+from .config import BAUD_RATES, BusConfig, GatewayConfig, StringConfig
+from .config_base import PluginSection, Problem, StrictModel
+from .counters import CommCounters
+from .exported_plant import ExportedPlant, exported_plant, plant_options
+from .history.query import RESOLUTIONS, Discharge, HistoryQueries, QueryError, Series, parse_cells
+from .history.service import HistoryStatus
+from .hookspecs import hookimpl
+from .model import (
+    SENSOR_LOST_BIT,
+    CellReading,
+    CellStatus,
+    DeviceStatus,
+    PlantSnapshot,
+    Quality,
+    StringAlarm,
+    StringReading,
+    StringSnapshot,
+    StringState,
+    UpsSnapshot,
+)
+from .netguard import (
+    FD_RESERVE,
+    FD_RESERVE_WEB,
+    LOOPBACK,
+    AllowList,
+    ClientAllowlist,
+    ConnectionSlots,
+    LogTally,
+    TokenBuckets,
+    may_accept,
+    peer_host,
+    raise_open_file_limit,
+)
+from .plugin_services import PerGateway, add_export_commands
+from .profiles import BusLink, DeviceProfile, ErrorKind, LinkFactory, PollError, StringPoller
+from .serialize import (
+    cell_dict,
+    event_dict,
+    plant_dict,
+    reading_dict,
+    string_dict,
+    string_head,
+    ups_dict,
+)
+from .version import PRODUCT, VENDOR, __version__
+from .views import (
+    AlarmService,
+    BusStatusView,
+    EventLogReader,
+    Gateway,
+    HistoryReader,
+    SnapshotReader,
+)
+
+__all__ = [
+    "BAUD_RATES",
+    "FD_RESERVE",
+    "FD_RESERVE_WEB",
+    "LOOPBACK",
+    "PRODUCT",
+    "RESOLUTIONS",
+    "RULES",
+    "SENSOR_LOST_BIT",
+    "VENDOR",
+    "ActiveAlarm",
+    "ActiveAlarms",
+    "AlarmEvent",
+    "AlarmService",
+    "AllowList",
+    "BusConfig",
+    "BusLink",
+    "BusStatusView",
+    "CellReading",
+    "CellStatus",
+    "ClientAllowlist",
+    "CommCounters",
+    "ConnectionSlots",
+    "DeviceProfile",
+    "DeviceStatus",
+    "Discharge",
+    "ErrorKind",
+    "EventKind",
+    "EventLogHealth",
+    "EventLogReader",
+    "ExportedPlant",
+    "Gateway",
+    "GatewayConfig",
+    "HistoryQueries",
+    "HistoryReader",
+    "HistoryStatus",
+    "LinkFactory",
+    "LogTally",
+    "ObjectPath",
+    "PerGateway",
+    "PlantSnapshot",
+    "PluginSection",
+    "PollError",
+    "Problem",
+    "Quality",
+    "QueryError",
+    "Rule",
+    "Series",
+    "Severity",
+    "SnapshotReader",
+    "StrictModel",
+    "StringAlarm",
+    "StringConfig",
+    "StringPoller",
+    "StringReading",
+    "StringSnapshot",
+    "StringState",
+    "TokenBuckets",
+    "UpsSnapshot",
+    "__version__",
+    "add_export_commands",
+    "cell_dict",
+    "event_dict",
+    "exported_plant",
+    "hookimpl",
+    "may_accept",
+    "parse_cells",
+    "peer_host",
+    "plant_dict",
+    "plant_options",
+    "raise_open_file_limit",
+    "reading_dict",
+    "rules_for",
+    "string_dict",
+    "string_head",
+    "ups_dict",
+]
