@@ -22,11 +22,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from btms_gateway.kit import synthetic as sy
 from btms_gateway.core.alarms.config import AlarmsSection
 from btms_gateway.core.alarms.engine import AlarmEngine
 from btms_gateway.core.alarms.eventlog import EventLog
 from btms_gateway.core.model import Quality
+from btms_gateway.kit import synthetic as sy
 
 STRINGS, CELLS = 32, 120
 EVAL_TARGET_US, BURST_TARGET, SINGLE_TARGET = 250.0, 1000.0, 50.0

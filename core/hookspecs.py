@@ -116,9 +116,7 @@ def string_reading(
 
 
 @hookspec
-def alarm_event(
-    event: AlarmEvent, active: ActiveAlarms, gateway: Gateway
-) -> Awaitable[Any] | None:
+def alarm_event(event: AlarmEvent, active: ActiveAlarms, gateway: Gateway) -> Awaitable[Any] | None:
     """An alarm was raised, cleared or acknowledged.
 
     ``active`` is the tuple of alarms active right after the commit that holds

@@ -107,7 +107,7 @@ async def test_each_event_comes_with_the_alarms_active_after_its_commit(tmp_path
         h.publish("S1", make_reading(4, cell_voltage_v=2.5, read_at=time.time()))
         await h.wait_until(lambda: len(first.seen) >= 4, what="four raised alarms")
         ids = {f"cell_voltage_high:S1:{i}" for i in range(1, 5)}
-        event, active = first.seen[-1]
+        _, active = first.seen[-1]
         assert isinstance(active, tuple)
         assert {a.alarm_id for a in active} == ids  # one commit: all four raised
         assert active == tuple(h.gateway.alarms.active())

@@ -24,7 +24,8 @@ async def test_the_members_of_api_gateway(tmp_path: Path) -> None:
     data["alarms"] = {"rules": {"cell_voltage_high": {"on_delay_s": 0}}}
     async with GatewayHarness(data, alarms=True, extra_plugins={"flaky": Flaky()}) as h:
         g: api.Gateway = h.gateway
-        assert (g.name, g.version, g.data_dir, g.demo) == ("room-7", api.__version__, tmp_path, False)
+        assert (g.name, g.version, g.data_dir) == ("room-7", api.__version__, tmp_path)
+        assert not g.demo
         assert g.is_ready
         assert [b.name for b in g.bus_status()] == ["bus1"]
         h.publish("S1", make_reading(4, cell_voltage_v=2.5, read_at=time.time()))
