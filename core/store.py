@@ -16,7 +16,6 @@ from .model import PlantSnapshot, Quality, StringSnapshot
 
 class SnapshotStore:
     def __init__(self, strings: list[StringSnapshot], ups_order: list[tuple[str, int]]) -> None:
-        self._ups_order = ups_order
         by_name = {s.name: s for s in sorted(strings, key=lambda s: s.index)}
         self._members: dict[str, list[str]] = {name: [] for name, _ in ups_order}
         for s in by_name.values():

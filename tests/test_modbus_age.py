@@ -13,7 +13,7 @@ import pytest
 from btms_gateway.core.model import Quality
 from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.modbus_tcp import plugin
-from btms_gateway.plugins.modbus_tcp.map import AGE_REGISTER, MAX_AGE_S, string_unit, ups_unit
+from btms_gateway.plugins.modbus_tcp.map import AGE_REGISTER, NO_VALUE_U16, string_unit, ups_unit
 from pymodbus.client import AsyncModbusTcpClient
 from test_modbus_support import mbpoll
 
@@ -58,11 +58,11 @@ async def test_a_ups_with_a_string_never_read_has_no_data_age() -> None:
         assert h.gateway.store.snapshot.ups["UPS1"].read_at is not None  # S1's, not the UPS's
 
         ages = await _ages(port, [ups, s1, s2])
-        assert ages[ups] == MAX_AGE_S, ages
-        assert ages[s2] == MAX_AGE_S, ages
+        assert ages[ups] == NO_VALUE_U16, ages
+        assert ages[s2] == NO_VALUE_U16, ages
         assert ages[s1] < 60, ages
-        assert await _mbpoll_age(port, ups) == MAX_AGE_S
-        assert await _mbpoll_age(port, s2) == MAX_AGE_S
+        assert await _mbpoll_age(port, ups) == NO_VALUE_U16
+        assert await _mbpoll_age(port, s2) == NO_VALUE_U16
 
         dead.restore(slave)  # S2 answers: the UPS has an age now
         await h.wait_quality(Quality.GOOD, "S2")

@@ -25,7 +25,6 @@ Kind = Literal["u16", "s16", "u32", "s32", "enum", "bits"]
 #: unit ids: UPS data on the UPS index, string and cell data on 100 + string index
 UPS_UNIT_BASE = 0
 STRING_UNIT_BASE = 100
-MAX_INDEX = 32
 MAX_CELLS = 120
 #: cell ci (1..120) occupies registers CELL_STRIDE*ci .. CELL_STRIDE*ci + CELL_STRIDE - 1
 CELL_STRIDE = 100
@@ -35,7 +34,6 @@ STRING_EXTENTS = ((0, 30), (CELL_STRIDE, CELL_STRIDE * (MAX_CELLS + 1)))
 #: served when an unsigned value is unknown (never read, no sensor): see `missing`
 NO_VALUE_U16 = 0xFFFF
 NO_VALUE_S16 = 0x8000
-MAX_AGE_S = 0xFFFF
 
 
 class Role(enum.Enum):

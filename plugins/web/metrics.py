@@ -24,7 +24,6 @@ from .data import log_health
 from .history import EventRing
 
 G, C = GaugeMetricFamily, CounterMetricFamily
-QUALITIES = [q.name.lower() for q in Quality]
 STATES = [s.name.lower() for s in StringState]
 ALARM_BITS = [(b.name.lower(), b) for b in StringAlarm if b and b.name]
 
