@@ -32,6 +32,7 @@ from .config import BAUD_RATES, BusConfig, GatewayConfig, StringConfig
 from .config_base import PluginSection, Problem, StrictModel
 from .counters import CommCounters
 from .exported_plant import ExportedPlant, exported_plant, plant_options
+from .history.quantities import RECORDED, Recorded
 from .history.query import RESOLUTIONS, Discharge, HistoryQueries, QueryError, Series, parse_cells
 from .history.service import HistoryStatus
 from .hookspecs import hookimpl
@@ -63,6 +64,21 @@ from .netguard import (
 )
 from .plugin_services import PerGateway, add_export_commands
 from .profiles import BusLink, DeviceProfile, ErrorKind, LinkFactory, PollError, StringPoller
+from .quantities import (
+    ALARM_BIT_NAMES,
+    CELL_FLAG_NAMES,
+    DEVICE_STATUS_NAMES,
+    QUALITY_NAMES,
+    QUANTITIES,
+    SEVERITY_NAMES,
+    STATE_NAMES,
+    Level,
+    Quantity,
+    Role,
+    names_of,
+    of_level,
+    quantity,
+)
 from .serialize import (
     cell_dict,
     event_dict,
@@ -83,14 +99,22 @@ from .views import (
 )
 
 __all__ = [
+    "ALARM_BIT_NAMES",
     "BAUD_RATES",
+    "CELL_FLAG_NAMES",
+    "DEVICE_STATUS_NAMES",
     "FD_RESERVE",
     "FD_RESERVE_WEB",
     "LOOPBACK",
     "PRODUCT",
+    "QUALITY_NAMES",
+    "QUANTITIES",
+    "RECORDED",
     "RESOLUTIONS",
     "RULES",
     "SENSOR_LOST_BIT",
+    "SEVERITY_NAMES",
+    "STATE_NAMES",
     "VENDOR",
     "ActiveAlarm",
     "ActiveAlarms",
@@ -118,6 +142,7 @@ __all__ = [
     "HistoryQueries",
     "HistoryReader",
     "HistoryStatus",
+    "Level",
     "LinkFactory",
     "LogTally",
     "ObjectPath",
@@ -127,7 +152,10 @@ __all__ = [
     "PollError",
     "Problem",
     "Quality",
+    "Quantity",
     "QueryError",
+    "Recorded",
+    "Role",
     "Rule",
     "Series",
     "Severity",
@@ -148,10 +176,13 @@ __all__ = [
     "exported_plant",
     "hookimpl",
     "may_accept",
+    "names_of",
+    "of_level",
     "parse_cells",
     "peer_host",
     "plant_dict",
     "plant_options",
+    "quantity",
     "raise_open_file_limit",
     "reading_dict",
     "rules_for",

@@ -33,7 +33,8 @@ from .netguard import raise_open_file_limit
 from .plugin_channel import PluginChannel, open_channel
 from .plugin_manager import FailureLog, call_each, implementations
 from .profiles import LinkFactory
-from .registry import bus_transports, device_profiles
+from .quantities import Level, Quantity, of_level
+from .registry import bus_transports, device_profiles, quantity_table
 from .store import SnapshotStore
 from .version import __version__
 
@@ -122,6 +123,8 @@ class Gateway:
             self._publish,
             bus_transports(pm, self.failures) if links is None else links,
         )
+        #: core's quantities and those the plugins registered (core/quantities.py)
+        self.quantity_table = quantity_table(pm, self.failures)
         self._stop = asyncio.Event()
         self._started: list[str] = []
         self.ready = asyncio.Event()
@@ -139,6 +142,9 @@ class Gateway:
     def plugin_config(self, name: str) -> BaseModel | None:
         """Your validated ``[plugins.NAME]`` section (None if absent)."""
         return self.config.plugin(name)
+
+    def quantities(self, level: Level) -> tuple[Quantity, ...]:
+        return of_level(level, self.quantity_table)
 
     @property
     def data_dir(self) -> Path:

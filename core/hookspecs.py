@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .alarm_types import ActiveAlarms, AlarmEvent
     from .model import PlantSnapshot, StringSnapshot
     from .profiles import DeviceProfile, LinkFactory
+    from .quantities import Quantity
     from .views import Gateway
 
 PROJECT = "btms_gateway"
@@ -61,6 +62,18 @@ def register_bus_transports(register: Callable[[str, LinkFactory], None]) -> Non
     :class:`btms_gateway.core.profiles.BusLink`, not yet opened (the engine
     opens it in the bus's thread, and reopens it after a ``PollError`` of kind
     PORT). The RTU link registers ``serial`` and ``rtu-over-tcp`` this way.
+    """
+
+
+@hookspec
+def register_quantities(register: Callable[[Quantity], None]) -> None:
+    """Add a plant quantity to the table every protocol derives from.
+
+    Call ``register(quantity)`` with an :class:`btms_gateway.core.api.Quantity`
+    whose (level, key) is not in the table yet; every protocol then serves
+    it, placed automatically (docs/plugin_hooks.md, "How a protocol derives
+    its table"). A gateway merges the registered quantities with core's own
+    when it is built: ``gateway.quantities(level)``.
     """
 
 

@@ -1,5 +1,5 @@
-"""What the installed plugins register: config section models, device profiles
-and bus transports."""
+"""What the installed plugins register: config section models, device profiles,
+bus transports and plant quantities."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from .config_base import PluginSection
 from .config_load import ConfigError, LoadedConfig, Problem, load, validate
 from .plugin_manager import FailureLog, collect_registrations
 from .profiles import DeviceProfile, LinkFactory
+from .quantities import QUANTITIES, Quantity, QuantityError, merged
 
 
 def config_sections(pm: pluggy.PluginManager, failures: FailureLog) -> dict[str, type[BaseModel]]:
@@ -50,6 +51,19 @@ def bus_transports(pm: pluggy.PluginManager, failures: FailureLog) -> dict[str, 
     for _, (name, factory) in collect_registrations(pm, "register_bus_transports", failures):
         transports.setdefault(name, factory)
     return transports
+
+
+def quantity_table(pm: pluggy.PluginManager, failures: FailureLog) -> tuple[Quantity, ...]:
+    """Core's quantities, then those the plugins register, in pluggy's order. A
+    registration whose (level, key) is taken is recorded as that plugin's
+    failure (logged once) and left out: the table never holds a quantity twice."""
+    table = QUANTITIES
+    for plugin, (q,) in collect_registrations(pm, "register_quantities", failures):
+        try:
+            table = merged((q,), table)
+        except QuantityError as exc:
+            failures.record(plugin, "register_quantities", exc)
+    return table
 
 
 def load_config(path: str | Path, pm: pluggy.PluginManager) -> LoadedConfig:

@@ -23,6 +23,7 @@ from .counters import CommCounters
 from .history.query import HistoryQueries
 from .history.service import HistoryStatus
 from .model import PlantSnapshot, StringSnapshot
+from .quantities import Level, Quantity
 
 
 class SnapshotReader(Protocol):
@@ -182,6 +183,11 @@ class Gateway(Protocol):
 
     def plugin_config(self, name: str) -> BaseModel | None:
         """Plugin ``name``'s validated ``[plugins.NAME]`` section (None if absent)."""
+        ...
+
+    def quantities(self, level: Level) -> tuple[Quantity, ...]:
+        """The plant quantities of ``level`` this gateway serves: core's, then
+        those the plugins registered, in that order."""
         ...
 
     def bus_status(self) -> Sequence[BusStatusView]: ...

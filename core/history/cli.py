@@ -22,7 +22,7 @@ from ..plugin_manager import create_manager
 from ..registry import load_settings
 from .config import HistorySection
 from .export import ExportError, export
-from .quantities import BY_KEY
+from .quantities import RECORDED
 from .query import RESOLUTIONS, HistoryQueries, QueryError, parse_cells
 from .store import FILE_NAME, connect
 
@@ -117,7 +117,7 @@ def info(config: Path | None, db: Path | None, as_json: bool) -> None:
     "--quantity",
     "quantities",
     multiple=True,
-    type=click.Choice(list(BY_KEY)),
+    type=click.Choice(list(RECORDED)),
     help="Quantities (repeatable; default: every one).",
 )
 @click.option("--cells", help='Cells, e.g. "1-4,7" (default: all).')
@@ -155,7 +155,7 @@ def export_cmd(
             a,
             b,
             names,
-            list(quantities) or list(BY_KEY),
+            list(quantities) or list(RECORDED),
             _cells(cells),
             resolution,
         )
