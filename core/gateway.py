@@ -156,11 +156,6 @@ class Gateway:
         return self.alarms.log if isinstance(self.alarms, AlarmEngine) else None
 
     @property
-    def event_log(self) -> EventLog | None:
-        """The old name of ``events`` (TEMPORARY: until the plugins use ``events``)."""
-        return self.events
-
-    @property
     def is_ready(self) -> bool:
         return self.ready.is_set()
 

@@ -153,7 +153,7 @@ async def test_disk_full_alarms_reach_every_output_then_the_log_catches_up(tmp_p
                 assert metric(metrics, "btms_event_log_unwritten_events") == 0
 
                 # the log holds exactly what was delivered, in order, with its times
-                log = h.gateway.event_log
+                log = h.gateway.events
                 logged = [(e.kind, e.alarm_id, e.at, e.message) for e in log.events()]
                 delivered = [(e.kind, e.alarm_id, e.at, e.message) for e in rec.events]
                 assert logged == delivered

@@ -51,7 +51,7 @@ async def test_discharge_alarm_is_low_limit_and_charge_alarm_high_limit() -> Non
             what="the current alarms of S1 and S2",
         )
         [raised] = [
-            e for e in h.gateway.event_log.events() if e.rule == "string_current_discharge_high"
+            e for e in h.gateway.events.events() if e.rule == "string_current_discharge_high"
         ]
         assert (raised.value, raised.limit) == (42.5, 40.0)  # a magnitude against a magnitude
         address = f"127.0.0.1:{port}"

@@ -331,7 +331,7 @@ def test_limits_cache_follows_the_settings_object_and_the_engine() -> None:
 
     high = {"cell_voltage_high": {"limit": 2.35}}
     first = AlarmsSection(strings={"S2": {"block": "12V", "rules": high}})
-    gw = SimpleNamespace(settings=SimpleNamespace(alarms=first), event_log=object())
+    gw = SimpleNamespace(settings=SimpleNamespace(alarms=first), events=object())
     limits = data.LimitsCache()
     for name in ("S1", "S2", "S1"):
         assert limits(gw, name) == data.cell_limits(gw, name)
@@ -340,5 +340,5 @@ def test_limits_cache_follows_the_settings_object_and_the_engine() -> None:
     assert limits(gw, "S2")["voltage_v"]["high"] == pytest.approx(2.40)
     assert limits(gw, "S2")["voltage_v"]["high_source"] == "display"  # the rule is off
     assert limits(gw, "S1")["voltage_v"]["low_source"] == "alarm"
-    gw.event_log = None  # no alarm engine: every band is for display only
+    gw.events = None  # no alarm engine: every band is for display only
     assert limits(gw, "S1")["voltage_v"]["low_source"] == "display"

@@ -36,7 +36,7 @@ from bacpypes3.local.device import DeviceObject
 from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.pdu import Address
 from bacpypes3.primitivedata import ObjectIdentifier
-from btms_gateway.core.version import __version__
+from btms_gateway.core.api import __version__
 
 from .bacobjects import OBJECT_TYPES, property_list, text
 from .cov_property import PropertyCOVServices

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 from bacpypes3.basetypes import EngineeringUnits
 from bacpypes3.primitivedata import ObjectType
-from btms_gateway.core.version import __version__
+from btms_gateway.core.api import __version__
 
 from .objects import Point, Quantity
 from .settings import BacnetSettings

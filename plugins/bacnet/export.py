@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import click
-from btms_gateway.core.exported_plant import ExportedPlant, exported_plant, plant_options
+from btms_gateway.core.api import ExportedPlant, exported_plant, plant_options
 
 from .ede import ede_lines, state_text_lines
 from .listing import objects_csv, objects_markdown

@@ -41,7 +41,7 @@ from bacpypes3.apdu import (
 )
 from bacpypes3.appservice import ApplicationServiceAccessPoint, ServerSSM
 from bacpypes3.errors import ExecutionError
-from btms_gateway.core.netguard import ClientAllowlist
+from btms_gateway.core.api import ClientAllowlist
 
 #: a request up to this long is decoded on the loop (about 14 ms at most)
 DECODE_INLINE_BYTES = 512

@@ -39,7 +39,7 @@ from typing import Any
 
 from bacpypes3.basetypes import EventState, Reliability
 from bacpypes3.primitivedata import ObjectType
-from btms_gateway.core.model import SENSOR_LOST_BIT, Quality
+from btms_gateway.core.api import SENSOR_LOST_BIT, Quality
 
 from .bacobjects import OBJECT_TYPES, VIEW_CLASSES, Constants, object_identifier
 from .objects import ALARM_TARGETS, CELL_QUANTITIES, SUMMARY_STATS, Point
@@ -444,7 +444,7 @@ def _event_state(rule: str) -> EventState:
     object serves (a discharge-current alarm is a low limit of the signed
     current), flags as offnormal."""
     try:
-        from btms_gateway.core.alarms.rules import RULES
+        from btms_gateway.core.api import RULES
 
         kind = RULES[rule].side
     except (ImportError, KeyError):

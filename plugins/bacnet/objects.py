@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from btms_gateway.core.model import StringAlarm, StringState
+from btms_gateway.core.api import StringAlarm, StringState
 
 ObjectKind = Literal["analogInput", "binaryInput", "multiStateInput", "structuredView"]
 Scope = Literal["gateway", "ups", "string", "cell", "summary", "view"]

@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from btms_gateway.core.alarm_types import EventKind
+from btms_gateway.core.api import EventKind
 
 from .device import start_device
 from .image import Image

@@ -17,8 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
-from btms_gateway.core.exported_plant import ExportedPlant, exported_plant, plant_options
-from btms_gateway.core.version import __version__
+from btms_gateway.core.api import ExportedPlant, __version__, exported_plant, plant_options
 
 from .map import (
     CELL_POINTS,

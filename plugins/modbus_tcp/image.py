@@ -20,7 +20,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from btms_gateway.core.model import PlantSnapshot, Quality, StringSnapshot, UpsSnapshot
+from btms_gateway.core.api import PlantSnapshot, Quality, StringSnapshot, UpsSnapshot
 
 from .map import (
     AGE_REGISTER,

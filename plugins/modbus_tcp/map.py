@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any, Literal, NamedTuple
 
-from btms_gateway.core.model import CellReading, CellStatus, DeviceStatus
+from btms_gateway.core.api import CellReading, CellStatus, DeviceStatus
 
 Block = Literal["ups", "string", "cell"]
 Kind = Literal["u16", "s16", "u32", "s32", "enum", "bits"]

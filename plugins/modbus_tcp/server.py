@@ -47,7 +47,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from btms_gateway.core.netguard import (
+from btms_gateway.core.api import (
     FD_RESERVE,
     ClientAllowlist,
     ConnectionSlots,

@@ -14,8 +14,14 @@ import ssl
 import time
 from typing import Any
 
-from btms_gateway.core.model import PlantSnapshot, StringSnapshot
-from btms_gateway.core.version import PRODUCT, VENDOR, __version__
+from btms_gateway.core.api import (
+    PRODUCT,
+    VENDOR,
+    Gateway,
+    PlantSnapshot,
+    StringSnapshot,
+    __version__,
+)
 from pymodbus.pdu.device import ModbusDeviceIdentification
 
 from .image import AlarmSummary, ImageStore
@@ -86,7 +92,7 @@ def tls_context(tls: TlsSettings) -> ssl.SSLContext:
 
 
 class ModbusService:
-    def __init__(self, settings: ModbusTcpSettings, gateway: Any) -> None:
+    def __init__(self, settings: ModbusTcpSettings, gateway: Gateway) -> None:
         self.settings = settings
         self.gateway = gateway
         self.stats = ServerStats()

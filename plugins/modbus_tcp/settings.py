@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from btms_gateway.core.config_base import PluginSection, StrictModel
-from btms_gateway.core.netguard import AllowList, ClientAllowlist
+from btms_gateway.core.api import AllowList, ClientAllowlist, PluginSection, StrictModel
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 Port = Annotated[int, Field(ge=0, le=65535)]  # 0 = any free port (tests)

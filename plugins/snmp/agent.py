@@ -15,8 +15,7 @@ import logging
 import socket
 from typing import Any
 
-from btms_gateway.core.netguard import LOOPBACK, ClientAllowlist, LogTally, TokenBuckets
-from btms_gateway.core.version import __version__
+from btms_gateway.core.api import LOOPBACK, ClientAllowlist, LogTally, TokenBuckets, __version__
 from pysnmp.carrier.asyncio.dgram import udp, udp6
 from pysnmp.entity import config, engine
 from pysnmp.entity.rfc3413 import context

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime
 
-from btms_gateway.core.model import CellStatus, Quality, StringAlarm, StringState
+from btms_gateway.core.api import CellStatus, Quality, StringAlarm, StringState
 
 from .smi import TC
 

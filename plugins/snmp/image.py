@@ -32,9 +32,7 @@ from itertools import chain, pairwise
 from operator import attrgetter
 from typing import Any
 
-from btms_gateway.core.alarm_types import ActiveAlarm
-from btms_gateway.core.counters import CommCounters
-from btms_gateway.core.model import PlantSnapshot
+from btms_gateway.core.api import ActiveAlarm, CommCounters, PlantSnapshot
 from pysnmp.proto import rfc1902
 
 from . import ber

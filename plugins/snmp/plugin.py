@@ -15,11 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import click
-from btms_gateway.core import hookimpl
-from btms_gateway.core.alarm_types import ActiveAlarm, AlarmEvent, EventKind
-from btms_gateway.core.model import PlantSnapshot, Quality, StringSnapshot
-from btms_gateway.core.plugin_services import add_export_commands
-from btms_gateway.core.version import __version__
+from btms_gateway.core.api import (
+    ActiveAlarm,
+    AlarmEvent,
+    EventKind,
+    Gateway,
+    PlantSnapshot,
+    Quality,
+    StringSnapshot,
+    __version__,
+    add_export_commands,
+    hookimpl,
+)
 
 from .agent import Agent
 from .image import AgentStats, ServeContext, same_shape
@@ -35,7 +42,7 @@ NAME = "snmp"
 class SnmpPlugin:
     """The running agent and notifier of one gateway."""
 
-    def __init__(self, gateway: Any, settings: SnmpSettings) -> None:
+    def __init__(self, gateway: Gateway, settings: SnmpSettings) -> None:
         self.gateway = gateway
         self.settings = settings
         self.base = parse_oid(settings.enterprise_base)
@@ -43,14 +50,14 @@ class SnmpPlugin:
         self._next_alarm_index = 1
         self.ctx = ServeContext(
             plant=gateway.store.snapshot,
-            gateway_name=gateway.settings.gateway.name,
+            gateway_name=gateway.name,
             version=__version__,
             uptime_s=gateway.uptime_s,
             counters=self._counters,
             stats=self.stats,
             alarms=self._seed_alarms(gateway),
         )
-        sys_name = settings.sys_name or gateway.settings.gateway.name
+        sys_name = settings.sys_name or gateway.name
         self.agent = Agent(settings, self.base, self.ctx, sys_name)
         self.notifier = Notifier(settings, self.base, self.agent.engine_id, self.stats)
         self.announced_offline: set[str] = set()
@@ -61,7 +68,7 @@ class SnmpPlugin:
         except Exception:
             return None
 
-    def _seed_alarms(self, gateway: Any) -> dict[str, tuple[int, ActiveAlarm]]:
+    def _seed_alarms(self, gateway: Gateway) -> dict[str, tuple[int, ActiveAlarm]]:
         alarms: dict[str, tuple[int, ActiveAlarm]] = {}
         for a in sorted(gateway.alarms.active(), key=lambda a: a.raised_at):
             alarms[a.alarm_id] = (self._next_alarm_index, a)
@@ -156,7 +163,7 @@ def register_config_sections(register: Any) -> None:
 
 
 @hookimpl
-async def startup(gateway: Any) -> None:
+async def startup(gateway: Gateway) -> None:
     settings = gateway.plugin_config(NAME)
     plugin = SnmpPlugin(gateway, settings)
     await plugin.start()
@@ -164,21 +171,21 @@ async def startup(gateway: Any) -> None:
 
 
 @hookimpl
-async def shutdown(gateway: Any) -> None:
+async def shutdown(gateway: Gateway) -> None:
     for plugin in [p for p in RUNNING if p.gateway is gateway]:
         RUNNING.remove(plugin)
         await plugin.stop()
 
 
 @hookimpl
-async def string_reading(string: StringSnapshot, plant: PlantSnapshot, gateway: Any) -> None:
+async def string_reading(string: StringSnapshot, plant: PlantSnapshot, gateway: Gateway) -> None:
     for plugin in RUNNING:
         if plugin.gateway is gateway:
             plugin.on_string(string, plant)
 
 
 @hookimpl
-async def alarm_event(event: AlarmEvent, gateway: Any) -> None:
+async def alarm_event(event: AlarmEvent, gateway: Gateway) -> None:
     for plugin in RUNNING:
         if plugin.gateway is gateway:
             plugin.on_alarm(event)

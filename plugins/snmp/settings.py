@@ -9,14 +9,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from btms_gateway.core.config_base import PluginSection, Problem, StrictModel
-from btms_gateway.core.netguard import LOOPBACK, AllowList, ClientAllowlist
+from btms_gateway.core.api import (
+    LOOPBACK,
+    AllowList,
+    ClientAllowlist,
+    PluginSection,
+    Problem,
+    StrictModel,
+)
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from .tables import DEFAULT_BASE, parse_oid
 
 if TYPE_CHECKING:
-    from btms_gateway.core.config import GatewayConfig
+    from btms_gateway.core.api import GatewayConfig
 
 AuthProtocol = Literal["SHA", "SHA-224", "SHA-256", "SHA-384", "SHA-512"]
 PrivProtocol = Literal["AES", "AES-128", "AES-192", "AES-256"]

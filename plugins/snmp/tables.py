@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from btms_gateway.core.model import Quality
+from btms_gateway.core.api import Quality
 
 from .conventions import (
     CELL_FLAG_BITS,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from btms_gateway.core.history import QueryError
+from btms_gateway.core.api import QueryError
 from prometheus_client.exposition import choose_encoder
 
 from . import data, events, history

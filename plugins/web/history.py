@@ -19,9 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from btms_gateway.core.alarm_types import AlarmEvent
-from btms_gateway.core.history import RECORDED, QueryError, Series
-from btms_gateway.core.history.query import RESOLUTIONS, parse_cells
+from btms_gateway.core.api import RECORDED, RESOLUTIONS, AlarmEvent, QueryError, Series, parse_cells
 
 DEFAULT_QUANTITIES = ("voltage_v", "current_a", "soc_pct")
 DEFAULT_SPAN_S = 3600.0

@@ -32,8 +32,16 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from btms_gateway.core.model import PlantSnapshot, StringReading, StringSnapshot, UpsSnapshot
-from btms_gateway.core.serialize import cell_dict, reading_dict, string_head, ups_dict
+from btms_gateway.core.api import (
+    PlantSnapshot,
+    StringReading,
+    StringSnapshot,
+    UpsSnapshot,
+    cell_dict,
+    reading_dict,
+    string_head,
+    ups_dict,
+)
 
 
 class Style:

@@ -15,8 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from btms_gateway.core.model import DeviceStatus, Quality, StringAlarm, StringState
-from btms_gateway.core.version import __version__
+from btms_gateway.core.api import (
+    DeviceStatus,
+    Gateway,
+    Quality,
+    StringAlarm,
+    StringState,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -60,7 +65,7 @@ STRING_VALUES: list[tuple[str, str, str, Callable[[float | None], float | None]]
 
 
 class GatewayCollector(Collector):
-    def __init__(self, gateway: Any, ring: EventRing, cell_metrics: bool, web: Any) -> None:
+    def __init__(self, gateway: Gateway, ring: EventRing, cell_metrics: bool, web: Any) -> None:
         self.gateway = gateway
         self.ring = ring
         self.cell_metrics = cell_metrics
@@ -78,7 +83,7 @@ class GatewayCollector(Collector):
     def _gateway(self) -> Iterator[Metric]:
         g = self.gateway
         info = G("btms_gateway_info", "Gateway name and version.", labels=["name", "version"])
-        info.add_metric([g.settings.gateway.name, __version__], 1)
+        info.add_metric([g.name, g.version], 1)
         yield info
         yield G("btms_gateway_uptime_seconds", "Seconds since the gateway started.", g.uptime_s())
         failures = C(
@@ -86,7 +91,7 @@ class GatewayCollector(Collector):
             "Calls of a plugin hook that raised (plugin isolated, gateway carries on).",
             labels=["plugin", "hook"],
         )
-        for (plugin, hook), n in sorted(g.failures.counts.items()):
+        for (plugin, hook), n in sorted(g.plugin_failures().items()):
             failures.add_metric([plugin, hook], n)
         yield failures
         yield G("btms_web_live_clients", "Browsers connected to the live stream.", self.web.clients)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from btms_gateway.core.version import __version__
+from btms_gateway.core.api import __version__
 
 
 def _n(kind: str, **extra: Any) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import log as web_log
 from aiohttp import web
-from btms_gateway.core.netguard import raise_open_file_limit
+from btms_gateway.core.api import Gateway, raise_open_file_limit
 
 from . import api
 from .auth import Authenticator
@@ -50,7 +50,7 @@ class Stats:
 
 
 class WebService:
-    def __init__(self, settings: WebSettings, gateway: Any) -> None:
+    def __init__(self, settings: WebSettings, gateway: Gateway) -> None:
         self.settings = settings
         self.gateway = gateway
         self.ring = EventRing()

@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from btms_gateway.core.config_base import PluginSection
-from btms_gateway.core.netguard import AllowList
+from btms_gateway.core.api import AllowList, PluginSection
 from pydantic import Field, field_validator, model_validator
 
 from .auth import is_password_hash, is_token_hash

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from btms_gateway.core import hookimpl
-from btms_gateway.core.profiles import LinkFactory
+from btms_gateway.core.api import LinkFactory, hookimpl
 
 from .link import RtuLink
 

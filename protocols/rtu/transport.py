@@ -25,8 +25,7 @@ from typing import Any
 
 import serial
 import serial.rs485
-from btms_gateway.core.config import BusConfig
-from btms_gateway.core.profiles import ErrorKind, PollError
+from btms_gateway.core.api import BusConfig, ErrorKind, PollError
 
 _PARITY = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD}
 _READABLE = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from btms_gateway.core.model import Quality
+from btms_gateway.core.api import Quality
 from btms_gateway.kit.testing import GatewayHarness, make_reading, plant_config
 
 
