@@ -67,6 +67,8 @@ case "${1:-}" in
         say "lint"
         "$VENV/bin/ruff" check .
         "$VENV/bin/ruff" format --check .
+        say "import contracts"
+        "$VENV/bin/lint-imports"
         say "tests"
         exec "$VENV/bin/pytest" -q "$@"
         ;;
