@@ -50,6 +50,16 @@ debian_peers() {
         "${missing[@]}" >/dev/null
 }
 
+typecheck() {
+    # The package-dir mapping (core/ -> btms_gateway.core, ...) is invisible to mypy
+    # in an editable install: a farm of links gives it the import names to check.
+    local farm="$VENV/typecheck/btms_gateway" folder
+    mkdir -p "$farm"
+    for folder in core protocols plugins kit; do ln -sfn "$PWD/$folder" "$farm/$folder"; done
+    MYPYPATH="$VENV/typecheck" "$VENV/bin/mypy" -p btms_gateway.core -p btms_gateway.kit \
+        -p btms_gateway.protocols -p btms_gateway.plugins
+}
+
 case "${1:-}" in
     setup)
         python_env
@@ -69,6 +79,8 @@ case "${1:-}" in
         "$VENV/bin/ruff" format --check .
         say "import contracts"
         "$VENV/bin/lint-imports"
+        say "type check"
+        typecheck
         say "tests"
         exec "$VENV/bin/pytest" -q "$@"
         ;;

@@ -71,11 +71,13 @@ def config_file_arguments(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def config_file(file: Path | None, config: Path | None) -> Path:
     """The one file given, in either form; a usage error (exit 2) for none or two."""
-    if file is None and config is None:
-        raise click.UsageError("give the gateway's TOML file, as FILE or -c FILE")
     if file is not None and config is not None and file != config:
         raise click.UsageError(f"two configuration files given ({config} and {file}): give one")
-    return file or config  # type: ignore[return-value]
+    if file is not None:
+        return file
+    if config is not None:
+        return config
+    raise click.UsageError("give the gateway's TOML file, as FILE or -c FILE")
 
 
 @cli.command("check-config")

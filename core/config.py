@@ -131,6 +131,14 @@ class StringConfig(StrictModel):
     description: str = ""
 
 
+def index_of(item: UpsConfig | StringConfig) -> int:
+    """The index of a UPS or string of a loaded configuration, which
+    ``GatewayConfig.with_indexes`` gave every one of them."""
+    if item.index is None:
+        raise ValueError(f"{item.name} has no index yet: see GatewayConfig.with_indexes")
+    return item.index
+
+
 class GatewayConfig(StrictModel):
     """The whole file. ``plugins`` holds raw tables until each plugin's own
     model validates them (see config_load)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pluggy
 from pydantic import ValidationError
@@ -21,8 +21,10 @@ from .config_load import LoadedConfig
 from .plugin_manager import FailureLog, implementations
 from .registry import config_sections, validate_config
 
+SimTransport = Literal["pty", "tcp"]
+SimMode = Literal["float", "discharge"]  # the simulator's values: floating, or discharging
 #: (bus, transport, baud, [(string, slave, cells, mode)]) for each simulated bus
-PLANT = (
+PLANT: tuple[tuple[str, SimTransport, int, list[tuple[str, int, int, SimMode]]], ...] = (
     ("demo-pty", "pty", 115200, [("A1", 1, 120, "float"), ("A2", 2, 60, "float")]),
     ("demo-tcp", "tcp", 38400, [("B1", 1, 24, "discharge"), ("B2", 2, 24, "discharge")]),
 )

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import click
 
 from .cli_options import load_or_exit
+from .config import index_of
 from .config_base import PluginSection
 from .config_load import LoadedConfig
 from .demo_plant import demo_plant
@@ -49,8 +50,8 @@ class ExportedPlant:
         cfg = loaded.gateway.with_indexes()
         return cls(
             source,
-            tuple(sorted(((u.name, u.index) for u in cfg.ups), key=lambda u: u[1])),
-            tuple(sorted(((s.name, s.index, s.ups) for s in cfg.strings), key=lambda s: s[1])),
+            tuple(sorted(((u.name, index_of(u)) for u in cfg.ups), key=lambda u: u[1])),
+            tuple(sorted(((s.name, index_of(s), s.ups) for s in cfg.strings), key=lambda s: s[1])),
             loaded,
             table,
         )

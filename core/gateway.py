@@ -202,8 +202,9 @@ class Gateway:
         try:
             stopper = asyncio.create_task(self._stop.wait())
             done, _ = await asyncio.wait({engine, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if engine in done and engine.exception() is not None:
-                raise engine.exception()  # type: ignore[misc]
+            failure = engine.exception() if engine in done else None
+            if failure is not None:
+                raise failure
         finally:
             await self._shutdown(engine, ticker)
 

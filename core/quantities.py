@@ -142,7 +142,8 @@ def _reading(attr: str) -> Reader:
 
 def _attr(attr: str) -> Reader:
     def read(obj: Any) -> Value:
-        return getattr(obj, attr)
+        value: Value = getattr(obj, attr)
+        return value
 
     return read
 

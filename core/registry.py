@@ -31,8 +31,8 @@ def config_sections(pm: pluggy.PluginManager, failures: FailureLog) -> dict[str,
                 ],
             )
         sections[name] = model
-    for name, plugin in pm.list_name_plugin():
-        if plugin is not None and name not in sections:
+    for name, registered in pm.list_name_plugin():
+        if registered is not None and name not in sections:
             sections[name] = PluginSection  # a plugin without settings can still be enabled
     return sections
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 from .aggregate import aggregate_ups
+from .config import GatewayConfig, index_of
 from .model import PlantSnapshot, Quality, StringSnapshot
 
 
@@ -28,15 +29,15 @@ class SnapshotStore:
         self._snapshot = PlantSnapshot(strings=by_name, ups=ups)
 
     @classmethod
-    def from_config(cls, config) -> SnapshotStore:  # type: ignore[no-untyped-def]
+    def from_config(cls, config: GatewayConfig) -> SnapshotStore:
         """Every configured string starts OFFLINE with no values: nothing is
         served until it has really been read."""
         now = time.time()
-        ups_index = {u.name: u.index for u in config.ups}
+        ups_index = {u.name: index_of(u) for u in config.ups}
         strings = [
             StringSnapshot(
                 name=s.name,
-                index=s.index,
+                index=index_of(s),
                 ups=s.ups,
                 ups_index=ups_index.get(s.ups, 0) if s.ups else 0,
                 slave_id=s.slave_id,
@@ -47,7 +48,7 @@ class SnapshotStore:
             )
             for s in config.strings
         ]
-        return cls(strings, [(u.name, u.index) for u in config.ups])
+        return cls(strings, [(u.name, index_of(u)) for u in config.ups])
 
     @property
     def snapshot(self) -> PlantSnapshot:

@@ -278,7 +278,7 @@ def _request(log: EventLog, kind: str, timeout: float, **args: Any) -> None:
 @click.option("--timeout", type=float, default=10.0, show_default=True)
 @_db_options
 @click.pass_context
-def alarms_ack(ctx: click.Context, alarm_id: str, by: str, timeout: float, **a: Any) -> None:
+def alarms_ack(ctx: click.Context, /, alarm_id: str, by: str, timeout: float, **a: Any) -> None:
     """Acknowledge ALARM_ID in the running gateway (exit 1: no such active alarm)."""
     with open_log(*_where(ctx, a["config"], a["db"])) as log:
         _request(log, inbox.ACK, timeout, alarm_id=alarm_id, by=by)
@@ -293,7 +293,7 @@ def baseline_group() -> None:
 @click.argument("string", required=False)
 @_db_options
 @click.pass_context
-def baseline_show(ctx: click.Context, string: str | None, **a: Any) -> None:
+def baseline_show(ctx: click.Context, /, string: str | None, **a: Any) -> None:
     """Print the baselines (of STRING, or all) with their source: learned or set."""
     with open_log(*_where(ctx, a["config"], a["db"])) as log:
         rows = baseline.load(log.db, string)
@@ -313,7 +313,13 @@ def baseline_show(ctx: click.Context, string: str | None, **a: Any) -> None:
 @_db_options
 @click.pass_context
 def baseline_set(
-    ctx: click.Context, string: str, cell: int | None, mohm: float | None, timeout: float, **a: Any
+    ctx: click.Context,
+    /,
+    string: str,
+    cell: int | None,
+    mohm: float | None,
+    timeout: float,
+    **a: Any,
 ) -> None:
     """Set baselines: with --mohm (and --cell) to a value, written at once and
     picked up by a running gateway; without --mohm from the string's current
@@ -335,7 +341,7 @@ def baseline_set(
 @click.option("--cell", type=click.IntRange(1, 120), help="Only this cell (1-based).")
 @_db_options
 @click.pass_context
-def baseline_learn(ctx: click.Context, string: str, cell: int | None, **a: Any) -> None:
+def baseline_learn(ctx: click.Context, /, string: str, cell: int | None, **a: Any) -> None:
     """Forget baselines so the cells learn them again from their next good readings
     (after replacing blocks)."""
     with open_log(*_where(ctx, a["config"], a["db"]), must_exist=False) as log:

@@ -9,7 +9,7 @@ Built on :mod:`btms_gateway.core.config_base` (not ``core.config``) because
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -98,7 +98,7 @@ def rules_for(settings: AlarmsSection, string: str | None) -> dict[str, Rule]:
     layers = [settings.rules, per_string.rules if per_string else {}]
     out: dict[str, Rule] = {}
     for d in RULES.values():
-        values = {
+        values: dict[str, Any] = {
             "enabled": d.enabled,
             "limit": d.limit,
             "hysteresis": d.hysteresis,

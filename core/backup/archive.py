@@ -29,6 +29,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from ..datadir import LOCK_NAME
 from ..version import __version__
@@ -126,7 +127,7 @@ def collect(config: Path, data_dir: Path, staging: Path) -> list[tuple[Entry, Pa
     return staged
 
 
-def manifest(config: Path, data_dir: Path, entries: list[Entry]) -> dict[str, object]:
+def manifest(config: Path, data_dir: Path, entries: list[Entry]) -> dict[str, Any]:
     now = dt.datetime.now(dt.UTC)
     return {
         "format": FORMAT,
@@ -140,7 +141,7 @@ def manifest(config: Path, data_dir: Path, entries: list[Entry]) -> dict[str, ob
     }
 
 
-def write_archive(config: Path, data_dir: Path, output: Path) -> dict[str, object]:
+def write_archive(config: Path, data_dir: Path, output: Path) -> dict[str, Any]:
     """Write the archive to ``output`` (atomically: a partial file never has
     the final name); return its manifest."""
     if not config.is_file():

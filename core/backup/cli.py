@@ -78,7 +78,7 @@ def backup(config: Path, data_dir: Path | None, output: Path | None) -> None:
         meta = write_archive(config, source, target)
     except BackupError as exc:
         raise click.ClickException(str(exc)) from None
-    for entry in meta["files"]:  # type: ignore[attr-defined]
+    for entry in meta["files"]:
         click.echo(f"  {entry['name']:<40} {entry['kind']:<7} {entry['size']:>12,} bytes")
     click.echo(f"wrote {target} ({target.stat().st_size:,} bytes, {source} and {config})")
 

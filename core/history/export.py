@@ -110,7 +110,8 @@ def _csv(out: Path | IO[str], columns: Sequence[str], chunks: Iterator[dict[str,
 
 def _plain(a: np.ndarray) -> list[Any]:
     """repr-exact floats (the shortest text that reads back equal)."""
-    return a.tolist()
+    values: list[Any] = a.tolist()
+    return values
 
 
 def _parquet(out: Path, columns: Sequence[str], chunks: Iterator[dict[str, Any]]) -> int:

@@ -94,15 +94,15 @@ _NEW_TUPLE, _NEW_FLOAT, _NEW_STR = tuple.__new__, float.__new__, str.__new__
 
 
 def object_identifier(kind: str, instance: int) -> ObjectIdentifier:
-    return _NEW_TUPLE(ObjectIdentifier, (OBJECT_TYPES[kind], instance))  # type: ignore[no-any-return]
+    return _NEW_TUPLE(ObjectIdentifier, (OBJECT_TYPES[kind], instance))
 
 
 def real(value: float) -> Real:
-    return _NEW_FLOAT(Real, value)  # type: ignore[no-any-return]
+    return _NEW_FLOAT(Real, value)
 
 
 def text(value: str) -> CharacterString:
-    return _NEW_STR(CharacterString, value)  # type: ignore[no-any-return]
+    return _NEW_STR(CharacterString, value)
 
 
 _UNSIGNED = {n: Unsigned(n) for n in range(0, 16)}
@@ -279,7 +279,7 @@ class View:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._img.points[self._k].name}>"
 
-    async def write_property(self, attr: Any, value: Any, index: Any = None, priority: Any = None):  # type: ignore[no-untyped-def]
+    async def write_property(self, attr: Any, value: Any, index: Any = None, priority: Any = None):
         raise ExecutionError(errorClass="property", errorCode="writeAccessDenied")
 
     # --- identity: the table row ---
@@ -318,7 +318,7 @@ class View:
         monitors = d.get("_pm")
         if monitors is None:
             monitors = d["_pm"] = defaultdict(list)
-            d["_seen"] = {a: getattr(self, a) for a in WATCHED if a in self._elements}  # type: ignore[attr-defined]
+            d["_seen"] = {a: getattr(self, a) for a in WATCHED if a in self._elements}
         self._img.keep(self)
         return monitors
 
@@ -343,11 +343,11 @@ class ValueView(View):
 
     @property
     def reliability(self) -> Reliability:
-        return self._img.reliability(self._k)  # type: ignore[no-any-return]
+        return self._img.reliability(self._k)
 
     @property
     def eventState(self) -> EventState:
-        return self._img.event_state(self._k)  # type: ignore[no-any-return]
+        return self._img.event_state(self._k)
 
     @property
     def statusFlags(self) -> StatusFlags:
@@ -450,7 +450,7 @@ class StructuredView(View, _LocalObject, _SV):
         )
 
 
-VIEW_CLASSES: dict[str, type] = {
+VIEW_CLASSES: dict[str, type[View]] = {
     "analogInput": AnalogInput,
     "binaryInput": BinaryInput,
     "multiStateInput": MultiStateInput,

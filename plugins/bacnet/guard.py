@@ -47,7 +47,7 @@ from btms_gateway.core.api import ClientAllowlist
 DECODE_INLINE_BYTES = 512
 
 
-class GuardedServerSSM(ServerSSM):  # type: ignore[misc]
+class GuardedServerSSM(ServerSSM):
     """bacpypes3's server transaction, decoding a long request in a thread."""
 
     async def request(self, apdu: Any) -> None:
@@ -67,7 +67,7 @@ class GuardedServerSSM(ServerSSM):  # type: ignore[misc]
         await self.ssmSAP.sap_request(decoded)
 
 
-class GuardedASAP(ApplicationServiceAccessPoint):  # type: ignore[misc]
+class GuardedASAP(ApplicationServiceAccessPoint):
     """bacpypes3's application service access point, checking each confirmed
     request before a transaction is made for it (see the module docstring)."""
 

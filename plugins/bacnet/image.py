@@ -258,7 +258,7 @@ class Image:
         p = self.points[k]
         if p.scope == "cell":
             cells = self.strings[p.string].cells  # type: ignore[index]
-            return cells.value(p.cell, p.quantity.offset)  # type: ignore[union-attr]
+            return cells.value(p.cell, p.quantity.offset)  # type: ignore[union-attr,arg-type]
         return self.vals.get(k)
 
     def reliability(self, k: int) -> Reliability:

@@ -20,6 +20,7 @@ so ``analog-input 1031172`` reads as "string 3, cell 117, quantity 2".
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -263,8 +264,7 @@ def build_points(
         )  # fmt: skip
     if not structured_views:
         points = [p for p in points if p.kind != "structuredView"]
-    seen: set[str] = set()
-    twice = sorted({p.name for p in points if p.name in seen or seen.add(p.name)})
+    twice = sorted(name for name, n in Counter(p.name for p in points).items() if n > 1)
     if twice:
         raise TableError(
             f"BACnet object names must be unique; rename strings/UPS, found {twice[:5]}"

@@ -218,7 +218,7 @@ class FastReadHoldingRequest(ReadHoldingRegistersRequest):
     """FC 03 through pymodbus's ``custom_pdu`` hook: identical decoding and
     datastore call, answered with :class:`FastHoldingResponse`."""
 
-    response = FastHoldingResponse
+    response: type[FastHoldingResponse | FastInputResponse] = FastHoldingResponse
 
     async def datastore_update(self, context: Any, device_id: int) -> Any:
         values = await context.async_getValues(

@@ -21,6 +21,7 @@ from btms_gateway.core.api import CellReading, CellStatus, DeviceStatus
 
 Block = Literal["ups", "string", "cell"]
 Kind = Literal["u16", "s16", "u32", "s32", "enum", "bits"]
+Origin = Literal["BM-GW v2", "extension"]
 
 #: unit ids: UPS data on the UPS index, string and cell data on 100 + string index
 UPS_UNIT_BASE = 0
@@ -92,7 +93,7 @@ class Point:
     scale: float | None  # engineering units per count; None for enums, bits and counts
     unit: str
     role: Role
-    origin: Literal["BM-GW v2", "extension"]
+    origin: Origin
     description: str
     read: Callable[[Any], float | int | None]
     missing: int = 0  # raw value served when `read` returns None
@@ -108,7 +109,8 @@ class Point:
 
 
 M, S = Role.MEASURED, Role.STATUS
-GW, EXT = "BM-GW v2", "extension"
+GW: Origin = "BM-GW v2"
+EXT: Origin = "extension"
 STATUS_TEXT = "0 disabled, 1 OK, 2 error"
 QUALITY_TEXT = "0 GOOD, 1 STALE, 2 OFFLINE"
 SEVERITY_TEXT = "highest active alarm: 0 none, 1 warning, 2 alarm, 3 critical"

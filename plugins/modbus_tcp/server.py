@@ -253,6 +253,10 @@ class GuardedHandler(ServerRequestHandler):
     bounded memory; a client that never reads is closed after
     ``request_timeout_s``."""
 
+    #: pymodbus declares BaseTransport; a listener's connections are stream
+    #: transports (write, pause_reading, resume_reading, abort)
+    transport: asyncio.Transport
+
     def __init__(self, owner: Any, guard: Guard, direct: dict[int, UnitAction]) -> None:
         super().__init__(owner, None, None, None)
         self.guard = guard
@@ -312,6 +316,7 @@ class GuardedHandler(ServerRequestHandler):
             self._tls_task = self.loop.create_task(self._start_tls(transport, sslctx))
 
     async def _start_tls(self, raw: Any, sslctx: ssl.SSLContext) -> None:
+        failure: BaseException | None = None
         try:
             tls = await self.loop.start_tls(
                 raw, self, sslctx, server_side=True,
@@ -319,8 +324,6 @@ class GuardedHandler(ServerRequestHandler):
             )  # fmt: skip
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             tls, failure = None, exc
-        else:
-            failure = None
         if tls is None or not self.admitted:
             # the TLS layer never calls connection_lost for a connection whose
             # handshake did not complete: release it and pymodbus's entry here

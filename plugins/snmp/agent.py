@@ -122,7 +122,7 @@ class AllowlistUdp(udp.UdpAsyncioTransport):
         """pysnmp lets some decoder errors (TypeError, IndexError...) escape;
         count and drop such datagrams instead of logging a traceback each."""
         try:
-            self._callback_function(self, address, datagram)  # type: ignore[misc]
+            self._callback_function(self, address, datagram)
         except Exception as exc:
             if self.stats is not None:
                 self.stats.bad_datagrams += 1
@@ -173,7 +173,7 @@ class Agent:
             lambda previous, changed: build_index(base, ctx, previous, changed),
         )
         snmp_context = context.SnmpContext(self.engine)
-        snmp_context.context_names[b""] = self.controller  # type: ignore[assignment]
+        snmp_context.context_names[b""] = self.controller
         self.get = responders.GetResponder(self.engine, snmp_context)
         self.next = responders.NextResponder(self.engine, snmp_context)
         self.bulk = responders.BulkResponder(self.engine, snmp_context)

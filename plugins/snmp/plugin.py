@@ -9,6 +9,7 @@ not say which gateway a reading belongs to).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -76,7 +77,7 @@ class SnmpPlugin:
         return alarms
 
     async def start(self) -> None:
-        await self.agent.start(self.gateway.loop)
+        await self.agent.start(asyncio.get_running_loop())  # startup runs on the gateway's loop
         try:
             self.notifier.start()
         except BaseException:
@@ -165,6 +166,7 @@ def register_config_sections(register: Any) -> None:
 @hookimpl
 async def startup(gateway: Gateway) -> None:
     settings = gateway.plugin_config(NAME)
+    assert isinstance(settings, SnmpSettings)  # registered for this section: validated by it
     plugin = SnmpPlugin(gateway, settings)
     await plugin.start()
     RUNNING.append(plugin)

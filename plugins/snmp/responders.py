@@ -45,7 +45,7 @@ def varbind_ber(name: Any, value: Any) -> bytes:
     """What pyasn1 writes for one varbind of the list (pysnmp's objects)."""
     vb = rfc1905.VarBind()
     v2c.apiVarBind.set_oid_value(vb, (name, value))
-    return encoder.encode(vb)  # type: ignore[no-any-return]
+    return encoder.encode(vb)
 
 
 def encode_varbinds(varbinds: list[Any]) -> list[bytes] | None:
@@ -102,7 +102,7 @@ class _Prebuilt(cmdrsp.CommandResponderBase):
     too_big = 0  # responses answered tooBig because they would not fit
 
     def _pending(self, stateReference: Any) -> Any:
-        return self._CommandResponderBase__pendingReqs[stateReference]  # type: ignore[attr-defined]
+        return self._CommandResponderBase__pendingReqs[stateReference]
 
     def send_varbinds(
         self, snmpEngine: Any, stateReference: Any, errorStatus: Any, errorIndex: Any, varBinds: Any

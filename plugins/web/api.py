@@ -330,6 +330,10 @@ class Handlers:
 
     async def ready(self, request: web.Request) -> web.Response:
         ok, reason = data.readiness(self.gw, self.svc.settings.ready_when)
-        body = {"status": "ready" if ok else "not_ready", "reason": reason, "at": time.time()}
+        body: dict[str, Any] = {
+            "status": "ready" if ok else "not_ready",
+            "reason": reason,
+            "at": time.time(),
+        }
         body["event_log"] = data.event_log_health(self.gw)
         return _json(body, 200 if ok else 503)

@@ -105,7 +105,7 @@ class GatewayCollector(Collector):
         yield refused
 
     def _buses(self) -> Iterator[Metric]:
-        fam = {
+        fam: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
             "req": C("btms_bus_requests", "Modbus requests sent on the bus.", labels=["bus"]),
             "resp": C("btms_bus_responses", "Valid responses received.", labels=["bus"]),
             "err": C("btms_bus_errors", "Failed transactions by kind.", labels=["bus", "kind"]),

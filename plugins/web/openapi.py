@@ -271,7 +271,9 @@ ERR = _ok(_ref("Error"), "error")
 NAME = {"in": "path", "required": True, "schema": STR}
 
 
-def _get(summary: str, schema: dict[str, Any], params: list[Any] | None = None, **more: Any):
+def _get(
+    summary: str, schema: dict[str, Any], params: list[Any] | None = None, /, **more: Any
+) -> dict[str, Any]:
     responses = {"200": _ok(schema), **more}
     return {"get": {"summary": summary, "parameters": params or [], "responses": responses}}
 

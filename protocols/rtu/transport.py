@@ -50,7 +50,7 @@ class Transport:
         self._fd: int | None = None
         self._poll: select.poll | None = None
         self._error: str | None = None
-        self.pending = self.raw_read = self.raw_write = _closed  # type: ignore[assignment]
+        self.pending = self.raw_read = self.raw_write = _closed
 
     @property
     def is_open(self) -> bool:
@@ -79,7 +79,7 @@ class Transport:
     def close(self) -> None:
         self._fd = None
         self._poll = None
-        self.pending = self.raw_read = self.raw_write = _closed  # type: ignore[assignment]
+        self.pending = self.raw_read = self.raw_write = _closed
         self._close_port()
 
     def _opened(self, fd: int) -> None:
