@@ -161,6 +161,18 @@ def _cell_flags(c: CellReading) -> int:
     return int(c.status)
 
 
+def _alarm_summary(level: Level, where: str) -> tuple[Quantity, Quantity]:
+    """How many gateway alarms are active on ``where`` (and on the gateway
+    itself: event_log_failing), and the highest severity among them."""
+    return (
+        Quantity("active_alarms", level, "", None, False, "count", Role.STATUS,
+                 f"gateway alarms active on {where}, and on the gateway itself", None,
+                 source="gateway"),
+        Quantity("alarm_severity", level, "", None, False, "enum", Role.STATUS,
+                 "the highest severity of those alarms", None, SEVERITY_NAMES, "gateway"),
+    )  # fmt: skip
+
+
 U, S, C = Level.UPS, Level.STRING, Level.CELL
 M, ST = Role.MEASURED, Role.STATUS
 STATUS_TEXT = "0 disabled, 1 OK, 2 error"
@@ -185,11 +197,7 @@ QUANTITIES: tuple[Quantity, ...] = (
     Quantity("data_age", U, "s", 1, False, "number", ST,
              "age of its oldest string values (none while a string of it was never read)",
              None, source="gateway"),
-    Quantity("active_alarms", U, "", None, False, "count", ST,
-             "gateway alarms active on the UPS, its strings and cells, and on the gateway itself",
-             None, source="gateway"),
-    Quantity("alarm_severity", U, "", None, False, "enum", ST,
-             "the highest severity of those alarms", None, SEVERITY_NAMES, "gateway"),
+    *_alarm_summary(U, "the UPS, its strings and cells"),
     # --- string: a BM-SM string master ------------------------------------------------
     Quantity("status", S, "", None, False, "enum", ST,
              f"{STATUS_TEXT}: error when its data is not GOOD, its state abnormal or any "
@@ -228,11 +236,7 @@ QUANTITIES: tuple[Quantity, ...] = (
              _reading("relay_closed"), json_key="relay_closed"),
     Quantity("aux_input_on", S, "", None, False, "bool", M, "auxiliary input on",
              _reading("aux_input_on"), json_key="aux_input_on"),
-    Quantity("active_alarms", S, "", None, False, "count", ST,
-             "gateway alarms active on the string and its cells, and on the gateway itself",
-             None, source="gateway"),
-    Quantity("alarm_severity", S, "", None, False, "enum", ST,
-             "the highest severity of those alarms", None, SEVERITY_NAMES, "gateway"),
+    *_alarm_summary(S, "the string and its cells"),
     # --- cell: a BM-CS cell sensor ----------------------------------------------------
     Quantity("status", C, "", None, False, "enum", ST,
              f"{STATUS_TEXT}: error when its sensor is lost or its voltage not measured",
