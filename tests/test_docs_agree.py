@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "docs/mib/BTMS-GATEWAY-MIB.txt"]
 SHIPPED = [
     path
-    for folder in ("core", "protocols", "plugins", "examples")
+    for folder in ("core", "protocols", "plugins", "kit", "examples")
     for path in (ROOT / folder).rglob("*.py")
     if "build" not in path.parts
 ]
