@@ -1,5 +1,6 @@
-"""Registers the BM-SM device profile, the ``simulate`` command and the
-register-table exporter through the same hooks a third-party plugin uses."""
+"""Registers the BM-SM device profile, the ``simulate`` and ``probe``
+commands and the register-table exporter through the same hooks a
+third-party plugin uses."""
 
 from __future__ import annotations
 
@@ -80,9 +81,11 @@ def _config_maps(config: Path) -> str:
 
 @hookimpl
 def register_commands(cli: click.Group) -> None:
+    from .probe_cli import probe_command
     from .simulator.cli import simulate
 
     cli.add_command(simulate)
+    cli.add_command(probe_command, "probe")
     export = cli.commands.get("export")
     if isinstance(export, click.Group):
         export.add_command(export_registers)
