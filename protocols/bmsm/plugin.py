@@ -14,6 +14,7 @@ from btms_gateway.core.config_base import Problem
 from btms_gateway.core.config_load import ConfigError
 from btms_gateway.core.profiles import DeviceProfile
 
+from .cli_options import EXIT_USAGE, map_or_exit, overrides_option
 from .profile import BmsmProfile
 from .regmap import RegisterMap
 
@@ -28,28 +29,20 @@ def register_device_profiles(register: Callable[[DeviceProfile], None]) -> None:
     "-c", "--config", type=click.Path(dir_okay=False, path_type=Path),
     help="The gateway's TOML file: print the effective map of each of its BM-SM strings.",
 )  # fmt: skip
-@click.option(
-    "--register-overrides", "overrides", type=click.Path(dir_okay=False, path_type=Path),
-    help="Print the effective map of this override file.",
-)  # fmt: skip
+@overrides_option("Print the effective map of this override file.")
 def export_registers(config: Path | None, overrides: Path | None) -> None:
     """Print the BM-SM register table (markdown, as docs/bmsm-registers.md);
     with -c or --register-overrides, the effective map, overridden rows marked."""
-    from .overrides import load_map
-    from .regmap import DEFAULT_MAP
-
     if config is not None and overrides is not None:
         raise click.UsageError("give -c CONFIG or --register-overrides FILE, not both")
+    if config is None:
+        click.echo(map_or_exit(overrides).render_markdown(), nl=False)
+        return
     try:
-        if overrides is not None:
-            click.echo(load_map(overrides).render_markdown(), nl=False)
-        elif config is not None:
-            click.echo(_config_maps(config), nl=False)
-        else:
-            click.echo(DEFAULT_MAP.render_markdown(), nl=False)
+        click.echo(_config_maps(config), nl=False)
     except ConfigError as exc:
         click.echo(str(exc), err=True)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)
 
 
 def _config_maps(config: Path) -> str:

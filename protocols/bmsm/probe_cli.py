@@ -18,11 +18,10 @@ from typing import Any
 
 import click
 from btms_gateway.core.config import BAUD_RATES, BusConfig
-from btms_gateway.core.config_load import ConfigError
 from btms_gateway.core.profiles import PollError
 from btms_gateway.protocols.rtu import open_link
 
-from .overrides import load_map
+from .cli_options import map_or_exit, overrides_option
 from .probe import (
     ZERO_FILLED,
     ProbeResult,
@@ -34,7 +33,7 @@ from .probe import (
     value_text,
 )
 from .registers import MAX_CELLS, CellArray, Register, spans_text
-from .regmap import DEFAULT_MAP, RegisterMap
+from .regmap import RegisterMap
 
 EXIT_FLAGGED, EXIT_ERROR = 1, 2
 PROBE_TIMEOUT_S, SCAN_TIMEOUT_S = 0.5, 0.1
@@ -77,10 +76,7 @@ def _id_range(value: str) -> range:
     "--cells", type=click.IntRange(0, MAX_CELLS), default=None,
     help="Read and show at most this many cells [default: all the device reports].",
 )  # fmt: skip
-@click.option(
-    "--register-overrides", "overrides", type=click.Path(dir_okay=False, path_type=Path),
-    help="Read with this override file's register map (as a string's register_overrides).",
-)  # fmt: skip
+@overrides_option("Read with this override file's register map (as a string's register_overrides).")
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
@@ -103,13 +99,7 @@ def probe_command(
         raise click.UsageError("--tcp-port goes with --host, not with --port")
     if do_scan == (slave is not None):
         raise click.UsageError("give --slave ID to probe one device, or --scan to find them")
-    regmap = DEFAULT_MAP
-    if overrides is not None:
-        try:
-            regmap = load_map(overrides)
-        except ConfigError as exc:
-            click.echo(str(exc), err=True)
-            sys.exit(EXIT_ERROR)
+    regmap = map_or_exit(overrides)
     bus = BusConfig(
         name="probe",
         transport="serial" if port else "rtu-over-tcp",

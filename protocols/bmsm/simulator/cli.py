@@ -4,7 +4,6 @@ or a SCADA without hardware. Runs until interrupted (or for --duration)."""
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -12,10 +11,8 @@ from typing import Any, TypeVar
 
 import click
 from btms_gateway.core.config import BAUD_RATES
-from btms_gateway.core.config_load import ConfigError
 
-from ..overrides import load_map
-from ..regmap import DEFAULT_MAP
+from ..cli_options import map_or_exit, overrides_option
 from .faults import Fault, parse_rates
 from .server import Simulator
 
@@ -80,10 +77,7 @@ def _duration(flag: str, default: float, most: float, help: str) -> Callable[[F]
     help="Registers past the cell count read 0 or answer exception 02.",
 )
 @click.option("--frozen", is_flag=True, help="No slow dynamics: values stay as generated.")
-@click.option(
-    "--register-overrides", "overrides", type=click.Path(dir_okay=False, path_type=Path),
-    help="Serve the register map of this override file (a firmware that differs).",
-)  # fmt: skip
+@overrides_option("Serve the register map of this override file (a firmware that differs).")
 @click.option(
     "--duration",
     type=click.FloatRange(0),
@@ -104,13 +98,7 @@ def simulate(
         rates = parse_rates(list(faults))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--fault") from None
-    regmap = DEFAULT_MAP
-    if overrides is not None:
-        try:
-            regmap = load_map(overrides)
-        except ConfigError as exc:
-            click.echo(str(exc), err=True)
-            sys.exit(2)
+    regmap = map_or_exit(overrides)
     host, tcp_port = "127.0.0.1", 0
     if tcp:
         host, _, p = tcp.rpartition(":")
