@@ -5,6 +5,12 @@ simulator derive from them, worked out once per map rather than per poll.
 
 ``DEFAULT_MAP`` is built from the module table; every consumer takes a map
 and defaults to it, so a string with no override is read exactly as before.
+
+The string block is read in one transaction, from its lowest to its highest
+register (HR 0..15 in the table, reserved registers included, as the device
+serves them); an override that moves a value out of it widens that read
+(overrides.py keeps it within 125 registers). The cell arrays are planned as
+the planner says: merged when contiguous, holes never bridged.
 """
 
 from __future__ import annotations
