@@ -285,6 +285,16 @@ def test_usage_errors_are_exit_2(args: list[str], message: str) -> None:
 def test_a_port_that_cannot_be_opened_or_a_bad_override_is_exit_2(tmp_path: Path) -> None:
     r = CliRunner().invoke(build_cli(), ["probe", "--port", str(tmp_path / "tty"), "--slave", "1"])
     assert r.exit_code == 2 and f"probe: cannot open {tmp_path / 'tty'}: " in r.output
+    with Simulator([1], cells=12, baud=int(BAUD), frozen=True) as sim:
+        gateway = open_link(sim.bus_config())  # the gateway holds the port
+        gateway.open()
+        try:
+            r = probe(sim, "--slave", "1")
+        finally:
+            gateway.close()
+    assert r.exit_code == 2 and "Could not exclusively lock port" in r.output
+    assert r.output.endswith("(another program holds it: stop the gateway first, "
+                             "systemctl stop btms-gateway)\n")  # fmt: skip
     (tmp_path / "fw.toml").write_text("[cell.soc]\nbase = 3000\n")
     r = CliRunner().invoke(
         build_cli(),

@@ -116,7 +116,9 @@ def probe_command(
     try:
         link.open()
     except PollError as exc:
-        click.echo(f"probe: cannot open {where}: {exc.detail}", err=True)
+        held = "lock" in exc.detail.lower() or "busy" in exc.detail.lower()
+        hint = " (another program holds it: stop the gateway first, systemctl stop btms-gateway)"
+        click.echo(f"probe: {exc.detail}{hint if held else ''}", err=True)
         sys.exit(EXIT_ERROR)
     try:
         if do_scan:
