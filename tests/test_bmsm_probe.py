@@ -195,8 +195,12 @@ def test_a_shifted_map_is_flagged_and_the_matching_override_reads_it(tmp_path: P
 def test_cells_limits_what_is_read_and_shown() -> None:
     with Simulator([1], cells=40, baud=int(BAUD), frozen=True) as sim:
         code, doc = probe_json(sim, "--slave", "1", "--cells", "5")
+        text = probe(sim, "--slave", "1", "--cells", "0").output
     assert code == 0 and doc["cell_count"] == 40 and doc["cells_read"] == 5
     assert doc["summary"]["registers"] == 14 + 6 * 5
+    assert doc["transactions"] == 1 + 6
+    assert "Cell arrays: cell count 40, 0 cell(s) read" in text and "cell.voltage_v" not in text
+    assert text.endswith("summary: 14 registers, 0 flagged: nothing flagged\n")
 
 
 # -- the scan -----------------------------------------------------------------------

@@ -153,7 +153,8 @@ def _text(result: ProbeResult, where: str, line: str) -> str:
         shown = result.cells_read
         out += ["", f"Cell arrays: cell count {result.cell_count}, {shown} cell(s) read", ""]
         for a in result.arrays:
-            out += _array_table(a.array, a.rows, a.failure, regmap)
+            if a.rows or a.failure:
+                out += _array_table(a.array, a.rows, a.failure, regmap)
         zeros = sorted({r.cell for r in result.rows() if ZERO_FILLED in r.flags})
         if zeros:
             out += [f"! cell(s) {', '.join(map(str, zeros))}: {ZERO_FILLED}", ""]
