@@ -50,7 +50,6 @@ from .registers import (
     CellArray,
     Register,
     RegType,
-    Span,
     WordOrder,
     spans_text,
 )
@@ -319,7 +318,7 @@ def _apply(
     return new, problems
 
 
-def merged_spans(spans: Sequence[tuple[float, float]]) -> tuple[Span, ...]:
+def merged_spans(spans: Sequence[tuple[float, float]]) -> tuple[tuple[float, float], ...]:
     """Spans sorted, overlapping ones joined: the decoder takes the first
     span's low and the last one's high as the row's extremes."""
     out: list[list[float]] = []
