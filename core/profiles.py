@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from .config import BusConfig, StringConfig
+    from .config import BusConfig, GatewayConfig, StringConfig
+    from .config_base import Problem
     from .counters import CommCounters
     from .model import StringReading
 
@@ -97,3 +98,18 @@ class DeviceProfile(Protocol):
     def create_poller(
         self, string: StringConfig, bus: BusConfig, link: BusLink
     ) -> StringPoller: ...
+
+
+class StringChecks(Protocol):
+    """Optional for a DeviceProfile: its look at each of its strings when the
+    configuration is validated (``check-config``, ``run``, a SIGHUP reload).
+
+    ``check_string`` returns the problems of ``string`` (``strings[index]``
+    of ``config``, which is otherwise valid), each with its key path (and
+    its own file when the problem is in a file the string names), so a
+    string is never polled with settings the profile would refuse at start.
+    Only a profile that has it takes a string's ``register_overrides``."""
+
+    def check_string(
+        self, string: StringConfig, index: int, config: GatewayConfig
+    ) -> list[Problem]: ...

@@ -44,9 +44,9 @@ def device_profiles(pm: pluggy.PluginManager, failures: FailureLog) -> dict[str,
 def load_config(path: str | Path, pm: pluggy.PluginManager) -> LoadedConfig:
     """Validate a config file against the core schema and every installed plugin."""
     failures = FailureLog()
-    return load(path, config_sections(pm, failures), set(device_profiles(pm, failures)))
+    return load(path, config_sections(pm, failures), device_profiles(pm, failures))
 
 
 def validate_config(data: dict, source: str, pm: pluggy.PluginManager) -> LoadedConfig:
     failures = FailureLog()
-    return validate(data, source, config_sections(pm, failures), set(device_profiles(pm, failures)))
+    return validate(data, source, config_sections(pm, failures), device_profiles(pm, failures))
