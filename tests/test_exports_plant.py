@@ -315,12 +315,13 @@ async def test_a_config_files_exports_are_what_its_gateway_serves(tmp_path: Path
         data_dir=str(tmp_path),
     )
     config["strings"][2]["index"] = 7
-    async with GatewayHarness(config, simulate=True, cells={"S1": 8, "S2": 8, "S3": 6}) as h:
+    async with GatewayHarness(config, simulate=True, cells={"S1": 12, "S2": 12, "S3": 10}) as h:
         await h.wait_quality(Quality.GOOD)
         path = tmp_path / "gw.toml"
         path.write_text(_toml(h.config_data))
-        rows = tags(export("modbus-map", "--format", "csv", "-c", str(path), "--cells", "8"))
-        assert len(rows) == 2 * 9 + 3 * (18 + 8 * 7)
+        # 12 positions: S3's cells 11 and 12 are past its count (10)
+        rows = tags(export("modbus-map", "--format", "csv", "-c", str(path), "--cells", "12"))
+        assert len(rows) == 2 * 9 + 3 * (18 + 12 * 7)
         assert {r["unit_id"] for r in rows} == {"1", "2", "101", "102", "107"}
         assert {r["word_order"] for r in rows if r["words"] == "2"} == {"low_first"}
         sims = {
