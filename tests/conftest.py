@@ -8,7 +8,10 @@ than skipping it, because `./run.sh test` (and so CI) installs every peer.
 from __future__ import annotations
 
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,3 +44,14 @@ slave_id = 1
 path = "{tmp_path / "out.jsonl"}"
 """)
     return path
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """``GatewayHarness.wait_until`` for code that is not a coroutine (a test
+    driving subprocesses, a peer's helper): poll until truthy, or fail."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+    return value

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mqtt_peers import Mosquitto, SparkplugHost, wait_for
+from conftest import wait_until
+from mqtt_peers import Mosquitto, SparkplugHost
 from sparkplug_view import HostView, f32
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
@@ -65,13 +66,13 @@ def test_buffer_survives_kill9_and_replays_in_order(tmp_path: Path) -> None:
     host = None
     try:
         set_values = [2.211, 2.212, 2.213, 2.214]
-        wait_for(lambda: len(buffered(db)) >= 2, 30, "the first buffered readings")
+        wait_until(lambda: len(buffered(db)) >= 2, 30, "the first buffered readings")
         for v in set_values:
             runner.call(op="set_cells", bus="b1", slave=1, cells=[5], values={"voltage_v": v})
             n = len(buffered(db))
-            wait_for(lambda n=n: len(buffered(db)) > n, 10, "the change buffered")
+            wait_until(lambda n=n: len(buffered(db)) > n, 10, "the change buffered")
         runner.call(op="set_cells", bus="b1", slave=1, cells=[6], values={"voltage_v": 2.5})
-        wait_for(lambda: any(k == "e" for _, k in buffered(db)), 10, "the alarm event buffered")
+        wait_until(lambda: any(k == "e" for _, k in buffered(db)), 10, "the alarm event buffered")
         gw.kill9()
         at_kill = buffered(db)
         assert [r for r, _ in at_kill] == sorted(r for r, _ in at_kill)
@@ -80,8 +81,8 @@ def test_buffer_survives_kill9_and_replays_in_order(tmp_path: Path) -> None:
         broker.start()
         host = SparkplugHost(broker, "k9")
         gw = GatewayProcess(config, workdir)
-        wait_for(lambda: host.of_type("NBIRTH"), 30, "the restarted gateway's NBIRTH")
-        wait_for(lambda: not buffered(db), 30, "the replay to drain the buffer")
+        wait_until(lambda: host.of_type("NBIRTH"), 30, "the restarted gateway's NBIRTH")
+        wait_until(lambda: not buffered(db), 30, "the replay to drain the buffer")
         time.sleep(0.5)
         view = HostView.build(host.messages, NODE)
         assert view.seq_problems() == []
