@@ -10,7 +10,9 @@ historical) and drops the client; each session also gets its own last will
 
 Callbacks only post a tuple to the session's inbox: paho calls on_publish
 with its own message lock held, and the session thread holds none of its
-locks while publishing, so the two can never wait on each other.
+locks while publishing, so the two can never wait on each other. An
+acknowledgement does not wake the session thread: it is only bookkeeping,
+done on the thread's next pass.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from .settings import MqttSettings
 
 log = logging.getLogger("btms_gateway.mqtt")
 
-Post = Callable[[tuple[Any, ...]], None]
+#: hands a callback to the session thread: (item, wake); acknowledgements do
+#: not wake it (they are bookkeeping for its next pass)
+Post = Callable[[tuple[Any, ...], bool], None]
 
 
 def tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
@@ -120,18 +124,18 @@ class Link:
 
     # -- paho's thread ------------------------------------------------------------------
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        self._post(("connected", self.generation, bool(reason.is_failure), str(reason)))
+        self._post(("connected", self.generation, bool(reason.is_failure), str(reason)), True)
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
-        self._post(("ended", self.generation, "could not connect"))
+        self._post(("ended", self.generation, "could not connect"), True)
 
     def _on_disconnect(
         self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
-        self._post(("ended", self.generation, str(reason)))
+        self._post(("ended", self.generation, str(reason)), True)
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        self._post(("ack", self.generation, mid))
+        self._post(("ack", self.generation, mid), False)
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        self._post(("message", self.generation, message.topic, bytes(message.payload)))
+        self._post(("message", self.generation, message.topic, bytes(message.payload)), True)

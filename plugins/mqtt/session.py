@@ -6,6 +6,11 @@ into the inbox: a dict store or a deque append under a lock, microseconds.
 Readings coalesce per string there, as in the gateway's own plugin inboxes;
 events queue in order. paho's callbacks post into the same inbox. Nothing
 the gateway's loop runs ever waits on the network or the disk for MQTT.
+
+The thread wakes per batch, not per reading: at full scale the strings'
+readings arrive spread over each second, and a wake-up (with the one of
+paho's thread that sends what it published, and the acknowledgements coming
+back) cost more than encoding the reading. See ``Inbox``.
 """
 
 from __future__ import annotations
@@ -34,14 +39,28 @@ log = logging.getLogger("btms_gateway.mqtt")
 
 #: seconds a clean stop waits for the last acknowledgements
 CLOSE_GRACE_S = 0.5
+#: while readings keep coming, the session thread takes them this often
+BATCH_S = 0.25
 
 
 class Inbox:
-    def __init__(self) -> None:
+    """What the session thread has to do, from the gateway's loop and paho's threads.
+
+    The first reading after a quiet spell wakes the thread at once; while
+    readings keep coming, it takes them every ``batch_s`` instead (their
+    strings' messages then also go out together). Events and paho's session
+    news wake it at once; acknowledgements never do (``post(..., wake=False)``):
+    they are bookkeeping for its next pass.
+    """
+
+    def __init__(self, batch_s: float = BATCH_S) -> None:
+        self.batch_s = batch_s
         self._cond = threading.Condition()
         self._readings: dict[str, StringSnapshot] = {}
         self._events: deque[dict[str, Any]] = deque()
         self._control: deque[tuple[Any, ...]] = deque()
+        self._due = False  # something waits that should not wait for the timeout
+        self._batching = False  # readings came in the last pass: more are expected
         self.coalesced = 0
 
     def reading(self, string: StringSnapshot) -> None:
@@ -49,32 +68,49 @@ class Inbox:
             if string.name in self._readings:
                 self.coalesced += 1
             self._readings[string.name] = string
-            self._cond.notify()
+            if not self._batching:
+                self._notify()
 
     def event(self, event: dict[str, Any]) -> None:
         with self._cond:
             self._events.append(event)
-            self._cond.notify()
+            self._notify()
 
-    def post(self, item: tuple[Any, ...]) -> None:
+    def post(self, item: tuple[Any, ...], wake: bool = True) -> None:
         with self._cond:
             self._control.append(item)
-            self._cond.notify()
+            if wake:
+                self._notify()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._notify()
+
+    def _notify(self) -> None:
+        self._due = True
+        self._cond.notify()
+
+    @property
+    def due(self) -> bool:
+        """Something is queued that wakes the thread (it takes the rest along)."""
+        return self._due
 
     def take(
         self, timeout: float
     ) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]], list[StringSnapshot]]:
+        """Everything queued, after waiting up to ``timeout`` (``batch_s`` at
+        most while readings keep coming) for something that wakes the thread."""
         with self._cond:
-            if not (self._readings or self._events or self._control) and timeout > 0:
+            if self._batching:
+                timeout = min(timeout, self.batch_s)
+            if not self._due and timeout > 0:
                 self._cond.wait(timeout)
+            self._due = False
             control, self._control = list(self._control), deque()
             events, self._events = list(self._events), deque()
             readings, self._readings = list(self._readings.values()), {}
+            self._batching = bool(readings)
         return control, events, readings
-
-    def wake(self) -> None:
-        with self._cond:
-            self._cond.notify()
 
 
 class ActiveCounts:
@@ -205,39 +241,53 @@ class MqttSession:
     ) -> None:
         for item in control:
             self._by_sink[item[0]].handle(item[1:])
-        for event in events:
-            self._event(event)
-        for string in readings:
-            self._reading(string)
+        if events:
+            self._events(events)
+        if readings:
+            self._readings(readings)
 
-    def _reading(self, string: StringSnapshot) -> None:
-        self.plant.latest[string.name] = string
-        delta = self.filter.update(string)
-        if delta is None:
-            return
-        delta.rid = self.buffer.next_rid()
-        waiting = [u for u in self.uplinks if not u.ready()]
-        for u in self.uplinks:
-            if u.ready():
-                u.reading(delta, string)
-        if waiting:
-            body = json.dumps(delta.to_json())
-            self.buffer.put([(delta.rid, u.sink, READING, body) for u in waiting])
-            for u in waiting:
+    def _readings(self, readings: list[StringSnapshot]) -> None:
+        """Report what changed: live where the mode is ready, else to the
+        buffer (the batch's rows in one transaction)."""
+        rows: list[tuple[int, str, str, str]] = []
+        for string in readings:
+            self.plant.latest[string.name] = string
+            delta = self.filter.update(string)
+            if delta is None:
+                continue
+            delta.rid = self.buffer.next_rid()
+            body = ""
+            for u in self.uplinks:
+                if u.ready():
+                    u.reading(delta, string)
+                    continue
+                body = body or json.dumps(delta.to_json())
+                rows.append((delta.rid, u.sink, READING, body))
                 u.backlog = True
                 u.stats.buffered_records += 1
+        if rows:
+            self.buffer.put(rows)
 
-    def _event(self, event: dict[str, Any]) -> None:
-        self.alarms.apply(event)
-        self.plant.active = self.alarms.counts()
-        record = {"event": event, "active": self.plant.active}
-        rid = self.buffer.next_rid()
-        body = json.dumps(record)
-        rows = self.buffer.put([(rid, u.sink, EVENT, body) for u in self.uplinks])
-        for u, row in zip(self.uplinks, rows, strict=True):
-            if not u.ready() or u.backlog:
-                u.stats.buffered_records += 1
-            u.event(record, rid, row)
+    def _events(self, events: list[dict[str, Any]]) -> None:
+        """Every event goes to the buffer first (the batch in one transaction),
+        then to each mode that may publish it now."""
+        records: list[tuple[dict[str, Any], int]] = []
+        rows: list[tuple[int, str, str, str]] = []
+        for event in events:
+            self.alarms.apply(event)
+            self.plant.active = self.alarms.counts()
+            record = {"event": event, "active": self.plant.active}
+            rid = self.buffer.next_rid()
+            body = json.dumps(record)
+            records.append((record, rid))
+            rows.extend((rid, u.sink, EVENT, body) for u in self.uplinks)
+        ids = self.buffer.put(rows)
+        n = len(self.uplinks)
+        for k, (record, rid) in enumerate(records):
+            for u, row in zip(self.uplinks, ids[k * n : (k + 1) * n], strict=True):
+                if not u.ready() or u.backlog:
+                    u.stats.buffered_records += 1
+                u.event(record, rid, row)
 
     def _close(self) -> None:
         for u in self.uplinks:

@@ -132,9 +132,9 @@ class Uplink:
         except Exception as exc:
             self._ended(f"could not start a session: {exc}")
 
-    def _tagged(self, item: tuple[Any, ...]) -> None:
+    def _tagged(self, item: tuple[Any, ...], wake: bool) -> None:
         """paho's thread: hand a callback to the session thread, naming this uplink."""
-        self._post((self.sink, *item))
+        self._post((self.sink, *item), wake)
 
     def handle(self, item: tuple[Any, ...]) -> None:
         """A paho callback, posted by the Link of ``item[1]``'s generation."""
