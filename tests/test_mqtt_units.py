@@ -164,27 +164,43 @@ def test_filter_reports_what_a_plain_comparison_of_every_slot_reports() -> None:
 
 
 # -- the session thread's inbox ---------------------------------------------------------
-def test_inbox_wakes_the_thread_per_batch_of_readings_never_for_an_acknowledgement() -> None:
+def test_inbox_wakes_the_thread_per_batch_of_readings() -> None:
     inbox = Inbox(batch_s=0.25)
-    inbox.post(("spb", "ack", 1, 17), wake=False)
-    assert not inbox.due  # bookkeeping: it waits for the thread's next pass
+    assert not inbox.due and inbox.wait_s(1.0) == 1.0
     inbox.reading(snapshot(make_reading(cells=1), name="S1"))
-    assert inbox.due  # the first reading after a quiet spell: at once
-    control, events, readings = inbox.take(0)
-    assert control == [("spb", "ack", 1, 17)] and not events and len(readings) == 1
+    assert inbox.due and inbox.wait_s(1.0) == 0  # the first reading after a quiet spell
+    control, events, readings = inbox.take()
+    assert not control and not events and len(readings) == 1
+    assert not inbox.due and inbox.wait_s(1.0) == 0.25  # more are expected: a batch
     inbox.reading(snapshot(make_reading(cells=1), name="S2"))
     inbox.reading(snapshot(make_reading(cells=1), name="S3"))
     assert not inbox.due  # readings keep coming: they wait for the batch
     inbox.event({"kind": "raised"})
     assert inbox.due  # an event does not wait
-    control, events, readings = inbox.take(0)
+    control, events, readings = inbox.take()
     assert [s.name for s in readings] == ["S2", "S3"] and len(events) == 1
-    assert inbox.take(0) == ([], [], [])  # a pass without readings ends the batch
+    assert inbox.take() == ([], [], [])  # a pass without readings ends the batch
     inbox.reading(snapshot(make_reading(cells=1), name="S1"))
     assert inbox.due
-    inbox.take(0)
+    inbox.take()
     inbox.post(("spb", "ended", 1, "gone"))
     assert inbox.due  # paho's session news wakes it
+    inbox.reading(snapshot(make_reading(cells=1), name="S2"))
+    inbox.take()  # readings are coming: a batch
+    # a string polled faster than the batch ends it: both readings are taken
+    first, second, third = (make_reading(cells=1, read_at=t) for t in (1.0, 2.0, 3.0))
+    inbox.reading(snapshot(first, name="S1"))
+    assert not inbox.due
+    inbox.reading(snapshot(second, name="S1"))
+    assert inbox.due
+    assert [s.reading for s in inbox.take()[2]] == [first, second]
+    assert inbox.coalesced == 0
+    # a third before the thread took them: it is behind, the newest wins
+    for r in (first, second, third):
+        inbox.reading(snapshot(r, name="S1"))
+    assert [s.reading for s in inbox.take()[2]] == [first, third]
+    assert inbox.coalesced == 1
+    inbox.close()
 
 
 def test_a_batch_goes_to_the_buffer_in_one_transaction(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """The MQTT plugin's own thread: it owns the exception filter, the disk
-buffer and each mode's uplink, so none of them needs a lock.
+buffer, each mode's uplink and its paho client's socket (link.py), so none
+of them needs a lock.
 
 The plugin's hooks (on the gateway's loop) only drop a reading or an event
 into the inbox: a dict store or a deque append under a lock, microseconds.
@@ -7,16 +8,19 @@ Readings coalesce per string there, as in the gateway's own plugin inboxes;
 events queue in order. paho's callbacks post into the same inbox. Nothing
 the gateway's loop runs ever waits on the network or the disk for MQTT.
 
-The thread wakes per batch, not per reading: at full scale the strings'
-readings arrive spread over each second, and a wake-up (with the one of
-paho's thread that sends what it published, and the acknowledgements coming
-back) cost more than encoding the reading. See ``Inbox``.
+The thread waits on the inbox and the brokers' sockets at once and wakes per
+batch of readings, not per reading, and not for an acknowledgement: at full
+scale a thread wake-up per reading and per message cost more than encoding
+them. See ``Inbox``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import select
+import socket
 import threading
 import time
 from collections import deque
@@ -40,77 +44,104 @@ log = logging.getLogger("btms_gateway.mqtt")
 #: seconds a clean stop waits for the last acknowledgements
 CLOSE_GRACE_S = 0.5
 #: while readings keep coming, the session thread takes them this often
-BATCH_S = 0.25
+BATCH_S = 0.5
 
 
 class Inbox:
-    """What the session thread has to do, from the gateway's loop and paho's threads.
+    """What the session thread has to do, from the gateway's loop, paho's
+    callbacks and the connect threads; ``fileno`` is readable while something
+    asks for the thread at once (it waits on it together with its sockets).
 
     The first reading after a quiet spell wakes the thread at once; while
     readings keep coming, it takes them every ``batch_s`` instead (their
-    strings' messages then also go out together). Events and paho's session
-    news wake it at once; acknowledgements never do (``post(..., wake=False)``):
-    they are bookkeeping for its next pass.
+    strings' messages then also go out together), or as soon as a string has
+    a second reading waiting: batching never drops a reading. Events and paho's session
+    news (``post``) wake it at once. Acknowledgements do not come this way
+    (link.py): they wait in the socket for the thread's next pass.
     """
 
     def __init__(self, batch_s: float = BATCH_S) -> None:
         self.batch_s = batch_s
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._readings: dict[str, StringSnapshot] = {}
+        self._older: dict[str, StringSnapshot] = {}  # a string's reading before its newest
         self._events: deque[dict[str, Any]] = deque()
         self._control: deque[tuple[Any, ...]] = deque()
-        self._due = False  # something waits that should not wait for the timeout
+        self._due = False  # the wake socket holds a byte: take the inbox now
         self._batching = False  # readings came in the last pass: more are expected
         self.coalesced = 0
 
     def reading(self, string: StringSnapshot) -> None:
-        with self._cond:
-            if string.name in self._readings:
-                self.coalesced += 1
+        with self._lock:
+            earlier = self._readings.get(string.name)
+            if earlier is not None:
+                # a string polled faster than the batch: the batch ends now and
+                # both readings are taken; a third before that finds the thread
+                # behind, and coalesces with the one before it (the newest wins)
+                if string.name in self._older:
+                    self.coalesced += 1
+                else:
+                    self._older[string.name] = earlier
+                self._notify()
             self._readings[string.name] = string
             if not self._batching:
                 self._notify()
 
     def event(self, event: dict[str, Any]) -> None:
-        with self._cond:
+        with self._lock:
             self._events.append(event)
             self._notify()
 
-    def post(self, item: tuple[Any, ...], wake: bool = True) -> None:
-        with self._cond:
+    def post(self, item: tuple[Any, ...]) -> None:
+        with self._lock:
             self._control.append(item)
-            if wake:
-                self._notify()
+            self._notify()
 
     def wake(self) -> None:
-        with self._cond:
+        with self._lock:
             self._notify()
 
     def _notify(self) -> None:
-        self._due = True
-        self._cond.notify()
+        if not self._due:
+            self._due = True
+            self._wake_w.send(b"\0")
 
     @property
     def due(self) -> bool:
         """Something is queued that wakes the thread (it takes the rest along)."""
         return self._due
 
-    def take(
-        self, timeout: float
-    ) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]], list[StringSnapshot]]:
-        """Everything queued, after waiting up to ``timeout`` (``batch_s`` at
-        most while readings keep coming) for something that wakes the thread."""
-        with self._cond:
-            if self._batching:
-                timeout = min(timeout, self.batch_s)
-            if not self._due and timeout > 0:
-                self._cond.wait(timeout)
-            self._due = False
+    def fileno(self) -> int:
+        return self._wake_r.fileno()
+
+    def wait_s(self, until_tick: float) -> float:
+        """How long the thread may wait: 0 when due, ``batch_s`` at most while
+        readings keep coming, else until its uplinks' next tick."""
+        with self._lock:
+            if self._due:
+                return 0.0
+            return min(until_tick, self.batch_s) if self._batching else until_tick
+
+    def take(self) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]], list[StringSnapshot]]:
+        """Everything queued."""
+        with self._lock:
+            if self._due:
+                self._due = False
+                with contextlib.suppress(BlockingIOError):
+                    self._wake_r.recv(64)
             control, self._control = list(self._control), deque()
             events, self._events = list(self._events), deque()
-            readings, self._readings = list(self._readings.values()), {}
+            readings = [*self._older.values(), *self._readings.values()]
+            self._older, self._readings = {}, {}
             self._batching = bool(readings)
         return control, events, readings
+
+    def close(self) -> None:
+        self._wake_r.close()
+        self._wake_w.close()
 
 
 class ActiveCounts:
@@ -221,8 +252,7 @@ class MqttSession:
         try:
             wake = time.monotonic()
             while not self._stop.is_set():
-                control, events, readings = self.inbox.take(max(0.0, wake - time.monotonic()))
-                self._handle(control, events, readings)
+                self._pass(max(0.0, wake - time.monotonic()))
                 now = time.monotonic()
                 wake = min(u.tick(now) for u in self.uplinks)
             self._close()
@@ -232,6 +262,22 @@ class MqttSession:
             raise
         finally:
             self.buffer.close()
+            self.inbox.close()
+
+    def _pass(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for the inbox (and a broker's socket, while
+        its next word matters at once); then paho's reads, writes and
+        keepalives, then whatever the inbox holds."""
+        links = [u.link for u in self.uplinks if u.link is not None and u.link.socket()]
+        watched = [u.link.socket() for u in self.uplinks if u.link and u.awaits_broker()]
+        writing = [link.socket() for link in links if link.wants_write()]
+        wait = self.inbox.wait_s(timeout)
+        select.select([self.inbox, *filter(None, watched)], writing, [], wait)
+        for link in links:
+            link.serve()
+        for u in self.uplinks:
+            u.take_acks()
+        self._handle(*self.inbox.take())
 
     def _handle(
         self,
@@ -294,8 +340,7 @@ class MqttSession:
             u.close()
         deadline = time.monotonic() + CLOSE_GRACE_S
         while time.monotonic() < deadline and any(u.unacked and u.connected for u in self.uplinks):
-            control, _, _ = self.inbox.take(0.02)
-            self._handle(control, [], [])
+            self._pass(0.02)
         for u in self.uplinks:
             u.finish()
 

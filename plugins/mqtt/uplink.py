@@ -102,6 +102,15 @@ class Uplink:
     def ready(self) -> bool:
         return self.connected and self.codec.ready()
 
+    def awaits_broker(self) -> bool:
+        """Whether the broker's next word must wake the session thread: before
+        data may flow (the CONNACK; a Sparkplug primary host's STATE) and
+        while a replay waits for acknowledgements to go on. Otherwise it waits
+        for the thread's next pass (at most ``BATCH_S`` while readings come,
+        1 s when idle): acknowledgements are bookkeeping, and a command or a
+        host's going offline is handled that much later."""
+        return not self.ready() or self.backlog
+
     # -- the connection ---------------------------------------------------------------
     def tick(self, now: float) -> float:
         """Connect when due, replay a step when allowed; the next time to look again."""
@@ -132,9 +141,10 @@ class Uplink:
         except Exception as exc:
             self._ended(f"could not start a session: {exc}")
 
-    def _tagged(self, item: tuple[Any, ...], wake: bool) -> None:
-        """paho's thread: hand a callback to the session thread, naming this uplink."""
-        self._post((self.sink, *item), wake)
+    def _tagged(self, item: tuple[Any, ...]) -> None:
+        """A paho callback (or the connect thread): to the session thread's inbox,
+        naming this uplink."""
+        self._post((self.sink, *item))
 
     def handle(self, item: tuple[Any, ...]) -> None:
         """A paho callback, posted by the Link of ``item[1]``'s generation."""
@@ -143,9 +153,7 @@ class Uplink:
             return  # a finished session's late word
         if kind != "ended" or item[2] != "could not connect":
             self._connect_sent = True  # paho sends CONNECT once the socket is up
-        if kind == "ack":
-            self._acked(item[2])
-        elif kind == "connected":
+        if kind == "connected":
             failed, reason = item[2], item[3]
             if failed:
                 self._ended(f"broker refused the connection: {reason}")
@@ -268,6 +276,14 @@ class Uplink:
             self._inflight_rows.add(row)
         else:
             self._acked_rows.append(row)  # nothing to wait for
+
+    def take_acks(self) -> None:
+        """What the broker acknowledged, as paho read it in this pass (called
+        right after the link's ``serve``, so before an "ended" it posted)."""
+        if self.link is not None:
+            acked = self.link.acked
+            while acked:
+                self._acked(acked.popleft())
 
     def _acked(self, mid: int) -> None:
         t = self.unacked.pop(mid, None)
