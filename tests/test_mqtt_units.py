@@ -165,9 +165,12 @@ def test_filter_reports_what_a_plain_comparison_of_every_slot_reports() -> None:
 
 # -- the session thread's inbox ---------------------------------------------------------
 def test_inbox_wakes_the_thread_per_batch_of_readings() -> None:
-    inbox = Inbox(batch_s=0.25)
+    latest: dict[str, StringSnapshot] = {}
+    inbox = Inbox(latest, batch_s=0.25)
     assert not inbox.due and inbox.wait_s(1.0) == 1.0
-    inbox.reading(snapshot(make_reading(cells=1), name="S1"))
+    s1 = snapshot(make_reading(cells=1), name="S1")
+    inbox.reading(s1)
+    assert latest == {"S1": s1}  # at once: the snapshot it replaces is freed on the loop
     assert inbox.due and inbox.wait_s(1.0) == 0  # the first reading after a quiet spell
     control, events, readings = inbox.take()
     assert not control and not events and len(readings) == 1

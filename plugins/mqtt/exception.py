@@ -8,9 +8,10 @@ every value again (a host re-marks each metric), and so does the first
 reading of a string or a change of its cell count (the metric set changed:
 Sparkplug needs a new DBIRTH).
 
-At full scale this runs 32 times a second over 120 cells, so a cell that
-reads exactly as it did in the string's previous reading is skipped with one
-tuple comparison (see ``_Reported``), and so are the string's own values.
+At full scale this runs 32 times a second over 120 cells, so it compares a
+reading with the string's previous one a quantity at a time, in C, and holds
+against the deadbands only the few values that changed since (see
+``_Reported``); the string's own values likewise.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from btms_gateway.core.model import Quality, StringSnapshot
 
-from .quantities import CELL, CELL_STRIDE, STRING, cell_row, cell_values, string_values
+from .quantities import CELL, CELL_STRIDE, STRING, cell_index, cell_quantities, string_values
 
 QUALITY_SLOT = 0
 CELL_COUNT_SLOT = next(i for i, q in enumerate(STRING) if q.key == "cell_count")
@@ -93,23 +94,30 @@ class Delta:
 class _Reported:
     """What was last reported of one string, and what was last read of it.
 
-    ``rows`` (each cell's ``cell_row`` of the last reading) lets the next
-    reading skip every cell that did not change at all since: such a cell was
-    already held against its deadbands then. On a real plant most cells read
-    the same from one poll to the next, so a reading costs one C-level pass
-    over its cells plus the few that moved.
+    ``columns`` (per ``CELL`` quantity, the last reading's values in cell
+    order) and ``indices`` (its cells' numbers) let the next reading skip
+    every value that did not change at all since: it was already held
+    against its deadband then. A column is a list of the reading's own
+    value objects: a reading allocates a handful of lists, not an object
+    per cell, which also keeps the gateway's garbage collector idle.
     """
 
     top: list[Any]
     cells: dict[int, list[Any]] = field(default_factory=dict)
     read_top: tuple[Any, ...] = ()
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    indices: list[int] = field(default_factory=list)
+    columns: list[list[Any]] = field(default_factory=list)
 
 
-#: the columns of a ``cell_row``: the index, then the values
-_COLUMNS = range(1 + len(CELL))
-#: the values of a cell not read in the last reading: unequal to any value
-_UNREAD = (object(),) * len(CELL)
+def _slot(change: tuple[int, Any]) -> int:
+    return change[0]
+
+
+def _cell_values(columns: list[list[Any]], i: int) -> list[Any]:
+    """The values of the ``i``-th cell of a reading's columns, as reported."""
+    values = [column[i] for column in columns]
+    values[CELL_STATUS] = int(values[CELL_STATUS])
+    return values
 
 
 def _moved(new: Any, old: Any, band: float | None) -> bool:
@@ -135,7 +143,8 @@ class ExceptionFilter:
         r = string.reading
         if r is None:
             return None
-        rows = list(map(cell_row, r.cells))
+        indices = list(map(cell_index, r.cells))
+        columns = [list(map(get, r.cells)) for get in cell_quantities]
         seen = self._reported.get(string.name)
         quality = string.quality.name.lower()
         full = seen is None or seen.top[QUALITY_SLOT] != quality or not self.by_exception
@@ -143,12 +152,12 @@ class ExceptionFilter:
             values = string_values(string, r.soh_pct)
             rebirth = seen is None or seen.top[CELL_COUNT_SLOT] != values[CELL_COUNT_SLOT]
             quality_changed = seen is not None and seen.top[QUALITY_SLOT] != quality
-            self._remember(string.name, values, rows)
+            self._remember(string.name, values, indices, columns)
             changes = list(self.current(string.name))
         else:
             assert seen is not None
             quality_changed = False
-            changes, rebirth = self._changes(seen, string, rows)
+            changes, rebirth = self._changes(seen, string, indices, columns)
             if not changes:
                 return None
         return Delta(
@@ -164,12 +173,16 @@ class ExceptionFilter:
         )
 
     def _changes(
-        self, seen: _Reported, string: StringSnapshot, rows: list[tuple[Any, ...]]
+        self,
+        seen: _Reported,
+        string: StringSnapshot,
+        indices: list[int],
+        columns: list[list[Any]],
     ) -> tuple[list[tuple[int, Any]], bool]:
         """The slots that moved past their deadband since last reported (which
         are then remembered as reported), and whether the metric set changed."""
         assert string.reading is not None
-        cells, rebirth, soh_moved = self._cell_changes(seen, rows)
+        cells, rebirth, soh_moved = self._cell_changes(seen, indices, columns)
         # the string's SOH is the lowest cell SOH: derived again only when one moved
         soh = string.reading.soh_pct if soh_moved else seen.read_top[SOH_SLOT]
         values = string_values(string, soh)
@@ -182,51 +195,69 @@ class ExceptionFilter:
                     changes.append((q, new))
             seen.read_top = values
             rebirth |= any(q == CELL_COUNT_SLOT for q, _ in changes)  # the metric set changed
-        if rebirth and len(seen.cells) > len(rows):  # sensors removed: forget their cells
-            present = {row[0] for row in rows}
+        if rebirth and len(seen.cells) > len(indices):  # sensors removed: forget their cells
+            present = set(indices)
             for index in [i for i in seen.cells if i not in present]:
                 del seen.cells[index]
         changes += cells
         return changes, rebirth
 
     def _cell_changes(
-        self, seen: _Reported, rows: list[tuple[Any, ...]]
+        self, seen: _Reported, indices: list[int], columns: list[list[Any]]
     ) -> tuple[list[tuple[int, Any]], bool, bool]:
-        """The cells' part of ``_changes``, and whether any cell's SOH changed."""
-        old_rows, seen.rows = seen.rows, rows
-        if rows == old_rows:
-            return [], False, False
-        # positions whose row differs from the last reading's (C loops), and new ones
-        moved = list(compress(range(len(rows)), map(ne, rows, old_rows)))
-        moved.extend(range(len(old_rows), len(rows)))
+        """The cells' part of ``_changes`` (in slot order), and whether any
+        cell's SOH changed."""
+        old_indices, old_columns = seen.indices, seen.columns
+        seen.indices, seen.columns = indices, columns
+        if indices != old_indices:  # cells came, went or moved: hold every value
+            return self._all_cell_changes(seen, indices, columns)
         changes: list[tuple[int, Any]] = []
-        rebirth, soh_moved = False, len(rows) != len(old_rows)
-        cell_bands, reported = self._cell_bands, seen.cells
-        for i in moved:
-            row = rows[i]
-            index = row[0]
+        soh_moved = False
+        bands, reported = self._cell_bands, seen.cells
+        for q, (column, old) in enumerate(zip(columns, old_columns, strict=True)):
+            if column == old:
+                continue
+            band = bands[q]
+            # only a value that changed since the last reading can have moved
+            for i in compress(range(len(column)), map(ne, column, old)):
+                soh_moved = soh_moved or q == CELL_SOH
+                index, new = indices[i], column[i]
+                last = reported[index]
+                if _moved(new, last[q], band):
+                    last[q] = value = int(new) if q == CELL_STATUS else new
+                    changes.append((index * CELL_STRIDE + q, value))
+        changes.sort(key=_slot)
+        return changes, False, soh_moved
+
+    def _all_cell_changes(
+        self, seen: _Reported, indices: list[int], columns: list[list[Any]]
+    ) -> tuple[list[tuple[int, Any]], bool, bool]:
+        """``_cell_changes`` for a reading whose cells are not the last one's:
+        every value against the one last reported; a new cell is all reported
+        and asks for a birth."""
+        changes: list[tuple[int, Any]] = []
+        rebirth = False
+        bands, reported = self._cell_bands, seen.cells
+        for i, index in enumerate(indices):
             base = index * CELL_STRIDE
+            now = _cell_values(columns, i)
             last = reported.get(index)
             if last is None:
-                reported[index] = now = cell_values(row)
+                reported[index] = now
                 changes.extend((base + q, v) for q, v in enumerate(now))
                 rebirth = True
                 continue
-            old = old_rows[i] if i < len(old_rows) else None
-            if old is None or old[0] != index:  # another cell was here: check every value
-                old = (index, *_UNREAD)
-            # only a value that changed since the last reading can have moved
-            for column in compress(_COLUMNS, map(ne, row, old)):
-                q, new = column - 1, row[column]
-                soh_moved = soh_moved or q == CELL_SOH
-                if _moved(new, last[q], cell_bands[q]):
-                    last[q] = value = int(new) if q == CELL_STATUS else new
-                    changes.append((base + q, value))
-        return changes, rebirth, soh_moved
+            for q, new in enumerate(now):
+                if _moved(new, last[q], bands[q]):
+                    last[q] = new
+                    changes.append((base + q, new))
+        return changes, rebirth, True
 
-    def _remember(self, name: str, values: tuple[Any, ...], rows: list[tuple[Any, ...]]) -> None:
-        cells = {row[0]: cell_values(row) for row in rows}
-        self._reported[name] = _Reported(list(values), cells, values, rows)
+    def _remember(
+        self, name: str, values: tuple[Any, ...], indices: list[int], columns: list[list[Any]]
+    ) -> None:
+        cells = {index: _cell_values(columns, i) for i, index in enumerate(indices)}
+        self._reported[name] = _Reported(list(values), cells, values, indices, columns)
 
     def current(self, name: str) -> Iterator[tuple[int, Any]]:
         """Every slot of a string as last reported, in slot order (for a birth)."""

@@ -80,7 +80,7 @@ CELL: tuple[Quantity, ...] = (
 )
 
 assert len(STRING) <= CELL_STRIDE and len(CELL) <= CELL_STRIDE
-assert CELL[-1].key == "status" and {q.key for q in CELL} <= set(CellReading.__dataclass_fields__)
+assert {q.key for q in CELL} <= set(CellReading.__dataclass_fields__)
 
 #: the deadband keys the settings accept, with the quantity they apply to
 DEADBAND_KEYS = tuple(q.deadband for q in (*STRING, *CELL) if q.deadband is not None)
@@ -127,12 +127,6 @@ def string_values(string: StringSnapshot, soh_pct: float | None) -> tuple[Any, .
     )
 
 
-#: a cell as the exception filter compares it from one reading to the next: its
-#: index, then its values in ``CELL`` order (one C call per cell; ``status`` is
-#: still the CellStatus flag, equal to its number)
-cell_row = attrgetter("index", *(q.key for q in CELL))
-
-
-def cell_values(row: tuple[Any, ...]) -> list[Any]:
-    """A cell's reported values in ``CELL`` order, from its ``cell_row``."""
-    return [*row[1:-1], int(row[-1])]
+#: a cell's number, and each ``CELL`` quantity of a cell (one C call per cell)
+cell_index = attrgetter("index")
+cell_quantities = tuple(attrgetter(q.key) for q in CELL)
