@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from btms_gateway.plugins.mqtt.codec import Message
-from btms_gateway.plugins.mqtt.link import Link, tls_context
+from btms_gateway.plugins.mqtt.link import CONNECT_FAILED, Link, tls_context
 from btms_gateway.plugins.mqtt.settings import MqttSettings
 from conftest import wait_until
 from mqtt_peers import Mosquitto
@@ -40,3 +40,15 @@ def test_a_publish_that_finds_the_connection_dead_is_kept_for_the_uplink(tmp_pat
     finally:
         link.stop()
         broker.stop()
+
+
+def test_a_failed_connect_says_why(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "broker")  # configured, never started: nothing listens
+    posts: list[tuple[Any, ...]] = []
+    settings = MqttSettings.model_validate(broker.plugin_section(node_id="t"))
+    link = Link(settings, "btms-link-test", None, 7, posts.append, tls_context(settings))
+    link.start()
+    (kind, generation, why) = wait_until(lambda: posts and posts[0], 15, "the connect's end")
+    assert (kind, generation) == ("ended", 7)
+    assert why.startswith(CONNECT_FAILED) and "refused" in why.lower(), why
+    assert link.socket() is None

@@ -47,6 +47,8 @@ log = logging.getLogger("btms_gateway.mqtt")
 
 #: hands a callback's news to the session thread (its inbox)
 Post = Callable[[tuple[Any, ...]], None]
+#: how an "ended" says that no CONNECT reached the broker (the reason follows)
+CONNECT_FAILED = "could not connect"
 
 
 #: what ``publish`` says when the message is paho's to deliver, or the uplink's to take back
@@ -132,8 +134,7 @@ class Link:
         try:
             self.client.connect(s.host, s.port, s.keepalive_s, **kwargs)
         except Exception as exc:  # refused, unreachable, TLS, timeout: CONNECT not sent
-            log.debug("MQTT connect to %s:%d failed: %s", s.host, s.port, exc)
-            self._post(("ended", self.generation, "could not connect"))
+            self._post(("ended", self.generation, f"{CONNECT_FAILED}: {exc}"))
             return
         with self._lock:
             if self._stopped:  # stopped while connecting: nobody wants this session

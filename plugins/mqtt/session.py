@@ -4,9 +4,10 @@ of them needs a lock.
 
 The plugin's hooks (on the gateway's loop) only drop a reading or an event
 into the inbox: a dict store or a deque append under a lock, microseconds.
-Readings coalesce per string there, as in the gateway's own plugin inboxes;
-events queue in order. paho's callbacks post into the same inbox. Nothing
-the gateway's loop runs ever waits on the network or the disk for MQTT.
+Readings wait there per string (coalescing only when the thread is behind,
+as in the gateway's own plugin inboxes); events queue in order. paho's
+callbacks post into the same inbox. Nothing the gateway's loop runs ever
+waits on the network or the disk for MQTT.
 
 The thread waits on the inbox and the brokers' sockets at once and wakes per
 batch of readings, not per reading, and not for an acknowledgement: at full
@@ -55,9 +56,9 @@ class Inbox:
     The first reading after a quiet spell wakes the thread at once; while
     readings keep coming, it takes them every ``batch_s`` instead (their
     strings' messages then also go out together), or as soon as a string has
-    a second reading waiting: batching never drops a reading. Events and paho's session
-    news (``post``) wake it at once. Acknowledgements do not come this way
-    (link.py): they wait in the socket for the thread's next pass.
+    a second reading waiting: batching never drops a reading. Events and
+    paho's session news (``post``) wake it at once. Acknowledgements do not
+    come this way (link.py): they wait in the socket for the next pass.
     """
 
     def __init__(
@@ -68,7 +69,7 @@ class Inbox:
         #: the gateway's loop: the snapshot it replaces is freed right after the
         #: gateway made the new one, as without the plugin. Held until the
         #: thread's next pass, the plant's cells (an object each) outlived
-        #: collections and the garbage collector ran ten times as often.
+        #: collections and the garbage collector ran six times as often.
         self.latest: dict[str, StringSnapshot] = {} if latest is None else latest
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = socket.socketpair()

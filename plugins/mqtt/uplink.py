@@ -35,7 +35,7 @@ from typing import Any
 from .buffer import READING, DiskBuffer
 from .codec import Codec, Message
 from .exception import Delta
-from .link import Link, Post
+from .link import CONNECT_FAILED, Link, Post
 from .settings import MqttSettings
 
 log = logging.getLogger("btms_gateway.mqtt")
@@ -151,7 +151,7 @@ class Uplink:
         kind, generation = item[0], item[1]
         if generation != self.generation or self.link is None:
             return  # a finished session's late word
-        if kind != "ended" or item[2] != "could not connect":
+        if kind != "ended" or not item[2].startswith(CONNECT_FAILED):
             self._connect_sent = True  # paho sends CONNECT once the socket is up
         if kind == "connected":
             failed, reason = item[2], item[3]
