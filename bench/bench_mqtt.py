@@ -28,7 +28,7 @@
 Every run writes its figures and this output to bench/results/mqtt-<time>
 (.json and .txt) with the machine it ran on.
 
-    python bench/bench_mqtt.py                        # everything, ~25 min
+    python bench/bench_mqtt.py                        # everything, ~15 min
     python bench/bench_mqtt.py --skip fleet --skip outage --rounds 1 --seconds 20
     python bench/bench_mqtt.py --skip cpu --skip fleet --outage-minutes 10
 """
