@@ -203,7 +203,9 @@ def test_inbox_wakes_the_thread_per_batch_of_readings() -> None:
         inbox.reading(snapshot(r, name="S1"))
     assert [s.reading for s in inbox.take()[2]] == [first, third]
     assert inbox.coalesced == 1
-    inbox.close()
+    inbox.close()  # the thread has ended (stopped, or failed): offers are not errors
+    inbox.event({"kind": "raised"})
+    inbox.wake()
 
 
 def test_a_batch_goes_to_the_buffer_in_one_transaction(tmp_path: Path) -> None:

@@ -117,7 +117,8 @@ class Inbox:
     def _notify(self) -> None:
         if not self._due:
             self._due = True
-            self._wake_w.send(b"\0")
+            with contextlib.suppress(OSError):  # closed: the thread has ended
+                self._wake_w.send(b"\0")
 
     @property
     def due(self) -> bool:
