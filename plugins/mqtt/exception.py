@@ -99,7 +99,7 @@ class _Reported:
     every value that did not change at all since: it was already held
     against its deadband then. A column is a list of the reading's own
     value objects: a reading allocates a handful of lists, not an object
-    per cell, which also keeps the gateway's garbage collector idle.
+    per cell (fewer objects for the garbage collector to count and walk).
     """
 
     top: list[Any]
