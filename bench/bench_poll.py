@@ -23,8 +23,8 @@ import statistics
 import sys
 import time
 
-from btms_gateway.protocols.bmsm.planner import full_plan
 from btms_gateway.protocols.bmsm.poller import BmsmPoller
+from btms_gateway.protocols.bmsm.regmap import DEFAULT_MAP
 from btms_gateway.protocols.bmsm.simulator import Simulator
 from btms_gateway.protocols.rtu import framing, open_link
 
@@ -34,7 +34,7 @@ CELLS, TARGET, BAUDS = 120, 1.10, (9600, 19200, 115200)
 def wire_limit_s(baud: int, cells: int = CELLS, bits: int = 10) -> float:
     char = bits / baud
     gap = 0.00175 if baud > 19200 else 3.5 * char
-    plan = full_plan(cells)
+    plan = DEFAULT_MAP.full_plan(cells)
     nbytes = sum(framing.REQUEST_LENGTH + framing.reply_length(r.count) for r in plan)
     return nbytes * char + 2 * gap * len(plan)
 
@@ -57,14 +57,15 @@ def measure(baud: int, polls: int) -> tuple[list[float], float]:
             cpu = time.thread_time() - cpu
         finally:
             link.close()
-    return times, cpu / (polls * len(full_plan(CELLS)))
+    return times, cpu / (polls * len(DEFAULT_MAP.full_plan(CELLS)))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--polls", type=int, default=5)
     args = ap.parse_args()
-    print(f"120-cell poll, {len(full_plan(CELLS))} transactions, 8N1, paced simulator over a pty")
+    transactions = len(DEFAULT_MAP.full_plan(CELLS))
+    print(f"120-cell poll, {transactions} transactions, 8N1, paced simulator over a pty")
     print(f"{'baud':>7} {'wire limit s':>13} {'median s':>10} {'worst s':>9} "
           f"{'median/limit':>13} {'worst/limit':>12} {'CPU us/transaction':>19}")  # fmt: skip
     ok = True

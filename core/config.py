@@ -129,6 +129,10 @@ class StringConfig(StrictModel):
     index: Annotated[int, Field(ge=1, le=32)] | None = None
     profile: str = "bmsm"
     description: str = ""
+    #: a file of corrections to the profile's register map (a firmware that
+    #: differs); relative to the configuration file's folder. The profile
+    #: validates it (``DeviceProfile.check_string``).
+    register_overrides: Path | None = None
 
 
 def index_of(item: UpsConfig | StringConfig) -> int:

@@ -38,8 +38,13 @@ class PluginSection(StrictModel):
 
 @dataclass(frozen=True)
 class Problem:
+    """One thing wrong: ``path`` is the key path in ``file``, which is the
+    file being validated unless set (a file the configuration names, such
+    as a register-override file, reports its problems under its own name)."""
+
     path: str
     message: str
+    file: str | None = None
 
     def render(self, file: str) -> str:
-        return f"{file}: {self.path}: expected {self.message}"
+        return f"{self.file or file}: {self.path}: expected {self.message}"

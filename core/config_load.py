@@ -8,6 +8,7 @@ secrets (SNMPv3 keys, passwords, communities, tokens) are never echoed.
 from __future__ import annotations
 
 import difflib
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from .config import GatewayConfig, PluginSection
 from .config_base import Problem
 from .config_cross import cross_check
+from .profiles import DeviceProfile
 
 SECRET_WORDS = ("password", "passphrase", "secret", "key", "community", "token")
 
@@ -130,12 +132,14 @@ def validate(
     data: dict[str, Any],
     source: str,
     sections: Mapping[str, type[BaseModel]],
-    profiles: set[str] | None = None,
+    profiles: Mapping[str, DeviceProfile] | set[str] | None = None,
     transports: set[str] | None = None,
 ) -> LoadedConfig:
     """Validate a parsed document; raise ConfigError listing every problem.
+
     ``profiles`` and ``transports``: the device profiles and bus transports
-    the installed plugins provide (not checked when None)."""
+    the installed plugins provide (not checked when None); profiles given as
+    objects also check each string's settings (see :func:`profile_checks`)."""
     problems: list[Problem] = []
     cfg: GatewayConfig | None = None
     try:
@@ -183,10 +187,63 @@ def validate(
                 for i, bus in enumerate(cfg.buses)
                 if bus.transport not in transports
             )
+        cfg = with_resolved_paths(cfg, source)
         problems.extend(plugin_cross_checks(cfg, plugins))
+        if isinstance(profiles, Mapping):
+            problems.extend(profile_checks(cfg, profiles))
     if problems or cfg is None:
         raise ConfigError(source, problems)
     return LoadedConfig(source=source, gateway=cfg.with_indexes(), plugins=plugins)
+
+
+def with_resolved_paths(cfg: GatewayConfig, source: str) -> GatewayConfig:
+    """Files the configuration names relative to itself (a string's
+    ``register_overrides``) made absolute against the file's folder, so they
+    mean the same whatever the working directory of the process."""
+    base = Path(os.path.abspath(source)).parent
+    strings = [
+        s.model_copy(update={"register_overrides": base / s.register_overrides})
+        if s.register_overrides is not None and not s.register_overrides.is_absolute()
+        else s
+        for s in cfg.strings
+    ]
+    return cfg.model_copy(update={"strings": strings})
+
+
+def profile_checks(cfg: GatewayConfig, profiles: Mapping[str, DeviceProfile]) -> list[Problem]:
+    """Each string's settings as its device profile sees them
+    (``check_string``: a register-override file, and how it fits the rest of
+    the file), each problem once (strings sharing a file share its problems).
+    A string naming ``register_overrides`` for a profile that takes none is a
+    problem of that key."""
+    problems: list[Problem] = []
+    for i, s in enumerate(cfg.strings):
+        profile = profiles.get(s.profile)
+        if profile is None:
+            continue  # reported by validate()
+        check = getattr(profile, "check_string", None)
+        if check is None:
+            if s.register_overrides is not None:
+                problems.append(
+                    Problem(
+                        f"strings[{i}].register_overrides",
+                        f"no register_overrides for profile {s.profile!r}, which has no "
+                        f"register map to correct, found {str(s.register_overrides)!r}",
+                    )
+                )
+            continue
+        try:
+            found = list(check(s, i, cfg))
+        except Exception as exc:
+            found = [
+                Problem(
+                    f"strings[{i}].profile",
+                    f"profile {s.profile!r}'s own checks to pass, found them failing with "
+                    f"{type(exc).__name__}: {exc}",
+                )
+            ]
+        problems.extend(p for p in found if p not in problems)
+    return problems
 
 
 def plugin_cross_checks(cfg: GatewayConfig, plugins: Mapping[str, BaseModel]) -> list[Problem]:
@@ -243,7 +300,7 @@ def read_text(path: str | Path) -> str:
 def load(
     path: str | Path,
     sections: Mapping[str, type[BaseModel]],
-    profiles: set[str] | None = None,
+    profiles: Mapping[str, DeviceProfile] | set[str] | None = None,
     transports: set[str] | None = None,
 ) -> LoadedConfig:
     source = str(path)

@@ -32,6 +32,8 @@ __all__ = [
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from .config import GatewayConfig
+    from .config_base import Problem
     from .model import StringReading
 
 
@@ -101,3 +103,18 @@ class DeviceProfile(Protocol):
     def create_poller(
         self, string: StringConfig, bus: BusConfig, link: BusLink
     ) -> StringPoller: ...
+
+
+class StringChecks(Protocol):
+    """Optional for a DeviceProfile: its look at each of its strings when the
+    configuration is validated (``check-config``, ``run``, a SIGHUP reload).
+
+    ``check_string`` returns the problems of ``string`` (``strings[index]``
+    of ``config``, which is otherwise valid), each with its key path (and
+    its own file when the problem is in a file the string names), so a
+    string is never polled with settings the profile would refuse at start.
+    Only a profile that has it takes a string's ``register_overrides``."""
+
+    def check_string(
+        self, string: StringConfig, index: int, config: GatewayConfig
+    ) -> list[Problem]: ...

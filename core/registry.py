@@ -72,7 +72,7 @@ def load_config(path: str | Path, pm: pluggy.PluginManager) -> LoadedConfig:
     return load(
         path,
         config_sections(pm, failures),
-        set(device_profiles(pm, failures)),
+        device_profiles(pm, failures),
         set(bus_transports(pm, failures)),
     )
 
@@ -91,6 +91,6 @@ def validate_config(data: dict[str, Any], source: str, pm: pluggy.PluginManager)
         data,
         source,
         config_sections(pm, failures),
-        set(device_profiles(pm, failures)),
+        device_profiles(pm, failures),
         set(bus_transports(pm, failures)),
     )

@@ -15,7 +15,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -178,6 +178,9 @@ class GatewayHarness:
     real link, and the test runs whatever answers there (e.g. the demo's own
     simulators, ``kit.demo.start_simulators``); otherwise, without
     ``simulate``, no bus ever opens and the test publishes readings itself.
+    ``served_maps`` (by string name) makes a string's simulator serve another
+    register map than the default table (a BM-SM RegisterMap, e.g. an
+    override file's effective map: a firmware that differs).
     """
 
     def __init__(
@@ -193,8 +196,10 @@ class GatewayHarness:
         truth_log_size: int = 10_000,
         unsimulated: Sequence[str] = (),
         external_buses: bool = False,
+        served_maps: Mapping[str, Any] | None = None,
     ) -> None:
         self.config_data = config
+        self.served_maps = dict(served_maps or {})
         self.unsimulated = set(unsimulated)
         self.simulate = simulate
         self.sims: dict[str, Any] = {}
@@ -227,6 +232,11 @@ class GatewayHarness:
                 s["slave_id"]: cells.get(s["name"], 12) if isinstance(cells, dict) else cells
                 for s in members
             }
+            maps = {
+                s["slave_id"]: self.served_maps[s["name"]]
+                for s in members
+                if s["name"] in self.served_maps
+            }
             # a stable name, as /dev/serial/by-id/... on a real machine: pty numbers
             # are recycled, and an unplugged adapter must not reopen someone else's pty
             link = os.path.join(tempfile.mkdtemp(prefix="btms-sim-"), f"tty-{bus['name']}")
@@ -241,6 +251,7 @@ class GatewayHarness:
                 transport="tcp" if tcp else "pty",
                 link=None if tcp else link,
                 log_size=truth_log_size,
+                regmap=maps,
             )
             self.sims[bus["name"]] = sim.start()
             if tcp:

@@ -4,10 +4,13 @@ cell count changes (both ways), counted on the wire over a real pty."""
 from __future__ import annotations
 
 import pytest
-from btms_gateway.protocols.bmsm.planner import BLOCK, ReadRange, cell_plan, full_plan, merge
+from btms_gateway.protocols.bmsm.planner import ReadRange, merge
 from btms_gateway.protocols.bmsm.poller import BmsmPoller
+from btms_gateway.protocols.bmsm.regmap import DEFAULT_MAP
 from btms_gateway.protocols.bmsm.simulator import Fault, Simulator
 from btms_gateway.protocols.rtu import RtuLink, open_link
+
+BLOCK, cell_plan, full_plan = DEFAULT_MAP.block_read, DEFAULT_MAP.cell_plan, DEFAULT_MAP.full_plan
 
 
 def test_merge_contiguous_and_split_at_125() -> None:

@@ -322,6 +322,7 @@ async def test_a_config_files_exports_are_what_its_gateway_serves(tmp_path: Path
         await h.wait_quality(Quality.GOOD)
         path = tmp_path / "gw.toml"
         path.write_text(_toml(h.config_data))
+        # 12 positions: S3's cells 11 and 12 are past its count (10)
         rows = tags(export("modbus-map", "--format", "csv", "-c", str(path), "--cells", "12"))
         assert len(rows) == 2 * 9 + 3 * (18 + 12 * 7)
         assert {r["unit_id"] for r in rows} == {"1", "2", "101", "102", "107"}

@@ -62,7 +62,7 @@ async def test_json_tree_with_mosquitto_sub_and_the_schema(tmp_path: Path) -> No
         )
         cfg = plant_config(2, 1, plugins={"mqtt": section})
         cfg["alarms"] = {"rules": {"cell_voltage_high": {"on_delay_s": 0, "off_delay_s": 0}}}
-        async with GatewayHarness(cfg, simulate=True, cells=4, alarms=True) as h:
+        async with GatewayHarness(cfg, simulate=True, cells=12, alarms=True) as h:
 
             def got(kind: str, pred: Any = lambda b: True) -> list[dict[str, Any]]:
                 return [b for t, b in list(sub.lines) if kind_of(t) == kind and pred(b)]

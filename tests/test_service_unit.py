@@ -365,6 +365,7 @@ def test_gateway_under_mdwe_notifies_ready_watchdog_status_and_stopping(tmp_path
     from btms_gateway.protocols.bmsm.simulator import Simulator
 
     snmpget = require_tool("snmpget", "snmp")
+    # 12 cells: 27 V, a string the device measures (20..800 V); 8 cells (18 V) fail every poll
     sim = Simulator([1], {1: 12}, baud=115200, link=str(tmp_path / "tty-b")).start()
     notify = NotifySocket(tmp_path / "notify")
     snmp_port, web_port = free_udp_port(), free_tcp_port()

@@ -16,9 +16,9 @@ GAP_S = 0.00175  # Modbus RTU inter-frame gap above 19200 baud
 def wire_time_s(cells: int, baud: int) -> float:
     """Wire time of one poll of a ``cells``-cell string: every request (8 bytes)
     and reply (5 + 2 per register) at 10 bits a byte, plus a gap after each frame."""
-    from btms_gateway.protocols.bmsm.planner import full_plan
+    from btms_gateway.protocols.bmsm.regmap import DEFAULT_MAP
 
-    plan = full_plan(cells)
+    plan = DEFAULT_MAP.full_plan(cells)
     chars = sum(8 + 5 + 2 * r.count for r in plan)
     return chars * 10 / baud + 2 * GAP_S * len(plan)
 

@@ -6,9 +6,12 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from btms_gateway.core.api import AllowList, ClientAllowlist, PluginSection, StrictModel
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, JsonValue, ValidationInfo, field_validator, model_validator
 
 Port = Annotated[int, Field(ge=0, le=65535)]  # 0 = any free port (tests)
+#: marks a key naming a file the gateway reads to run: `btms-gateway backup`
+#: archives it (docs/plugin_hooks.md, register_config_sections)
+SITE_FILE: dict[str, JsonValue] = {"backup": "file"}
 
 
 class TlsSettings(StrictModel):
@@ -17,9 +20,9 @@ class TlsSettings(StrictModel):
     enabled: bool = False
     host: str | None = None  # None: the same address as the plain listener
     port: Port = 802
-    certfile: Path | None = None
-    keyfile: Path | None = None
-    cafile: Path | None = None
+    certfile: Path | None = Field(default=None, json_schema_extra=SITE_FILE)
+    keyfile: Path | None = Field(default=None, json_schema_extra=SITE_FILE)
+    cafile: Path | None = Field(default=None, json_schema_extra=SITE_FILE)
     require_client_cert: bool = True
 
     @field_validator("certfile", "keyfile", "cafile")

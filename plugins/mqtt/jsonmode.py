@@ -119,7 +119,7 @@ class JsonTree:
     def connected(self) -> list[Message]:
         self._connected = True
         out = [self._status(True)]
-        for string in self.plant.latest.values():
+        for string in list(self.plant.latest.values()):  # (the loop adds strings)
             if self.homeassistant:
                 out.extend(self.discovery(string))
             if self.state and string.reading is not None:

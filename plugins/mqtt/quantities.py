@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from btms_gateway.core.model import CellReading, StringSnapshot
@@ -79,6 +80,7 @@ CELL: tuple[Quantity, ...] = (
 )
 
 assert len(STRING) <= CELL_STRIDE and len(CELL) <= CELL_STRIDE
+assert {q.key for q in CELL} <= set(CellReading.__dataclass_fields__)
 
 #: the deadband keys the settings accept, with the quantity they apply to
 DEADBAND_KEYS = tuple(q.deadband for q in (*STRING, *CELL) if q.deadband is not None)
@@ -99,8 +101,11 @@ def metric_name(s: int) -> str:
     return f"Cells/{cell:03d}/{quantity.metric}" if cell else quantity.metric
 
 
-def string_values(string: StringSnapshot) -> tuple[Any, ...]:
-    """The string-level values in ``STRING`` order (reading fields None if never read)."""
+def string_values(string: StringSnapshot, soh_pct: float | None) -> tuple[Any, ...]:
+    """The string-level values in ``STRING`` order (reading fields None if never
+    read). ``soh_pct`` is the reading's ``soh_pct``, which the model derives
+    from every cell: the exception filter passes the one it kept when no cell's
+    SOH changed."""
     r = string.reading
     head = (string.quality.name.lower(), string.device_status.name.lower())
     if r is None:
@@ -110,7 +115,7 @@ def string_values(string: StringSnapshot) -> tuple[Any, ...]:
         r.voltage_v,
         r.current_a,
         r.soc_pct,
-        r.soh_pct,
+        soh_pct,
         r.balance_pct,
         r.state.name.lower(),
         int(r.alarms),
@@ -122,13 +127,6 @@ def string_values(string: StringSnapshot) -> tuple[Any, ...]:
     )
 
 
-def cell_values(c: CellReading) -> tuple[Any, ...]:
-    """A cell's values in ``CELL`` order."""
-    return (
-        c.voltage_v,
-        c.resistance_mohm,
-        c.temperature_c,
-        c.soc_pct,
-        c.soh_pct,
-        int(c.status),
-    )
+#: a cell's number, and each ``CELL`` quantity of a cell (one C call per cell)
+cell_index = attrgetter("index")
+cell_quantities = tuple(attrgetter(q.key) for q in CELL)

@@ -1,4 +1,6 @@
-"""Register words <-> SI values, driven only by the table in registers.py.
+"""Register words <-> SI values, driven only by the register table: the
+module table in registers.py, or the effective map of an override
+(``regmap=``, a RegisterMap; the default map when not given).
 
 Decoding never invents a value: a "no sensor" marker becomes None, and a cell
 whose status says "sensor lost" gets None for every measurement. Nor does it
@@ -31,12 +33,9 @@ from btms_gateway.core.model import (
 from btms_gateway.core.profiles import ErrorKind, PollError
 
 from .registers import (
-    BLOCK_COUNT,
-    BLOCK_START,
-    CELL_ARRAYS,
-    CELL_STATUS,
     MAX_CELLS,
-    STRING_BLOCK,
+    SIGNED_TYPES,
+    WIDE_TYPES,
     CellArray,
     Register,
     RegType,
@@ -44,61 +43,62 @@ from .registers import (
     WordOrder,
     spans_text,
 )
-
-_SIGNED = (RegType.INT16, RegType.INT32)
+from .regmap import DEFAULT_MAP, RegisterMap
 
 
 def raw_value(words: Sequence[int], rtype: RegType, order: WordOrder = WordOrder.NONE) -> int:
-    """Combine 1 or 2 register words into one integer, signed if the type is."""
-    if rtype in (RegType.UINT32, RegType.INT32):
+    """Combine 1 or 2 register words into one integer, signed if the type is
+    (a 32-bit value without a word order is taken high word first)."""
+    if rtype in WIDE_TYPES:
         lo, hi = (words[0], words[1]) if order is WordOrder.LOW_FIRST else (words[1], words[0])
         value, bits = (hi << 16) | lo, 32
     else:
         value, bits = words[0], 16
-    if rtype in _SIGNED and value >= 1 << (bits - 1):
+    if rtype in SIGNED_TYPES and value >= 1 << (bits - 1):
         value -= 1 << bits
     return value
 
 
 def to_words(value: int, rtype: RegType, order: WordOrder = WordOrder.NONE) -> list[int]:
     """The inverse of raw_value (two's complement for signed types)."""
-    if rtype in (RegType.UINT32, RegType.INT32):
+    if rtype in WIDE_TYPES:
         value &= 0xFFFFFFFF
         lo, hi = value & 0xFFFF, value >> 16
         return [lo, hi] if order is WordOrder.LOW_FIRST else [hi, lo]
     return [value & 0xFFFF]
 
 
-def _scaled(reg: Register | CellArray, words: Sequence[int], order: WordOrder) -> float | None:
-    if reg.no_sensor is not None and words[0] == reg.no_sensor and len(words) == 1:
+def value_of(reg: Register | CellArray, words: Sequence[int]) -> float | None:
+    """One row's words -> its SI value; None for the no-sensor marker (compared
+    with the words as read: unsigned, 32 bits for a 32-bit type)."""
+    raw = raw_value(words, reg.type, reg.word_order)
+    if reg.no_sensor is not None and raw & (0xFFFFFFFF if len(words) == 2 else 0xFFFF) == (
+        reg.no_sensor
+    ):
         return None
-    return float(round(raw_value(words, reg.type, order) * reg.scale, 6))
+    return float(round(raw * reg.scale, 6))
 
 
-def _inside(value: float, spans: tuple[Span, ...]) -> bool:
+def inside(value: float, spans: tuple[Span, ...]) -> bool:
+    """Whether ``value`` lies in any of ``spans`` (inclusive)."""
     return any(lo <= value <= hi for lo, hi in spans)
 
 
-#: the string block's checked rows: (field, lowest, highest, row); a value
-#: between the lowest and the highest is checked span by span only when the
-#: row has several spans
-_BLOCK_CHECKS = tuple(
-    (r.field, r.valid[0][0], r.valid[-1][1], r) for r in STRING_BLOCK if r.field and r.valid
-)
-
-
-def decode_block(block: Sequence[int], *, check: bool = True) -> dict[str, Any]:
-    """HR 0..15 -> the string fields of a StringReading (without cells/read_at).
+def decode_block(
+    block: Sequence[int], *, check: bool = True, regmap: RegisterMap = DEFAULT_MAP
+) -> dict[str, Any]:
+    """The string block's read (HR 0..15) -> the string fields of a
+    StringReading (without cells/read_at).
 
     ``check``: a value outside its valid range raises PollError(DECODE)."""
-    if len(block) != BLOCK_COUNT:
-        raise PollError(ErrorKind.DECODE, f"string block has {len(block)} words, not 16")
+    if len(block) != regmap.block_read.count:
+        raise PollError(
+            ErrorKind.DECODE,
+            f"string block has {len(block)} words, not {regmap.block_read.count}",
+        )
     out: dict[str, Any] = {}
-    for reg in STRING_BLOCK:
-        if not reg.field:
-            continue
-        at = reg.address - BLOCK_START
-        out[reg.field] = _scaled(reg, block[at : at + reg.words], reg.word_order)
+    for reg, at in regmap.block_fields:
+        out[reg.field] = value_of(reg, block[at : at + reg.words])
     out["state"] = StringState.from_raw(int(out["state"]))
     out["alarms"] = StringAlarm(int(out["alarms"]))
     out["cell_count"] = int(out["cell_count"])
@@ -107,11 +107,11 @@ def decode_block(block: Sequence[int], *, check: bool = True) -> dict[str, Any]:
     if not 0 <= out["cell_count"] <= MAX_CELLS:
         raise PollError(ErrorKind.DECODE, f"cell count {out['cell_count']} outside 0..{MAX_CELLS}")
     if check:
-        for name, lo, hi, reg in _BLOCK_CHECKS:
+        for name, lo, hi, reg in regmap.block_checks:
             value = out[name]
             if value is None or (lo <= value <= hi and len(reg.valid) == 1):
                 continue
-            if not _inside(value, reg.valid):
+            if not inside(value, reg.valid):
                 raise PollError(
                     ErrorKind.DECODE,
                     f"{reg.label} {value:g} {reg.unit} outside {spans_text(reg.valid, reg.unit)}",
@@ -119,21 +119,7 @@ def decode_block(block: Sequence[int], *, check: bool = True) -> dict[str, Any]:
     return out
 
 
-#: the value arrays in CellReading's field order, so cells can be built positionally
-_VALUE_ARRAYS = tuple(a for a in CELL_ARRAYS if a is not CELL_STATUS)
-_CELL_FIELDS = [f.name for f in dataclasses.fields(CellReading)]
-assert [a.field for a in _VALUE_ARRAYS] == [
-    f for f in _CELL_FIELDS if f not in ("index", "status")
-], "CELL_ARRAYS must list the value fields in CellReading's order"
 _STATUS = {n: CellStatus(n) for n in range(4)}
-#: (base, divisor, signed, no-sensor marker) of each value array
-_COLUMNS = tuple(
-    (a.base, round(1 / a.scale), a.type in _SIGNED, a.no_sensor) for a in _VALUE_ARRAYS
-)
-#: the checked value arrays, by position in _COLUMNS
-_COLUMN_CHECKS = tuple((k, a) for k, a in enumerate(_VALUE_ARRAYS) if a.valid)
-#: the highest cell status word the device sends (its bits: sensor lost, balancing)
-_STATUS_MAX = int(CELL_STATUS.valid[0][1]) if CELL_STATUS.valid else 0xFFFF
 
 # Cells are made the way CellReading's own __init__ makes them, one slot at a
 # time, without the call: a frozen dataclass's __init__ sets each field through
@@ -143,20 +129,30 @@ _STATUS_MAX = int(CELL_STATUS.valid[0][1]) if CELL_STATUS.valid else 0xFFFF
 assert not hasattr(CellReading, "__post_init__")
 _new_cell = object.__new__
 _set_index, _set_v, _set_r, _set_t, _set_soc, _set_soh, _set_status = (
-    CellReading.__dict__[name].__set__ for name in _CELL_FIELDS
+    CellReading.__dict__[f.name].__set__ for f in dataclasses.fields(CellReading)
 )
 
 
 def _column(
-    words: Sequence[int], count: int, divisor: int, signed: bool, marker: int | None
+    words: Sequence[int],
+    count: int,
+    divisor: int | None,
+    scale: float,
+    signed: bool,
+    marker: int | None,
 ) -> list[float | None]:
     """One cell array decoded at once, in C: two's complement through an array
     when signed, then one division per word. Dividing by the scale's power of
     ten gives the correctly rounded decimal (2281 -> 2.281), like
-    round(raw * scale)."""
+    round(raw * scale); a scale that is not 1/N (an override's) is applied as
+    that rounded product."""
     w = words if len(words) == count else words[:count]
     src: Sequence[int] = array("h", array("H", w).tobytes()) if signed else w
-    out: list[float | None] = list(map(truediv, src, repeat(divisor, count)))
+    out: list[float | None]
+    if divisor is not None:
+        out = list(map(truediv, src, repeat(divisor, count)))
+    else:
+        out = [float(round(x * scale, 6)) for x in src]
     if marker is not None and marker in w:
         for i, x in enumerate(w):
             if x == marker:
@@ -164,7 +160,12 @@ def _column(
     return out
 
 
-def _check_columns(columns: Sequence[list[float | None]], raw: Sequence[int], lost: bool) -> None:
+def _check_columns(
+    columns: Sequence[list[float | None]],
+    raw: Sequence[int],
+    lost: bool,
+    checks: tuple[tuple[int, CellArray], ...],
+) -> None:
     """Raise PollError(DECODE) for the first value outside its array's valid
     range, naming the cell; a lost sensor's values (never published) and
     no-sensor markers are not checked.
@@ -173,7 +174,7 @@ def _check_columns(columns: Sequence[list[float | None]], raw: Sequence[int], lo
     a column (two passes in C) inside one span decide it, and only a column
     that fails that (or holds a lost sensor's values or markers) is looked at
     cell by cell."""
-    for k, arr in _COLUMN_CHECKS:
+    for k, arr in checks:
         col = columns[k]
         if not col:
             continue
@@ -183,7 +184,7 @@ def _check_columns(columns: Sequence[list[float | None]], raw: Sequence[int], lo
             if any(a <= lo and hi <= b for a, b in spans):  # type: ignore[operator]
                 continue
         for i, x in enumerate(col):
-            if x is not None and not _inside(x, spans) and not raw[i] & SENSOR_LOST_BIT:
+            if x is not None and not inside(x, spans) and not raw[i] & SENSOR_LOST_BIT:
                 raise PollError(
                     ErrorKind.DECODE,
                     f"cell {i + 1} {arr.label} {x:g} {arr.unit} "
@@ -192,7 +193,11 @@ def _check_columns(columns: Sequence[list[float | None]], raw: Sequence[int], lo
 
 
 def decode_cells(
-    arrays: Mapping[int, Sequence[int]], count: int, *, check: bool = True
+    arrays: Mapping[int, Sequence[int]],
+    count: int,
+    *,
+    check: bool = True,
+    regmap: RegisterMap = DEFAULT_MAP,
 ) -> tuple[CellReading, ...]:
     """Per-cell arrays keyed by base address -> CellReading 1..count.
 
@@ -200,19 +205,20 @@ def decode_cells(
     cells a second at full scale); a lost sensor's values all become None.
     ``check``: a value outside its valid range, or a status with a bit the
     device does not set, raises PollError(DECODE)."""
-    columns = [_column(arrays[b], count, d, s, m) for b, d, s, m in _COLUMNS]
+    columns = [_column(arrays[b], count, d, k, s, m) for b, d, k, s, m in regmap.columns]
     v, r, t, soc, soh = columns
-    raw = arrays[CELL_STATUS.base]
+    raw = arrays[regmap.cell_status.base]
     if len(raw) != count:
         raw = raw[:count]
-    if check and raw and max(raw) > _STATUS_MAX:
-        i, x = next((i, x) for i, x in enumerate(raw) if x > _STATUS_MAX)
+    status_max = regmap.status_max
+    if check and raw and max(raw) > status_max:
+        i, x = next((i, x) for i, x in enumerate(raw) if x > status_max)
         raise PollError(
             ErrorKind.DECODE, f"cell {i + 1} status 0x{x:04X} has bits the device does not set"
         )
     lost = any(x & SENSOR_LOST_BIT for x in raw)
     if check:
-        _check_columns(columns, raw, lost)
+        _check_columns(columns, raw, lost, regmap.column_checks)
     cells = []
     append = cells.append
     for i, x in enumerate(raw):
@@ -236,30 +242,32 @@ def decode_cells(
 
 
 def decode_reading(
-    block: Sequence[int], arrays: Mapping[int, Sequence[int]], read_at: float
+    block: Sequence[int],
+    arrays: Mapping[int, Sequence[int]],
+    read_at: float,
+    regmap: RegisterMap = DEFAULT_MAP,
 ) -> StringReading:
     """A whole reading; PollError(DECODE) when a value could not have been measured."""
-    fields = decode_block(block)
-    cells = decode_cells(arrays, fields["cell_count"])
+    fields = decode_block(block, regmap=regmap)
+    cells = decode_cells(arrays, fields["cell_count"], regmap=regmap)
     return StringReading(cells=cells, read_at=read_at, **fields)
 
 
 def encode_value(reg: Register | CellArray, value: float | None) -> list[int]:
     """An SI value -> register words (None -> the no-sensor marker, or 0)."""
-    order = reg.word_order if isinstance(reg, Register) else WordOrder.NONE
     if value is None:
-        return [reg.no_sensor if reg.no_sensor is not None else 0]
-    return to_words(round(value / reg.scale), reg.type, order)
+        return to_words(reg.no_sensor or 0, reg.type, reg.word_order)
+    return to_words(round(value / reg.scale), reg.type, reg.word_order)
 
 
-def encode_block(values: Mapping[str, Any]) -> list[int]:
-    """String fields (as in StringReading) -> HR 0..15; missing fields read 0."""
-    block = [0] * BLOCK_COUNT
-    for reg in STRING_BLOCK:
-        if not reg.field or reg.field not in values:
+def encode_block(values: Mapping[str, Any], regmap: RegisterMap = DEFAULT_MAP) -> list[int]:
+    """String fields (as in StringReading) -> the string block's read (HR
+    0..15); missing fields read 0."""
+    block = [0] * regmap.block_read.count
+    for reg, at in regmap.block_fields:
+        if reg.field not in values:
             continue
         v = values[reg.field]
         v = int(v) if isinstance(v, bool | int) else v
-        at = reg.address - BLOCK_START
         block[at : at + reg.words] = encode_value(reg, v)
     return block

@@ -4,18 +4,16 @@ few function-03 transactions as possible.
 Ranges from the table are merged when contiguous and split at 125 registers
 (the Modbus limit). Reading across a hole would fetch registers the table does
 not define (the device may answer exception 02 for them), so holes are never
-bridged. Plans are cached per cell count: auto-addressing changes the count at
-run time and the next poll simply picks the plan for the new count.
+bridged. A register map (regmap.py) plans its reads with ``merge`` and caches
+them per cell count: auto-addressing changes the count at run time and the
+next poll simply picks the plan for the new count.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 from btms_gateway.protocols.rtu.framing import MAX_READ_COUNT
-
-from .registers import BLOCK_COUNT, BLOCK_START, CELL_ARRAYS, MAX_CELLS
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -43,19 +41,3 @@ def merge(spans: list[ReadRange], limit: int = MAX_READ_COUNT) -> tuple[ReadRang
         for a in range(start, end, limit):
             out.append(ReadRange(a, min(limit, end - a)))
     return tuple(out)
-
-
-BLOCK = ReadRange(BLOCK_START, BLOCK_COUNT)
-
-
-@lru_cache(maxsize=MAX_CELLS + 1)
-def cell_plan(cell_count: int) -> tuple[ReadRange, ...]:
-    """The transactions for the per-cell arrays of ``cell_count`` cells."""
-    if not 0 <= cell_count <= MAX_CELLS:
-        raise ValueError(f"cell count must be 0..{MAX_CELLS}, got {cell_count}")
-    return merge([ReadRange(a.base, cell_count) for a in CELL_ARRAYS])
-
-
-def full_plan(cell_count: int) -> tuple[ReadRange, ...]:
-    """Everything one poll reads: the string block, then the cell arrays."""
-    return (BLOCK, *cell_plan(cell_count))

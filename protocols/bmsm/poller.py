@@ -40,42 +40,45 @@ from btms_gateway.core.model import StringReading
 from btms_gateway.core.profiles import BusLink, ErrorKind, PollError
 
 from .decode import decode_block, decode_cells
-from .planner import BLOCK, ReadRange, cell_plan
-from .registers import CELL_ARRAYS
+from .planner import ReadRange
+from .regmap import DEFAULT_MAP, RegisterMap
 
 ILLEGAL_DATA_ADDRESS = 2
-_BLOCK = (BLOCK.address, BLOCK.count)
 
 
 class BmsmPoller:
-    """A StringPoller (core.profiles) for one slave on one link."""
+    """A StringPoller (core.profiles) for one slave on one link, reading it
+    with ``regmap`` (the default table, or an override's effective map)."""
 
-    def __init__(self, link: BusLink, slave: int) -> None:
+    def __init__(self, link: BusLink, slave: int, regmap: RegisterMap = DEFAULT_MAP) -> None:
         self.link = link
         self.slave = slave
+        self.regmap = regmap
+        self._block = (regmap.block_read.address, regmap.block_read.count)
         self.plan: tuple[ReadRange, ...] = ()  # the cell plan of the last poll
         self.replans = 0  # how often the cell count changed after the first poll
 
     def poll(self, *, retries: int | None = None) -> StringReading:
+        regmap, block = self.regmap, self._block
         if self.plan:
             try:
-                replies = self._read((*_ranges(self.plan), _BLOCK), retries)
+                replies = self._read((*_ranges(self.plan), block), retries)
             except PollError as exc:
                 if not _shrank(exc):
                     raise
             else:
                 read_at = time.time()
-                fields = decode_block(replies[-1])
-                if cell_plan(fields["cell_count"]) == self.plan:
-                    return _reading(fields, self.plan, replies[:-1], read_at)
+                fields = decode_block(replies[-1], regmap=regmap)
+                if regmap.cell_plan(fields["cell_count"]) == self.plan:
+                    return self._reading(fields, self.plan, replies[:-1], read_at)
                 return self._read_cells(fields, retries)
-        fields = decode_block((self._read((_BLOCK,), retries))[0])
+        fields = decode_block((self._read((block,), retries))[0], regmap=regmap)
         try:
             return self._read_cells(fields, retries)
         except PollError as exc:
             if not _shrank(exc):
                 raise
-        fields = decode_block((self._read((_BLOCK,), retries))[0])
+        fields = decode_block((self._read((block,), retries))[0], regmap=regmap)
         return self._read_cells(fields, retries)
 
     def _read(self, ranges: Sequence[tuple[int, int]], retries: int | None) -> list[list[int]]:
@@ -87,18 +90,31 @@ class BmsmPoller:
         count there is followed once."""
         counts = [fields["cell_count"]]
         for _ in range(2):
-            plan = cell_plan(counts[-1])
+            plan = self.regmap.cell_plan(counts[-1])
             if plan != self.plan:
                 self.replans += 1 if self.plan else 0
                 self.plan = plan
-            replies = self._read((*_ranges(plan), _BLOCK), retries)
+            replies = self._read((*_ranges(plan), self._block), retries)
             read_at = time.time()
-            fields = decode_block(replies[-1])
+            fields = decode_block(replies[-1], regmap=self.regmap)
             counts.append(fields["cell_count"])
             if counts[-1] == counts[-2]:
-                return _reading(fields, plan, replies[:-1], read_at)
+                return self._reading(fields, plan, replies[:-1], read_at)
         changes = " -> ".join(map(str, counts))
         raise PollError(ErrorKind.DECODE, f"cell count changed during the poll ({changes})")
+
+    def _reading(
+        self,
+        fields: dict[str, Any],
+        plan: tuple[ReadRange, ...],
+        replies: Sequence[list[int]],
+        read_at: float,
+    ) -> StringReading:
+        count = fields["cell_count"]
+        got = [(r.address, regs) for r, regs in zip(plan, replies, strict=True)]
+        arrays = {a.base: _registers(got, a.base, count) for a in self.regmap.cells}
+        cells = decode_cells(arrays, count, regmap=self.regmap)
+        return StringReading(cells=cells, read_at=read_at, **fields)
 
 
 def _shrank(exc: PollError) -> bool:
@@ -107,18 +123,6 @@ def _shrank(exc: PollError) -> bool:
 
 def _ranges(plan: tuple[ReadRange, ...]) -> tuple[tuple[int, int], ...]:
     return tuple((r.address, r.count) for r in plan)
-
-
-def _reading(
-    fields: dict[str, Any],
-    plan: tuple[ReadRange, ...],
-    replies: Sequence[list[int]],
-    read_at: float,
-) -> StringReading:
-    count = fields["cell_count"]
-    got = [(r.address, regs) for r, regs in zip(plan, replies, strict=True)]
-    arrays = {a.base: _registers(got, a.base, count) for a in CELL_ARRAYS}
-    return StringReading(cells=decode_cells(arrays, count), read_at=read_at, **fields)
 
 
 def _registers(got: list[tuple[int, list[int]]], address: int, count: int) -> list[int]:

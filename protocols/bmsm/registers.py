@@ -6,12 +6,16 @@ not measured (a reply shifted from another request, a cell not measured yet)
 and fails the poll (decode.py), so it is never served as GOOD.
 
 A correction from the field is a one-line change here: the decoder, the read
-planner, the simulator and docs/bmsm-registers.md all derive from these rows.
+planner, the simulator and docs/bmsm-registers.md all derive from these rows,
+through the RegisterMap built from them (regmap.py). On a site, a firmware
+that differs is corrected without code: an override file changes rows of a
+copy of this table for the strings that name it (overrides.py).
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -22,13 +26,17 @@ class RegType(enum.StrEnum):
     INT32 = "int32"
 
 
+SIGNED_TYPES = (RegType.INT16, RegType.INT32)
+WIDE_TYPES = (RegType.UINT32, RegType.INT32)  # two registers
+
 #: a value range the device can measure, inclusive, in the decoded (SI) unit
 Span = tuple[float, float]
 
 
 class WordOrder(enum.StrEnum):
     LOW_FIRST = "low word first"
-    NONE = "-"
+    HIGH_FIRST = "high word first"  # the Modbus convention; no BM-SM row uses it
+    NONE = "-"  # a 16-bit value
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +56,7 @@ class Register:
 
     @property
     def words(self) -> int:
-        return 2 if self.type in (RegType.UINT32, RegType.INT32) else 1
+        return 2 if self.type in WIDE_TYPES else 1
 
     @property
     def label(self) -> str:
@@ -72,6 +80,14 @@ class CellArray:
 
     def address(self, cell: int) -> int:
         return self.base + cell
+
+    @property
+    def words(self) -> int:
+        return 1  # a cell's value is one register
+
+    @property
+    def word_order(self) -> WordOrder:
+        return WordOrder.NONE
 
     @property
     def label(self) -> str:
@@ -137,40 +153,61 @@ CELL_COUNT = next(r for r in STRING_BLOCK if r.field == "cell_count")
 CELL_STATUS = next(a for a in CELL_ARRAYS if a.field == "status")
 
 
-def render_markdown() -> str:
-    """docs/bmsm-registers.md, generated from the table above."""
+#: what the default table's rendering says first (docs/bmsm-registers.md)
+DEFAULT_INTRO = (
+    "Generated from `protocols/bmsm/registers.py` "
+    "(`btms-gateway export bmsm-registers > docs/bmsm-registers.md`);",
+    "do not edit by hand. Holding registers, function 03, 0-based addresses.",
+    '"assumed" rows are not published by the manufacturer (see docs/device.md):',
+    "a correction from the field is a one-line change in that table.",
+)
+
+
+def render_markdown(
+    block: Sequence[Register] = STRING_BLOCK,
+    cells: Sequence[CellArray] = CELL_ARRAYS,
+    *,
+    intro: Sequence[str] = DEFAULT_INTRO,
+    changes: Mapping[str, str] | None = None,
+) -> str:
+    """docs/bmsm-registers.md, generated from the table above; or, given
+    other rows (an override's effective map), that map with the rows named
+    in ``changes`` (``"string.FIELD"`` / ``"cell.FIELD"`` -> what changed)
+    marked as overridden."""
+    changes = changes or {}
+    lo = min(r.address for r in block)
+    hi = max(r.address + r.words for r in block) - 1
+    count = next(r for r in block if r.field == "cell_count")
     out = [
         "# BM-SM register table",
         "",
-        "Generated from `protocols/bmsm/registers.py` "
-        "(`btms-gateway export bmsm-registers > docs/bmsm-registers.md`);",
-        "do not edit by hand. Holding registers, function 03, 0-based addresses.",
-        '"assumed" rows are not published by the manufacturer (see docs/device.md):',
-        "a correction from the field is a one-line change in that table.",
+        *intro,
         "",
-        "## String block (one read of HR 0..15)",
+        f"## String block (one read of HR {lo}..{hi})",
         "",
         "| HR | type | word order | scale | unit | no-sensor marker | valid range | meaning "
         "| source |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in STRING_BLOCK:
+    for r in block:
         hr = f"{r.address}-{r.address + 1}" if r.words == 2 else str(r.address)
+        src = _src(r.documented, changes.get(f"string.{r.field}"))
         out.append(
             f"| {hr} | {r.type} | {r.word_order} | {r.scale:g} | {r.unit} | "
-            f"{_marker(r.no_sensor)} | {spans_text(r.valid)} | {r.meaning} | {_src(r.documented)} |"
+            f"{_marker(r.no_sensor)} | {spans_text(r.valid)} | {r.meaning} | {src} |"
         )
     out += [
         "",
-        f"## Per-cell arrays (cell i = 0..{MAX_CELLS - 1}, only i < HR 10 is read)",
+        f"## Per-cell arrays (cell i = 0..{MAX_CELLS - 1}, only i < HR {count.address} is read)",
         "",
         "| HR | type | scale | unit | no-sensor marker | valid range | meaning | source |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for a in CELL_ARRAYS:
+    for a in cells:
+        src = _src(a.documented, changes.get(f"cell.{a.field}"))
         out.append(
             f"| {a.base} + i | {a.type} | {a.scale:g} | {a.unit} | {_marker(a.no_sensor)} | "
-            f"{spans_text(a.valid)} | {a.meaning} | {_src(a.documented)} |"
+            f"{spans_text(a.valid)} | {a.meaning} | {src} |"
         )
     out += [
         "",
@@ -200,8 +237,9 @@ def _marker(v: int | None) -> str:
     return "-" if v is None else f"0x{v:04X}"
 
 
-def _src(documented: bool) -> str:
-    return "documented" if documented else "**assumed**"
+def _src(documented: bool, change: str | None = None) -> str:
+    src = "documented" if documented else "**assumed**"
+    return f"{src}; **overridden**: {change}" if change else src
 
 
 if __name__ == "__main__":

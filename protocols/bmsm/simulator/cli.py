@@ -6,11 +6,13 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 from btms_gateway.core.config import BAUD_RATES
 
+from ..cli_options import map_or_exit, overrides_option
 from .faults import Fault, parse_rates
 from .server import Simulator
 
@@ -75,6 +77,7 @@ def _duration(flag: str, default: float, most: float, help: str) -> Callable[[F]
     help="Registers past the cell count read 0 or answer exception 02.",
 )
 @click.option("--frozen", is_flag=True, help="No slow dynamics: values stay as generated.")
+@overrides_option("Serve the register map of this override file (a firmware that differs).")
 @click.option(
     "--duration",
     type=click.FloatRange(0),
@@ -85,7 +88,8 @@ def simulate(
     slaves: str, cells: int, baud: str, parity: str, stopbits: str, use_pty: bool,
     link: str | None, port: str | None, tcp: str | None, mode: str, seed: int,
     faults: tuple[str, ...], vanish_s: float, late_ms: float, reply_delay_ms: float,
-    unmeasured_s: float, past_count: str, frozen: bool, duration: float | None,
+    unmeasured_s: float, past_count: str, frozen: bool, overrides: Path | None,
+    duration: float | None,
 ) -> None:  # fmt: skip
     """Simulate BM-SM string masters speaking Modbus RTU at real wire speed."""
     if sum(bool(x) for x in (use_pty, port, tcp)) > 1:
@@ -94,6 +98,7 @@ def simulate(
         rates = parse_rates(list(faults))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--fault") from None
+    regmap = map_or_exit(overrides)
     host, tcp_port = "127.0.0.1", 0
     if tcp:
         host, _, p = tcp.rpartition(":")
@@ -105,7 +110,7 @@ def simulate(
         seed=seed, mode=mode, transport="tcp" if tcp else "serial" if port else "pty",
         port=port, link=link, host=host, tcp_port=tcp_port, rates=rates, vanish_s=vanish_s,
         late_s=late_ms / 1000, unmeasured_s=unmeasured_s, reply_delay_s=reply_delay_ms / 1000,
-        past_count=past_count, frozen=frozen,  # type: ignore[arg-type]
+        past_count=past_count, frozen=frozen, regmap=regmap,  # type: ignore[arg-type]
     )  # fmt: skip
     try:
         sim.start()
@@ -113,6 +118,8 @@ def simulate(
         raise click.ClickException(f"cannot start the simulator: {exc}") from None
     where = "RTU over TCP on" if tcp else "serial port"
     click.echo(f"BM-SM simulator: slaves {slaves}, {cells} cells, {baud} {parity}{8}{stopbits}")
+    if not regmap.is_default:
+        click.echo(f"register map: the overrides in {regmap.source}")
     click.echo(f"{where}: {sim.port}")
     click.echo(f"gateway config: port = \"{sim.port}\"" if not tcp else
                f"gateway config: transport = \"rtu-over-tcp\", host = \"{host}\", "

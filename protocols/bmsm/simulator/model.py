@@ -10,19 +10,30 @@ drops out and is found again is the same cell, so a cell's truth does not
 depend on how often the count changed. Cells it adds can be "not yet
 measured" for a while: their registers read 0 until then, as a device that
 has addressed a sensor but not read it yet.
+
+The image is laid out by a register map: the default table, or an
+override's effective map (a firmware that keeps its values elsewhere), so a
+test can serve a map the gateway's default does not expect. ``pokes`` put raw
+words over the image (a firmware bug, a corrupted register) without touching
+the truth. Registers the map does not define read 0 inside the string block's
+read and, with ``past_count = "zero"``, inside the cell register area (past
+the count, between the arrays, where the default table has its arrays);
+elsewhere they answer exception 02.
 """
 
 from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from btms_gateway.core.model import CellReading, CellStatus, StringReading
 
 from ..decode import decode_reading, encode_block, encode_value
-from ..registers import BLOCK_COUNT, BLOCK_START, CELL_ARRAYS, MAX_CELLS
+from ..registers import MAX_CELLS
+from ..regmap import DEFAULT_MAP, RegisterMap
 
 Mode = Literal["float", "discharge"]
 
@@ -54,6 +65,10 @@ class StringModel:
     #: 0-based indexes of cells added but not measured yet (their registers read 0)
     unmeasured: frozenset[int] = frozenset()
     unmeasured_until: float = 0.0  # time.time() when they are measured
+    #: the register map the image is laid out by
+    regmap: RegisterMap = DEFAULT_MAP
+    #: address -> raw word served instead of the image's (corrupted registers)
+    pokes: dict[int, int] = field(default_factory=dict)
     _image: dict[int, int] | None = None
 
     @classmethod
@@ -159,50 +174,66 @@ class StringModel:
         """Address -> word for everything the device answers (cached)."""
         unmeasured = self.measuring()
         if self._image is None:
-            img = dict(enumerate(encode_block(self.string), BLOCK_START))
-            for arr in CELL_ARRAYS:
+            regmap = self.regmap
+            block = encode_block(self.string, regmap)
+            img = dict(enumerate(block, regmap.block_read.address))
+            for arr in regmap.cells:
                 for i, c in enumerate(self.cells):
                     word = 0 if i in unmeasured else encode_value(arr, getattr(c, arr.field))[0]
                     img[arr.base + i] = word
+            img.update(self.pokes)
             self._image = img
         return self._image
+
+    def poke(self, address: int, words: Sequence[int | None]) -> None:
+        """Serve these raw words from ``address`` on, whatever the truth says
+        (None words: back to the image's)."""
+        for i, w in enumerate(words):
+            if w is None:
+                self.pokes.pop(address + i, None)
+            else:
+                self.pokes[address + i] = w & 0xFFFF
+        self._image = None
 
     def zero_filled(self, address: int, count: int) -> str | None:
         """Why a read of these registers holds zeros that are no cell's values:
         "past_count" (cells past the count, read as 0), "unmeasured" (cells not
         measured yet), or None."""
         end, n = address + count, len(self.cells)
-        for a in CELL_ARRAYS:
+        for a in self.regmap.cells:
             if address < a.base + MAX_CELLS and end > a.base + n:
                 return "past_count"
         unmeasured = self.measuring()
-        if any(address <= a.base + i < end for i in unmeasured for a in CELL_ARRAYS):
+        if any(address <= a.base + i < end for i in unmeasured for a in self.regmap.cells):
             return "unmeasured"
         return None
 
     def read(self, address: int, count: int) -> list[int] | None:
         """Words for a function-03 read, or None for exception 02."""
         img, out = self.image(), []
+        block, zero_cells = self.regmap.block_read, self.past_count == "zero"
         for a in range(address, address + count):
             if a in img:
                 out.append(img[a])
-            elif _in_cell_array(a) and self.past_count == "zero":
+            elif block.address <= a < block.end or (zero_cells and self._in_cell_area(a)):
                 out.append(0)
             else:
                 return None
         return out
 
+    def _in_cell_area(self, address: int) -> bool:
+        """The device's cell register area: the served map's arrays and the
+        default table's (a firmware that moved its arrays still reads 0 where
+        the table has them), holes between them included."""
+        return self.regmap.in_cell_area(address) or DEFAULT_MAP.in_cell_area(address)
+
     def expected_reading(self, read_at: float = 0.0) -> StringReading:
         """What a correct poller must publish for the current truth."""
-        img = self.image()
+        img, regmap = self.image(), self.regmap
         n = len(self.cells)
-        block = [img[a] for a in range(BLOCK_START, BLOCK_START + BLOCK_COUNT)]
-        arrays = {a.base: [img[a.base + i] for i in range(n)] for a in CELL_ARRAYS}
-        return decode_reading(block, arrays, read_at)
+        block = [img.get(a, 0) for a in range(regmap.block_read.address, regmap.block_read.end)]
+        arrays = {a.base: [img[a.base + i] for i in range(n)] for a in regmap.cells}
+        return decode_reading(block, arrays, read_at, regmap)
 
     def expected_cells(self) -> tuple[CellReading, ...]:
         return self.expected_reading().cells
-
-
-def _in_cell_array(address: int) -> bool:
-    return any(a.base <= address < a.base + MAX_CELLS for a in CELL_ARRAYS)

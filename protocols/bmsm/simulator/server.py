@@ -19,7 +19,7 @@ import random
 import select
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, Literal
 
@@ -27,6 +27,7 @@ from btms_gateway.core.config import BusConfig
 from btms_gateway.core.model import StringReading
 from btms_gateway.protocols.rtu import framing
 
+from ..regmap import DEFAULT_MAP, RegisterMap
 from .endpoints import Endpoint, PtyEndpoint, SerialEndpoint, TcpEndpoint
 from .faults import Fault, FaultPlan, Injected
 from .model import Mode, StringModel
@@ -44,6 +45,10 @@ class Simulator:
     with Simulator(slaves=[1, 2], cells=120, baud=115200, seed=1) as sim:
         bus = sim.bus_config()          # a BusConfig pointing at sim.port
         sim.set_cell(1, 5, voltage_v=2.271)
+
+    ``regmap``: the register map the slaves serve (one for all, or one per
+    slave id; the default table when not given), e.g. an override's effective
+    map, to serve a firmware whose registers are elsewhere.
     """
 
     def __init__(
@@ -71,6 +76,7 @@ class Simulator:
         frozen: bool = False,
         step_s: float = 1.0,
         log_size: int = 10_000,
+        regmap: RegisterMap | Mapping[int, RegisterMap] | None = None,
     ) -> None:
         self.baud, self.parity, self.stopbits, self.bytesize = baud, parity, stopbits, bytesize
         self.transport: Transport = transport
@@ -83,7 +89,11 @@ class Simulator:
         models, plans = {}, {}
         for s in slaves:
             n = cells[s] if isinstance(cells, dict) else cells
-            models[s] = StringModel.create(s, n, seed, mode, past_count=past_count, frozen=frozen)
+            served = regmap.get(s, DEFAULT_MAP) if isinstance(regmap, Mapping) else regmap
+            models[s] = StringModel.create(
+                s, n, seed, mode, past_count=past_count, frozen=frozen,
+                regmap=served or DEFAULT_MAP,
+            )  # fmt: skip
             plans[s] = FaultPlan(
                 random.Random(seed * 7919 + s), dict(rates or {}), vanish_s, late_s, unmeasured_s
             )
@@ -188,6 +198,11 @@ class Simulator:
         """Stop (or restart) the slow dynamics so values stay exactly as set."""
         for m in self.responder.models.values():
             self._locked(lambda m=m: setattr(m, "frozen", frozen))
+
+    def poke(self, slave: int, address: int, words: Sequence[int | None]) -> None:
+        """Serve these raw words from ``address`` on instead of the truth's (a
+        corrupted register, a firmware bug); None: the truth's word again."""
+        self._locked(lambda: self.model(slave).poke(address, words))
 
     def registers(self, slave: int, address: int, count: int) -> list[int] | None:
         """The words a read would get now (None: the device answers exception 02)."""
