@@ -27,9 +27,10 @@ from .alarm_types import (
     Severity,
 )
 from .alarms.config import rules_for
-from .alarms.rules import RULES, Rule
+from .alarms.rules import CELLS_PER_BLOCK, RULES, BlockType, Rule
 from .config import BAUD_RATES, BusConfig, GatewayConfig, StringConfig
 from .config_base import PluginSection, Problem, StrictModel
+from .config_load import ConfigError, problems_from, read_text
 from .counters import CommCounters
 from .exported_plant import ExportedPlant, exported_plant, plant_options
 from .history.quantities import RECORDED, Recorded
@@ -63,7 +64,15 @@ from .netguard import (
     raise_open_file_limit,
 )
 from .plugin_services import PerGateway, add_export_commands
-from .profiles import BusLink, DeviceProfile, ErrorKind, LinkFactory, PollError, StringPoller
+from .profiles import (
+    BusLink,
+    DeviceProfile,
+    ErrorKind,
+    LinkFactory,
+    PollError,
+    StringChecks,
+    StringPoller,
+)
 from .quantities import (
     ALARM_BIT_NAMES,
     CELL_FLAG_NAMES,
@@ -101,6 +110,7 @@ from .views import (
 __all__ = [
     "ALARM_BIT_NAMES",
     "BAUD_RATES",
+    "CELLS_PER_BLOCK",
     "CELL_FLAG_NAMES",
     "DEVICE_STATUS_NAMES",
     "FD_RESERVE",
@@ -121,6 +131,7 @@ __all__ = [
     "AlarmEvent",
     "AlarmService",
     "AllowList",
+    "BlockType",
     "BusConfig",
     "BusLink",
     "BusStatusView",
@@ -128,6 +139,7 @@ __all__ = [
     "CellStatus",
     "ClientAllowlist",
     "CommCounters",
+    "ConfigError",
     "ConnectionSlots",
     "DeviceProfile",
     "DeviceStatus",
@@ -162,6 +174,7 @@ __all__ = [
     "SnapshotReader",
     "StrictModel",
     "StringAlarm",
+    "StringChecks",
     "StringConfig",
     "StringPoller",
     "StringReading",
@@ -182,8 +195,10 @@ __all__ = [
     "peer_host",
     "plant_dict",
     "plant_options",
+    "problems_from",
     "quantity",
     "raise_open_file_limit",
+    "read_text",
     "reading_dict",
     "rules_for",
     "string_dict",

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from btms_gateway.core.model import StringSnapshot
+from btms_gateway.core.api import StringSnapshot
 
 from .exception import Delta, ExceptionFilter
 

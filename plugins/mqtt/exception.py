@@ -22,7 +22,7 @@ from itertools import compress
 from operator import ne
 from typing import Any
 
-from btms_gateway.core.model import Quality, StringSnapshot
+from btms_gateway.core.api import Quality, StringSnapshot
 
 from .quantities import CELL, CELL_STRIDE, STRING, cell_index, cell_quantities, string_values
 

@@ -17,8 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from btms_gateway.core.model import StringSnapshot
-from btms_gateway.core.serialize import string_dict
+from btms_gateway.core.api import StringSnapshot, string_dict
 
 from .codec import Message, PlantView
 from .exception import Delta

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
-from btms_gateway.core.model import CellReading, StringSnapshot
+from btms_gateway.core.api import CellReading, StringSnapshot
 
 #: slots per cell; the string's own quantities are "cell 0"
 CELL_STRIDE = 16

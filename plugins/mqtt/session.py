@@ -25,11 +25,11 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from btms_gateway.core.alarm_types import ActiveAlarm
-from btms_gateway.core.model import StringSnapshot
+from btms_gateway.core.api import ActiveAlarm, StringSnapshot
 
 from .buffer import EVENT, READING, DiskBuffer
 from .codec import Codec, PlantView
@@ -159,7 +159,7 @@ class ActiveCounts:
     """Active alarms by severity and acknowledgement, kept from the events
     (counting ``gateway.alarms.active()`` per event would be quadratic in a burst)."""
 
-    def __init__(self, active: list[ActiveAlarm]) -> None:
+    def __init__(self, active: Sequence[ActiveAlarm]) -> None:
         self._alarms: dict[str, tuple[str, bool]] = {
             a.alarm_id: (a.severity.name.lower(), a.acknowledged) for a in active
         }
@@ -190,7 +190,7 @@ class MqttSession:
         gateway_name: str,
         data_dir: Path,
         version: str = "",
-        active: list[ActiveAlarm] | None = None,
+        active: Sequence[ActiveAlarm] = (),
     ) -> None:
         self.settings = settings
         self.buffer = DiskBuffer(
@@ -200,7 +200,7 @@ class MqttSession:
         self.plant = PlantView(
             self.filter, gateway_name=gateway_name, version=version, buffer=self.buffer
         )
-        self.alarms = ActiveCounts(active or [])
+        self.alarms = ActiveCounts(active)
         self.plant.active = self.alarms.counts()
         self.inbox = Inbox(self.plant.latest)
         node = settings.resolved_node_id(gateway_name)

@@ -16,7 +16,7 @@ import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
-from btms_gateway.core.config_base import PluginSection, StrictModel
+from btms_gateway.core.api import PluginSection, StrictModel
 from pydantic import Field, JsonValue, SecretStr, ValidationInfo, field_validator, model_validator
 
 #: an MQTT topic level of ours: no wildcard, no separator, nothing a broker mangles
@@ -114,7 +114,7 @@ class MqttSettings(PluginSection):
     """Defaults reach a broker on this machine; the demo runs the plugin only
     when a broker answers there (or one is configured)."""
 
-    mode: list[Mode] = Field(default_factory=lambda: ["sparkplug"], min_length=1)
+    mode: list[Mode] = Field(default_factory=lambda: list[Mode](["sparkplug"]), min_length=1)
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 1883
     protocol: Literal["3.1.1", "5"] = "3.1.1"

@@ -22,15 +22,16 @@ from itertools import repeat
 from operator import truediv
 from typing import Any
 
-from btms_gateway.core.model import (
+from btms_gateway.core.api import (
     SENSOR_LOST_BIT,
     CellReading,
     CellStatus,
+    ErrorKind,
+    PollError,
     StringAlarm,
     StringReading,
     StringState,
 )
-from btms_gateway.core.profiles import ErrorKind, PollError
 
 from .registers import (
     MAX_CELLS,
@@ -219,7 +220,7 @@ def decode_cells(
     lost = any(x & SENSOR_LOST_BIT for x in raw)
     if check:
         _check_columns(columns, raw, lost, regmap.column_checks)
-    cells = []
+    cells: list[CellReading] = []
     append = cells.append
     for i, x in enumerate(raw):
         c = _new_cell(CellReading)

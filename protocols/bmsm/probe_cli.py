@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from btms_gateway.core.config import BAUD_RATES, BusConfig
-from btms_gateway.core.profiles import PollError
+from btms_gateway.core.api import BAUD_RATES, BusConfig, PollError
 from btms_gateway.protocols.rtu import open_link
 
 from .cli_options import map_or_exit, overrides_option
@@ -155,7 +154,7 @@ def _text(result: ProbeResult, where: str, line: str) -> str:
         for a in result.arrays:
             if a.rows or a.failure:
                 out += _array_table(a.array, a.rows, a.failure, regmap)
-        zeros = sorted({r.cell for r in result.rows() if ZERO_FILLED in r.flags})
+        zeros = sorted({r.cell for r in result.rows() if ZERO_FILLED in r.flags and r.cell})
         if zeros:
             out += [f"! cell(s) {', '.join(map(str, zeros))}: {ZERO_FILLED}", ""]
     if result.error:

@@ -7,10 +7,10 @@ import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
-from btms_gateway.core.config import BAUD_RATES
+from btms_gateway.core.api import BAUD_RATES
 
 from ..cli_options import map_or_exit, overrides_option
 from .faults import Fault, parse_rates
@@ -86,7 +86,8 @@ def _duration(flag: str, default: float, most: float, help: str) -> Callable[[F]
 )
 def simulate(
     slaves: str, cells: int, baud: str, parity: str, stopbits: str, use_pty: bool,
-    link: str | None, port: str | None, tcp: str | None, mode: str, seed: int,
+    link: str | None, port: str | None, tcp: str | None,
+    mode: Literal["float", "discharge"], seed: int,
     faults: tuple[str, ...], vanish_s: float, late_ms: float, reply_delay_ms: float,
     unmeasured_s: float, past_count: str, frozen: bool, overrides: Path | None,
     duration: float | None,

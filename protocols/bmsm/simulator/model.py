@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from btms_gateway.core.model import CellReading, CellStatus, StringReading
+from btms_gateway.core.api import CellReading, CellStatus, StringReading
 
 from ..decode import decode_reading, encode_block, encode_value
 from ..registers import MAX_CELLS
@@ -142,7 +142,7 @@ class StringModel:
         """Set string-block values (StringReading field names); derived ones are
         recomputed from the cells unless given here."""
         self.string.update(values)
-        derived = {k: values[k] for k in ("voltage_v", "balance_pct") if k in values}
+        derived = {k: v for k, v in values.items() if k in ("voltage_v", "balance_pct")}
         self._derive()
         self.string.update(derived)
 

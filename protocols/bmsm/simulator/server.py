@@ -13,6 +13,7 @@ longer, as a slow device would (requests that arrive meanwhile wait their turn).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import queue
 import random
@@ -23,8 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, Literal
 
-from btms_gateway.core.config import BusConfig
-from btms_gateway.core.model import StringReading
+from btms_gateway.core.api import BusConfig, StringReading
 from btms_gateway.protocols.rtu import framing
 
 from ..regmap import DEFAULT_MAP, RegisterMap
@@ -197,7 +197,7 @@ class Simulator:
     def freeze(self, frozen: bool = True) -> None:
         """Stop (or restart) the slow dynamics so values stay exactly as set."""
         for m in self.responder.models.values():
-            self._locked(lambda m=m: setattr(m, "frozen", frozen))
+            self._locked(functools.partial(setattr, m, "frozen", frozen))
 
     def poke(self, slave: int, address: int, words: Sequence[int | None]) -> None:
         """Serve these raw words from ``address`` on instead of the truth's (a
@@ -305,8 +305,12 @@ class Simulator:
                     self._send_paced(ep, reply, start + delay)
                 first_at = time.monotonic()
             if now >= next_step:
-                self._locked(lambda: [m.step(self.step_s) for m in self.responder.models.values()])
+                self._locked(self._step_models)
                 next_step = now + self.step_s
+
+    def _step_models(self) -> None:
+        for m in self.responder.models.values():
+            m.step(self.step_s)
 
     def _run_calls(self) -> None:
         while True:
