@@ -33,6 +33,8 @@ import sys
 import time
 from typing import Any
 
+import run_record
+
 STRINGS, UPS, CELLS = 32, 8, 120
 TARGETS = {"startup_s": 5.0, "plugin_rss_mb": 200.0, "started_rss_mb": 30.0,
            "apply_full_s": 0.2, "apply_reading_ms": 0.1}  # fmt: skip
@@ -309,6 +311,7 @@ def main() -> int:
             child.stdin.close()
         child.wait(10)
     r["plugin_rss_mb"] = r["rss_serving_mb"] - r["rss_before_mb"]
+    run_record.add(r)
     return report(r)
 
 
@@ -367,4 +370,4 @@ def report(r: dict[str, float]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_record.recorded("bench_bacnet", main))

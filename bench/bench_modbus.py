@@ -58,6 +58,7 @@ HERE = Path(__file__).resolve().parent
 C_SOURCE = HERE / "modbus" / "reference_server.c"
 sys.path.insert(0, str(HERE / "modbus"))
 import loadgen  # noqa: E402
+import run_record  # noqa: E402
 from beforeafter import against_head  # noqa: E402
 from inprocess import INPROC_REQUESTS, inprocess_us, report_inprocess  # noqa: E402
 from loadgen import REGISTERS, UNITS, Result, load_1, load_n  # noqa: E402
@@ -298,6 +299,9 @@ def main() -> int:
             for name, (res, server_cpu) in runs.items():
                 res.server_cpu_s = server_cpu
                 results[(name, conns)] = res
+                run_record.add({f"{name}, {conns} conn": {"req_per_s": res.rate,
+                    "p50_ms": res.pct_ms(0.5), "p99_ms": res.pct_ms(0.99),
+                    "server_cpu_us_per_req": res.cpu_us, "errors": res.errors}})  # fmt: skip
                 print(f"{name:<10} {conns:>5} {res.rate:>9.0f} {res.pct_ms(0.5):>7.3f} "
                       f"{res.pct_ms(0.99):>7.3f} {res.cpu_us:>14.1f} "
                       f"{100 * res.gen_cpu:>6.0f}% {res.errors:>6}", flush=True)  # fmt: skip
@@ -341,4 +345,4 @@ def report(results: dict[tuple[str, int], Result]) -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_record.recorded("bench_modbus", main))

@@ -45,6 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "snmp"))
 import peers
+import run_record
 from peers import AUTH, CELL_COLUMNS, CELLS, COMMUNITY, PRIV, STRINGS, USER
 
 RATIO_TARGET, RSS_TARGET_MB, REFRESH_TARGET_MS = 0.10, 60.0, 5.0
@@ -382,12 +383,18 @@ def main() -> int:
         print(f"  {pkg:<30}{share:>6.1f}")
     print("alarm latency, simulator cell over its limit -> snmptrapd log line (on_delay 0):")
     worst_excess = 0.0
+    latency: dict[str, list[float]] = {}
     for poll_s in (0.2, 1.0):
-        lat = sorted(asyncio.run(alarm_latency(poll_s, args.latency_rounds)))
+        lat = latency[f"poll {poll_s} s"] = sorted(
+            asyncio.run(alarm_latency(poll_s, args.latency_rounds))
+        )
         worst_excess = max(worst_excess, lat[-1] - poll_s)
         print(f"  poll interval {poll_s:.1f} s: median {lat[len(lat) // 2] * 1000:.0f} ms, "
               f"max {lat[-1] * 1000:.0f} ms over {len(lat)} alarms "
               f"(max / poll interval {lat[-1] / poll_s:.2f})")  # fmt: skip
+    run_record.add(walk_varbinds_per_s=best, walk_cr10_varbinds_per_s=small, ratio=ratio,
+                   rss_ready_mb=agent.ready["rss_ready_mb"], rss_peak_mb=peak, refresh_ms=refresh,
+                   alarm_latency_s=latency, baseline=side)  # fmt: skip
     missed = []
     if ratio < RATIO_TARGET:
         missed.append(f"ratio {ratio:.2f} < {RATIO_TARGET}")
@@ -407,4 +414,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_record.recorded("bench_snmp", main))

@@ -58,6 +58,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import run_record
 from scale.procs import free_port, rss_mb, slope_per_hour
 from scale.soak_readers import (
     Failures,
@@ -403,6 +404,7 @@ def main() -> int:
     grown = rss_growth_mb(r["rss"])
     if grown >= FLAT_MB:
         bad.append(f"RSS grew {grown:.1f} MB after the first quarter")
+    run_record.add({k: v for k, v in r.items() if k != "rss"}, rss_growth_mb=grown, failed=bad)
     for line in bad:
         print("FAILED:", line)
     return 1 if bad else 0
@@ -465,4 +467,4 @@ def report(r: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_record.recorded("soak", main))
