@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import itertools
 import time
+from dataclasses import replace
+from typing import Any
 
 from btms_gateway.core.alarm_types import AlarmEvent, EventKind, ObjectPath, Severity
 from btms_gateway.core.alarms.rules import RULES, alarm_id
@@ -25,17 +27,11 @@ def make_event(
     ups: str | None = "UPS1",
     string: str | None = "S1",
     cell: int | None = 7,
-    value: float | None = None,
-    limit: float | None = None,
-    severity: Severity | None = None,
-    unit: str | None = None,
-    message: str | None = None,
-    at: float | None = None,
-    by: str | None = None,
-    seq: int | None = None,
-    persisted: bool = True,
+    **fields: Any,
 ) -> AlarmEvent:
-    """An ``AlarmEvent`` of ``rule`` on ``ups/string/cell`` (all None: the gateway).
+    """An ``AlarmEvent`` of ``rule`` on ``ups/string/cell`` (all None: the gateway);
+    ``fields`` sets any other field (``value``, ``limit``, ``severity``, ``unit``,
+    ``message``, ``at``, ``by``, ``seq``, ``persisted``).
 
     ``rule`` may be any name; one of the built-in rules lends its severity,
     unit and limit, and a value just past the limit. An ACKNOWLEDGED event is
@@ -44,24 +40,22 @@ def make_event(
     kind = EventKind(kind)
     known = RULES.get(rule)
     path = ObjectPath(ups, string, cell)
-    if limit is None and known is not None and known.kind != "flag":
-        limit = known.limit
-    if value is None and limit is not None and known is not None:
-        value = round(limit * (1.02 if known.kind == "high" else 0.98), 3)
-    if kind is EventKind.ACKNOWLEDGED and by is None:
-        by = "operator"
-    return AlarmEvent(
-        seq=0 if not persisted else next(_seq) if seq is None else seq,
+    limit = fields.pop("limit", None if known is None or known.kind == "flag" else known.limit)
+    past = None if limit is None or known is None else 1.02 if known.kind == "high" else 0.98
+    persisted = fields.pop("persisted", True)
+    event = AlarmEvent(
+        seq=next(_seq) if persisted else 0,
         kind=kind,
         alarm_id=alarm_id(rule, path),
         rule=rule,
-        severity=severity or (known.severity if known is not None else Severity.ALARM),
+        severity=known.severity if known is not None else Severity.ALARM,
         path=path,
-        value=value,
+        value=None if past is None or limit is None else round(limit * past, 3),
         limit=limit,
-        unit=unit if unit is not None else known.unit if known is not None else "",
-        message=message or f"{path}: {known.text if known else rule} {kind.value}",
-        at=time.time() if at is None else at,
-        by=by,
+        unit=known.unit if known is not None else "",
+        message=f"{path}: {known.text if known else rule} {kind.value}",
+        at=time.time(),
+        by="operator" if kind is EventKind.ACKNOWLEDGED else None,
         persisted=persisted,
     )
+    return replace(event, **fields)

@@ -19,8 +19,8 @@ btms-gateway[test]``); the fixtures work in its strict and auto modes alike.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
 
 import pytest
 from btms_gateway.core.plugin_manager import FailureLog, create_manager
@@ -41,8 +41,15 @@ class RunningGateway(GatewayHarness):
         return listen_port(self.config_data["plugins"][plugin])
 
 
-class StartGateway(Protocol):
-    def __call__(
+class GatewayStarter:
+    """What ``start_gateway`` gives a test: call it to start a gateway; the
+    fixture stops every gateway it started when the test ends."""
+
+    def __init__(self, ports: FreePorts) -> None:
+        self.ports = ports
+        self.started: list[RunningGateway] = []
+
+    async def __call__(
         self,
         plugins: Mapping[str, Mapping[str, Any]] | None = None,
         *,
@@ -54,7 +61,26 @@ class StartGateway(Protocol):
         extra_plugins: dict[str, object] | None = None,
         frozen: bool = True,
         **gateway: Any,
-    ) -> Awaitable[RunningGateway]: ...
+    ) -> RunningGateway:
+        pm = create_manager()  # the sections' models say which keys are listeners' ports
+        for name, plugin in (extra_plugins or {}).items():
+            pm.register(plugin, name=name)
+        sections = with_free_ports(plugins or {}, config_sections(pm, FailureLog()), self.ports)
+        harness = RunningGateway(
+            plant_config(strings, ups, plugins=sections, **gateway),
+            simulate=simulate,
+            alarms=alarms,
+            extra_plugins=extra_plugins,
+            cells=cells,
+            frozen=frozen,
+        )
+        await harness.__aenter__()
+        self.started.append(harness)
+        return harness
+
+    async def stop_all(self) -> None:
+        while self.started:
+            await self.started.pop().__aexit__(None, None, None)
 
 
 @pytest.fixture
@@ -74,51 +100,19 @@ def make_reading() -> Callable[..., Any]:
 @pytest.fixture
 def make_event() -> Callable[..., Any]:
     """``make_event(kind="raised", rule="cell_voltage_high", *, ups="UPS1",
-    string="S1", cell=7, value=None, limit=None, ...)``."""
+    string="S1", cell=7, **fields)``: ``fields`` sets any other AlarmEvent field."""
     return _make_event
 
 
-async def _start_gateway(free_ports: FreePorts) -> AsyncIterator[StartGateway]:
+async def _start_gateway(free_ports: FreePorts) -> AsyncIterator[GatewayStarter]:
     """``await start_gateway(plugins, *, strings=2, ups=1, cells=12, simulate=True,
     alarms=False, extra_plugins=None, frozen=True, **gateway)``: a started
     ``RunningGateway``, stopped when the test ends."""
-    started: list[RunningGateway] = []
-
-    async def start(
-        plugins: Mapping[str, Mapping[str, Any]] | None = None,
-        *,
-        strings: int = 2,
-        ups: int = 1,
-        cells: int | dict[str, int] = 12,
-        simulate: bool = True,
-        alarms: bool = False,
-        extra_plugins: dict[str, object] | None = None,
-        frozen: bool = True,
-        **gateway: Any,
-    ) -> RunningGateway:
-        pm = create_manager()  # the sections' models say which keys are listeners' ports
-        for name, plugin in (extra_plugins or {}).items():
-            pm.register(plugin, name=name)
-        models = config_sections(pm, FailureLog())
-        sections = with_free_ports(plugins or {}, models, free_ports)
-        config = plant_config(strings, ups, plugins=sections, **gateway)
-        harness = RunningGateway(
-            config,
-            simulate=simulate,
-            alarms=alarms,
-            extra_plugins=extra_plugins,
-            cells=cells,
-            frozen=frozen,
-        )
-        await harness.__aenter__()
-        started.append(harness)
-        return harness
-
+    starter = GatewayStarter(free_ports)
     try:
-        yield start
+        yield starter
     finally:
-        for harness in reversed(started):
-            await harness.__aexit__(None, None, None)
+        await starter.stop_all()
 
 
 def _async_fixture(fn: Callable[..., Any]) -> Any:

@@ -17,15 +17,7 @@ from btms_gateway.core.plugin_manager import FailureLog, create_manager
 from btms_gateway.core.registry import config_sections
 from btms_gateway.kit import events, pytest_plugin, testing
 from btms_gateway.kit.ports import FreePorts, listen_port, with_free_ports
-
-
-def bindable(kind: socket.SocketKind, port: int) -> bool:
-    with socket.socket(socket.AF_INET, kind) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+from cli_support import port_free
 
 
 def test_free_ports_are_free_and_never_handed_out_twice(free_ports):
@@ -33,9 +25,9 @@ def test_free_ports_are_free_and_never_handed_out_twice(free_ports):
     udp = [free_ports.udp() for _ in range(20)]
     both = [free_ports.both() for _ in range(20)]
     assert len(set(tcp + udp + both)) == 60
-    assert all(bindable(socket.SOCK_STREAM, p) for p in tcp)
-    assert all(bindable(socket.SOCK_DGRAM, p) for p in udp)
-    assert all(bindable(socket.SOCK_STREAM, p) and bindable(socket.SOCK_DGRAM, p) for p in both)
+    assert all(port_free("tcp", p) for p in tcp)
+    assert all(port_free("udp", p) for p in udp)
+    assert all(port_free("tcp", p) and port_free("udp", p) for p in both)
 
 
 def test_every_listener_gets_a_port_and_a_stated_one_is_kept():
@@ -70,7 +62,7 @@ async def test_start_gateway_serves_the_simulators_readings_on_free_ports(start_
     for port in (modbus, web):
         with socket.create_connection(("127.0.0.1", port), timeout=5):
             pass
-    assert not bindable(socket.SOCK_DGRAM, snmp)  # the agent holds it
+    assert not port_free("udp", snmp)  # the agent holds it
 
 
 async def test_two_gateways_side_by_side_get_their_own_ports(start_gateway):
@@ -170,7 +162,7 @@ def test_every_fixture_of_the_kit_is_documented_with_its_arguments():
     assert sorted(fixtures) == sorted(n for n in documented if n in fixtures) != []
     assert {"start_gateway", "make_reading", "make_event", "free_ports"} <= set(fixtures)
     signatures = {
-        "start_gateway": inspect.signature(pytest_plugin.StartGateway.__call__),
+        "start_gateway": inspect.signature(pytest_plugin.GatewayStarter.__call__),
         "make_reading": inspect.signature(testing.make_reading),
         "make_event": inspect.signature(events.make_event),
     }
