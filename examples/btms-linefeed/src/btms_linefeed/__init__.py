@@ -1,22 +1,16 @@
 """btms-linefeed: the plant as a line-oriented TCP feed, a northbound protocol in one file.
 
-A client connects to ``[plugins.linefeed]`` host:port and reads one line per
-string reading and one per alarm event, until it hangs up::
+A client connects to ``[plugins.linefeed]`` host:port and reads a line per
+string reading and per alarm event (README.md)::
 
-    # btms-gateway linefeed plant-a
-    S1 2026-12-04T15:00:00Z GOOD status=ok quality=good data_age=0 voltage=53.10 current=-1.20 ...
-    S2 2026-12-04T15:00:05Z STALE status=error quality=stale data_age=7 active_alarms=0 ...
-    ALARM 2026-12-04T15:00:06Z RAISED ALARM cell_voltage_high:S1:7 UPS1/S1/7 value=2.451 ...
+    S2 2026-12-04T15:56:30Z STALE status=error quality=stale data_age=1 active_alarms=0 ...
+    ALARM 2026-12-04T15:56:31Z RAISED ALARM cell_voltage_high:S1:7 UPS1/S1/7 value=2.448 ...
 
-The fields of a reading line come from the gateway's quantity table, so a
-quantity a plugin registers appears without a change here. A MEASURED value
-is withheld while its string is not GOOD (the stale rule): a client sees
-why (quality, status, data_age), never an old value as if it were fresh.
-
-Every hook is ``async def``, so it runs on the gateway's event loop, and it
-never waits: a line goes into each client's send buffer, and a client whose
-buffer holds ``max_buffer_bytes`` already misses lines (it is told how many
-once it reads again) instead of holding anyone up.
+Reading lines carry the gateway's quantity table, so a quantity a plugin
+registers appears too; MEASURED values are withheld while a string is not
+GOOD (the stale rule). Every hook is ``async def``, on the gateway's loop, and
+never waits: a client whose send buffer is full misses lines (and is told how
+many) instead of holding anyone up.
 """
 
 from __future__ import annotations
