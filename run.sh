@@ -26,9 +26,10 @@ python_env() {
     local want
     want=$(cat pyproject.toml examples/*/pyproject.toml | sha256sum | cut -d' ' -f1)
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-        say "installing btms-gateway and the example plugin into $VENV"
+        say "installing btms-gateway and the example plugins into $VENV"
         "$VENV/bin/python" -m pip install -q --upgrade pip
-        "$VENV/bin/python" -m pip install -q -e '.[test]' -e ./examples/btms-jsonl-logger
+        "$VENV/bin/python" -m pip install -q -e '.[test]' -e ./examples/btms-jsonl-logger \
+            -e ./examples/btms-linefeed
         echo "$want" > "$stamp"
     fi
 }
