@@ -13,14 +13,7 @@ import inspect
 import textwrap
 
 import pysnmp
-from btms_gateway.plugins.snmp import pysnmp_adapter
-from btms_gateway.plugins.snmp.pysnmp_adapter import (
-    MESSAGE_PROCESSING_MODEL,
-    PENDING_ATTRIBUTE,
-    PENDING_FIELDS,
-    RESPONSE_PDU,
-    pending_request,
-)
+from btms_gateway.plugins.snmp import pysnmp_adapter as adapter
 from pysnmp.entity import config, engine
 from pysnmp.entity.rfc3413 import cmdrsp, context
 
@@ -52,22 +45,22 @@ def _stored_tuple(method: str) -> list[str]:
 
 def test_process_pdu_stores_the_fields_the_adapter_reads_where_it_reads_them() -> None:
     stored = _stored_tuple("process_pdu")
-    assert tuple(stored) == PENDING_FIELDS
-    assert stored[MESSAGE_PROCESSING_MODEL] == "messageProcessingModel"
-    assert stored[RESPONSE_PDU] == "rspPDU"
+    assert tuple(stored) == adapter.PENDING_FIELDS
+    assert stored[adapter.MESSAGE_PROCESSING_MODEL] == "messageProcessingModel"
+    assert stored[adapter.RESPONSE_PDU] == "rspPDU"
     # send_pdu (pysnmp's, which the responders still call) reads the same tuple
-    assert len(_stored_tuple("send_pdu")) == len(PENDING_FIELDS)
+    assert len(_stored_tuple("send_pdu")) == len(adapter.PENDING_FIELDS)
 
 
 def test_a_responder_has_the_private_table_and_the_adapter_reads_an_entry() -> None:
     snmp_engine = engine.SnmpEngine()
     config.add_context(snmp_engine, "")
     responder = cmdrsp.GetCommandResponder(snmp_engine, context.SnmpContext(snmp_engine))
-    table = getattr(responder, PENDING_ATTRIBUTE)
+    table = getattr(responder, adapter.PENDING_ATTRIBUTE)
     assert isinstance(table, dict)
-    entry = tuple(f"<{name}>" for name in PENDING_FIELDS)
+    entry = tuple(f"<{name}>" for name in adapter.PENDING_FIELDS)
     table["ref"] = entry
-    assert pending_request(responder, "ref") == ("<messageProcessingModel>", "<rspPDU>")
+    assert adapter.pending_request(responder, "ref") == ("<messageProcessingModel>", "<rspPDU>")
     responder.release_state_information("ref")  # pysnmp's own method empties the same table
     assert "ref" not in table
-    assert pysnmp_adapter.__doc__ and PENDING_ATTRIBUTE.endswith("__pendingReqs")
+    assert adapter.__doc__ and adapter.PENDING_ATTRIBUTE.endswith("__pendingReqs")

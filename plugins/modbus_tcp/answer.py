@@ -42,6 +42,7 @@ from .image import ImageStore, UnitImage
 
 READ_FUNCTIONS = frozenset((3, 4))
 BIT_FUNCTIONS = frozenset((1, 2))
+READS = READ_FUNCTIONS | BIT_FUNCTIONS
 #: everything else answers 01 before decoding: 1/2 are decoded (no coils: 01)
 ALLOWED_FUNCTIONS = frozenset((1, 2, 3, 4, 0x2B))
 MAX_READ_COUNT = 125  # pymodbus's ReadHoldingRegistersRequest.MAX_COUNT (its decoder's limit)
@@ -215,26 +216,11 @@ class Answerer:
     def reply(self, unit: int, pdu: bytes) -> bytes:
         """The response PDU to request ``pdu`` (function code first) for ``unit``."""
         fc = pdu[0]
-        if fc in READ_FUNCTIONS:
-            if len(pdu) < 5:
-                return self._malformed(fc)
-            address, count = _ADDRESS_COUNT.unpack_from(pdu, 1)
-            if not 1 <= count <= MAX_READ_COUNT:
-                return self._malformed(fc)
-            regs = self.units.get(unit)
-            if not (UNKNOWN_UNIT_EXTENTS if regs is None else regs.extents).holds(address, count):
-                return bytes((fc | 0x80, Exc.ILLEGAL_ADDRESS))
-            if regs is None:
-                return self._unknown_unit(fc)
-            got = regs.read(address, count)
-            if isinstance(got, Exc):
-                return bytes((fc | 0x80, got))
-            return bytes((fc, 2 * count)) + got
+        if fc in READS:
+            return self._read(unit, fc, pdu)
         if fc not in ALLOWED_FUNCTIONS:
             self.stats.refused_function += 1
             return exception_pdu(fc, Exc.ILLEGAL_FUNCTION)
-        if fc in BIT_FUNCTIONS:
-            return self._bits(unit, fc, pdu)
         # FC 0x2B: pymodbus decodes the MEI type, then (0x0E) three bytes
         if len(pdu) < 2:
             return self._malformed(fc)
@@ -244,24 +230,31 @@ class Answerer:
             return self._malformed(fc)
         return identification(pdu[2], pdu[3])
 
-    def _bits(self, unit: int, fc: int, pdu: bytes) -> bytes:
-        """A coil or discrete-input read: pymodbus checks the registers that hold
-        the bits (address as a register, ``(address % 16 + count + 15) // 16`` of
-        them) against the blocks, then asks the unit, which refuses it."""
+    def _read(self, unit: int, fc: int, pdu: bytes) -> bytes:
+        """A register read (FC 03/04) or a coil or discrete-input read (01/02).
+        For bits pymodbus checks the registers that hold them (the address as
+        a register, ``(address % 16 + count + 15) // 16`` of them) against the
+        blocks, then asks the unit, which refuses bits."""
         if len(pdu) < 5:
             return self._malformed(fc)
         address, count = _ADDRESS_COUNT.unpack_from(pdu, 1)
-        if not 1 <= count <= MAX_BIT_COUNT:
+        registers = fc in READ_FUNCTIONS
+        if not 1 <= count <= (MAX_READ_COUNT if registers else MAX_BIT_COUNT):
             return self._malformed(fc)
         regs = self.units.get(unit)
-        words = (address % 16 + count + 15) // 16
+        words = count if registers else (address % 16 + count + 15) // 16
         if not (UNKNOWN_UNIT_EXTENTS if regs is None else regs.extents).holds(address, words):
-            return exception_pdu(fc, Exc.ILLEGAL_ADDRESS)
+            return bytes((fc | 0x80, Exc.ILLEGAL_ADDRESS))
         if regs is None:
             return self._unknown_unit(fc)
-        self.stats.requests += 1
-        self.stats.refused_function += 1
-        return exception_pdu(fc, Exc.ILLEGAL_FUNCTION)
+        if not registers:
+            self.stats.requests += 1
+            self.stats.refused_function += 1
+            return exception_pdu(fc, Exc.ILLEGAL_FUNCTION)
+        got = regs.read(address, count)
+        if isinstance(got, Exc):
+            return bytes((fc | 0x80, got))
+        return bytes((fc, 2 * count)) + got
 
     def _unknown_unit(self, fc: int) -> bytes:
         self.stats.requests += 1
