@@ -46,6 +46,8 @@ async def test_writes_illegal_addresses_unknown_units_and_identification(fast_pa
     async with GatewayHarness(modbus_config(2, 1, fast_path=fast_path)) as h:
         await _publish_good(h)
         port = port_of(h)
+        tcp = plugin.service(h.gateway).tcp
+        assert tcp is not None and (tcp.answerer is not None) is fast_path  # the switch took
         client = await _client(port)
         try:
             for rr in (

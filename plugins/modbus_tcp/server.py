@@ -213,7 +213,7 @@ class GuardedHandler(Connection):
         self._valid = False  # _request decided a valid request since the last stamp
         self._answerer = answerer  # the fast path; None: pymodbus answers (library path)
         self.buffer = b""  # received bytes not yet decided (a partial frame, the backlog)
-        self._pending: deque[tuple[Any, tuple | None]] = deque()
+        self._pending: deque[Any] = deque()
         self._answering = False
         self._deadline: asyncio.TimerHandle | None = None  # the partial request's
         self._stall: asyncio.TimerHandle | None = None  # answers left unread
@@ -333,7 +333,7 @@ class GuardedHandler(Connection):
         partial frame gets a deadline, whole frames past the backlog pause
         reading until the answering task has caught up."""
         buffer = self.buffer
-        cut = self.callback_data(buffer)
+        cut = self.decide_frames(buffer)
         if not self.admitted:  # dropped: a bad header
             return
         rest = self.buffer = buffer[cut:]
@@ -374,7 +374,7 @@ class GuardedHandler(Connection):
         self.guard.note(counter, message, self.host, self.guard.request_timeout_s)
         self.drop()
 
-    def callback_data(self, data: bytes, addr: tuple | None = None) -> int:
+    def decide_frames(self, data: bytes) -> int:
         """Every complete frame in ``data``, in order, up to the backlog; a
         partial one stays buffered.
 
@@ -408,11 +408,11 @@ class GuardedHandler(Connection):
             if budget:
                 budget -= 1
                 direct = not self._answering and self._writable is None
-                item = self._request(data[used:end], addr, direct=direct)
+                item = self._request(data[used:end], direct=direct)
             else:
                 item = _Frame(data[used:end])
             if item is not None:
-                self._queue(item, addr)
+                self._queue(item)
             used = end
         if used:
             self.last_seen = time.monotonic()
@@ -424,7 +424,7 @@ class GuardedHandler(Connection):
             self._valid = False
             self._valid_at = self.last_seen
 
-    def _request(self, frame: bytes, addr: tuple | None, direct: bool) -> Any:
+    def _request(self, frame: bytes, direct: bool) -> Any:
         """One whole frame, decided. Fast path: answered now if ``direct``
         (None), else a :class:`_Frame` answered in its turn. Library path: a
         refusal (01 without decoding; an exception for an undecodable PDU) or
@@ -468,8 +468,8 @@ class GuardedHandler(Connection):
     def _undecodable(self) -> None:
         self.guard.note("pdu", "answered an undecodable request from %s with 01/03", self.host)
 
-    def _queue(self, item: Any, addr: tuple | None) -> None:
-        self._pending.append((item, addr))
+    def _queue(self, item: Any) -> None:
+        self._pending.append(item)
         if not self._answering:
             self._answering = True
             # a task on the running loop: pymodbus's run_coroutine_threadsafe costs
@@ -495,13 +495,13 @@ class GuardedHandler(Connection):
                         self._pending.clear()
                         return
                     answered += 1
-                    item, addr = self._pending.popleft()
+                    item = self._pending.popleft()
                     if isinstance(item, _Frame):  # its turn: decided now
                         if self._answerer is not None:
                             self.transport.write(self._reply(item.frame))
                             self._stamp_valid()
                             continue
-                        item = self._request(item.frame, addr, direct=False)
+                        item = self._request(item.frame, direct=False)
                         self._stamp_valid()
                     if isinstance(item, _Refusal):
                         self.refuse(item.function_code, item.code, item.unit, item.tid)
