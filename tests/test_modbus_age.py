@@ -15,7 +15,7 @@ from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.modbus_tcp import plugin
 from btms_gateway.plugins.modbus_tcp.map import AGE_REGISTER, NO_VALUE_U16, string_unit, ups_unit
 from pymodbus.client import AsyncModbusTcpClient
-from test_modbus_support import mbpoll
+from test_modbus_support import BOTH_PATHS, mbpoll
 
 UPS_AGE, STRING_AGE = AGE_REGISTER["ups"], AGE_REGISTER["string"]
 
@@ -42,9 +42,11 @@ async def _mbpoll_age(port: int, unit: int) -> int:
 
 
 @pytest.mark.peer
-async def test_a_ups_with_a_string_never_read_has_no_data_age() -> None:
+@BOTH_PATHS
+async def test_a_ups_with_a_string_never_read_has_no_data_age(fast_path: bool) -> None:
     assert UPS_AGE == STRING_AGE
-    data = plant_config(2, 1, plugins={"modbus_tcp": {"port": 0}}, stale_after_s=60.0)
+    plugins = {"modbus_tcp": {"port": 0, "fast_path": fast_path}}
+    data = plant_config(2, 1, plugins=plugins, stale_after_s=60.0)
     h = GatewayHarness(data, simulate=True, cells=12)
     dead, slave = h.sim_for("S2")
     dead.vanish(slave)  # S2's string master never answers

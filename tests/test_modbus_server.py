@@ -15,7 +15,7 @@ from btms_gateway.kit.testing import GatewayHarness, make_reading
 from btms_gateway.plugins.modbus_tcp import plugin
 from btms_gateway.plugins.modbus_tcp.map import cell_register
 from pymodbus.client import AsyncModbusTcpClient
-from test_modbus_support import mbpoll, modbus_config, port_of
+from test_modbus_support import BOTH_PATHS, mbpoll, modbus_config, port_of
 
 GOOD_120 = dict(cells=120, current_a=-123.45, soc_pct=76.0)
 
@@ -41,10 +41,13 @@ async def _publish_good(h: GatewayHarness) -> None:
     )
 
 
-async def test_writes_illegal_addresses_unknown_units_and_identification() -> None:
-    async with GatewayHarness(modbus_config(2, 1)) as h:
+@BOTH_PATHS
+async def test_writes_illegal_addresses_unknown_units_and_identification(fast_path: bool) -> None:
+    async with GatewayHarness(modbus_config(2, 1, fast_path=fast_path)) as h:
         await _publish_good(h)
         port = port_of(h)
+        tcp = plugin.service(h.gateway).tcp
+        assert tcp is not None and (tcp.answerer is not None) is fast_path  # the switch took
         client = await _client(port)
         try:
             for rr in (
@@ -75,8 +78,11 @@ async def test_writes_illegal_addresses_unknown_units_and_identification() -> No
         assert rc != 0 and "Gateway path unavailable" in text, text
 
 
-async def test_data_age_register_counts_seconds_since_the_values_were_read() -> None:
-    async with GatewayHarness(modbus_config(2, 1)) as h:
+@BOTH_PATHS
+async def test_data_age_register_counts_seconds_since_the_values_were_read(
+    fast_path: bool,
+) -> None:
+    async with GatewayHarness(modbus_config(2, 1, fast_path=fast_path)) as h:
         svc = plugin.service(h.gateway)
         client = await _client(port_of(h))
         try:

@@ -14,19 +14,13 @@ import ssl
 import time
 from typing import Any
 
-from btms_gateway.core.api import (
-    PRODUCT,
-    VENDOR,
-    Gateway,
-    PlantSnapshot,
-    StringSnapshot,
-    __version__,
-)
-from pymodbus.pdu.device import ModbusDeviceIdentification
+from btms_gateway.core.api import Gateway, PlantSnapshot, StringSnapshot
 
+from .answer import ServerStats, unit_registers
 from .image import AlarmSummary, ImageStore
-from .map import string_unit, ups_unit
-from .server import GatewayTcpServer, GatewayTlsServer, Guard, ServerStats, build_devices
+from .map import STRING_EXTENTS, UPS_EXTENT, string_unit, ups_unit
+from .pymodbus_adapter import PYMODBUS_LOG
+from .server import GatewayTcpServer, GatewayTlsServer, Guard
 from .settings import ModbusTcpSettings, TlsSettings
 
 log = logging.getLogger("btms_gateway.plugins.modbus_tcp")
@@ -58,22 +52,6 @@ class QuietDecodeErrors(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith("Unable to decode frame")
-
-
-PYMODBUS_LOG = logging.getLogger("pymodbus.logging")
-
-
-def identity() -> ModbusDeviceIdentification:
-    """FC 0x2B/0x0E answers: vendor, product code, version (core/version.py)."""
-    return ModbusDeviceIdentification(
-        info_name={
-            "VendorName": VENDOR,
-            "ProductCode": PRODUCT,
-            "MajorMinorRevision": __version__,
-            "ProductName": f"{PRODUCT} Modbus TCP server (BM-GW v2 compatible map)",
-            "ModelName": PRODUCT,
-        }
-    )
 
 
 def tls_context(tls: TlsSettings) -> ssl.SSLContext:
@@ -150,20 +128,20 @@ class ModbusService:
         ups_units = [ups_unit(u.index) for u in plant.ups.values()]
         string_units = [string_unit(s.index) for s in plant.strings.values()]
         s = self.settings
+        units = unit_registers(
+            ups_units, string_units, self.store, self.stats, (UPS_EXTENT,), STRING_EXTENTS
+        )
         self.tcp = GatewayTcpServer(
-            build_devices(ups_units, string_units, self.store, self.stats),
-            self.guard,
-            address=(s.host, s.port),
-            identity=identity(),
+            units, self.guard, fast_path=s.fast_path, address=(s.host, s.port)
         )
         await self._listen(self.tcp, s.host, s.port)
         if s.tls.enabled:
             host = s.tls.host or s.host
             self.tls = GatewayTlsServer(
-                build_devices(ups_units, string_units, self.store, self.stats),
+                units,
                 self.guard,
+                fast_path=s.fast_path,
                 address=(host, s.tls.port),
-                identity=identity(),
                 sslctx=tls_context(s.tls),
             )
             await self._listen(self.tls, host, s.tls.port)
@@ -222,7 +200,7 @@ class ModbusService:
                 await self._sweeper
         served = False
         for server in (self.tcp, self.tls):
-            if server is not None and server.transport is not None:
+            if server is not None and server.listening:
                 served = True
                 await server.shutdown()
         PYMODBUS_LOG.removeFilter(self._quiet)

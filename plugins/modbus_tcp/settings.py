@@ -68,6 +68,11 @@ class ModbusTcpSettings(PluginSection):
     request_timeout_s: Annotated[float, Field(gt=0, le=300)] = 5.0
     idle_timeout_s: Annotated[float, Field(gt=0, le=86400)] | None = 120.0
     tls: TlsSettings = TlsSettings()
+    # true: every request is answered by the plugin's own code from the register
+    # image (answer.py); false: by pymodbus's request handling and datastore, the
+    # reference it is tested against byte for byte (docs/modbus-scada-guide.md,
+    # "Fast path"): slower, for ruling the fast path out when a client misbehaves
+    fast_path: bool = True
 
     @field_validator("max_connections_per_address")
     @classmethod

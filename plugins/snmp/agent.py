@@ -180,6 +180,7 @@ class Agent:
         self.bulk.max_varbinds = settings.max_bulk_varbinds  # pysnmp's default is 64
         for responder in (self.get, self.next, self.bulk):
             responder.max_response_bytes = settings.max_response_bytes
+            responder.fast = settings.fast_path
         responders.SetResponder(self.engine, snmp_context)
         self.direct = (
             DirectReads(
@@ -191,7 +192,7 @@ class Agent:
                 settings.max_bulk_varbinds,
                 settings.max_response_bytes,
             )
-            if settings.v2c and settings.community is not None
+            if settings.fast_path and settings.v2c and settings.community is not None
             else None
         )
         ctx.stats.auth_failures = self._auth_failures

@@ -95,6 +95,12 @@ class SnmpSettings(PluginSection):
     sys_name: str | None = None  # default: the gateway's name
     receivers: list[ReceiverSettings] = []
     cold_start: bool = True
+    # true: v2c reads of our subtree answered straight from the datagram
+    # (direct.py) and GETBULK in one pass with the varbinds encoded as one
+    # block (responders.py); false: pysnmp's message path and command
+    # responder loop for every request, the reference they are tested against
+    # (docs/snmp.md, "Fast path"): slower, for ruling them out
+    fast_path: bool = True
 
     @field_validator("enterprise_base")
     @classmethod
