@@ -17,6 +17,7 @@ from .affinity import allowed_cpus, cpu_list
 from .alarms.config import AlarmsSection
 from .config_base import PluginSection, StrictModel
 from .history.config import HistorySection
+from .model import MAX_STRINGS, MAX_UPS
 
 __all__ = ["PluginSection", "StrictModel"]
 
@@ -117,7 +118,7 @@ class BusConfig(StrictModel):
 
 class UpsConfig(StrictModel):
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
-    index: Annotated[int, Field(ge=1, le=32)] | None = None
+    index: Annotated[int, Field(ge=1, le=MAX_UPS)] | None = None
     description: str = ""
 
 
@@ -126,7 +127,7 @@ class StringConfig(StrictModel):
     bus: str
     slave_id: Annotated[int, Field(ge=1, le=247)]
     ups: str | None = None
-    index: Annotated[int, Field(ge=1, le=32)] | None = None
+    index: Annotated[int, Field(ge=1, le=MAX_STRINGS)] | None = None
     profile: str = "bmsm"
     description: str = ""
     #: a file of corrections to the profile's register map (a firmware that
@@ -156,18 +157,21 @@ class GatewayConfig(StrictModel):
     plugins: dict[str, dict[str, Any]] = {}
 
     def with_indexes(self) -> GatewayConfig:
-        """Fill in UPS and string indexes (1..32) in file order where not given,
-        skipping the ones taken explicitly; the BM-GW unit ids derive from them."""
+        """Fill in UPS indexes (1..32) and string indexes (1..128) in file order
+        where not given, skipping the ones taken explicitly; every protocol's
+        addresses derive from them (docs/modbus-map.md, snmp.md, bacnet-objects.md)."""
 
-        def assign(items: list[Any]) -> list[Any]:
+        def assign(items: list[Any], top: int) -> list[Any]:
             taken = {i.index for i in items if i.index is not None}
-            free = (n for n in range(1, 33) if n not in taken)
+            free = (n for n in range(1, top + 1) if n not in taken)
             return [
                 i if i.index is not None else i.model_copy(update={"index": next(free)})
                 for i in items
             ]
 
-        return self.model_copy(update={"ups": assign(self.ups), "strings": assign(self.strings)})
+        return self.model_copy(
+            update={"ups": assign(self.ups, MAX_UPS), "strings": assign(self.strings, MAX_STRINGS)}
+        )
 
     def bus(self, name: str) -> BusConfig:
         return next(b for b in self.buses if b.name == name)

@@ -77,6 +77,9 @@ class NoAlarms:
     def tick(self, now: float) -> None:
         pass
 
+    def history_state(self, state: str, reason: str, now: float) -> None:
+        pass
+
     def restore(self, plant: PlantSnapshot) -> None:
         pass
 
@@ -262,8 +265,12 @@ class Gateway:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(1.0)
+            now = time.time()
             try:
-                self.alarms.tick(time.time())
+                self.alarms.tick(now)
+                # history_paused follows the writer's state (docs/alarms.md)
+                h = self.history.status() if self.history is not None else None
+                self.alarms.history_state(h.state if h else "disabled", h.reason if h else "", now)
             except Exception:
                 log.exception("alarm engine tick failed")
 

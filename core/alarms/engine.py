@@ -16,6 +16,11 @@ in order (outage.py), the gateway alarm ``event_log_failing`` is raised, and
 ``tick`` retries; the first write that goes through appends the kept events
 with their own times and rewrites the active table from the engine's state
 (which the failure never touched), then clears ``event_log_failing``.
+
+The history store reports to the same engine: ``history_state`` (the
+gateway's tick, once a second) keeps the gateway alarm ``history_paused``
+active while history is not recording (a full disk, a file served read-only
+after damage, a writer that failed), so the NOC hears of it like any alarm.
 """
 
 from __future__ import annotations
@@ -50,6 +55,10 @@ log = logging.getLogger("btms_gateway.alarms")
 UPS_RULE = "ups_string_error"
 LOG_RULE = "event_log_failing"
 LOG_ALARM = alarm_id(LOG_RULE, GATEWAY)
+HISTORY_RULE = "history_paused"
+#: history states that raise ``history_paused``; "starting" holds what is there (a
+#: restored alarm stays until the writer says), "recording" and "disabled" clear
+HISTORY_NOT_RECORDING = ("paused", "read_only", "stopped")
 RETENTION_EVERY_S = 600.0
 
 
@@ -67,6 +76,8 @@ class AlarmEngine:
         rules = rules_for(settings, None)
         self._ups_rule = rules[UPS_RULE]
         self._log_rule = rules[LOG_RULE]
+        self._history_rule = rules[HISTORY_RULE]
+        self._gateway = Tracker()  # the gateway's own conditions fed from outside (history)
         self.outage = Outage()
         self._evals: dict[str, StringEval] = {}
         self._ups: dict[str, Tracker] = {}  # one per UPS: each UPS's alarm lives on its own
@@ -147,6 +158,25 @@ class AlarmEngine:
             if now >= self._next_retention:
                 self._retention(now)
 
+    def history_state(self, state: str, reason: str, now: float) -> None:
+        """Feed the history writer's state (``HistoryStatus.state``, or "disabled"):
+        ``history_paused`` is raised, with the writer's reason in its message,
+        while the state is one of ``HISTORY_NOT_RECORDING``, and cleared when
+        history records again (or is switched off)."""
+        rule = self._history_rule
+        if not self.settings.enabled or not rule.enabled:
+            return
+        with self._lock:
+            key = (HISTORY_RULE, 0)
+            if state == "starting":
+                self._gateway.hold(key)
+                return
+            out: list[Transition] = []
+            paused = 1.0 if state in HISTORY_NOT_RECORDING else 0.0
+            self._gateway.feed(key, rule, GATEWAY, paused, 0, 0, now, out)
+            if out:
+                self._commit(out, [], detail=f"{state.replace('_', '-')}: {reason}")
+
     def active(self) -> list[ActiveAlarm]:
         with self._lock:
             return list(self._active_now())
@@ -208,7 +238,11 @@ class AlarmEngine:
         if not self.settings.enabled or a.rule not in RULES:
             return None
         scope = RULES[a.rule].scope
-        if scope == "ups":
+        if scope == "gateway":
+            if a.rule != HISTORY_RULE or not self._history_rule.enabled:
+                return None
+            tracker, rule, key = self._gateway, self._history_rule, (a.rule, 0)
+        elif scope == "ups":
             ups = a.path.ups
             if ups is None or ups not in plant.ups or not self._ups_rule.enabled:
                 return None
@@ -251,13 +285,17 @@ class AlarmEngine:
             tracker = self._ups[ups] = Tracker()
         return tracker
 
-    def _commit(self, out: list[Transition], learned: list[BaselineRow]) -> None:
+    def _commit(self, out: list[Transition], learned: list[BaselineRow], detail: str = "") -> None:
+        """Write and emit the transitions; ``detail`` goes into the text of the
+        alarms raised (what a flag alarm's value cannot say: why)."""
         events: list[AlarmEvent] = []
         upsert: list[ActiveAlarm] = []
         delete: list[str] = []
         for kind, c, t in out:
             if kind is EventKind.RAISED:
                 c.raised_at, c.message = t, _message(c, raised=True)
+                if detail:
+                    c.message = f"{c.message} ({detail})"
                 self._active[c.alarm_id] = c
                 upsert.append(c.to_active())
                 events.append(self._event(kind, c, t, c.message))

@@ -96,6 +96,7 @@ _TABLE: list[tuple[str, Scope, Kind, str, float, float, float, float, Severity, 
     ("string_comm_lost", "string", "flag", "", 0.0, 0.0, 0, 0, A, "none"),
     ("ups_string_error", "ups", "flag", "strings", 0.0, 0.0, 0, 0, A, "none"),
     ("event_log_failing", "gateway", "flag", "", 0.0, 0.0, 0, 0, A, "none"),
+    ("history_paused", "gateway", "flag", "", 0.0, 0.0, 0, 0, W, "none"),
 ]
 _TEXT = {
     "cell_voltage_high": "voltage high",
@@ -114,6 +115,7 @@ _TEXT = {
     "string_comm_lost": "communication lost",
     "ups_string_error": "a string of this UPS is in error",
     "event_log_failing": "event log cannot be written",
+    "history_paused": "history not recording",
 }
 #: off by default: string SOH is derived from the weakest cell, which cell_soh_low covers
 _DISABLED = {"string_soh_low"}

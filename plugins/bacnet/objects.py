@@ -73,6 +73,9 @@ GATEWAY_QUANTITIES: tuple[Quantity, ...] = (
     Quantity("event_log_failing", 1, "binaryInput",
              "event log failing: alarm events are delivered but not written",
              states=("normal", "failing")),
+    Quantity("history_paused", 2, "binaryInput",
+             "history paused: readings are not being recorded (disk full, file read-only)",
+             states=("normal", "paused")),
 )  # fmt: skip
 
 UPS_QUANTITIES: tuple[Quantity, ...] = (
@@ -351,6 +354,7 @@ ALARM_TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "string_soc_low": ("string", ("soc",)),
     "ups_string_error": ("ups", ("voltage", "current", "soc")),
     "event_log_failing": ("gateway", ("event_log_failing",)),
+    "history_paused": ("gateway", ("history_paused",)),
     **{
         f"bmsm_{(b.name or '').lower()}": ("string", (f"alarm_{(b.name or '').lower()}",))
         for b in StringAlarm

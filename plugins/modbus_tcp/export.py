@@ -140,7 +140,7 @@ def tags_csv(plant: ExportedPlant, settings: ModbusTcpSettings, cells: int = MAX
 
 TITLES = {
     "ups": "UPS (battery system) data: unit id = UPS index 1..32",
-    "string": "String data: unit id = 100 + string index (101..132)",
+    "string": "String data: unit id = 100 + string index (101..228)",
     "cell": (
         f"Cell data: unit id = 100 + string index, register {CELL_STRIDE}*ci + k, "
         f"ci = 1..{MAX_CELLS}"
@@ -167,6 +167,11 @@ def to_markdown() -> str:
         "(UPS 0..29; string 0..29 and 100..12099) read as 0; any other address",
         "answers exception 02. See docs/modbus-scada-guide.md; the tag list of one",
         "plant (every unit id and register) is `--format csv -c FILE` (or `--demo`).",
+        "",
+        "Unit ids: strings 1..32 are on 101..132 exactly as on the BM-GW; a plant of",
+        "more strings (up to 128, four BM-GWs' worth) carries the same rule on, string",
+        "33 on unit id 133 up to string 128 on 228. No unit id is shared: UPS are on",
+        "1..32, and every id stays below 248 (Modbus's reserved ids).",
     ]
     for block, title in TITLES.items():
         lines += [

@@ -23,9 +23,12 @@ Block = Literal["ups", "string", "cell"]
 Kind = Literal["u16", "s16", "u32", "s32", "enum", "bits"]
 Origin = Literal["BM-GW v2", "extension"]
 
-#: unit ids: UPS data on the UPS index, string and cell data on 100 + string index
+#: unit ids: UPS data on the UPS index (1..32), string and cell data on 100 + string
+#: index: 101..132 for strings 1..32, exactly the BM-GW's ids, and the same rule carried
+#: on to 133..228 for strings 33..128 (all below 248, where Modbus's reserved ids begin)
 UPS_UNIT_BASE = 0
 STRING_UNIT_BASE = 100
+LAST_INDIVIDUAL_UNIT = 247
 MAX_CELLS = 120
 #: cell ci (1..120) occupies registers CELL_STRIDE*ci .. CELL_STRIDE*ci + CELL_STRIDE - 1
 CELL_STRIDE = 100
@@ -171,12 +174,12 @@ POINTS: tuple[Point, ...] = (
           missing=NO_VALUE_U16, live=True),
     Point("ups", 22, "ups_active_alarms", "u16", None, "", S, EXT,
           "gateway alarms active on the UPS, its strings and cells, and on the gateway itself "
-          "(event_log_failing)", lambda v: v.active_alarms),
+          "(event_log_failing, history_paused)", lambda v: v.active_alarms),
     Point("ups", 23, "ups_alarm_severity", "enum", None, "", S, EXT, SEVERITY_TEXT,
           lambda v: v.max_severity),
     Point("ups", 24, "ups_string_count", "u16", None, "", S, EXT, "strings in this UPS",
           lambda v: len(v.ups.strings)),
-    # --- string block: unit id = 100 + string index 1..32 ---------------------------
+    # --- string block: unit id = 100 + string index 1..128 --------------------------
     Point("string", 0, "string_ups_index", "u16", None, "", S, GW,
           "UPS index of the string (0 = none)", lambda v: v.string.ups_index),
     Point("string", 1, "string_status", "enum", None, "", S, GW,
@@ -218,7 +221,7 @@ POINTS: tuple[Point, ...] = (
           lambda v: None, missing=NO_VALUE_U16, live=True),
     Point("string", 22, "string_active_alarms", "u16", None, "", S, EXT,
           "gateway alarms active on the string and its cells, and on the gateway itself "
-          "(event_log_failing)", lambda v: v.active_alarms),
+          "(event_log_failing, history_paused)", lambda v: v.active_alarms),
     Point("string", 23, "string_alarm_severity", "enum", None, "", S, EXT, SEVERITY_TEXT,
           lambda v: v.max_severity),
     Point("string", 25, "string_soh", "u16", 1, "%", M, EXT,

@@ -143,7 +143,7 @@ STRING_TABLE = Table(
     rows=_string_rows,
     resolve=lambda ctx, key: ctx.plant.strings.get(key),
     columns=(
-        _s("btmsStringIndex", 1, "Integer32 (1..32)", "Integer32",
+        _s("btmsStringIndex", 1, "Integer32 (1..128)", "Integer32",
            "String index, as on the BM-GW.", access="not-accessible"),
         _s("btmsStringName", 2, "DisplayString", "OCTET STRING", "Configured string name.",
            get=lambda s, c: s.name),
