@@ -18,7 +18,7 @@ from bacpypes3.apdu import SimpleAckPDU
 from bacpypes3.errors import ExecutionError
 from bacpypes3.local.cov import DetectionAlgorithm
 
-from .bacobjects import property_values, send_notification
+from .cov_notify import property_values, send_notification
 
 WATCHABLE = ("presentValue", "statusFlags", "reliability", "eventState", "outOfService")
 #: what can change a watched property (status-flags is computed from these)

@@ -3,7 +3,7 @@
 Runs on the gateway's event loop (the plugin's hooks are ``async def``).
 
 The image holds the table rows (objects.py) and, per string, what the last
-readings said; a BACnet object (bacobjects.py) is a view that resolves its
+readings said; a BACnet object (object_views.py) is a view that resolves its
 properties here when a request reads them. Applying a reading therefore
 copies nothing per object:
 
@@ -41,7 +41,7 @@ from bacpypes3.basetypes import EventState, Reliability
 from bacpypes3.primitivedata import ObjectType
 from btms_gateway.core.api import SENSOR_LOST_BIT, Quality
 
-from .bacobjects import OBJECT_TYPES, VIEW_CLASSES, Constants, object_identifier
+from .object_views import OBJECT_TYPES, VIEW_CLASSES, Constants, object_identifier
 from .objects import ALARM_TARGETS, CELL_QUANTITIES, SUMMARY_STATS, Point
 
 log = logging.getLogger("btms_gateway.plugins.bacnet")

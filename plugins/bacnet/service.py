@@ -10,9 +10,9 @@ from typing import Any
 
 from btms_gateway.core.api import EventKind
 
+from .decode_failures import DecodeFailures
 from .device import start_device
 from .image import Image
-from .noise import DecodeNoise
 from .objects import Layout, Point, build_points
 from .settings import BacnetSettings
 
@@ -38,7 +38,7 @@ class BacnetService:
         self.image: Image | None = None
         self.startup_s = 0.0
         self.last_apply_s = 0.0
-        self.noise = DecodeNoise()
+        self.decode_failures = DecodeFailures()
         #: datagrams dropped because their sender is not in ``allow``
         self.refused_allowlist = 0
 
@@ -47,7 +47,7 @@ class BacnetService:
         self.points = points_for(self.settings, Layout.from_plant(plant))
         self.app, self.image = await start_device(self.settings, self.points, self._refused)
         self.objects = self.image.objects
-        self.noise.install(asyncio.get_running_loop())
+        self.decode_failures.install(asyncio.get_running_loop())
         self.image.apply_plant(plant)
         for alarm in active_alarms:
             self.image.raise_alarm(alarm.alarm_id, alarm.rule, alarm.path)
@@ -65,7 +65,7 @@ class BacnetService:
         self.refused_allowlist += 1
 
     def stop(self) -> None:
-        self.noise.uninstall()
+        self.decode_failures.uninstall()
         if self.app is not None:
             self.app.close()
             self.app = None

@@ -3,7 +3,7 @@ objects with core.serialize, so the web, exports and JSON-lines agree.
 
 The dict functions (``plant``, ``ups``, ``string``) are the plain statement
 of each answer; the handlers serve the ``*_text`` twins, which give the same
-JSON text from pieces cached per immutable snapshot (see jsontext; the tests
+JSON text from pieces cached per immutable snapshot (see json_cache.py; the tests
 hold the two equal).
 
 Everything here runs on the event loop and only reads: the plant snapshot is
@@ -31,7 +31,7 @@ from btms_gateway.core.api import (
     ups_dict,
 )
 
-from .jsontext import JsonCache, Style
+from .json_cache import JsonCache, Style
 
 #: display bands when the alarm engine is off or a rule is disabled (2 V lead-acid
 #: per cell, scaled by the block type like the rules themselves)

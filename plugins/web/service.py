@@ -23,7 +23,7 @@ from . import api
 from .auth import Authenticator
 from .history import EventRing
 from .history_metrics import HistoryCollector
-from .jsontext import JsonCache
+from .json_cache import JsonCache
 from .listener import ConnectionLimits, Listener
 from .live import LiveHub
 from .metrics import GatewayCollector, registry_for
