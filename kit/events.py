@@ -14,7 +14,13 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from btms_gateway.core.alarm_types import AlarmEvent, EventKind, ObjectPath, Severity
+from btms_gateway.core.alarm_types import (
+    ActiveAlarm,
+    AlarmEvent,
+    EventKind,
+    ObjectPath,
+    Severity,
+)
 from btms_gateway.core.alarms.rules import RULES, alarm_id
 
 _seq = itertools.count(1)
@@ -59,3 +65,23 @@ def make_event(
         persisted=persisted,
     )
     return replace(event, **fields)
+
+
+def active_alarm(event: AlarmEvent, acknowledged_by: str | None = None) -> ActiveAlarm:
+    """The ``ActiveAlarm`` the alarm engine lists once ``event`` has raised it
+    (acknowledged by ``acknowledged_by`` when given): the element of the
+    ``active`` tuple that ``alarm_event`` delivers."""
+    return ActiveAlarm(
+        alarm_id=event.alarm_id,
+        rule=event.rule,
+        severity=event.severity,
+        path=event.path,
+        value=event.value,
+        limit=event.limit,
+        unit=event.unit,
+        message=event.message,
+        raised_at=event.at,
+        acknowledged=acknowledged_by is not None,
+        acknowledged_by=acknowledged_by,
+        acknowledged_at=None if acknowledged_by is None else event.at,
+    )
