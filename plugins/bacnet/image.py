@@ -31,7 +31,7 @@ import logging
 from array import array
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import chain
 from operator import attrgetter
 from statistics import fmean
@@ -39,7 +39,7 @@ from typing import Any
 
 from bacpypes3.basetypes import EventState, Reliability
 from bacpypes3.primitivedata import ObjectType
-from btms_gateway.core.api import SENSOR_LOST_BIT, Quality
+from btms_gateway.core.api import SENSOR_LOST_BIT, ActiveAlarm, Quality
 
 from .object_views import OBJECT_TYPES, VIEW_CLASSES, Constants, object_identifier
 from .objects import ALARM_TARGETS, CELL_QUANTITIES, SUMMARY_STATS, Point
@@ -396,6 +396,16 @@ class Image:
             if k is not None and self.points[k].scope == want:
                 found.append(k)
         return found
+
+    def set_alarms(self, active: Iterable[ActiveAlarm]) -> None:
+        """Make the objects' alarm state that of ``active`` (the alarms active
+        after a commit, as delivered): what left it is cleared, what is new raised."""
+        wanted = {a.alarm_id: a for a in active}
+        for alarm_id in [i for i in self._alarm_objects if i not in wanted]:
+            self.clear_alarm(alarm_id)
+        for alarm_id, a in wanted.items():
+            if alarm_id not in self._alarm_objects:
+                self.raise_alarm(alarm_id, a.rule, a.path)
 
     def raise_alarm(self, alarm_id: str, rule: str, path: Any) -> None:
         ks = self.objects_for(rule, path)
