@@ -189,6 +189,7 @@ def refresh_times(snmp: Any, h: Any) -> dict[str, float]:
     from dataclasses import replace
 
     from btms_gateway.core.alarm_types import AlarmEvent, EventKind, ObjectPath, Severity
+    from btms_gateway.kit.events import active_alarm
     from btms_gateway.kit.testing import make_reading
     from btms_gateway.plugins.snmp.image import build_index
 
@@ -204,11 +205,15 @@ def refresh_times(snmp: Any, h: Any) -> dict[str, float]:
     shapes = [plant, replace(plant, strings=dict(plant.strings, S7=shrunk))]
     controller = snmp.agent.controller
 
+    raised = AlarmEvent(1, EventKind.RAISED, "cell_voltage_high:S1:3", "cell_voltage_high",
+                        Severity.ALARM, ObjectPath("UPS1", "S1", 3), 2.5, 2.4, "V", "high",
+                        time.time())  # fmt: skip
+    cleared = replace(raised, kind=EventKind.CLEARED)
+    one = (active_alarm(raised),)
+
     def alarm(n: int) -> None:
-        kind = EventKind.CLEARED if n % 2 else EventKind.RAISED
-        snmp.on_alarm(AlarmEvent(n, kind, "cell_voltage_high:S1:3", "cell_voltage_high",
-                                 Severity.ALARM, ObjectPath("UPS1", "S1", 3), 2.5, 2.4, "V",
-                                 "high", time.time()))  # fmt: skip
+        # the active tuple changes each time, as with each commit
+        snmp.on_alarm(*((cleared, ()) if n % 2 else (raised, one)))
         controller.current()
 
     def cells(n: int) -> None:
