@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 from btms_gateway.core.alarm_types import AlarmEvent, EventKind, ObjectPath, Severity
 from btms_gateway.core.model import Quality
+from btms_gateway.kit.events import active_alarm
 from test_web_support import reading, web_gateway
 
 
@@ -136,6 +137,25 @@ async def test_stream_delivers_events_the_event_log_could_not_write(tmp_path: Pa
             ("string_comm_lost:S3", 0, False),
             ("string_comm_lost:S4", 0, False),
         ]
+
+
+async def test_stream_sends_the_active_alarms_delivered_with_the_events(tmp_path: Path) -> None:
+    """An ``alarms`` message pairs the new events with the alarms active after
+    the newest of them, as the gateway delivered them with it, not the alarm
+    service read back later (which here holds none)."""
+    async with (
+        web_gateway(tmp_path, web={"live_interval_s": 0.05}) as (h, svc),
+        aiohttp.ClientSession() as s,
+        s.get(svc.url + "/api/stream") as r,
+    ):
+        stream = _events(r)
+        await _until(stream, lambda n, d: n == "hello")
+        one, two = _alarm(7, "string_comm_lost:S1", True), _alarm(8, "string_comm_lost:S2", True)
+        assert not h.gateway.alarms.active()
+        h.gateway.emit(two, active=(active_alarm(one), active_alarm(two)))
+        got = await _until(stream, lambda n, d: n == "alarms" and d["events"])
+        assert [e["seq"] for e in got["events"]] == [8]
+        assert [a["alarm_id"] for a in got["active"]] == [one.alarm_id, two.alarm_id]
 
 
 def _alarm(seq: int, alarm_id: str, persisted: bool) -> AlarmEvent:

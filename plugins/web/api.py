@@ -238,8 +238,9 @@ class Handlers:
             out.append(sse_text("string", text if text is not None else "null"))
         if client.alarms:
             client.alarms = False
+            # the events and the alarms active after the newest of them, as delivered
             new, client.position = self.svc.ring.since(client.position)
-            active = await _blocking(data.active_alarms, self.gw)
+            active = data.alarms_json(self.svc.active)
             out.append(sse("alarms", {"active": active, "events": data.events_json(new)}))
         return out
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from btms_gateway.core.api import (
+    ActiveAlarm,
     AlarmEvent,
     EventLogHealth,
     EventLogReader,
@@ -197,7 +198,11 @@ def buses(gateway: Gateway) -> list[dict[str, Any]]:
 
 
 def active_alarms(gateway: Gateway) -> list[dict[str, Any]]:
-    return [event_dict(a) for a in gateway.alarms.active()]
+    return alarms_json(gateway.alarms.active())
+
+
+def alarms_json(active: Iterable[ActiveAlarm]) -> list[dict[str, Any]]:
+    return [event_dict(a) for a in active]
 
 
 def log_health(gateway: Gateway) -> EventLogHealth:
