@@ -55,7 +55,7 @@ SERVED_TYPES = ("device", "analogInput", "binaryInput", "multiStateInput", "stru
                 "networkPort")  # fmt: skip
 
 
-class ObjectList(ArrayOfObjectIdentifier):  # type: ignore[misc,valid-type]
+class ObjectList(ArrayOfObjectIdentifier):  # type: ignore[misc,valid-type]  # ArrayOf() makes the class at run time
     """The device's object-list, each identifier made when it is read (an
     index read makes one; the stock device rebuilt the whole array of
     23,600 for every read, even of one element)."""

@@ -257,8 +257,10 @@ class Image:
         """The last measured value (None: never measured)."""
         p = self.points[k]
         if p.scope == "cell":
-            cells = self.strings[p.string].cells  # type: ignore[index]
-            return cells.value(p.cell, p.quantity.offset)  # type: ignore[union-attr,arg-type]
+            # a cell point has its string, cell and quantity (objects.py), and its
+            # string's cells are set with the string (apply_string)
+            cells = self.strings[p.string].cells  # type: ignore[index]  # p.string: set (above)
+            return cells.value(p.cell, p.quantity.offset)  # type: ignore[union-attr,arg-type]  # (above)
         return self.vals.get(k)
 
     def reliability(self, k: int) -> Reliability:
@@ -266,15 +268,15 @@ class Image:
         if p.scope == "gateway":
             return NO_FAULT
         if p.scope == "ups":
-            fault = self.ups_fault.get(p.ups, COMM_FAILURE)  # type: ignore[arg-type]
+            fault = self.ups_fault.get(p.ups, COMM_FAILURE)  # type: ignore[arg-type]  # a UPS point has p.ups
             if fault is not None:
                 return fault
             return NO_SENSOR if k in self.nosensor else NO_FAULT
-        st = self.strings[p.string]  # type: ignore[index]
+        st = self.strings[p.string]  # type: ignore[index]  # string and cell points have p.string
         if st.fault is not None:
             return st.fault
         if p.scope == "cell":
-            lost = st.cells.no_sensor(p.cell, p.quantity.offset)  # type: ignore[union-attr,arg-type]
+            lost = st.cells.no_sensor(p.cell, p.quantity.offset)  # type: ignore[union-attr,arg-type]  # as in value()
             return NO_SENSOR if lost else NO_FAULT
         return NO_SENSOR if k in self.nosensor else NO_FAULT
 

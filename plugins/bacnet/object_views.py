@@ -285,8 +285,9 @@ class ValueView(View):
 def _slim(cls: type) -> type:
     """Keep only ``cls._served`` properties (run after the bacpypes3 metaclass
     has collected the inherited ones, so it cannot be __init_subclass__)."""
-    served = cls._served  # type: ignore[attr-defined]
-    cls._elements = {k: v for k, v in cls._elements.items() if k in served}  # type: ignore[attr-defined]
+    # cls is a View (``_served``) and a bacpypes3 object (``_elements``): no one type says both
+    served = cls._served  # type: ignore[attr-defined]  # a View's (see above)
+    cls._elements = {k: v for k, v in cls._elements.items() if k in served}  # type: ignore[attr-defined]  # bacpypes3's
     return cls
 
 
