@@ -25,9 +25,10 @@ from btms_gateway.core.alarm_types import (
     Severity,
 )
 from btms_gateway.core.model import CellStatus, Quality, StringAlarm, StringState
+from btms_gateway.kit.bacnet_client import make_client, oid
 from btms_gateway.kit.events import active_alarm
+from btms_gateway.kit.ports import free_udp_port
 from btms_gateway.kit.testing import GatewayHarness
-from btms_gateway.plugins.bacnet.client import free_udp_port, make_client, oid
 from btms_gateway.plugins.bacnet.plugin import service
 from test_bacnet_device import PI, _by_name, device, poll, rid, rusty, sim, truth
 
