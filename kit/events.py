@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 from btms_gateway.core.alarm_types import (
@@ -71,17 +71,15 @@ def active_alarm(event: AlarmEvent, acknowledged_by: str | None = None) -> Activ
     """The ``ActiveAlarm`` the alarm engine lists once ``event`` has raised it
     (acknowledged by ``acknowledged_by`` when given): the element of the
     ``active`` tuple that ``alarm_event`` delivers."""
+    shared = {f.name: getattr(event, f.name) for f in fields(ActiveAlarm) if f.name in _EVENT}
+    acked = acknowledged_by is not None
     return ActiveAlarm(
-        alarm_id=event.alarm_id,
-        rule=event.rule,
-        severity=event.severity,
-        path=event.path,
-        value=event.value,
-        limit=event.limit,
-        unit=event.unit,
-        message=event.message,
+        **shared,
         raised_at=event.at,
-        acknowledged=acknowledged_by is not None,
+        acknowledged=acked,
         acknowledged_by=acknowledged_by,
-        acknowledged_at=None if acknowledged_by is None else event.at,
+        acknowledged_at=event.at if acked else None,
     )
+
+
+_EVENT = frozenset(f.name for f in fields(AlarmEvent))
