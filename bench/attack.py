@@ -186,7 +186,7 @@ async def bacnet_rpm_all(scene: Scene, over: Callable[[], bool]) -> dict[str, An
     to 127.0.0.2 and up sends nothing the device receives (0.14), so these
     clients use 127.0.0.1, each on a port of its own."""
     import rusty_bacnet as rb
-    from btms_gateway.plugins.bacnet.client import free_udp_port
+    from btms_gateway.kit.ports import free_udp_port
 
     kinds = {
         "analogInput": rb.ObjectType.ANALOG_INPUT,

@@ -225,7 +225,8 @@ def _layout(svc: Any) -> Any:
 
 async def client_phase(port: int) -> dict[str, float]:
     from bacpypes3.pdu import Address
-    from btms_gateway.plugins.bacnet.client import free_udp_port, make_client, oid
+    from btms_gateway.kit.bacnet_client import make_client, oid
+    from btms_gateway.kit.ports import free_udp_port
     from btms_gateway.plugins.bacnet.objects import cell_instance
 
     app = make_client(free_udp_port())
@@ -258,7 +259,7 @@ async def rusty_phase(port: int, count: int) -> dict[str, float]:
     """The same reads from rusty-bacnet (a Rust client), to separate the
     device's share of the time from the bacpypes3 client's decoding."""
     import rusty_bacnet as rb
-    from btms_gateway.plugins.bacnet.client import free_udp_port
+    from btms_gateway.kit.ports import free_udp_port
     from btms_gateway.plugins.bacnet.objects import cell_instance
 
     ai, pv = rb.ObjectType.ANALOG_INPUT, rb.PropertyIdentifier.PRESENT_VALUE
@@ -288,7 +289,7 @@ def main() -> int:
     if len(sys.argv) == 3 and sys.argv[1] == "--serve":
         asyncio.run(serve(int(sys.argv[2])))
         return 0
-    from btms_gateway.plugins.bacnet.client import free_udp_port
+    from btms_gateway.kit.ports import free_udp_port
 
     port = free_udp_port()
     child = subprocess.Popen([sys.executable, __file__, "--serve", str(port)],

@@ -57,9 +57,10 @@ def serve(all_plugins: bool, plugin_dir: str | None) -> None:
     """Child mode: run a gateway with the SNMP plugin (from ``plugin_dir`` when
     given) and a full plant, then obey stdin commands, one JSON line each.
 
-    By default only the plugins the agent needs are loaded (snmp, and bmsm for
-    the device profile), so the RSS is the agent's; --all-plugins loads every
-    installed plugin as `btms-gateway run` does (BACnet's stack alone is big)."""
+    By default only the plugins the agent needs are loaded (snmp, bmsm for the
+    device profile and rtu for the serial transport), so the RSS is the agent's;
+    --all-plugins loads every installed plugin as `btms-gateway run` does
+    (BACnet's stack alone is big)."""
     if plugin_dir:
         import importlib.util
 
@@ -77,12 +78,13 @@ def serve(all_plugins: bool, plugin_dir: str | None) -> None:
     if not all_plugins:
         from importlib.metadata import entry_points
 
-        from btms_gateway.core import plugin_manager, testing
+        from btms_gateway.core import plugin_manager
+        from btms_gateway.kit import testing
 
         def only_needed() -> Any:
             pm = plugin_manager.create_manager(load_entrypoints=False)
             for ep in entry_points(group="btms_gateway"):
-                if ep.name in ("snmp", "bmsm"):
+                if ep.name in ("snmp", "bmsm", "rtu"):  # rtu: the serial bus transport
                     pm.register(ep.load(), name=ep.name)
             return pm
 
@@ -189,6 +191,7 @@ def refresh_times(snmp: Any, h: Any) -> dict[str, float]:
     from dataclasses import replace
 
     from btms_gateway.core.alarm_types import AlarmEvent, EventKind, ObjectPath, Severity
+    from btms_gateway.kit.events import active_alarm
     from btms_gateway.kit.testing import make_reading
     from btms_gateway.plugins.snmp.image import build_index
 
@@ -204,11 +207,15 @@ def refresh_times(snmp: Any, h: Any) -> dict[str, float]:
     shapes = [plant, replace(plant, strings=dict(plant.strings, S7=shrunk))]
     controller = snmp.agent.controller
 
+    raised = AlarmEvent(1, EventKind.RAISED, "cell_voltage_high:S1:3", "cell_voltage_high",
+                        Severity.ALARM, ObjectPath("UPS1", "S1", 3), 2.5, 2.4, "V", "high",
+                        time.time())  # fmt: skip
+    cleared = replace(raised, kind=EventKind.CLEARED)
+    one = (active_alarm(raised),)
+
     def alarm(n: int) -> None:
-        kind = EventKind.CLEARED if n % 2 else EventKind.RAISED
-        snmp.on_alarm(AlarmEvent(n, kind, "cell_voltage_high:S1:3", "cell_voltage_high",
-                                 Severity.ALARM, ObjectPath("UPS1", "S1", 3), 2.5, 2.4, "V",
-                                 "high", time.time()))  # fmt: skip
+        # the active tuple changes each time, as with each commit
+        snmp.on_alarm(*((cleared, ()) if n % 2 else (raised, one)))
         controller.current()
 
     def cells(n: int) -> None:

@@ -13,8 +13,8 @@ import click
 import pluggy
 
 from .alarms import storage
-from .alarms.cli import add_to as add_alarm_commands
 from .alarms.eventlog import EventLogError
+from .alarms_cli import add_to as add_alarm_commands
 from .backup.cli import add_to as add_backup_commands
 from .cli_options import EXIT_CONFIG, load_or_exit
 from .config_load import ConfigError, LoadedConfig
@@ -22,7 +22,7 @@ from .datadir import with_data_dir
 from .deploy.commands import add_to as add_service_commands
 from .deploy.journal import stderr_handler
 from .gateway import Gateway
-from .history.cli import history
+from .history_cli import history
 from .plugin_manager import LOAD_FAILURES, FailureLog, call_each, create_manager, plugin_infos
 from .registry import load_config
 from .runner import ConfigSource, run_until_signalled

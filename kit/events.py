@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
-from btms_gateway.core.alarm_types import AlarmEvent, EventKind, ObjectPath, Severity
+from btms_gateway.core.alarm_types import (
+    ActiveAlarm,
+    AlarmEvent,
+    EventKind,
+    ObjectPath,
+    Severity,
+)
 from btms_gateway.core.alarms.rules import RULES, alarm_id
 
 _seq = itertools.count(1)
@@ -59,3 +65,21 @@ def make_event(
         persisted=persisted,
     )
     return replace(event, **fields)
+
+
+def active_alarm(event: AlarmEvent, acknowledged_by: str | None = None) -> ActiveAlarm:
+    """The ``ActiveAlarm`` the alarm engine lists once ``event`` has raised it
+    (acknowledged by ``acknowledged_by`` when given): the element of the
+    ``active`` tuple that ``alarm_event`` delivers."""
+    shared = {f.name: getattr(event, f.name) for f in fields(ActiveAlarm) if f.name in _EVENT}
+    acked = acknowledged_by is not None
+    return ActiveAlarm(
+        **shared,
+        raised_at=event.at,
+        acknowledged=acked,
+        acknowledged_by=acknowledged_by,
+        acknowledged_at=event.at if acked else None,
+    )
+
+
+_EVENT = frozenset(f.name for f in fields(AlarmEvent))

@@ -26,14 +26,14 @@ def free_tcp_port() -> int:
     return _probe(socket.SOCK_STREAM)
 
 
-def free_udp_port() -> int:
-    """A UDP port of 127.0.0.1 that nothing is bound to now."""
-    return _probe(socket.SOCK_DGRAM)
+def free_udp_port(host: str = LOOPBACK_HOST) -> int:
+    """A UDP port of ``host`` that nothing is bound to now."""
+    return _probe(socket.SOCK_DGRAM, host=host)
 
 
-def _probe(kind: socket.SocketKind, port: int = 0) -> int:
+def _probe(kind: socket.SocketKind, port: int = 0, host: str = LOOPBACK_HOST) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((LOOPBACK_HOST, port))
+        s.bind((host, port))
         return int(s.getsockname()[1])
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from btms_gateway.core.alarm_types import EventKind
 from btms_gateway.core.alarms import inbox
-from btms_gateway.core.alarms.cli import alarms, events
 from btms_gateway.core.alarms.config import AlarmsSection
 from btms_gateway.core.alarms.engine import AlarmEngine
 from btms_gateway.core.alarms.eventlog import EventLog
+from btms_gateway.core.alarms_cli import alarms, events
 from btms_gateway.core.model import Quality
 from btms_gateway.kit import synthetic as sy
 from click.testing import CliRunner

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from btms_gateway.core.alarms.rules import RULES
 from btms_gateway.core.model import Quality
+from btms_gateway.kit.ports import free_udp_port
 from btms_gateway.kit.testing import GatewayHarness
-from btms_gateway.plugins.bacnet.client import free_udp_port
 from test_bacnet_device import PI, SIM_CELLS, _by_name, config, rid, rusty
 
 pytestmark = pytest.mark.peer

@@ -26,8 +26,8 @@ from btms_gateway.core.demo_plant import demo_config, demo_plant
 from btms_gateway.core.model import Quality
 from btms_gateway.core.plugin_manager import create_manager
 from btms_gateway.kit.demo import start_simulators
+from btms_gateway.kit.ports import free_udp_port
 from btms_gateway.kit.testing import GatewayHarness, plant_config
-from btms_gateway.plugins.bacnet.client import free_udp_port
 from click.testing import CliRunner
 from pymodbus.client import AsyncModbusTcpClient
 from test_bacnet_device import OT, PI, _toml, rusty

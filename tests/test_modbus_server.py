@@ -10,7 +10,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from btms_gateway.core.alarm_types import EventKind, Severity
 from btms_gateway.core.model import Quality
+from btms_gateway.kit.events import active_alarm, make_event
 from btms_gateway.kit.testing import GatewayHarness, make_reading
 from btms_gateway.plugins.modbus_tcp import plugin
 from btms_gateway.plugins.modbus_tcp.map import cell_register
@@ -121,6 +123,35 @@ async def test_gateway_alarms_reach_the_extension_registers(tmp_path: Path) -> N
             assert not other.registers[0] & 1 << 8
             ups = (await client.read_holding_registers(22, count=1, device_id=1)).registers
             assert ups[0] >= 1
+        finally:
+            client.close()
+
+
+async def test_the_extension_registers_count_the_active_alarms_delivered_with_each_event() -> None:
+    """The alarm registers count the tuple delivered with each alarm event (the
+    alarms active after its commit), not the gateway's active alarms read back:
+    this gateway runs no alarm engine (``gateway.alarms.active()`` is empty)."""
+    async with GatewayHarness(modbus_config(2, 1)) as h:
+        await _publish_good(h)
+        svc = plugin.service(h.gateway)
+        s1 = make_event(string="S1", cell=3)
+        s2 = make_event(
+            "raised", "cell_voltage_low", string="S2", cell=1, severity=Severity.CRITICAL
+        )
+        h.gateway.emit(s1, active=(active_alarm(s1), active_alarm(s2)))
+        await h.wait_until(lambda: svc.store.alarms.by_ups.get("UPS1") == (2, 3), what="2 alarms")
+        client = await _client(port_of(h))
+        try:
+
+            async def counts(unit: int) -> list[int]:  # active alarms, highest severity
+                return (await client.read_holding_registers(22, count=2, device_id=unit)).registers
+
+            assert await counts(101) == [1, 2] and await counts(102) == [1, 3]
+            assert (await counts(1))[0] == 2
+            h.gateway.emit(replace(s1, kind=EventKind.CLEARED), active=(active_alarm(s2),))
+            await h.wait_until(lambda: svc.store.alarms.by_ups.get("UPS1") == (1, 3), what="1")
+            assert await counts(101) == [0, 0] and await counts(102) == [1, 3]
+            assert (await counts(1))[0] == 1
         finally:
             client.close()
 

@@ -15,11 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from btms_gateway.core.alarm_types import Severity
 from btms_gateway.core.config_load import ConfigError
 from btms_gateway.core.demo_plant import demo_config
 from btms_gateway.core.model import CellStatus, Quality, StringSnapshot
 from btms_gateway.core.plugin_manager import create_manager
 from btms_gateway.core.registry import validate_config
+from btms_gateway.core.serialize import event_dict
+from btms_gateway.kit.events import active_alarm, make_event
 from btms_gateway.kit.testing import make_reading, plant_config
 from btms_gateway.plugins.mqtt.buffer import EVENT, READING, DiskBuffer
 from btms_gateway.plugins.mqtt.exception import Delta, ExceptionFilter, _moved
@@ -178,7 +181,7 @@ def test_inbox_wakes_the_thread_per_batch_of_readings() -> None:
     inbox.reading(snapshot(make_reading(cells=1), name="S2"))
     inbox.reading(snapshot(make_reading(cells=1), name="S3"))
     assert not inbox.due  # readings keep coming: they wait for the batch
-    inbox.event({"kind": "raised"})
+    inbox.event({"kind": "raised"}, ())
     assert inbox.due  # an event does not wait
     control, events, readings = inbox.take()
     assert [s.name for s in readings] == ["S2", "S3"] and len(events) == 1
@@ -204,7 +207,7 @@ def test_inbox_wakes_the_thread_per_batch_of_readings() -> None:
     assert [s.reading for s in inbox.take()[2]] == [first, third]
     assert inbox.coalesced == 1
     inbox.close()  # the thread has ended (stopped, or failed): offers are not errors
-    inbox.event({"kind": "raised"})
+    inbox.event({"kind": "raised"}, ())
     inbox.wake()
 
 
@@ -220,13 +223,54 @@ def test_a_batch_goes_to_the_buffer_in_one_transaction(tmp_path: Path) -> None:
     for name in ("S1", "S2", "S3", "S4"):  # queued before the thread starts: one batch
         svc.offer_reading(snapshot(make_reading(cells=2), name=name))
     for seq in (1, 2):
-        svc.offer_event({"seq": seq, "kind": "raised", "alarm_id": f"a{seq}", "severity": "alarm"})
+        svc.offer_event(
+            {"seq": seq, "kind": "raised", "alarm_id": f"a{seq}", "severity": "alarm"}, ()
+        )
     svc.start()
     try:
         wait_for(lambda: svc.buffer.pending() == 6, 10, "the batch in the buffer")
     finally:
         assert svc.stop(5)
     assert puts == [[EVENT, EVENT], [READING] * 4]
+
+
+def test_an_event_record_counts_the_active_alarms_delivered_with_it(tmp_path: Path) -> None:
+    """``active`` in an event record counts the tuple the gateway delivers with
+    the event (the alarms active after its commit), not alarms kept from the
+    events: here the session saw none of the raises before, and one commit's
+    two events share one tuple."""
+    with socket.socket() as s:  # a port where no broker listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = MqttSettings.model_validate({"host": "127.0.0.1", "port": port})
+    svc = MqttSession(settings, gateway_name="gw", data_dir=tmp_path)
+    bodies: list[dict[str, Any]] = []
+    put = svc.buffer.put
+    svc.buffer.put = lambda rows: bodies.extend(json.loads(r[3]) for r in rows) or put(rows)
+    critical = make_event(rule="cell_voltage_high", severity=Severity.CRITICAL, cell=1)
+    warning = make_event(rule="cell_temperature_high", severity=Severity.WARNING, cell=2)
+    raised = make_event(rule="cell_voltage_low", severity=Severity.ALARM, cell=3)
+    after = (
+        active_alarm(critical),
+        active_alarm(warning, acknowledged_by="op"),
+        active_alarm(raised),
+    )
+    for event in (raised, make_event("acknowledged", rule="cell_temperature_high", cell=2)):
+        svc.offer_event(event_dict(event), after)  # one commit: one tuple
+    cleared = make_event("cleared", severity=Severity.CRITICAL, cell=1)
+    svc.offer_event(event_dict(cleared), after[1:])
+    svc.start()
+    try:
+        wait_for(lambda: svc.buffer.pending() == 3, 10, "the events in the buffer")
+    finally:
+        assert svc.stop(5)
+    counts = {"total": 3, "critical": 1, "alarm": 1, "warning": 1, "unacknowledged": 2}
+    assert [b["active"] for b in bodies] == [
+        counts,
+        counts,
+        {"total": 2, "critical": 0, "alarm": 1, "warning": 1, "unacknowledged": 1},
+    ]
+    assert svc.plant.active == bodies[-1]["active"]  # what the next Alarms birth carries
 
 
 # -- the disk buffer ---------------------------------------------------------------------

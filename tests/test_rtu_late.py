@@ -243,7 +243,7 @@ async def test_late_replies_never_serve_a_shifted_value_as_good() -> None:
     (rusty-bacnet) served as GOOD, equals what the simulators hold (frozen);
     before, cell arrays shifted by one transaction were served as GOOD (a cell
     voltage read as its resistance)."""
-    from btms_gateway.plugins.bacnet.client import free_udp_port
+    from btms_gateway.kit.ports import free_udp_port
     from btms_gateway.plugins.modbus_tcp import plugin as modbus
     from btms_gateway.plugins.web.plugin import service
     from pymodbus.client import AsyncModbusTcpClient

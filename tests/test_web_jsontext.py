@@ -1,6 +1,6 @@
 """The web plugin's cached JSON text against the straightforward serialization.
 
-The handlers answer from ``jsontext.JsonCache`` (text pieces kept per
+The handlers answer from ``json_cache.JsonCache`` (text pieces kept per
 immutable reading / snapshot) and ``core.serialize`` looks field names up
 once per class. These tests hold both to the plain statement: the
 dataclasses.fields() loops the serializer used to run, encoded whole with
@@ -35,7 +35,7 @@ from btms_gateway.core.model import (
     UpsSnapshot,
 )
 from btms_gateway.plugins.web import data
-from btms_gateway.plugins.web.jsontext import LIVE, PIECES_PER_STEP, REST, JsonCache
+from btms_gateway.plugins.web.json_cache import LIVE, PIECES_PER_STEP, REST, JsonCache
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_web_support import reading, web_gateway

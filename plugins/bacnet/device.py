@@ -38,10 +38,10 @@ from bacpypes3.pdu import Address
 from bacpypes3.primitivedata import ObjectIdentifier
 from btms_gateway.core.api import __version__
 
-from .bacobjects import OBJECT_TYPES, property_list, text
 from .cov_property import PropertyCOVServices
 from .guard import CovLimits, GuardedASAP, install_allowlist
 from .image import Image
+from .object_views import OBJECT_TYPES, property_list, text
 from .objects import Point
 from .rpm import SlicedReadPropertyMultiple
 from .settings import BacnetSettings
@@ -55,7 +55,7 @@ SERVED_TYPES = ("device", "analogInput", "binaryInput", "multiStateInput", "stru
                 "networkPort")  # fmt: skip
 
 
-class ObjectList(ArrayOfObjectIdentifier):  # type: ignore[misc,valid-type]
+class ObjectList(ArrayOfObjectIdentifier):  # type: ignore[misc,valid-type]  # ArrayOf() makes the class at run time
     """The device's object-list, each identifier made when it is read (an
     index read makes one; the stock device rebuilt the whole array of
     23,600 for every read, even of one element)."""
@@ -137,7 +137,7 @@ class ObjectTable(MutableMapping[Any, Any]):
 
 class StandardPropertyList:
     """Mixin for bacpypes3's own object classes: a Property_List without the
-    four properties the standard leaves out (see bacobjects.property_list)."""
+    four properties the standard leaves out (see object_views.property_list)."""
 
     @property
     def propertyList(self) -> Any:

@@ -3,7 +3,7 @@
 Runs on the gateway's event loop (the plugin's hooks are ``async def``).
 
 The image holds the table rows (objects.py) and, per string, what the last
-readings said; a BACnet object (bacobjects.py) is a view that resolves its
+readings said; a BACnet object (object_views.py) is a view that resolves its
 properties here when a request reads them. Applying a reading therefore
 copies nothing per object:
 
@@ -31,7 +31,7 @@ import logging
 from array import array
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import chain
 from operator import attrgetter
 from statistics import fmean
@@ -39,9 +39,9 @@ from typing import Any
 
 from bacpypes3.basetypes import EventState, Reliability
 from bacpypes3.primitivedata import ObjectType
-from btms_gateway.core.api import SENSOR_LOST_BIT, Quality
+from btms_gateway.core.api import SENSOR_LOST_BIT, ActiveAlarm, Quality
 
-from .bacobjects import OBJECT_TYPES, VIEW_CLASSES, Constants, object_identifier
+from .object_views import OBJECT_TYPES, VIEW_CLASSES, Constants, object_identifier
 from .objects import ALARM_TARGETS, CELL_QUANTITIES, SUMMARY_STATS, Point
 
 log = logging.getLogger("btms_gateway.plugins.bacnet")
@@ -257,8 +257,10 @@ class Image:
         """The last measured value (None: never measured)."""
         p = self.points[k]
         if p.scope == "cell":
-            cells = self.strings[p.string].cells  # type: ignore[index]
-            return cells.value(p.cell, p.quantity.offset)  # type: ignore[union-attr,arg-type]
+            # a cell point has its string, cell and quantity (objects.py), and its
+            # string's cells are set with the string (apply_string)
+            cells = self.strings[p.string].cells  # type: ignore[index]  # p.string: set (above)
+            return cells.value(p.cell, p.quantity.offset)  # type: ignore[union-attr,arg-type]  # (above)
         return self.vals.get(k)
 
     def reliability(self, k: int) -> Reliability:
@@ -266,15 +268,15 @@ class Image:
         if p.scope == "gateway":
             return NO_FAULT
         if p.scope == "ups":
-            fault = self.ups_fault.get(p.ups, COMM_FAILURE)  # type: ignore[arg-type]
+            fault = self.ups_fault.get(p.ups, COMM_FAILURE)  # type: ignore[arg-type]  # a UPS point has p.ups
             if fault is not None:
                 return fault
             return NO_SENSOR if k in self.nosensor else NO_FAULT
-        st = self.strings[p.string]  # type: ignore[index]
+        st = self.strings[p.string]  # type: ignore[index]  # string and cell points have p.string
         if st.fault is not None:
             return st.fault
         if p.scope == "cell":
-            lost = st.cells.no_sensor(p.cell, p.quantity.offset)  # type: ignore[union-attr,arg-type]
+            lost = st.cells.no_sensor(p.cell, p.quantity.offset)  # type: ignore[union-attr,arg-type]  # as in value()
             return NO_SENSOR if lost else NO_FAULT
         return NO_SENSOR if k in self.nosensor else NO_FAULT
 
@@ -396,6 +398,16 @@ class Image:
             if k is not None and self.points[k].scope == want:
                 found.append(k)
         return found
+
+    def set_alarms(self, active: Iterable[ActiveAlarm]) -> None:
+        """Make the objects' alarm state that of ``active`` (the alarms active
+        after a commit, as delivered): what left it is cleared, what is new raised."""
+        wanted = {a.alarm_id: a for a in active}
+        for alarm_id in [i for i in self._alarm_objects if i not in wanted]:
+            self.clear_alarm(alarm_id)
+        for alarm_id, a in wanted.items():
+            if alarm_id not in self._alarm_objects:
+                self.raise_alarm(alarm_id, a.rule, a.path)
 
     def raise_alarm(self, alarm_id: str, rule: str, path: Any) -> None:
         ks = self.objects_for(rule, path)

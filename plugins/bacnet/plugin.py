@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import click
 from btms_gateway.core.api import (
-    AlarmEvent,
+    ActiveAlarms,
     Gateway,
     PerGateway,
     PlantSnapshot,
@@ -49,7 +49,7 @@ async def startup(gateway: Gateway) -> None:
     settings = gateway.plugin_config(NAME)
     assert isinstance(settings, BacnetSettings)
     svc = BacnetService(settings)
-    await svc.start(gateway.store.snapshot, list(gateway.alarms.active()))
+    await svc.start(gateway.store.snapshot, gateway.alarms.active())  # then from each event
     _services.add(gateway, svc)
 
 
@@ -67,6 +67,6 @@ async def string_reading(string: StringSnapshot, plant: PlantSnapshot, gateway: 
 
 
 @hookimpl
-async def alarm_event(event: AlarmEvent, gateway: Gateway) -> None:
+async def alarm_event(active: ActiveAlarms, gateway: Gateway) -> None:
     if (svc := _services.get(gateway)) is not None:
-        svc.on_alarm(event)
+        svc.on_alarm(active)

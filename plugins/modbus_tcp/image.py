@@ -19,8 +19,9 @@ from __future__ import annotations
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from btms_gateway.core.api import PlantSnapshot, Quality, StringSnapshot, UpsSnapshot
+from btms_gateway.core.api import ActiveAlarm, PlantSnapshot, Quality, StringSnapshot, UpsSnapshot
 
 from .map import (
     AGE_REGISTER,
@@ -60,6 +61,9 @@ class UnitImage:
     age_register: int
 
 
+K = TypeVar("K")
+
+
 @dataclass(frozen=True, slots=True)
 class AlarmSummary:
     """The active gateway alarms, indexed the way the map needs them."""
@@ -69,7 +73,7 @@ class AlarmSummary:
     cell_bits: dict[tuple[str, int], int] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, active: Iterable[object], plant: PlantSnapshot) -> AlarmSummary:
+    def of(cls, active: Iterable[ActiveAlarm], plant: PlantSnapshot) -> AlarmSummary:
         ups_of = {s.name: s.ups for s in plant.strings.values()}
         by_string: dict[str, tuple[int, int]] = {}
         by_ups: dict[str, tuple[int, int]] = {}
@@ -80,7 +84,7 @@ class AlarmSummary:
             table[key] = (count + 1, max(worst, severity))
 
         for alarm in active:
-            path, severity = alarm.path, int(alarm.severity)  # type: ignore[attr-defined]
+            path, severity = alarm.path, int(alarm.severity)
             if path.is_gateway:  # no gateway unit in the map: every unit counts it
                 for name in ups_of:
                     add(by_string, name, severity)
@@ -91,12 +95,22 @@ class AlarmSummary:
             if path.string:
                 add(by_string, path.string, severity)
                 if path.cell is not None:
-                    bit = CELL_ALARM_BITS.get(alarm.rule, OTHER_CELL_ALARM_BIT)  # type: ignore[attr-defined]
+                    bit = CELL_ALARM_BITS.get(alarm.rule, OTHER_CELL_ALARM_BIT)
                     key = (path.string, path.cell)
                     cell_bits[key] = cell_bits.get(key, 0) | 1 << bit
             if ups:
                 add(by_ups, ups, severity)
         return cls(by_string, by_ups, cell_bits)
+
+    def differing(self, before: AlarmSummary) -> tuple[set[str], set[str]]:
+        """The strings and the UPS whose registers differ from ``before``'s."""
+        strings = _differing(self.by_string, before.by_string)
+        strings.update(s for s, _ in _differing(self.cell_bits, before.cell_bits))
+        return strings, _differing(self.by_ups, before.by_ups)
+
+
+def _differing(a: Mapping[K, object], b: Mapping[K, object]) -> set[K]:
+    return {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
 
 
 def _put(regs: array, base: int, p: Point, view: object, high_first: bool) -> None:
@@ -204,14 +218,18 @@ class ImageStore:
         for u in plant.ups.values():
             self._mark_ups(u, plant)
 
-    def update_alarms(self, alarms: AlarmSummary, plant: PlantSnapshot, string: str | None) -> None:
-        """An alarm changed: the string it concerns (or only the UPS units) is out of date."""
+    def update_alarms(self, alarms: AlarmSummary, plant: PlantSnapshot) -> None:
+        """The active alarms changed: the units whose alarm registers differ are
+        out of date (found by comparing, so a change without an event of its
+        own, such as one whose event the plugin's queue dropped, is served too)."""
+        strings, ups = alarms.differing(self.alarms)
         self.alarms = alarms
-        if string is not None and string in plant.strings:
-            self.update_string(plant.strings[string], plant)
-            return
-        for u in plant.ups.values():
-            self._mark_ups(u, plant)
+        for name in strings:
+            if (s := plant.strings.get(name)) is not None:
+                self._mark_string(s)
+        for name in ups:
+            if (u := plant.ups.get(name)) is not None:
+                self._mark_ups(u, plant)
 
     def update_string(self, string: StringSnapshot, plant: PlantSnapshot) -> None:
         """A reading arrived: that string's unit and its UPS's unit are out of date."""

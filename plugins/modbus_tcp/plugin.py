@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import click
 from btms_gateway.core.api import (
-    AlarmEvent,
+    ActiveAlarms,
     Gateway,
     PerGateway,
     PlantSnapshot,
@@ -67,6 +67,6 @@ async def string_reading(string: StringSnapshot, plant: PlantSnapshot, gateway: 
 
 
 @hookimpl
-async def alarm_event(event: AlarmEvent, gateway: Gateway) -> None:
+async def alarm_event(active: ActiveAlarms, gateway: Gateway) -> None:
     if (svc := _services.get(gateway)) is not None:
-        svc.on_alarm(event)
+        svc.on_alarm(active)

@@ -29,10 +29,11 @@ anything else does:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ModbusIOException
@@ -204,7 +205,8 @@ class Connection(ServerRequestHandler):
         if PYMODBUS_LOG.isEnabledFor(logging.DEBUG):
             Log.transport_dump(Log.SEND_DATA, data, None)
         if self.transport:
-            self.transport.write(data)  # type: ignore[attr-defined]
+            # pymodbus types it a BaseTransport; a connection's is a stream (write) transport
+            cast(asyncio.WriteTransport, self.transport).write(data)
 
     @staticmethod
     def dump_received(data: bytes, buffered: bytes) -> None:
@@ -218,11 +220,15 @@ class Listener:
     the bound port, the open connections, and (TLS) a plain TCP listener whose
     connections each start TLS themselves (``tls_context``). The attributes it
     reads (``decoder``, ``active_connections``, ``transport``) are those of the
-    pymodbus server it is mixed into, which mypy does not see: hence the
-    ``attr-defined`` ignores."""
+    pymodbus server it is mixed into, declared here for the type checker."""
 
     #: TLS is started by each connection once admitted (TLS listener)
     tls_context: ssl.SSLContext | None = None
+
+    if TYPE_CHECKING:  # the pymodbus server's (ModbusTcpServer, ModbusTlsServer)
+        decoder: Any
+        active_connections: dict[str, Any]
+        transport: Any
 
     def new_connection(self) -> Connection:
         raise NotImplementedError
@@ -232,18 +238,18 @@ class Listener:
 
     @property
     def known_functions(self) -> frozenset[int]:
-        return frozenset(self.decoder.list_function_codes())  # type: ignore[attr-defined]
+        return frozenset(self.decoder.list_function_codes())
 
     def connections(self) -> list[Any]:
-        return list(self.active_connections.values())  # type: ignore[attr-defined]
+        return list(self.active_connections.values())
 
     @property
     def listening(self) -> bool:
-        return self.transport is not None  # type: ignore[attr-defined]
+        return self.transport is not None
 
     @property
     def bound_port(self) -> int:
-        return int(self.transport.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+        return int(self.transport.sockets[0].getsockname()[1])
 
 
 class TcpListener(Listener, ModbusTcpServer):

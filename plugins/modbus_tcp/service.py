@@ -14,7 +14,7 @@ import ssl
 import time
 from typing import Any
 
-from btms_gateway.core.api import Gateway, PlantSnapshot, StringSnapshot
+from btms_gateway.core.api import ActiveAlarms, Gateway, PlantSnapshot, StringSnapshot
 
 from .answer import ServerStats, unit_registers
 from .image import AlarmSummary, ImageStore
@@ -86,30 +86,33 @@ class ModbusService:
         #: marks images from it, never from a newer store snapshot whose readings
         #: are still on their way, so no image steps back when they arrive
         self.plant: PlantSnapshot = gateway.store.snapshot
+        #: the last delivered active tuple and plant, and their summary
+        self._summarized: tuple[ActiveAlarms, PlantSnapshot, AlarmSummary] | None = None
 
     # --- image -------------------------------------------------------------------
-    def _alarms(self, plant: PlantSnapshot) -> AlarmSummary:
+    def rebuild(self) -> None:
+        """Every image from the plant and the alarms active now (at start; then
+        each alarm event brings the active alarms after its commit)."""
         try:
-            active = self.gateway.alarms.active()
+            alarms = AlarmSummary.of(self.gateway.alarms.active(), self.plant)
         except Exception:  # the alarm engine's trouble must not stop serving values
             log.exception("could not read active alarms")
-            return self.store.alarms
-        return AlarmSummary.of(active, plant)
-
-    def rebuild(self) -> None:
-        self.store.rebuild_all(self.plant, self._alarms(self.plant))
+            alarms = self.store.alarms
+        self.store.rebuild_all(self.plant, alarms)
 
     def on_reading(self, string: StringSnapshot, plant: PlantSnapshot) -> None:
         """The plugin channel delivers plants in time order (docs/plugin_hooks.md)."""
         self.plant = plant
         self.store.update_string(string, plant)
 
-    def on_alarm(self, event: Any) -> None:
+    def on_alarm(self, active: ActiveAlarms) -> None:
+        """``active``: the alarms active after an event's commit, as delivered
+        (one tuple for every event of a commit: summarized once)."""
         plant = self.plant
-        if event.path.is_gateway:  # a gateway alarm counts on every unit
-            self.store.rebuild_all(plant, self._alarms(plant))
-            return
-        self.store.update_alarms(self._alarms(plant), plant, event.path.string)
+        last = self._summarized
+        if last is None or last[0] is not active or last[1] is not plant:
+            last = self._summarized = (active, plant, AlarmSummary.of(active, plant))
+            self.store.update_alarms(last[2], plant)
 
     # --- listeners ---------------------------------------------------------------
     async def start(self) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import click
 from btms_gateway.core.api import (
+    ActiveAlarms,
     AlarmEvent,
     Gateway,
     PerGateway,
@@ -57,7 +58,7 @@ async def startup(gateway: Gateway) -> None:
         gateway_name=gateway.name,
         data_dir=gateway.data_dir,
         version=__version__,
-        active=gateway.alarms.active(),
+        active=tuple(gateway.alarms.active()),  # at start; then each event brings its own
     )
     svc.plant.configured = frozenset(gateway.store.snapshot.strings)
     svc.start()
@@ -78,6 +79,6 @@ async def string_reading(string: StringSnapshot, gateway: Gateway) -> None:
 
 
 @hookimpl
-async def alarm_event(event: AlarmEvent, gateway: Gateway) -> None:
+async def alarm_event(event: AlarmEvent, active: ActiveAlarms, gateway: Gateway) -> None:
     if (svc := _sessions.get(gateway)) is not None:
-        svc.offer_event(event_dict(event))
+        svc.offer_event(event_dict(event), active)

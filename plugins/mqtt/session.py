@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from btms_gateway.core.api import ActiveAlarm, StringSnapshot
+from btms_gateway.core.api import ActiveAlarm, ActiveAlarms, StringSnapshot
 
 from .buffer import EVENT, READING, DiskBuffer
 from .codec import Codec, PlantView
@@ -77,7 +77,7 @@ class Inbox:
         self._wake_w.setblocking(False)
         self._readings: dict[str, StringSnapshot] = {}
         self._older: dict[str, StringSnapshot] = {}  # a string's reading before its newest
-        self._events: deque[dict[str, Any]] = deque()
+        self._events: deque[tuple[dict[str, Any], ActiveAlarms]] = deque()
         self._control: deque[tuple[Any, ...]] = deque()
         self._due = False  # the wake socket holds a byte: take the inbox now
         self._batching = False  # readings came in the last pass: more are expected
@@ -100,9 +100,9 @@ class Inbox:
             if not self._batching:
                 self._notify()
 
-    def event(self, event: dict[str, Any]) -> None:
+    def event(self, event: dict[str, Any], active: ActiveAlarms) -> None:
         with self._lock:
-            self._events.append(event)
+            self._events.append((event, active))
             self._notify()
 
     def post(self, item: tuple[Any, ...]) -> None:
@@ -136,7 +136,11 @@ class Inbox:
                 return 0.0
             return min(until_tick, self.batch_s) if self._batching else until_tick
 
-    def take(self) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]], list[StringSnapshot]]:
+    def take(
+        self,
+    ) -> tuple[
+        list[tuple[Any, ...]], list[tuple[dict[str, Any], ActiveAlarms]], list[StringSnapshot]
+    ]:
         """Everything queued."""
         with self._lock:
             if self._due:
@@ -155,31 +159,18 @@ class Inbox:
         self._wake_w.close()
 
 
-class ActiveCounts:
-    """Active alarms by severity and acknowledgement, kept from the events
-    (counting ``gateway.alarms.active()`` per event would be quadratic in a burst)."""
-
-    def __init__(self, active: Sequence[ActiveAlarm]) -> None:
-        self._alarms: dict[str, tuple[str, bool]] = {
-            a.alarm_id: (a.severity.name.lower(), a.acknowledged) for a in active
-        }
-
-    def apply(self, event: dict[str, Any]) -> None:
-        kind, alarm_id = event["kind"], event["alarm_id"]
-        if kind == "raised":
-            self._alarms[alarm_id] = (event["severity"], False)
-        elif kind == "cleared":
-            self._alarms.pop(alarm_id, None)
-        elif kind == "acknowledged" and alarm_id in self._alarms:
-            self._alarms[alarm_id] = (self._alarms[alarm_id][0], True)
-
-    def counts(self) -> dict[str, int]:
-        out = {"total": len(self._alarms), "critical": 0, "alarm": 0, "warning": 0}
-        out["unacknowledged"] = 0
-        for severity, acked in self._alarms.values():
-            out[severity] = out.get(severity, 0) + 1
-            out["unacknowledged"] += not acked
-        return out
+def active_counts(active: Sequence[ActiveAlarm]) -> dict[str, int]:
+    """Active alarms by severity and acknowledgement: the ``active`` of each
+    event record and of the Alarms births. Counted from the tuple the gateway
+    delivers with each event (the alarms active after its commit), never kept
+    from the events: a count kept that way drifts for good after one event the
+    plugin's queue dropped."""
+    out = {"total": len(active), "critical": 0, "alarm": 0, "warning": 0, "unacknowledged": 0}
+    for a in active:
+        severity = a.severity.name.lower()
+        out[severity] = out.get(severity, 0) + 1
+        out["unacknowledged"] += not a.acknowledged
+    return out
 
 
 class MqttSession:
@@ -200,8 +191,8 @@ class MqttSession:
         self.plant = PlantView(
             self.filter, gateway_name=gateway_name, version=version, buffer=self.buffer
         )
-        self.alarms = ActiveCounts(active)
-        self.plant.active = self.alarms.counts()
+        self.plant.active = active_counts(active)
+        self._counted: Sequence[ActiveAlarm] = active  # what plant.active counts
         self.inbox = Inbox(self.plant.latest)
         node = settings.resolved_node_id(gateway_name)
         client_id = settings.resolved_client_id(gateway_name)
@@ -247,8 +238,9 @@ class MqttSession:
     def offer_reading(self, string: StringSnapshot) -> None:
         self.inbox.reading(string)
 
-    def offer_event(self, event: dict[str, Any]) -> None:
-        self.inbox.event(event)
+    def offer_event(self, event: dict[str, Any], active: ActiveAlarms) -> None:
+        """An event (``event_dict``) with the alarms active after its commit."""
+        self.inbox.event(event, active)
 
     def stop(self, timeout: float) -> bool:
         """Say goodbye, keep what is unacknowledged, close the buffer (blocking:
@@ -293,7 +285,7 @@ class MqttSession:
     def _handle(
         self,
         control: list[tuple[Any, ...]],
-        events: list[dict[str, Any]],
+        events: list[tuple[dict[str, Any], ActiveAlarms]],
         readings: list[StringSnapshot],
     ) -> None:
         for item in control:
@@ -324,14 +316,16 @@ class MqttSession:
         if rows:
             self.buffer.put(rows)
 
-    def _events(self, events: list[dict[str, Any]]) -> None:
+    def _events(self, events: list[tuple[dict[str, Any], ActiveAlarms]]) -> None:
         """Every event goes to the buffer first (the batch in one transaction),
-        then to each mode that may publish it now."""
+        then to each mode that may publish it now. The events of one commit share
+        one active tuple: it is counted once."""
         records: list[tuple[dict[str, Any], int]] = []
         rows: list[tuple[int, str, str, str]] = []
-        for event in events:
-            self.alarms.apply(event)
-            self.plant.active = self.alarms.counts()
+        for event, active in events:
+            if active is not self._counted:
+                self.plant.active = active_counts(active)
+                self._counted = active
             record = {"event": event, "active": self.plant.active}
             rid = self.buffer.next_rid()
             body = json.dumps(record)

@@ -22,9 +22,9 @@ from pysnmp.entity.rfc3413 import context
 from pysnmp.proto import rfc1902
 
 from . import responders
+from .controller import BtmsController
 from .direct import DirectReads
 from .image import AgentStats, ServeContext, build_index
-from .instrum import BtmsController
 from .settings import SnmpSettings, UserSettings
 
 log = logging.getLogger("btms_gateway.plugins.snmp")

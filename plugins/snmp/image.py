@@ -281,9 +281,9 @@ def raw_at(index: Index, pos: int, ctx: ServeContext) -> Any:
 
 def _raw(seg: Segment, row: int, ctx: ServeContext) -> Any:
     if seg.table is None:
-        return seg.obj.get(None, ctx)  # type: ignore[misc]
+        return seg.obj.get(None, ctx)  # type: ignore[misc]  # every served object has a getter (tables.py)
     obj = seg.table.resolve(ctx, seg.rows.keys[row])
-    return None if obj is None else seg.obj.get(obj, ctx)  # type: ignore[misc]
+    return None if obj is None else seg.obj.get(obj, ctx)  # type: ignore[misc]  # (see above)
 
 
 def value_at(index: Index, pos: int, ctx: ServeContext) -> Any:
@@ -309,7 +309,7 @@ def values(seg: Segment, pos: int, ctx: ServeContext) -> Iterator[tuple[int, Any
     position ``pos``; each getter runs once, and no bisection per value."""
     get = seg.obj.get
     if seg.table is None:
-        raw = get(None, ctx)  # type: ignore[misc]
+        raw = get(None, ctx)  # type: ignore[misc]  # every served object has a getter (tables.py)
         if raw is not None:
             yield 0, raw
         return
@@ -317,7 +317,7 @@ def values(seg: Segment, pos: int, ctx: ServeContext) -> Iterator[tuple[int, Any
     for row in range(max(pos - seg.start, 0), len(keys)):
         obj = resolve(ctx, keys[row])
         if obj is not None:
-            raw = get(obj, ctx)  # type: ignore[misc]
+            raw = get(obj, ctx)  # type: ignore[misc]  # (see above)
             if raw is not None:
                 yield row, raw
 

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import click
 from btms_gateway.core.api import (
     ActiveAlarm,
+    ActiveAlarms,
     AlarmEvent,
-    EventKind,
     Gateway,
     PlantSnapshot,
     Quality,
@@ -49,6 +49,7 @@ class SnmpPlugin:
         self.base = parse_oid(settings.enterprise_base)
         self.stats = AgentStats()
         self._next_alarm_index = 1
+        self._tabled: ActiveAlarms | None = None  # the tuple btmsAlarmTable shows
         self.ctx = ServeContext(
             plant=gateway.store.snapshot,
             gateway_name=gateway.name,
@@ -70,11 +71,23 @@ class SnmpPlugin:
             return None
 
     def _seed_alarms(self, gateway: Gateway) -> dict[str, tuple[int, ActiveAlarm]]:
-        alarms: dict[str, tuple[int, ActiveAlarm]] = {}
-        for a in sorted(gateway.alarms.active(), key=lambda a: a.raised_at):
-            alarms[a.alarm_id] = (self._next_alarm_index, a)
-            self._next_alarm_index += 1
-        return alarms
+        """The alarms active at start (then each event brings the active ones)."""
+        return self._rows(sorted(gateway.alarms.active(), key=lambda a: a.raised_at), {})
+
+    def _rows(
+        self, active: Iterable[ActiveAlarm], rows: Mapping[str, tuple[int, ActiveAlarm]]
+    ) -> dict[str, tuple[int, ActiveAlarm]]:
+        """btmsAlarmTable's rows for ``active``: an alarm keeps the index it was
+        given while it stays active; one not seen before gets the next."""
+        out: dict[str, tuple[int, ActiveAlarm]] = {}
+        for a in active:
+            known = rows.get(a.alarm_id)
+            if known is None:
+                index, self._next_alarm_index = self._next_alarm_index, self._next_alarm_index + 1
+            else:
+                index = known[0]
+            out[a.alarm_id] = (index, a)
+        return out
 
     async def start(self) -> None:
         await self.agent.start(asyncio.get_running_loop())  # startup runs on the gateway's loop
@@ -116,38 +129,14 @@ class SnmpPlugin:
             self.announced_offline.discard(string.name)
             self.notifier.string_quality(string, offline=False)
 
-    def on_alarm(self, event: AlarmEvent) -> None:
-        alarms = dict(self.ctx.alarms)
-        if event.kind is EventKind.CLEARED:
-            alarms.pop(event.alarm_id, None)
-        elif event.kind is EventKind.RAISED:
-            index = alarms[event.alarm_id][0] if event.alarm_id in alarms else None
-            if index is None:
-                index, self._next_alarm_index = self._next_alarm_index, self._next_alarm_index + 1
-            alarms[event.alarm_id] = (index, _active(event))
-        elif event.alarm_id in alarms:
-            index, active = alarms[event.alarm_id]
-            acked = replace(
-                active, acknowledged=True, acknowledged_by=event.by, acknowledged_at=event.at
-            )
-            alarms[event.alarm_id] = (index, acked)
-        self.ctx.alarms = alarms
-        self.agent.controller.invalidate("alarms")
+    def on_alarm(self, event: AlarmEvent, active: ActiveAlarms) -> None:
+        """``active``: the alarms active after the event's commit, as delivered;
+        the table is rebuilt from it once per commit (its events share it)."""
+        if active is not self._tabled:
+            self._tabled = active
+            self.ctx.alarms = self._rows(active, self.ctx.alarms)
+            self.agent.controller.invalidate("alarms")
         self.notifier.alarm(event)
-
-
-def _active(event: AlarmEvent) -> ActiveAlarm:
-    return ActiveAlarm(
-        alarm_id=event.alarm_id,
-        rule=event.rule,
-        severity=event.severity,
-        path=event.path,
-        value=event.value,
-        limit=event.limit,
-        unit=event.unit,
-        message=event.message,
-        raised_at=event.at,
-    )
 
 
 RUNNING: list[SnmpPlugin] = []
@@ -187,10 +176,10 @@ async def string_reading(string: StringSnapshot, plant: PlantSnapshot, gateway: 
 
 
 @hookimpl
-async def alarm_event(event: AlarmEvent, gateway: Gateway) -> None:
+async def alarm_event(event: AlarmEvent, active: ActiveAlarms, gateway: Gateway) -> None:
     for plugin in RUNNING:
         if plugin.gateway is gateway:
-            plugin.on_alarm(event)
+            plugin.on_alarm(event, active)
 
 
 @click.command("mib")

@@ -19,7 +19,7 @@ from btms_gateway.core.api import QueryError
 from prometheus_client.exposition import choose_encoder
 
 from . import data, events, history
-from .jsontext import LIVE, REST
+from .json_cache import LIVE, REST
 from .live import Client, serve_client, sse, sse_text
 from .openapi import openapi_document
 from .security import CSRF_HEADER, SESSION_COOKIE, client_address
@@ -95,7 +95,7 @@ class Handlers:
         # the live plant event last composed: (hub generation, loop time, bytes)
         self._plant_event: tuple[int, float, bytes] | None = None
 
-    # --- plant data (text from jsontext: the same JSON as data.plant() & co.) ------------
+    # --- plant data (text from json_cache: the same JSON as data.plant() & co.) ----------
     async def plant(self, request: web.Request) -> web.Response:
         snap = self.gw.store.snapshot
         await self.cache.prepare(snap, REST)
@@ -238,8 +238,9 @@ class Handlers:
             out.append(sse_text("string", text if text is not None else "null"))
         if client.alarms:
             client.alarms = False
+            # the events and the alarms active after the newest of them, as delivered
             new, client.position = self.svc.ring.since(client.position)
-            active = await _blocking(data.active_alarms, self.gw)
+            active = data.alarms_json(self.svc.active)
             out.append(sse("alarms", {"active": active, "events": data.events_json(new)}))
         return out
 

@@ -3,7 +3,7 @@ objects with core.serialize, so the web, exports and JSON-lines agree.
 
 The dict functions (``plant``, ``ups``, ``string``) are the plain statement
 of each answer; the handlers serve the ``*_text`` twins, which give the same
-JSON text from pieces cached per immutable snapshot (see jsontext; the tests
+JSON text from pieces cached per immutable snapshot (see json_cache.py; the tests
 hold the two equal).
 
 Everything here runs on the event loop and only reads: the plant snapshot is
@@ -15,10 +15,11 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from btms_gateway.core.api import (
+    ActiveAlarm,
     AlarmEvent,
     EventLogHealth,
     EventLogReader,
@@ -31,7 +32,7 @@ from btms_gateway.core.api import (
     ups_dict,
 )
 
-from .jsontext import JsonCache, Style
+from .json_cache import JsonCache, Style
 
 #: display bands when the alarm engine is off or a rule is disabled (2 V lead-acid
 #: per cell, scaled by the block type like the rules themselves)
@@ -197,7 +198,11 @@ def buses(gateway: Gateway) -> list[dict[str, Any]]:
 
 
 def active_alarms(gateway: Gateway) -> list[dict[str, Any]]:
-    return [event_dict(a) for a in gateway.alarms.active()]
+    return alarms_json(gateway.alarms.active())
+
+
+def alarms_json(active: Iterable[ActiveAlarm]) -> list[dict[str, Any]]:
+    return [event_dict(a) for a in active]
 
 
 def log_health(gateway: Gateway) -> EventLogHealth:

@@ -9,7 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import click
-from btms_gateway.core.api import AlarmEvent, Gateway, PerGateway, StringSnapshot, hookimpl
+from btms_gateway.core.api import (
+    ActiveAlarms,
+    AlarmEvent,
+    Gateway,
+    PerGateway,
+    StringSnapshot,
+    hookimpl,
+)
 
 from .commands import web_group
 from .service import WebService
@@ -59,6 +66,6 @@ async def string_reading(string: StringSnapshot, gateway: Gateway) -> None:
 
 
 @hookimpl
-async def alarm_event(event: AlarmEvent, gateway: Gateway) -> None:
+async def alarm_event(event: AlarmEvent, active: ActiveAlarms, gateway: Gateway) -> None:
     if (svc := _services.get(gateway)) is not None:
-        svc.on_alarm(event)
+        svc.on_alarm(event, active)

@@ -20,7 +20,7 @@ from array import array
 from collections.abc import Mapping, Sequence
 from itertools import repeat
 from operator import truediv
-from typing import Any
+from typing import Any, cast
 
 from btms_gateway.core.api import (
     SENSOR_LOST_BIT,
@@ -181,8 +181,10 @@ def _check_columns(
             continue
         spans = arr.valid
         if not lost and arr.no_sensor is None:
-            lo, hi = min(col), max(col)  # type: ignore[type-var]
-            if any(a <= lo and hi <= b for a, b in spans):  # type: ignore[operator]
+            # no None in it: without a lost sensor or a no-sensor marker every cell has a value
+            measured = cast("list[float]", col)
+            lo, hi = min(measured), max(measured)
+            if any(a <= lo and hi <= b for a, b in spans):
                 continue
         for i, x in enumerate(col):
             if x is not None and not inside(x, spans) and not raw[i] & SENSOR_LOST_BIT:

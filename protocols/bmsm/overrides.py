@@ -224,13 +224,15 @@ def effective_map(
     for name, o in doc.string.items():
         new, found = _apply(block[name], o, f"string.{name}", source)
         problems += found
-        block[name] = new  # type: ignore[assignment]
+        assert isinstance(new, Register)  # _apply returns a row of its row's own type
+        block[name] = new
         changes[f"string.{name}"] = _describe(_default_row(f"string.{name}"), new)
     cells = {a.field: a for a in CELL_ARRAYS}
     for name, c in doc.cell.items():
         new, found = _apply(cells[name], c, f"cell.{name}", source)
         problems += found
-        cells[name] = new  # type: ignore[assignment]
+        assert isinstance(new, CellArray)
+        cells[name] = new
         changes[f"cell.{name}"] = _describe(_default_row(f"cell.{name}"), new)
     rows = _with_reserved(list(block.values()))
     if whole and not problems:

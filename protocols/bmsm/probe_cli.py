@@ -102,8 +102,8 @@ def probe_command(
     bus = BusConfig(
         name="probe",
         transport="serial" if port else "rtu-over-tcp",
-        port=port, host=host, tcp_port=tcp_port, baudrate=int(baud), parity=parity,  # type: ignore[arg-type]
-        stopbits=int(stopbits),  # type: ignore[arg-type]
+        port=port, host=host, tcp_port=tcp_port, baudrate=int(baud), parity=parity,  # type: ignore[arg-type]  # click.Choice-checked, typed str
+        stopbits=int(stopbits),  # type: ignore[arg-type]  # click.Choice-checked: 1 or 2, typed int
         timeout_s=timeout or (SCAN_TIMEOUT_S if do_scan else PROBE_TIMEOUT_S),
         # a scan moves on to the next id after a frame gap, not a guard window:
         # a late reply then shows as a garbled one at the next id, said so

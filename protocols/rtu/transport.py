@@ -231,7 +231,7 @@ class SerialTransport(Transport):
         self.raw_write = functools.partial(os.write, fd)
 
     def _read_chunk(self) -> bytes:
-        return os.read(self._fd, 4096)  # type: ignore[arg-type]
+        return os.read(self._fd, 4096)  # type: ignore[arg-type]  # called only while open: _fd is set
 
     def _write_all(self, data: bytes) -> None:
         # os.write first: a request is 8 bytes and the port's buffer is empty
@@ -239,7 +239,7 @@ class SerialTransport(Transport):
         # select() per call to honour write_timeout; it only runs for the rest
         # of a short write.
         try:
-            sent = os.write(self._fd, data)  # type: ignore[arg-type]
+            sent = os.write(self._fd, data)  # type: ignore[arg-type]  # only while open: _fd is set
         except BlockingIOError:
             sent = 0
         if sent < len(data):

@@ -89,8 +89,8 @@ def simulate(
     link: str | None, port: str | None, tcp: str | None,
     mode: Literal["float", "discharge"], seed: int,
     faults: tuple[str, ...], vanish_s: float, late_ms: float, reply_delay_ms: float,
-    unmeasured_s: float, past_count: str, frozen: bool, overrides: Path | None,
-    duration: float | None,
+    unmeasured_s: float, past_count: Literal["zero", "exception"], frozen: bool,
+    overrides: Path | None, duration: float | None,
 ) -> None:  # fmt: skip
     """Simulate BM-SM string masters speaking Modbus RTU at real wire speed."""
     if sum(bool(x) for x in (use_pty, port, tcp)) > 1:
@@ -111,7 +111,7 @@ def simulate(
         seed=seed, mode=mode, transport="tcp" if tcp else "serial" if port else "pty",
         port=port, link=link, host=host, tcp_port=tcp_port, rates=rates, vanish_s=vanish_s,
         late_s=late_ms / 1000, unmeasured_s=unmeasured_s, reply_delay_s=reply_delay_ms / 1000,
-        past_count=past_count, frozen=frozen, regmap=regmap,  # type: ignore[arg-type]
+        past_count=past_count, frozen=frozen, regmap=regmap,
     )  # fmt: skip
     try:
         sim.start()

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from btms_gateway.core.api import CellReading, CellStatus, StringReading
+from btms_gateway.core.api import CellStatus, StringReading
 
 from ..decode import decode_reading, encode_block, encode_value
 from ..registers import MAX_CELLS
@@ -234,6 +234,3 @@ class StringModel:
         block = [img.get(a, 0) for a in range(regmap.block_read.address, regmap.block_read.end)]
         arrays = {a.base: [img[a.base + i] for i in range(n)] for a in regmap.cells}
         return decode_reading(block, arrays, read_at, regmap)
-
-    def expected_cells(self) -> tuple[CellReading, ...]:
-        return self.expected_reading().cells

@@ -149,8 +149,11 @@ class Simulator:
     def port(self) -> str:
         """The serial path a client opens (the pty's slave or its symlink), or
         HOST:PORT for TCP."""
+        return self._started().client_path
+
+    def _started(self) -> Endpoint:
         assert self.endpoint is not None, "start() the simulator first"
-        return self.endpoint.client_path
+        return self.endpoint
 
     @property
     def tcp_address(self) -> tuple[str, int]:
@@ -258,10 +261,10 @@ class Simulator:
 
     def unplug(self) -> None:
         """Pull the "adapter": the pty (and its symlink) disappears."""
-        self._call(lambda: self.endpoint.unplug())  # type: ignore[union-attr]
+        self._call(lambda: self._started().unplug())
 
     def replug(self) -> None:
-        self._call(lambda: self.endpoint.replug())  # type: ignore[union-attr]
+        self._call(lambda: self._started().replug())
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         if self._thread is None:

@@ -1,5 +1,5 @@
-"""A small bacpypes3 BACnet/IP client, for tests, the benchmark and
-troubleshooting a deployed device from the gateway host.
+"""A small bacpypes3 BACnet/IP client for tests and benchmarks (a free UDP
+port for it: ``ports.free_udp_port``).
 
 On one host the client needs its own UDP port: bacpypes3 treats any
 127.x.x.x address on its own port as itself and loops the packet back, and
@@ -10,7 +10,6 @@ BACnet device must answer like a broadcast one.
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 from bacpypes3.app import Application
@@ -18,13 +17,6 @@ from bacpypes3.local.device import DeviceObject
 from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.pdu import Address
 from bacpypes3.primitivedata import ObjectIdentifier
-
-
-def free_udp_port(host: str = "127.0.0.1") -> int:
-    """A UDP port nothing is bound to right now (for tests and benchmarks)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def make_client(

@@ -16,15 +16,15 @@ from typing import Any
 
 import click
 
-from ..alarms.cli import db_path, iso, parse_time
-from ..config_load import ConfigError
-from ..plugin_manager import create_manager
-from ..registry import load_settings
-from .config import HistorySection
-from .export import ExportError, export
-from .quantities import RECORDED
-from .query import RESOLUTIONS, HistoryQueries, QueryError, parse_cells
-from .store import FILE_NAME, connect
+from .alarms_cli import db_path, iso, parse_time
+from .config_load import ConfigError
+from .history.config import HistorySection
+from .history.export import ExportError, export
+from .history.quantities import RECORDED
+from .history.query import RESOLUTIONS, HistoryQueries, QueryError, parse_cells
+from .history.store import FILE_NAME, connect
+from .plugin_manager import create_manager
+from .registry import load_settings
 
 #: where the history file is: a config's data_dir, or the file itself
 _WHERE = (

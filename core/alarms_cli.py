@@ -24,13 +24,13 @@ from typing import Any
 
 import click
 
-from ..alarm_types import AlarmEvent, EventKind, Severity
-from ..config_load import ConfigError
-from ..plugin_manager import create_manager
-from ..registry import load_settings
-from ..serialize import event_dict
-from . import baseline, inbox
-from .eventlog import EventLog, EventLogError
+from .alarm_types import AlarmEvent, EventKind, Severity
+from .alarms import baseline, inbox
+from .alarms.eventlog import EventLog, EventLogError
+from .config_load import ConfigError
+from .plugin_manager import create_manager
+from .registry import load_settings
+from .serialize import event_dict
 
 DB_NAME = "events.sqlite"
 EXIT_NOT_APPLIED = 1

@@ -14,7 +14,7 @@ GETBULK (``read_bulk``) walks each repeated varbind's chain in one call and
 asks it once per scalar or column a chain enters when no VACM view treats
 part of that column differently, and per value otherwise; in pysnmp's tree
 it asks once per region every view decides as a whole (views.py), and the
-end of that tree is remembered (defaults.py). Every step a chain takes
+end of that tree is remembered (end_of_view.py). Every step a chain takes
 outside our subtree, or from below it, is the GETNEXT step itself, so the
 answers are those of pysnmp's repetition loop.
 """
@@ -28,7 +28,7 @@ from pysnmp.proto import rfc1905
 from pysnmp.smi import error
 from pysnmp.smi.instrum import AbstractMibInstrumController
 
-from .defaults import EndOfView
+from .end_of_view import EndOfView
 from .image import (
     Index,
     ServeContext,

@@ -25,7 +25,7 @@ The classes keep bacpypes3's encoding and services but:
   per quantity,
 * refuse every write with write-access-denied (the stock analog input
   accepts writes to present-value and out-of-service),
-* report COV through criteria classes that also watch reliability,
+* report COV through the criteria of cov_notify.py, which also watch reliability,
   event-state and out-of-service (status-flags is computed in bacpypes3, so
   its own monitor never fires: a reliability change alone would be
   silent), read the reported values from the object (the stock criteria
@@ -37,12 +37,10 @@ The classes keep bacpypes3's encoding and services but:
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections import defaultdict
 from typing import Any, ClassVar
 
-from bacpypes3.apdu import ConfirmedCOVNotificationRequest, UnconfirmedCOVNotificationRequest
 from bacpypes3.basetypes import (
     BinaryPV,
     DeviceObjectReference,
@@ -51,16 +49,13 @@ from bacpypes3.basetypes import (
     NodeType,
     Polarity,
     PropertyIdentifier,
-    PropertyValue,
     Reliability,
     StatusFlags,
 )
-from bacpypes3.constructeddata import Any as AnyValue
 from bacpypes3.constructeddata import ArrayOf
 from bacpypes3.errors import ExecutionError
 from bacpypes3.local.analog import AnalogInputObject as _AI
 from bacpypes3.local.binary import BinaryInputObject as _BI
-from bacpypes3.local.cov import COVIncrementCriteria, GenericCriteria
 from bacpypes3.local.multistate import MultiStateInputObject as _MSI
 from bacpypes3.local.object import Object as _LocalObject
 from bacpypes3.object import StructuredViewObject as _SV
@@ -73,13 +68,13 @@ from bacpypes3.primitivedata import (
     Unsigned,
 )
 
+from .cov_notify import AnalogCriteria, StateCriteria
+
 COMMON = ("objectIdentifier", "objectName", "objectType", "description", "propertyList")
 STATUS = ("statusFlags", "eventState", "reliability", "outOfService")
 #: what the image compares on a watched object after every change
 WATCHED = ("presentValue", "reliability", "eventState")
 
-_PROPERTY_IDS: dict[str, Any] = {}
-_PV = PropertyValue._elements  # the context-tagged element classes of each field
 
 # --- typed values without bacpypes3's casting machinery ------------------------
 # bacpypes3 primitives are Python builtins underneath (float, str, tuple, int);
@@ -132,82 +127,6 @@ def property_list(obj: Any) -> Any:
         if n not in NOT_IN_PROPERTY_LIST and inspect.getattr_static(obj, n, None) is not None
     ]
     return ArrayOf(PropertyIdentifier)([pid(n) for n in names])
-
-
-# --- COV ------------------------------------------------------------------------
-def property_values(obj: Any, names: tuple[str, ...] | list[str]) -> list[PropertyValue]:
-    """The list-of-values of a notification. Built without bacpypes3's generic
-    Sequence set-up (a static lookup per missing field, about 0.1 ms per
-    value), which dominated the cost of a notification."""
-    out = []
-    for name in names:
-        pid = _PROPERTY_IDS.get(name)
-        if pid is None:
-            pid = _PROPERTY_IDS[name] = _PV["propertyIdentifier"](PropertyIdentifier(name))
-        pv = PropertyValue.__new__(PropertyValue)
-        pv.__dict__.update(
-            propertyIdentifier=pid,
-            propertyArrayIndex=None,
-            value=_PV["value"](AnyValue(getattr(obj, name))),
-            priority=None,
-        )
-        out.append(pv)
-    return out
-
-
-def send_notification(app: Any, cov: Any, values: list[PropertyValue]) -> None:
-    """One COV notification to one subscriber (object-level or property-level:
-    both carry client_addr, proc_id, obj_id, confirmed and cancel_handle)."""
-    now = asyncio.get_running_loop().time()
-    request = (
-        ConfirmedCOVNotificationRequest() if cov.confirmed else UnconfirmedCOVNotificationRequest()
-    )
-    request.pduDestination = cov.client_addr
-    request.subscriberProcessIdentifier = cov.proc_id
-    request.initiatingDeviceIdentifier = app.device_object.objectIdentifier
-    request.monitoredObjectIdentifier = cov.obj_id
-    request.timeRemaining = (
-        0 if cov.cancel_handle is None else max(1, int(cov.cancel_handle.when() - now))
-    )
-    request.listOfValues = values
-    app.cov_notification(cov, request)
-
-
-def notify(detection: Any, subscription: Any = None) -> None:
-    """Send a COV notification for ``detection.obj`` to one or all subscribers."""
-    if not detection.cov_subscriptions:
-        return
-    values = property_values(detection.obj, detection.properties_reported)
-    targets = [subscription] if subscription is not None else list(detection.cov_subscriptions)
-    for cov in targets:
-        send_notification(detection.obj._app, cov, values)
-
-
-class AnalogCriteria(COVIncrementCriteria):
-    """COV-increment criteria that also report quality changes."""
-
-    properties_tracked = (
-        "presentValue",
-        "covIncrement",
-        "reliability",
-        "eventState",
-        "outOfService",
-    )
-    properties_reported = ("presentValue", "statusFlags")
-
-    def send_cov_notifications(self, subscription: Any = None) -> None:
-        self.previously_reported_value = self.obj.presentValue
-        notify(self, subscription)
-
-
-class StateCriteria(GenericCriteria):
-    """Any-change criteria (binary and multi-state) that also report quality changes."""
-
-    properties_tracked = ("presentValue", "reliability", "eventState", "outOfService")
-    properties_reported = ("presentValue", "statusFlags")
-
-    def send_cov_notifications(self, subscription: Any = None) -> None:
-        notify(self, subscription)
 
 
 # --- per-quantity constants ------------------------------------------------------
@@ -366,8 +285,9 @@ class ValueView(View):
 def _slim(cls: type) -> type:
     """Keep only ``cls._served`` properties (run after the bacpypes3 metaclass
     has collected the inherited ones, so it cannot be __init_subclass__)."""
-    served = cls._served  # type: ignore[attr-defined]
-    cls._elements = {k: v for k, v in cls._elements.items() if k in served}  # type: ignore[attr-defined]
+    # cls is a View (``_served``) and a bacpypes3 object (``_elements``): no one type says both
+    served = cls._served  # type: ignore[attr-defined]  # a View's (see above)
+    cls._elements = {k: v for k, v in cls._elements.items() if k in served}  # type: ignore[attr-defined]  # bacpypes3's
     return cls
 
 

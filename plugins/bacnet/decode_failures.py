@@ -24,7 +24,7 @@ MAX_KINDS = 32  # distinct kinds counted by name; the rest as "other"
 _ERROR_NAME = re.compile(r"\b([A-Z]\w*(?:Error|Exception))\b")
 
 
-class DecodeNoise(logging.Filter):
+class DecodeFailures(logging.Filter):
     def __init__(self, every_s: float = SUMMARY_EVERY_S) -> None:
         super().__init__()
         self.every_s = every_s
