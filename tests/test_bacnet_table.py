@@ -14,6 +14,7 @@ from btms_gateway.plugins.bacnet.ede import COLUMNS, ede_lines, state_text_lines
 from btms_gateway.plugins.bacnet.listing import objects_csv, objects_markdown
 from btms_gateway.plugins.bacnet.objects import (
     CELL_QUANTITIES,
+    UNITS,
     Layout,
     TableError,
     build_points,
@@ -39,10 +40,12 @@ def test_full_plant_has_19200_cell_objects_with_unique_names_and_ids() -> None:
 
 
 def test_every_analog_object_has_units_and_a_cov_increment() -> None:
+    """Its unit is the table's in BACnet's engineering units: noUnits only for a count."""
     for p in build_points(FULL, cells="summary"):
         if p.kind == "analogInput":
             assert p.quantity is not None
-            assert p.quantity.units != "noUnits", p.name
+            assert p.quantity.units == UNITS[p.quantity.unit_text], p.name
+            assert (p.quantity.units == "noUnits") == (p.quantity.unit_text == ""), p.name
             assert p.quantity.cov_increment and p.quantity.cov_increment > 0, p.name
 
 

@@ -49,7 +49,7 @@ async def startup(gateway: Gateway) -> None:
     settings = gateway.plugin_config(NAME)
     assert isinstance(settings, BacnetSettings)
     svc = BacnetService(settings)
-    await svc.start(gateway.store.snapshot, list(gateway.alarms.active()))
+    await svc.start(gateway.store.snapshot, list(gateway.alarms.active()), gateway)
     _services.add(gateway, svc)
 
 

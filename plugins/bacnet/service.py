@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from btms_gateway.core.api import EventKind
+from btms_gateway.core.api import QUANTITIES, EventKind, Level, Quantity
 
 from .device import start_device
 from .image import Image
@@ -19,12 +19,19 @@ from .settings import BacnetSettings
 log = logging.getLogger("btms_gateway.plugins.bacnet")
 
 
-def points_for(settings: BacnetSettings, layout: Layout) -> list[Point]:
+def points_for(settings: BacnetSettings, layout: Layout, source: Any = None) -> list[Point]:
+    """The objects of a plant; ``source`` is the gateway (or the exporter's plant)
+    whose quantity table (``quantities(level)``) the objects derive from; None:
+    core's own table."""
+    table: tuple[Quantity, ...] | list[Quantity] = (
+        QUANTITIES if source is None else [q for lv in Level for q in source.quantities(lv)]
+    )
     return build_points(
         layout,
         cells=settings.cells,
         cells_per_string=settings.cells_per_string,
         structured_views=settings.structured_views,
+        table=table,
     )
 
 
@@ -42,9 +49,10 @@ class BacnetService:
         #: datagrams dropped because their sender is not in ``allow``
         self.refused_allowlist = 0
 
-    async def start(self, plant: Any, active_alarms: list[Any]) -> None:
+    async def start(self, plant: Any, active_alarms: list[Any], quantities: Any = None) -> None:
+        """``quantities``: what has the plant's quantity table (the gateway)."""
         started = time.perf_counter()
-        self.points = points_for(self.settings, Layout.from_plant(plant))
+        self.points = points_for(self.settings, Layout.from_plant(plant), quantities)
         self.app, self.image = await start_device(self.settings, self.points, self._refused)
         self.objects = self.image.objects
         self.noise.install(asyncio.get_running_loop())
