@@ -87,6 +87,7 @@ from .quantities import (
     names_of,
     of_level,
     quantity,
+    table_of,
 )
 from .serialize import (
     cell_dict,
@@ -203,5 +204,6 @@ __all__ = [
     "rules_for",
     "string_dict",
     "string_head",
+    "table_of",
     "ups_dict",
 ]

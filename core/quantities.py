@@ -28,7 +28,7 @@ import enum
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from .alarm_types import Severity
 from .model import (
@@ -278,6 +278,20 @@ def merged(
 def of_level(level: Level, table: Iterable[Quantity] = QUANTITIES) -> tuple[Quantity, ...]:
     """The quantities of one level, in table order (core's, then the plugins')."""
     return tuple(q for q in table if q.level == level)
+
+
+class HasQuantities(Protocol):
+    """A gateway, or an exporter's plant: what gives a level's quantities."""
+
+    def quantities(self, level: Level) -> tuple[Quantity, ...]: ...
+
+
+def table_of(source: HasQuantities | None) -> tuple[Quantity, ...]:
+    """The whole merged table of ``source`` (every level, table order), or core's
+    own when ``source`` is None: what a protocol derives its table from."""
+    if source is None:
+        return QUANTITIES
+    return tuple(q for level in Level for q in source.quantities(level))
 
 
 def quantity(level: Level, key: str, table: Iterable[Quantity] = QUANTITIES) -> Quantity:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from btms_gateway.core.api import QUANTITIES, EventKind, Level, Quantity
+from btms_gateway.core.api import EventKind, table_of
 
 from .device import start_device
 from .image import Image
@@ -23,15 +23,12 @@ def points_for(settings: BacnetSettings, layout: Layout, source: Any = None) -> 
     """The objects of a plant; ``source`` is the gateway (or the exporter's plant)
     whose quantity table (``quantities(level)``) the objects derive from; None:
     core's own table."""
-    table: tuple[Quantity, ...] | list[Quantity] = (
-        QUANTITIES if source is None else [q for lv in Level for q in source.quantities(lv)]
-    )
     return build_points(
         layout,
         cells=settings.cells,
         cells_per_string=settings.cells_per_string,
         structured_views=settings.structured_views,
-        table=table,
+        table=table_of(source),
     )
 
 
