@@ -13,6 +13,7 @@ series at full scale).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from btms_gateway.core.api import DeviceStatus, Gateway, Level, Quality, table_of
@@ -184,6 +185,8 @@ class GatewayCollector(Collector):
         own = [(f, G(f.series.name, f.series.help, labels=[*lbl, *f.labels]))
                for f in self.ups_families]  # fmt: skip
         for u in snap.ups.values():
+            if any(snap.strings[n].reading is None for n in u.strings if n in snap.strings):
+                u = replace(u, read_at=None)  # no data age while a string was never read
             _add(own, u, [u.name], u.quality is Quality.GOOD)
         yield from (m for _, m in own)
 

@@ -40,6 +40,10 @@ def _last_read(s: Any) -> float | None:
     return None if s.reading is None else s.reading.read_at
 
 
+def _ups_read_at(u: Any) -> float | None:
+    return u.read_at  # the collector hands a UPS with a never-read string without one
+
+
 def _sensor_lost(c: Any) -> int:
     return 1 if c.device_status is DeviceStatus.ERROR else 0
 
@@ -90,6 +94,9 @@ PLACEMENTS: dict[tuple[Level, str], Series] = {
                           "UPS status state set (error if any of its strings errs).",
                           shape="stateset", label="status"),
     (U, "string_count"): Series("btms_ups_strings", "Strings in this UPS."),
+    (U, "data_age"): Series("btms_ups_last_read_timestamp_seconds",
+                            "When its oldest string values were read (age = now - this; absent "
+                            "while a string of it was never read).", read=_ups_read_at),
     (C, "flags"): Series("btms_cell_flags", "Cell status bits (1 = set).", shape="bits",
                          label="flag"),
 }
