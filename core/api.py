@@ -86,6 +86,7 @@ from .quantities import (
     Role,
     names_of,
     of_level,
+    placed,
     quantity,
     table_of,
 )
@@ -194,6 +195,7 @@ __all__ = [
     "of_level",
     "parse_cells",
     "peer_host",
+    "placed",
     "plant_dict",
     "plant_options",
     "problems_from",

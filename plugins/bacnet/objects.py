@@ -230,36 +230,22 @@ def _rows(q: api.Quantity, place: Placement) -> list[Quantity]:
     ]  # fmt: skip
 
 
-def served(q: api.Quantity) -> bool:
-    """Whether the objects serve ``q`` (NOT_SERVED says why not)."""
-    if (q.level, q.key) in NOT_SERVED:
-        return False
-    if (q.level, q.key) in PLACEMENTS:
-        return True
-    if q.level is C:
-        return False  # new cell objects need the image's cell columns: not placed automatically
-    return q.read is not None or q.key == "data_age"
-
-
 def object_rows(
     level: api.Level, table: Iterable[api.Quantity] = api.QUANTITIES
 ) -> tuple[Quantity, ...]:
     """The object rows of one level derived from the quantity table: each quantity
     at its placement, one without a placement at the next free offset of its
     block (its object type by kind: analog, multi-state or binary input)."""
-    quantities = [q for q in api.of_level(level, table) if served(q)]
-    rows: list[Quantity] = []
-    for q in quantities:
-        place = PLACEMENTS.get((level, q.key))
-        if place is not None:
-            rows += _rows(q, place)
+    chosen = [
+        (q, place)
+        for q, place in api.placed(level, table, PLACEMENTS, NOT_SERVED)
+        if place is not None or level is not C  # a new cell object needs the image's columns
+    ]
+    rows = [row for q, place in chosen if place is not None for row in _rows(q, place)]
     free = max((r.offset for r in rows), default=0) + 1
-    for q in quantities:
-        if (level, q.key) not in PLACEMENTS:
-            if q.kind == "bits":
-                made = _rows(q, Placement(free, bits=True, later=True))
-            else:
-                made = _rows(q, Placement(free, later=True))
+    for q, place in chosen:
+        if place is None:
+            made = _rows(q, Placement(free, bits=q.kind == "bits", later=True))
             rows += made
             free += len(made)
     if free > OFFSET_LIMIT[level]:

@@ -24,7 +24,7 @@ from btms_gateway.core.api import (
     Level,
     Quantity,
     Role,
-    of_level,
+    placed,
 )
 
 Block = Literal["ups", "string", "cell"]
@@ -154,6 +154,20 @@ class Placement:
 
 U, St, C = Level.UPS, Level.STRING, Level.CELL
 
+
+def _alarm_summary(level: Level, first: int, where: str) -> dict[tuple[Level, str], Placement]:
+    """The two registers of a block's alarm summary, read from the view."""
+    return {
+        (level, "active_alarms"): Placement(
+            first, f"{level.value}_active_alarms", "u16", EXT,
+            f"gateway alarms active on {where}, and on the gateway itself (event_log_failing)",
+            read=lambda v: v.active_alarms),
+        (level, "alarm_severity"): Placement(
+            first + 1, f"{level.value}_alarm_severity", "enum", EXT, SEVERITY_TEXT,
+            read=lambda v: v.max_severity),
+    }  # fmt: skip
+
+
 # fmt: off
 #: today's registers, keyed by (level, key) of the quantity table: they never move
 PLACEMENTS: dict[tuple[Level, str], Placement] = {
@@ -168,12 +182,7 @@ PLACEMENTS: dict[tuple[Level, str], Placement] = {
     (U, "data_age"): Placement(21, "ups_data_age", "u16", EXT,
                                "age of its oldest string values; 65535 = a string of it never "
                                "read (or older)", missing=NO_VALUE_U16),
-    (U, "active_alarms"): Placement(22, "ups_active_alarms", "u16", EXT,
-                                    "gateway alarms active on the UPS, its strings and cells, and "
-                                    "on the gateway itself (event_log_failing)",
-                                    read=lambda v: v.active_alarms),
-    (U, "alarm_severity"): Placement(23, "ups_alarm_severity", "enum", EXT, SEVERITY_TEXT,
-                                     read=lambda v: v.max_severity),
+    **_alarm_summary(U, 22, "the UPS, its strings and cells"),
     (U, "string_count"): Placement(24, "ups_string_count", "u16", EXT),
     # --- string block: unit id = 100 + string index 1..32 ---------------------------
     (St, "status"): Placement(1, "string_status", "enum", GW,
@@ -205,12 +214,7 @@ PLACEMENTS: dict[tuple[Level, str], Placement] = {
     (St, "data_age"): Placement(21, "string_data_age", "u16", EXT,
                                 "seconds since the values were read; 65535 = never read (or "
                                 "older)", missing=NO_VALUE_U16),
-    (St, "active_alarms"): Placement(22, "string_active_alarms", "u16", EXT,
-                                     "gateway alarms active on the string and its cells, and on "
-                                     "the gateway itself (event_log_failing)",
-                                     read=lambda v: v.active_alarms),
-    (St, "alarm_severity"): Placement(23, "string_alarm_severity", "enum", EXT, SEVERITY_TEXT,
-                                      read=lambda v: v.max_severity),
+    **_alarm_summary(St, 22, "the string and its cells"),
     (St, "soh"): Placement(25, "string_soh", "u16", EXT,
                            "derived by the gateway: the lowest cell SOH (the device has no "
                            "string SOH)"),
@@ -267,7 +271,7 @@ def _point(q: Quantity, place: Placement) -> Point:
     if q.kind == "bool":
         read = _as_int(read)
     scale = None if place.kind in ("enum", "bits") else q.resolution
-    return Point(q.level.value, place.offset, place.name, place.kind, scale, q.unit,  # type: ignore[arg-type]
+    return Point(q.level.value, place.offset, place.name, place.kind, scale, q.unit,
                  M if q.measured else S, place.origin, place.description or q.description,
                  read, place.missing, live)  # fmt: skip
 
@@ -288,24 +292,22 @@ def build_points(table: Iterable[Quantity] = QUANTITIES) -> tuple[Point, ...]:
     table = tuple(table)
     points: list[Point] = list(IDENTITY_POINTS)
     for level in Level:
-        quantities = of_level(level, table)
-        placed = [
-            (q, PLACEMENTS[(level, q.key)]) for q in quantities if (level, q.key) in PLACEMENTS
-        ]
-        points += [_point(q, place) for q, place in placed]
+        chosen = list(placed(level, table, PLACEMENTS))
+        points += [_point(q, place) for q, place in chosen if place is not None]
         free = max(
             (p.offset + p.words for p in points if p.block == level.value
              and p.offset >= EXTENSION_START[level]),
             default=EXTENSION_START[level],
         )  # fmt: skip
-        for q in quantities:
-            if (level, q.key) in PLACEMENTS or (q.read is None and q.key != "data_age"):
-                continue
-            kind = _auto_kind(q)
-            missing = 0 if kind in ("enum", "bits") else NO_VALUE_S16 if q.signed else NO_VALUE_U16
-            points.append(_point(q, Placement(free, f"{level.value}_{q.key}", kind, EXT,
-                                              missing=missing)))  # fmt: skip
-            free += 1
+        for q, place in chosen:
+            if place is None:
+                kind = _auto_kind(q)
+                missing = (
+                    0 if kind in ("enum", "bits") else NO_VALUE_S16 if q.signed else NO_VALUE_U16
+                )
+                points.append(_point(q, Placement(free, f"{level.value}_{q.key}", kind, EXT,
+                                                  missing=missing)))  # fmt: skip
+                free += 1
         if level is C and free > CELL_STRIDE:
             raise ValueError(f"the cell block holds {CELL_STRIDE} registers a cell")
     order = {lv.value: n for n, lv in enumerate(Level)}

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from btms_gateway.core.api import QUANTITIES, Level, Quality, Quantity, of_level
+from btms_gateway.core.api import QUANTITIES, Level, Quality, Quantity, placed
 
 from .conventions import (
     DEVICE_STATUS,
@@ -192,14 +192,8 @@ def quantity_columns(level: Level, table: Iterable[Quantity], after: int) -> lis
     placement at the next sub-identifier after ``after`` (the table's last),
     its syntax by kind and scale."""
     out: list[Obj] = []
-    for q in of_level(level, table):
-        key = (level, q.key)
-        if key in NOT_SERVED:
-            continue
-        col = COLUMNS.get(key)
+    for q, col in placed(level, table, COLUMNS, NOT_SERVED):
         if col is None:
-            if q.read is None:
-                continue  # computed when asked: a protocol must say how (a placement)
             after += 1
             syntax = (
                 SCALED_SYNTAX.get(q.scale, "Integer32") if q.kind == "number"
@@ -325,44 +319,37 @@ def _columns(level: Level, identity: tuple[Obj, ...], table: Iterable[Quantity])
     return tuple(sorted(columns, key=lambda c: c.subid))
 
 
-def quantity_tables(table: Iterable[Quantity] = QUANTITIES) -> tuple[Table, Table, Table]:
+# fmt: off
+#: each level's table: (level, sub-id, its identity columns, description, entry
+#: description, index, rows, resolve, blocks); the columns come from the quantities
+LEVEL_TABLES: tuple[tuple[Any, ...], ...] = (
+    (U, 2, UPS_IDENTITY, "Battery systems (UPS): the aggregate of their strings.",
+     "One battery system.", ("btmsUpsIndex",), _ups_rows,
+     lambda ctx, key: ctx.plant.ups.get(key), None),
+    (S, 3, STRING_IDENTITY, "Battery strings (one BM-SM string master each).",
+     "One string. Value columns of a string never read are absent; those of a stale or "
+     "offline string hold the last good values (see btmsStringQuality and btmsStringDataAge).",
+     ("btmsStringIndex",), _string_rows, lambda ctx, key: ctx.plant.strings.get(key), None),
+    (C, 4, CELL_IDENTITY, "Cells (BM-CS sensors) of every string that has been read.",
+     "One cell, indexed by its string's index and its own index.",
+     ("btmsStringIndex", "btmsCellIndex"), _cell_rows, _resolve_cell, _cell_blocks),
+)
+# fmt: on
+
+
+def quantity_tables(table: Iterable[Quantity] = QUANTITIES) -> tuple[Table, ...]:
     """The UPS, string and cell tables of one quantity table (a gateway's:
     core's and the plugins' quantities)."""
     table = tuple(table)
-    ups = Table(
-        name="btmsUps",
-        subid=2,
-        description="Battery systems (UPS): the aggregate of their strings.",
-        entry_description="One battery system.",
-        index=("btmsUpsIndex",),
-        rows=_ups_rows,
-        resolve=lambda ctx, key: ctx.plant.ups.get(key),
-        columns=_columns(U, UPS_IDENTITY, table),
-    )
-    string = Table(
-        name="btmsString",
-        subid=3,
-        description="Battery strings (one BM-SM string master each).",
-        entry_description="One string. Value columns of a string never read are absent; "
-        "those of a stale or offline string hold the last good values (see "
-        "btmsStringQuality and btmsStringDataAge).",
-        index=("btmsStringIndex",),
-        rows=_string_rows,
-        resolve=lambda ctx, key: ctx.plant.strings.get(key),
-        columns=_columns(S, STRING_IDENTITY, table),
-    )
-    cell = Table(
-        name="btmsCell",
-        subid=4,
-        description="Cells (BM-CS sensors) of every string that has been read.",
-        entry_description="One cell, indexed by its string's index and its own index.",
-        index=("btmsStringIndex", "btmsCellIndex"),
-        rows=_cell_rows,
-        blocks=_cell_blocks,
-        resolve=_resolve_cell,
-        columns=_columns(C, CELL_IDENTITY, table),
-    )
-    return ups, string, cell
+    return tuple(
+        Table(TABLE_NAMES[level], subid, description, entry, index,
+              _columns(level, identity, table), rows, resolve, blocks=blocks)
+        for level, subid, identity, description, entry, index, rows, resolve, blocks
+        in LEVEL_TABLES
+    )  # fmt: skip
+
+
+UPS_TABLE, STRING_TABLE, CELL_TABLE = quantity_tables()
 
 
 def _alarm_rows(ctx: Any) -> list[tuple[tuple[int, ...], Any]]:
@@ -408,7 +395,6 @@ ALARM_TABLE = Table(
     ),
 )  # fmt: skip
 
-UPS_TABLE, STRING_TABLE, CELL_TABLE = quantity_tables()
 #: the tables of core's own quantity table (the MIB text, the docs); an agent serves
 #: ``mib_tables(table_of(gateway))``
 TABLES = (UPS_TABLE, STRING_TABLE, CELL_TABLE, ALARM_TABLE)

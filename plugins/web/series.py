@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from btms_gateway.core.api import DeviceStatus, Level, Quantity, of_level
+from btms_gateway.core.api import DeviceStatus, Level, Quantity, placed
 
 Shape = Literal["gauge", "stateset", "bits"]
 U, S, C = Level.UPS, Level.STRING, Level.CELL
@@ -171,15 +171,7 @@ def families(level: Level, table: Iterable[Quantity]) -> tuple[Family, ...]:
     """The families of one level in table order: each quantity at its placement,
     one without a placement named automatically; none for one that is not
     served, or that the serving code computes and has no placement here."""
-    out = []
-    for q in of_level(level, table):
-        key = (level, q.key)
-        if key in NOT_SERVED:
-            continue
-        series = PLACEMENTS.get(key)
-        if series is None:
-            if q.read is None:
-                continue  # computed when served: a placement must say how
-            series = automatic(q)
-        out.append(Family(series, q))
-    return tuple(out)
+    return tuple(
+        Family(series or automatic(q), q)
+        for q, series in placed(level, table, PLACEMENTS, NOT_SERVED)
+    )
