@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from btms_gateway.core.cli import build_cli
-from btms_gateway.plugins.bacnet.ede import COLUMNS, ede_lines, state_text_lines
+from btms_gateway.plugins.bacnet.ede import COLUMNS, ede_lines, state_text_lines, state_text_table
 from btms_gateway.plugins.bacnet.listing import objects_csv, objects_markdown
 from btms_gateway.plugins.bacnet.objects import (
     CELL_QUANTITIES,
@@ -227,3 +227,20 @@ def test_a_string_named_like_the_plant_view_is_refused() -> None:
     with pytest.raises(TableError, match=r"unique.*\['plant'\]"):
         build_points(layout)
     assert build_points(layout, structured_views=False)
+
+
+def test_added_objects_never_renumber_the_first_releases_state_texts() -> None:
+    """The EDE numbers state texts by first use; the objects the quantity table
+    added (UPS status and quality come first in browse order) are numbered after
+    the first release's, so a front end's imported references stay valid."""
+    refs = state_text_table(build_points(FULL))
+    first = [
+        ("float charge", "equalize charge", "discharge", "idle", "abnormal", "unknown"),
+        ("open", "closed"),
+        ("off", "on"),
+        ("normal", "alarm"),
+        ("normal", "failing"),
+    ]
+    assert list(refs)[: len(first)] == first
+    assert list(refs.values()) == list(range(1, len(refs) + 1))
+    assert ("disabled", "ok", "error") in refs and ("good", "stale", "offline") in refs
