@@ -13,7 +13,7 @@ manager shows 2.251 V where the wire carries 2251.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,8 +50,9 @@ def _s(name: str, sub: int, syntax: str, base: str, desc: str, **kw: Any) -> Obj
 class Column:
     """Where one plant quantity (core's table, keyed by level and key) sits in its
     MIB table: column name, sub-identifier, syntax, the MIB's own description and
-    units text. ``get`` replaces the getter derived from the table's read (data age,
-    computed when asked; the device status's numbering)."""
+    units text. ``get`` replaces the getter derived from the table's read (a data
+    age, computed when asked); ``numbers`` an enumeration's numbering from 1 in the
+    table's order (the device status keeps the BM-GW's)."""
 
     name: str
     subid: int
@@ -59,6 +60,7 @@ class Column:
     description: str
     units: str | None = None
     get: Callable[[Any, Any], Any] | None = None
+    numbers: Mapping[int, int] | None = None
 
 
 #: the SMI base type of each kind of quantity
@@ -82,18 +84,13 @@ def _ups_age(u: Any, c: Any) -> int | None:
     return int(max(0.0, c.now - u.read_at))
 
 
-def _device_status(row: Any, c: Any) -> int:
-    status = row.status if hasattr(row, "strings") else row.device_status
-    return DEVICE_STATUS[int(status)]
-
-
 U, S, C = Level.UPS, Level.STRING, Level.CELL
 PCT = "Integer32 (0..100)"
 # fmt: off
 #: today's columns, keyed by (level, key) of the quantity table: they never move
 COLUMNS: dict[tuple[Level, str], Column] = {
     (U, "status"): Column("btmsUpsStatus", 3, "BtmsDeviceStatus", "Error if any string errs.",
-                          get=_device_status),
+                          numbers=DEVICE_STATUS),
     (U, "quality"): Column("btmsUpsQuality", 4, "BtmsQuality", "Worst quality of its strings."),
     (U, "voltage"): Column("btmsUpsVoltage", 5, "BtmsCentiValue", "Mean of string voltages.",
                            "V"),
@@ -111,7 +108,7 @@ COLUMNS: dict[tuple[Level, str], Column] = {
                             "Seconds since the values were read; absent if never read.",
                             "seconds", _string_age),
     (S, "status"): Column("btmsStringStatus", 7, "BtmsDeviceStatus", "BM-GW string status.",
-                          get=_device_status),
+                          numbers=DEVICE_STATUS),
     (S, "voltage"): Column("btmsStringVoltage", 8, "BtmsCentiValue", "String voltage.", "V"),
     (S, "current"): Column("btmsStringCurrent", 9, "BtmsCentiValue",
                            "String current, positive = charging.", "A"),
@@ -136,7 +133,7 @@ COLUMNS: dict[tuple[Level, str], Column] = {
     (S, "aux_input_on"): Column("btmsStringAuxInputOn", 19, "TruthValue",
                                 "Auxiliary input on."),
     (C, "status"): Column("btmsCellStatus", 2, "BtmsDeviceStatus", "Error if the sensor is lost.",
-                          get=_device_status),
+                          numbers=DEVICE_STATUS),
     (C, "voltage"): Column("btmsCellVoltage", 3, "BtmsMilliValue", "Cell voltage.", "V"),
     (C, "resistance"): Column("btmsCellResistance", 4, "BtmsMilliValue", "Internal resistance.",
                               "mOhm"),
@@ -159,7 +156,7 @@ NOT_SERVED: dict[tuple[Level, str], str] = {
 TABLE_NAMES = {U: "btmsUps", S: "btmsString", C: "btmsCell"}
 
 
-def _getter(q: Quantity) -> Callable[[Any, Any], Any]:
+def _getter(q: Quantity, numbers: Mapping[int, int] | None = None) -> Callable[[Any, Any], Any]:
     """A column's getter from the table's read of the row (a UPS, a string, a cell),
     encoded by kind: a number scaled to its resolution, an enumeration numbered
     from 1 in the table's order, bits as BITS, a bool as TruthValue."""
@@ -169,8 +166,8 @@ def _getter(q: Quantity) -> Callable[[Any, Any], Any]:
         factor = q.scale
         return lambda row, c: scaled(read(row), factor)
     if q.kind == "enum":
-        numbers = position(q.values)
-        return lambda row, c: None if (v := read(row)) is None else numbers[int(v)]
+        by_value = numbers or position(q.values)
+        return lambda row, c: None if (v := read(row)) is None else by_value[int(v)]
     if q.kind == "bits":
         width = len(q.values)
         return lambda row, c: None if (v := read(row)) is None else bits_value(int(v), width)
@@ -184,7 +181,7 @@ def _column(q: Quantity, col: Column) -> Obj:
         tuple((mib_name(name), bit) for bit, name in q.values.items()) if q.kind == "bits" else ()
     )
     return Obj(col.name, col.subid, col.syntax, BASES[q.kind], col.description,
-               units=col.units, get=col.get or _getter(q), bits=bits)  # fmt: skip
+               units=col.units, get=col.get or _getter(q, col.numbers), bits=bits)  # fmt: skip
 
 
 def quantity_columns(level: Level, table: Iterable[Quantity], after: int) -> list[Obj]:
