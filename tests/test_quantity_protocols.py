@@ -24,7 +24,7 @@ from btms_gateway.plugins.modbus_tcp import map as modbus
 from btms_gateway.plugins.modbus_tcp.map import string_unit, ups_unit
 from btms_gateway.plugins.snmp import tables as snmp
 from btms_gateway.plugins.snmp.tables import DEFAULT_BASE
-from btms_gateway.plugins.web import series
+from btms_gateway.plugins.web import data, series
 from btms_gateway.plugins.web.openapi import openapi_document
 from conftest import require_tool
 from test_modbus_support import mbpoll
@@ -45,6 +45,7 @@ def test_every_quantity_appears_on_every_protocol(q: api.Quantity) -> None:
     assert _placed_or_said(q, snmp.COLUMNS, snmp.NOT_SERVED)
     assert _placed_or_said(q, bacnet.PLACEMENTS, bacnet.NOT_SERVED)
     assert _placed_or_said(q, series.PLACEMENTS, series.NOT_SERVED)
+    assert q.json_key or (q.level, q.key) in data.ELSEWHERE
     names = {p.name for p in modbus.POINTS}
     assert modbus.PLACEMENTS[(q.level, q.key)].name in names
     mib = {c.name for t in snmp.TABLES for c in t.columns}

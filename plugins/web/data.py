@@ -75,6 +75,19 @@ def plant(gateway: Gateway) -> dict[str, Any]:
     return out
 
 
+#: core quantities the JSON shapes carry under no key of their own, and where
+#: they show instead (every other one is its ``json_key``)
+ELSEWHERE: dict[tuple[Level, str], str] = {
+    (Level.UPS, "string_count"): "the length of strings",
+    (Level.UPS, "data_age"): "read_at (of its oldest string)",
+    (Level.UPS, "active_alarms"): "/api/alarms",
+    (Level.UPS, "alarm_severity"): "/api/alarms",
+    (Level.STRING, "active_alarms"): "/api/alarms",
+    (Level.STRING, "alarm_severity"): "/api/alarms",
+    (Level.CELL, "status"): "the cell's status bits (sensor_lost)",
+}
+
+
 def registered(gateway: Gateway, level: Level | None = None) -> tuple[Quantity, ...]:
     """The quantities plugins registered (at ``level``; every level for None):
     core's are in the JSON shapes already."""
