@@ -86,7 +86,9 @@ from .quantities import (
     Role,
     names_of,
     of_level,
+    placed,
     quantity,
+    table_of,
 )
 from .serialize import (
     cell_dict,
@@ -193,6 +195,7 @@ __all__ = [
     "of_level",
     "parse_cells",
     "peer_host",
+    "placed",
     "plant_dict",
     "plant_options",
     "problems_from",
@@ -203,5 +206,6 @@ __all__ = [
     "rules_for",
     "string_dict",
     "string_head",
+    "table_of",
     "ups_dict",
 ]

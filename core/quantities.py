@@ -25,10 +25,10 @@ communication counters (``CommCounters``). Statistics over a string's cells
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from .alarm_types import Severity
 from .model import (
@@ -41,6 +41,8 @@ from .model import (
     StringState,
     UpsSnapshot,
 )
+
+P = TypeVar("P")
 
 
 class Level(enum.StrEnum):
@@ -278,6 +280,41 @@ def merged(
 def of_level(level: Level, table: Iterable[Quantity] = QUANTITIES) -> tuple[Quantity, ...]:
     """The quantities of one level, in table order (core's, then the plugins')."""
     return tuple(q for q in table if q.level == level)
+
+
+class HasQuantities(Protocol):
+    """A gateway, or an exporter's plant: what gives a level's quantities."""
+
+    def quantities(self, level: Level) -> tuple[Quantity, ...]: ...
+
+
+def table_of(source: HasQuantities | None) -> tuple[Quantity, ...]:
+    """The whole merged table of ``source`` (every level, table order), or core's
+    own when ``source`` is None: what a protocol derives its table from."""
+    if source is None:
+        return QUANTITIES
+    return tuple(q for level in Level for q in source.quantities(level))
+
+
+def placed(
+    level: Level,
+    table: Iterable[Quantity],
+    placements: Mapping[tuple[Level, str], P],
+    not_served: Container[tuple[Level, str]] = (),
+) -> Iterator[tuple[Quantity, P | None]]:
+    """What a protocol derives its table from: each quantity of ``level`` it serves,
+    in table order, with its placement, or None when the protocol places it by its
+    rule. Left out: the quantities in ``not_served`` (the protocol shows them
+    elsewhere), and one without a placement whose value the protocol would have to
+    compute as it answers (``read is None``: only a placement can say how)."""
+    for q in of_level(level, table):
+        key = (level, q.key)
+        if key in not_served:
+            continue
+        place = placements.get(key)
+        if place is None and q.read is None:
+            continue
+        yield q, place
 
 
 def quantity(level: Level, key: str, table: Iterable[Quantity] = QUANTITIES) -> Quantity:

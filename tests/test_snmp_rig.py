@@ -200,6 +200,7 @@ VOLATILE = (
     (1, 3, 6, 1, 6, 3, 10, 2, 1, 3),  # snmpEngineTime
     OIDS["btmsGwUptime"],
     OIDS["btmsStringDataAge"],
+    OIDS["btmsUpsDataAge"],
 )
 
 

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.peer
 
 BASE = parse_oid(DEFAULT_BASE)
 OIDS = object_oids(BASE)
-VOLATILE = (OIDS["btmsGwUptime"], OIDS["btmsStringDataAge"])
+VOLATILE = (OIDS["btmsGwUptime"], OIDS["btmsStringDataAge"], OIDS["btmsUpsDataAge"])
 STRINGS = ("S1", "S2", "S3", "S4")
 VACM_MIB = (1, 3, 6, 1, 6, 3, 16)
 

@@ -27,7 +27,7 @@ def plant_points(config: Path | None, demo: bool = False) -> tuple[BacnetSetting
 def points_of(plant: ExportedPlant) -> tuple[BacnetSettings, list[Point]]:
     settings = plant.settings("bacnet", BacnetSettings)
     try:
-        return settings, points_for(settings, Layout(plant.ups, plant.strings))
+        return settings, points_for(settings, Layout(plant.ups, plant.strings), plant)
     except TableError as exc:
         click.echo(f"{plant.source}: {exc}", err=True)
         sys.exit(2)

@@ -28,6 +28,7 @@ Every non-normal reliability sets the fault status flag.
 from __future__ import annotations
 
 import logging
+import time
 from array import array
 from bisect import bisect_left
 from collections import defaultdict
@@ -159,11 +160,13 @@ class Cells:
 
 
 class StringState:
-    __slots__ = ("cells", "fault", "own", "summary")
+    __slots__ = ("cells", "fault", "own", "status", "summary")
 
     def __init__(self) -> None:
         self.fault: Reliability | None = COMM_FAILURE  # never read
-        self.own: list[tuple[int, Callable[[Any], Any]]] = []
+        self.own: list[tuple[int, Callable[[Any], Any]]] = []  # of the snapshot
+        #: status objects (quality, status): applied whether the string was read or not
+        self.status: list[tuple[int, Callable[[Any], Any]]] = []
         self.summary: list[tuple[int, str, str]] = []  # (k, reading field, stat)
         self.cells: Cells | None = None
 
@@ -184,6 +187,9 @@ class Image:
         self.live: dict[int, list[Any]] = {}  # views bound to COV detection
         self._live_groups: dict[Any, set[int]] = defaultdict(set)
         self._constants: dict[int, Constants] = {}
+        #: data-age objects -> their UPS ("ups", name) or string; read_at of each
+        self.ages: dict[int, Any] = {}
+        self.read_at: dict[Any, float | None] = {}
         cell_counts: dict[str, int] = defaultdict(int)
         for k, p in enumerate(points):
             q = p.quantity
@@ -196,14 +202,20 @@ class Image:
                 continue
             if p.scope == "ups":
                 assert p.ups is not None
-                self.ups.setdefault(p.ups, []).append((k, _getter(q.source)))
+                if q.age:
+                    self.ages[k] = ("ups", p.ups)
+                else:
+                    self.ups.setdefault(p.ups, []).append((k, _getter(q.source)))
                 continue
             assert p.string is not None
             st = self.strings.get(p.string)
             if st is None:
                 st = self.strings[p.string] = StringState()
             if p.scope == "string":
-                st.own.append((k, _getter(q.source)))
+                if q.age:
+                    self.ages[k] = p.string
+                else:
+                    (st.status if q.status else st.own).append((k, _getter(q.source)))
             elif p.scope == "cell":
                 assert p.cell is not None
                 cell_counts[p.string] = max(cell_counts[p.string], p.cell)
@@ -261,12 +273,18 @@ class Image:
             # string's cells are set with the string (apply_string)
             cells = self.strings[p.string].cells  # type: ignore[index]  # p.string: set (above)
             return cells.value(p.cell, p.quantity.offset)  # type: ignore[union-attr,arg-type]  # (above)
+        group = self.ages.get(k)
+        if group is not None:
+            read_at = self.read_at.get(group)
+            return None if read_at is None else float(int(max(0.0, time.time() - read_at)))
         return self.vals.get(k)
 
     def reliability(self, k: int) -> Reliability:
         p = self.points[k]
         if p.scope == "gateway":
             return NO_FAULT
+        if p.quantity is not None and p.quantity.status and self.value(k) is not None:
+            return NO_FAULT  # a status value is current whatever its string's quality
         if p.scope == "ups":
             fault = self.ups_fault.get(p.ups, COMM_FAILURE)  # type: ignore[arg-type]  # a UPS point has p.ups
             if fault is not None:
@@ -296,18 +314,13 @@ class Image:
         if st is None:
             return
         r = string.reading
+        self.read_at[string.name] = None if r is None else r.read_at
+        self._put(st.status, string)
         if r is None:
             st.fault = COMM_FAILURE  # never read: values stay as they are
         else:
             st.fault = QUALITY_RELIABILITY[string.quality]
-            vals, nosensor = self.vals, self.nosensor
-            for k, get in st.own:
-                v = get(r)
-                if v is None:
-                    nosensor.add(k)
-                else:
-                    vals[k] = v
-                    nosensor.discard(k)
+            self._put(st.own, string)
             if st.cells is not None:
                 st.cells.update(r.cells)
             if st.summary:
@@ -315,6 +328,17 @@ class Image:
         live = self._live_groups.get(string.name)
         if live:
             self._refresh(live)
+
+    def _put(self, items: list[tuple[int, Callable[[Any], Any]]], obj: Any) -> None:
+        """Each object's value read from ``obj`` (a snapshot); None: not measured now."""
+        vals, nosensor = self.vals, self.nosensor
+        for k, get in items:
+            v = get(obj)
+            if v is None:
+                nosensor.add(k)
+            else:
+                vals[k] = v
+                nosensor.discard(k)
 
     def _apply_summary(self, st: StringState, r: Any) -> None:
         stats: dict[str, tuple[float, float, float] | None] = {}
@@ -330,17 +354,12 @@ class Image:
                 self.nosensor.discard(k)
 
     def apply_ups(self, ups: Any) -> None:
-        items = self.ups.get(ups.name)
-        if items is None:
-            return
+        items = self.ups.get(ups.name, [])
         self.ups_fault[ups.name] = QUALITY_RELIABILITY[ups.quality]
-        for k, get in items:
-            v = get(ups)
-            if v is None:
-                self.nosensor.add(k)
-            else:
-                self.vals[k] = v
-                self.nosensor.discard(k)
+        # as the Modbus data-age register: none while a string of it was never read
+        never = any(self.read_at.get(name) is None for name in ups.strings)
+        self.read_at[("ups", ups.name)] = None if never else ups.read_at
+        self._put(items, ups)
         live = self._live_groups.get(("ups", ups.name))
         if live:
             self._refresh(live)

@@ -49,7 +49,7 @@ async def startup(gateway: Gateway) -> None:
     settings = gateway.plugin_config(NAME)
     assert isinstance(settings, BacnetSettings)
     svc = BacnetService(settings)
-    await svc.start(gateway.store.snapshot, gateway.alarms.active())  # then from each event
+    await svc.start(gateway.store.snapshot, gateway.alarms.active(), gateway)  # then from each event
     _services.add(gateway, svc)
 
 

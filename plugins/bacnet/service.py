@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from btms_gateway.core.api import ActiveAlarm, ActiveAlarms
+from btms_gateway.core.api import ActiveAlarm, ActiveAlarms, table_of
 
 from .decode_failures import DecodeFailures
 from .device import start_device
@@ -19,12 +19,16 @@ from .settings import BacnetSettings
 log = logging.getLogger("btms_gateway.plugins.bacnet")
 
 
-def points_for(settings: BacnetSettings, layout: Layout) -> list[Point]:
+def points_for(settings: BacnetSettings, layout: Layout, source: Any = None) -> list[Point]:
+    """The objects of a plant; ``source`` is the gateway (or the exporter's plant)
+    whose quantity table (``quantities(level)``) the objects derive from; None:
+    core's own table."""
     return build_points(
         layout,
         cells=settings.cells,
         cells_per_string=settings.cells_per_string,
         structured_views=settings.structured_views,
+        table=table_of(source),
     )
 
 
@@ -43,9 +47,12 @@ class BacnetService:
         self.refused_allowlist = 0
         self._applied: ActiveAlarms | None = None  # the active tuple the image shows
 
-    async def start(self, plant: Any, active_alarms: Iterable[ActiveAlarm]) -> None:
+    async def start(
+        self, plant: Any, active_alarms: Iterable[ActiveAlarm], quantities: Any = None
+    ) -> None:
+        """``quantities``: what has the plant's quantity table (the gateway)."""
         started = time.perf_counter()
-        self.points = points_for(self.settings, Layout.from_plant(plant))
+        self.points = points_for(self.settings, Layout.from_plant(plant), quantities)
         self.app, self.image = await start_device(self.settings, self.points, self._refused)
         self.objects = self.image.objects
         self.decode_failures.install(asyncio.get_running_loop())

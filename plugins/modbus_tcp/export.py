@@ -17,16 +17,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
-from btms_gateway.core.api import ExportedPlant, __version__, exported_plant, plant_options
+from btms_gateway.core.api import (
+    ExportedPlant,
+    __version__,
+    exported_plant,
+    plant_options,
+    table_of,
+)
 
 from .map import (
-    CELL_POINTS,
     CELL_STRIDE,
     MAX_CELLS,
     POINTS,
-    STRING_POINTS,
-    UPS_POINTS,
     Point,
+    RegisterMap,
     cell_register,
     string_unit,
     ups_unit,
@@ -89,6 +93,7 @@ def tag_rows(
     """Every value of ``plant`` as the server serves it: UPS units by index,
     then each string's unit, its string block and cell positions 1..``cells``."""
     order = settings.word_order
+    rmap = RegisterMap(table_of(plant))  # with the quantities its plugins register
 
     def row(
         tag: str, unit: int, register: int, p: Point, ups: str, string: str, cell: int | str
@@ -99,14 +104,14 @@ def tag_rows(
         )  # fmt: skip
 
     for name, index in plant.ups:
-        for p in UPS_POINTS:
+        for p in rmap.ups_points:
             yield row(f"{name}.{p.name}", ups_unit(index), p.offset, p, name, "", "")
     for name, index, ups in plant.strings:
         unit = string_unit(index)
-        for p in STRING_POINTS:
+        for p in rmap.string_points:
             yield row(f"{name}.{p.name}", unit, p.offset, p, ups or "", name, "")
         for ci in range(1, cells + 1):
-            for p in CELL_POINTS:
+            for p in rmap.cell_points:
                 tag = f"{name}.cell{ci:03}.{p.name}"
                 yield row(tag, unit, cell_register(ci, p.offset), p, ups or "", name, ci)
 

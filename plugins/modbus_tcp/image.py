@@ -24,20 +24,14 @@ from typing import TypeVar
 from btms_gateway.core.api import ActiveAlarm, PlantSnapshot, Quality, StringSnapshot, UpsSnapshot
 
 from .map import (
-    AGE_REGISTER,
     CELL_ALARM_BITS,
-    CELL_POINTS,
     CELL_STRIDE,
+    CORE_MAP,
     MAX_CELLS,
     OTHER_CELL_ALARM_BIT,
-    STRING_MEASURED,
-    STRING_POINTS,
-    STRING_SIZE,
-    UPS_MEASURED,
-    UPS_POINTS,
-    UPS_SIZE,
     CellView,
     Point,
+    RegisterMap,
     StringView,
     UpsView,
     cell_register,
@@ -135,12 +129,13 @@ def ups_image(
     high_first: bool,
     honest: bool,
     read_at: float | None,
+    rmap: RegisterMap = CORE_MAP,
 ) -> UnitImage:
     """``read_at`` feeds the data-age register: see :func:`ups_read_at`."""
-    regs = array("H", bytes(2 * UPS_SIZE))
+    regs = array("H", bytes(2 * rmap.ups_size))
     count, worst = alarms.by_ups.get(ups.name, (0, 0))
     view = UpsView(ups, count, worst)
-    for p in UPS_POINTS:
+    for p in rmap.ups_points:
         _put(regs, p.offset, p, view, high_first)
     good = ups.quality is Quality.GOOD and ups.read_at is not None
     return UnitImage(
@@ -148,18 +143,22 @@ def ups_image(
         regs,
         good or not honest,
         read_at,
-        UPS_MEASURED,
-        AGE_REGISTER["ups"],
+        rmap.ups_measured,
+        rmap.age_register["ups"],
     )
 
 
 def string_image(
-    string: StringSnapshot, alarms: AlarmSummary, high_first: bool, honest: bool
+    string: StringSnapshot,
+    alarms: AlarmSummary,
+    high_first: bool,
+    honest: bool,
+    rmap: RegisterMap = CORE_MAP,
 ) -> UnitImage:
-    regs = array("H", bytes(2 * STRING_SIZE))
+    regs = array("H", bytes(2 * rmap.string_size))
     count, worst = alarms.by_string.get(string.name, (0, 0))
     view = StringView(string, count, worst)
-    for p in STRING_POINTS:
+    for p in rmap.string_points:
         _put(regs, p.offset, p, view, high_first)
     reading = string.reading
     good = string.quality is Quality.GOOD and reading is not None
@@ -173,7 +172,7 @@ def string_image(
         )
         for ci in range(1, MAX_CELLS + 1)
     ]
-    for p in CELL_POINTS:
+    for p in rmap.cell_points:
         columns = encode_column(p, [p.read(v) for v in views], high_first)
         for word, column in enumerate(columns):
             first = cell_register(1, p.offset + word)
@@ -183,8 +182,8 @@ def string_image(
         regs,
         good or not honest,
         reading.read_at if reading is not None else None,
-        STRING_MEASURED,
-        AGE_REGISTER["string"],
+        rmap.string_measured,
+        rmap.age_register["string"],
     )
 
 
@@ -195,7 +194,10 @@ class ImageStore:
     a reading or an alarm marked it out of date since it was last built.
     """
 
-    def __init__(self, high_first: bool = True, honest: bool = True) -> None:
+    def __init__(
+        self, high_first: bool = True, honest: bool = True, rmap: RegisterMap = CORE_MAP
+    ) -> None:
+        self.rmap = rmap  # the map of the gateway's quantity table
         self.high_first = high_first
         self.honest = honest
         self.alarms = AlarmSummary()
@@ -240,13 +242,13 @@ class ImageStore:
     # the alarms are taken when the image is built, so it has the newest
     def _mark_string(self, string: StringSnapshot) -> None:
         self._pending[string_unit(string.index)] = lambda: string_image(
-            string, self.alarms, self.high_first, self.honest
+            string, self.alarms, self.high_first, self.honest, self.rmap
         )
 
     def _mark_ups(self, ups: UpsSnapshot, plant: PlantSnapshot) -> None:
         read_at = ups_read_at(ups, plant)
         self._pending[ups_unit(ups.index)] = lambda: ups_image(
-            ups, self.alarms, self.high_first, self.honest, read_at
+            ups, self.alarms, self.high_first, self.honest, read_at, self.rmap
         )
 
 

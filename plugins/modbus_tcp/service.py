@@ -14,11 +14,11 @@ import ssl
 import time
 from typing import Any
 
-from btms_gateway.core.api import ActiveAlarms, Gateway, PlantSnapshot, StringSnapshot
+from btms_gateway.core.api import ActiveAlarms, Gateway, PlantSnapshot, StringSnapshot, table_of
 
 from .answer import ServerStats, unit_registers
 from .image import AlarmSummary, ImageStore
-from .map import STRING_EXTENTS, UPS_EXTENT, string_unit, ups_unit
+from .map import RegisterMap, string_unit, ups_unit
 from .pymodbus_adapter import PYMODBUS_LOG
 from .server import GatewayTcpServer, GatewayTlsServer, Guard
 from .settings import ModbusTcpSettings, TlsSettings
@@ -75,7 +75,9 @@ class ModbusService:
         self.gateway = gateway
         self.stats = ServerStats()
         self.store = ImageStore(
-            high_first=settings.high_word_first, honest=settings.stale_behaviour == "exception"
+            high_first=settings.high_word_first,
+            honest=settings.stale_behaviour == "exception",
+            rmap=RegisterMap(table_of(gateway)),
         )
         self.guard = Guard.from_settings(settings, self.stats)
         self.tcp: GatewayTcpServer | None = None
@@ -132,7 +134,12 @@ class ModbusService:
         string_units = [string_unit(s.index) for s in plant.strings.values()]
         s = self.settings
         units = unit_registers(
-            ups_units, string_units, self.store, self.stats, (UPS_EXTENT,), STRING_EXTENTS
+            ups_units,
+            string_units,
+            self.store,
+            self.stats,
+            (self.store.rmap.ups_extent,),
+            self.store.rmap.string_extents,
         )
         self.tcp = GatewayTcpServer(
             units, self.guard, fast_path=s.fast_path, address=(s.host, s.port)

@@ -27,6 +27,7 @@ from btms_gateway.core.api import (
     __version__,
     add_export_commands,
     hookimpl,
+    table_of,
 )
 
 from .agent import Agent
@@ -34,7 +35,7 @@ from .image import AgentStats, ServeContext, same_shape
 from .mibgen import generate
 from .notify import Notifier
 from .settings import SnmpSettings
-from .tables import DEFAULT_BASE, parse_oid
+from .tables import DEFAULT_BASE, mib_tables, parse_oid
 
 log = logging.getLogger("btms_gateway.plugins.snmp")
 NAME = "snmp"
@@ -58,6 +59,7 @@ class SnmpPlugin:
             counters=self._counters,
             stats=self.stats,
             alarms=self._seed_alarms(gateway),
+            tables=mib_tables(table_of(gateway)),
         )
         sys_name = settings.sys_name or gateway.name
         self.agent = Agent(settings, self.base, self.ctx, sys_name)

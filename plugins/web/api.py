@@ -317,7 +317,7 @@ class Handlers:
 
     # --- machine endpoints ---------------------------------------------------------------
     async def openapi(self, request: web.Request) -> web.Response:
-        return _json(openapi_document())
+        return _json(openapi_document(data.registered(self.gw)))
 
     async def metrics(self, request: web.Request) -> web.Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))

@@ -19,16 +19,20 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from btms_gateway.core.api import (
+    QUANTITIES,
     ActiveAlarm,
     AlarmEvent,
     EventLogHealth,
     EventLogReader,
     Gateway,
+    Level,
     PlantSnapshot,
     Quality,
+    Quantity,
     event_dict,
     plant_dict,
     string_dict,
+    table_of,
     ups_dict,
 )
 
@@ -72,6 +76,31 @@ def plant(gateway: Gateway) -> dict[str, Any]:
     return out
 
 
+#: core quantities the JSON shapes carry under no key of their own, and where
+#: they show instead (every other one is its ``json_key``)
+ELSEWHERE: dict[tuple[Level, str], str] = {
+    (Level.UPS, "string_count"): "the length of strings",
+    (Level.UPS, "data_age"): "read_at (of its oldest string)",
+    (Level.UPS, "active_alarms"): "/api/alarms",
+    (Level.UPS, "alarm_severity"): "/api/alarms",
+    (Level.STRING, "active_alarms"): "/api/alarms",
+    (Level.STRING, "alarm_severity"): "/api/alarms",
+    (Level.CELL, "status"): "the cell's status bits (sensor_lost)",
+}
+
+
+def registered(gateway: Gateway, level: Level | None = None) -> tuple[Quantity, ...]:
+    """The quantities plugins registered (at ``level``; every level for None):
+    core's are in the JSON shapes already."""
+    table = table_of(gateway) if level is None else gateway.quantities(level)
+    return tuple(q for q in table if q not in QUANTITIES)
+
+
+def quantity_values(gateway: Gateway, level: Level, obj: Any) -> dict[str, Any]:
+    """The registered quantities' values of ``obj`` (a UPS or string snapshot), by key."""
+    return {q.key: q.read(obj) for q in registered(gateway, level) if q.read is not None}
+
+
 def ups(gateway: Gateway, name: str) -> dict[str, Any] | None:
     snap = gateway.store.snapshot
     u = snap.ups.get(name)
@@ -79,7 +108,7 @@ def ups(gateway: Gateway, name: str) -> dict[str, Any] | None:
         return None
     out = ups_dict(u)
     out["string_details"] = [string_dict(snap.strings[s], False, snap.taken_at) for s in u.strings]
-    return out
+    return out | quantity_values(gateway, Level.UPS, u)
 
 
 def string(gateway: Gateway, name: str, cells: bool = True) -> dict[str, Any] | None:
@@ -89,6 +118,7 @@ def string(gateway: Gateway, name: str, cells: bool = True) -> dict[str, Any] | 
         return None
     out = string_dict(s, cells, time.time())
     out["ups_index"] = s.ups_index
+    out.update(quantity_values(gateway, Level.STRING, s))
     if cells:
         count = s.reading.cell_count if s.reading else 0
         out["limits"] = cell_limits(gateway, name)
@@ -111,7 +141,8 @@ def ups_text(gateway: Gateway, cache: JsonCache, style: Style, name: str) -> str
         return None
     now = snap.taken_at
     details = style.item.join(cache.string(snap.strings[s], style, False, now) for s in u.strings)
-    return f"{cache.ups(u, style)[:-1]}{style.field('string_details')}[{details}]}}"
+    opened = f"{cache.ups(u, style)[:-1]}{style.field('string_details')}[{details}]"
+    return cache.extend(opened, style, quantity_values(gateway, Level.UPS, u))
 
 
 def string_text(
@@ -127,6 +158,7 @@ def string_text(
     if s is None:
         return None
     extra: dict[str, Any] = {"ups_index": s.ups_index}
+    extra.update(quantity_values(gateway, Level.STRING, s))
     if cells:
         count = s.reading.cell_count if s.reading else 0
         extra["limits"] = (limits or cell_limits)(gateway, name)
