@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from btms_gateway.core.alarm_types import EventKind, Severity
 from btms_gateway.core.model import Quality
-from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.kit.ports import free_udp_port
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.modbus_tcp import plugin as modbus_plugin
 from btms_gateway.plugins.modbus_tcp.map import string_unit
 from btms_gateway.plugins.web.plugin import service as web_service

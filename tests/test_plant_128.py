@@ -18,8 +18,8 @@ from btms_gateway.core.config_load import ConfigError
 from btms_gateway.core.model import MAX_STRINGS, MAX_UPS, Quality
 from btms_gateway.core.plugin_manager import create_manager
 from btms_gateway.core.registry import load_config
-from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.kit.ports import free_udp_port
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.bacnet.objects import (
     STRING_QUANTITIES,
     Layout,

@@ -49,7 +49,8 @@ async def startup(gateway: Gateway) -> None:
     settings = gateway.plugin_config(NAME)
     assert isinstance(settings, BacnetSettings)
     svc = BacnetService(settings)
-    await svc.start(gateway.store.snapshot, gateway.alarms.active(), gateway)  # then from each event
+    # the alarms active now; then each event brings the active alarms after its commit
+    await svc.start(gateway.store.snapshot, gateway.alarms.active(), gateway)
     _services.add(gateway, svc)
 
 
