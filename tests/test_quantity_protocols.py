@@ -11,6 +11,7 @@ and over HTTP from REST and /metrics, on a gateway polling the simulator.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import subprocess
 import urllib.request
@@ -24,7 +25,7 @@ from btms_gateway.plugins.modbus_tcp import map as modbus
 from btms_gateway.plugins.modbus_tcp.map import string_unit, ups_unit
 from btms_gateway.plugins.snmp import tables as snmp
 from btms_gateway.plugins.snmp.tables import DEFAULT_BASE
-from btms_gateway.plugins.web import data, series
+from btms_gateway.plugins.web import data, openapi, series
 from btms_gateway.plugins.web.openapi import openapi_document
 from conftest import require_tool
 from test_modbus_support import mbpoll
@@ -55,6 +56,35 @@ def test_every_quantity_appears_on_every_protocol(q: api.Quantity) -> None:
             api.Level.CELL: bacnet.CELL_QUANTITIES}[q.level]  # fmt: skip
     if (q.level, q.key) in bacnet.PLACEMENTS:
         assert bacnet.PLACEMENTS[(q.level, q.key)].offset in {r.offset for r in rows}
+
+
+#: the OpenAPI schema that holds each level's quantities, by role (a string's measured
+#: values are in its reading)
+SCHEMA_OF = {(api.Level.UPS, api.Role.STATUS): "Ups", (api.Level.UPS, api.Role.MEASURED): "Ups",
+             (api.Level.STRING, api.Role.STATUS): "String",
+             (api.Level.STRING, api.Role.MEASURED): "Reading",
+             (api.Level.CELL, api.Role.STATUS): "Cell",
+             (api.Level.CELL, api.Role.MEASURED): "Cell"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "q", [q for q in api.QUANTITIES if q.json_key], ids=lambda q: f"{q.level.value}.{q.key}"
+)
+def test_the_openapi_properties_of_core_quantities_derive_from_the_table(q: api.Quantity) -> None:
+    """Each core quantity the JSON shapes serve is a property of its schema made
+    from the table: change its kind, or let the shape withhold it, and the
+    document follows (issue 25: the schemas were written by hand)."""
+    name = SCHEMA_OF[(q.level, q.role)]
+    schema = openapi_document()["components"]["schemas"][name]["properties"][q.json_key]
+    json_type = "string" if q.kind == "enum" else openapi.KIND_TYPES[q.kind]
+    assert schema["type"] in (json_type, [json_type, "null"])
+    other = "bool" if q.kind != "bool" else "count"
+    changed = dataclasses.replace(q, kind=other)
+    table = tuple(changed if x is q else x for x in api.QUANTITIES)
+    derived = openapi.schemas_of(table)[name]["properties"][q.json_key]
+    want = openapi.KIND_TYPES[other]
+    assert derived["type"] in (want, [want, "null"]), derived
+    assert (derived["type"] == want) == (schema["type"] == json_type)  # nullability kept
 
 
 def test_the_filled_gaps_are_served() -> None:
