@@ -100,18 +100,19 @@ class JsonCache:
         if text is None:
             if cells:  # reading_dict puts "cells" last: reuse the text without them
                 bare = self.reading(name, reading, style, False)
-                more = self._cell_values
-                listed = style.encode(
-                    [
-                        cell_dict(c) if more is None else cell_dict(c) | more(c)
-                        for c in reading.cells
-                    ]
-                )
+                listed = style.encode(self._cells(reading))
                 text = f"{bare[:-1]}{style.field('cells')}{listed}}}"
             else:
                 text = style.encode(reading_dict(reading, False))
             texts[(style, cells)] = text
         return text
+
+    def _cells(self, reading: StringReading) -> list[dict[str, Any]]:
+        """The ``cells`` of ``reading_dict(reading)``, each with its registered values."""
+        more = self._cell_values
+        if more is None:
+            return [cell_dict(c) for c in reading.cells]
+        return [cell_dict(c) | more(c) for c in reading.cells]
 
     def _cached(self, string: StringSnapshot, style: Style, cells: bool) -> bool:
         head = self._heads.get(string.name)

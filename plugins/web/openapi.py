@@ -5,13 +5,14 @@ a UPS's, a string's and a cell's values derive from the quantity table. A
 schema's layout holds a ``Slot`` where the JSON shapes serve a quantity (the
 key is its ``json_key``, the position today's), and the property is made from
 the quantity: its JSON type from its kind (an enumeration by its member names,
-as the JSON shapes write them), null allowed unless ``PLACEMENTS`` says the
-shape always carries it (or it has today's description). A quantity a plugin
-registers is placed automatically: a property of its level's detail schema
-(of ``Cell`` for a cell quantity), raw type, nullable, described by its
-description and unit. Checked in the tests twice: the document validates with
-openapi-spec-validator, and real responses validate against these schemas, so
-the description cannot drift unnoticed.
+as the JSON shapes write them), null allowed, no description, unless its entry
+in ``PLACEMENTS`` (keyed by ``(level, key)``, as the other protocols' are)
+says otherwise: a value the shape always carries, today's wording. A quantity
+a plugin registers is placed automatically: a property of its level's detail
+schema (of ``Cell`` for a cell quantity), its raw value's type or null,
+described by its description and unit. Checked in the tests twice: the
+document validates with openapi-spec-validator, and real responses validate
+against these schemas, so the description cannot drift unnoticed.
 """
 
 from __future__ import annotations
