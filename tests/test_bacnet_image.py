@@ -19,6 +19,7 @@ from statistics import fmean
 from typing import Any
 
 from bacpypes3.primitivedata import ObjectIdentifier
+from btms_gateway.core import api
 from btms_gateway.core.alarm_types import ObjectPath
 from btms_gateway.core.model import CellReading, CellStatus, Quality, StringSnapshot
 from btms_gateway.kit.testing import make_reading
@@ -39,6 +40,19 @@ LAYOUT = Layout(ups=(("UPS1", 1),), strings=(("S1", 1, "UPS1"), ("S2", 2, "UPS1"
 POINTS = build_points(LAYOUT, cells_per_string=CELLS)
 SUMMARY = build_points(LAYOUT, cells="summary")
 CELL_FIELDS = ("voltage_v", "resistance_mohm", "temperature_c", "soc_pct", "soh_pct")
+
+
+def _cell_energy(c: CellReading) -> float | None:
+    return None if c.voltage_v is None else round(3 * c.voltage_v, 3)
+
+
+#: a plugin's cell quantity (registered through register_quantities): an object per
+#: cell read by its ``read``, not by a reading field
+ENERGY = api.Quantity("energy", api.Level.CELL, "", 0.001, False, "number", api.Role.MEASURED,
+                      "stored energy", _cell_energy)  # fmt: skip
+TABLE = (*api.QUANTITIES, ENERGY)
+REGISTERED = build_points(LAYOUT, cells_per_string=CELLS, table=TABLE)
+REGISTERED_SUMMARY = build_points(LAYOUT, cells="summary", table=TABLE)
 DEFAULTS = {"analogInput": 0.0, "binaryInput": False}
 
 
@@ -80,17 +94,22 @@ class Reference:
                 v = q.source(string)
                 missing = v is None
             elif p.scope == "summary":
-                found = [x for c in r.cells if (x := getattr(c, str(q.source))) is not None]
+                found = [x for c in r.cells if (x := _cell_value(q, c)) is not None]
                 stats = {"min": min, "max": max, "mean": fmean}
                 v = stats[str(p.stat)](found) if found else None
                 missing = v is None
             else:
                 cell = cells.get(p.cell)
-                v = None if cell is None else getattr(cell, str(q.source))
+                v = None if cell is None else _cell_value(q, cell)
                 missing = cell is None or v is None or bool(cell.status & CellStatus.SENSOR_LOST)
             if v is not None:
                 self.value[k] = v
             self.reliability[k] = fault or (NO_SENSOR if missing else NO_FAULT)
+
+
+def _cell_value(q: Any, cell: CellReading) -> Any:
+    """A cell object's value: a field of the cell (core's), or the quantity's read (a plugin's)."""
+    return q.source(cell) if callable(q.source) else getattr(cell, str(q.source))
 
 
 @st.composite
@@ -134,7 +153,9 @@ def snapshots(draw: Any) -> StringSnapshot:
 
 @settings(max_examples=150, deadline=None)
 @given(
-    st.sampled_from([POINTS, SUMMARY]), st.lists(snapshots(), min_size=1, max_size=12), st.data()
+    st.sampled_from([POINTS, SUMMARY, REGISTERED, REGISTERED_SUMMARY]),
+    st.lists(snapshots(), min_size=1, max_size=12),
+    st.data(),
 )
 def test_every_object_serves_what_the_reference_rule_gives(
     points: list[Any], steps: list[Any], data: Any
@@ -172,6 +193,18 @@ def _typed(kind: str, value: Any) -> Any:
     if kind == "binaryInput":
         return 1 if value else 0
     return float(value) if kind == "analogInput" else int(value)
+
+
+def test_a_registered_cell_quantity_has_an_object_per_cell() -> None:
+    """At the next offset of each cell's block (5), an analog input named after its
+    key; in summary mode its min, max and mean per string."""
+    names = {p.name: p for p in REGISTERED}
+    p = names["S2.cell003.energy"]
+    assert (p.kind, p.instance) == ("analogInput", 1_000_000 + 10_000 * 2 + 10 * 3 + 5)
+    assert len(REGISTERED) == len(POINTS) + 2 * CELLS
+    assert {"S1.cells.energy.min", "S1.cells.energy.max", "S1.cells.energy.mean"} <= {
+        q.name for q in REGISTERED_SUMMARY
+    }
 
 
 def test_alarms_set_and_clear_event_state_by_object() -> None:

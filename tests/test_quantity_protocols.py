@@ -11,6 +11,7 @@ and over HTTP from REST and /metrics, on a gateway polling the simulator.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import subprocess
 import urllib.request
@@ -24,7 +25,7 @@ from btms_gateway.plugins.modbus_tcp import map as modbus
 from btms_gateway.plugins.modbus_tcp.map import string_unit, ups_unit
 from btms_gateway.plugins.snmp import tables as snmp
 from btms_gateway.plugins.snmp.tables import DEFAULT_BASE
-from btms_gateway.plugins.web import data, series
+from btms_gateway.plugins.web import data, openapi, series
 from btms_gateway.plugins.web.openapi import openapi_document
 from conftest import require_tool
 from test_modbus_support import mbpoll
@@ -57,6 +58,35 @@ def test_every_quantity_appears_on_every_protocol(q: api.Quantity) -> None:
         assert bacnet.PLACEMENTS[(q.level, q.key)].offset in {r.offset for r in rows}
 
 
+#: the OpenAPI schema that holds each level's quantities, by role (a string's measured
+#: values are in its reading)
+SCHEMA_OF = {(api.Level.UPS, api.Role.STATUS): "Ups", (api.Level.UPS, api.Role.MEASURED): "Ups",
+             (api.Level.STRING, api.Role.STATUS): "String",
+             (api.Level.STRING, api.Role.MEASURED): "Reading",
+             (api.Level.CELL, api.Role.STATUS): "Cell",
+             (api.Level.CELL, api.Role.MEASURED): "Cell"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "q", [q for q in api.QUANTITIES if q.json_key], ids=lambda q: f"{q.level.value}.{q.key}"
+)
+def test_the_openapi_properties_of_core_quantities_derive_from_the_table(q: api.Quantity) -> None:
+    """Each core quantity the JSON shapes serve is a property of its schema made
+    from the table: change its kind, or let the shape withhold it, and the
+    document follows (issue 25: the schemas were written by hand)."""
+    name = SCHEMA_OF[(q.level, q.role)]
+    schema = openapi_document()["components"]["schemas"][name]["properties"][q.json_key]
+    json_type = "string" if q.kind == "enum" else openapi.KIND_TYPES[q.kind]
+    assert schema["type"] in (json_type, [json_type, "null"])
+    other = "bool" if q.kind != "bool" else "count"
+    changed = dataclasses.replace(q, kind=other)
+    table = tuple(changed if x is q else x for x in api.QUANTITIES)
+    derived = openapi.schemas_of(table)[name]["properties"][q.json_key]
+    want = openapi.KIND_TYPES[other]
+    assert derived["type"] in (want, [want, "null"]), derived
+    assert (derived["type"] == want) == (schema["type"] == json_type)  # nullability kept
+
+
 def test_the_filled_gaps_are_served() -> None:
     """The gaps the table revealed, now placed: BACnet string SOH, cell count,
     data age (and status, quality; the UPS's status, quality, string count, data
@@ -80,8 +110,13 @@ def _ups_runtime(u: api.UpsSnapshot) -> float | None:
     return None if u.read_at is None else 7200.0 + u.index
 
 
+def _cell_balancing(c: api.CellReading) -> float:
+    return 500.0 + c.index
+
+
 class RuntimePlugin:
-    """A third party's quantities: a runtime estimate of each string and UPS."""
+    """A third party's quantities: a runtime estimate of each string and UPS, and
+    the time each cell spent balancing."""
 
     @api.hookimpl
     def register_quantities(self, register: Any) -> None:
@@ -89,6 +124,9 @@ class RuntimePlugin:
             register(api.Quantity("remaining_runtime", level, "s", 1, False, "number",
                                   api.Role.MEASURED, "estimated runtime left", read,
                                   source="derived"))  # fmt: skip
+        register(api.Quantity("balancing_time", api.Level.CELL, "s", 1, False, "number",
+                              api.Role.MEASURED, "time spent balancing", _cell_balancing,
+                              source="derived"))  # fmt: skip
 
 
 def _http(port: int, path: str) -> str:
@@ -107,9 +145,11 @@ async def _snmpget(port: int, oid: str) -> str:
 
 @pytest.mark.peer
 async def test_a_registered_quantity_is_read_over_every_protocol(start_gateway: Any) -> None:
+    """A UPS, a string and a cell quantity: the cell one on every cell of every
+    protocol (issue 25: BACnet gave it no object, REST did not serve it)."""
     h = await start_gateway(
         {"modbus_tcp": {}, "snmp": {"community": COMMUNITY}, "bacnet": {"device_instance": 4242},
-         "web": {}},
+         "web": {"cell_metrics": True}},
         strings=2, ups=1, extra_plugins={"runtime": RuntimePlugin()},
     )  # fmt: skip
     await h.wait_quality(api.Quality.GOOD)
@@ -118,30 +158,44 @@ async def test_a_registered_quantity_is_read_over_every_protocol(start_gateway: 
     assert (want_s, want_u) == (3601.0, 7201.0)
 
     # Modbus: the next free extension register of each block (string 26, UPS 25)
+    cell2 = h.gateway.store.string("S2").reading.cells[1]  # type: ignore[union-attr]
+    assert (cell2.index, _cell_balancing(cell2)) == (2, 502.0)
+
+    # Modbus: the next free extension register of each block (string 26, UPS 25, cell 8:
+    # register 100 * ci + 8 of the string's unit)
     rmap = modbus.RegisterMap(api.table_of(h.gateway))
-    at = {p.block: p.offset for p in rmap.points if p.name.endswith("_remaining_runtime")}
-    assert at == {"string": 26, "ups": 25}
+    ours = ("_remaining_runtime", "_balancing_time")
+    at = {p.block: p.offset for p in rmap.points if p.name.endswith(ours)}
+    assert at == {"string": 26, "ups": 25, "cell": 8}
     port = h.port("modbus_tcp")
     rc, values, text = await mbpoll(port, string_unit(1), 26, 1)
     assert rc == 0 and values == {26: 3601}, text
     rc, values, text = await mbpoll(port, ups_unit(1), 25, 1)
     assert rc == 0 and values == {25: 7201}, text
+    rc, values, text = await mbpoll(port, string_unit(2), 208, 1)
+    assert rc == 0 and values == {208: 502}, text
 
-    # SNMP: the next column of each table (string 22, UPS 10)
+    # SNMP: the next column of each table (string 22, UPS 10, cell 9: string 2, cell 2)
     base = DEFAULT_BASE
+    cell_table = snmp.quantity_tables(api.table_of(h.gateway))[2]
+    assert {c.name: c.subid for c in cell_table.columns}["btmsCellBalancingTime"] == 9
     assert await _snmpget(h.port("snmp"), f"{base}.1.3.1.22.1") == "3601"
     assert await _snmpget(h.port("snmp"), f"{base}.1.2.1.10.1") == "7201"
+    assert await _snmpget(h.port("snmp"), f"{base}.1.4.1.9.2.2") == "502"
 
-    # BACnet: an analog input at the next offset of each block (string 22, UPS 8)
+    # BACnet: an analog input at the next offset of each block (string 22, UPS 8; cell 5:
+    # 1000000 + 10000 * s + 10 * c + 5)
     async with rb.BACnetClient(interface="127.0.0.1", port=0,
                                broadcast_address="127.255.255.255") as client:  # fmt: skip
         address = f"127.0.0.1:{h.port('bacnet')}"
-        for instance, want in ((200122, 3601.0), (100108, 7201.0)):
+        for instance, want in ((200122, 3601.0), (100108, 7201.0), (1020025, 502.0)):
             oid = rb.ObjectIdentifier(rb.ObjectType.ANALOG_INPUT, instance)
             value = await client.read_property(address, oid, rb.PropertyIdentifier.PRESENT_VALUE)
             assert float(getattr(value, "value", value)) == want, (instance, value)
             name = await client.read_property(address, oid, rb.PropertyIdentifier.OBJECT_NAME)
-            assert "remaining_runtime" in str(getattr(name, "value", name))
+            assert str(getattr(name, "value", name)).endswith(
+                ("remaining_runtime", "S2.cell002.balancing_time")
+            ), name
 
     # REST (and its OpenAPI document) and /metrics
     web = h.port("web")
@@ -149,11 +203,16 @@ async def test_a_registered_quantity_is_read_over_every_protocol(start_gateway: 
     assert string["remaining_runtime"] == 3601.0
     unit = json.loads(await asyncio.to_thread(_http, web, "/api/ups/UPS1"))
     assert unit["remaining_runtime"] == 7201.0
+    cells = json.loads(await asyncio.to_thread(_http, web, "/api/strings/S2"))["reading"]["cells"]
+    assert [c["balancing_time"] for c in cells] == [500.0 + c["index"] for c in cells]
     document = json.loads(await asyncio.to_thread(_http, web, "/api/openapi.json"))
-    detail = document["components"]["schemas"]["StringDetail"]["allOf"][-1]["properties"]
-    assert "remaining_runtime" in detail and "remaining_runtime" not in json.dumps(
-        openapi_document()
-    )
+    schemas = document["components"]["schemas"]
+    detail = schemas["StringDetail"]["allOf"][-1]["properties"]
+    assert "remaining_runtime" in detail and "balancing_time" in schemas["Cell"]["properties"]
+    assert "balancing_time" not in schemas["Cell"]["required"]  # the plant's cells lack it
+    core = json.dumps(openapi_document())
+    assert "remaining_runtime" not in core and "balancing_time" not in core
     metrics = await asyncio.to_thread(_http, web, "/metrics")
     assert 'btms_string_remaining_runtime_seconds{string="S1"} 3601.0' in metrics
     assert 'btms_ups_remaining_runtime_seconds{ups="UPS1"} 7201.0' in metrics
+    assert 'btms_cell_balancing_time_seconds{cell="2",string="S2"} 502.0' in metrics

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from btms_gateway.core import serialize
+from btms_gateway.core import api, serialize
 from btms_gateway.core.model import (
     CellReading,
     CellStatus,
@@ -306,6 +306,33 @@ async def test_http_answers_equal_the_dict_functions(tmp_path: Path) -> None:
                 assert status == 200
                 assert _timeless(json.loads(text)) == _timeless(plain()), path
                 assert list(json.loads(text)) == list(plain()), path  # key order too
+
+
+class CellQuantityPlugin:
+    """Registers a cell quantity: REST serves it in each cell of the string detail."""
+
+    @api.hookimpl
+    def register_quantities(self, register: Any) -> None:
+        register(api.Quantity("position", api.Level.CELL, "", None, False, "count",
+                              api.Role.STATUS, "position in the string",
+                              lambda c: 10 * c.index))  # fmt: skip
+
+
+async def test_registered_cell_quantities_are_in_both_answers(tmp_path: Path) -> None:
+    """The cached text (REST, live stream) and the dict function agree on a cell
+    quantity a plugin registered: after core's keys, in every cell."""
+    plugins = {"cellq": CellQuantityPlugin()}
+    async with web_gateway(tmp_path, extra_plugins=plugins) as (h, svc):
+        h.publish("S1", reading(3), Quality.GOOD)
+        for _ in range(2):  # the second answer comes from the cache
+            status, text = await _get(svc.url + "/api/strings/S1")
+            assert status == 200
+            cells = json.loads(text)["reading"]["cells"]
+            assert [(c["index"], c["position"]) for c in cells] == [(1, 10), (2, 20), (3, 30)]
+            assert list(cells[0])[-1] == "position"
+            assert _timeless(json.loads(text)) == _timeless(data.string(h.gateway, "S1"))
+        _, text = await _get(svc.url + "/api/strings/S1?cells=false")
+        assert "position" not in text
 
 
 async def test_http_never_serves_the_previous_reading(tmp_path: Path) -> None:

@@ -48,9 +48,11 @@ async def web_gateway(
     ups: int = 2,
     web: dict[str, Any] | None = None,
     alarms: dict[str, Any] | None = None,
+    extra_plugins: dict[str, object] | None = None,
 ) -> AsyncIterator[tuple[GatewayHarness, Any]]:
     """(harness, web service). ``alarms``: an ``[alarms]`` table to run the
-    real alarm engine with (None: no alarm engine)."""
+    real alarm engine with (None: no alarm engine); ``extra_plugins``: more
+    plugin objects by name (one that registers quantities, say)."""
     from btms_gateway.plugins.web.plugin import service
 
     config = plant_config(
@@ -61,7 +63,7 @@ async def web_gateway(
     )
     if alarms is not None:
         config["alarms"] = alarms
-    async with GatewayHarness(config, alarms=alarms is not None) as h:
+    async with GatewayHarness(config, alarms=alarms is not None, extra_plugins=extra_plugins) as h:
         yield h, service(h.gateway)
 
 

@@ -63,31 +63,51 @@ EVENT_STATES = {
     "flag": EventState("offnormal"),
 }
 
-#: cell reading fields in quantity-offset order (offset q is CELL_ATTRS[q])
-CELL_ATTRS = tuple(str(q.source) for q in sorted(CELL_QUANTITIES, key=lambda q: q.offset))
-assert [q.offset for q in CELL_QUANTITIES] == list(range(len(CELL_ATTRS)))
-NQ = len(CELL_ATTRS)
-_CELL_VALUES = attrgetter(*CELL_ATTRS)
-_COLUMNS = tuple(attrgetter(a) for a in CELL_ATTRS)
 _INDEX = attrgetter("index")
 _STATUS = attrgetter("status")
 
 
-def _complete(cells: tuple[Any, ...]) -> bool:
-    """Every value of every cell measured and no sensor lost. ``sum`` is the
-    quickest full pass over 600 values in CPython (its float loop is C) and
-    stops with TypeError at the first None; statuses are a handful of flag
-    members, checked once each."""
-    try:
-        for column in _COLUMNS:
-            sum(map(column, cells))
-    except TypeError:
-        return False
-    return not any(int(s) & SENSOR_LOST_BIT for s in set(map(_STATUS, cells)))
-
-
 def _getter(source: str | Callable[[Any], Any]) -> Callable[[Any], Any]:
     return source if callable(source) else attrgetter(source)
+
+
+class CellColumns:
+    """What each object of a cell serves, in offset order (offset q is column q):
+    core's values are reading fields, read all at once by one ``attrgetter`` (C);
+    a quantity a plugin registered is its ``read`` of the ``CellReading``."""
+
+    __slots__ = ("getters", "n", "values")
+
+    def __init__(self, rows: Iterable[Any]) -> None:
+        ordered = sorted(rows, key=lambda q: q.offset)
+        assert [q.offset for q in ordered] == list(range(len(ordered))), "cell offsets 0..n-1"
+        sources = [q.source for q in ordered]
+        self.n = len(sources)
+        self.getters = tuple(_getter(source) for source in sources)
+        self.values: Callable[[Any], tuple[Any, ...]]
+        if len(sources) > 1 and all(isinstance(source, str) for source in sources):
+            self.values = attrgetter(*sources)
+        else:
+            self.values = self._each
+
+    def _each(self, cell: Any) -> tuple[Any, ...]:
+        return tuple(get(cell) for get in self.getters)
+
+    def complete(self, cells: tuple[Any, ...]) -> bool:
+        """Every value of every cell measured and no sensor lost. ``sum`` is the
+        quickest full pass over 600 values in CPython (its float loop is C) and
+        stops with TypeError at the first None; statuses are a handful of flag
+        members, checked once each."""
+        try:
+            for column in self.getters:
+                sum(map(column, cells))
+        except TypeError:
+            return False
+        return not any(int(s) & SENSOR_LOST_BIT for s in set(map(_STATUS, cells)))
+
+
+#: the columns of core's own cell objects
+CORE_COLUMNS = CellColumns(CELL_QUANTITIES)
 
 
 class Cells:
@@ -99,10 +119,11 @@ class Cells:
     one, None if never measured) and ``nos`` flags the objects whose value is
     not measured now (reliability no-sensor)."""
 
-    __slots__ = ("eff", "expected", "n", "nos", "rows", "src")
+    __slots__ = ("columns", "eff", "expected", "n", "nos", "rows", "src")
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, columns: CellColumns = CORE_COLUMNS) -> None:
         self.n = n
+        self.columns = columns
         self.src: Any = None  # the cells tuple last applied
         self.rows: Any = None
         self.eff: list[Any] | None = None
@@ -112,13 +133,13 @@ class Cells:
     def value(self, cell: int, q: int) -> Any:
         eff = self.eff
         if eff is not None:
-            return eff[(cell - 1) * NQ + q]
+            return eff[(cell - 1) * self.columns.n + q]
         rows = self.rows
-        return None if rows is None else getattr(rows[cell - 1], CELL_ATTRS[q])
+        return None if rows is None else self.columns.getters[q](rows[cell - 1])
 
     def no_sensor(self, cell: int, q: int) -> bool:
         nos = self.nos
-        return nos is not None and bool(nos[(cell - 1) * NQ + q])
+        return nos is not None and bool(nos[(cell - 1) * self.columns.n + q])
 
     def update(self, cells: tuple[Any, ...]) -> None:
         if cells is self.src:
@@ -130,7 +151,7 @@ class Cells:
         if (
             indexes[:n] == self.expected
             and (len(cells) == n or min(indexes[n:]) > n)  # cells past n are not served
-            and _complete(head)
+            and self.columns.complete(head)
         ):
             self.rows, self.eff, self.nos = cells, None, None
             return
@@ -138,21 +159,21 @@ class Cells:
 
     def _merge(self, cells: tuple[Any, ...]) -> None:
         """A reading with gaps: keep every object's last measured value."""
-        n = self.n
+        n, nq, values = self.n, self.columns.n, self.columns.values
         if self.eff is not None:
             eff = self.eff
         elif self.rows is not None:
-            eff = list(chain.from_iterable(map(_CELL_VALUES, self.rows[:n])))
+            eff = list(chain.from_iterable(map(values, self.rows[:n])))
         else:
-            eff = [None] * (n * NQ)
-        nos = bytearray(b"\x01") * (n * NQ)  # no sensor until the reading has the cell
+            eff = [None] * (n * nq)
+        nos = bytearray(b"\x01") * (n * nq)  # no sensor until the reading has the cell
         for cell in cells:
             index = cell.index
             if not 1 <= index <= n:
                 continue
-            base = (index - 1) * NQ
+            base = (index - 1) * nq
             lost = int(cell.status) & SENSOR_LOST_BIT
-            for q, v in enumerate(_CELL_VALUES(cell)):
+            for q, v in enumerate(values(cell)):
                 if v is not None:
                     eff[base + q] = v
                 nos[base + q] = 1 if lost or v is None else 0
@@ -167,7 +188,8 @@ class StringState:
         self.own: list[tuple[int, Callable[[Any], Any]]] = []  # of the snapshot
         #: status objects (quality, status): applied whether the string was read or not
         self.status: list[tuple[int, Callable[[Any], Any]]] = []
-        self.summary: list[tuple[int, str, str]] = []  # (k, reading field, stat)
+        #: (k, quantity key, its read of a cell, stat)
+        self.summary: list[tuple[int, str, Callable[[Any], Any], str]] = []
         self.cells: Cells | None = None
 
 
@@ -191,6 +213,7 @@ class Image:
         self.ages: dict[int, Any] = {}
         self.read_at: dict[Any, float | None] = {}
         cell_counts: dict[str, int] = defaultdict(int)
+        cell_rows: dict[int, Any] = {}
         for k, p in enumerate(points):
             q = p.quantity
             if q is None:
@@ -219,10 +242,12 @@ class Image:
             elif p.scope == "cell":
                 assert p.cell is not None
                 cell_counts[p.string] = max(cell_counts[p.string], p.cell)
+                cell_rows[id(q)] = q
             else:
-                st.summary.append((k, str(q.source), str(p.stat)))
+                st.summary.append((k, q.key, _getter(q.source), str(p.stat)))
+        columns = CellColumns(cell_rows.values()) if cell_rows else CORE_COLUMNS
         for name, n in cell_counts.items():
-            self.strings[name].cells = Cells(n)
+            self.strings[name].cells = Cells(n, columns)
         # lookups by identifier and by name: sorted arrays, 12 bytes an object
         packed = [(int(OBJECT_TYPES[p.kind]) << 22) | p.instance for p in points]
         by_id = sorted(range(len(points)), key=packed.__getitem__)
@@ -342,11 +367,11 @@ class Image:
 
     def _apply_summary(self, st: StringState, r: Any) -> None:
         stats: dict[str, tuple[float, float, float] | None] = {}
-        for k, attr, stat in st.summary:
-            if attr not in stats:
-                values = [v for c in r.cells if (v := getattr(c, attr)) is not None]
-                stats[attr] = (min(values), max(values), fmean(values)) if values else None
-            found = stats[attr]
+        for k, key, read, stat in st.summary:
+            if key not in stats:
+                values = [v for c in r.cells if (v := read(c)) is not None]
+                stats[key] = (min(values), max(values), fmean(values)) if values else None
+            found = stats[key]
             if found is None:
                 self.nosensor.add(k)
             else:

@@ -208,8 +208,8 @@ def _rows(q: api.Quantity, place: Placement) -> list[Quantity]:
         ]  # fmt: skip
     kind = KIND_OBJECTS[q.kind]
     source: str | Callable[[Any], Any]
-    if q.level is C:
-        source = q.json_key  # the image reads cells by field (image.Cells)
+    if q.level is C and q.json_key:
+        source = q.json_key  # core's cell values: the image reads them by field (image.Cells)
     elif kind == "multiStateInput":
         source = _state_of(q)
     else:
@@ -235,12 +235,9 @@ def object_rows(
 ) -> tuple[Quantity, ...]:
     """The object rows of one level derived from the quantity table: each quantity
     at its placement, one without a placement at the next free offset of its
-    block (its object type by kind: analog, multi-state or binary input)."""
-    chosen = [
-        (q, place)
-        for q, place in api.placed(level, table, PLACEMENTS, NOT_SERVED)
-        if place is not None or level is not C  # a new cell object needs the image's columns
-    ]
+    block (its object type by kind: analog, multi-state or binary input; for a
+    cell, an object of each cell, its value the quantity's read of the cell)."""
+    chosen = list(api.placed(level, table, PLACEMENTS, NOT_SERVED))
     rows = [row for q, place in chosen if place is not None for row in _rows(q, place)]
     free = max((r.offset for r in rows), default=0) + 1
     for q, place in chosen:
@@ -453,7 +450,7 @@ def _string_points(
     points.extend(own)
     children: list[tuple[ObjectKind, int]] = [p.oid for p in own]
     if cells == "summary":
-        for q in rows.cell:
+        for q in (q for q in rows.cell if q.kind == "analogInput"):  # min, max, mean of numbers
             for k, stat in enumerate(SUMMARY_STATS):
                 p = Point(q.kind, summary_instance(s, q, k), f"{name}.cells.{q.key}.{stat}",
                           f"String {name} {stat} cell {q.label}", "summary", q, ups=ups,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -101,6 +102,15 @@ def quantity_values(gateway: Gateway, level: Level, obj: Any) -> dict[str, Any]:
     return {q.key: q.read(obj) for q in registered(gateway, level) if q.read is not None}
 
 
+def cell_values(gateway: Gateway) -> Callable[[Any], dict[str, Any]] | None:
+    """The registered cell quantities' values of a ``CellReading``, by key (what a
+    cell of the string detail carries after core's keys); None when plugins
+    registered none, so a cell costs nothing extra then."""
+    if not registered(gateway, Level.CELL):
+        return None
+    return functools.partial(quantity_values, gateway, Level.CELL)
+
+
 def ups(gateway: Gateway, name: str) -> dict[str, Any] | None:
     snap = gateway.store.snapshot
     u = snap.ups.get(name)
@@ -117,6 +127,10 @@ def string(gateway: Gateway, name: str, cells: bool = True) -> dict[str, Any] | 
     if s is None:
         return None
     out = string_dict(s, cells, time.time())
+    values = cell_values(gateway)
+    if cells and values is not None and s.reading is not None:
+        listed = zip(out["reading"]["cells"], s.reading.cells, strict=True)
+        out["reading"]["cells"] = [c | values(cell) for c, cell in listed]
     out["ups_index"] = s.ups_index
     out.update(quantity_values(gateway, Level.STRING, s))
     if cells:

@@ -77,9 +77,12 @@ PIECES_PER_STEP = 8
 
 
 class JsonCache:
-    """Text pieces of the latest objects, by name; used on the event loop only."""
+    """Text pieces of the latest objects, by name; used on the event loop only.
+    ``cell_values``: the values a cell carries after ``cell_dict``'s keys (the
+    quantities plugins registered: ``data.cell_values``), None for none."""
 
-    def __init__(self) -> None:
+    def __init__(self, cell_values: Callable[[Any], dict[str, Any]] | None = None) -> None:
+        self._cell_values = cell_values
         # name -> (reading, {(style, cells): text of reading_dict})
         self._readings: dict[str, tuple[StringReading, dict[tuple[Style, bool], str]]] = {}
         # name -> (snapshot, {style: text of string_head, no closing brace})
@@ -97,12 +100,19 @@ class JsonCache:
         if text is None:
             if cells:  # reading_dict puts "cells" last: reuse the text without them
                 bare = self.reading(name, reading, style, False)
-                listed = style.encode([cell_dict(c) for c in reading.cells])
+                listed = style.encode(self._cells(reading))
                 text = f"{bare[:-1]}{style.field('cells')}{listed}}}"
             else:
                 text = style.encode(reading_dict(reading, False))
             texts[(style, cells)] = text
         return text
+
+    def _cells(self, reading: StringReading) -> list[dict[str, Any]]:
+        """The ``cells`` of ``reading_dict(reading)``, each with its registered values."""
+        more = self._cell_values
+        if more is None:
+            return [cell_dict(c) for c in reading.cells]
+        return [cell_dict(c) | more(c) for c in reading.cells]
 
     def _cached(self, string: StringSnapshot, style: Style, cells: bool) -> bool:
         head = self._heads.get(string.name)

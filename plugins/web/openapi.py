@@ -1,16 +1,27 @@
 """The OpenAPI 3.1 description of the REST API, served at /api/openapi.json.
 
-Written by hand next to the handlers (api.py) and checked in the tests twice:
-the document validates with openapi-spec-validator, and real responses
-validate against these schemas, so the description cannot drift unnoticed.
+Written by hand next to the handlers (api.py), except the plant quantities:
+a UPS's, a string's and a cell's values derive from the quantity table. A
+schema's layout holds a ``Slot`` where the JSON shapes serve a quantity (the
+key is its ``json_key``, the position today's), and the property is made from
+the quantity: its JSON type from its kind (an enumeration by its member names,
+as the JSON shapes write them), null allowed, no description, unless its entry
+in ``PLACEMENTS`` (keyed by ``(level, key)``, as the other protocols' are)
+says otherwise: a value the shape always carries, today's wording. A quantity
+a plugin registers is placed automatically: a property of its level's detail
+schema (of ``Cell`` for a cell quantity), its raw value's type or null,
+described by its description and unit. Checked in the tests twice: the
+document validates with openapi-spec-validator, and real responses validate
+against these schemas, so the description cannot drift unnoticed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from btms_gateway.core.api import Level, Quantity, __version__
+from btms_gateway.core.api import QUANTITIES, Level, Quantity, __version__
 
 
 def _n(kind: str, **extra: Any) -> dict[str, Any]:
@@ -30,9 +41,45 @@ def _arr(item: dict[str, Any]) -> dict[str, Any]:
     return {"type": "array", "items": item}
 
 
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A quantity of ``level`` in a schema's layout, under its JSON key: its
+    property derives from the table when the document is made."""
+
+    level: Level
+
+
+@dataclass(frozen=True, slots=True)
+class Property:
+    """How a core quantity's property differs from the rule (null allowed, no
+    description, an enumeration's members listed), as today's document has it."""
+
+    nullable: bool = True
+    description: str = ""
+    members: bool = True
+
+
+U, S, C = Level.UPS, Level.STRING, Level.CELL
+UQ, SQ, CQ = Slot(U), Slot(S), Slot(C)
+#: where a core quantity's property is not the rule's, keyed by (level, key) of the table:
+#: a value the JSON shape always carries (a string's reading is null as a whole instead)
+PLACEMENTS: dict[tuple[Level, str], Property] = {
+    (U, "quality"): Property(nullable=False),
+    (U, "status"): Property(nullable=False),
+    (S, "quality"): Property(nullable=False),
+    (S, "status"): Property(nullable=False),
+    (S, "voltage"): Property(nullable=False),
+    (S, "current"): Property(nullable=False, description="+ charge, - discharge"),
+    (S, "soc"): Property(nullable=False),
+    (S, "balance"): Property(nullable=False),
+    (S, "state"): Property(nullable=False, members=False),
+    (S, "alarm_word"): Property(nullable=False, description="BM-SM alarm word (HR 13)"),
+    (S, "cell_count"): Property(nullable=False),
+    (S, "soh"): Property(description="derived: the lowest cell SOH"),
+    (C, "flags"): Property(nullable=False, description="bits: 1 sensor lost, 2 balancing"),
+}
+
 NUM, INT, STR, BOOL = ({"type": t} for t in ("number", "integer", "string", "boolean"))
-QUALITY = {"type": "string", "enum": ["good", "stale", "offline"]}
-STATUS = {"type": "string", "enum": ["disabled", "ok", "error"]}
 SEVERITY = {"type": "string", "enum": ["warning", "alarm", "critical"]}
 BAND = {"type": "object", "additionalProperties": True}
 
@@ -41,30 +88,30 @@ SCHEMAS: dict[str, Any] = {
     "Cell": _obj(
         {
             "index": INT,
-            "voltage_v": _n("number"),
-            "resistance_mohm": _n("number"),
-            "temperature_c": _n("number"),
-            "soc_pct": _n("number"),
-            "soh_pct": _n("number"),
-            "status": {"type": "integer", "description": "bits: 1 sensor lost, 2 balancing"},
+            "voltage_v": CQ,
+            "resistance_mohm": CQ,
+            "temperature_c": CQ,
+            "soc_pct": CQ,
+            "soh_pct": CQ,
+            "status": CQ,
         }
     ),
     "Reading": _obj(
         {
-            "voltage_v": NUM,
-            "current_a": {"type": "number", "description": "+ charge, - discharge"},
-            "soc_pct": NUM,
-            "balance_pct": NUM,
-            "state": STR,
-            "alarms": {"type": "integer", "description": "BM-SM alarm word (HR 13)"},
+            "voltage_v": SQ,
+            "current_a": SQ,
+            "soc_pct": SQ,
+            "balance_pct": SQ,
+            "state": SQ,
+            "alarms": SQ,
             "alarm_bits": _arr(STR),
-            "cell_count": INT,
-            "ambient_temperature_c": _n("number"),
-            "ambient_humidity_pct": _n("number"),
-            "relay_closed": _n("boolean"),
-            "aux_input_on": _n("boolean"),
+            "cell_count": SQ,
+            "ambient_temperature_c": SQ,
+            "ambient_humidity_pct": SQ,
+            "relay_closed": SQ,
+            "aux_input_on": SQ,
             "read_at": {"type": "number", "description": "epoch seconds of the poll"},
-            "soh_pct": _n("number", description="derived: the lowest cell SOH"),
+            "soh_pct": SQ,
             "cells": _arr(_ref("Cell")),
         },
         required=["voltage_v", "current_a", "soc_pct", "state", "cell_count", "read_at"],
@@ -76,10 +123,10 @@ SCHEMAS: dict[str, Any] = {
             "ups": _n("string"),
             "bus": STR,
             "slave_id": INT,
-            "quality": QUALITY,
-            "status": STATUS,
+            "quality": SQ,
+            "status": SQ,
             "changed_at": NUM,
-            "age_s": _n("number"),
+            "age_s": SQ,
             "reading": {"oneOf": [_ref("Reading"), {"type": "null"}]},
         }
     ),
@@ -101,11 +148,11 @@ SCHEMAS: dict[str, Any] = {
             "name": STR,
             "index": INT,
             "strings": _arr(STR),
-            "voltage_v": _n("number"),
-            "current_a": _n("number"),
-            "soc_pct": _n("number"),
-            "quality": QUALITY,
-            "status": STATUS,
+            "voltage_v": UQ,
+            "current_a": UQ,
+            "soc_pct": UQ,
+            "quality": UQ,
+            "status": UQ,
             "read_at": _n("number"),
         }
     ),
@@ -286,8 +333,9 @@ def _q(name: str, schema: dict[str, Any], text: str) -> dict[str, Any]:
 #: the JSON type of each kind of quantity
 KIND_TYPES = {"number": "number", "count": "integer", "enum": "integer", "bits": "integer",
               "bool": "boolean"}  # fmt: skip
-#: the detail schema that carries the quantities plugins register, by level
-DETAIL = {Level.STRING: "StringDetail", Level.UPS: "UpsDetail"}
+#: the schema that carries the quantities plugins register, by level (REST serves
+#: them in the detail answers, a cell's in the string detail's cells)
+DETAIL = {Level.STRING: "StringDetail", Level.UPS: "UpsDetail", Level.CELL: "Cell"}
 
 
 def quantity_property(q: Quantity) -> dict[str, Any]:
@@ -296,17 +344,54 @@ def quantity_property(q: Quantity) -> dict[str, Any]:
     return {"type": [KIND_TYPES[q.kind], "null"], "description": f"{q.description}{unit}"}
 
 
-def _schemas(registered: Iterable[Quantity]) -> dict[str, Any]:
-    """SCHEMAS with the registered quantities added to the detail schemas (a
-    property each, in the schema's last ``allOf`` part)."""
+def core_property(q: Quantity) -> dict[str, Any]:
+    """A core quantity as the JSON shapes serve it: an enumeration by its member names."""
+    place = PLACEMENTS.get((q.level, q.key), Property())
+    kind = "string" if q.kind == "enum" else KIND_TYPES[q.kind]
+    out: dict[str, Any] = {"type": [kind, "null"] if place.nullable else kind}
+    if q.kind == "enum" and place.members:
+        out["enum"] = list(q.values.values())
+    if place.description:
+        out["description"] = place.description
+    return out
+
+
+def _served(table: tuple[Quantity, ...], slot: Slot, json_key: str) -> Quantity:
+    for q in table:
+        if q.level is slot.level and q.json_key == json_key:
+            return q
+    raise KeyError(f"OpenAPI: no {slot.level.value} quantity served as {json_key!r}")
+
+
+def _with_properties(schema: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` (an object, or an ``allOf`` whose last part is one) with ``props``
+    added to its properties (not required: an answer may lack them)."""
+    if "allOf" not in schema:
+        return {**schema, "properties": {**schema["properties"], **props}}
+    parts = list(schema["allOf"])
+    parts[-1] = _with_properties(parts[-1], props)
+    return {**schema, "allOf": parts}
+
+
+def schemas_of(table: tuple[Quantity, ...]) -> dict[str, Any]:
+    """SCHEMAS with every slot's property made from its quantity, and the
+    registered quantities added to their level's detail schema."""
     out = dict(SCHEMAS)
+    for name, schema in SCHEMAS.items():
+        props = schema.get("properties", {})
+        if any(isinstance(v, Slot) for v in props.values()):
+            out[name] = {**schema, "properties": {
+                k: core_property(_served(table, v, k)) if isinstance(v, Slot) else v
+                for k, v in props.items()
+            }}  # fmt: skip
     for level, name in DETAIL.items():
-        props = {q.key: quantity_property(q) for q in registered if q.level is level}
+        props = {
+            q.key: quantity_property(q)
+            for q in table
+            if q.level is level and q not in QUANTITIES and q.read is not None
+        }
         if props:
-            parts = list(out[name]["allOf"])
-            last = parts[-1]
-            parts[-1] = {**last, "properties": {**last["properties"], **props}}
-            out[name] = {**out[name], "allOf": parts}
+            out[name] = _with_properties(out[name], props)
     return out
 
 
@@ -437,7 +522,7 @@ def openapi_document(registered: Iterable[Quantity] = ()) -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": _schemas(tuple(registered)),
+            "schemas": schemas_of((*QUANTITIES, *registered)),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "basic": {"type": "http", "scheme": "basic"},

@@ -19,7 +19,7 @@ from aiohttp import log as web_log
 from aiohttp import web
 from btms_gateway.core.api import ActiveAlarms, AlarmEvent, Gateway, raise_open_file_limit
 
-from . import api
+from . import api, data
 from .auth import Authenticator
 from .history import EventRing
 from .history_metrics import HistoryCollector
@@ -67,7 +67,7 @@ class WebService:
         )
         self.registry.register(HistoryCollector(gateway))
         self.hub: LiveHub | None = None
-        self.json_cache = JsonCache()  # used on the event loop only
+        self.json_cache = JsonCache(data.cell_values(gateway))  # used on the event loop only
         self.runner: web.AppRunner | None = None
         self.listener: Listener | None = None
         self.port: int | None = None
