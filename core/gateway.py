@@ -19,6 +19,7 @@ import pluggy
 from pydantic import BaseModel
 
 from .alarm_types import ActiveAlarm, AlarmEvent, EventLogHealth
+from .analytics import AnalyticsService
 from .config_load import LoadedConfig
 from .counters import CommCounters
 from .datadir import DataDirBusy, DataDirLock
@@ -72,6 +73,15 @@ class NoAlarms:
     def baselines(self, string: str) -> dict[int, float]:
         return {}
 
+    def baseline_rows(self, string: str) -> list[Any]:
+        return []
+
+    def note(self, rule: str, path: Any, message: str, **kw: Any) -> None:
+        pass
+
+    def retake_baseline(self, string: str, cell: int | None, by: str) -> tuple[bool, str]:
+        return False, "no alarm engine: baselines are not kept"
+
     def log_health(self) -> EventLogHealth:
         return EventLogHealth()
 
@@ -99,6 +109,15 @@ class Gateway:
         self.alarms: Any = self._create_alarms() if alarms else NoAlarms()
         #: the history store (docs/history.md); None when ``[history] enabled = false``
         self.history: HistoryService | None = history_for(self.settings.history, self.data_dir)
+        #: battery analytics (docs/analytics.md): derived values, discharges, trends
+        self.analytics = AnalyticsService(
+            self.settings.analytics,
+            self.settings.alarms,
+            self.data_dir,
+            baselines=self.alarms.baselines,
+            note=self.alarms.note,
+            history=self.history,
+        )
         self.engine = Engine(
             self.settings,
             self.store,
@@ -150,6 +169,7 @@ class Gateway:
         self.alarms.restore(self.store.snapshot)
         if self.history is not None:
             self.history.start()
+        self.analytics.start()
         await self._startup()
         engine = asyncio.create_task(self.engine.run(), name="engine")
         ticker = asyncio.create_task(self._tick(), name="alarm-tick")
@@ -214,6 +234,7 @@ class Gateway:
                 log.warning("%d plugin(s) did not shut down within %.1f s", len(late), budget)
         for channel in self.channels.values():
             channel.stop(timeout=0.2)
+        self.analytics.close()
         self.alarms.close()
         if self.history is not None:
             await asyncio.to_thread(self.history.close)
@@ -239,6 +260,10 @@ class Gateway:
             self.channels[name] = open_channel(name, hooks, self.loop, self.failures, self)
 
     def _publish(self, string: StringSnapshot) -> None:
+        try:  # derived values first: the store, alarms and plugins see them
+            string = self.analytics.update(string)
+        except Exception:
+            log.exception("analytics failed for string %s", string.name)
         plant = self.store.publish(string)
         try:
             self.alarms.on_string(string, plant)

@@ -80,9 +80,13 @@ W, A = Severity.WARNING, Severity.ALARM
 _TABLE: list[tuple[str, Scope, Kind, str, float, float, float, float, Severity, Scale]] = [
     ("cell_voltage_high", "cell", "high", "V", 2.40, 0.02, 10, 5, A, "block"),
     ("cell_voltage_low", "cell", "low", "V", 1.90, 0.03, 10, 5, A, "block"),
-    ("cell_resistance_warning", "cell", "high", "%", 20.0, 5.0, 60, 60, W, "none"),
+    ("cell_resistance_warning", "cell", "high", "%", 25.0, 5.0, 60, 60, W, "none"),
     ("cell_resistance_alarm", "cell", "high", "%", 50.0, 5.0, 60, 60, A, "none"),
+    ("cell_resistance_median_warning", "cell", "high", "%", 25.0, 5.0, 60, 60, W, "none"),
+    ("cell_resistance_median_alarm", "cell", "high", "%", 50.0, 5.0, 60, 60, A, "none"),
     ("cell_temperature_high", "cell", "high", "C", 40.0, 2.0, 30, 30, A, "none"),
+    ("cell_temperature_vs_median", "cell", "high", "C", 5.0, 1.0, 60, 60, W, "none"),
+    ("cell_temperature_vs_ambient", "cell", "high", "C", 10.0, 2.0, 60, 60, W, "none"),
     ("cell_soc_low", "cell", "low", "%", 30.0, 5.0, 30, 10, W, "none"),
     ("cell_soh_low", "cell", "low", "%", 80.0, 2.0, 60, 60, W, "none"),
     ("string_voltage_high", "string", "high", "V", 2.38, 0.01, 10, 5, A, "string"),
@@ -91,6 +95,7 @@ _TABLE: list[tuple[str, Scope, Kind, str, float, float, float, float, Severity, 
     ("string_current_discharge_high", "string", "high", "A", 500.0, 10.0, 5, 10, A, "none"),
     ("string_soc_low", "string", "low", "%", 50.0, 5.0, 30, 10, W, "none"),
     ("string_soh_low", "string", "low", "%", 80.0, 2.0, 60, 60, W, "none"),
+    ("string_thermal_runaway", "string", "high", "C", 3.0, 1.0, 60, 300, A, "none"),
     ("string_comm_lost", "string", "flag", "", 0.0, 0.0, 0, 0, A, "none"),
     ("ups_string_error", "ups", "flag", "strings", 0.0, 0.0, 0, 0, A, "none"),
     ("event_log_failing", "gateway", "flag", "", 0.0, 0.0, 0, 0, A, "none"),
@@ -100,6 +105,10 @@ _TEXT = {
     "cell_voltage_low": "voltage low",
     "cell_resistance_warning": "internal resistance above baseline",
     "cell_resistance_alarm": "internal resistance far above baseline",
+    "cell_resistance_median_warning": "internal resistance above the string median",
+    "cell_resistance_median_alarm": "internal resistance far above the string median",
+    "cell_temperature_vs_median": "hotter than the string's median cell",
+    "cell_temperature_vs_ambient": "hotter than the room",
     "cell_temperature_high": "temperature high",
     "cell_soc_low": "state of charge low",
     "cell_soh_low": "state of health low",
@@ -109,6 +118,7 @@ _TEXT = {
     "string_current_discharge_high": "discharge current above limit",
     "string_soc_low": "string state of charge low",
     "string_soh_low": "string state of health low",
+    "string_thermal_runaway": "float current rising with temperature (thermal runaway)",
     "string_comm_lost": "communication lost",
     "ups_string_error": "a string of this UPS is in error",
     "event_log_failing": "event log cannot be written",
@@ -186,11 +196,19 @@ def check_limits(settings: AlarmsSection) -> str | None:
                     f"{prefix}{hi}.limit ({rules[hi].limit:g}) above "
                     f"{lo}.limit ({rules[lo].limit:g})"
                 )
-        for name in ("cell_resistance_warning", "cell_resistance_alarm"):
+        for name, what in (
+            ("cell_resistance_warning", "% above baseline"),
+            ("cell_resistance_alarm", "% above baseline"),
+            ("cell_resistance_median_warning", "% above the string median"),
+            ("cell_resistance_median_alarm", "% above the string median"),
+            ("cell_temperature_vs_median", "C above the median cell"),
+            ("cell_temperature_vs_ambient", "C above ambient"),
+            ("string_thermal_runaway", "C rise over the window"),
+        ):
             r = rules[name]
             if r.limit <= 0 or r.hysteresis >= r.limit:
                 return (
-                    f"{prefix}{name}.limit (% above baseline, {r.limit:g}) above 0 "
+                    f"{prefix}{name}.limit ({what}, {r.limit:g}) above 0 "
                     f"and above its hysteresis ({r.hysteresis:g})"
                 )
     return None
