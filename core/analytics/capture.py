@@ -136,6 +136,8 @@ class Capture:
             return None, 0.0
         if self.quiet_since is None:
             self.quiet_since = t
+        # nothing delivered meanwhile: a discharge resuming integrates from here
+        self.last_t, self.last_i, self.last_v = t, 0.0, r.voltage_v
         if t - self.quiet_since >= self.end_delay_s:
             return "ended", 0.0
         return None, 0.0

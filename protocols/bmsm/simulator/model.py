@@ -244,8 +244,14 @@ class StringModel:
         return run
 
     def _discharge_step(self, dt: float) -> None:
+        """One step of the run; it ends one step after its end condition, so
+        the reading at the end voltage (or the end of the duration) is served."""
         run = self.run
         assert run is not None
+        done = run.duration_s is not None and run.elapsed_s >= run.duration_s
+        if done or (run.stop_at_cutoff and run.string_cutoff_s is not None):
+            self.stop_discharge()
+            return
         current, rated = run.current_a, self.rated_current_a
         use = current * (current / rated) ** (self.peukert - 1) * dt / 3600.0
         volts = 0.0
@@ -269,11 +275,6 @@ class StringModel:
         end_v = run.cutoff_v * len(self.cells)
         if self.string["voltage_v"] <= end_v and run.string_cutoff_s is None:
             run.string_cutoff_s = run.elapsed_s
-            if run.stop_at_cutoff:
-                self.stop_discharge()
-                return
-        if run.duration_s is not None and run.elapsed_s >= run.duration_s:
-            self.stop_discharge()
 
     def _runaway_step(self, dt: float) -> None:
         """Thermal runaway on float: the current the charger pushes rises with
