@@ -169,12 +169,14 @@ def build_cli() -> click.Group:
     """The root group with every plugin's commands added (a failing plugin is
     logged and skipped, so one broken plugin cannot take the CLI down)."""
     from .alarms.cli import add_to as add_alarm_commands
+    from .analytics.cli import add_to as add_analytics_commands
     from .backup.cli import add_to as add_backup_commands
     from .demo import demo
     from .deploy.commands import add_to as add_service_commands
     from .history.cli import history
 
     add_alarm_commands(cli)
+    add_analytics_commands(cli)
     add_backup_commands(cli)
     add_service_commands(cli)
     cli.add_command(history)

@@ -30,6 +30,7 @@ from .netguard import raise_open_file_limit
 from .plugin_channel import PluginChannel, open_channel
 from .plugin_manager import FailureLog, call_each, implementations
 from .registry import device_profiles
+from .reports import Report, ReportError, ReportSource, report_generators
 from .store import SnapshotStore
 
 log = logging.getLogger("btms_gateway")
@@ -125,6 +126,8 @@ class Gateway:
             self._publish,
             link_factory,
         )
+        #: report kind -> generator, from every plugin's register_reports
+        self.reports = report_generators(pm, self.failures)
         self._stop = asyncio.Event()
         self._started: list[str] = []
         self.ready = asyncio.Event()
@@ -152,6 +155,27 @@ class Gateway:
 
     def uptime_s(self) -> float:
         return time.time() - self.started_at
+
+    def report_source(self) -> ReportSource:
+        """What reports are made from, live: history, discharges, health now."""
+        from .analytics.health import live
+
+        return ReportSource(
+            site=self.settings.gateway.name,
+            settings=self.settings,
+            history=self.history.queries if self.history is not None else None,
+            discharges=self.analytics.store,
+            health=lambda string: live(self, string),
+        )
+
+    def make_report(self, kind: str, subject: str, fmt: str) -> Report:
+        """Run a registered report generator (blocking: call it in an executor).
+        Raises ReportError for an unknown kind or what the generator refuses."""
+        generator = self.reports.get(kind)
+        if generator is None:
+            known = ", ".join(sorted(self.reports)) or "none installed"
+            raise ReportError(f"report kind: one of {known}, found {kind!r}")
+        return generator(self.report_source(), subject, fmt)
 
     # --- lifecycle -----------------------------------------------------------
     def request_stop(self) -> None:
