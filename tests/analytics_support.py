@@ -42,11 +42,14 @@ class DischargeRig:
     notes: list[Noted] = field(default_factory=list)
     snapshots: list[StringSnapshot] = field(default_factory=list)
     keep: bool = False  # keep every published snapshot (memory: tests only)
+    history: Any = None  # a HistoryService: every reading recorded with its time
 
     def feed(self, reading: StringReading | None = None) -> StringSnapshot:
         r = reading or self.model.expected_reading(read_at=self.t)
         snap = StringSnapshot(self.name, 1, None, 0, 1, "b", Quality.GOOD, r, T0)
         out = self.service.update(snap)
+        if self.history is not None:
+            self.history.write(self.name, r)
         if self.keep:
             self.snapshots.append(out)
         return out
@@ -81,6 +84,7 @@ def rig(
     rated_ah: float | None = 100.0,
     data_dir: Path | None = None,
     baselines: dict[int, float] | None = None,
+    history: Any = None,
     **settings: Any,
 ) -> DischargeRig:
     model = StringModel.create(1, cells, seed, weak_cells=weak, frozen=True, rated_ah=100.0)
@@ -95,7 +99,7 @@ def rig(
         ),
     )
     service.start()
-    return DischargeRig(model, service, notes=notes)
+    return DischargeRig(model, service, notes=notes, history=history)
 
 
 @dataclass
@@ -110,11 +114,17 @@ class Outcome:
 
 
 def discharge(
-    cells: int, seed: int, weak: Sequence[int], current_a: float, step_s: float = 1.0
+    cells: int,
+    seed: int,
+    weak: Sequence[int],
+    current_a: float,
+    step_s: float = 1.0,
+    data_dir: Path | None = None,
+    history: Any = None,
 ) -> Outcome:
     """Float for a minute, a discharge at ``current_a`` to the end voltage,
-    float again until the capture closes."""
-    r = rig(cells, seed, weak)
+    float again until the capture closes (recorded in ``history`` if given)."""
+    r = rig(cells, seed, weak, data_dir=data_dir, history=history)
     r.run(60, step_s)
     truth = r.model.start_discharge(current_a, now=r.t)
     half: dict[str, float | None] = {}
@@ -167,3 +177,19 @@ def _linear_to_cutoff(
 def with_reading(snap: StringSnapshot, **changes: Any) -> StringReading:
     assert snap.reading is not None
     return replace(snap.reading, **changes)
+
+
+def site_settings(data_dir: Path, name: str = "Riverside data centre", **extra: Any) -> Any:
+    """A core configuration whose data_dir is ``data_dir`` (what a report reads)."""
+    from btms_gateway.core.config import GatewayConfig
+
+    return GatewayConfig.model_validate(
+        {"gateway": {"name": name, "data_dir": str(data_dir)}, **extra}
+    )
+
+
+def history_service(data_dir: Path) -> Any:
+    from btms_gateway.core.history import HistoryService
+    from btms_gateway.core.history.config import HistorySection
+
+    return HistoryService(HistorySection(commit_interval_s=0.5), data_dir).start()
