@@ -48,9 +48,11 @@ async def web_gateway(
     ups: int = 2,
     web: dict[str, Any] | None = None,
     alarms: dict[str, Any] | None = None,
+    analytics: dict[str, Any] | None = None,
 ) -> AsyncIterator[tuple[GatewayHarness, Any]]:
     """(harness, web service). ``alarms``: an ``[alarms]`` table to run the
-    real alarm engine with (None: no alarm engine)."""
+    real alarm engine with (None: no alarm engine); ``analytics``: an
+    ``[analytics]`` table."""
     from btms_gateway.plugins.web.plugin import service
 
     config = plant_config(
@@ -61,6 +63,8 @@ async def web_gateway(
     )
     if alarms is not None:
         config["alarms"] = alarms
+    if analytics is not None:
+        config["analytics"] = analytics
     async with GatewayHarness(config, alarms=alarms is not None) as h:
         yield h, service(h.gateway)
 

@@ -85,6 +85,16 @@ def string(gateway: Any, name: str, cells: bool = True) -> dict[str, Any] | None
         count = s.reading.cell_count if s.reading else 0
         out["limits"] = cell_limits(gateway, name)
         out["baseline_mohm"] = baselines(gateway, name, count)
+    out |= derived(s, cells)
+    return out
+
+
+def derived(s: Any, cells: bool) -> dict[str, Any]:
+    """What analytics derived (docs/analytics.md): ``derived`` always, the
+    per-cell ``cell_derived`` (lists in the order of the cells) with the cells."""
+    out: dict[str, Any] = {"derived": dict(s.derived)}
+    if cells:
+        out["cell_derived"] = {k: list(v) for k, v in s.cell_derived.items()}
     return out
 
 
@@ -123,6 +133,7 @@ def string_text(
         count = s.reading.cell_count if s.reading else 0
         extra["limits"] = (limits or cell_limits)(gateway, name)
         extra["baseline_mohm"] = baselines(gateway, name, count)
+    extra |= derived(s, cells)
     return cache.extend(cache.string(s, style, cells, time.time())[:-1], style, extra)
 
 
