@@ -129,6 +129,7 @@ def from_files(
     queries = HistoryQueries(Path(data_dir) / "history.sqlite", settings.history)
     changes = queries.resistance_changes(string)
     latest = {cell: float(v[-1]) for cell, (_t, v) in changes.items() if len(v)}
+    latest.update(_last_raw(queries, string, now))
     rows: list[BaselineRow] = []
     events = Path(data_dir) / "events.sqlite"
     if events.exists():
@@ -151,3 +152,25 @@ def from_files(
         a.trend_min_days,
     )
     return judge(string, latest, rows, found, rules, now)
+
+
+def _last_raw(queries: Any, string: str, now: float) -> dict[int, float]:
+    """Each cell's last raw resistance of the last six hours (the changes
+    table is filled when a 10-minute period closes: this covers the rest)."""
+    import numpy as np
+
+    try:
+        series = queries.series(
+            string, ["cell_resistance_mohm"], now - 6 * 3600, now + 1, resolution="raw"
+        )
+    except Exception:
+        return {}
+    values = series.stats.get("value")
+    if values is None or len(series.t) == 0:
+        return {}
+    out = {}
+    for k, col in enumerate(series.columns):
+        present = np.flatnonzero(~np.isnan(values[:, k]))
+        if len(present) and col.cell is not None:
+            out[col.cell] = float(values[present[-1], k])
+    return out

@@ -312,8 +312,9 @@ def describe(s: DischargeSummary) -> str:
         else (f"{minutes:.1f} min")
     )
     weakest = ", ".join(str(c) for c in s.weakest[:3])
+    energy = f"{s.wh / 1000:.2f} kWh" if s.wh >= 1000 else f"{s.wh:.0f} Wh"
     ref = f" (discharge {s.id})" if s.id is not None else ""
     return (
-        f"string {s.string}: discharge ended after {length}: {s.ah:.2f} Ah, "
-        f"{s.wh / 1000:.2f} kWh, lowest {s.lowest_voltage_v:.2f} V; weakest cells {weakest}{ref}"
+        f"string {s.string}: discharge ended after {length}: {s.ah:.2f} Ah, {energy}, "
+        f"lowest {s.lowest_voltage_v:.2f} V; weakest cells {weakest}{ref}"
     )
