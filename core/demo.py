@@ -157,6 +157,8 @@ def demo_config(
             for name, slave, _, _ in strings
         ],
         "plugins": plugins,
+        # the simulator's strings: 100 Ah to 1.75 V/cell at the 10-hour rate (docs/analytics.md)
+        "analytics": {"rated_ah": 100.0, "rated_hours": 10.0},
     }
 
 
@@ -221,12 +223,21 @@ def demo(seed: int, duration: float | None, data_dir: str | None) -> None:
 
 def run_demo(seed: int, duration: float | None, data_dir: Path | None, folder: Path) -> int:
     """The demo in ``folder``, a temporary folder the caller removes; the exit status."""
+    from btms_gateway.protocols.bmsm.simulator.control import ControlServer, Target
+
     from .cli import run_until_signalled
     from .gateway import Gateway
 
     pm = create_manager()
     sims, buses = start_simulators(seed, folder)
+    control = None
     try:
+        targets = {
+            name: Target(sim, slave)
+            for sim, (_, _, _, strings) in zip(sims, PLANT, strict=True)
+            for name, slave, _, _ in strings
+        }
+        control = ControlServer(folder / "control.sock", targets).start()
         left_out: dict[str, str] = {}
         data = demo_config(buses, str(data_dir or folder / "var"), pm, left_out)
         pm.register(StatusPrinter(), name="demo-status")
@@ -246,8 +257,14 @@ def run_demo(seed: int, duration: float | None, data_dir: Path | None, folder: P
             click.echo(line)
         for name, reason in sorted(left_out.items()):
             click.echo(f"  {name:<12} off: {reason}")
+        click.echo(
+            f"simulator control: btms-gateway simulate-control --socket {control.path} "
+            "discharge --string A1 --current 50   (or force-alarm, stop, status)"
+        )
         click.echo("Ctrl-C stops.")
         return run_until_signalled(gateway, stop_after=duration)
     finally:
+        if control is not None:
+            control.stop()
         for sim in sims:
             sim.stop()

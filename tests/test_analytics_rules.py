@@ -150,3 +150,21 @@ def test_thermal_runaway_needs_the_float_current_rising_with_the_temperature(
     p.step(1.0, 800)
     kinds = p.kinds("string_thermal_runaway:A")
     assert kinds == [EventKind.RAISED, EventKind.CLEARED]
+
+
+def test_the_demos_weak_cell_is_flagged(tmp_path: Path) -> None:
+    """The demo's string A1 (slave 1, 120 cells, seed 1): its drawn weak cell,
+    35 % above normal, shows about +0 % against its own learned baseline and
+    is flagged against the median."""
+    from btms_gateway.core.demo import PLANT
+
+    _, _, _, strings = PLANT[0]
+    name, slave, cells, mode = strings[0]
+    assert (name, cells, mode) == ("A1", 120, "float")
+    model = StringModel.create(slave, cells, 1, mode, frozen=True)
+    p = Plant(tmp_path, model, {})
+    snap = p.step(1.0, 70)
+    weak = model.weak_cell + 1
+    assert p.raised("cell_resistance_median_warning") == [weak]
+    assert snap.cell_derived["resistance_vs_median_pct"][weak - 1] > 30.0
+    assert abs(snap.cell_derived["resistance_vs_baseline_pct"][weak - 1]) < 1.0
