@@ -166,5 +166,5 @@ def test_the_demos_weak_cell_is_flagged(tmp_path: Path) -> None:
     snap = p.step(1.0, 70)
     weak = model.weak_cell + 1
     assert p.raised("cell_resistance_median_warning") == [weak]
-    assert snap.cell_derived["resistance_vs_median_pct"][weak - 1] > 30.0
+    assert snap.cell_derived["resistance_vs_median_pct"][weak - 1] > 25.0  # the limit
     assert abs(snap.cell_derived["resistance_vs_baseline_pct"][weak - 1]) < 1.0
