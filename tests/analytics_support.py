@@ -150,14 +150,10 @@ def discharge(
     actual = None
     if "at" in half and truth.string_cutoff_s is not None:
         actual = T0 + 60 + truth.string_cutoff_s - half["at"]
-    return Outcome(
-        summaries[0], truth, half.get("estimate"), actual, half.get("linear")
-    )
+    return Outcome(summaries[0], truth, half.get("estimate"), actual, half.get("linear"))
 
 
-def _linear_to_cutoff(
-    points: list[tuple[float, float]], now: float, cutoff: float
-) -> float | None:
+def _linear_to_cutoff(points: list[tuple[float, float]], now: float, cutoff: float) -> float | None:
     """What a straight line through the weakest cell's last 10 minutes says."""
     recent = [(t, v) for t, v in points if now - t <= 600]
     if len(recent) < 2:

@@ -88,7 +88,8 @@ def test_derived_values_while_discharging_and_after() -> None:
     assert d["discharge_ah"] == pytest.approx(100.0 * 900 / 3600, rel=0.02)
     assert 0 < d["dod_pct"] < 100 and d["runtime_remaining_s"] > 0
     later = r.run(300).derived
-    assert later["dod_pct"] > d["dod_pct"] and later["runtime_remaining_s"] < d["runtime_remaining_s"]
+    assert later["dod_pct"] > d["dod_pct"]
+    assert later["runtime_remaining_s"] < d["runtime_remaining_s"]
     no_capacity = rig(24, rated_ah=None)
     no_capacity.model.start_discharge(100.0, now=no_capacity.t)
     d2 = no_capacity.run(60).derived

@@ -84,7 +84,8 @@ async def test_weak_cell_discharge_reports_and_baseline_retake(tmp_path: Path) -
         assert summary.ah > 0 and len(summary.cells) == 12
         notes = [n.message for n in _notes(tmp_path, "discharge")]
         assert notes[0].startswith("string S1: discharge started")
-        assert notes[1].startswith("string S1: discharge ended") and f"(discharge {summary.id})" in notes[1]
+        assert notes[1].startswith("string S1: discharge ended")
+        assert f"(discharge {summary.id})" in notes[1]
         status, listed = await get_json(url + "/api/discharges?string=S1")
         assert status == 200 and [d["id"] for d in listed["discharges"]] == [summary.id]
         status, one = await get_json(url + f"/api/discharges/{summary.id}")

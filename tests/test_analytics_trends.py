@@ -46,7 +46,7 @@ def _fill(data_dir: Path) -> tuple[StringModel, float]:
 
 
 def test_trend_and_projected_crossing_from_the_history(tmp_path: Path) -> None:
-    model, base5 = _fill(tmp_path)
+    _, base5 = _fill(tmp_path)
     now = START + DAYS * DAY
     h = from_files(tmp_path, site_settings(tmp_path), "S1", now=now)
     cells = {c.cell: c for c in h.cells}

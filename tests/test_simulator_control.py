@@ -75,11 +75,9 @@ def test_a_forced_alarm_changes_the_truth_and_clear_puts_it_back(running) -> Non
 
 def test_weak_cells_from_the_command_line(tmp_path: Path) -> None:
     sock = tmp_path / "c.sock"
-    out = CliRunner().invoke(
-        build_cli(),
-        ["simulate", "--cells", "10", "--baud", "115200", "--weak-cells", "3,5",
-         "--control", str(sock), "--duration", "0.3"],  # fmt: skip
-    )
+    argv = ["simulate", "--cells", "10", "--baud", "115200", "--weak-cells", "3,5"]
+    argv += ["--control", str(sock), "--duration", "0.3"]
+    out = CliRunner().invoke(build_cli(), argv)
     assert out.exit_code == 0, out.output
     assert f"--socket {sock}" in out.output
     bad = CliRunner().invoke(build_cli(), ["simulate", "--weak-cells", "0,200", "--duration", "0"])
