@@ -68,7 +68,10 @@ class Reference:
             p = points[k]
             q = p.quantity
             assert q is not None
-            if p.scope == "string":
+            if p.scope == "string" and q.derived:
+                v = string.derived.get(q.derived)
+                missing = v is None
+            elif p.scope == "string":
                 v = q.source(r) if callable(q.source) else getattr(r, q.source)
                 missing = v is None
             elif p.scope == "summary":
@@ -121,7 +124,12 @@ def snapshots(draw: Any) -> StringSnapshot:
         ambient_temperature_c=draw(st.one_of(st.none(), st.floats(-10, 40))),
         relay_closed=draw(st.one_of(st.none(), st.booleans())),
     )
-    return replace(base, reading=reading)
+    running = draw(st.booleans())  # a discharge: analytics' estimate, else no value
+    derived = {
+        "runtime_remaining_s": draw(st.floats(0, 36000)) if running else None,
+        "dod_pct": draw(st.floats(0, 100)) if running else None,
+    }
+    return replace(base, reading=reading, derived=derived)
 
 
 @settings(max_examples=150, deadline=None)

@@ -12,8 +12,10 @@ copies nothing per object:
   value not measured, fewer cells than objects) makes the image keep an
   explicit copy, so that such an object still serves its last measured
   value (values are never invented) with reliability no-sensor,
-* a string's own 16 values, the cell summaries and the UPS values (a few
-  dozen per string) are copied eagerly,
+* a string's own 18 values (two of them derived by analytics: remaining
+  runtime and depth of discharge, no-sensor while no discharge runs), the
+  cell summaries and the UPS values (a few dozen per string) are copied
+  eagerly,
 * objects under COV subscription are views the image keeps alive; after
   every change they compare what they serve now with what they served
   before and tell their property monitors (bacpypes3's COV detection), so
@@ -159,11 +161,12 @@ class Cells:
 
 
 class StringState:
-    __slots__ = ("cells", "fault", "own", "summary")
+    __slots__ = ("cells", "derived", "fault", "own", "summary")
 
     def __init__(self) -> None:
         self.fault: Reliability | None = COMM_FAILURE  # never read
         self.own: list[tuple[int, Callable[[Any], Any]]] = []
+        self.derived: list[tuple[int, str]] = []  # (k, key of StringSnapshot.derived)
         self.summary: list[tuple[int, str, str]] = []  # (k, reading field, stat)
         self.cells: Cells | None = None
 
@@ -202,7 +205,9 @@ class Image:
             st = self.strings.get(p.string)
             if st is None:
                 st = self.strings[p.string] = StringState()
-            if p.scope == "string":
+            if p.scope == "string" and q.derived:
+                st.derived.append((k, q.derived))
+            elif p.scope == "string":
                 st.own.append((k, _getter(q.source)))
             elif p.scope == "cell":
                 assert p.cell is not None
@@ -302,6 +307,14 @@ class Image:
             for k, get in st.own:
                 v = get(r)
                 if v is None:
+                    nosensor.add(k)
+                else:
+                    vals[k] = v
+                    nosensor.discard(k)
+            derived = string.derived
+            for k, key in st.derived:
+                v = derived.get(key)
+                if v is None:  # no discharge running: no estimate, like a value not measured
                     nosensor.add(k)
                 else:
                     vals[k] = v

@@ -47,6 +47,9 @@ class Quantity:
     states: tuple[str, ...] = ()  # multi-state texts / binary (inactive, active)
     #: value source: a reading field name, or a function of the reading
     source: str | Callable[[Any], Any] = ""
+    #: or a key of what analytics derived for the string (StringSnapshot.derived,
+    #: docs/analytics.md); None there is served like a value the device lacks
+    derived: str = ""
 
 
 def _alarm_bit(bit: StringAlarm) -> Callable[[Any], bool]:
@@ -108,6 +111,12 @@ STRING_QUANTITIES: tuple[Quantity, ...] = (
                  states=ALARM_STATES, source=_alarm_bit(bit))
         for n, bit in enumerate(b for b in StringAlarm if b is not StringAlarm.NONE)
     ),
+    Quantity("runtime_remaining", 20, "analogInput",
+             "estimated runtime left to the end voltage (while discharging)", "seconds", "s",
+             60.0, 1, 0, 360_000, derived="runtime_remaining_s"),
+    Quantity("depth_of_discharge", 21, "analogInput",
+             "depth of discharge of the running discharge", "percent", "%", 1.0, 0.1, 0, 100,
+             derived="dod_pct"),
 )  # fmt: skip
 
 CELL_QUANTITIES: tuple[Quantity, ...] = (

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any, Literal, NamedTuple
 
-from btms_gateway.core.model import CellReading, CellStatus, DeviceStatus
+from btms_gateway.core.model import CellReading, CellStatus, DeviceStatus, Quality
 
 Block = Literal["ups", "string", "cell"]
 Kind = Literal["u16", "s16", "u32", "s32", "enum", "bits"]
@@ -124,6 +124,18 @@ def _rv(attr: str) -> Callable[[StringView], Any]:
     return get
 
 
+def _derived(key: str) -> Callable[[StringView], Any]:
+    """A value analytics derived (docs/analytics.md), served only while its string
+    is GOOD: an estimate of the time left ages by the second, so a stale string
+    serves "no value" even where the stale behaviour serves its last readings."""
+
+    def get(view: StringView) -> Any:
+        s = view.string
+        return s.derived.get(key) if s.quality is Quality.GOOD else None
+
+    return get
+
+
 def _bool(value: bool | None) -> int | None:
     return None if value is None else int(value)
 
@@ -224,6 +236,15 @@ POINTS: tuple[Point, ...] = (
     Point("string", 25, "string_soh", "u16", 1, "%", M, EXT,
           "derived by the gateway: the lowest cell SOH (the device has no string SOH)",
           _rv("soh_pct")),
+    Point("string", 26, "string_runtime_remaining", "u32", 1, "s", M, EXT,
+          "derived by the gateway: estimated runtime left to the end voltage while a "
+          "discharge runs (docs/analytics.md); 4294967295 = no value (no discharge running, "
+          "no rated capacity configured, or the string not GOOD)",
+          _derived("runtime_remaining_s"), missing=NO_VALUE_U16),
+    Point("string", 28, "string_depth_of_discharge", "u16", 0.1, "%", M, EXT,
+          "derived by the gateway: depth of discharge of the running discharge, "
+          "Peukert-corrected (docs/analytics.md); 65535 = no value (as above)",
+          _derived("dod_pct"), missing=NO_VALUE_U16),
     # --- cell block: unit id = 100 + string index, register 100*ci + k, ci = 1..120 --
     Point("cell", 0, "cell_status", "enum", None, "", S, GW,
           f"{STATUS_TEXT} (0: no such cell; 2: sensor lost or string data not GOOD)",
@@ -278,7 +299,7 @@ def encode_column(
     strided slice of the image. One pass per register instead of one call per
     value: the cell block is 960 values a string, and a 32-string plant is
     rebuilt 32 times a second. A missing value (None) is ``point.missing`` in
-    every register (32-bit values have missing = 0)."""
+    every register (a 32-bit value with missing 0xFFFF reads 0xFFFF_FFFF)."""
     low, high = _LIMITS[point.kind]
     missing = point.missing
     counts = values if not point.scale else [None if v is None else v / point.scale for v in values]

@@ -39,6 +39,11 @@ def _r(f: Any) -> Any:
     return lambda s, ctx: None if s.reading is None else f(s.reading)
 
 
+def _derived(key: str, factor: int) -> Any:
+    """Getter over what analytics derived (docs/analytics.md): absent when unknown."""
+    return lambda s, ctx: scaled(s.derived.get(key), factor)
+
+
 def _counter(field: str) -> Any:
     def get(s: Any, ctx: Any) -> int | None:
         c = ctx.counters(s.name)
@@ -192,6 +197,16 @@ STRING_TABLE = Table(
            get=_counter("polls")),
         _s("btmsStringPollsFailed", 21, "Counter32", "Counter32", "Failed polls of this string.",
            get=_counter("polls_failed")),
+        _s("btmsStringRuntimeRemaining", 22, "Gauge32", "Gauge32",
+           "Estimated runtime left to the end voltage while a discharge runs, derived by "
+           "the gateway (Peukert-corrected charge counting against the rated capacity); "
+           "absent while no discharge runs or no rated capacity is configured.",
+           units="seconds", get=_derived("runtime_remaining_s", 1)),
+        _s("btmsStringDepthOfDischarge", 23, "BtmsDeciValue", "Integer32",
+           "Depth of discharge of the running discharge, corrected for Peukert's law, "
+           "derived by the gateway; absent while no discharge runs or no rated capacity "
+           "is configured.",
+           units="%", get=_derived("dod_pct", 10)),
     ),
 )  # fmt: skip
 
