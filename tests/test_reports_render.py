@@ -66,6 +66,27 @@ def test_discharge_pdf_names_the_weakest_cells_on_pages_that_say_where(
     assert done.returncode == 0 and list(tmp_path.glob("p-1.png"))
 
 
+@pytest.mark.parametrize("points", [50, 51, 53])  # strides that do and do not end on the last
+def test_the_curves_end_at_the_cells_end_voltages(
+    recorded: tuple[Path, int], monkeypatch: pytest.MonkeyPatch, points: int
+) -> None:
+    """The curves are thinned for drawing, never by their end: the knee of the
+    last seconds is where the end voltages the table and the bars show come from."""
+    from btms_gateway.plugins.reports import discharge as report
+
+    data_dir, event = recorded
+    source = _source(data_dir)
+    assert source.discharges is not None
+    s = source.discharges.get(event)
+    assert s is not None
+    monkeypatch.setattr(report, "MAX_POINTS", points)
+    curves = report._curves(source, s)
+    assert curves is not None and len(curves["minutes"]) <= 2 * points + 1
+    assert curves["minutes"][-1] == pytest.approx((s.end - s.start) / 60.0)
+    ends = {c.cell: c.end_v for c in s.cells}
+    assert {cell: round(float(v[-1]), 3) for cell, v in curves["cells"].items()} == ends
+
+
 def test_discharge_html_is_self_contained_with_the_weak_cells_marked(
     recorded: tuple[Path, int],
 ) -> None:

@@ -52,13 +52,16 @@ def _curves(source: ReportSource, s: DischargeSummary) -> dict[str, Any] | None:
     if len(series.t) == 0:
         return None
     values = series.stats["value"]
-    step = max(1, len(series.t) // MAX_POINTS)
+    n = len(series.t)
+    # every step-th reading and the last one: the cells' end voltages (the
+    # table's, and the end-voltage plot's) are the curves' ends, knee included
+    keep = np.unique(np.r_[np.arange(0, n, max(1, n // MAX_POINTS)), n - 1])
     cells = [c.cell for c in series.columns[2:]]
     return {
-        "minutes": (series.t[::step] - s.start) / 60.0,
-        "string_v": values[::step, 0],
-        "current": values[::step, 1],
-        "cells": {cell: values[::step, 2 + k] for k, cell in enumerate(cells)},
+        "minutes": (series.t[keep] - s.start) / 60.0,
+        "string_v": values[keep, 0],
+        "current": values[keep, 1],
+        "cells": {cell: values[keep, 2 + k] for k, cell in enumerate(cells)},
     }
 
 

@@ -85,7 +85,12 @@ def render(doc: Document, fmt: str, filename: str) -> Report:
 
 
 def _figure(Figure: Any, height: float = 4.2) -> Any:
-    return Figure(figsize=(A4[0] - 0.6, height), layout="constrained")
+    """Fixed margins (room for the tick labels and a twin axis' label) rather
+    than a layout engine: constrained layout measured every text's extent and
+    took 40 % of an HTML report's time."""
+    fig = Figure(figsize=(A4[0] - 0.6, height))
+    fig.subplots_adjust(left=0.09, right=0.91, bottom=0.12, top=0.97)
+    return fig
 
 
 def to_html(doc: Document) -> str:
