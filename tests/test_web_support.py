@@ -87,6 +87,7 @@ async def sim_gateway(
     ups: int = 2,
     web: dict[str, Any] | None = None,
     alarms: dict[str, Any] | None = None,
+    analytics: dict[str, Any] | None = None,
 ) -> AsyncIterator[tuple[Any, Any, Any]]:
     """(gateway, web service, simulator): the BM-SM simulator on a real
     pseudo-terminal, polled by the real RTU link, poller and engine, with the
@@ -102,6 +103,8 @@ async def sim_gateway(
         stale_after_s=3.0,
     )
     config["alarms"] = alarms or {}
+    if analytics is not None:
+        config["analytics"] = analytics
     per_string = {f"S{slave}": n for slave, n in cells.items()}
     async with GatewayHarness(config, simulate=True, alarms=True, cells=per_string) as h:
         yield h.gateway, service(h.gateway), h.sim

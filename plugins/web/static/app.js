@@ -439,7 +439,13 @@ function connect() {
     if (!S.sel && S.plant.strings.length) { select(S.plant.strings[0].name, false); return; }
     renderTree(); renderComm(S.plant.buses);
   });
-  es.addEventListener("string", (e) => { const st = JSON.parse(e.data); if (st.name === S.sel) { S.string = st; renderDetail(); } });
+  es.addEventListener("string", (e) => {
+    const st = JSON.parse(e.data);
+    if (st.name !== S.sel) return;
+    const ended = S.string?.derived?.discharging === 1 && st.derived?.discharging !== 1;
+    S.string = st; renderDetail();
+    if (ended) loadHealth();  // a discharge just ended: list it with its reports now
+  });
   es.addEventListener("alarms", (e) => {
     const d = JSON.parse(e.data);
     S.alarms = d.active; renderAlarms(); mergeEvents(d.events);
