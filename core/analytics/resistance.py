@@ -14,24 +14,19 @@ the date it crosses the alarm limit is where that line meets
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..model import SENSOR_LOST_BIT, CellReading
+from ..model import CellReading
+from .cells import cell_median
 
 MONTH_S = 30.44 * 86400.0
 
 
 def median_resistance(cells: Sequence[CellReading]) -> float | None:
-    values = [
-        c.resistance_mohm
-        for c in cells
-        if c.resistance_mohm is not None and not int(c.status) & SENSOR_LOST_BIT
-    ]
-    return statistics.median(values) if values else None
+    return cell_median(cells, "resistance_mohm")
 
 
 def percent_over(value: float | None, reference: float | None) -> float | None:

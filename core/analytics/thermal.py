@@ -14,21 +14,16 @@ that rise with its limit, with delay and hysteresis like every rule.
 
 from __future__ import annotations
 
-import statistics
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..model import SENSOR_LOST_BIT, CellReading, StringReading, StringState
+from ..model import CellReading, StringReading, StringState
+from .cells import cell_median
 
 
 def median_temperature(cells: Sequence[CellReading]) -> float | None:
-    values = [
-        c.temperature_c
-        for c in cells
-        if c.temperature_c is not None and not int(c.status) & SENSOR_LOST_BIT
-    ]
-    return statistics.median(values) if values else None
+    return cell_median(cells, "temperature_c")
 
 
 def hottest(cells: Sequence[CellReading]) -> float | None:
