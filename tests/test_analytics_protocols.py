@@ -1,5 +1,6 @@
 """Remaining runtime and depth of discharge on Modbus TCP, SNMP and BACnet,
-read by independent clients (mbpoll, net-snmp's snmpget, rusty-bacnet) from
+read by independent clients (mbpoll, net-snmp's snmpget, rusty-bacnet), and
+on REST and /metrics (aiohttp, parsed by prometheus_client), from
 a gateway polling the BM-SM simulator over a real pseudo-terminal, while a
 discharge runs that ``btms-gateway simulate-control`` started through the
 simulator's control socket.
@@ -21,6 +22,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
 import pytest
 import rusty_bacnet as rb
 from btms_gateway.core.model import Quality
@@ -28,7 +30,9 @@ from btms_gateway.core.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.bacnet.client import free_udp_port
 from btms_gateway.plugins.bacnet.plugin import service as bacnet_service
 from btms_gateway.plugins.modbus_tcp.map import point
+from btms_gateway.plugins.web.plugin import service as web_service
 from btms_gateway.protocols.bmsm.simulator.control import ControlServer, Target
+from prometheus_client.parser import text_string_to_metric_families
 from test_modbus_support import mbpoll, port_of
 from test_snmp_support import V2C, agent_address, net_snmp, snmp_settings
 
@@ -48,6 +52,7 @@ NO_SENSOR, NO_FAULT = 1, 0  # BACnetReliability
 def _config(data_dir: Path, bacnet_port: int) -> dict[str, Any]:
     plugins = {
         "modbus_tcp": {"port": 0},
+        "web": {"port": 0},
         "snmp": snmp_settings(),
         "bacnet": {
             "address": f"127.0.0.1/8:{bacnet_port}",
@@ -134,6 +139,25 @@ async def _bacnet(client: Any, address: str, h: GatewayHarness) -> list[tuple[fl
     return out
 
 
+async def _web(h: GatewayHarness) -> tuple[dict[str, Any], dict[str, float]]:
+    """REST's ``derived`` of S1 and the two /metrics samples of S1 (absent: no value)."""
+    url = web_service(h.gateway).url
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url + "/api/strings/S1?cells=false") as r:
+            assert r.status == 200
+            derived = (await r.json())["derived"]
+        async with s.get(url + "/metrics") as r:
+            text = await r.text()
+    names = ("btms_string_runtime_remaining_seconds", "btms_string_depth_of_discharge_ratio")
+    metrics = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name in names and sample.labels.get("string") == "S1"
+    }
+    return derived, metrics
+
+
 def _held(seen: list[dict[str, Any]], key: str) -> list[float]:
     return [d[key] for d in seen if d.get(key) is not None]
 
@@ -191,6 +215,15 @@ async def test_runtime_and_depth_of_discharge_on_modbus_snmp_and_bacnet(tmp_path
                 )
                 assert any(dod == pytest.approx(v, abs=1e-4) for v in _held(seen, "dod_pct"))
 
+                (rest, metrics), seen = await _with_samples(h, lambda: _web(h))
+                held = [(d["runtime_remaining_s"], d["dod_pct"]) for d in seen if d]
+                assert (rest["runtime_remaining_s"], rest["dod_pct"]) in held
+                assert any(
+                    metrics["btms_string_runtime_remaining_seconds"] == pytest.approx(rt)
+                    and metrics["btms_string_depth_of_discharge_ratio"] == pytest.approx(dod / 100)
+                    for rt, dod in held
+                ), metrics
+
                 # the mains return: the estimate goes, on every protocol
                 assert "discharge stopped" in await _control(sock, "stop", "--string", "S1")
                 await h.wait_until(
@@ -201,5 +234,7 @@ async def test_runtime_and_depth_of_discharge_on_modbus_snmp_and_bacnet(tmp_path
                 assert await _modbus(h) == {26: 0xFFFF, 27: 0xFFFF, 28: 0xFFFF}
                 assert all(NO_SUCH in line for line in await _snmp())
                 assert [r for _, r in await _bacnet(client, address, h)] == [NO_SENSOR] * 2
+                rest, metrics = await _web(h)
+                assert (rest["runtime_remaining_s"], rest["dod_pct"], metrics) == (None, None, {})
         finally:
             server.stop()
