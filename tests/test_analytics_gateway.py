@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from pathlib import Path
 
 import aiohttp
@@ -128,6 +129,13 @@ async def test_weak_cell_discharge_reports_and_baseline_retake(tmp_path: Path) -
         assert out.exit_code == 0 and f"{summary.id:>5} S1" in out.output
         out = cli.invoke(build_cli(), ["discharges", "show", str(summary.id), "-c", str(cfg)])
         assert out.exit_code == 0 and "rank cell" in out.output
+        # the resistance view from the records: the weak cell, re-based after its
+        # replacement, still stands out against the median
+        out = cli.invoke(build_cli(), ["resistance", "S1", "-c", str(cfg), "--json"])
+        assert out.exit_code == 0, out.output
+        cells = {c["cell"]: c for c in json.loads(out.output)["cells"]}
+        assert [n for n, c in cells.items() if c["status"] in ("warning", "alarm")] == [weak]
+        assert cells[weak]["baseline_source"] == "set" and cells[weak]["vs_median_pct"] > 25
         argv = ["alarms", "baseline", "set", "S1", "--cell", "3", "--by", "bob", "--db",
                 str(tmp_path / "events.sqlite")]  # fmt: skip
         out = await asyncio.to_thread(cli.invoke, build_cli(), argv)
