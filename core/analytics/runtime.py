@@ -28,7 +28,7 @@ def peukert_rate(current_a: float, rated_a: float, k: float) -> float:
     """Rated Ah used per hour at ``current_a`` (a magnitude)."""
     if current_a <= 0:
         return 0.0
-    return current_a * (current_a / rated_a) ** (k - 1.0)
+    return float(current_a * (current_a / rated_a) ** (k - 1.0))
 
 
 @dataclass(slots=True)

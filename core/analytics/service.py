@@ -243,7 +243,8 @@ class AnalyticsService:
 
     def _ended(self, name: str, st: _String, r: StringReading) -> None:
         est = st.estimator
-        summary = st.capture.summary(len(st.last.cells) if st.last else 0, est and est.dod_pct)
+        dod = est.dod_pct if est is not None else None
+        summary = st.capture.summary(len(st.last.cells) if st.last else 0, dod)
         st.estimator = None
         event_id = None
         if self.store is not None:

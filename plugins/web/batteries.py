@@ -42,7 +42,8 @@ def resistance(gateway: Any, name: str) -> dict[str, Any] | None:
 def retake(gateway: Any, name: str, cell: int | None, user: str) -> tuple[bool, str]:
     """Re-take baselines from the current reading as ``user`` (recorded in
     the event log). Blocking: the event log's commit."""
-    return tuple(gateway.alarms.retake_baseline(name, cell, user))  # type: ignore[return-value]
+    done, message = gateway.alarms.retake_baseline(name, cell, user)
+    return bool(done), str(message)
 
 
 def report(gateway: Any, kind: str, subject: str, fmt: str) -> Report:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 E0 = 2.10  # V, a full cell under a light load
 A_OCV = 0.10  # V over the whole capacity: the open-circuit fall
@@ -81,4 +82,4 @@ class DischargeRun:
     string_cutoff_s: float | None = None
     ended: bool = False
     #: what the string and its cells read before (restored when the run ends)
-    before: dict[str, object] = field(default_factory=dict)
+    before: dict[str, Any] = field(default_factory=dict)

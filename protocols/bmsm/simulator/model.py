@@ -241,8 +241,8 @@ class StringModel:
             return None
         run.ended = True
         before = run.before
-        self.string.update(before["string"])  # type: ignore[arg-type]
-        for c, (v, soc) in zip(self.cells, before["cells"], strict=False):  # type: ignore[call-overload]
+        self.string.update(before["string"])
+        for c, (v, soc) in zip(self.cells, before["cells"], strict=False):
             c.voltage_v, c.soc_pct, c.used_ah = v, soc, 0.0
         self._derive()
         return run
