@@ -224,3 +224,16 @@ def test_a_string_named_like_the_plant_view_is_refused() -> None:
     with pytest.raises(TableError, match=r"unique.*\['plant'\]"):
         build_points(layout)
     assert build_points(layout, structured_views=False)
+
+
+def test_every_alarm_rule_marks_objects_or_is_said_not_to() -> None:
+    """A rule added to the alarm engine shows on the objects it concerns
+    (event state, in-alarm flag), or is listed as shown another way: the
+    thermal and median rules of issue 27 showed nowhere."""
+    from btms_gateway.core.alarms.rules import RULES
+    from btms_gateway.plugins.bacnet.objects import ALARM_TARGETS, NOT_SHOWN
+
+    assert set(RULES) == set(ALARM_TARGETS) | NOT_SHOWN
+    assert not set(ALARM_TARGETS) & NOT_SHOWN
+    for rule, (scope, _keys) in ALARM_TARGETS.items():
+        assert scope == RULES[rule].scope, rule

@@ -228,6 +228,18 @@ def test_runtime_and_depth_of_discharge_are_served_only_while_known_and_good(
     assert string_image(stale, AlarmSummary(), high_first, False).regs[6] != 0xFFFF  # SOC kept
 
 
+def test_every_cell_alarm_rule_has_its_own_bit() -> None:
+    """A cell rule added to the alarm engine gets a bit of its own in cell +7
+    (the thermal and median rules of issue 27 fell into b15 "other")."""
+    from btms_gateway.core.alarms.rules import RULES
+    from btms_gateway.plugins.modbus_tcp.map import CELL_ALARM_BITS
+
+    cell_rules = {name for name, rule in RULES.items() if rule.scope == "cell"}
+    assert set(CELL_ALARM_BITS) == cell_rules
+    bits = list(CELL_ALARM_BITS.values())
+    assert len(set(bits)) == len(bits) and not set(bits) & {0, 1, 15}  # BM-SM bits, "other"
+
+
 def test_bad_settings_are_named_by_key_path() -> None:
     cfg = plant_config(plugins={"modbus_tcp": {"allow": ["10.0.0.0/8", "not-an-ip"]}})
     with pytest.raises(ConfigError, match=r"plugins\.modbus_tcp\.allow"):

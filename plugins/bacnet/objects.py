@@ -344,12 +344,17 @@ def _string_points(
 
 
 #: alarm rule -> (scope, quantity keys) of the objects that show it as in-alarm.
-#: Rules left out (communication lost) show as reliability/fault instead.
+#: Rules left out: communication lost shows as reliability/fault instead, and
+#: string SOH low has no object (BACnet serves no string SOH): NOT_SHOWN.
 ALARM_TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "cell_voltage_high": ("cell", ("voltage",)),
     "cell_voltage_low": ("cell", ("voltage",)),
     "cell_resistance_warning": ("cell", ("resistance",)),
     "cell_resistance_alarm": ("cell", ("resistance",)),
+    "cell_resistance_median_warning": ("cell", ("resistance",)),
+    "cell_resistance_median_alarm": ("cell", ("resistance",)),
+    "cell_temperature_vs_median": ("cell", ("temperature",)),
+    "cell_temperature_vs_ambient": ("cell", ("temperature",)),
     "cell_temperature_high": ("cell", ("temperature",)),
     "cell_soc_low": ("cell", ("soc",)),
     "cell_soh_low": ("cell", ("soh",)),
@@ -358,6 +363,8 @@ ALARM_TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "string_current_charge_high": ("string", ("current",)),
     "string_current_discharge_high": ("string", ("current",)),
     "string_soc_low": ("string", ("soc",)),
+    # the runaway signature is the float current rising while the cells warm
+    "string_thermal_runaway": ("string", ("current",)),
     "ups_string_error": ("ups", ("voltage", "current", "soc")),
     "event_log_failing": ("gateway", ("event_log_failing",)),
     **{
@@ -366,3 +373,4 @@ ALARM_TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
         if b is not StringAlarm.NONE
     },
 }
+NOT_SHOWN = frozenset({"string_comm_lost", "string_soh_low"})

@@ -49,6 +49,10 @@ class Role(enum.Enum):
 #: the BM-SM's own cell status bits. Keyed by rule name so that the alarm engine's
 #: rule table and this map can evolve apart; an unknown cell rule sets OTHER_CELL_ALARM_BIT.
 CELL_ALARM_BITS: dict[str, int] = {
+    "cell_resistance_median_warning": 2,
+    "cell_resistance_median_alarm": 3,
+    "cell_temperature_vs_median": 4,
+    "cell_temperature_vs_ambient": 5,
     "cell_voltage_high": 8,
     "cell_voltage_low": 9,
     "cell_resistance_warning": 10,
@@ -261,9 +265,11 @@ POINTS: tuple[Point, ...] = (
           "cell state of health (assumed position; not in the public BM-GW map)",
           _c("soh_pct")),
     Point("cell", 7, "cell_alarm_bits", "bits", None, "", M, EXT,
-          "b0 sensor lost, b1 balancing (BM-SM); gateway alarms: b8 voltage high, "
-          "b9 voltage low, b10 resistance warning, b11 resistance alarm, b12 temperature "
-          "high, b13 SOC low, b14 SOH low, b15 other", _cell_bits),
+          "b0 sensor lost, b1 balancing (BM-SM); gateway alarms: b2 resistance above the "
+          "string median (warning), b3 (alarm), b4 hotter than the median cell, b5 hotter "
+          "than ambient, b8 voltage high, b9 voltage low, b10 resistance warning, b11 "
+          "resistance alarm, b12 temperature high, b13 SOC low, b14 SOH low, b15 other",
+          _cell_bits),
 )
 # fmt: on
 
