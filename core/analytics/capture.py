@@ -13,17 +13,29 @@ the cutoff, then the lowest voltage, then the lowest end voltage.
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..model import StringReading, StringState
 
-IDLE, PENDING, ACTIVE = 0, 1, 2
+
+class Phase(enum.IntEnum):
+    """Where a string's capture is."""
+
+    IDLE = 0  #: no discharge
+    PENDING = 1  #: the condition has held for less than the start delay so far
+    ACTIVE = 2  #: a discharge captured (until the condition is gone for the end delay)
+
+
+IDLE, PENDING, ACTIVE = Phase.IDLE, Phase.PENDING, Phase.ACTIVE
 
 
 @dataclass(slots=True)
 class CellTrack:
+    """One cell's voltages while a discharge runs (its CellSummary at the end)."""
+
     start_v: float
     lowest_v: float
     end_v: float
