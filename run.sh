@@ -26,9 +26,10 @@ python_env() {
     local want
     want=$(cat pyproject.toml examples/*/pyproject.toml | sha256sum | cut -d' ' -f1)
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-        say "installing btms-gateway and the example plugin into $VENV"
+        say "installing btms-gateway and the example plugins into $VENV"
         "$VENV/bin/python" -m pip install -q --upgrade pip
-        "$VENV/bin/python" -m pip install -q -e '.[test,reports]' -e ./examples/btms-jsonl-logger
+        "$VENV/bin/python" -m pip install -q -e '.[test,reports]' -e ./examples/btms-jsonl-logger \
+            -e ./examples/btms-linefeed
         echo "$want" > "$stamp"
     fi
 }
@@ -50,6 +51,16 @@ debian_peers() {
         "${missing[@]}" >/dev/null
 }
 
+typecheck() {
+    # The package-dir mapping (core/ -> btms_gateway.core, ...) is invisible to mypy
+    # in an editable install: a farm of links gives it the import names to check.
+    local farm="$VENV/typecheck/btms_gateway" folder
+    mkdir -p "$farm"
+    for folder in core protocols plugins kit; do ln -sfn "$PWD/$folder" "$farm/$folder"; done
+    MYPYPATH="$VENV/typecheck" "$VENV/bin/mypy" -p btms_gateway.core -p btms_gateway.kit \
+        -p btms_gateway.protocols -p btms_gateway.plugins
+}
+
 case "${1:-}" in
     setup)
         python_env
@@ -67,6 +78,10 @@ case "${1:-}" in
         say "lint"
         "$VENV/bin/ruff" check .
         "$VENV/bin/ruff" format --check .
+        say "import contracts"
+        "$VENV/bin/lint-imports"
+        say "type check"
+        typecheck
         say "tests"
         exec "$VENV/bin/pytest" -q "$@"
         ;;

@@ -30,8 +30,8 @@ objects and a COV subscription flood; SNMP GETBULK (10,000 repetitions) from
 an allowed and from a refused source; 300 parallel web logins a wave; one
 address taking every live-update slot.
 
-A run appends one JSON line to bench/results/attack.jsonl (date, machine,
-arguments, every figure). Exit status 1 if a target was missed.
+A run writes bench/results/attack-<UTC time>.json (bench/run_record.py: date,
+machine, arguments, every figure). Exit status 1 if a target was missed.
 
     python bench/attack.py                      # full scale, about 4 minutes
     python bench/attack.py --strings 4 --cells 24 --seconds 5 --attacks snmp-refused
@@ -42,10 +42,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime
 import json
 import os
-import platform
 import re
 import resource
 import shutil
@@ -61,6 +59,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import run_record  # noqa: E402
 from attack import bacnet, modbus, net, snmp, web  # noqa: E402
 from scale.plant import Ports, bus_spec, gateway_config  # noqa: E402
 from scale.procs import (  # noqa: E402
@@ -78,7 +77,6 @@ NOFILE = 1024  # the usual service limit of open files
 PASSWORD = "correct horse battery staple"
 SNMP_ALLOWED = "127.0.0.3"  # an allowed manager that attacks; 127.0.0.2 is not allowed
 SNMP_LIMITS = {"max_response_bytes": 1472, "rate_limit_per_s": 200.0, "rate_limit_burst": 1000}
-RESULTS = HERE / "results" / "attack.jsonl"
 TRANSITION = re.compile(r"string (\S+): GOOD -> (\w+)")
 
 
@@ -188,7 +186,7 @@ async def bacnet_rpm_all(scene: Scene, over: Callable[[], bool]) -> dict[str, An
     to 127.0.0.2 and up sends nothing the device receives (0.14), so these
     clients use 127.0.0.1, each on a port of its own."""
     import rusty_bacnet as rb
-    from btms_gateway.plugins.bacnet.client import free_udp_port
+    from btms_gateway.kit.ports import free_udp_port
 
     kinds = {
         "analogInput": rb.ObjectType.ANALOG_INPUT,
@@ -499,30 +497,13 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def machine() -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
-    return {"host": platform.node(), "cpu": model, "cores": os.cpu_count(),
-            "kernel": platform.release(), "python": platform.python_version()}  # fmt: skip
-
-
-def record(result: dict[str, Any], path: Path = RESULTS) -> None:
-    """One JSON line per run: date, machine, arguments and every figure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    entry = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-             "bench": "attack", "machine": machine(), **result}  # fmt: skip
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(entry) + "\n")
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--strings", type=int, default=32)
     ap.add_argument("--cells", type=int, default=120)
     ap.add_argument("--seconds", type=float, default=15.0, help="per attack")
     ap.add_argument("--attacks", default=",".join(ATTACKS), help=f"of {', '.join(ATTACKS)}")
-    ap.add_argument("--no-record", action="store_true", help=f"do not append to {RESULTS}")
+    ap.add_argument("--no-record", action="store_true", help="do not write bench/results/attack-*")
     a = ap.parse_args()
     chosen = tuple(a.attacks.split(","))
     unknown = set(chosen) - set(ATTACKS)
@@ -534,10 +515,9 @@ def main() -> int:
     )
     print()
     print(report(result))
-    if not a.no_record:
-        record(result)
+    run_record.add(result)
     return 0 if result["passed"] else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_record.recorded("attack", main))

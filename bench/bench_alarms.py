@@ -22,11 +22,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from btms_gateway.core.alarms import synthetic as sy
+import run_record
 from btms_gateway.core.alarms.config import AlarmsSection
 from btms_gateway.core.alarms.engine import AlarmEngine
 from btms_gateway.core.alarms.eventlog import EventLog
 from btms_gateway.core.model import Quality
+from btms_gateway.kit import synthetic as sy
 
 STRINGS, CELLS = 32, 120
 EVAL_TARGET_US, BURST_TARGET, SINGLE_TARGET = 250.0, 1000.0, 50.0
@@ -154,6 +155,7 @@ def main() -> int:
         headroom = 1000.0 / us
         print(f"{name:<40}{us:>10.1f}{us / floor_us:>10.1f}{headroom:>9.0f}x")
     ok &= all(us <= EVAL_TARGET_US for _, us in costs)
+    run_record.add(evaluation_us=dict(costs), events_per_s={"full": full, "normal": normal})
     print()
     print(f"{'events per second (engine + log)':<40}{'FULL':>10}{'NORMAL':>10}{'N/F':>10}")
     for i, name in enumerate(("burst, 40 events per commit", "single event per commit")):
@@ -169,4 +171,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_record.recorded("bench_alarms", main))

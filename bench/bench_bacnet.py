@@ -33,6 +33,8 @@ import sys
 import time
 from typing import Any
 
+import run_record
+
 STRINGS, UPS, CELLS = 32, 8, 120
 TARGETS = {"startup_s": 5.0, "plugin_rss_mb": 200.0, "started_rss_mb": 30.0,
            "apply_full_s": 0.2, "apply_reading_ms": 0.1}  # fmt: skip
@@ -54,7 +56,7 @@ def plant(offset: float, quality: Any = None) -> tuple[Any, list[Any]]:
 
     from btms_gateway.core.model import Quality, StringSnapshot
     from btms_gateway.core.store import SnapshotStore
-    from btms_gateway.core.testing import make_reading
+    from btms_gateway.kit.testing import make_reading
 
     strings = [
         StringSnapshot(f"S{i}", i, f"UPS{(i - 1) % UPS + 1}", (i - 1) % UPS + 1, i, "bus1",
@@ -223,7 +225,8 @@ def _layout(svc: Any) -> Any:
 
 async def client_phase(port: int) -> dict[str, float]:
     from bacpypes3.pdu import Address
-    from btms_gateway.plugins.bacnet.client import free_udp_port, make_client, oid
+    from btms_gateway.kit.bacnet_client import make_client, oid
+    from btms_gateway.kit.ports import free_udp_port
     from btms_gateway.plugins.bacnet.objects import cell_instance
 
     app = make_client(free_udp_port())
@@ -256,7 +259,7 @@ async def rusty_phase(port: int, count: int) -> dict[str, float]:
     """The same reads from rusty-bacnet (a Rust client), to separate the
     device's share of the time from the bacpypes3 client's decoding."""
     import rusty_bacnet as rb
-    from btms_gateway.plugins.bacnet.client import free_udp_port
+    from btms_gateway.kit.ports import free_udp_port
     from btms_gateway.plugins.bacnet.objects import cell_instance
 
     ai, pv = rb.ObjectType.ANALOG_INPUT, rb.PropertyIdentifier.PRESENT_VALUE
@@ -286,7 +289,7 @@ def main() -> int:
     if len(sys.argv) == 3 and sys.argv[1] == "--serve":
         asyncio.run(serve(int(sys.argv[2])))
         return 0
-    from btms_gateway.plugins.bacnet.client import free_udp_port
+    from btms_gateway.kit.ports import free_udp_port
 
     port = free_udp_port()
     child = subprocess.Popen([sys.executable, __file__, "--serve", str(port)],
@@ -309,6 +312,7 @@ def main() -> int:
             child.stdin.close()
         child.wait(10)
     r["plugin_rss_mb"] = r["rss_serving_mb"] - r["rss_before_mb"]
+    run_record.add(r)
     return report(r)
 
 
@@ -367,4 +371,4 @@ def report(r: dict[str, float]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_record.recorded("bench_bacnet", main))

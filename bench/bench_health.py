@@ -42,8 +42,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 RESULTS = Path(__file__).resolve().parent / "results"
 
 from analytics_support import discharge, history_service, site_settings  # noqa: E402
-from btms_gateway.core.alarms.config import AlarmsSection  # noqa: E402
-from btms_gateway.core.alarms.rules import resolve  # noqa: E402
+from btms_gateway.core.alarms.config import AlarmsSection, rules_for  # noqa: E402
 from btms_gateway.core.analytics.health import judge  # noqa: E402
 from btms_gateway.protocols.bmsm.simulator.model import StringModel  # noqa: E402
 
@@ -56,7 +55,7 @@ def flagged_at_commissioning(seed: int, weak: list[int]) -> list[int]:
     model = StringModel.create(1, CELLS, seed, weak_cells=weak, frozen=True)
     r = model.expected_reading()
     latest = {c.index: c.resistance_mohm for c in r.cells}
-    health = judge("S1", latest, [], {}, resolve(AlarmsSection(), "S1"), 0.0)
+    health = judge("S1", latest, [], {}, rules_for(AlarmsSection(), "S1"), 0.0)
     return health.flagged
 
 

@@ -6,8 +6,9 @@ of the cell region of 32 string units (the image a SCADA polls), at 1 and at
 
   plugin     the btms-gateway Modbus TCP service (image, quality rule, guard)
   pymodbus   a bare pymodbus 3.16 ModbusTcpServer, same unit ids and blocks, no action
-  pymodbus+enc  the same with the plugin's faster response encoder (custom_pdu), so
-             plugin/pymodbus+enc isolates what the plugin's own checks cost
+  library    the plugin with ``fast_path = false``: the same service, guard and
+             image, every request answered by pymodbus's request handling and
+             SimCore datastore (plugin/library is what the fast path gains)
   libmodbus  a C server built here from Debian libmodbus-dev (the C reference)
   canned     a C server that answers a fixed response without parsing: the
              load generator's own ceiling (if the generator were the limit,
@@ -16,13 +17,11 @@ of the cell region of 32 string units (the image a SCADA polls), at 1 and at
 Each server runs in its own process; the load generator is this process
 (raw sockets: a blocking loop for 1 connection, one epoll loop for 10), so
 its CPU share is printed too. Exit status 1 when a target is missed:
-plugin >= 90 % of bare pymodbus (and of pymodbus+enc), p99 < 2 ms at 10
-connections.
+plugin >= 90 % of bare pymodbus, p99 < 2 ms at 10 connections.
 Then, in this process, the microseconds per 125-register FC03 request through
 one connection's handler with no sockets (framer, decoder, datastore,
-encoder, asyncio scheduling): the plugin, the plugin with its direct reads
-and then also its fast datastore turned back to pymodbus's own route, and
-bare pymodbus (``--inprocess`` prints only this table).
+encoder, asyncio scheduling): the plugin, its library path, and bare
+pymodbus (``--inprocess`` prints only this table).
 ``--profile`` also runs the plugin under cProfile and prints where time goes.
 
 ``--against-head`` is the before/after of a change to the plugin: the
@@ -58,6 +57,7 @@ HERE = Path(__file__).resolve().parent
 C_SOURCE = HERE / "modbus" / "reference_server.c"
 sys.path.insert(0, str(HERE / "modbus"))
 import loadgen  # noqa: E402
+import run_record  # noqa: E402
 from beforeafter import against_head  # noqa: E402
 from inprocess import INPROC_REQUESTS, inprocess_us, report_inprocess  # noqa: E402
 from loadgen import REGISTERS, UNITS, Result, load_1, load_n  # noqa: E402
@@ -79,12 +79,12 @@ def use_plugin_from(directory: str | None) -> str:
     return str(server.__file__)
 
 
-def plugin_service(port: int) -> Any:
+def plugin_service(port: int, fast_path: bool = True) -> Any:
     """The plugin's ModbusService over 32 GOOD strings of 120 cells in 8 UPS."""
     from btms_gateway.core.gateway import NoAlarms
     from btms_gateway.core.model import Quality, StringSnapshot
     from btms_gateway.core.store import SnapshotStore
-    from btms_gateway.core.testing import make_reading
+    from btms_gateway.kit.testing import make_reading
     from btms_gateway.plugins.modbus_tcp.service import ModbusService
     from btms_gateway.plugins.modbus_tcp.settings import ModbusTcpSettings
 
@@ -100,7 +100,10 @@ def plugin_service(port: int) -> Any:
             ]  # fmt: skip
             self.store = SnapshotStore(strings, [(f"UPS{u}", u) for u in range(1, 9)])
 
-    return ModbusService(ModbusTcpSettings(port=port, max_connections=64), BenchGateway())
+    settings = ModbusTcpSettings(
+        port=port, max_connections=64, max_connections_per_address=64, fast_path=fast_path
+    )  # the load's 10 connections come from one address
+    return ModbusService(settings, BenchGateway())
 
 
 def bare_devices() -> list[Any]:
@@ -114,19 +117,19 @@ def bare_devices() -> list[Any]:
     ]  # fmt: skip
 
 
-async def serve_plugin(port: int, profile_out: str | None, source: str = "") -> None:
-    svc = plugin_service(port)
+async def serve_plugin(
+    port: int, profile_out: str | None, source: str = "", fast_path: bool = True
+) -> None:
+    svc = plugin_service(port, fast_path)
     await svc.start()
     await _ready_then_wait(profile_out, source)
     await svc.stop()
 
 
-async def serve_bare(port: int, profile_out: str | None, fast: bool = False) -> None:
-    from btms_gateway.plugins.modbus_tcp.server import CUSTOM_PDUS
+async def serve_bare(port: int, profile_out: str | None) -> None:
     from pymodbus.server import ModbusTcpServer
 
-    custom = CUSTOM_PDUS if fast else None  # the plugin's one-pack response encoder
-    server = ModbusTcpServer(bare_devices(), address=("127.0.0.1", port), custom_pdu=custom)
+    server = ModbusTcpServer(bare_devices(), address=("127.0.0.1", port))
     await server.serve_forever(background=True)
     await _ready_then_wait(profile_out)
     await server.shutdown()
@@ -252,7 +255,7 @@ def main() -> int:
         "--against-head", action="store_true", help="the committed plugin vs the working tree's"
     )
     ap.add_argument("--count", type=int, default=loadgen.COUNT, help="registers per wire request")
-    ap.add_argument("--serve", choices=["plugin", "bare", "bare-fast"], help=argparse.SUPPRESS)
+    ap.add_argument("--serve", choices=["plugin", "library", "bare"], help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--profile-out", help=argparse.SUPPRESS)
     ap.add_argument("--plugin-from", default="", help=argparse.SUPPRESS)
@@ -267,10 +270,11 @@ def main() -> int:
                 inprocess_us(INPROC_REQUESTS, 1, plugin_service, bare_devices, only_plugin=True)
             )
             print(json.dumps({"source": source, **best}))
-        elif args.serve == "plugin":
-            asyncio.run(serve_plugin(args.port, args.profile_out, source))
+        elif args.serve in ("plugin", "library"):
+            fast_path = args.serve == "plugin"
+            asyncio.run(serve_plugin(args.port, args.profile_out, source, fast_path))
         else:
-            asyncio.run(serve_bare(args.port, args.profile_out, fast=args.serve == "bare-fast"))
+            asyncio.run(serve_bare(args.port, args.profile_out))
         return 0
     if args.inprocess:
         report_inprocess(INPROC_REQUESTS, args.repeat + 2, plugin_service, bare_devices)
@@ -288,16 +292,19 @@ def main() -> int:
         for conns in (1, 10):
             # plugin and pymodbus alternate --repeat times and keep their best run, so a
             # burst of load from elsewhere on a shared machine does not decide the ratio
-            order = ["plugin", "pymodbus", "pymodbus+enc"] * args.repeat + ["libmodbus", "canned"]
+            order = ["plugin", "pymodbus", "library"] * args.repeat + ["libmodbus", "canned"]
             runs: dict[str, tuple[Result, float]] = {}
             for name in order:
-                server = {"pymodbus": "bare", "pymodbus+enc": "bare-fast"}.get(name, name)
+                server = {"pymodbus": "bare"}.get(name, name)
                 res, server_cpu, _ = run_case(server, conns, args.seconds, ref)
                 if name not in runs or res.rate > runs[name][0].rate:
                     runs[name] = (res, server_cpu)
             for name, (res, server_cpu) in runs.items():
                 res.server_cpu_s = server_cpu
                 results[(name, conns)] = res
+                run_record.add({f"{name}, {conns} conn": {"req_per_s": res.rate,
+                    "p50_ms": res.pct_ms(0.5), "p99_ms": res.pct_ms(0.99),
+                    "server_cpu_us_per_req": res.cpu_us, "errors": res.errors}})  # fmt: skip
                 print(f"{name:<10} {conns:>5} {res.rate:>9.0f} {res.pct_ms(0.5):>7.3f} "
                       f"{res.pct_ms(0.99):>7.3f} {res.cpu_us:>14.1f} "
                       f"{100 * res.gen_cpu:>6.0f}% {res.errors:>6}", flush=True)  # fmt: skip
@@ -314,17 +321,18 @@ def report(results: dict[tuple[str, int], Result]) -> bool:
     for conns in (1, 10):
         plugin, bare = results[("plugin", conns)], results[("pymodbus", conns)]
         lib, canned = results[("libmodbus", conns)], results[("canned", conns)]
-        enc = results[("pymodbus+enc", conns)]
-        for label, base in (("pymodbus", bare), ("pymodbus+enc", enc)):
-            ratio = plugin.rate / base.rate
-            ok = ratio >= TARGET_RATIO
-            failed |= not ok
-            print(f"  {conns:>2} conn: plugin/{label:<12} {ratio:6.1%} "
-                  f"(target >= {TARGET_RATIO:.0%}: {'ok' if ok else 'MISSED'})")  # fmt: skip
+        library = results[("library", conns)]
+        ratio = plugin.rate / bare.rate
+        ok = ratio >= TARGET_RATIO
+        failed |= not ok
+        print(f"  {conns:>2} conn: plugin/pymodbus     {ratio:6.1%} "
+              f"(target >= {TARGET_RATIO:.0%}: {'ok' if ok else 'MISSED'})")  # fmt: skip
+        print(f"  {conns:>2} conn: fast path/library path {plugin.rate / library.rate:6.2f}x "
+              f"the requests a second")  # fmt: skip
         print(f"  {conns:>2} conn: server CPU per request, plugin/pymodbus "
-              f"{plugin.cpu_us / bare.cpu_us:.2f}, plugin/pymodbus+enc "
-              f"{plugin.cpu_us / enc.cpu_us:.2f} (lower is cheaper)")  # fmt: skip
-        fastest = max(bare.rate, enc.rate, plugin.rate)
+              f"{plugin.cpu_us / bare.cpu_us:.2f}, fast/library path "
+              f"{plugin.cpu_us / library.cpu_us:.2f} (lower is cheaper)")  # fmt: skip
+        fastest = max(bare.rate, library.rate, plugin.rate)
         print(f"  {conns:>2} conn: plugin/libmodbus     {plugin.rate / lib.rate:6.1%}; generator "
               f"ceiling (canned) {canned.rate:,.0f} req/s = {canned.rate / fastest:.1f}x "
               f"the pymodbus rates")  # fmt: skip
@@ -341,4 +349,4 @@ def report(results: dict[tuple[str, int], Result]) -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_record.recorded("bench_modbus", main))

@@ -14,9 +14,10 @@ import sys
 import time
 import tracemalloc
 
+import run_record
 from btms_gateway.core.model import Quality, StringSnapshot
 from btms_gateway.core.store import SnapshotStore
-from btms_gateway.core.testing import make_reading
+from btms_gateway.kit.testing import make_reading
 from btms_gateway.protocols.bmsm.decode import decode_reading
 from btms_gateway.protocols.bmsm.registers import BLOCK_COUNT, BLOCK_START, CELL_ARRAYS
 
@@ -98,11 +99,13 @@ def main() -> int:
     for name, measured, need in rows:
         headroom = measured / need
         ok &= headroom >= TARGET_HEADROOM
+        run_record.add({name: {"per_s": measured, "needed_per_s": need}})
         print(f"{name:<34}{measured:>14,.0f}{need:>10,.0f}{headroom:>11,.0f}x")
+    run_record.add(decoded_plant_mb=size / 1e6)
     print(f"memory of one decoded plant (32 x {CELLS} cells): {size / 1e6:.1f} MB")
     print(f"target: headroom >= {TARGET_HEADROOM:.0f}x: {'met' if ok else 'MISSED'}")
     return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_record.recorded("bench_model", main))

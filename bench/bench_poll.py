@@ -23,6 +23,7 @@ import statistics
 import sys
 import time
 
+import run_record
 from btms_gateway.protocols.bmsm.poller import BmsmPoller
 from btms_gateway.protocols.bmsm.regmap import DEFAULT_MAP
 from btms_gateway.protocols.bmsm.simulator import Simulator
@@ -73,6 +74,8 @@ def main() -> int:
         times, cpu = measure(baud, args.polls)
         limit, med, worst = wire_limit_s(baud), statistics.median(times), max(times)
         ok &= med / limit <= TARGET
+        run_record.add({f"{baud} baud": {"wire_limit_s": limit, "median_s": med, "worst_s": worst,
+                                         "cpu_us_per_transaction": cpu * 1e6}})  # fmt: skip
         print(f"{baud:>7} {limit:>13.4f} {med:>10.4f} {worst:>9.4f} "
               f"{med / limit:>13.3f} {worst / limit:>12.3f} {cpu * 1e6:>19.0f}")  # fmt: skip
     print(f"target: median/limit <= {TARGET:.2f} at every rate: {'met' if ok else 'MISSED'}")
@@ -80,4 +83,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_record.recorded("bench_poll", main))

@@ -45,6 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "snmp"))
 import peers
+import run_record
 from peers import AUTH, CELL_COLUMNS, CELLS, COMMUNITY, PRIV, STRINGS, USER
 
 RATIO_TARGET, RSS_TARGET_MB, REFRESH_TARGET_MS = 0.10, 60.0, 5.0
@@ -56,9 +57,10 @@ def serve(all_plugins: bool, plugin_dir: str | None) -> None:
     """Child mode: run a gateway with the SNMP plugin (from ``plugin_dir`` when
     given) and a full plant, then obey stdin commands, one JSON line each.
 
-    By default only the plugins the agent needs are loaded (snmp, and bmsm for
-    the device profile), so the RSS is the agent's; --all-plugins loads every
-    installed plugin as `btms-gateway run` does (BACnet's stack alone is big)."""
+    By default only the plugins the agent needs are loaded (snmp, bmsm for the
+    device profile and rtu for the serial transport), so the RSS is the agent's;
+    --all-plugins loads every installed plugin as `btms-gateway run` does
+    (BACnet's stack alone is big)."""
     if plugin_dir:
         import importlib.util
 
@@ -76,12 +78,13 @@ def serve(all_plugins: bool, plugin_dir: str | None) -> None:
     if not all_plugins:
         from importlib.metadata import entry_points
 
-        from btms_gateway.core import plugin_manager, testing
+        from btms_gateway.core import plugin_manager
+        from btms_gateway.kit import testing
 
         def only_needed() -> Any:
             pm = plugin_manager.create_manager(load_entrypoints=False)
             for ep in entry_points(group="btms_gateway"):
-                if ep.name in ("snmp", "bmsm"):
+                if ep.name in ("snmp", "bmsm", "rtu"):  # rtu: the serial bus transport
                     pm.register(ep.load(), name=ep.name)
             return pm
 
@@ -91,7 +94,7 @@ def serve(all_plugins: bool, plugin_dir: str | None) -> None:
 
 async def _serve() -> None:
     from btms_gateway.core.model import Quality
-    from btms_gateway.core.testing import GatewayHarness, make_reading, plant_config
+    from btms_gateway.kit.testing import GatewayHarness, make_reading, plant_config
     from btms_gateway.plugins.snmp import plugin
 
     user = {"name": USER, "auth_key": AUTH, "priv_key": PRIV}
@@ -188,7 +191,8 @@ def refresh_times(snmp: Any, h: Any) -> dict[str, float]:
     from dataclasses import replace
 
     from btms_gateway.core.alarm_types import AlarmEvent, EventKind, ObjectPath, Severity
-    from btms_gateway.core.testing import make_reading
+    from btms_gateway.kit.events import active_alarm
+    from btms_gateway.kit.testing import make_reading
     from btms_gateway.plugins.snmp.image import build_index
 
     plant = snmp.ctx.plant
@@ -203,11 +207,15 @@ def refresh_times(snmp: Any, h: Any) -> dict[str, float]:
     shapes = [plant, replace(plant, strings=dict(plant.strings, S7=shrunk))]
     controller = snmp.agent.controller
 
+    raised = AlarmEvent(1, EventKind.RAISED, "cell_voltage_high:S1:3", "cell_voltage_high",
+                        Severity.ALARM, ObjectPath("UPS1", "S1", 3), 2.5, 2.4, "V", "high",
+                        time.time())  # fmt: skip
+    cleared = replace(raised, kind=EventKind.CLEARED)
+    one = (active_alarm(raised),)
+
     def alarm(n: int) -> None:
-        kind = EventKind.CLEARED if n % 2 else EventKind.RAISED
-        snmp.on_alarm(AlarmEvent(n, kind, "cell_voltage_high:S1:3", "cell_voltage_high",
-                                 Severity.ALARM, ObjectPath("UPS1", "S1", 3), 2.5, 2.4, "V",
-                                 "high", time.time()))  # fmt: skip
+        # the active tuple changes each time, as with each commit
+        snmp.on_alarm(*((cleared, ()) if n % 2 else (raised, one)))
         controller.current()
 
     def cells(n: int) -> None:
@@ -241,7 +249,7 @@ async def alarm_latency(poll_s: float, rounds: int) -> list[float]:
     """Seconds from a simulator cell going over its limit to snmptrapd's log line
     of the raise, ``rounds`` times (one string, 8 cells, 115200 baud)."""
     from btms_gateway.core.model import Quality
-    from btms_gateway.core.testing import GatewayHarness, plant_config
+    from btms_gateway.kit.testing import GatewayHarness, plant_config
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-snmptrapd-"))
     port, log = peers.free_port(), tmp / "traps.log"
@@ -382,12 +390,18 @@ def main() -> int:
         print(f"  {pkg:<30}{share:>6.1f}")
     print("alarm latency, simulator cell over its limit -> snmptrapd log line (on_delay 0):")
     worst_excess = 0.0
+    latency: dict[str, list[float]] = {}
     for poll_s in (0.2, 1.0):
-        lat = sorted(asyncio.run(alarm_latency(poll_s, args.latency_rounds)))
+        lat = latency[f"poll {poll_s} s"] = sorted(
+            asyncio.run(alarm_latency(poll_s, args.latency_rounds))
+        )
         worst_excess = max(worst_excess, lat[-1] - poll_s)
         print(f"  poll interval {poll_s:.1f} s: median {lat[len(lat) // 2] * 1000:.0f} ms, "
               f"max {lat[-1] * 1000:.0f} ms over {len(lat)} alarms "
               f"(max / poll interval {lat[-1] / poll_s:.2f})")  # fmt: skip
+    run_record.add(walk_varbinds_per_s=best, walk_cr10_varbinds_per_s=small, ratio=ratio,
+                   rss_ready_mb=agent.ready["rss_ready_mb"], rss_peak_mb=peak, refresh_ms=refresh,
+                   alarm_latency_s=latency, baseline=side)  # fmt: skip
     missed = []
     if ratio < RATIO_TARGET:
         missed.append(f"ratio {ratio:.2f} < {RATIO_TARGET}")
@@ -407,4 +421,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_record.recorded("bench_snmp", main))

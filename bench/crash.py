@@ -38,6 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import run_record
 from scale.plant import Ports, bus_spec, gateway_config, strings_of
 from scale.procs import GatewayProcess, SimRunner, get_json
 
@@ -263,10 +264,11 @@ def main() -> int:
         f" restored/not re-raised alarms: {s['restarts_checked']}"
     )
     print(f"problems: {len(r['problems'])}")
+    run_record.add(stats=s, cell_changes=r["changes"], problems=r["problems"])
     for p in r["problems"][:20]:
         print("FAILED:", p)
     return 1 if r["problems"] else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_record.recorded("crash", main))

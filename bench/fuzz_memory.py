@@ -29,6 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fuzz_northbound
+import run_record
 from scale.procs import free_port, rss_mb
 
 BLOCKS_GROWTH_LIMIT = 0.05
@@ -49,7 +50,7 @@ def trim() -> None:
 
 
 async def passes(protocol: str, rounds: int, count: int, seed: int) -> list[dict[str, Any]]:
-    from btms_gateway.core.testing import GatewayHarness, plant_config
+    from btms_gateway.kit.testing import GatewayHarness, plant_config
 
     port = free_port()
     config = plant_config(4, 2, plugins={SECTIONS[protocol]: {"port": port}})
@@ -95,6 +96,7 @@ def main() -> int:
         )
     growth = rows[-1]["blocks"] / rows[0]["blocks"] - 1
     ok = growth < BLOCKS_GROWTH_LIMIT
+    run_record.add(protocol=a.protocol, passes=rows, blocks_growth=growth)
     print(
         f"allocated blocks, last pass / first: {growth:+.1%} "
         f"(target < {BLOCKS_GROWTH_LIMIT:.0%}): {'met' if ok else 'MISSED'}"
@@ -103,4 +105,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_record.recorded("fuzz_memory", main))

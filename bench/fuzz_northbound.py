@@ -38,6 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import run_record
 from scale.fuzzgen import GENERATORS
 from scale.fuzzsend import Drip, Sender, flood, udp_backlog
 from scale.plant import Ports, bus_spec, gateway_config
@@ -325,10 +326,12 @@ def main() -> int:
         f"well-behaved requests served: {r['ok']}"
     )
     bad = problems(r)
+    run_record.add({k: r[k] for k in ("results", "alive", "rss0", "rss1", "ok", "final")},
+                   failed=bad)  # fmt: skip
     for line in bad:
         print("FAILED:", line)
     return 1 if bad else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_record.recorded("fuzz_northbound", main))

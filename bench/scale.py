@@ -40,6 +40,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import run_record
 from scale import clients, observers
 from scale.plant import Ports, bus_spec, gateway_config, strings_of, wire_time_s
 from scale.procs import (
@@ -301,6 +302,13 @@ def main() -> int:
         )
     )
     missed = report(r)
+    st: clients.Stats = r["stats"]
+    run_record.add(cpu_core=r["cpu_core"], cpu_polling_only=r["cpu_idle"], rss_max_mb=r["rss_mb"],
+                   rss_polling_only_mb=r["rss_idle"], rss_growth_mb_h=r["rss_growth_mb_h"],
+                   cpu_split=r["cpu_split"], steal=r["steal"],
+                   age_max_s={p: max(st.ages[p], default=None) for p in [*PROTOCOLS, "rest_age_s"]},
+                   probes_missed=dict(st.missed), client_ops=dict(st.ops),
+                   client_errors=dict(st.errors), missed=missed)  # fmt: skip
     print(
         f"\nload on the machine (1/5/15 min): {Path('/proc/loadavg').read_text().strip()}"
         " (2 cores shared with other work while measured)"
@@ -311,4 +319,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_record.recorded("scale", main))

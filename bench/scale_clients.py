@@ -27,6 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import run_record
 from scale import clients, observers
 from scale.plant import Ports, bus_spec, gateway_config, strings_of
 from scale.procs import CpuSplit, GatewayProcess, SimRunner
@@ -162,8 +163,9 @@ def main() -> int:
     ap.add_argument("--cells", type=int, default=120)
     a = ap.parse_args()
     rows = asyncio.run(run(a.seconds, a.strings, a.cells))
+    run_record.add(rows=rows)
     return 0 if report(rows, a.seconds) else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_record.recorded("scale_clients", main))

@@ -19,11 +19,16 @@ schedule (when each value was set and replaced) is the ground truth beside
 the simulator's truth log (every reply, with its fault, timed). A cell keeps
 its voltage when the count changes, so each cell's truth is one value.
 
-Clients no one here wrote read what the gateway serves the whole time:
-pymodbus (registers 4-10 of each string unit: current and cell count, and
-cells 1, 16 and 18: status and voltage; data only when GOOD, exception 0x0B
-otherwise) and aiohttp on the REST API (quality, current, read_at and every
-cell). A recorder plugin sees every snapshot the engine publishes.
+Clients no one here wrote read what the gateway serves the whole time, on
+every protocol (scale/soak_readers.py): pymodbus (registers 4-10 of each
+string unit: current and cell count, and cells 1, 16 and 18: status and
+voltage; data only when GOOD, exception 0x0B otherwise), aiohttp on the
+REST API (quality, current and every cell), net-snmp's snmpget (each
+string's quality, current, cell count and cells 1, 16 and 18 in one GET:
+GOOD when the quality column in the same answer is good) and rusty-bacnet
+(one ReadPropertyMultiple of each string's current and those cells'
+voltage objects: GOOD when reliability is no-fault-detected and the fault
+flag clear). A recorder plugin sees every snapshot the engine publishes.
 
 Checked: zero wrong values (a served current the device never held, a cell
 voltage the cell does not hold, a cell count it never had); zero
@@ -45,6 +50,7 @@ import asyncio
 import logging
 import os
 import random
+import socket
 import sys
 import time
 from pathlib import Path
@@ -52,7 +58,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import run_record
 from scale.procs import free_port, rss_mb, slope_per_hour
+from scale.soak_readers import (
+    Failures,
+    bacnet_objects,
+    bacnet_reader,
+    modbus_reader,
+    rest_reader,
+    snmp_reader,
+)
 from scale.truth import CellCheck, Seen, TransitionCheck, Truth, ValueCheck
 
 RATES = {"bad_crc": 0.05, "no_reply": 0.05, "garbage": 0.01, "late": 0.01, "swapped": 0.005}
@@ -81,6 +96,10 @@ TRUTH_LOG_SIZE = 2_000
 #: crosses it. Checked by the benchmark, not the short test (resource targets
 #: live in bench/)
 FLAT_MB = 4.0
+#: the protocols read and checked (the default: all of them)
+PROTOCOLS = ("modbus", "rest", "snmp", "bacnet")
+SNMP_COMMUNITY = "soak"
+BACNET_DEVICE = 4711
 
 
 class Recorder:
@@ -113,71 +132,6 @@ class Recorder:
         self.events = sorted(last.values()) + recent
 
 
-#: the cells the Modbus reader reads: the first, the last of 16, the last of 18
-MODBUS_CELLS = (1, 16, 18)
-
-
-async def modbus_reader(
-    port: int, index: dict[str, int], out: list[Seen], stop: asyncio.Event
-) -> None:
-    from btms_gateway.plugins.modbus_tcp.map import cell_register
-    from pymodbus.client import AsyncModbusTcpClient
-
-    c = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=3)
-    await c.connect()
-    try:
-        while not stop.is_set():
-            for name, i in index.items():
-                asked = time.time()
-                r = await c.read_holding_registers(4, count=7, device_id=100 + i)
-                got = time.time()
-                if r.isError():
-                    out.append(Seen("modbus", name, asked, got, False, None))
-                else:
-                    v = (r.registers[0] << 16) | r.registers[1]
-                    v = v - (1 << 32) if v & 0x80000000 else v
-                    count = r.registers[6]
-                    out.append(Seen("modbus", name, asked, got, True, v / 100, (), count))
-                for ci in MODBUS_CELLS:  # cell status (1 = OK: GOOD data) and voltage
-                    asked = time.time()
-                    r = await c.read_holding_registers(cell_register(ci, 0), count=2,
-                                                       device_id=100 + i)  # fmt: skip
-                    if not r.isError() and r.registers[0] == 1:
-                        cell = ((ci, r.registers[1] / 1000),)
-                        out.append(Seen("modbus", name, asked, time.time(), True, None, cell))
-            await asyncio.sleep(0.02)
-    finally:
-        c.close()
-
-
-async def rest_reader(port: int, names: list[str], out: list[Seen], stop: asyncio.Event) -> None:
-    import aiohttp
-
-    async with aiohttp.ClientSession() as s:
-        while not stop.is_set():
-            for name in names:
-                asked = time.time()
-                async with s.get(f"http://127.0.0.1:{port}/api/strings/{name}") as r:
-                    body = await r.json()
-                got = time.time()
-                reading = body["reading"]
-                out.append(
-                    Seen(
-                        "rest",
-                        name,
-                        asked,
-                        got,
-                        body["quality"] == "good",
-                        reading["current_a"] if reading else None,
-                        tuple((c["index"], c["voltage_v"]) for c in reading["cells"])
-                        if reading
-                        else (),
-                        reading["cell_count"] if reading else None,
-                    )
-                )
-            await asyncio.sleep(0.02)
-
-
 async def soak(
     polls: int = 10_000,
     strings: int = 8,
@@ -191,19 +145,29 @@ async def soak(
     seed: int = 7,
     max_s: float = 1800.0,
     log: Any = print,
+    protocols: tuple[str, ...] = PROTOCOLS,
 ) -> dict[str, Any]:
     from btms_gateway.core.model import Quality
-    from btms_gateway.core.testing import GatewayHarness, plant_config
+    from btms_gateway.kit.testing import GatewayHarness, plant_config
+    from btms_gateway.plugins.bacnet.plugin import service
     from btms_gateway.protocols.bmsm.simulator.faults import Fault
 
     mb, web = free_port(), free_port()
+    snmp, bacnet = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
+    served = {
+        "modbus": ("modbus_tcp", {"port": mb}),
+        "rest": ("web", {"port": web}),
+        "snmp": ("snmp", {"port": snmp, "community": SNMP_COMMUNITY}),
+        "bacnet": ("bacnet", {"address": f"127.0.0.1/8:{bacnet}", "device_instance":
+                              BACNET_DEVICE, "cells_per_string": max(COUNTS)}),
+    }  # fmt: skip
     cfg = plant_config(
         strings,
         2,
         poll_interval_s=interval_s,
         stale_after_s=2.0,
         offline_after_failures=3,
-        plugins={"modbus_tcp": {"port": mb}, "web": {"port": web}, "soak_recorder": {}},
+        plugins={"soak_recorder": {}} | dict(served[p] for p in protocols),
     )
     cfg["buses"] = [
         {
@@ -264,10 +228,17 @@ async def soak(
             sim, slave = h.sim_for(n)
             sim.set_rates(slave, rates, late_s=LATE_S)
         stop = asyncio.Event()
-        readers = [
-            asyncio.create_task(modbus_reader(mb, index, seen, stop)),
-            asyncio.create_task(rest_reader(web, names, seen, stop)),
-        ]
+        refused = Failures()
+        start = {
+            "modbus": lambda: modbus_reader(mb, index, seen, stop),
+            "rest": lambda: rest_reader(web, names, seen, stop),
+            "snmp": lambda: snmp_reader(snmp, SNMP_COMMUNITY, index, seen, stop, refused),
+            "bacnet": lambda: bacnet_reader(
+                f"127.0.0.1:{bacnet}", bacnet_objects(service(h.gateway), names), seen, stop,
+                refused,
+            ),
+        }  # fmt: skip
+        readers = [asyncio.create_task(start[p]()) for p in protocols]
         t0 = time.monotonic()
         next_vanish = t0 + vanish_every_s
         next_late = t0 + late_every_s / 2
@@ -375,6 +346,9 @@ async def soak(
         "rss": rss,
         "last_cycle_s": cycle,
         "truth_log_window": truth_log_kept,
+        "protocols": protocols,
+        "reader_failures": refused.count,
+        "reader_failure_last": refused.last,
     }
 
 
@@ -397,6 +371,8 @@ def failures(r: dict[str, Any]) -> list[str]:
             f"{len(t['slow_stale'])} vanishes or all-late spells not marked within 2 polls: "
             f"{t['slow_stale'][:3]}"
         )
+    if r["reader_failures"]:
+        out.append(f"requests that failed: {r['reader_failures']}, last {r['reader_failure_last']}")
     if t["slow_good"]:
         out.append(
             f"{len(t['slow_good'])} recoveries not GOOD on the first clean poll: "
@@ -410,8 +386,17 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--polls", type=int, default=10_000)
     ap.add_argument("--max-minutes", type=float, default=30.0)
+    ap.add_argument(
+        "--protocols",
+        default=",".join(PROTOCOLS),
+        help="the protocols read and checked, comma-separated [default: %(default)s]",
+    )
     a = ap.parse_args()
-    r = asyncio.run(soak(a.polls, max_s=a.max_minutes * 60))
+    protocols = tuple(p for p in a.protocols.split(",") if p)
+    unknown = set(protocols) - set(PROTOCOLS)
+    if unknown:
+        ap.error(f"unknown protocols {sorted(unknown)}: choose from {', '.join(PROTOCOLS)}")
+    r = asyncio.run(soak(a.polls, max_s=a.max_minutes * 60, protocols=protocols))
     report(r)
     bad = failures(r)
     if r["polls"] < a.polls:
@@ -419,6 +404,7 @@ def main() -> int:
     grown = rss_growth_mb(r["rss"])
     if grown >= FLAT_MB:
         bad.append(f"RSS grew {grown:.1f} MB after the first quarter")
+    run_record.add({k: v for k, v in r.items() if k != "rss"}, rss_growth_mb=grown, failed=bad)
     for line in bad:
         print("FAILED:", line)
     return 1 if bad else 0
@@ -433,6 +419,9 @@ def rss_growth_mb(rss: list[tuple[float, float]]) -> float:
     return slope_per_hour(rest) * (rest[-1][0] - rest[0][0]) / 3600
 
 
+NAMES = {"modbus": "Modbus", "rest": "REST", "snmp": "SNMP", "bacnet": "BACnet"}
+
+
 def report(r: dict[str, Any]) -> None:
     v, t = r["values"], r["transitions"]
     rss = r["rss"]
@@ -444,11 +433,18 @@ def report(r: dict[str, Any]) -> None:
         "changes"
     )
     print(f"{'figure':<52}{'measured':>12}{'target':>10}")
+    served = " + ".join(NAMES[p] for p in r["protocols"])
     rows = [
-        ("values served (Modbus + REST)", v["served"], ""),
+        (f"values served ({served})", v["served"], ""),
         ("  of which marked GOOD", v["good"], ""),
+        *((f"    {NAMES[p]}", v["good_by"].get(p, 0), "") for p in r["protocols"]),
         ("wrong values (never held by the device)", len(v["wrong"]), 0),
-        ("cell voltages served as GOOD (Modbus + REST)", v["cells"]["checked"], ""),
+        ("cell voltages served as GOOD", v["cells"]["checked"], ""),
+        *(
+            (f"    {NAMES[p]}", v["cells"]["checked_by"].get(p, 0), "")
+            for p in r["protocols"]
+            if p != "rest"
+        ),
         ("  wrong cell voltages", len(v["cells"]["wrong"]), 0),
         ("  wrong cell counts", len(v["cells"]["wrong_counts"]), 0),
         ("stale values served as GOOD", len(v["stale_fresh"]), 0),
@@ -461,6 +457,7 @@ def report(r: dict[str, Any]) -> None:
         ("  not marked non-GOOD within 2 polls", len(t["slow_stale"]), 0),
         ("  recoveries judged (polled twice since)", t["recoveries"], ""),
         ("  not GOOD on the first clean poll", len(t["slow_good"]), 0),
+        ("requests that failed (SNMP, BACnet)", sum(r["reader_failures"].values()), 0),
         ("process RSS at end (MB)", round(rss[-1][1], 1) if rss else 0, ""),
         ("RSS growth after the first quarter (MB)", round(rss_growth_mb(rss), 2), f"< {FLAT_MB}"),
         ("  the same per hour (MB/hour)", round(growth, 1), ""),
@@ -470,4 +467,4 @@ def report(r: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_record.recorded("soak", main))

@@ -1,5 +1,8 @@
 """Alarm events and active alarms: the shapes every plugin receives.
 
+``alarm_event`` hands a plugin both: the event, and the tuple of alarms
+active right after the commit that holds it (``ActiveAlarms``).
+
 Kept apart from the alarm engine so northbound plugins depend only on these
 small immutable types, never on how rules are evaluated.
 """
@@ -8,7 +11,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Protocol
 
 
 class Severity(enum.IntEnum):
@@ -81,6 +83,8 @@ class AlarmEvent:
 
 @dataclass(frozen=True, slots=True)
 class ActiveAlarm:
+    """An alarm raised and not cleared, as the event log's active table holds it."""
+
     alarm_id: str
     rule: str
     severity: Severity
@@ -94,6 +98,10 @@ class ActiveAlarm:
     acknowledged_by: str | None = None
     acknowledged_at: float | None = None
 
+
+#: the alarms active after a commit, oldest first: built once per commit by the
+#: alarm engine and handed to every plugin with each event of that commit
+ActiveAlarms = tuple[ActiveAlarm, ...]
 
 #: where a gateway alarm applies: the gateway itself
 GATEWAY = ObjectPath()
@@ -110,17 +118,3 @@ class EventLogHealth:
     write_failures: int = 0  # failed write attempts (each retry counts)
     unwritten: int = 0  # events delivered, kept in memory, not yet in the log
     dropped: int = 0  # unwritten events dropped past the memory bound
-
-
-class AlarmService(Protocol):
-    """What ``gateway.alarms`` offers plugins: query and acknowledge."""
-
-    def active(self) -> list[ActiveAlarm]: ...
-
-    def log_health(self) -> EventLogHealth:
-        """Whether the event log is being written (see EventLogHealth)."""
-        ...
-
-    def acknowledge(self, alarm_id: str, by: str) -> bool:
-        """Acknowledge an active alarm; False if no such active alarm."""
-        ...

@@ -7,26 +7,31 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 import pluggy
 
+from .alarms import storage
+from .alarms.eventlog import EventLogError
+from .alarms_cli import add_to as add_alarm_commands
+from .analytics_cli import add_to as add_analytics_commands
+from .backup.cli import add_to as add_backup_commands
+from .cli_options import EXIT_CONFIG, load_or_exit
 from .config_load import ConfigError, LoadedConfig
 from .datadir import with_data_dir
+from .deploy.commands import add_to as add_service_commands
 from .deploy.journal import stderr_handler
+from .gateway import Gateway
+from .history_cli import history
 from .plugin_manager import LOAD_FAILURES, FailureLog, call_each, create_manager, plugin_infos
 from .registry import load_config
 from .runner import ConfigSource, run_until_signalled
 from .version import __version__
 
-if TYPE_CHECKING:
-    from .gateway import Gateway
-
-__all__ = ["build_cli", "cli", "main", "run_until_signalled"]  # demo runs through this
+__all__ = ["build_cli", "cli", "main"]
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-EXIT_CONFIG = 2
 
 
 def setup_logging(level: str) -> None:
@@ -67,20 +72,13 @@ def config_file_arguments(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def config_file(file: Path | None, config: Path | None) -> Path:
     """The one file given, in either form; a usage error (exit 2) for none or two."""
-    if file is None and config is None:
-        raise click.UsageError("give the gateway's TOML file, as FILE or -c FILE")
     if file is not None and config is not None and file != config:
         raise click.UsageError(f"two configuration files given ({config} and {file}): give one")
-    return file or config  # type: ignore[return-value]
-
-
-def load_or_exit(file: Path, pm: pluggy.PluginManager) -> LoadedConfig:
-    """The validated file, or every problem on stderr and exit 2."""
-    try:
-        return load_config(file, pm)
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(EXIT_CONFIG)
+    if file is not None:
+        return file
+    if config is not None:
+        return config
+    raise click.UsageError("give the gateway's TOML file, as FILE or -c FILE")
 
 
 @cli.command("check-config")
@@ -131,7 +129,6 @@ def run(file: Path | None, config: Path | None, data_dir: Path | None) -> None:
 def check_storage(file: Path, loaded: LoadedConfig) -> None:
     """check-config's look at data_dir: writable (nothing left behind) and
     its event log intact (opened read-only). Raises ConfigError."""
-    from .alarms import storage
 
     found = storage.problems(loaded.gateway.gateway.data_dir)
     if found:
@@ -142,9 +139,6 @@ def open_gateway(file: Path, loaded: LoadedConfig, pm: pluggy.PluginManager) -> 
     """The gateway of a valid config, or ConfigError naming gateway.data_dir
     when it cannot hold the event log (a file, read-only, full, damaged):
     said like any config problem, never a traceback."""
-    from .alarms import storage
-    from .alarms.eventlog import EventLogError
-    from .gateway import Gateway
 
     found = storage.problems(loaded.gateway.gateway.data_dir, create=True)
     if found:
@@ -168,19 +162,12 @@ def plugins() -> None:
 def build_cli() -> click.Group:
     """The root group with every plugin's commands added (a failing plugin is
     logged and skipped, so one broken plugin cannot take the CLI down)."""
-    from .alarms.cli import add_to as add_alarm_commands
-    from .analytics.cli import add_to as add_analytics_commands
-    from .backup.cli import add_to as add_backup_commands
-    from .demo import demo
-    from .deploy.commands import add_to as add_service_commands
-    from .history.cli import history
 
     add_alarm_commands(cli)
     add_analytics_commands(cli)
     add_backup_commands(cli)
     add_service_commands(cli)
     cli.add_command(history)
-    cli.add_command(demo)
     call_each(create_manager(), "register_commands", FailureLog(), cli=cli)
     return cli
 

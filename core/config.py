@@ -9,7 +9,7 @@ see :mod:`btms_gateway.core.config_load` for loading and error reporting.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 
@@ -18,6 +18,7 @@ from .alarms.config import AlarmsSection
 from .analytics.config import AnalyticsSection
 from .config_base import PluginSection, StrictModel
 from .history.config import HistorySection
+from .model import MAX_STRINGS, MAX_UPS
 
 __all__ = ["PluginSection", "StrictModel"]
 
@@ -46,12 +47,17 @@ class GatewaySection(StrictModel):
         return v
 
 
+#: how a bus is reached; a plugin registers the links of each (register_bus_transports)
+BusTransport = Literal["serial", "rtu-over-tcp"]
+BUS_TRANSPORTS: tuple[str, ...] = get_args(BusTransport)
+
+
 class BusConfig(StrictModel):
     """One RS485 bus: a local serial port, or an RS485-to-Ethernet converter
     speaking RTU over TCP. Its strings are polled one after another."""
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
-    transport: Literal["serial", "rtu-over-tcp"] = "serial"
+    transport: BusTransport = "serial"
     port: str | None = None
     host: str | None = None
     tcp_port: Annotated[int, Field(ge=1, le=65535)] | None = None
@@ -113,7 +119,7 @@ class BusConfig(StrictModel):
 
 class UpsConfig(StrictModel):
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
-    index: Annotated[int, Field(ge=1, le=32)] | None = None
+    index: Annotated[int, Field(ge=1, le=MAX_UPS)] | None = None
     description: str = ""
 
 
@@ -122,13 +128,21 @@ class StringConfig(StrictModel):
     bus: str
     slave_id: Annotated[int, Field(ge=1, le=247)]
     ups: str | None = None
-    index: Annotated[int, Field(ge=1, le=32)] | None = None
+    index: Annotated[int, Field(ge=1, le=MAX_STRINGS)] | None = None
     profile: str = "bmsm"
     description: str = ""
     #: a file of corrections to the profile's register map (a firmware that
     #: differs); relative to the configuration file's folder. The profile
     #: validates it (``DeviceProfile.check_string``).
     register_overrides: Path | None = None
+
+
+def index_of(item: UpsConfig | StringConfig) -> int:
+    """The index of a UPS or string of a loaded configuration, which
+    ``GatewayConfig.with_indexes`` gave every one of them."""
+    if item.index is None:
+        raise ValueError(f"{item.name} has no index yet: see GatewayConfig.with_indexes")
+    return item.index
 
 
 class GatewayConfig(StrictModel):
@@ -145,18 +159,21 @@ class GatewayConfig(StrictModel):
     plugins: dict[str, dict[str, Any]] = {}
 
     def with_indexes(self) -> GatewayConfig:
-        """Fill in UPS and string indexes (1..32) in file order where not given,
-        skipping the ones taken explicitly; the BM-GW unit ids derive from them."""
+        """Fill in UPS indexes (1..32) and string indexes (1..128) in file order
+        where not given, skipping the ones taken explicitly; every protocol's
+        addresses derive from them (docs/modbus-map.md, snmp.md, bacnet-objects.md)."""
 
-        def assign(items: list[Any]) -> list[Any]:
+        def assign(items: list[Any], top: int) -> list[Any]:
             taken = {i.index for i in items if i.index is not None}
-            free = (n for n in range(1, 33) if n not in taken)
+            free = (n for n in range(1, top + 1) if n not in taken)
             return [
                 i if i.index is not None else i.model_copy(update={"index": next(free)})
                 for i in items
             ]
 
-        return self.model_copy(update={"ups": assign(self.ups), "strings": assign(self.strings)})
+        return self.model_copy(
+            update={"ups": assign(self.ups, MAX_UPS), "strings": assign(self.strings, MAX_STRINGS)}
+        )
 
     def bus(self, name: str) -> BusConfig:
         return next(b for b in self.buses if b.name == name)

@@ -1,5 +1,5 @@
 """Rules that span sections of the config file: references between sections,
-unique names and slave ids, the 32/32 address space, serial ports that exist,
+unique names and slave ids, the address space (32 UPS, 128 strings), serial ports that exist,
 one bus per RS485 line.
 
 They run on the raw document, not on the validated model, so that a file
@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .config_base import Problem
+from .model import MAX_STRINGS, MAX_UPS
 
 SERIAL_URL_SCHEMES = ("socket://", "rfc2217://", "loop://")
 
@@ -122,9 +123,15 @@ def cross_check(data: Mapping[str, Any]) -> list[Problem]:
     problems: list[Problem] = []
     for section, entries in (("buses", buses), ("ups", ups), ("strings", strings)):
         problems += _unique(section, entries, "name", "a name")
-    for section, entries in (("ups", ups), ("strings", strings)):
-        if len(entries) > 32:
-            problems.append(Problem(section, f"at most 32 entries, found {len(entries)}"))
+    for section, entries, top in (("ups", ups, MAX_UPS), ("strings", strings, MAX_STRINGS)):
+        if len(entries) > top:
+            problems.append(
+                Problem(
+                    section,
+                    f"at most {top} [[{section}]] entries (indexes 1..{top}, each "
+                    f"addressed on every protocol), found {len(entries)}",
+                )
+            )
         problems += _unique(section, entries, "index", "an index")
     slaves: dict[tuple[str, int], str] = {}
     for i, s in enumerate(strings):

@@ -133,12 +133,13 @@ def validate(
     source: str,
     sections: Mapping[str, type[BaseModel]],
     profiles: Mapping[str, DeviceProfile] | set[str] | None = None,
+    transports: set[str] | None = None,
 ) -> LoadedConfig:
     """Validate a parsed document; raise ConfigError listing every problem.
 
-    ``profiles``: the installed device profiles (by name; given as objects,
-    each string's settings are also checked by its profile, see
-    :func:`profile_checks`)."""
+    ``profiles`` and ``transports``: the device profiles and bus transports
+    the installed plugins provide (not checked when None); profiles given as
+    objects also check each string's settings (see :func:`profile_checks`)."""
     problems: list[Problem] = []
     cfg: GatewayConfig | None = None
     try:
@@ -176,6 +177,16 @@ def validate(
             except ValidationError as exc:
                 problems.extend(problems_from(exc, model, ("plugins", name)))
     if cfg is not None:
+        if transports is not None:
+            problems.extend(
+                Problem(
+                    f"buses[{i}].transport",
+                    f"a bus transport an installed plugin provides {sorted(transports)}, "
+                    f"found {bus.transport!r}",
+                )
+                for i, bus in enumerate(cfg.buses)
+                if bus.transport not in transports
+            )
         cfg = with_resolved_paths(cfg, source)
         problems.extend(plugin_cross_checks(cfg, plugins))
         if isinstance(profiles, Mapping):
@@ -290,6 +301,7 @@ def load(
     path: str | Path,
     sections: Mapping[str, type[BaseModel]],
     profiles: Mapping[str, DeviceProfile] | set[str] | None = None,
+    transports: set[str] | None = None,
 ) -> LoadedConfig:
     source = str(path)
     text = read_text(path)
@@ -297,7 +309,7 @@ def load(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [Problem("(syntax)", f"valid TOML, found {exc}")]) from None
-    return validate(data, source, sections, profiles)
+    return validate(data, source, sections, profiles, transports)
 
 
 __all__ = ["ConfigError", "LoadedConfig", "PluginSection", "Problem", "load", "validate"]

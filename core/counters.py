@@ -9,9 +9,20 @@ same by cause, so an alert on failed polls sees an unplugged adapter too."""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
-from .profiles import ErrorKind
+
+class ErrorKind(enum.StrEnum):
+    """Why a transaction failed: each has its own counter per bus and string."""
+
+    TIMEOUT = "timeout"  # no (complete) reply within the response timeout
+    CRC = "crc"  # a reply arrived with a bad CRC
+    EXCEPTION = "exception"  # the slave answered with a Modbus exception
+    SHORT_FRAME = "short_frame"  # a reply too short or of the wrong length/shape
+    PORT = "port"  # the serial port / TCP converter is unavailable
+    DECODE = "decode"  # registers read fine but hold impossible values
+    LATE = "late_reply"  # a whole, valid reply that came after its request had timed out
 
 
 @dataclass(slots=True)

@@ -55,13 +55,12 @@ from .commlog import BusLog
 from .config import BusConfig, GatewayConfig, StringConfig
 from .counters import CommCounters
 from .model import Quality, StringReading, StringSnapshot
-from .profiles import BusLink, DeviceProfile, ErrorKind, PollError, StringPoller
+from .profiles import BusLink, DeviceProfile, ErrorKind, LinkFactory, PollError, StringPoller
 from .store import SnapshotStore
 
 log = logging.getLogger("btms_gateway.engine")
 
 Publish = Callable[[StringSnapshot], None]
-LinkFactory = Callable[[BusConfig], BusLink]
 
 #: how long shutdown waits for a bus thread to finish its transaction
 JOIN_LIMIT_S = 5.0
@@ -102,12 +101,6 @@ class SwitchInterval:
             cls._holders -= 1
             if cls._holders == 0:
                 sys.setswitchinterval(cls._previous)
-
-
-def default_link_factory(bus: BusConfig) -> BusLink:
-    from btms_gateway.protocols.rtu import open_link
-
-    return open_link(bus)
 
 
 @dataclass
@@ -307,8 +300,10 @@ class Engine:
         store: SnapshotStore,
         profiles: Mapping[str, DeviceProfile],
         publish: Publish,
-        link_factory: LinkFactory = default_link_factory,
+        links: Mapping[str, LinkFactory],
     ) -> None:
+        """``links``: a link factory per bus transport (``BusConfig.transport``),
+        as the installed plugins register them (``register_bus_transports``)."""
         self.config = config
         self.store = store
         self.publish = publish
@@ -319,7 +314,10 @@ class Engine:
             members = [s for s in config.strings if s.bus == bus.name]
             if not members:
                 continue
-            link = link_factory(bus)
+            factory = links.get(bus.transport)
+            if factory is None:  # check-config says so first; this is for a bare Engine
+                raise LookupError(f"bus {bus.name}: no plugin provides transport {bus.transport!r}")
+            link = factory(bus)
             states = []
             for s in members:
                 poller = profiles[s.profile].create_poller(s, bus, link)

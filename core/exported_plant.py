@@ -12,14 +12,20 @@ from here, so ``-c FILE`` and ``--demo`` mean the same to all of them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from .cli_options import load_or_exit
+from .config import index_of
 from .config_base import PluginSection
 from .config_load import LoadedConfig
+from .demo_plant import demo_plant
+from .plugin_manager import FailureLog, create_manager
+from .quantities import QUANTITIES, Level, Quantity, of_level
+from .registry import quantity_table
 
 Section = TypeVar("Section", bound=PluginSection)
 
@@ -27,23 +33,32 @@ Section = TypeVar("Section", bound=PluginSection)
 @dataclass(frozen=True)
 class ExportedPlant:
     """UPS ``(name, index)`` and strings ``(name, index, UPS name or None)``,
-    both ordered by index, and the validated configuration they come from
-    (None for the reference plant)."""
+    both ordered by index, the validated configuration they come from (None
+    for the reference plant), and the quantity table of the installed plugins
+    (what a gateway of this plant would serve)."""
 
     source: str  # said in a generated file's header: where the plant came from
     ups: tuple[tuple[str, int], ...]
     strings: tuple[tuple[str, int, str | None], ...]
     loaded: LoadedConfig | None = None
+    quantity_table: tuple[Quantity, ...] = QUANTITIES
 
     @classmethod
-    def of(cls, loaded: LoadedConfig, source: str) -> ExportedPlant:
+    def of(
+        cls, loaded: LoadedConfig, source: str, table: tuple[Quantity, ...] = QUANTITIES
+    ) -> ExportedPlant:
         cfg = loaded.gateway.with_indexes()
         return cls(
             source,
-            tuple(sorted(((u.name, u.index) for u in cfg.ups), key=lambda u: u[1])),
-            tuple(sorted(((s.name, s.index, s.ups) for s in cfg.strings), key=lambda s: s[1])),
+            tuple(sorted(((u.name, index_of(u)) for u in cfg.ups), key=lambda u: u[1])),
+            tuple(sorted(((s.name, index_of(s), s.ups) for s in cfg.strings), key=lambda s: s[1])),
             loaded,
+            table,
         )
+
+    def quantities(self, level: Level) -> tuple[Quantity, ...]:
+        """The plant quantities of ``level``, as ``gateway.quantities`` gives them."""
+        return of_level(level, self.quantity_table)
 
     def settings(self, name: str, model: type[Section]) -> Section:
         """Plugin ``name``'s validated section, or the model's defaults when the
@@ -79,15 +94,12 @@ def exported_plant(config: Path | None, demo: bool) -> ExportedPlant:
     """The plant of ``-c FILE`` or ``--demo`` (REFERENCE without either). A
     file that does not validate prints its problems and exits 2, as
     check-config does."""
-    from .cli import load_or_exit
-    from .plugin_manager import create_manager
-
     if config is not None and demo:
         raise click.UsageError("give -c FILE or --demo, not both")
+    pm = create_manager()
+    table = quantity_table(pm, FailureLog())
     if demo:
-        from .demo import demo_plant
-
-        return ExportedPlant.of(demo_plant(create_manager()), "the demo (btms-gateway demo)")
+        return ExportedPlant.of(demo_plant(pm), "the demo (btms-gateway demo)", table)
     if config is not None:
-        return ExportedPlant.of(load_or_exit(config, create_manager()), str(config))
-    return REFERENCE
+        return ExportedPlant.of(load_or_exit(config, pm), str(config), table)
+    return replace(REFERENCE, quantity_table=table)

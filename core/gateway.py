@@ -1,8 +1,9 @@
 """The running gateway: wires the store, engine, alarms and plugins together.
 
 Data flows one way: engine -> store -> alarm engine -> plugin channels. A
-plugin receives this object in ``startup(gateway)``; the attributes documented
-in docs/plugin_hooks.md ("The gateway object") are its stable API.
+plugin receives this object in its runtime hooks and may use what the
+``Gateway`` protocol of core/views.py names (docs/plugin_hooks.md, "The
+gateway object"); the rest is the host's own.
 """
 
 from __future__ import annotations
@@ -12,26 +13,40 @@ import contextlib
 import inspect
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 from pydantic import BaseModel
 
-from .alarm_types import ActiveAlarm, AlarmEvent, EventLogHealth
+from .alarm_types import ActiveAlarm, ActiveAlarms, AlarmEvent, EventLogHealth
+from .alarms.engine import AlarmEngine
+from .alarms.eventlog import EventLog
 from .analytics import AnalyticsService
+from .analytics.health import StringHealth, live
 from .config_load import LoadedConfig
 from .counters import CommCounters
 from .datadir import DataDirBusy, DataDirLock
-from .engine import BusStatus, Engine, LinkFactory, default_link_factory
+from .engine import BusStatus, Engine
 from .history import HistoryService, history_for
-from .model import StringSnapshot
+from .model import PlantSnapshot, StringSnapshot
 from .netguard import raise_open_file_limit
 from .plugin_channel import PluginChannel, open_channel
 from .plugin_manager import FailureLog, call_each, implementations
-from .registry import device_profiles
+from .profiles import LinkFactory
+from .quantities import Level, Quantity, of_level
+from .registry import bus_transports, device_profiles, quantity_table
 from .reports import Report, ReportError, ReportSource, report_generators
 from .store import SnapshotStore
+from .version import __version__
+
+if TYPE_CHECKING:
+    from . import views
+
+    def _implements_the_plugin_view(gateway: Gateway) -> views.Gateway:
+        return gateway  # mypy fails here when Gateway stops satisfying views.Gateway
+
 
 log = logging.getLogger("btms_gateway")
 
@@ -56,16 +71,19 @@ class NoAlarms:
     def active(self) -> list[ActiveAlarm]:
         return []
 
-    def acknowledge(self, alarm_id: str, by: str) -> bool:
-        return False
+    def acknowledge(self, alarm_id: str, by: str) -> str | None:
+        return None
 
-    def on_string(self, string: Any, plant: Any) -> None:
+    def on_string(self, string: StringSnapshot, plant: PlantSnapshot) -> None:
         pass
 
     def tick(self, now: float) -> None:
         pass
 
-    def restore(self, plant: Any) -> None:
+    def history_state(self, state: str, reason: str, now: float) -> None:
+        pass
+
+    def restore(self, plant: PlantSnapshot) -> None:
         pass
 
     def close(self) -> None:
@@ -93,10 +111,13 @@ class Gateway:
         config: LoadedConfig,
         pm: pluggy.PluginManager,
         *,
-        link_factory: LinkFactory = default_link_factory,
+        links: Mapping[str, LinkFactory] | None = None,
         demo: bool = False,
         alarms: bool = True,
     ) -> None:
+        """``links``: a link factory per bus transport, instead of those the
+        installed plugins register (a test's own links); ``alarms=False``
+        runs without the alarm engine and event log (tests of the bare core)."""
         self.config = config
         self.settings = config.gateway
         self.pm = pm
@@ -107,7 +128,7 @@ class Gateway:
         self.started_at = time.time()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.channels: dict[str, PluginChannel] = {}
-        self.alarms: Any = self._create_alarms() if alarms else NoAlarms()
+        self.alarms: AlarmEngine | NoAlarms = self._create_alarms() if alarms else NoAlarms()
         #: the history store (docs/history.md); None when ``[history] enabled = false``
         self.history: HistoryService | None = history_for(self.settings.history, self.data_dir)
         #: battery analytics (docs/analytics.md): derived values, discharges, trends
@@ -124,28 +145,45 @@ class Gateway:
             self.store,
             device_profiles(pm, self.failures),
             self._publish,
-            link_factory,
+            bus_transports(pm, self.failures) if links is None else links,
         )
         #: report kind -> generator, from every plugin's register_reports
         self.reports = report_generators(pm, self.failures)
+        #: core's quantities and those the plugins registered (core/quantities.py)
+        self.quantity_table = quantity_table(pm, self.failures)
         self._stop = asyncio.Event()
         self._started: list[str] = []
         self.ready = asyncio.Event()
         self._data_lock: DataDirLock | None = None
 
-    # --- the API plugins use -------------------------------------------------
+    # --- the API plugins use (views.Gateway) ----------------------------------
+    @property
+    def name(self) -> str:
+        return self.settings.gateway.name
+
+    @property
+    def version(self) -> str:
+        return __version__
+
     def plugin_config(self, name: str) -> BaseModel | None:
         """Your validated ``[plugins.NAME]`` section (None if absent)."""
         return self.config.plugin(name)
+
+    def quantities(self, level: Level) -> tuple[Quantity, ...]:
+        return of_level(level, self.quantity_table)
 
     @property
     def data_dir(self) -> Path:
         return self.settings.gateway.data_dir
 
     @property
-    def event_log(self) -> Any | None:
-        """The SQLite event log (``events(...)``, ``active()``), None without alarms."""
-        return getattr(self.alarms, "log", None)
+    def events(self) -> EventLog | None:
+        """The SQLite event log, None without the alarm engine."""
+        return self.alarms.log if isinstance(self.alarms, AlarmEngine) else None
+
+    @property
+    def is_ready(self) -> bool:
+        return self.ready.is_set()
 
     def bus_status(self) -> list[BusStatus]:
         return self.engine.bus_status()
@@ -153,19 +191,26 @@ class Gateway:
     def string_counters(self, name: str) -> CommCounters:
         return self.engine.string_counters(name)
 
+    def plugin_failures(self) -> dict[tuple[str, str], int]:
+        """(plugin, hook) -> failed calls: the hooks' own and the channels' (a copy)."""
+        return dict(self.failures.counts)
+
     def uptime_s(self) -> float:
         return time.time() - self.started_at
 
+    def string_health(self, string: str) -> StringHealth | None:
+        """A string's resistance health now (docs/analytics.md): each cell
+        against its baseline and the string median, trends; None if unknown."""
+        return live(self, string)
+
     def report_source(self) -> ReportSource:
         """What reports are made from, live: history, discharges, health now."""
-        from .analytics.health import live
-
         return ReportSource(
             site=self.settings.gateway.name,
             settings=self.settings,
             history=self.history.queries if self.history is not None else None,
             discharges=self.analytics.store,
-            health=lambda string: live(self, string),
+            health=self.string_health,
         )
 
     def make_report(self, kind: str, subject: str, fmt: str) -> Report:
@@ -208,8 +253,9 @@ class Gateway:
         try:
             stopper = asyncio.create_task(self._stop.wait())
             done, _ = await asyncio.wait({engine, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if engine in done and engine.exception() is not None:
-                raise engine.exception()  # type: ignore[misc]
+            failure = engine.exception() if engine in done else None
+            if failure is not None:
+                raise failure
         finally:
             await self._shutdown(engine, ticker)
 
@@ -268,8 +314,12 @@ class Gateway:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(1.0)
+            now = time.time()
             try:
-                self.alarms.tick(time.time())
+                self.alarms.tick(now)
+                # history_paused follows the writer's state (docs/alarms.md)
+                h = self.history.status() if self.history is not None else None
+                self.alarms.history_state(h.state if h else "disabled", h.reason if h else "", now)
             except Exception:
                 log.exception("alarm engine tick failed")
 
@@ -298,15 +348,16 @@ class Gateway:
         for channel in self.channels.values():
             channel.offer_reading(string, plant)
 
-    def emit(self, event: AlarmEvent) -> None:
-        """Hand a committed alarm event to every plugin (never blocks)."""
+    def emit(self, event: AlarmEvent, active: ActiveAlarms | None = None) -> None:
+        """Hand a committed alarm event, with the alarms active after its commit,
+        to every plugin (never blocks). A test that emits an event of its own
+        may leave ``active`` out: the alarm service's active alarms go with it."""
+        if active is None:
+            active = tuple(self.alarms.active())
         for channel in self.channels.values():
-            channel.offer_event(event)
+            channel.offer_event(event, active)
 
-    def _create_alarms(self) -> Any:
-        from .alarms.engine import AlarmEngine
-        from .alarms.eventlog import EventLog
-
+    def _create_alarms(self) -> AlarmEngine:
         alarms = self.settings.alarms
         self.data_dir.mkdir(parents=True, exist_ok=True)
         event_log = EventLog(self.data_dir / "events.sqlite", synchronous=alarms.synchronous)

@@ -23,10 +23,11 @@ if TYPE_CHECKING:
     import click
     from pydantic import BaseModel
 
-    from .alarm_types import AlarmEvent
-    from .gateway import Gateway
+    from .alarm_types import ActiveAlarms, AlarmEvent
     from .model import PlantSnapshot, StringSnapshot
-    from .profiles import DeviceProfile
+    from .profiles import DeviceProfile, LinkFactory
+    from .quantities import Quantity
+    from .views import Gateway
 
 PROJECT = "btms_gateway"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -50,6 +51,29 @@ def register_device_profiles(register: Callable[[DeviceProfile], None]) -> None:
     Call ``register(profile)`` with an object satisfying
     :class:`btms_gateway.core.profiles.DeviceProfile`; strings select it with
     ``profile = "NAME"``. The BM-SM profile registers this way too.
+    """
+
+
+@hookspec
+def register_bus_transports(register: Callable[[str, LinkFactory], None]) -> None:
+    """Add a bus transport: how the engine reaches a bus of ``transport = "NAME"``.
+
+    Call ``register(name, factory)``; ``factory(bus_config)`` returns a
+    :class:`btms_gateway.core.profiles.BusLink`, not yet opened (the engine
+    opens it in the bus's thread, and reopens it after a ``PollError`` of kind
+    PORT). The RTU link registers ``serial`` and ``rtu-over-tcp`` this way.
+    """
+
+
+@hookspec
+def register_quantities(register: Callable[[Quantity], None]) -> None:
+    """Add a plant quantity to the table every protocol derives from.
+
+    Call ``register(quantity)`` with an :class:`btms_gateway.core.api.Quantity`
+    whose (level, key) is not in the table yet; every protocol then serves
+    it, placed automatically (docs/plugin_hooks.md, "How a protocol derives
+    its table"). A gateway merges the registered quantities with core's own
+    when it is built: ``gateway.quantities(level)``.
     """
 
 
@@ -83,7 +107,9 @@ def startup(gateway: Gateway) -> Awaitable[Any] | None:
     May return an awaitable (e.g. an ``async def`` implementation), which is
     awaited on the gateway's event loop before acquisition starts. Raising
     here stops the gateway from starting (it never runs half-configured).
-    Read your settings with ``gateway.plugin_config(NAME)``.
+    Read your settings with ``gateway.plugin_config(NAME)``; ``gateway`` is
+    typed :class:`btms_gateway.core.api.Gateway`, and what it offers beyond
+    that protocol is not stable.
     """
 
 
@@ -117,10 +143,15 @@ def string_reading(
 
 
 @hookspec
-def alarm_event(event: AlarmEvent, gateway: Gateway) -> Awaitable[Any] | None:
+def alarm_event(event: AlarmEvent, active: ActiveAlarms, gateway: Gateway) -> Awaitable[Any] | None:
     """An alarm was raised, cleared or acknowledged.
 
-    Delivered in order through the plugin's bounded event queue (events are
-    never coalesced; if a plugin falls 10,000 events behind, the oldest are
-    dropped and counted). Same threading rules as ``string_reading``.
+    ``active`` is the tuple of alarms active right after the commit that holds
+    ``event`` (oldest first; the same immutable tuple for every plugin and
+    every event of that commit): serve it as it is, rather than rebuilding the
+    active set from events or asking ``gateway.alarms.active()``. Delivered in
+    order through the plugin's bounded event queue (events are never
+    coalesced; if a plugin falls 10,000 events behind, the oldest are dropped
+    and counted). Same threading rules as ``string_reading``. As with every
+    hook, take only the arguments you need: ``alarm_event(event)`` still works.
     """

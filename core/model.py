@@ -19,6 +19,15 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+#: The plant's address space: strings are numbered 1..MAX_STRINGS and UPS
+#: 1..MAX_UPS, and every northbound protocol derives its addresses from those
+#: numbers (Modbus unit id 100 + string index, SNMP table index, BACnet
+#: instance ranges), so the limits live here, beside the model they bound.
+#: 128 strings are four BM-GWs' worth (Modbus unit ids 101..228); UPS stay at
+#: the BM-GW's 32 (a UPS groups any number of strings).
+MAX_STRINGS = 128
+MAX_UPS = 32
+
 
 class Quality(enum.IntEnum):
     """How far a string's published values can be trusted (NUT's stale-data rule).

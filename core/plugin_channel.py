@@ -37,6 +37,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from .alarm_types import ActiveAlarms, AlarmEvent
 from .plugin_manager import FailureLog
 
 log = logging.getLogger("btms_gateway.plugins")
@@ -76,7 +77,7 @@ class PluginChannel:
         self._loop = loop
         self._failures = failures
         self._readings: dict[str, dict[str, Any]] = {}
-        self._events: deque[Any] = deque()
+        self._events: deque[tuple[AlarmEvent, ActiveAlarms]] = deque()
         self._max_events = max_events
         self._lock = threading.Lock()
         self._stopping = False
@@ -109,7 +110,9 @@ class PluginChannel:
             self._wake()
         self._check_stall()
 
-    def offer_event(self, event: Any) -> None:
+    def offer_event(self, event: AlarmEvent, active: ActiveAlarms) -> None:
+        """An alarm event with the alarms active after its commit (one tuple for
+        every plugin: immutable, so it is handed on as it is)."""
         if "alarm_event" not in self._impls:
             return
         with self._lock:
@@ -122,7 +125,7 @@ class PluginChannel:
                         self.name,
                         self._max_events,
                     )
-            self._events.append(event)
+            self._events.append((event, active))
             self._wake()
 
     def _check_stall(self) -> None:
@@ -140,7 +143,8 @@ class PluginChannel:
         """The next item, events first (in order), then the newest readings in the
         order they were offered (oldest plant first); None if empty. Called under the lock."""
         if self._events:
-            return "alarm_event", {"event": self._events.popleft(), "gateway": self._gateway}
+            event, active = self._events.popleft()
+            return "alarm_event", {"event": event, "active": active, "gateway": self._gateway}
         if self._readings:
             key = next(iter(self._readings))
             return "string_reading", self._readings.pop(key)

@@ -4,7 +4,8 @@ A device profile turns a configured string into a poller that reads one
 reading over a shared bus link. The engine owns scheduling, quality and
 back-off; a profile only knows its registers. The BM-SM profile
 (btms_gateway.protocols.bmsm) is registered through the same hook a third
-party would use.
+party would use; so is the RTU link (btms_gateway.protocols.rtu), a link
+factory for each bus transport it speaks.
 
 Links and pollers are plain blocking code: each bus is polled by a thread of
 its own (core/engine.py says why), so a poller reads and waits the simple way
@@ -13,28 +14,27 @@ and never touches the gateway's event loop.
 
 from __future__ import annotations
 
-import enum
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol, TypeAlias
+
+from .config import BusConfig, StringConfig
+from .counters import CommCounters, ErrorKind
+
+__all__ = [
+    "BusLink",
+    "DeviceProfile",
+    "ErrorKind",
+    "LinkFactory",
+    "PollError",
+    "StringPoller",
+]
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from .config import BusConfig, GatewayConfig, StringConfig
+    from .config import GatewayConfig
     from .config_base import Problem
-    from .counters import CommCounters
     from .model import StringReading
-
-
-class ErrorKind(enum.StrEnum):
-    """Why a transaction failed: each has its own counter per bus and string."""
-
-    TIMEOUT = "timeout"  # no (complete) reply within the response timeout
-    CRC = "crc"  # a reply arrived with a bad CRC
-    EXCEPTION = "exception"  # the slave answered with a Modbus exception
-    SHORT_FRAME = "short_frame"  # a reply too short or of the wrong length/shape
-    PORT = "port"  # the serial port / TCP converter is unavailable
-    DECODE = "decode"  # registers read fine but hold impossible values
-    LATE = "late_reply"  # a whole, valid reply that came after its request had timed out
 
 
 class PollError(Exception):
@@ -78,6 +78,11 @@ class BusLink(Protocol):
     def counters_for(self, slave: int) -> CommCounters:
         """The same for one slave; the engine adds its poll counts to it."""
         ...
+
+
+#: what a bus transport registers: the link for one configured bus, not yet
+#: opened (the engine opens it, and reopens it after a PollError of kind PORT)
+LinkFactory: TypeAlias = Callable[[BusConfig], BusLink]
 
 
 class StringPoller(Protocol):

@@ -20,6 +20,8 @@ import pluggy
 
 from .analytics.health import StringHealth, from_files
 from .analytics.store import FILE_NAME, DischargeStore
+from .analytics_cli import load_settings
+from .history import HistoryQueries
 from .plugin_manager import FailureLog, collect_registrations
 
 
@@ -54,8 +56,6 @@ class ReportSource:
     @classmethod
     def from_files(cls, settings: Any) -> ReportSource:
         """For another process (the CLI): the files under ``gateway.data_dir``."""
-        from .history import HistoryQueries
-
         data_dir = Path(settings.gateway.data_dir)
         history_file = data_dir / "history.sqlite"
         store_file = data_dir / FILE_NAME
@@ -68,6 +68,12 @@ class ReportSource:
             discharges=DischargeStore(store_file, readonly=True) if store_file.exists() else None,
             health=lambda string: from_files(data_dir, settings, string),
         )
+
+    @classmethod
+    def from_config_file(cls, path: Path) -> ReportSource:
+        """``from_files`` of the configuration in ``path`` (a command's ``-c
+        FILE``); a bad file prints its problems and exits 2, as every command does."""
+        return cls.from_files(load_settings(path))
 
 
 class ReportGenerator(Protocol):

@@ -25,12 +25,11 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from .affinity import pin_process
 from .config_load import ConfigError, LoadedConfig
-
-if TYPE_CHECKING:
-    from .gateway import Gateway
+from .deploy.notify import ServiceNotifier
+from .gateway import Gateway, GatewayStartError
 
 log = logging.getLogger("btms_gateway")
 
@@ -61,8 +60,6 @@ class Runner:
     """Runs one gateway at a time until told to stop (see the module docstring)."""
 
     def __init__(self, gateway: Gateway, source: ConfigSource | None) -> None:
-        from .deploy.notify import ServiceNotifier
-
         self.gateway = gateway
         self.source = source
         #: systemd's view of the run (READY, WATCHDOG, RELOADING, STOPPING); a no-op without it
@@ -122,8 +119,6 @@ class Runner:
 
     async def _start(self, gateway: Gateway) -> bool:
         """Start ``gateway``; False (logged) if a plugin could not start."""
-        from .gateway import GatewayStartError
-
         self.gateway = gateway
         if self.stopping:
             gateway.request_stop()
@@ -195,8 +190,6 @@ def run_until_signalled(
     """Run ``gateway`` until SIGINT/SIGTERM (or ``stop_after`` seconds),
     reloading from ``source`` on SIGHUP; 0 on a clean stop, 1 if it could not
     start."""
-    from .affinity import pin_process
-
     pin_process(gateway.settings.gateway.cpu)
 
     async def main() -> int:

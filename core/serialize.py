@@ -27,7 +27,7 @@ def _plain(value: Any) -> Any:
     if type(value) in _AS_IS:
         return value
     if isinstance(value, enum.Flag):
-        return int(value)
+        return value.value  # the flag's bits as an int
     if isinstance(value, enum.Enum):
         return value.name.lower() if isinstance(value, enum.IntEnum) else value.value
     return value
@@ -40,10 +40,10 @@ def _names(cls: type) -> tuple[str, ...]:
     return names
 
 
-def _flag_members(cls: type) -> tuple[Any, ...]:
+def _flag_members(cls: type[enum.Flag]) -> tuple[Any, ...]:
     members = _members_of.get(cls)
     if members is None:
-        members = _members_of[cls] = tuple(a for a in cls if a)  # type: ignore[attr-defined]
+        members = _members_of[cls] = tuple(a for a in cls if a)
     return members
 
 

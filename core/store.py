@@ -11,12 +11,12 @@ from __future__ import annotations
 import time
 
 from .aggregate import aggregate_ups
+from .config import GatewayConfig, index_of
 from .model import PlantSnapshot, Quality, StringSnapshot
 
 
 class SnapshotStore:
     def __init__(self, strings: list[StringSnapshot], ups_order: list[tuple[str, int]]) -> None:
-        self._ups_order = ups_order
         by_name = {s.name: s for s in sorted(strings, key=lambda s: s.index)}
         self._members: dict[str, list[str]] = {name: [] for name, _ in ups_order}
         for s in by_name.values():
@@ -29,15 +29,15 @@ class SnapshotStore:
         self._snapshot = PlantSnapshot(strings=by_name, ups=ups)
 
     @classmethod
-    def from_config(cls, config) -> SnapshotStore:  # type: ignore[no-untyped-def]
+    def from_config(cls, config: GatewayConfig) -> SnapshotStore:
         """Every configured string starts OFFLINE with no values: nothing is
         served until it has really been read."""
         now = time.time()
-        ups_index = {u.name: u.index for u in config.ups}
+        ups_index = {u.name: index_of(u) for u in config.ups}
         strings = [
             StringSnapshot(
                 name=s.name,
-                index=s.index,
+                index=index_of(s),
                 ups=s.ups,
                 ups_index=ups_index.get(s.ups, 0) if s.ups else 0,
                 slave_id=s.slave_id,
@@ -48,7 +48,7 @@ class SnapshotStore:
             )
             for s in config.strings
         ]
-        return cls(strings, [(u.name, u.index) for u in config.ups])
+        return cls(strings, [(u.name, index_of(u)) for u in config.ups])
 
     @property
     def snapshot(self) -> PlantSnapshot:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,4 +67,17 @@ def fill(directory: Path, name: str = "filler") -> Path:
                     break
         with contextlib.suppress(OSError):
             os.fsync(f.fileno())
+    return filler
+
+
+def fill_but(directory: Path, leave: int, name: str = "filler") -> Path:
+    """Write ``directory/name`` until about ``leave`` bytes of its file system
+    are left free (a disk nearly full, rather than full to the last byte)."""
+    filler = directory / name
+    free = shutil.disk_usage(directory).free - leave
+    with open(filler, "wb") as f:
+        while free > 0:
+            chunk = min(free, 1 << 20)
+            f.write(b"\0" * chunk)
+            free -= chunk
     return filler

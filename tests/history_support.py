@@ -12,7 +12,7 @@ from typing import Any
 
 from btms_gateway.core.history import HistorySection, HistoryService
 from btms_gateway.core.model import CellReading, CellStatus, StringReading
-from btms_gateway.core.testing import make_reading
+from btms_gateway.kit.testing import make_reading
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

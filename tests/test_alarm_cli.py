@@ -13,12 +13,12 @@ from pathlib import Path
 
 from btms_gateway.core.alarm_types import EventKind
 from btms_gateway.core.alarms import inbox
-from btms_gateway.core.alarms import synthetic as sy
-from btms_gateway.core.alarms.cli import alarms, events
 from btms_gateway.core.alarms.config import AlarmsSection
 from btms_gateway.core.alarms.engine import AlarmEngine
 from btms_gateway.core.alarms.eventlog import EventLog
+from btms_gateway.core.alarms_cli import alarms, events
 from btms_gateway.core.model import Quality
+from btms_gateway.kit import synthetic as sy
 from click.testing import CliRunner
 
 NOW = {"on_delay_s": 0, "off_delay_s": 0}
@@ -26,11 +26,11 @@ NOW = {"on_delay_s": 0, "off_delay_s": 0}
 
 def running_engine(path: Path) -> tuple[AlarmEngine, list]:
     """An engine with cell 3 high, cell 4 hot and a second reading that clears cell 3."""
-    seen: list = []
+    seen = sy.Emitted()
     s = AlarmsSection.model_validate(
         {"rules": {"cell_voltage_high": NOW, "cell_temperature_high": NOW}, "baseline_readings": 1}
     )
-    engine = AlarmEngine(s, EventLog(path), seen.append)
+    engine = AlarmEngine(s, EventLog(path), seen)
     plant = sy.plant(sy.string("A", None, quality=Quality.OFFLINE))
     engine.restore(plant)
     t0 = time.time()

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
-from btms_gateway.core.alarms.config import AlarmsSection
-from btms_gateway.core.alarms.rules import RULES, defaults_table, resolve
+from btms_gateway.core.alarms.config import AlarmsSection, rules_for
+from btms_gateway.core.alarms.rules import RULES, defaults_table
 from btms_gateway.core.config import GatewayConfig
 from btms_gateway.core.config_load import ConfigError, validate
 from pydantic import ValidationError
@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 def test_defaults_for_2v_and_12v_blocks():
     s = AlarmsSection.model_validate({"strings": {"B": {"block": "12V"}}})
-    two, twelve = resolve(s, "A"), resolve(s, "B")
+    two, twelve = rules_for(s, "A"), rules_for(s, "B")
     assert (two["cell_voltage_high"].limit, twelve["cell_voltage_high"].limit) == (2.4, 14.4)
     assert (two["cell_voltage_low"].limit, twelve["cell_voltage_low"].limit) == (1.9, 11.4)
     assert twelve["cell_voltage_high"].hysteresis == pytest.approx(0.12)
@@ -32,7 +32,7 @@ def test_per_string_override_wins_over_global():
             "strings": {"B": {"rules": {"cell_temperature_high": {"limit": 45}}}},
         }
     )
-    a, b = resolve(s, "A")["cell_temperature_high"], resolve(s, "B")["cell_temperature_high"]
+    a, b = rules_for(s, "A")["cell_temperature_high"], rules_for(s, "B")["cell_temperature_high"]
     assert (a.limit, a.severity.name) == (35, "WARNING")
     assert (b.limit, b.severity.name) == (45, "WARNING")
 

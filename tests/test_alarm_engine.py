@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 from btms_gateway.core.alarm_types import AlarmEvent, EventKind, Severity
-from btms_gateway.core.alarms import synthetic as sy
 from btms_gateway.core.alarms.config import AlarmsSection
 from btms_gateway.core.alarms.engine import AlarmEngine
 from btms_gateway.core.alarms.eventlog import EventLog
 from btms_gateway.core.model import PlantSnapshot, Quality, StringAlarm
+from btms_gateway.kit import synthetic as sy
 
 
 class Rig:
@@ -24,8 +24,8 @@ class Rig:
         self.path = path
         self.settings = settings
         self.log = EventLog(path)
-        self.events: list[AlarmEvent] = []
-        self.engine = AlarmEngine(settings, self.log, self.events.append)
+        self.events = sy.Emitted()
+        self.engine = AlarmEngine(settings, self.log, self.events)
         self.plant: PlantSnapshot = sy.plant(
             *(sy.string(n, None, quality=Quality.OFFLINE, index=i + 1) for i, n in enumerate(names))
         )
@@ -215,9 +215,9 @@ def test_acknowledge_records_who_and_is_restored(tmp_path: Path):
     rig = Rig(tmp_path / "e.sqlite", settings(cell_temperature_high={"on_delay_s": 0}))
     rig.feed(0.0, t={7: 45.0})
     aid = "cell_temperature_high:A:7"
-    assert rig.engine.acknowledge("nope", "ann") is False
-    assert rig.engine.acknowledge(aid, "ann") is True
-    assert rig.engine.acknowledge(aid, "bob") is True  # already acknowledged: no new event
+    assert rig.engine.acknowledge("nope", "ann") is None
+    assert rig.engine.acknowledge(aid, "ann") == "ann"
+    assert rig.engine.acknowledge(aid, "bob") == "ann"  # already acknowledged: no new event
     assert rig.kinds(aid) == [EventKind.RAISED, EventKind.ACKNOWLEDGED]
     assert rig.events[-1].by == "ann"
     [active] = rig.engine.active()
@@ -262,7 +262,7 @@ def test_a_failing_consumer_does_not_stop_the_next_alarm(tmp_path: Path):
     log = EventLog(tmp_path / "e.sqlite")
     seen: list[int] = []
 
-    def emit(e: AlarmEvent) -> None:
+    def emit(e: AlarmEvent, active: object) -> None:
         seen.append(e.seq)
         raise RuntimeError("consumer broke")
 
@@ -281,11 +281,12 @@ def test_plugins_acknowledging_from_threads_while_readings_arrive(tmp_path: Path
     rig.feed(0.0, v={i: 2.5 for i in range(1, 41)})
     ids = [a.alarm_id for a in rig.engine.active()]
     assert len(ids) == 40
-    results: list[bool] = []
+    results: list[tuple[str, str | None]] = []  # (who acknowledged, who is recorded)
 
     def acker(part: list[str]) -> None:
+        me = threading.current_thread().name
         for aid in part:
-            results.append(rig.engine.acknowledge(aid, threading.current_thread().name))
+            results.append((me, rig.engine.acknowledge(aid, me)))
 
     threads = [threading.Thread(target=acker, args=(ids[k::4],)) for k in range(4)]
     for th in threads:
@@ -296,7 +297,7 @@ def test_plugins_acknowledging_from_threads_while_readings_arrive(tmp_path: Path
         rig.feed(float(t), v=high | low)
     for th in threads:
         th.join(timeout=30)
-    assert results == [True] * 40
+    assert len(results) == 40 and all(me == recorded for me, recorded in results)
     assert all(a.acknowledged for a in rig.engine.active() if a.alarm_id in ids)
     seqs = [e.seq for e in rig.events]
     assert seqs == sorted(seqs) == list(range(1, len(seqs) + 1))  # emitted in commit order

@@ -13,7 +13,7 @@ from btms_gateway.core.alarm_types import EventKind
 from btms_gateway.core.alarms.engine import AlarmEngine
 from btms_gateway.core.alarms.eventlog import EventLog
 from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness, make_reading, plant_config
+from btms_gateway.kit.testing import GatewayHarness, make_reading, plant_config
 
 
 class Recorder:
@@ -83,3 +83,42 @@ async def test_events_reach_plugins_after_commit_and_a_stalled_one_holds_up_noth
             what="communication lost",
         )
         log.close()
+
+
+class ActiveRecorder:
+    """Keeps each event with the active alarms delivered alongside it."""
+
+    def __init__(self) -> None:
+        self.seen: list = []
+
+    @hookimpl
+    def alarm_event(self, event, active):
+        self.seen.append((event, active))
+
+
+async def test_each_event_comes_with_the_alarms_active_after_its_commit(tmp_path):
+    """``alarm_event(event, active)``: raised alarms are in the tuple, cleared
+    ones gone, an acknowledgement shows who; every plugin gets the very same
+    immutable tuple, built once per commit."""
+    first, second = ActiveRecorder(), ActiveRecorder()
+    plugins = {"first": first, "second": second}
+    h = GatewayHarness(config(tmp_path, *plugins), extra_plugins=plugins, alarms=True)
+    async with h:
+        h.publish("S1", make_reading(4, cell_voltage_v=2.5, read_at=time.time()))
+        await h.wait_until(lambda: len(first.seen) >= 4, what="four raised alarms")
+        ids = {f"cell_voltage_high:S1:{i}" for i in range(1, 5)}
+        _, active = first.seen[-1]
+        assert isinstance(active, tuple)
+        assert {a.alarm_id for a in active} == ids  # one commit: all four raised
+        assert active == tuple(h.gateway.alarms.active())
+        h.gateway.alarms.acknowledge("cell_voltage_high:S1:2", "noc")
+        h.publish("S1", make_reading(4, cell_voltage_v=2.25, read_at=time.time()))
+        await h.wait_until(
+            lambda: sum(e.kind is EventKind.CLEARED for e, _ in first.seen) == 4,
+            what="the four clears",
+        )
+        acked = next(a for e, a in first.seen if e.kind is EventKind.ACKNOWLEDGED)
+        assert {a.alarm_id: a.acknowledged_by for a in acked}["cell_voltage_high:S1:2"] == "noc"
+        assert first.seen[-1][1] == ()  # after the last clear nothing is active
+        await h.wait_until(lambda: len(second.seen) == len(first.seen), what="the second plugin")
+        assert all(a is b for (_, a), (_, b) in zip(first.seen, second.seen, strict=True))

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from btms_gateway.core.alarm_types import AlarmEvent, EventKind
 from btms_gateway.core.alarms import inbox
-from btms_gateway.core.alarms import synthetic as sy
 from btms_gateway.core.alarms.config import AlarmsSection
 from btms_gateway.core.alarms.engine import LOG_ALARM, AlarmEngine
 from btms_gateway.core.alarms.eventlog import EventLog
 from btms_gateway.core.model import PlantSnapshot, Quality
+from btms_gateway.kit import synthetic as sy
 
 NOW = {"on_delay_s": 0, "off_delay_s": 0}
 UNLIMITED = 1_073_741_823  # SQLite's default max_page_count
@@ -30,10 +30,10 @@ UNLIMITED = 1_073_741_823  # SQLite's default max_page_count
 class Rig:
     def __init__(self, path: Path, **rules: dict[str, object]) -> None:
         self.log = EventLog(path)
-        self.events: list[AlarmEvent] = []
+        self.events = sy.Emitted()
         rules = {"cell_voltage_high": NOW, "cell_temperature_high": NOW, **rules}
         settings = AlarmsSection.model_validate({"rules": rules})
-        self.engine = AlarmEngine(settings, self.log, self.events.append)
+        self.engine = AlarmEngine(settings, self.log, self.events)
         self.engine.outage.retry_every_s = 0.0  # every tick tries to write again
         self.plant: PlantSnapshot = sy.plant(sy.string("A", None, quality=Quality.OFFLINE))
         self.engine.restore(self.plant)
@@ -78,7 +78,7 @@ def test_disk_full_alarms_still_delivered_then_the_log_catches_up(tmp_path, capl
     active = {a.alarm_id for a in rig.engine.active()}
     assert {LOG_ALARM, "cell_voltage_high:A:1", "cell_temperature_high:A:7"} <= active
     rig.feed(3.0, v={1: 2.2}, t={i: 45.0 for i in range(2, 121)})  # cell 1 back to normal
-    assert rig.engine.acknowledge("cell_temperature_high:A:7", "noc") is True
+    assert rig.engine.acknowledge("cell_temperature_high:A:7", "noc") == "noc"
     for k in range(4, 30):  # many polls and ticks while the disk stays full
         rig.feed(float(k), t={i: 45.0 for i in range(2, 121)})
         rig.engine.tick(float(k))
@@ -160,7 +160,7 @@ def test_writes_outside_evaluation_fail_into_the_same_outage(tmp_path, where):
     cli.close()
     rig.log.db.execute("PRAGMA query_only = ON")  # every write now fails
     if where == "ack":
-        assert rig.engine.acknowledge("cell_temperature_high:A:7", "noc") is True
+        assert rig.engine.acknowledge("cell_temperature_high:A:7", "noc") == "noc"
         assert rig.events[-2].kind is EventKind.ACKNOWLEDGED and not rig.events[-2].persisted
     else:
         rig.engine.tick(2.0)  # the CLI request inbox is read and answered in the tick

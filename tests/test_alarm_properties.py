@@ -6,12 +6,12 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from btms_gateway.core.alarm_types import AlarmEvent, EventKind
-from btms_gateway.core.alarms import synthetic as sy
+from btms_gateway.core.alarm_types import EventKind
 from btms_gateway.core.alarms.config import AlarmsSection
 from btms_gateway.core.alarms.engine import AlarmEngine
 from btms_gateway.core.alarms.eventlog import EventLog
 from btms_gateway.core.model import Quality
+from btms_gateway.kit import synthetic as sy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -39,8 +39,8 @@ def test_events_follow_the_readings(seq: list[tuple[float, float, bool]]):
     rule = {"limit": LIMIT, "hysteresis": HYST, "on_delay_s": ON, "off_delay_s": OFF}
     s = AlarmsSection.model_validate({"rules": {"cell_voltage_high": rule}})
     with tempfile.TemporaryDirectory() as d:
-        events: list[AlarmEvent] = []
-        engine = AlarmEngine(s, EventLog(Path(d) / "e.sqlite", synchronous="normal"), events.append)
+        events = sy.Emitted()
+        engine = AlarmEngine(s, EventLog(Path(d) / "e.sqlite", synchronous="normal"), events)
         plant = sy.plant(sy.string("A", None, quality=Quality.OFFLINE))
         engine.restore(plant)
         t, readings = 1e9, []

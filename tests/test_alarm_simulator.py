@@ -12,7 +12,7 @@ from btms_gateway.core.alarm_types import AlarmEvent, EventKind
 from btms_gateway.core.alarms import baseline
 from btms_gateway.core.alarms.eventlog import EventLog
 from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 
 
 class Recorder:

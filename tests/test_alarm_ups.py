@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from btms_gateway.core.alarm_types import AlarmEvent, EventKind
-from btms_gateway.core.alarms import synthetic as sy
+from btms_gateway.core.alarm_types import EventKind
 from btms_gateway.core.alarms.config import AlarmsSection
 from btms_gateway.core.alarms.engine import AlarmEngine
 from btms_gateway.core.alarms.eventlog import EventLog
 from btms_gateway.core.model import PlantSnapshot, Quality, StringAlarm
+from btms_gateway.kit import synthetic as sy
 
 #: string -> UPS: three UPS, two strings each
 MEMBERS = {"A": "U1", "B": "U1", "C": "U2", "D": "U2", "E": "U3", "F": "U3"}
@@ -23,9 +23,9 @@ MEMBERS = {"A": "U1", "B": "U1", "C": "U2", "D": "U2", "E": "U3", "F": "U3"}
 class Plant:
     def __init__(self, path: Path) -> None:
         self.log = EventLog(path)
-        self.events: list[AlarmEvent] = []
+        self.events = sy.Emitted()
         settings = AlarmsSection.model_validate({"startup_grace_s": 3600})
-        self.engine = AlarmEngine(settings, self.log, self.events.append)
+        self.engine = AlarmEngine(settings, self.log, self.events)
         self.plant: PlantSnapshot = sy.plant(
             *(
                 sy.string(n, None, quality=Quality.OFFLINE, ups=u, index=i + 1)

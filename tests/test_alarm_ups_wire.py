@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 from btms_gateway.core.model import Quality, StringAlarm
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from test_snmp_support import V2C, TrapReceiver, agent_address, net_snmp, snmp_settings
 
 pytestmark = pytest.mark.peer
@@ -56,7 +56,7 @@ async def test_two_faulty_ups_one_alarm_each_no_flapping_cleared_per_ups() -> No
                 assert traps(rx, CLEARED, f"ups_string_error:{ups}") == 0, rx.text()
             ups_events = [
                 (e.kind.value, e.alarm_id)
-                for e in h.gateway.event_log.events()
+                for e in h.gateway.events.events()
                 if e.rule == "ups_string_error"
             ]
             assert sorted(ups_events) == [

@@ -17,7 +17,7 @@ from btms_gateway.core.alarm_types import EventKind
 from btms_gateway.core.alarms.eventlog import EventLog
 from btms_gateway.core.cli import build_cli
 from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from click.testing import CliRunner
 from conftest import waiting_gateway_config
 from test_web_support import PASSWORD, USERS, get_json

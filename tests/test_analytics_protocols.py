@@ -26,8 +26,8 @@ import aiohttp
 import pytest
 import rusty_bacnet as rb
 from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness, plant_config
-from btms_gateway.plugins.bacnet.client import free_udp_port
+from btms_gateway.kit.ports import free_udp_port
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.bacnet.plugin import service as bacnet_service
 from btms_gateway.plugins.modbus_tcp.map import point
 from btms_gateway.plugins.web.plugin import service as web_service

@@ -29,7 +29,7 @@ class Plant:
         self.engine = AlarmEngine(
             AlarmsSection.model_validate({"baseline_readings": 3, **alarms}),
             self.log,
-            self.events.append,
+            lambda event, active: self.events.append(event),
         )
         self.analytics = AnalyticsService(
             AnalyticsSection(**analytics),
@@ -156,7 +156,7 @@ def test_the_demos_weak_cell_is_flagged(tmp_path: Path) -> None:
     """The demo's string A1 (slave 1, 120 cells, seed 1): its drawn weak cell,
     35 % above normal, shows about +0 % against its own learned baseline and
     is flagged against the median."""
-    from btms_gateway.core.demo import PLANT
+    from btms_gateway.core.demo_plant import PLANT
 
     _, _, _, strings = PLANT[0]
     name, slave, cells, mode = strings[0]

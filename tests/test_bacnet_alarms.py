@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from btms_gateway.core.alarms.rules import RULES
 from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness
-from btms_gateway.plugins.bacnet.client import free_udp_port
+from btms_gateway.kit.ports import free_udp_port
+from btms_gateway.kit.testing import GatewayHarness
 from test_bacnet_device import PI, SIM_CELLS, _by_name, config, rid, rusty
 
 pytestmark = pytest.mark.peer
@@ -51,7 +51,7 @@ async def test_discharge_alarm_is_low_limit_and_charge_alarm_high_limit() -> Non
             what="the current alarms of S1 and S2",
         )
         [raised] = [
-            e for e in h.gateway.event_log.events() if e.rule == "string_current_discharge_high"
+            e for e in h.gateway.events.events() if e.rule == "string_current_discharge_high"
         ]
         assert (raised.value, raised.limit) == (42.5, 40.0)  # a magnitude against a magnitude
         address = f"127.0.0.1:{port}"

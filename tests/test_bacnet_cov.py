@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -24,8 +25,10 @@ from btms_gateway.core.alarm_types import (
     Severity,
 )
 from btms_gateway.core.model import CellStatus, Quality, StringAlarm, StringState
-from btms_gateway.core.testing import GatewayHarness
-from btms_gateway.plugins.bacnet.client import free_udp_port, make_client, oid
+from btms_gateway.kit.bacnet_client import make_client, oid
+from btms_gateway.kit.events import active_alarm
+from btms_gateway.kit.ports import free_udp_port
+from btms_gateway.kit.testing import GatewayHarness
 from btms_gateway.plugins.bacnet.plugin import service
 from test_bacnet_device import PI, _by_name, device, poll, rid, rusty, sim, truth
 
@@ -121,22 +124,42 @@ async def test_active_alarm_sets_in_alarm_and_clearing_resets_it() -> None:
         assert flags(await next_for(it, cell)) == 0
         assert flags(await next_for(it, bit)) == 0
         path = ObjectPath(ups="UPS1", string="S1", cell=3)
-        h.gateway.emit(
-            _event(1, EventKind.RAISED, "cell_voltage_high:S1:3", "cell_voltage_high", path)
-        )
+        # each event with the alarms active after it, as the alarm engine delivers them
+        high = _event(1, EventKind.RAISED, "cell_voltage_high:S1:3", "cell_voltage_high", path)
+        h.gateway.emit(high, active=(active_alarm(high),))
         assert flags(await next_for(it, cell)) == IN_ALARM
         assert (await c.read_property(address, cell, PI.EVENT_STATE)).value == 3  # high-limit
-        h.gateway.emit(
-            _event(2, EventKind.RAISED, "bmsm_voltage_high:S1", "bmsm_voltage_high",
-                   ObjectPath(ups="UPS1", string="S1"))
-        )  # fmt: skip
+        bmsm = _event(2, EventKind.RAISED, "bmsm_voltage_high:S1", "bmsm_voltage_high",
+                      ObjectPath(ups="UPS1", string="S1"))  # fmt: skip
+        h.gateway.emit(bmsm, active=(active_alarm(high), active_alarm(bmsm)))
         assert flags(await next_for(it, bit)) == IN_ALARM
-        h.gateway.emit(
-            _event(3, EventKind.CLEARED, "cell_voltage_high:S1:3", "cell_voltage_high", path)
-        )
+        h.gateway.emit(replace(high, seq=3, kind=EventKind.CLEARED), active=(active_alarm(bmsm),))
         assert flags(await next_for(it, cell)) == 0
         assert (await c.read_property(address, cell, PI.EVENT_STATE)).value == 0
         assert (await c.read_property(address, bit, PI.EVENT_STATE)).value == 2  # offnormal
+
+
+async def test_objects_show_the_active_alarms_delivered_with_each_event() -> None:
+    """Event state follows the tuple delivered with each alarm event (the alarms
+    active after its commit), not the events: an acknowledgement brings an
+    alarm whose raise the plugin never saw (dropped from its queue, say), and
+    the next commit's tuple, which no longer holds it, clears it."""
+    async with device() as (h, address), rusty() as c:
+        cell = rid(*_by_name(h)["S1.cell003.voltage"].oid)
+        it = await c.cov_notifications()
+        await c.subscribe_cov(address, 15, cell, True, 60)
+        assert flags(await next_for(it, cell)) == 0
+        path = ObjectPath(ups="UPS1", string="S1", cell=3)
+        high = _event(1, EventKind.RAISED, "cell_voltage_high:S1:3", "cell_voltage_high", path)
+        acked = replace(high, seq=2, kind=EventKind.ACKNOWLEDGED, by="noc")
+        h.gateway.emit(acked, active=(active_alarm(high, "noc"),))
+        assert flags(await next_for(it, cell)) == IN_ALARM
+        assert (await c.read_property(address, cell, PI.EVENT_STATE)).value == 3  # high-limit
+        soc = _event(3, EventKind.RAISED, "string_soc_low:S2", "string_soc_low",
+                     ObjectPath(ups="UPS2", string="S2"))  # fmt: skip
+        h.gateway.emit(soc, active=(active_alarm(soc),))
+        assert flags(await next_for(it, cell)) == 0
+        assert (await c.read_property(address, cell, PI.EVENT_STATE)).value == 0
 
 
 async def test_alarms_active_at_start_up_show_at_once() -> None:

@@ -4,7 +4,7 @@ The gateway polls BM-SM simulators over pseudo-terminals through the real
 RTU poller. Two clients: rusty-bacnet (an independent Rust stack from PyPI
 that no one here wrote) and bacpypes3's own client. Server and clients bind
 127.0.0.1 on different UDP ports; discovery is a Who-Is sent to the device's
-address (see plugins/bacnet/client.py for why broadcast cannot work on
+address (see kit/bacnet_client.py for why broadcast cannot work on
 loopback).
 """
 
@@ -25,8 +25,9 @@ from btms_gateway.core.cli import build_cli
 from btms_gateway.core.config_load import ConfigError
 from btms_gateway.core.gateway import GatewayStartError, NoAlarms
 from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness, plant_config
-from btms_gateway.plugins.bacnet.client import free_udp_port, make_client, oid, read_values
+from btms_gateway.kit.bacnet_client import make_client, oid, read_values
+from btms_gateway.kit.ports import free_udp_port
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.bacnet.plugin import service
 from click.testing import CliRunner
 

@@ -13,6 +13,7 @@ test_bacnet_device.py and test_bacnet_cov.py.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from statistics import fmean
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from bacpypes3.primitivedata import ObjectIdentifier
 from btms_gateway.core.alarm_types import ObjectPath
 from btms_gateway.core.model import CellReading, CellStatus, Quality, StringSnapshot
-from btms_gateway.core.testing import make_reading
+from btms_gateway.kit.testing import make_reading
 from btms_gateway.plugins.bacnet.image import (
     COMM_FAILURE,
     NO_FAULT,
@@ -42,21 +43,27 @@ DEFAULTS = {"analogInput": 0.0, "binaryInput": False}
 
 
 class Reference:
-    """The rule, object by object, the way the first image applied it."""
+    """The rule, object by object, the way the first image applied it. A status
+    object (quality, status) serves its value with no fault whatever the string's
+    quality; a data-age object (its value is the age when read) is checked apart."""
 
     def __init__(self, points: list[Any]) -> None:
         self.points = points
         self.value: dict[int, Any] = {}
         self.reliability: dict[int, Any] = {}
         for k, p in enumerate(points):
-            if p.quantity is not None:
+            if p.quantity is not None and not p.quantity.age:
                 self.value[k] = DEFAULTS.get(p.kind, len(p.quantity.states))
                 # the gateway's own objects are never a string's: never unreliable
                 self.reliability[k] = NO_FAULT if p.scope == "gateway" else COMM_FAILURE
 
     def apply(self, string: StringSnapshot) -> None:
         points = self.points
-        mine = [k for k, p in enumerate(points) if p.string == string.name and p.quantity]
+        mine = [k for k in self.value if points[k].string == string.name]
+        status = [k for k in mine if points[k].quantity.status]
+        for k in status:
+            self.value[k], self.reliability[k] = points[k].quantity.source(string), NO_FAULT
+        mine = [k for k in mine if k not in status]
         r = string.reading
         if r is None:
             for k in mine:
@@ -68,11 +75,9 @@ class Reference:
             p = points[k]
             q = p.quantity
             assert q is not None
-            if p.scope == "string" and q.derived:
-                v = string.derived.get(q.derived)
-                missing = v is None
-            elif p.scope == "string":
-                v = q.source(r) if callable(q.source) else getattr(r, q.source)
+            if p.scope == "string":
+                assert callable(q.source)
+                v = q.source(string)
                 missing = v is None
             elif p.scope == "summary":
                 found = [x for c in r.cells if (x := getattr(c, str(q.source))) is not None]
@@ -124,12 +129,7 @@ def snapshots(draw: Any) -> StringSnapshot:
         ambient_temperature_c=draw(st.one_of(st.none(), st.floats(-10, 40))),
         relay_closed=draw(st.one_of(st.none(), st.booleans())),
     )
-    running = draw(st.booleans())  # a discharge: analytics' estimate, else no value
-    derived = {
-        "runtime_remaining_s": draw(st.floats(0, 36000)) if running else None,
-        "dod_pct": draw(st.floats(0, 100)) if running else None,
-    }
-    return replace(base, reading=reading, derived=derived)
+    return replace(base, reading=reading)
 
 
 @settings(max_examples=150, deadline=None)
@@ -237,3 +237,27 @@ def test_a_view_is_kept_while_bound_and_let_go_after() -> None:
     reading = make_reading(CELLS)
     image.apply_string(StringSnapshot("S1", 1, "UPS1", 1, 1, "b", Quality.GOOD, reading, 0.0))
     assert k not in image.live and image.view(k) is not view
+
+
+def test_status_objects_and_the_data_age_serve_while_the_string_is_stale() -> None:
+    """The gaps the quantity table filled (string status, quality, data age, SOH,
+    cell count): status values and the age are current (no fault) while the string
+    is stale; its measured values (SOH, cell count) say unreliable."""
+    image = Image(POINTS)
+    k = {p.name: k for k, p in enumerate(POINTS)}
+    reading = make_reading(CELLS, read_at=time.time() - 100)
+    image.apply_string(StringSnapshot("S1", 1, "UPS1", 1, 1, "b", Quality.STALE, reading, 0.0))
+    assert 100 <= image.view(k["S1.data_age"]).presentValue < 160
+    assert image.view(k["S1.quality"]).presentValue == 2  # good, stale, offline
+    assert image.view(k["S1.status"]).presentValue == 3  # disabled, ok, error
+    for name in ("S1.data_age", "S1.quality", "S1.status"):
+        assert image.reliability(k[name]) == NO_FAULT, name
+    assert image.view(k["S1.soh"]).presentValue == reading.soh_pct
+    assert image.view(k["S1.cell_count"]).presentValue == CELLS
+    stale = QUALITY_RELIABILITY[Quality.STALE]
+    assert image.reliability(k["S1.soh"]) == image.reliability(k["S1.cell_count"]) == stale
+    never = StringSnapshot("S2", 2, "UPS1", 1, 1, "b", Quality.OFFLINE, None, 0.0)
+    image.apply_string(never)
+    assert image.reliability(k["S2.data_age"]) == COMM_FAILURE  # no age: never read
+    assert image.view(k["S2.quality"]).presentValue == 3
+    assert image.reliability(k["S2.quality"]) == NO_FAULT

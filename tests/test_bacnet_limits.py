@@ -26,8 +26,9 @@ from bacpypes3.apdu import (
 from bacpypes3.basetypes import PropertyReference, ReadAccessSpecification
 from bacpypes3.pdu import Address
 from bacpypes3.service.object import ReadWritePropertyMultipleServices
+from btms_gateway.kit.bacnet_client import oid
+from btms_gateway.kit.ports import free_udp_port
 from btms_gateway.plugins.bacnet import rpm
-from btms_gateway.plugins.bacnet.client import free_udp_port, oid
 from btms_gateway.plugins.bacnet.plugin import service
 from test_bacnet_device import DEVICE, PI, _by_name, device, rid
 

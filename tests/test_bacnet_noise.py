@@ -23,7 +23,7 @@ def hostile(rng: random.Random) -> bytes:
 async def test_malformed_datagrams_are_counted_not_logged_each(caplog) -> None:
     caplog.set_level(logging.WARNING)
     async with device() as (h, address), rusty() as c:
-        noise = service(h.gateway).noise
+        noise = service(h.gateway).decode_failures
         host, port = address.split(":")
         rng = random.Random(1)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:

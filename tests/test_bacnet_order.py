@@ -11,8 +11,8 @@ the UPS voltage and reads it after each burst.
 from __future__ import annotations
 
 import pytest
-from btms_gateway.core.testing import GatewayHarness, make_reading, plant_config
-from btms_gateway.plugins.bacnet.client import free_udp_port
+from btms_gateway.kit.ports import free_udp_port
+from btms_gateway.kit.testing import GatewayHarness, make_reading, plant_config
 from btms_gateway.plugins.bacnet.plugin import service
 from test_bacnet_cov import next_for
 from test_bacnet_device import PI, rid, rusty

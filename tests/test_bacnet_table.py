@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 from btms_gateway.core.cli import build_cli
-from btms_gateway.plugins.bacnet.ede import COLUMNS, ede_lines, state_text_lines
+from btms_gateway.plugins.bacnet.ede import COLUMNS, ede_lines, state_text_lines, state_text_table
 from btms_gateway.plugins.bacnet.listing import objects_csv, objects_markdown
 from btms_gateway.plugins.bacnet.objects import (
     CELL_QUANTITIES,
+    UNITS,
     Layout,
     TableError,
     build_points,
@@ -39,10 +40,12 @@ def test_full_plant_has_19200_cell_objects_with_unique_names_and_ids() -> None:
 
 
 def test_every_analog_object_has_units_and_a_cov_increment() -> None:
+    """Its unit is the table's in BACnet's engineering units: noUnits only for a count."""
     for p in build_points(FULL, cells="summary"):
         if p.kind == "analogInput":
             assert p.quantity is not None
-            assert p.quantity.units != "noUnits", p.name
+            assert p.quantity.units == UNITS[p.quantity.unit_text], p.name
+            assert (p.quantity.units == "noUnits") == (p.quantity.unit_text == ""), p.name
             assert p.quantity.cov_increment and p.quantity.cov_increment > 0, p.name
 
 
@@ -226,14 +229,18 @@ def test_a_string_named_like_the_plant_view_is_refused() -> None:
     assert build_points(layout, structured_views=False)
 
 
-def test_every_alarm_rule_marks_objects_or_is_said_not_to() -> None:
-    """A rule added to the alarm engine shows on the objects it concerns
-    (event state, in-alarm flag), or is listed as shown another way: the
-    thermal and median rules of issue 27 showed nowhere."""
-    from btms_gateway.core.alarms.rules import RULES
-    from btms_gateway.plugins.bacnet.objects import ALARM_TARGETS, NOT_SHOWN
-
-    assert set(RULES) == set(ALARM_TARGETS) | NOT_SHOWN
-    assert not set(ALARM_TARGETS) & NOT_SHOWN
-    for rule, (scope, _keys) in ALARM_TARGETS.items():
-        assert scope == RULES[rule].scope, rule
+def test_added_objects_never_renumber_the_first_releases_state_texts() -> None:
+    """The EDE numbers state texts by first use; the objects the quantity table
+    added (UPS status and quality come first in browse order) are numbered after
+    the first release's, so a front end's imported references stay valid."""
+    refs = state_text_table(build_points(FULL))
+    first = [
+        ("float charge", "equalize charge", "discharge", "idle", "abnormal", "unknown"),
+        ("open", "closed"),
+        ("off", "on"),
+        ("normal", "alarm"),
+        ("normal", "failing"),
+    ]
+    assert list(refs)[: len(first)] == first
+    assert list(refs.values()) == list(range(1, len(refs) + 1))
+    assert ("disabled", "ok", "error") in refs and ("good", "stale", "offline") in refs

@@ -16,7 +16,7 @@ from btms_gateway.core.config_load import ConfigError, profile_checks
 from btms_gateway.core.model import Quality
 from btms_gateway.core.profiles import ErrorKind, PollError
 from btms_gateway.core.serialize import reading_dict
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.protocols.bmsm.decode import decode_block, decode_cells
 from btms_gateway.protocols.bmsm.overrides import load_map, parse
 from btms_gateway.protocols.bmsm.poller import BmsmPoller

@@ -134,7 +134,7 @@ def test_a_damaged_event_log(tmp_path):
 
 def test_the_gateway_itself_refuses_a_damaged_log(tmp_path):
     """Whatever starts it (run, demo, a test harness): the pages are checked on open."""
-    from btms_gateway.core.testing import GatewayHarness, plant_config
+    from btms_gateway.kit.testing import GatewayHarness, plant_config
 
     file = damaged_log(tmp_path)
     with pytest.raises(EventLogError, match=str(file)):

@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 
 from btms_gateway.core import hookspecs
-from btms_gateway.core.demo import PLANT, UPS_OF
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.core.demo_plant import PLANT, UPS_OF
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.modbus_tcp.map import point
 from btms_gateway.plugins.snmp.conventions import TCS
 from btms_gateway.protocols.bmsm.registers import STRING_BLOCK
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "docs/mib/BTMS-GATEWAY-MIB.txt"]
 SHIPPED = [
     path
-    for folder in ("core", "protocols", "plugins", "examples")
+    for folder in ("core", "protocols", "plugins", "kit", "examples")
     for path in (ROOT / folder).rglob("*.py")
     if "build" not in path.parts
 ]

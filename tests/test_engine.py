@@ -15,7 +15,7 @@ import pytest
 from btms_gateway.core import hookimpl
 from btms_gateway.core.model import Quality, StringSnapshot
 from btms_gateway.core.profiles import ErrorKind, PollError
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.protocols.bmsm.simulator import Fault
 
 
@@ -218,7 +218,7 @@ class StuckProfile:
         register(self)
 
     def create_poller(self, string, bus, link):
-        from btms_gateway.core.testing import make_reading
+        from btms_gateway.kit.testing import make_reading
 
         return StuckPoller(make_reading(2))
 
@@ -261,7 +261,7 @@ class TimedProfile:
         register(self)
 
     def create_poller(self, string, bus, link):
-        from btms_gateway.core.testing import make_reading
+        from btms_gateway.kit.testing import make_reading
 
         self.pollers.append(TimedPoller(make_reading(2)))
         return self.pollers[-1]

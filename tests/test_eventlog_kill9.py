@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 from btms_gateway.core.alarm_types import EventKind
-from btms_gateway.core.alarms import synthetic as sy
 from btms_gateway.core.alarms.config import AlarmsSection
 from btms_gateway.core.alarms.engine import AlarmEngine
 from btms_gateway.core.alarms.eventlog import EventLog
 from btms_gateway.core.model import Quality
+from btms_gateway.kit import synthetic as sy
 
 ROUNDS = 6
 SETTINGS = {"rules": {"cell_voltage_high": {"on_delay_s": 0, "off_delay_s": 0}}}
@@ -27,14 +27,14 @@ SETTINGS = {"rules": {"cell_voltage_high": {"on_delay_s": 0, "off_delay_s": 0}}}
 # prints "seq kind alarm_id" for each event emit() receives, i.e. after commit.
 CHILD = """
 import sys
-from btms_gateway.core.alarms import synthetic as sy
+from btms_gateway.kit import synthetic as sy
 from btms_gateway.core.alarms.config import AlarmsSection
 from btms_gateway.core.alarms.engine import AlarmEngine
 from btms_gateway.core.alarms.eventlog import EventLog
 from btms_gateway.core.model import Quality
 
 path, start, sync = sys.argv[1], float(sys.argv[2]), sys.argv[3]
-def emit(e):
+def emit(e, active):
     sys.stdout.write(f"{e.seq} {e.kind.value} {e.alarm_id}\\n")
     sys.stdout.flush()
 engine = AlarmEngine(
@@ -106,8 +106,8 @@ def test_kill9_during_a_burst_loses_and_doubles_nothing(tmp_path: Path, sync: st
             active_ids = {a.alarm_id for a in log.active()}
             assert active_ids == expected_active, f"seed {seed} round {rnd}"
             # restart: the restored alarms are not raised again
-            events = []
-            engine = AlarmEngine(AlarmsSection.model_validate(SETTINGS), log, events.append)
+            events = sy.Emitted()
+            engine = AlarmEngine(AlarmsSection.model_validate(SETTINGS), log, events)
             plant = sy.plant(sy.string("A", None, quality=Quality.OFFLINE))
             engine.restore(plant)
             assert {a.alarm_id for a in engine.active()} == active_ids

@@ -3,7 +3,7 @@ gateway of that plant: the Modbus tag list (``export modbus-map --format csv``)
 row by row with pymodbus, the EDE file and the BACnet object CSV object by
 object with rusty-bacnet.
 
-Two plants: the demo's (``--demo``: ``core.demo``'s own simulators, frozen,
+Two plants: the demo's (``--demo``: ``kit.demo``'s own simulators, frozen,
 polled over a pseudo-terminal and RTU over TCP, with the demo's plugin
 sections on free ports) and a configuration file (``-c FILE``) with a
 string index set by hand and the low word first. Expected values come from
@@ -22,11 +22,12 @@ from typing import Any
 
 import pytest
 from btms_gateway.core.cli import build_cli
-from btms_gateway.core.demo import demo_config, demo_plant, start_simulators
+from btms_gateway.core.demo_plant import demo_config, demo_plant
 from btms_gateway.core.model import Quality
 from btms_gateway.core.plugin_manager import create_manager
-from btms_gateway.core.testing import GatewayHarness, plant_config
-from btms_gateway.plugins.bacnet.client import free_udp_port
+from btms_gateway.kit.demo import start_simulators
+from btms_gateway.kit.ports import free_udp_port
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from click.testing import CliRunner
 from pymodbus.client import AsyncModbusTcpClient
 from test_bacnet_device import OT, PI, _toml, rusty
@@ -305,7 +306,9 @@ async def test_the_demos_ede_file_lists_the_objects_its_device_serves(tmp_path: 
 
 async def test_a_config_files_exports_are_what_its_gateway_serves(tmp_path: Path) -> None:
     """-c FILE: unit ids from the configured indexes (S3 set to 7 -> unit 107),
-    the configured word order, --cells N positions, BACnet cells_per_string."""
+    the configured word order, --cells N positions (S3 has fewer: its last
+    positions are empty), BACnet cells_per_string. Strings of >= 10 cells: the
+    device measures 20..800 V."""
     bacnet_port = free_udp_port()
     config = plant_config(
         strings=3,

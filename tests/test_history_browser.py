@@ -19,7 +19,7 @@ from pathlib import Path
 
 from btms_gateway.core.history import HistorySection, HistoryService
 from btms_gateway.core.model import Quality, StringState
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from playwright.async_api import expect
 from test_web_browser import TIMEOUT_MS, chromium
 

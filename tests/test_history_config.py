@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 
 BIN = Path(sys.executable).parent / "btms-gateway"
 

@@ -8,7 +8,6 @@ SQLITE_FULL, history pauses; the filler goes, history resumes."""
 from __future__ import annotations
 
 import contextlib
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,8 @@ import pytest
 from btms_gateway.core.history import HistorySection
 from btms_gateway.core.history.store import FILE_NAME, HistoryStore
 from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.kit.testing import GatewayHarness, plant_config
+from fs_support import fill_but
 from test_web_support import get_json
 
 
@@ -34,18 +34,6 @@ def small_disk(path: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-def _fill(path: Path, leave: int) -> Path:
-    """A file that takes all but about ``leave`` bytes of the file system."""
-    filler = path / "filler"
-    free = shutil.disk_usage(path).free - leave
-    with open(filler, "wb") as f:
-        while free > 0:
-            chunk = min(free, 1 << 20)
-            f.write(b"\0" * chunk)
-            free -= chunk
-    return filler
-
-
 async def test_disk_full_pauses_history_and_it_resumes_by_itself(tmp_path: Path) -> None:
     with small_disk(tmp_path / "small", "8m") as disk:
         config = plant_config(strings=2, ups=1, data_dir=str(disk),
@@ -58,7 +46,7 @@ async def test_disk_full_pauses_history_and_it_resumes_by_itself(tmp_path: Path)
             history = h.gateway.history
             await h.wait_quality(Quality.GOOD)
             await h.wait_until(lambda: history.status().counters["recorded"] >= 4, what="records")
-            filler = _fill(disk, leave=16 * 1024)
+            filler = fill_but(disk, leave=16 * 1024)
             await h.wait_until(lambda: history.status().state == "paused", 30, what="a pause")
             assert "disk full" in history.status().reason
             # acquisition and the web plugin carry on while history is paused

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from btms_gateway.core.model import Quality, StringSnapshot
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 
 
 def _harness(tmp_path: Path) -> GatewayHarness:

@@ -16,7 +16,7 @@ from btms_gateway.core.history.codec import decode_block, encode_block
 from btms_gateway.core.history.quantities import QUANTITIES
 from btms_gateway.core.history.store import FILE_NAME
 from btms_gateway.core.model import Quality, StringSnapshot
-from btms_gateway.core.testing import make_reading
+from btms_gateway.kit.testing import make_reading
 from history_support import T0, reading_at, service, write_all
 
 KEYS = [q.key for q in QUANTITIES]

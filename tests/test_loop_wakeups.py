@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from btms_gateway.core.testing import GatewayHarness, plant_config
-from btms_gateway.plugins.bacnet.client import free_udp_port
+from btms_gateway.kit.ports import free_udp_port
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 
 WINDOW_S = 4.0
 #: the engine's watchdog and the alarm tick (1 s each), the agent's 1 s tick

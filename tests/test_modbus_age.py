@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import pytest
 from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.modbus_tcp import plugin
-from btms_gateway.plugins.modbus_tcp.map import AGE_REGISTER, MAX_AGE_S, string_unit, ups_unit
+from btms_gateway.plugins.modbus_tcp.map import AGE_REGISTER, NO_VALUE_U16, string_unit, ups_unit
 from pymodbus.client import AsyncModbusTcpClient
-from test_modbus_support import mbpoll
+from test_modbus_support import BOTH_PATHS, mbpoll
 
 UPS_AGE, STRING_AGE = AGE_REGISTER["ups"], AGE_REGISTER["string"]
 
@@ -42,9 +42,11 @@ async def _mbpoll_age(port: int, unit: int) -> int:
 
 
 @pytest.mark.peer
-async def test_a_ups_with_a_string_never_read_has_no_data_age() -> None:
+@BOTH_PATHS
+async def test_a_ups_with_a_string_never_read_has_no_data_age(fast_path: bool) -> None:
     assert UPS_AGE == STRING_AGE
-    data = plant_config(2, 1, plugins={"modbus_tcp": {"port": 0}}, stale_after_s=60.0)
+    plugins = {"modbus_tcp": {"port": 0, "fast_path": fast_path}}
+    data = plant_config(2, 1, plugins=plugins, stale_after_s=60.0)
     h = GatewayHarness(data, simulate=True, cells=12)
     dead, slave = h.sim_for("S2")
     dead.vanish(slave)  # S2's string master never answers
@@ -58,11 +60,11 @@ async def test_a_ups_with_a_string_never_read_has_no_data_age() -> None:
         assert h.gateway.store.snapshot.ups["UPS1"].read_at is not None  # S1's, not the UPS's
 
         ages = await _ages(port, [ups, s1, s2])
-        assert ages[ups] == MAX_AGE_S, ages
-        assert ages[s2] == MAX_AGE_S, ages
+        assert ages[ups] == NO_VALUE_U16, ages
+        assert ages[s2] == NO_VALUE_U16, ages
         assert ages[s1] < 60, ages
-        assert await _mbpoll_age(port, ups) == MAX_AGE_S
-        assert await _mbpoll_age(port, s2) == MAX_AGE_S
+        assert await _mbpoll_age(port, ups) == NO_VALUE_U16
+        assert await _mbpoll_age(port, s2) == NO_VALUE_U16
 
         dead.restore(slave)  # S2 answers: the UPS has an age now
         await h.wait_quality(Quality.GOOD, "S2")

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness, make_reading
+from btms_gateway.kit.testing import GatewayHarness, make_reading
 from btms_gateway.plugins.modbus_tcp import plugin
 from btms_gateway.plugins.modbus_tcp.map import POINTS, Role
 from conftest import require_tool
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.pdu import DecodePDU, ExceptionResponse
-from test_modbus_support import mbpoll, modbus_config, port_of
+from test_modbus_support import BOTH_PATHS, mbpoll, modbus_config, port_of
 
 pytestmark = pytest.mark.peer
 
@@ -83,8 +83,11 @@ def test_the_always_readable_blocks_hold_only_status_registers() -> None:
                 assert p.role is Role.STATUS, f"{p.name} (register {p.offset}) is measured"
 
 
-async def test_the_status_block_answers_while_the_string_is_offline_and_soh_moved() -> None:
-    async with GatewayHarness(modbus_config(2, 1)) as h:
+@BOTH_PATHS
+async def test_the_status_block_answers_while_the_string_is_offline_and_soh_moved(
+    fast_path: bool,
+) -> None:
+    async with GatewayHarness(modbus_config(2, 1, fast_path=fast_path)) as h:
         port, svc = port_of(h), plugin.service(h.gateway)
         client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=3, retries=0)
         assert await client.connect()
@@ -112,9 +115,10 @@ async def test_the_status_block_answers_while_the_string_is_offline_and_soh_move
             client.close()
 
 
+@BOTH_PATHS
 @pytest.mark.parametrize("count", [0, 126, 0xFFFF])
 async def test_a_read_of_0_or_more_than_125_registers_answers_exception_03(
-    count: int, raw_client: Path
+    count: int, raw_client: Path, fast_path: bool
 ) -> None:
     """On both read functions and both kinds of unit, before any address
     check (address 0 + 126 registers is past every unit's blocks: 02 would
@@ -122,7 +126,7 @@ async def test_a_read_of_0_or_more_than_125_registers_answers_exception_03(
     mbpoll itself, like pymodbus's client, refuses to send such a count)
     both read it as "illegal data value". pymodbus's own server, for the
     record, answers these 0x80/01, losing the function code."""
-    async with GatewayHarness(modbus_config(2, 1)) as h:
+    async with GatewayHarness(modbus_config(2, 1, fast_path=fast_path)) as h:
         port = port_of(h)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         decoder = DecodePDU(is_server=False)

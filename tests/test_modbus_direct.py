@@ -1,18 +1,19 @@
-"""Direct reads (server.py) against pymodbus's route, over real sockets, byte for byte.
+"""The fast path (answer.py, ``fast_path = true``) against pymodbus's own
+request handling (``fast_path = false``), over real sockets, byte for byte.
 
-Three servers share each image store, all on one event loop in a thread,
+Two servers share each image store, both on one event loop in a thread,
 listening on 127.0.0.1:
 
-- ``direct``: the plugin's server as it runs (reads answered in ``data_received``);
-- ``pymodbus``: the same with ``direct_reads=False``, so every request goes
-  through pymodbus's framer, decoder, request handler and send path, with the
-  plugin's datastore (FastReads);
-- ``simcore``: that again with pymodbus's own ``SimCore`` as the datastore,
-  the route every read took before FastReads.
+- ``fast``: the plugin's server as it runs by default (every frame answered
+  by ``Answerer.reply`` in ``data_received``);
+- ``library``: the same listener and guard with ``fast_path=False``, so
+  every request goes through pymodbus's framer, decoder, request handler,
+  ``SimCore`` datastore (one ``SimDevice`` per unit) and send path: the
+  reference.
 
 Each gets the same bytes on its own connection; the byte streams that come
 back, and what each batch added to each server's counters, must be equal.
-The data-age register reads a fixed clock here so that all three compute the
+The data-age register reads a fixed clock here so that both compute the
 same age.
 """
 
@@ -34,22 +35,20 @@ import pytest
 from btms_gateway.core.model import Quality, StringSnapshot
 from btms_gateway.core.netguard import ClientAllowlist
 from btms_gateway.core.store import SnapshotStore
-from btms_gateway.core.testing import make_reading
-from btms_gateway.plugins.modbus_tcp import datastore
+from btms_gateway.kit.testing import make_reading
+from btms_gateway.plugins.modbus_tcp import answer
+from btms_gateway.plugins.modbus_tcp.answer import ServerStats, unit_registers
 from btms_gateway.plugins.modbus_tcp.image import ImageStore
 from btms_gateway.plugins.modbus_tcp.map import STRING_EXTENTS, UPS_EXTENT
 from btms_gateway.plugins.modbus_tcp.server import (
     ANSWERS_PER_CALLBACK,
-    FastReads,
     GatewayTcpServer,
     GatewayTlsServer,
     Guard,
-    ServerStats,
-    build_devices,
 )
-from btms_gateway.plugins.modbus_tcp.service import identity
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from pymodbus.simulator.simcore import SimCore
 from test_modbus_tls import pki  # noqa: F401 (a fixture)
 
 UPS_UNITS = [1, 2]  # UPS 2 configured, no image (the plant has one UPS)
@@ -58,7 +57,7 @@ UNKNOWN_UNITS = [0, 3, 50, 104, 255]
 NOW = 1_800_000_000.0
 READ_AT = NOW - 100.4  # the data-age register reads 100
 EDGES = sorted({0, 65535} | {e for extent in (UPS_EXTENT, *STRING_EXTENTS) for e in extent})
-SIDES = ("direct", "pymodbus", "simcore")
+SIDES = ("fast", "library")
 IDENTIFY = bytes([0x2B, 0x0E, 0x01, 0x00])  # FC 0x2B / MEI 0x0E: basic device identification
 
 
@@ -73,36 +72,43 @@ def image_store(honest: bool) -> ImageStore:
     return store
 
 
-class Counting(FastReads):
-    """FastReads that counts the reads pymodbus's request handling asks it for."""
+class Counting:
+    """pymodbus's datastore (``SimCore``), counting the reads its request
+    handling asks for: the fast path never asks it."""
 
-    calls = 0
+    def __init__(self, core: SimCore) -> None:
+        self.core = core
+        self.calls = 0
+
+    def device_ids(self) -> list[int]:
+        return self.core.device_ids()
 
     async def async_getValues(self, *args: Any, **kwargs: Any) -> Any:
         self.calls += 1
-        return await super().async_getValues(*args, **kwargs)
+        return await self.core.async_getValues(*args, **kwargs)
+
+    async def async_setValues(self, *args: Any, **kwargs: Any) -> Any:
+        return await self.core.async_setValues(*args, **kwargs)
 
 
 @dataclass
 class Side:
     server: GatewayTcpServer
     stats: ServerStats
-    reads: Counting  # the datastore pymodbus's request handling asks (not on "simcore")
+    reads: Counting  # the datastore pymodbus's request handling asks
     sock: socket.socket | None = None
 
 
 async def serve(store: ImageStore, side: str, tls: ssl.SSLContext | None = None) -> Side:
     stats = ServerStats()
-    devices = build_devices(UPS_UNITS, STRING_UNITS, store, stats)
+    units = unit_registers(UPS_UNITS, STRING_UNITS, store, stats, (UPS_EXTENT,), STRING_EXTENTS)
     guard = Guard(ClientAllowlist([]), 8, stats)
-    kwargs: dict[str, Any] = dict(address=("127.0.0.1", 0), identity=identity())
+    kwargs: dict[str, Any] = dict(address=("127.0.0.1", 0))
     cls = GatewayTcpServer if tls is None else GatewayTlsServer
     if tls is not None:
         kwargs["sslctx"] = tls
-    server = cls(devices, guard, direct_reads=side == "direct", **kwargs)
-    reads = server.context = Counting(server.context.core, devices)
-    if side == "simcore":
-        server.context = reads.core
+    server = cls(units, guard, fast_path=side == "fast", **kwargs)
+    reads = server.context = Counting(server.context)
     await server.serve_forever(background=True)
     return Side(server, stats, reads)
 
@@ -129,7 +135,7 @@ class Loop:
 def servers() -> Iterator[dict[bool, dict[str, Side]]]:
     """honest -> side -> a running server with a connected client socket."""
     loop = Loop()
-    with mock.patch.object(datastore, "time", SimpleNamespace(time=lambda: NOW)):
+    with mock.patch.object(answer, "time", SimpleNamespace(time=lambda: NOW)):
         sides = {
             honest: {side: loop.run(serve(store, side)) for side in SIDES}
             for honest in (True, False)
@@ -218,19 +224,46 @@ def reads(draw: st.DrawFn) -> bytes:
 
 
 @st.composite
+def bit_reads(draw: st.DrawFn) -> bytes:
+    """An FC 01/02 read (coils, discrete inputs): 01, or 02 where pymodbus's bit
+    addressing leaves a unit's blocks, or 03 past its count limits."""
+    count = draw(st.one_of(st.integers(1, 2000), st.sampled_from([0, 1, 2000, 2001, 65535])))
+    pdu = struct.pack(">BHH", draw(st.sampled_from([1, 2])), draw(addresses(count // 16)), count)
+    if draw(st.integers(0, 9)) == 0:
+        pdu = draw(st.sampled_from([pdu + b"\x00", pdu[:3]]))
+    return pdu
+
+
+@st.composite
+def identifications(draw: st.DrawFn) -> bytes:
+    """FC 0x2B: device identification of every read code (0 and 5: errors), any
+    object id, another MEI type, PDUs cut short."""
+    read_code = draw(st.integers(0, 5))
+    object_id = draw(st.one_of(st.integers(0, 8), st.sampled_from([0x7F, 0x80, 0xFF])))
+    pdu = bytes([0x2B, 0x0E, read_code, object_id])
+    if draw(st.integers(0, 5)) == 0:
+        pdu = draw(st.sampled_from([pdu[:1], pdu[:2], pdu[:3], pdu + b"\x00", b"\x2b\x0d\x01"]))
+    return pdu
+
+
+@st.composite
 def others(draw: st.DrawFn) -> bytes:
-    """Requests that take pymodbus's route: coil reads, writes, diagnostics,
-    device identification."""
+    """Everything but register reads: coil reads, device identification,
+    writes and diagnostics (refused before decoding), unknown functions."""
     pdu = draw(
-        st.sampled_from([
-            struct.pack(">BHH", 1, 0, 8),  # read coils: 01 from the action
-            struct.pack(">BHH", 2, 0, 8),  # read discrete inputs
-            struct.pack(">BHH", 6, 0, 5),  # write single register: refused before decoding
-            struct.pack(">BHH", 8, 0, 0),  # diagnostics: refused
-            IDENTIFY,
-        ])
+        st.one_of(
+            bit_reads(),
+            identifications(),
+            st.sampled_from([
+                struct.pack(">BHH", 6, 0, 5),  # write single register: refused before decoding
+                struct.pack(">BHH", 8, 0, 0),  # diagnostics: refused
+                bytes([0x11]),  # report server id
+                bytes([0x83, 0x02]),  # an exception response sent as a request
+                IDENTIFY,
+            ]),
+        )
     )  # fmt: skip
-    unit = draw(st.sampled_from([1, 101, 102, 50]))
+    unit = draw(st.sampled_from(UPS_UNITS + STRING_UNITS + UNKNOWN_UNITS))
     return mbap(draw(st.integers(0, 65535)), unit, pdu)
 
 
@@ -253,49 +286,58 @@ def others(draw: st.DrawFn) -> bytes:
 @example(honest=True, frames=[mbap(9, 1, struct.pack(">BHH", 4, 0, 0))], cuts=[])  # 03
 @example(honest=True, frames=[mbap(10, 103, struct.pack(">BHH", 3, 0, 1))], cuts=[])  # 0x0A
 @example(honest=True, frames=[mbap(11, 50, struct.pack(">BHH", 3, 0, 1))], cuts=[])  # 0x0A
+@example(honest=True, frames=[mbap(12, 50, struct.pack(">BHH", 3, 65535, 1))], cuts=[])  # 02
+@example(honest=True, frames=[mbap(13, 101, struct.pack(">BHH", 1, 12095, 16))], cuts=[])  # 02
+@example(honest=True, frames=[mbap(14, 101, bytes([0x2B, 0x0E, 0, 0]))], cuts=[])  # 04
+@example(honest=True, frames=[mbap(15, 101, bytes([0x2B, 0x0E, 3, 0x80]))], cuts=[])
+@example(honest=True, frames=[mbap(16, 101, bytes([0x2B, 0x0E, 4, 3]))], cuts=[])  # 02
+@example(honest=True, frames=[mbap(17, 101, bytes([0x2B, 0x0D, 1]))], cuts=[])  # 01
 @example(
-    honest=True,  # a direct read behind slow answers, then a run past one callback's budget
+    honest=True,  # reads behind other answers, then a run past one callback's budget
     frames=[mbap(12, 101, IDENTIFY), mbap(13, 101, struct.pack(">BHH", 6, 0, 1))]
     + [mbap(14 + i, 101, struct.pack(">BHH", 3, 100 * i, 125))
        for i in range(ANSWERS_PER_CALLBACK + 4)],
     cuts=[],
 )  # fmt: skip
-def test_direct_reads_answer_what_pymodbus_answers_byte_for_byte(
+def test_the_fast_path_answers_what_pymodbus_answers_byte_for_byte(
     servers: dict[bool, dict[str, Side]], honest: bool, frames: list[bytes], cuts: list[int]
 ) -> None:
     by_side = servers[honest]
     answers = {side: exchange(s, frames, cuts) for side, s in by_side.items()}
-    assert answers["direct"][0] == answers["pymodbus"][0]
-    assert answers["direct"][0] == answers["simcore"][0]
-    assert answers["direct"][1] == answers["pymodbus"][1] == answers["simcore"][1]
+    assert answers["fast"][0] == answers["library"][0]
+    assert answers["fast"][1] == answers["library"][1]
 
 
-def test_direct_reads_do_not_reach_pymodbus_request_handling(
+def test_the_fast_path_never_reaches_pymodbus_request_handling(
     servers: dict[bool, dict[str, Side]],
 ) -> None:
-    """The comparison above is not pymodbus against itself: the direct server
-    answered valid reads of configured units without its datastore being asked
-    by pymodbus, while the reference asked it once per read; both answered
-    every kind of direct answer (values, 02, 0x0A, 0x0B)."""
-    reads = [
-        mbap(tid, unit, struct.pack(">BHH", 3, address, count))
-        for tid, (unit, address, count) in enumerate(
-            [(101, 100, 125), (101, 25, 10), (102, 0, 30), (103, 0, 1), (1, 0, 30)] * 10
+    """The comparison above is not pymodbus against itself: the fast server
+    answered every request without pymodbus's datastore being asked, while the
+    library server asked it once per decodable read; both gave every kind of
+    answer (values, 02, 0x0A, 0x0B; 01 and device identification)."""
+    requests = [
+        mbap(tid, unit, pdu)
+        for tid, (unit, pdu) in enumerate(
+            [(unit, struct.pack(">BHH", 3, address, count))
+             for unit, address, count in
+             ((101, 100, 125), (101, 25, 10), (102, 0, 30), (103, 0, 1), (1, 0, 30), (50, 0, 1))]
+            * 10
+            + [(101, struct.pack(">BHH", 1, 0, 8)), (101, IDENTIFY), (1, IDENTIFY)]
         )
-    ]
+    ]  # fmt: skip
     by_side = servers[True]
-    calls = {side: by_side[side].reads.calls for side in ("direct", "pymodbus")}
-    answers = {side: exchange(by_side[side], reads, [])[0] for side in ("direct", "pymodbus")}
-    assert answers["direct"] == answers["pymodbus"]
-    assert by_side["direct"].reads.calls == calls["direct"]
-    assert by_side["pymodbus"].reads.calls == calls["pymodbus"] + len(reads)
+    calls = {side: by_side[side].reads.calls for side in SIDES}
+    answers = {side: exchange(by_side[side], requests, [])[0] for side in SIDES}
+    assert answers["fast"] == answers["library"]
+    assert by_side["fast"].reads.calls == calls["fast"]
+    assert by_side["library"].reads.calls == calls["library"] + 6 * 10 + 1
     pdus, at = set(), 0
-    while at < len(answers["direct"]):
-        length = struct.unpack_from(">H", answers["direct"], at + 4)[0]
-        pdu = answers["direct"][at + 7 : at + 6 + length]
+    while at < len(answers["fast"]):
+        length = struct.unpack_from(">H", answers["fast"], at + 4)[0]
+        pdu = answers["fast"][at + 7 : at + 6 + length]
         pdus.add(pdu[:2] if pdu[0] & 0x80 else pdu[:1])
         at += 6 + length
-    assert pdus == {b"\x03", b"\x83\x02", b"\x83\x0a", b"\x83\x0b"}
+    assert pdus == {b"\x03", b"\x83\x02", b"\x83\x0a", b"\x83\x0b", b"\x81\x01", b"\x2b"}
 
 
 class Recorder:
@@ -345,7 +387,7 @@ async def test_a_long_pipelined_burst_is_answered_a_few_requests_per_callback(ki
     200 requests that came in one segment, and all are answered, in request
     order. A tick re-scheduled with call_soon marks every loop iteration in
     the log of answers, with the count of refusals decided so far."""
-    side = await serve(image_store(True), "direct")
+    side = await serve(image_store(True), "fast")
     log: list[Any] = []
     handler = side.server.callback_new_connection()
     handler.connection_made(Recorder(log))
@@ -399,9 +441,9 @@ def tls_context(files: dict[str, str]) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     return server, client
 
 
-def test_the_tls_listener_answers_reads_directly_and_alike(pki: dict[str, str]) -> None:  # noqa: F811
-    """GatewayTlsServer hands out the same handler: over TLS the direct server
-    answers like the pymodbus route, byte for byte, without pymodbus's request
+def test_the_tls_listener_answers_by_the_fast_path_and_alike(pki: dict[str, str]) -> None:  # noqa: F811
+    """GatewayTlsServer hands out the same handler: over TLS the fast server
+    answers like the library server, byte for byte, without pymodbus's request
     handling (pymodbus's TLS framer reads the same MBAP frames)."""
     server_ctx, client_ctx = tls_context(pki)
     loop = Loop()
@@ -414,13 +456,12 @@ def test_the_tls_listener_answers_reads_directly_and_alike(pki: dict[str, str]) 
         )
     ]  # fmt: skip
     # per round, the datastore calls pymodbus's request handling makes: all six
-    # decodable reads on the reference; on the direct server only the unknown
-    # unit's read and the coil read
-    asked = {"direct": 2 * 5, "pymodbus": 6 * 5}
+    # decodable reads on the library server; none on the fast one
+    asked = {"fast": 0, "library": 6 * 5}
     answers: dict[str, bytes] = {}
     try:
-        with mock.patch.object(datastore, "time", SimpleNamespace(time=lambda: NOW)):
-            for name in ("direct", "pymodbus"):
+        with mock.patch.object(answer, "time", SimpleNamespace(time=lambda: NOW)):
+            for name in SIDES:
                 side = loop.run(serve(store, name, server_ctx))
                 raw = socket.create_connection(("127.0.0.1", side.server.bound_port), timeout=5)
                 side.sock = client_ctx.wrap_socket(raw, server_hostname="127.0.0.1")
@@ -433,4 +474,4 @@ def test_the_tls_listener_answers_reads_directly_and_alike(pki: dict[str, str]) 
                     loop.run(side.server.shutdown())
     finally:
         loop.close()
-    assert answers["direct"] == answers["pymodbus"]
+    assert answers["fast"] == answers["library"]

@@ -1,14 +1,14 @@
-"""The fast read path (datastore.FastReads, UnitAction.read and read_wire)
-answers every register read exactly as pymodbus's own route (SimCore ->
-SimRuntime -> the unit's action) answers it.
+"""The fast path (answer.Answerer.reply) answers every request exactly as
+pymodbus's own route answers it (``fast_path = false``: its decoder, request
+handling and SimCore datastore with the unit actions of pymodbus_adapter.py).
 
-The property test drives the routes of one datastore with the same request:
-``FastReads.async_getValues`` (what pymodbus's request handling asks),
-``UnitAction.read_wire`` (what the connection's direct reads send) and the
-pymodbus ``SimCore`` FastReads stands in front of (the route every read took
-before). The wire tests check the running server through pymodbus's client
-and a raw socket against that same reference; test_modbus_direct.py compares
-the direct reads with pymodbus's whole request route byte for byte.
+The property tests give both the same request PDU: :func:`library_reply`
+runs it through pymodbus's decoder and the request's own
+``datastore_update`` on the ``SimCore`` the library listener is built on,
+as the guarded handler's library path does; the reply PDUs, and what each
+added to the counters, must be equal. The wire tests check the running
+server through pymodbus's client and a raw socket against that same
+reference; test_modbus_direct.py compares whole servers byte for byte.
 """
 
 from __future__ import annotations
@@ -23,15 +23,23 @@ from unittest import mock
 
 from btms_gateway.core.model import Quality, StringSnapshot
 from btms_gateway.core.store import SnapshotStore
-from btms_gateway.core.testing import GatewayHarness, make_reading
+from btms_gateway.kit.testing import GatewayHarness, make_reading
 from btms_gateway.plugins.modbus_tcp import plugin
+from btms_gateway.plugins.modbus_tcp.answer import (
+    ALLOWED_FUNCTIONS,
+    Answerer,
+    ServerStats,
+    unit_registers,
+)
 from btms_gateway.plugins.modbus_tcp.image import ImageStore
 from btms_gateway.plugins.modbus_tcp.map import AGE_REGISTER, STRING_EXTENTS, UPS_EXTENT
-from btms_gateway.plugins.modbus_tcp.server import FastReads, ServerStats, build_devices
+from btms_gateway.plugins.modbus_tcp.pymodbus_adapter import identity, library_devices
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.constants import ExcCodes
+from pymodbus.pdu import DecodePDU, ExceptionResponse
+from pymodbus.pdu.device import ModbusControlBlock
 from pymodbus.pdu.register_message import ReadHoldingRegistersResponse
 from pymodbus.simulator.simcore import SimCore
 from test_modbus_server import _publish_good
@@ -48,8 +56,9 @@ EDGES = sorted({0, 65535} | {e for extent in (UPS_EXTENT, *STRING_EXTENTS) for e
 
 
 @cache
-def datastore(good: bool, honest: bool) -> tuple[FastReads, ServerStats]:
-    """One UPS of two 120-cell strings (units 1, 101, 102), GOOD or STALE."""
+def routes(good: bool, honest: bool) -> tuple[Answerer, SimCore, ServerStats]:
+    """One UPS of two 120-cell strings (units 1, 101, 102), GOOD or STALE: the
+    fast path and pymodbus's datastore over the same images and counters."""
     quality = Quality.GOOD if good else Quality.STALE
     strings = [
         StringSnapshot(f"S{i}", i, "UPS1", 1, i, "bus1", quality,
@@ -62,8 +71,9 @@ def datastore(good: bool, honest: bool) -> tuple[FastReads, ServerStats]:
     assert store.units.keys() == {1, 101, 102}
     assert all(img.good is (good or not honest) for img in store.units.values())
     stats = ServerStats()
-    devices = build_devices(UPS_UNITS, STRING_UNITS, store, stats)
-    return FastReads(SimCore(devices), devices), stats
+    units = unit_registers(UPS_UNITS, STRING_UNITS, store, stats, (UPS_EXTENT,), STRING_EXTENTS)
+    ModbusControlBlock().Identity.update(identity())  # what pymodbus's server does
+    return Answerer(units, stats), SimCore(library_devices(units, stats)), stats
 
 
 def finish(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -72,11 +82,35 @@ def finish(coro: Coroutine[Any, Any, Any]) -> Any:
         coro.send(None)
     except StopIteration as done:
         return done.value
-    raise AssertionError("a register read suspended")
+    raise AssertionError("a request suspended")
+
+
+async def library_reply(core: SimCore, stats: ServerStats, unit: int, pdu: bytes) -> bytes:
+    """pymodbus's reply PDU, by the steps of the library path: the guard refuses
+    unserved functions (01) before decoding; an undecodable PDU is 03;
+    otherwise the request's ``datastore_update`` and its response's encoding,
+    with pymodbus's request handler's 04 for a request that raises."""
+    if pdu[0] not in ALLOWED_FUNCTIONS:
+        stats.refused_function += 1
+        return bytes([pdu[0] | 0x80, 1])
+    request = DecodePDU(True).decode(pdu)
+    if request is None:
+        stats.malformed_pdu += 1
+        return bytes([pdu[0] | 0x80, 3])
+    try:
+        response = await request.datastore_update(core, unit)
+    except Exception:
+        response = ExceptionResponse(request.function_code, ExcCodes.DEVICE_FAILURE)
+    return bytes([response.function_code]) + response.encode()
+
+
+async def _now(reply: Any, *args: Any) -> Any:
+    """A plain call as a coroutine, for :func:`answer`."""
+    return reply(*args)
 
 
 def answer(coro: Coroutine[Any, Any, Any], stats: ServerStats) -> tuple[Any, dict[str, int]]:
-    """The answer (values, or the exception code) and what it added to the counters."""
+    """The answer and what it added to the counters."""
     before = asdict(stats)
     with mock.patch("time.time", return_value=NOW):
         result = finish(coro)
@@ -84,9 +118,11 @@ def answer(coro: Coroutine[Any, Any, Any], stats: ServerStats) -> tuple[Any, dic
     return result, {k: after[k] - before[k] for k in after if after[k] != before[k]}
 
 
-async def _now(read: Any, *args: int) -> Any:
-    """A plain call as a coroutine, for :func:`answer`."""
-    return read(*args)
+def both(good: bool, honest: bool, unit: int, pdu: bytes) -> tuple[Any, Any]:
+    fast, core, stats = routes(good, honest)
+    served = answer(_now(fast.reply, unit, pdu), stats)
+    reference = answer(library_reply(core, stats, unit, pdu), stats)
+    return served, reference
 
 
 @st.composite
@@ -127,28 +163,67 @@ def test_the_fast_path_answers_every_read_as_pymodbus_does(
     unit: int, function_code: int, read: tuple[int, int], good: bool, honest: bool
 ) -> None:
     address, count = read
-    fast, stats = datastore(good, honest)
-    reference = answer(fast.core.async_getValues(unit, function_code, address, count), stats)
-    served = answer(fast.async_getValues(unit, function_code, address, count), stats)
+    pdu = struct.pack(">BHH", function_code, address, count)
+    served, reference = both(good, honest, unit, pdu)
     assert served == reference
-    if (action := fast.units.get(unit)) is not None:  # a configured unit: also read directly
-        wire, counted = answer(_now(action.read_wire, address, count), stats)
-        expected = reference[0]
-        if not isinstance(expected, ExcCodes):
-            expected = struct.pack(f">{count}H", *expected)
-        assert (wire, counted) == (expected, reference[1])
-    values, _ = served
-    if not isinstance(values, ExcCodes):
-        assert type(values) is list and len(values) == count
+    reply = served[0]
+    if not reply[0] & 0x80:
+        assert reply[1] == 2 * count and len(reply) == 2 + 2 * count
         kind = "ups" if unit < 100 else "string"
         if address <= AGE_REGISTER[kind] < address + count:
-            assert values[AGE_REGISTER[kind] - address] == 100
+            at = 2 + 2 * (AGE_REGISTER[kind] - address)
+            assert reply[at : at + 2] == (100).to_bytes(2, "big")
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    unit=st.sampled_from(UPS_UNITS + STRING_UNITS + UNKNOWN_UNITS),
+    pdu=st.one_of(
+        st.binary(min_size=1, max_size=8),
+        st.builds(
+            lambda fc, address, count, tail: struct.pack(">BHH", fc, address, count)[:tail],
+            st.sampled_from([1, 2, 3, 4]),
+            st.integers(0, 65535),
+            st.one_of(st.integers(0, 2001), st.integers(0, 65535)),
+            st.sampled_from([1, 3, 5, 5, 5]),
+        ),
+        st.builds(
+            lambda mei, code, oid, tail: bytes([0x2B, mei, code, oid])[:tail],
+            st.sampled_from([0x0E, 0x0E, 0x0D]),
+            st.integers(0, 6),
+            st.one_of(st.integers(0, 8), st.integers(0, 255)),
+            st.sampled_from([1, 2, 3, 4, 4, 4]),
+        ),
+    ),
+)
+@example(unit=101, pdu=bytes([0x2B, 0x0E, 1, 0]))  # basic identification
+@example(unit=50, pdu=bytes([0x2B, 0x0E, 2, 3]))  # regular, from an empty object: from 0
+@example(unit=101, pdu=bytes([0x2B, 0x0E, 3, 0x80]))  # extended
+@example(unit=101, pdu=bytes([0x2B, 0x0E, 4, 5]))  # one object
+@example(unit=101, pdu=bytes([0x2B, 0x0E, 4, 3]))  # an empty one: 02
+@example(unit=101, pdu=bytes([0x2B, 0x0E, 0, 0]))  # read code 0: 04
+@example(unit=101, pdu=bytes([0x2B, 0x0E, 5, 0]))  # read code 5: 03
+@example(unit=101, pdu=bytes([0x2B, 0x0D, 1]))  # another MEI type: 01
+@example(unit=101, pdu=struct.pack(">BHH", 1, 12095, 16))  # bits past the end: 02
+@example(unit=101, pdu=struct.pack(">BHH", 2, 29, 1))  # bits in the last register: 01
+@example(unit=1, pdu=struct.pack(">BHH", 2, 29, 4))  # 13 + 4 bits: two registers, 30: 02
+@example(unit=1, pdu=struct.pack(">BHH", 1, 16, 200))  # from bit 0: 13 registers, to 29: 01
+@example(unit=50, pdu=struct.pack(">BHH", 1, 0, 2000))  # unknown unit: 0x0A
+@example(unit=1, pdu=struct.pack(">BHH", 1, 0, 2001))  # 03
+@example(unit=1, pdu=bytes([0x10, 0, 0, 0, 1, 2, 0, 0]))  # a write: 01
+@example(unit=1, pdu=bytes([0x83, 2]))  # an exception response: 01
+def test_the_fast_path_answers_every_other_request_as_pymodbus_does(unit: int, pdu: bytes) -> None:
+    """Bit reads, device identification (every read code and object id),
+    PDUs cut short or too long, and any function code at all."""
+    for good, honest in ((True, True), (False, True)):
+        served, reference = both(good, honest, unit, pdu)
+        assert served == reference, (good, honest)
 
 
 def test_every_read_near_an_edge_of_the_extents_is_decided_as_pymodbus_does() -> None:
     """Exhaustively, where 02 is decided: every read whose first or last
     register is within a few registers of an edge of a unit's extents."""
-    fast, _ = datastore(good=True, honest=True)
+    fast, core, stats = routes(good=True, honest=True)
     reads = {
         (min(max(address, 0), 65535), count)
         for edge in EDGES
@@ -159,26 +234,30 @@ def test_every_read_near_an_edge_of_the_extents_is_decided_as_pymodbus_does() ->
     with mock.patch("time.time", return_value=NOW):  # the data-age register
         for unit in (1, 101):
             for address, count in reads:
-                served = finish(fast.async_getValues(unit, 3, address, count))
-                reference = finish(fast.core.async_getValues(unit, 3, address, count))
+                pdu = struct.pack(">BHH", 3, address, count)
+                served = fast.reply(unit, pdu)
+                reference = finish(library_reply(core, stats, unit, pdu))
                 assert served == reference, (unit, address, count)
 
 
 def test_the_property_covers_every_kind_of_answer() -> None:
-    """The datastore the property runs on gives every kind of answer (a guard
+    """The routes the properties run on give every kind of answer (a guard
     against one that, say, never holds an image and so compares only 0x0A)."""
-    fast, _ = datastore(good=False, honest=True)
+    fast, _, _ = routes(good=False, honest=True)
     kinds = {
-        "values" if isinstance(got, list) else got
-        for unit, address, count in ((101, 0, 2), (101, 0, 30), (101, 25, 10), (103, 0, 1))
-        for got in [finish(fast.async_getValues(unit, 3, address, count))]
-    }
+        got[:2] if got[0] & 0x80 else got[:1]
+        for unit, pdu in [
+            *[(u, struct.pack(">BHH", 3, a, n)) for u, a, n in
+              ((101, 0, 2), (101, 0, 30), (101, 25, 10), (103, 0, 1), (50, 0, 1))],
+            (101, struct.pack(">BHH", 3, 0, 0)), (101, struct.pack(">BHH", 1, 0, 8)),
+            (101, bytes([0x2B, 0x0E, 1, 0])), (101, bytes([0x2B, 0x0E, 0, 0])),
+        ]
+        for got in [fast.reply(unit, pdu)]
+    }  # fmt: skip
     assert kinds == {
-        "values",
-        ExcCodes.GATEWAY_NO_RESPONSE,
-        ExcCodes.ILLEGAL_ADDRESS,
-        ExcCodes.GATEWAY_PATH_UNAVIABLE,
-    }
+        b"\x03", b"\x83\x0b", b"\x83\x02", b"\x83\x0a", b"\x83\x03", b"\x81\x01", b"\x2b",
+        b"\xab\x04",
+    }  # fmt: skip
 
 
 async def _client(port: int) -> AsyncModbusTcpClient:
@@ -215,8 +294,8 @@ async def test_the_wire_carries_what_pymodbus_would_answer() -> None:
     async with GatewayHarness(modbus_config(2, 1)) as h:
         await _publish_good(h)
         svc = plugin.service(h.gateway)
-        assert svc.tcp is not None and isinstance(svc.tcp.context, FastReads)
-        core = svc.tcp.context.core
+        assert svc.tcp is not None and isinstance(svc.tcp.context, SimCore)
+        core = svc.tcp.context  # pymodbus's datastore: the library path's
         client = await _client(port_of(h))
         try:
             for unit, address, count in READS:
@@ -241,7 +320,7 @@ async def test_the_bytes_on_the_wire_are_pymodbus_own_encoding() -> None:
     from the pymodbus route's values: the same bytes, not only the same values."""
     async with GatewayHarness(modbus_config(2, 1)) as h:
         await _publish_good(h)
-        core = plugin.service(h.gateway).tcp.context.core  # type: ignore[union-attr]
+        core = plugin.service(h.gateway).tcp.context  # type: ignore[union-attr]
         reader, writer = await asyncio.open_connection("127.0.0.1", port_of(h))
         try:
             for tid, (unit, address, count) in enumerate(READS[:5], start=7):

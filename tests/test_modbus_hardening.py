@@ -12,7 +12,7 @@ import time
 
 import pytest
 from btms_gateway.core.gateway import GatewayStartError
-from btms_gateway.core.testing import GatewayHarness
+from btms_gateway.kit.testing import GatewayHarness
 from btms_gateway.plugins.modbus_tcp import plugin
 from pymodbus.client import AsyncModbusTcpClient
 from test_modbus_support import good_read, mbpoll, modbus_config, port_of

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from attack.modbus import lying_header, lying_mbap, pipelined, read_answers, read_frame, slow_loris
 from attack.net import attacker, closed_by_server, connect
-from btms_gateway.core.testing import GatewayHarness
+from btms_gateway.kit.testing import GatewayHarness
 from btms_gateway.plugins.modbus_tcp import plugin
 from btms_gateway.plugins.modbus_tcp.server import MAX_BACKLOG
 from pymodbus.client import AsyncModbusTcpClient

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 from btms_gateway.core.alarm_types import ActiveAlarm, ObjectPath, Severity
+from btms_gateway.core.api import QUANTITIES, Level, Quantity
 from btms_gateway.core.config_load import ConfigError
 from btms_gateway.core.model import CellStatus, Quality, StringSnapshot, UpsSnapshot
 from btms_gateway.core.plugin_manager import create_manager
 from btms_gateway.core.registry import validate_config
-from btms_gateway.core.testing import make_reading, plant_config
+from btms_gateway.kit.testing import make_reading, plant_config
 from btms_gateway.plugins.modbus_tcp.export import to_markdown
 from btms_gateway.plugins.modbus_tcp.image import (
     AlarmSummary,
@@ -27,10 +28,12 @@ from btms_gateway.plugins.modbus_tcp.image import (
 )
 from btms_gateway.plugins.modbus_tcp.map import (
     CELL_STRIDE,
+    CORE_MAP,
     MAX_CELLS,
     POINTS,
     STRING_MEASURED,
     CellView,
+    RegisterMap,
     Role,
     cell_register,
     decode,
@@ -256,3 +259,24 @@ def test_the_plugin_is_installed_through_its_entry_point_like_any_other() -> Non
     assert eps.get("modbus_tcp") == "btms_gateway.plugins.modbus_tcp.plugin"
     pm = create_manager()
     assert pm.get_plugin("modbus_tcp") is not None
+
+
+def test_a_quantity_without_a_placement_gets_the_next_free_extension_register() -> None:
+    """The map derives from the quantity table: a registered quantity of each level
+    lands after the highest register in use of its block's extension, typed by its
+    kind, scaled at its resolution; everything already placed stays where it was."""
+    extra = [
+        Quantity("runtime", Level.UPS, "s", 1, False, "number", Role.MEASURED, "t", lambda u: 60),
+        Quantity("runtime", Level.STRING, "s", 1, False, "number", Role.MEASURED, "t",
+                 lambda s: 61),
+        Quantity("drift", Level.CELL, "V", 0.001, True, "number", Role.MEASURED, "d",
+                 lambda c: -0.002),
+    ]  # fmt: skip
+    rmap = RegisterMap((*QUANTITIES, *extra))
+    assert [(p.block, p.offset, p.kind, p.scale) for p in rmap.points if p.name.endswith(
+        ("_runtime", "_drift"))] == [("ups", 25, "u16", 1), ("string", 26, "u16", 1),
+                                    ("cell", 8, "s16", 0.001)]  # fmt: skip
+    assert {(p.block, p.offset, p.name) for p in POINTS} < {
+        (p.block, p.offset, p.name) for p in rmap.points
+    }
+    assert rmap.ups_extent == CORE_MAP.ups_extent  # 25 is inside the 30 registers a UPS answers

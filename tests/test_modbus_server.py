@@ -10,12 +10,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from btms_gateway.core.alarm_types import EventKind, Severity
 from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness, make_reading
+from btms_gateway.kit.events import active_alarm, make_event
+from btms_gateway.kit.testing import GatewayHarness, make_reading
 from btms_gateway.plugins.modbus_tcp import plugin
 from btms_gateway.plugins.modbus_tcp.map import cell_register
 from pymodbus.client import AsyncModbusTcpClient
-from test_modbus_support import mbpoll, modbus_config, port_of
+from test_modbus_support import BOTH_PATHS, mbpoll, modbus_config, port_of
 
 GOOD_120 = dict(cells=120, current_a=-123.45, soc_pct=76.0)
 
@@ -41,10 +43,13 @@ async def _publish_good(h: GatewayHarness) -> None:
     )
 
 
-async def test_writes_illegal_addresses_unknown_units_and_identification() -> None:
-    async with GatewayHarness(modbus_config(2, 1)) as h:
+@BOTH_PATHS
+async def test_writes_illegal_addresses_unknown_units_and_identification(fast_path: bool) -> None:
+    async with GatewayHarness(modbus_config(2, 1, fast_path=fast_path)) as h:
         await _publish_good(h)
         port = port_of(h)
+        tcp = plugin.service(h.gateway).tcp
+        assert tcp is not None and (tcp.answerer is not None) is fast_path  # the switch took
         client = await _client(port)
         try:
             for rr in (
@@ -75,8 +80,11 @@ async def test_writes_illegal_addresses_unknown_units_and_identification() -> No
         assert rc != 0 and "Gateway path unavailable" in text, text
 
 
-async def test_data_age_register_counts_seconds_since_the_values_were_read() -> None:
-    async with GatewayHarness(modbus_config(2, 1)) as h:
+@BOTH_PATHS
+async def test_data_age_register_counts_seconds_since_the_values_were_read(
+    fast_path: bool,
+) -> None:
+    async with GatewayHarness(modbus_config(2, 1, fast_path=fast_path)) as h:
         svc = plugin.service(h.gateway)
         client = await _client(port_of(h))
         try:
@@ -115,6 +123,35 @@ async def test_gateway_alarms_reach_the_extension_registers(tmp_path: Path) -> N
             assert not other.registers[0] & 1 << 8
             ups = (await client.read_holding_registers(22, count=1, device_id=1)).registers
             assert ups[0] >= 1
+        finally:
+            client.close()
+
+
+async def test_the_extension_registers_count_the_active_alarms_delivered_with_each_event() -> None:
+    """The alarm registers count the tuple delivered with each alarm event (the
+    alarms active after its commit), not the gateway's active alarms read back:
+    this gateway runs no alarm engine (``gateway.alarms.active()`` is empty)."""
+    async with GatewayHarness(modbus_config(2, 1)) as h:
+        await _publish_good(h)
+        svc = plugin.service(h.gateway)
+        s1 = make_event(string="S1", cell=3)
+        s2 = make_event(
+            "raised", "cell_voltage_low", string="S2", cell=1, severity=Severity.CRITICAL
+        )
+        h.gateway.emit(s1, active=(active_alarm(s1), active_alarm(s2)))
+        await h.wait_until(lambda: svc.store.alarms.by_ups.get("UPS1") == (2, 3), what="2 alarms")
+        client = await _client(port_of(h))
+        try:
+
+            async def counts(unit: int) -> list[int]:  # active alarms, highest severity
+                return (await client.read_holding_registers(22, count=2, device_id=unit)).registers
+
+            assert await counts(101) == [1, 2] and await counts(102) == [1, 3]
+            assert (await counts(1))[0] == 2
+            h.gateway.emit(replace(s1, kind=EventKind.CLEARED), active=(active_alarm(s2),))
+            await h.wait_until(lambda: svc.store.alarms.by_ups.get("UPS1") == (1, 3), what="1")
+            assert await counts(101) == [0, 0] and await counts(102) == [1, 3]
+            assert (await counts(1))[0] == 1
         finally:
             client.close()
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 from btms_gateway.core.model import Quality, StringReading
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.modbus_tcp import plugin
 from btms_gateway.plugins.modbus_tcp.map import cell_register
 from pymodbus.client import AsyncModbusTcpClient
-from test_modbus_support import close_to, mbpoll, wire
+from test_modbus_support import BOTH_PATHS, close_to, mbpoll, wire
 
 CELLS = {"S1": 120, "S2": 12}
 STALE_AFTER_S = 2.0
@@ -116,10 +116,12 @@ async def test_pymodbus_client_reads_what_the_simulator_holds(word_order: str) -
 
 
 @pytest.mark.peer
+@BOTH_PATHS
 @pytest.mark.parametrize("word_order", ["high_first", "low_first"])
-async def test_mbpoll_reads_what_the_simulator_holds(word_order: str) -> None:
+async def test_mbpoll_reads_what_the_simulator_holds(word_order: str, fast_path: bool) -> None:
     order = ["-B"] if word_order == "high_first" else []  # mbpoll: low word first unless -B
-    async with GatewayHarness(_config(word_order=word_order), simulate=True, cells=CELLS) as h:
+    config = _config(word_order=word_order, fast_path=fast_path)
+    async with GatewayHarness(config, simulate=True, cells=CELLS) as h:
         _discharge(h)
         truth = await _served(h, "S1", "S2")
         s1, s2 = truth["S1"], truth["S2"]

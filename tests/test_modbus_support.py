@@ -11,12 +11,16 @@ import asyncio
 import re
 from typing import Any
 
-from btms_gateway.core.testing import plant_config
+import pytest
+from btms_gateway.kit.testing import plant_config
 from btms_gateway.plugins.modbus_tcp import plugin
 from btms_gateway.plugins.modbus_tcp.map import Point, decode, point
 from conftest import require_tool
 
 LINE = re.compile(r"^\[(\d+)\]:\s+(-?\d+)", re.M)
+#: a test that talks to the server both ways: ``fast_path`` true (the plugin's
+#: own answers, answer.py) and false (pymodbus's request handling): same wire
+BOTH_PATHS = pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "library"])
 
 
 def modbus_config(strings: int = 4, ups: int = 2, **settings: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import pytest
 from btms_gateway.core.config_load import ConfigError
 from btms_gateway.core.plugin_manager import create_manager
 from btms_gateway.core.registry import validate_config
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.modbus_tcp import plugin
 from btms_gateway.plugins.modbus_tcp.settings import ModbusTcpSettings
 from cryptography import x509

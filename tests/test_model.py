@@ -13,7 +13,7 @@ from btms_gateway.core.model import (
     StringState,
 )
 from btms_gateway.core.store import SnapshotStore
-from btms_gateway.core.testing import make_reading
+from btms_gateway.kit.testing import make_reading
 
 
 def snap(name: str, index: int, ups: str | None, quality: Quality, reading=None) -> StringSnapshot:

@@ -12,7 +12,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.mqtt.plugin import session
 from conftest import require_tool
 from mqtt_peers import OBSERVER, OBSERVER_PASSWORD, Mosquitto, Sub
@@ -62,7 +62,7 @@ async def test_json_tree_with_mosquitto_sub_and_the_schema(tmp_path: Path) -> No
         )
         cfg = plant_config(2, 1, plugins={"mqtt": section})
         cfg["alarms"] = {"rules": {"cell_voltage_high": {"on_delay_s": 0, "off_delay_s": 0}}}
-        async with GatewayHarness(cfg, simulate=True, cells=4, alarms=True) as h:
+        async with GatewayHarness(cfg, simulate=True, cells=12, alarms=True) as h:
 
             def got(kind: str, pred: Any = lambda b: True) -> list[dict[str, Any]]:
                 return [b for t, b in list(sub.lines) if kind_of(t) == kind and pred(b)]

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mqtt_peers import Mosquitto, SparkplugHost, wait_for
+from conftest import wait_for
+from mqtt_peers import Mosquitto, SparkplugHost
 from sparkplug_view import HostView, f32
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
@@ -52,7 +53,7 @@ def bdseq(db: Path) -> int:
 def test_buffer_survives_kill9_and_replays_in_order(tmp_path: Path) -> None:
     workdir = tempfile.mkdtemp(prefix="btms-mqtt-kill9-")
     broker = Mosquitto(tmp_path / "broker")  # made, not started: the uplink is down
-    spec = bus_spec(2, 8, 115200, 0.5, 0, frozen=True)
+    spec = bus_spec(2, 12, 115200, 0.5, 0, frozen=True)
     runner = SimRunner(spec)
     section: dict[str, Any] = broker.plugin_section(
         node_id=NODE, deadband={"cell_voltage_v": 0.0}, sparkplug={"group_id": "k9"}

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.mqtt.plugin import session
 from mqtt_peers import Mosquitto, SparkplugHost
 from sparkplug_view import HostView, f32
@@ -69,7 +69,7 @@ async def test_host_checks_every_seq_and_value_through_a_broker_restart(
     host = SparkplugHost(broker, "plant", host_id="scada")
     try:
         cfg = config(broker, primary_host_id="scada")
-        async with GatewayHarness(cfg, simulate=True, cells=6) as h:
+        async with GatewayHarness(cfg, simulate=True, cells=12) as h:
             names = ["S1", "S2"]
             sim = h.sim
             await settled(h, host, names)
@@ -121,7 +121,7 @@ async def test_primary_host_offline_buffers_then_replays_as_historical(
     host = SparkplugHost(broker, "plant", host_id="scada")
     try:
         async with GatewayHarness(config(broker, 1, primary_host_id="scada"), simulate=True,
-                                  cells=4) as h:  # fmt: skip
+                                  cells=12) as h:  # fmt: skip
             await settled(h, host, ["S1"])
             svc = session(h.gateway)
             host.command("offline")
@@ -146,7 +146,7 @@ async def test_primary_host_offline_buffers_then_replays_as_historical(
 async def test_string_death_birth_rebirth_command_and_alarm_events(broker: Mosquitto) -> None:
     host = SparkplugHost(broker, "plant")
     try:
-        async with GatewayHarness(config(broker), simulate=True, cells=4, alarms=True) as h:
+        async with GatewayHarness(config(broker), simulate=True, cells=12, alarms=True) as h:
             await settled(h, host, ["S1", "S2"])
             sim, slave = h.sim_for("S2")
             sim.vanish(slave)

@@ -6,6 +6,7 @@ Tahu's sparkplug_b.proto."""
 from __future__ import annotations
 
 import json
+import random
 import socket
 import subprocess
 import sys
@@ -14,19 +15,29 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from btms_gateway.core.alarm_types import Severity
 from btms_gateway.core.config_load import ConfigError
-from btms_gateway.core.demo import demo_config
-from btms_gateway.core.model import Quality, StringSnapshot
+from btms_gateway.core.demo_plant import demo_config
+from btms_gateway.core.model import CellStatus, Quality, StringSnapshot
 from btms_gateway.core.plugin_manager import create_manager
 from btms_gateway.core.registry import validate_config
-from btms_gateway.core.testing import make_reading, plant_config
+from btms_gateway.core.serialize import event_dict
+from btms_gateway.kit.events import active_alarm, make_event
+from btms_gateway.kit.testing import make_reading, plant_config
 from btms_gateway.plugins.mqtt.buffer import EVENT, READING, DiskBuffer
-from btms_gateway.plugins.mqtt.exception import Delta, ExceptionFilter
-from btms_gateway.plugins.mqtt.quantities import CELL_STRIDE, metric_name
+from btms_gateway.plugins.mqtt.exception import Delta, ExceptionFilter, _moved
+from btms_gateway.plugins.mqtt.quantities import (
+    CELL,
+    CELL_STRIDE,
+    metric_name,
+    string_values,
+    unslot,
+)
+from btms_gateway.plugins.mqtt.session import Inbox, MqttSession
 from btms_gateway.plugins.mqtt.settings import MqttSettings
 from btms_gateway.plugins.mqtt.sparkplug import payloads
 from btms_gateway.plugins.mqtt.sparkplug.generate import PROTO
-from conftest import require_tool
+from conftest import require_tool, wait_for
 
 DEADBANDS = MqttSettings().deadbands()
 
@@ -91,6 +102,175 @@ def test_delta_survives_its_json_form() -> None:
     d.quality_changed = True
     back = Delta.from_json(json.loads(json.dumps(d.to_json())), 7)
     assert back == replace(d, rid=7)
+
+
+def reference_reports(readings: list[Any]) -> list[list[tuple[int, Any]] | None]:
+    """Report by exception done the plain way: every slot of every reading held
+    against the value last reported (no shortcut for what did not change)."""
+    reported: dict[int, Any] = {}
+    out: list[list[tuple[int, Any]] | None] = []
+    for r in readings:
+        slots = dict(enumerate(string_values(snapshot(r), r.soh_pct)))
+        for c in r.cells:
+            for q, quantity in enumerate(CELL):
+                value = getattr(c, quantity.key)
+                slots[c.index * CELL_STRIDE + q] = int(value) if q == len(CELL) - 1 else value
+        bands = {s: DEADBANDS.get(unslot(s)[1].deadband or "") for s in slots}
+        changes = [(s, v) for s, v in sorted(slots.items()) if _moved(v, reported.get(s), bands[s])]
+        reported.update(changes)
+        out.append(changes or None)
+    return out
+
+
+def random_walk(steps: int, seed: int) -> list[Any]:
+    """Readings of one string whose cells drift in small and large steps, lose
+    and regain sensors, change status bits and SOH, now and then not at all,
+    and once in a while come in another order."""
+    rng = random.Random(seed)
+    r = make_reading(cells=12)
+    out = [r]
+    for _ in range(steps):
+        cells = list(r.cells)
+        for _ in range(rng.choice((0, 0, 1, 2, 5))):
+            i = rng.randrange(len(cells))
+            key = rng.choice([q.key for q in CELL])
+            value: Any
+            if key == "status":
+                value = CellStatus(rng.randrange(4))
+            elif rng.random() < 0.05:
+                value = None
+            else:
+                step = rng.choice((0.001, 0.002, 0.003, 0.05, 0.2, 1.0)) * rng.choice((-1, 1))
+                value = round((getattr(cells[i], key) or 2.0) + step, 3)
+            cells[i] = replace(cells[i], **{key: value})
+        if rng.random() < 0.05:
+            rng.shuffle(cells)
+        current = r.current_a + rng.choice((0.0, 0.05, 0.3)) * rng.choice((-1, 1))
+        r = replace(r, cells=tuple(cells), current_a=round(current, 2), read_at=r.read_at + 1)
+        out.append(r)
+    return out
+
+
+def test_filter_reports_what_a_plain_comparison_of_every_slot_reports() -> None:
+    readings = random_walk(600, seed=28)
+    f = ExceptionFilter(DEADBANDS)
+    expected = reference_reports(readings)
+    for k, (r, want) in enumerate(zip(readings, expected, strict=True)):
+        d = f.update(snapshot(r))
+        got = None if d is None else sorted(d.values, key=lambda sv: sv[0])
+        assert got == want, f"reading {k}"
+        for s, v in got or []:
+            if s % CELL_STRIDE == len(CELL) - 1 and s >= CELL_STRIDE:
+                assert type(v) is int  # a status is a plain number, never the flag
+    assert sum(x is not None for x in expected) > 300  # the walk did report often
+    assert sum(x is None for x in expected) > 50  # and stayed within deadbands often
+
+
+# -- the session thread's inbox ---------------------------------------------------------
+def test_inbox_wakes_the_thread_per_batch_of_readings() -> None:
+    latest: dict[str, StringSnapshot] = {}
+    inbox = Inbox(latest, batch_s=0.25)
+    assert not inbox.due and inbox.wait_s(1.0) == 1.0
+    s1 = snapshot(make_reading(cells=1), name="S1")
+    inbox.reading(s1)
+    assert latest == {"S1": s1}  # at once: the snapshot it replaces is freed on the loop
+    assert inbox.due and inbox.wait_s(1.0) == 0  # the first reading after a quiet spell
+    control, events, readings = inbox.take()
+    assert not control and not events and len(readings) == 1
+    assert not inbox.due and inbox.wait_s(1.0) == 0.25  # more are expected: a batch
+    inbox.reading(snapshot(make_reading(cells=1), name="S2"))
+    inbox.reading(snapshot(make_reading(cells=1), name="S3"))
+    assert not inbox.due  # readings keep coming: they wait for the batch
+    inbox.event({"kind": "raised"}, ())
+    assert inbox.due  # an event does not wait
+    control, events, readings = inbox.take()
+    assert [s.name for s in readings] == ["S2", "S3"] and len(events) == 1
+    assert inbox.take() == ([], [], [])  # a pass without readings ends the batch
+    inbox.reading(snapshot(make_reading(cells=1), name="S1"))
+    assert inbox.due
+    inbox.take()
+    inbox.post(("spb", "ended", 1, "gone"))
+    assert inbox.due  # paho's session news wakes it
+    inbox.reading(snapshot(make_reading(cells=1), name="S2"))
+    inbox.take()  # readings are coming: a batch
+    # a string polled faster than the batch ends it: both readings are taken
+    first, second, third = (make_reading(cells=1, read_at=t) for t in (1.0, 2.0, 3.0))
+    inbox.reading(snapshot(first, name="S1"))
+    assert not inbox.due
+    inbox.reading(snapshot(second, name="S1"))
+    assert inbox.due
+    assert [s.reading for s in inbox.take()[2]] == [first, second]
+    assert inbox.coalesced == 0
+    # a third before the thread took them: it is behind, the newest wins
+    for r in (first, second, third):
+        inbox.reading(snapshot(r, name="S1"))
+    assert [s.reading for s in inbox.take()[2]] == [first, third]
+    assert inbox.coalesced == 1
+    inbox.close()  # the thread has ended (stopped, or failed): offers are not errors
+    inbox.event({"kind": "raised"}, ())
+    inbox.wake()
+
+
+def test_a_batch_goes_to_the_buffer_in_one_transaction(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port where no broker listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = MqttSettings.model_validate({"host": "127.0.0.1", "port": port})
+    svc = MqttSession(settings, gateway_name="gw", data_dir=tmp_path)
+    puts: list[list[str]] = []
+    put = svc.buffer.put
+    svc.buffer.put = lambda rows: puts.append([kind for _, _, kind, _ in rows]) or put(rows)
+    for name in ("S1", "S2", "S3", "S4"):  # queued before the thread starts: one batch
+        svc.offer_reading(snapshot(make_reading(cells=2), name=name))
+    for seq in (1, 2):
+        svc.offer_event(
+            {"seq": seq, "kind": "raised", "alarm_id": f"a{seq}", "severity": "alarm"}, ()
+        )
+    svc.start()
+    try:
+        wait_for(lambda: svc.buffer.pending() == 6, 10, "the batch in the buffer")
+    finally:
+        assert svc.stop(5)
+    assert puts == [[EVENT, EVENT], [READING] * 4]
+
+
+def test_an_event_record_counts_the_active_alarms_delivered_with_it(tmp_path: Path) -> None:
+    """``active`` in an event record counts the tuple the gateway delivers with
+    the event (the alarms active after its commit), not alarms kept from the
+    events: here the session saw none of the raises before, and one commit's
+    two events share one tuple."""
+    with socket.socket() as s:  # a port where no broker listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = MqttSettings.model_validate({"host": "127.0.0.1", "port": port})
+    svc = MqttSession(settings, gateway_name="gw", data_dir=tmp_path)
+    bodies: list[dict[str, Any]] = []
+    put = svc.buffer.put
+    svc.buffer.put = lambda rows: bodies.extend(json.loads(r[3]) for r in rows) or put(rows)
+    critical = make_event(rule="cell_voltage_high", severity=Severity.CRITICAL, cell=1)
+    warning = make_event(rule="cell_temperature_high", severity=Severity.WARNING, cell=2)
+    raised = make_event(rule="cell_voltage_low", severity=Severity.ALARM, cell=3)
+    after = (
+        active_alarm(critical),
+        active_alarm(warning, acknowledged_by="op"),
+        active_alarm(raised),
+    )
+    for event in (raised, make_event("acknowledged", rule="cell_temperature_high", cell=2)):
+        svc.offer_event(event_dict(event), after)  # one commit: one tuple
+    cleared = make_event("cleared", severity=Severity.CRITICAL, cell=1)
+    svc.offer_event(event_dict(cleared), after[1:])
+    svc.start()
+    try:
+        wait_for(lambda: svc.buffer.pending() == 3, 10, "the events in the buffer")
+    finally:
+        assert svc.stop(5)
+    counts = {"total": 3, "critical": 1, "alarm": 1, "warning": 1, "unacknowledged": 2}
+    assert [b["active"] for b in bodies] == [
+        counts,
+        counts,
+        {"total": 2, "critical": 0, "alarm": 1, "warning": 1, "unacknowledged": 1},
+    ]
+    assert svc.plant.active == bodies[-1]["active"]  # what the next Alarms birth carries
 
 
 # -- the disk buffer ---------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any
 
 from btms_gateway.core import hookimpl
 from btms_gateway.core.model import PlantSnapshot, StringSnapshot
-from btms_gateway.core.testing import GatewayHarness, make_reading, plant_config
+from btms_gateway.kit.testing import GatewayHarness, make_reading, plant_config
 
 STRINGS = ("S1", "S2", "S3", "S4")
 PUBLISHES = 300

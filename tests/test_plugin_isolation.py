@@ -12,7 +12,7 @@ from btms_gateway.core import hookimpl, plugin_channel
 from btms_gateway.core.gateway import GatewayStartError
 from btms_gateway.core.model import Quality
 from btms_gateway.core.plugin_manager import FailureLog
-from btms_gateway.core.testing import GatewayHarness, make_reading, plant_config
+from btms_gateway.kit.testing import GatewayHarness, make_reading, plant_config
 
 
 class Recorder:
@@ -223,7 +223,7 @@ async def test_a_burst_on_the_loop_lets_other_tasks_run_between_calls():
     task = asyncio.create_task(ticker())
     try:
         for i in range(20):
-            channel.offer_event(i)
+            channel.offer_event(i, ())
         async with asyncio.timeout(5):
             while channel.stats.events_delivered < 20:
                 await asyncio.sleep(0.01)

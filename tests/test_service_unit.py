@@ -29,7 +29,7 @@ from btms_gateway.core.deploy.notify import ServiceNotifier
 from btms_gateway.core.deploy.unit import listening_ports, render, serial_device_classes
 from btms_gateway.core.plugin_manager import create_manager
 from btms_gateway.core.registry import validate_config
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from click.testing import CliRunner
 from conftest import require_tool, wait_for
 from test_snmp_support import AUTH_KEY, PRIV_KEY, USER, USERS, free_udp_port

@@ -12,11 +12,12 @@ import socket
 import pytest
 from btms_gateway.core.gateway import GatewayStartError
 from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness, make_reading, plant_config
 from btms_gateway.core.version import __version__
+from btms_gateway.kit.testing import GatewayHarness, make_reading, plant_config
 from btms_gateway.plugins.snmp import plugin
 from test_snmp_support import (
     AUTH_KEY,
+    BOTH_PATHS,
     COMMUNITY,
     OLD_AUTH,
     OLD_PRIV,
@@ -48,8 +49,9 @@ async def publish_and_wait(h: GatewayHarness, name: str, cells: int, **kw: objec
     )
 
 
-async def test_v2c_get_reads_held_values_by_name() -> None:
-    async with harness() as h:
+@BOTH_PATHS
+async def test_v2c_get_reads_held_values_by_name(fast_path: bool) -> None:
+    async with harness(fast_path=fast_path) as h:
         await publish_and_wait(h, "S2", 5, current_a=-42.5, soc_pct=73.0)
         r = await net_snmp(
             "snmpget", *V2C, agent_address(),
@@ -88,8 +90,9 @@ async def test_v2c_get_reads_held_values_by_name() -> None:
         assert f"btmsGwVersion.0 = STRING: {__version__}" in r.stdout
 
 
-async def test_values_follow_new_readings_and_quality() -> None:
-    async with harness() as h:
+@BOTH_PATHS
+async def test_values_follow_new_readings_and_quality(fast_path: bool) -> None:
+    async with harness(fast_path=fast_path) as h:
         await publish_and_wait(h, "S1", 3, cell_voltage_v=2.1)
         await publish_and_wait(h, "S1", 4, cell_voltage_v=2.2)  # shape change: 4 cells
         h.publish("S1", plugin.current().ctx.plant.strings["S1"].reading, Quality.STALE)
@@ -113,8 +116,11 @@ async def test_values_follow_new_readings_and_quality() -> None:
         assert "btmsStringDataAge.3 = No Such Instance" in r.stdout
 
 
-async def test_walk_and_bulkwalk_agree_and_cover_every_cell() -> None:
-    async with harness() as h:
+@BOTH_PATHS
+async def test_walk_and_bulkwalk_agree_and_cover_every_cell(fast_path: bool) -> None:
+    async with harness(fast_path=fast_path) as h:
+        agent = plugin.current().agent  # the switch reaches both fast paths
+        assert (agent.direct is not None) is fast_path and agent.bulk.fast is fast_path
         await publish_and_wait(h, "S1", 120)
         await publish_and_wait(h, "S3", 7)
         walk = await net_snmp(
@@ -130,10 +136,11 @@ async def test_walk_and_bulkwalk_agree_and_cover_every_cell() -> None:
         assert sum(".4.1.3.3." in ln for ln in lines) == 7  # btmsCellVoltage.3.*
 
 
-async def test_getbulk_answers_more_than_pysnmps_default_64() -> None:
+@BOTH_PATHS
+async def test_getbulk_answers_more_than_pysnmps_default_64(fast_path: bool) -> None:
     """pysnmp alone answers at most 64 varbinds; the byte bound (limits.py,
     tests/test_snmp_limits.py) is what caps a GETBULK here."""
-    async with harness(max_response_bytes=8192) as h:
+    async with harness(max_response_bytes=8192, fast_path=fast_path) as h:
         await publish_and_wait(h, "S1", 120)
         r = await net_snmp(
             "snmpbulkget", *V2C, "-Cr100", agent_address(), "BTMS-GATEWAY-MIB::btmsCellVoltage"
@@ -142,8 +149,9 @@ async def test_getbulk_answers_more_than_pysnmps_default_64() -> None:
         assert len(r.stdout.splitlines()) == 100  # max_bulk_varbinds' default
 
 
-async def test_system_group_and_full_walk_merge_in_order() -> None:
-    async with harness() as h:
+@BOTH_PATHS
+async def test_system_group_and_full_walk_merge_in_order(fast_path: bool) -> None:
+    async with harness(fast_path=fast_path) as h:
         await publish_and_wait(h, "S1", 2)
         r = await net_snmp("snmpwalk", *V2C, "-On", agent_address(), ".1.3.6.1")
         assert r.returncode == 0, r.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from btms_gateway.core.alarm_types import AlarmEvent, EventKind, ObjectPath, Severity
 from btms_gateway.core.cli import build_cli
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.snmp import plugin
 from btms_gateway.plugins.snmp.settings import SnmpSettings
 from click.testing import CliRunner

@@ -20,7 +20,7 @@ from btms_gateway.core.model import (
     StringSnapshot,
     UpsSnapshot,
 )
-from btms_gateway.core.testing import make_reading
+from btms_gateway.kit.testing import make_reading
 from btms_gateway.plugins.snmp.image import (
     ENCODERS,
     ServeContext,

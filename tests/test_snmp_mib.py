@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from btms_gateway.core.cli import build_cli
 from btms_gateway.core.model import PlantSnapshot, Quality, StringSnapshot
-from btms_gateway.core.testing import make_reading
+from btms_gateway.kit.testing import make_reading
 from btms_gateway.plugins.snmp.image import ServeContext, build_index, name_at, value_at
 from btms_gateway.plugins.snmp.mibgen import generate, objects_markdown
 from btms_gateway.plugins.snmp.tables import DEFAULT_BASE, object_oids, parse_oid

@@ -7,10 +7,12 @@ and string outages in the simulator.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 from btms_gateway.core.alarm_types import AlarmEvent, EventKind, ObjectPath, Severity
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.kit.events import active_alarm
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.snmp import plugin
 from test_snmp_support import (
     V2C,
@@ -106,3 +108,36 @@ async def test_unacknowledged_informs_are_retried_then_counted() -> None:
             "snmpget", *V2C, agent_address(), "BTMS-GATEWAY-MIB::btmsGwInformsFailed.0"
         )
         assert r.returncode == 0 and "Counter32: " in r.stdout
+
+
+async def test_the_alarm_table_serves_the_active_alarms_delivered_with_each_event() -> None:
+    """btmsAlarmTable is the tuple delivered with each event (the alarms active
+    after its commit), not a set kept from the events: the gateway here runs
+    no alarm engine, so the agent saw neither the raise of ``other`` nor any
+    clear; and an alarm keeps its row index while it stays active."""
+    raised = event(EventKind.RAISED)
+    other = replace(raised, alarm_id="cell_voltage_low:S2:3", path=ObjectPath("UPS1", "S2", 3))
+
+    async def rows() -> dict[str, str]:
+        r = await net_snmp(
+            "snmpwalk", *V2C, "-On", agent_address(), "BTMS-GATEWAY-MIB::btmsAlarmId"
+        )
+        assert r.returncode == 0, r.stderr
+        return {line.split(" = STRING: ")[1]: line.split(" = ")[0].rsplit(".", 1)[1]
+                for line in r.stdout.splitlines() if " = STRING: " in line}  # fmt: skip
+
+    async with harness() as h:
+        h.gateway.emit(raised, active=(active_alarm(other), active_alarm(raised)))
+        await h.wait_until(lambda: len(plugin.current().ctx.alarms) == 2, what="the table")
+        first = await rows()
+        assert set(first) == {raised.alarm_id, other.alarm_id}
+        # an acknowledgement never removes a row by itself: the delivered tuple does
+        h.gateway.emit(
+            replace(raised, kind=EventKind.ACKNOWLEDGED, seq=2), active=(active_alarm(other),)
+        )
+        await h.wait_until(lambda: len(plugin.current().ctx.alarms) == 1, what="one row")
+        assert await rows() == {other.alarm_id: first[other.alarm_id]}  # the same row
+        r = await net_snmp(
+            "snmpget", *V2C, agent_address(), "BTMS-GATEWAY-MIB::btmsGwActiveAlarms.0"
+        )
+        assert r.returncode == 0 and r.stdout.strip().endswith("Gauge32: 1"), r.stdout

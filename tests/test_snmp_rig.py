@@ -19,7 +19,8 @@ from typing import Any
 
 from btms_gateway.core.alarm_types import AlarmEvent, EventKind, ObjectPath, Severity
 from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness, make_reading, plant_config
+from btms_gateway.kit.events import active_alarm
+from btms_gateway.kit.testing import GatewayHarness, make_reading, plant_config
 from btms_gateway.plugins.snmp import plugin
 from btms_gateway.plugins.snmp.tables import DEFAULT_BASE, object_oids, parse_oid
 from hypothesis import strategies as st
@@ -199,6 +200,7 @@ VOLATILE = (
     (1, 3, 6, 1, 6, 3, 10, 2, 1, 3),  # snmpEngineTime
     OIDS["btmsGwUptime"],
     OIDS["btmsStringDataAge"],
+    OIDS["btmsUpsDataAge"],
 )
 
 
@@ -219,8 +221,10 @@ async def publish_plant(h: Any) -> None:
     )  # absent values are skipped by GETNEXT
     h.publish("S3", replace(sparse, cells=cells, ambient_temperature_c=None), Quality.STALE)
     h.publish("S4", make_reading(3), Quality.GOOD)
-    for n in (3, 5, 8):
-        h.gateway.emit(alarm(n))
+    active: list[Any] = []
+    for n in (3, 5, 8):  # each with the alarms active after it, as the alarm engine emits
+        active.append(active_alarm(alarm(n)))
+        h.gateway.emit(alarm(n), active=tuple(active))
     snmp = plugin.current()
     await h.wait_until(
         lambda: (

@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 from attack.snmp import v2c_message
-from btms_gateway.core.alarm_types import AlarmEvent, EventKind, ObjectPath, Severity
+from btms_gateway.core.alarm_types import ActiveAlarm, AlarmEvent, EventKind, ObjectPath, Severity
 from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness, make_reading, plant_config
+from btms_gateway.kit.events import active_alarm
+from btms_gateway.kit.testing import GatewayHarness, make_reading, plant_config
 from btms_gateway.plugins.snmp import plugin
 from btms_gateway.plugins.snmp.agent import READ_VIEW
 from btms_gateway.plugins.snmp.image import ENCODERS
@@ -36,7 +37,7 @@ pytestmark = pytest.mark.peer
 
 BASE = parse_oid(DEFAULT_BASE)
 OIDS = object_oids(BASE)
-VOLATILE = (OIDS["btmsGwUptime"], OIDS["btmsStringDataAge"])
+VOLATILE = (OIDS["btmsGwUptime"], OIDS["btmsStringDataAge"], OIDS["btmsUpsDataAge"])
 STRINGS = ("S1", "S2", "S3", "S4")
 VACM_MIB = (1, 3, 6, 1, 6, 3, 16)
 
@@ -79,7 +80,7 @@ class Plant:
 
     def __init__(self, h: GatewayHarness, rng: random.Random) -> None:
         self.h, self.rng = h, rng
-        self.active: set[int] = set()
+        self.active: dict[int, ActiveAlarm] = {}  # the alarm engine's, by n
 
     def change(self) -> str:
         snmp, rng = plugin.current(), self.rng
@@ -100,8 +101,12 @@ class Plant:
             kind = rng.choice([EventKind.CLEARED, EventKind.ACKNOWLEDGED])
         else:
             kind = EventKind.RAISED
-        (self.active.discard if kind is EventKind.CLEARED else self.active.add)(n)
-        snmp.on_alarm(event(kind, n))
+        e = event(kind, n)
+        if kind is EventKind.CLEARED:
+            del self.active[n]
+        else:
+            self.active[n] = active_alarm(e, e.by if kind is EventKind.ACKNOWLEDGED else None)
+        snmp.on_alarm(e, tuple(self.active.values()))  # as the hook does
         return f"alarm {n} {kind.value}"
 
 

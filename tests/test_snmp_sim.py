@@ -5,9 +5,17 @@ from __future__ import annotations
 
 import pytest
 from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness, plant_config
+from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.snmp import plugin
-from test_snmp_support import V2C, V3, TrapReceiver, agent_address, net_snmp, snmp_settings
+from test_snmp_support import (
+    BOTH_PATHS,
+    V2C,
+    V3,
+    TrapReceiver,
+    agent_address,
+    net_snmp,
+    snmp_settings,
+)
 
 pytestmark = pytest.mark.peer
 
@@ -16,8 +24,10 @@ ALARM = "cell_voltage_high:S1:5"
 ALARM_TABLE = "BTMS-GATEWAY-MIB::btmsAlarmTable"
 
 
-def sim_harness(*receivers: dict[str, object], cells: object = 12) -> GatewayHarness:
-    snmp = snmp_settings(receivers=list(receivers), engine_id=ENGINE_ID)
+def sim_harness(
+    *receivers: dict[str, object], cells: object = 12, fast_path: bool = True
+) -> GatewayHarness:
+    snmp = snmp_settings(receivers=list(receivers), engine_id=ENGINE_ID, fast_path=fast_path)
     config = plant_config(strings=2, ups=1, plugins={"snmp": snmp})
     # raise and clear at once, so the test waits for the poll and not for a delay
     config["alarms"] = {"rules": {"cell_voltage_high": {"on_delay_s": 0, "off_delay_s": 0}}}
@@ -30,8 +40,9 @@ def hinted(value: float, decimals: int) -> str:
     return text.replace("0.", ".", 1) if text.startswith(("0.", "-0.")) else text
 
 
-async def test_v2c_and_v3_read_the_values_the_simulator_holds() -> None:
-    async with sim_harness(cells={"S1": 120, "S2": 16}) as h:
+@BOTH_PATHS
+async def test_v2c_and_v3_read_the_values_the_simulator_holds(fast_path: bool) -> None:
+    async with sim_harness(cells={"S1": 120, "S2": 16}, fast_path=fast_path) as h:
         await h.wait_quality(Quality.GOOD)
         sim, slave = h.sim_for("S1")
         sim.set_string(slave, current_a=-42.5)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import require_tool
 
 TESTS = Path(__file__).resolve().parent
@@ -38,6 +39,9 @@ USERS = [
 V3 = ["-v3", "-l", "authPriv", "-u", USER, "-a", "SHA-256", "-A", AUTH_KEY, "-x", "AES"]
 V3 += ["-X", PRIV_KEY]
 V2C = ["-v2c", "-c", COMMUNITY]
+#: a test that talks to the agent both ways: ``fast_path`` true (direct v2c
+#: reads, one-pass GETBULK) and false (pysnmp's message path and responder loop)
+BOTH_PATHS = pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "library"])
 QUICK = ["-t", "1", "-r", "1"]  # a request that must fail does so in ~2 s
 
 

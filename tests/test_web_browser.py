@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from btms_gateway.core.model import Quality, StringState
-from btms_gateway.core.testing import GatewayHarness
+from btms_gateway.kit.testing import GatewayHarness
 from conftest import require_tool
 from playwright.async_api import Page, async_playwright, expect
 from test_web_support import PASSWORD, USERS, sim_gateway

@@ -1,6 +1,6 @@
 """The web plugin's cached JSON text against the straightforward serialization.
 
-The handlers answer from ``jsontext.JsonCache`` (text pieces kept per
+The handlers answer from ``json_cache.JsonCache`` (text pieces kept per
 immutable reading / snapshot) and ``core.serialize`` looks field names up
 once per class. These tests hold both to the plain statement: the
 dataclasses.fields() loops the serializer used to run, encoded whole with
@@ -35,7 +35,7 @@ from btms_gateway.core.model import (
     UpsSnapshot,
 )
 from btms_gateway.plugins.web import data
-from btms_gateway.plugins.web.jsontext import LIVE, PIECES_PER_STEP, REST, JsonCache
+from btms_gateway.plugins.web.json_cache import LIVE, PIECES_PER_STEP, REST, JsonCache
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_web_support import reading, web_gateway
@@ -331,7 +331,7 @@ def test_limits_cache_follows_the_settings_object_and_the_engine() -> None:
 
     high = {"cell_voltage_high": {"limit": 2.35}}
     first = AlarmsSection(strings={"S2": {"block": "12V", "rules": high}})
-    gw = SimpleNamespace(settings=SimpleNamespace(alarms=first), event_log=object())
+    gw = SimpleNamespace(settings=SimpleNamespace(alarms=first), events=object())
     limits = data.LimitsCache()
     for name in ("S1", "S2", "S1"):
         assert limits(gw, name) == data.cell_limits(gw, name)
@@ -340,5 +340,5 @@ def test_limits_cache_follows_the_settings_object_and_the_engine() -> None:
     assert limits(gw, "S2")["voltage_v"]["high"] == pytest.approx(2.40)
     assert limits(gw, "S2")["voltage_v"]["high_source"] == "display"  # the rule is off
     assert limits(gw, "S1")["voltage_v"]["low_source"] == "alarm"
-    gw.event_log = None  # no alarm engine: every band is for display only
+    gw.events = None  # no alarm engine: every band is for display only
     assert limits(gw, "S1")["voltage_v"]["low_source"] == "display"

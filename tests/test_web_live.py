@@ -4,6 +4,7 @@ state, pushes on change, alarm events, and a clean stop while connected."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ from typing import Any
 import aiohttp
 from btms_gateway.core.alarm_types import AlarmEvent, EventKind, ObjectPath, Severity
 from btms_gateway.core.model import Quality
+from btms_gateway.kit.events import active_alarm
 from test_web_support import reading, web_gateway
 
 
@@ -108,9 +110,10 @@ async def test_live_clients_are_bounded(tmp_path: Path) -> None:
         assert svc.stats.refused["live_clients"] == 1
 
 
-async def test_stream_delivers_events_the_event_log_could_not_write(tmp_path: Path) -> None:
-    """Events delivered while the log fails all have seq 0: the stream follows
-    what it received, not seq, so every one of them reaches the browser."""
+@contextlib.asynccontextmanager
+async def _plant_stream(tmp_path: Path) -> AsyncIterator[tuple[Any, AsyncIterator[Any]]]:
+    """A gateway with the web plugin and a browser's stream of the whole plant,
+    past its hello."""
     async with (
         web_gateway(tmp_path, web={"live_interval_s": 0.05}) as (h, svc),
         aiohttp.ClientSession() as s,
@@ -118,6 +121,13 @@ async def test_stream_delivers_events_the_event_log_could_not_write(tmp_path: Pa
     ):
         stream = _events(r)
         await _until(stream, lambda n, d: n == "hello")
+        yield h, stream
+
+
+async def test_stream_delivers_events_the_event_log_could_not_write(tmp_path: Path) -> None:
+    """Events delivered while the log fails all have seq 0: the stream follows
+    what it received, not seq, so every one of them reaches the browser."""
+    async with _plant_stream(tmp_path) as (h, stream):
         h.gateway.emit(_alarm(7, "string_comm_lost:S1", persisted=True))
         first = await _until(stream, lambda n, d: n == "alarms" and d["events"])
         assert [e["seq"] for e in first["events"]] == [7]
@@ -136,6 +146,19 @@ async def test_stream_delivers_events_the_event_log_could_not_write(tmp_path: Pa
             ("string_comm_lost:S3", 0, False),
             ("string_comm_lost:S4", 0, False),
         ]
+
+
+async def test_stream_sends_the_active_alarms_delivered_with_the_events(tmp_path: Path) -> None:
+    """An ``alarms`` message pairs the new events with the alarms active after
+    the newest of them, as the gateway delivered them with it, not the alarm
+    service read back later (which here holds none)."""
+    async with _plant_stream(tmp_path) as (h, stream):
+        one, two = _alarm(7, "string_comm_lost:S1", True), _alarm(8, "string_comm_lost:S2", True)
+        assert not h.gateway.alarms.active()
+        h.gateway.emit(two, active=(active_alarm(one), active_alarm(two)))
+        got = await _until(stream, lambda n, d: n == "alarms" and d["events"])
+        assert [e["seq"] for e in got["events"]] == [8]
+        assert [a["alarm_id"] for a in got["active"]] == [one.alarm_id, two.alarm_id]
 
 
 def _alarm(seq: int, alarm_id: str, persisted: bool) -> AlarmEvent:

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 from btms_gateway.core.model import Quality
 from btms_gateway.plugins.web import api, data
-from btms_gateway.plugins.web.jsontext import LIVE, JsonCache
+from btms_gateway.plugins.web.json_cache import LIVE, JsonCache
 from test_web_live import _events, _until
 from test_web_support import reading, web_gateway
 

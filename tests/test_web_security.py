@@ -14,7 +14,7 @@ import pytest
 from btms_gateway.core.config_load import ConfigError
 from btms_gateway.core.model import Quality
 from btms_gateway.core.registry import validate_config
-from btms_gateway.core.testing import plant_config
+from btms_gateway.kit.testing import plant_config
 from btms_gateway.plugins.web.auth import hash_password, verify_password
 from btms_gateway.plugins.web.commands import web_group
 from click.testing import CliRunner

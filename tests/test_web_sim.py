@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 from btms_gateway.core.model import Quality
 from btms_gateway.core.serialize import reading_dict
-from btms_gateway.core.testing import GatewayHarness
+from btms_gateway.kit.testing import GatewayHarness
 from prometheus_client.parser import text_string_to_metric_families
 from test_web_support import get_json, sim_gateway
 

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 from btms_gateway.core.model import StringReading
 from btms_gateway.core.plugin_manager import create_manager
-from btms_gateway.core.testing import GatewayHarness, make_reading, plant_config
+from btms_gateway.kit.testing import GatewayHarness, make_reading, plant_config
 from btms_gateway.plugins.web.auth import hash_password, hash_token
 
 PASSWORD = "correct horse battery staple"

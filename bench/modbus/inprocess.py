@@ -56,9 +56,9 @@ async def inprocess_us(
 ) -> dict[str, float]:
     """Microseconds per 125-register FC 03 request through one connection's handler
     (framer, decoder, datastore, encoder, asyncio scheduling; no socket calls):
-    the plugin, the plugin with its direct reads off (pymodbus's request handling
-    and send path), with its fast datastore off too (pymodbus's SimRuntime: the
-    route before both), and bare pymodbus. Cases alternate; best of ``rounds``.
+    the plugin (its fast path), the plugin's library path (``fast_path = false``:
+    pymodbus's request handling, SimCore datastore and send path), and bare
+    pymodbus. Cases alternate; best of ``rounds``.
     ``plugin_service(port)`` builds the plugin's service, ``bare_devices()`` the
     bare server's devices (bench_modbus.py's, the servers its wire cases run)."""
     import random
@@ -74,28 +74,26 @@ async def inprocess_us(
     ]  # fmt: skip
     svc = plugin_service(0)
     await svc.start()
-    fast_reads = svc.tcp.context
+    fast = svc.tcp.answerer
     bare = ModbusTcpServer(bare_devices(), address=("127.0.0.1", 0))
-    cases: dict[str, tuple[Any, Any, bool]] = {}  # name -> (server, datastore, direct reads)
-    cases["plugin"] = (svc.tcp, fast_reads, True)
+    cases: dict[str, tuple[Any, Any]] = {}  # name -> (server, its fast path or None)
+    cases["plugin"] = (svc.tcp, fast)
     if not only_plugin:
-        cases["plugin, direct reads off"] = (svc.tcp, fast_reads, False)
-        cases["plugin, and reads via SimRuntime"] = (svc.tcp, fast_reads.core, False)
-        cases["bare pymodbus"] = (bare, bare.context, False)
+        cases["plugin, library path"] = (svc.tcp, None)
+        cases["bare pymodbus"] = (bare, None)
     best = dict.fromkeys(cases, float("inf"))
     try:
         for _ in range(rounds):
-            for name, (server, datastore, direct) in cases.items():
-                server.context = datastore
-                server.direct_reads = direct  # an attribute the HEAD copy may not read
+            for name, (server, answerer) in cases.items():
+                if server is svc.tcp:  # read when the connection is made
+                    server.answerer = answerer
                 wire = _Wire()
                 handler = server.callback_new_connection()
                 handler.connection_made(wire)
                 best[name] = min(best[name], await _per_request_us(handler, wire, frames))
                 handler.connection_lost(None)
     finally:
-        svc.tcp.context = fast_reads
-        svc.tcp.direct_reads = True
+        svc.tcp.answerer = fast
         await svc.stop()
     return best
 

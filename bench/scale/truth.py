@@ -53,6 +53,7 @@ class CellCheck:
     def __init__(self, volts: dict[str, list[float]], counts: set[int]) -> None:
         self.volts, self.counts = volts, counts
         self.checked = 0
+        self.checked_by: dict[str, int] = {}  # protocol -> cell voltages checked
         self.wrong: list[tuple[str, str, int, float | None, float]] = []
         self.wrong_counts: list[tuple[str, str, int | None, int]] = []
 
@@ -66,11 +67,17 @@ class CellCheck:
         truth = self.volts[s.name]
         for index, volts in s.cells:
             self.checked += 1
+            self.checked_by[s.proto] = self.checked_by.get(s.proto, 0) + 1
             if volts != truth[index - 1]:
                 self.wrong.append((s.proto, s.name, index, volts, truth[index - 1]))
 
     def result(self) -> dict[str, Any]:
-        return {"checked": self.checked, "wrong": self.wrong, "wrong_counts": self.wrong_counts}
+        return {
+            "checked": self.checked,
+            "checked_by": self.checked_by,
+            "wrong": self.wrong,
+            "wrong_counts": self.wrong_counts,
+        }
 
 
 class ValueCheck:
@@ -82,6 +89,7 @@ class ValueCheck:
     def __init__(self, truth: Truth, window_s: float, cells: CellCheck | None = None) -> None:
         self.truth, self.window_s, self.cells = truth, window_s, cells
         self.served = self.good = 0
+        self.good_by: dict[str, int] = {}  # protocol -> values served as GOOD and checked
         self.wrong: list[Seen] = []
         self.stale_fresh: list[tuple[Seen, float]] = []
         self.worst = 0.0
@@ -101,6 +109,7 @@ class ValueCheck:
                 continue
             if s.good:
                 self.good += 1
+                self.good_by[s.proto] = self.good_by.get(s.proto, 0) + 1
                 late = s.asked - span[1]  # how long ago the device had already replaced it
                 self.worst = max(self.worst, late)
                 if late > self.window_s:
@@ -110,6 +119,7 @@ class ValueCheck:
         out = {
             "served": self.served,
             "good": self.good,
+            "good_by": self.good_by,
             "wrong": self.wrong,
             "stale_fresh": self.stale_fresh,
             "worst_late_s": self.worst,

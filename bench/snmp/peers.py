@@ -39,7 +39,7 @@ def rss_mb(pid: int) -> tuple[float, float]:
 
 def snmpd_conf(directory: Path) -> Path:
     """One `override` line per cell value, at the agent's OIDs."""
-    from btms_gateway.core.testing import make_reading
+    from btms_gateway.kit.testing import make_reading
     from btms_gateway.plugins.snmp.tables import CELL_TABLE, DEFAULT_BASE, object_oids, parse_oid
 
     oids = object_oids(parse_oid(DEFAULT_BASE))

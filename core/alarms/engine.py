@@ -4,8 +4,11 @@ Called synchronously by the gateway after every published string
 (``on_string``) and about once a second (``tick``); plugins may call
 ``acknowledge`` from their own threads, so all state sits behind one lock.
 An event is handed to ``emit`` only after its transaction committed (it has
-its ``seq``); ``emit`` itself must not block (the gateway queues per plugin),
-so the only wait on this path is the SQLite commit, one per evaluated string.
+its ``seq``), with the alarms active after that commit: one tuple, built once
+per commit and shared by every event of it and every plugin, so no consumer
+rebuilds the active set from events or asks for it again. ``emit`` itself
+must not block (the gateway queues per plugin), so the only wait on this path
+is the SQLite commit, one per evaluated string.
 
 When the log cannot be written (disk full, I/O error, damaged page) alarms
 must still reach the NOC: events are emitted marked not persisted and kept
@@ -13,6 +16,11 @@ in order (outage.py), the gateway alarm ``event_log_failing`` is raised, and
 ``tick`` retries; the first write that goes through appends the kept events
 with their own times and rewrites the active table from the engine's state
 (which the failure never touched), then clears ``event_log_failing``.
+
+The history store reports to the same engine: ``history_state`` (the
+gateway's tick, once a second) keeps the gateway alarm ``history_paused``
+active while history is not recording (a full disk, a file served read-only
+after damage, a writer that failed), so the NOC hears of it like any alarm.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from dataclasses import replace
 from ..alarm_types import (
     GATEWAY,
     ActiveAlarm,
+    ActiveAlarms,
     AlarmEvent,
     EventKind,
     EventLogHealth,
@@ -35,11 +44,11 @@ from ..alarm_types import (
 from ..model import PlantSnapshot, Quality, StringSnapshot
 from . import baseline, inbox
 from .baseline import BaselineRow, CellBaselines
-from .config import AlarmsSection
+from .config import AlarmsSection, rules_for
 from .evaluate import COMM_LOST, StringEval, Tracker, Transition
 from .eventlog import EventLog
 from .outage import Outage, describe
-from .rules import RULES, Rule, alarm_id, resolve
+from .rules import RULES, Rule, alarm_id
 from .state import ACTIVE, PENDING_ON, Condition
 
 log = logging.getLogger("btms_gateway.alarms")
@@ -47,6 +56,10 @@ log = logging.getLogger("btms_gateway.alarms")
 UPS_RULE = "ups_string_error"
 LOG_RULE = "event_log_failing"
 LOG_ALARM = alarm_id(LOG_RULE, GATEWAY)
+HISTORY_RULE = "history_paused"
+#: history states that raise ``history_paused``; "starting" holds what is there (a
+#: restored alarm stays until the writer says), "recording" and "disabled" clear
+HISTORY_NOT_RECORDING = ("paused", "read_only", "stopped")
 RETENTION_EVERY_S = 600.0
 
 
@@ -55,15 +68,17 @@ class AlarmEngine:
         self,
         settings: AlarmsSection,
         log: EventLog,
-        emit: Callable[[AlarmEvent], None],
+        emit: Callable[[AlarmEvent, ActiveAlarms], None],
     ) -> None:
         self.settings = settings
         self.log = log
         self._emit = emit
         self._lock = threading.RLock()
-        rules = resolve(settings, None)
+        rules = rules_for(settings, None)
         self._ups_rule = rules[UPS_RULE]
         self._log_rule = rules[LOG_RULE]
+        self._history_rule = rules[HISTORY_RULE]
+        self._gateway = Tracker()  # the gateway's own conditions fed from outside (history)
         self.outage = Outage()
         self._evals: dict[str, StringEval] = {}
         self._ups: dict[str, Tracker] = {}  # one per UPS: each UPS's alarm lives on its own
@@ -144,29 +159,49 @@ class AlarmEngine:
             if now >= self._next_retention:
                 self._retention(now)
 
+    def history_state(self, state: str, reason: str, now: float) -> None:
+        """Feed the history writer's state (``HistoryStatus.state``, or "disabled"):
+        ``history_paused`` is raised, with the writer's reason in its message,
+        while the state is one of ``HISTORY_NOT_RECORDING``, and cleared when
+        history records again (or is switched off)."""
+        rule = self._history_rule
+        if not self.settings.enabled or not rule.enabled:
+            return
+        with self._lock:
+            key = (HISTORY_RULE, 0)
+            if state == "starting":
+                self._gateway.hold(key)
+                return
+            out: list[Transition] = []
+            paused = 1.0 if state in HISTORY_NOT_RECORDING else 0.0
+            self._gateway.feed(key, rule, GATEWAY, paused, 0, 0, now, out)
+            if out:
+                self._commit(out, [], detail=f"{state.replace('_', '-')}: {reason}")
+
     def active(self) -> list[ActiveAlarm]:
         with self._lock:
-            return sorted((c.to_active() for c in self._active.values()), key=_order)
+            return list(self._active_now())
 
     def log_health(self) -> EventLogHealth:
         with self._lock:
             return self.outage.health()
 
-    def acknowledge(self, alarm_id: str, by: str) -> bool:
-        """Record who acknowledged an active alarm (once; again is a no-op)."""
+    def acknowledge(self, alarm_id: str, by: str) -> str | None:
+        """Record who acknowledged an active alarm (once; again is a no-op): who
+        is recorded, or None if no such alarm is active."""
         with self._lock:
             c = self._active.get(alarm_id)
             if c is None:
-                return False
+                return None
             if c.acknowledged_by is not None:
-                return True
+                return c.acknowledged_by
             now = time.time()
             c.acknowledged_by, c.acknowledged_at = by, now
             event = self._event(
                 EventKind.ACKNOWLEDGED, c, now, f"{c.message} (acknowledged by {by})"
             )
             self._write([event], upsert=[c.to_active()])
-            return True
+            return by
 
     def note(
         self,
@@ -267,7 +302,7 @@ class AlarmEngine:
         if ev is None:
             b = CellBaselines(s.name, self.settings.baseline_readings)
             b.replace_all(baseline.load(self.log.db, s.name))
-            ev = StringEval(s.name, s.ups, resolve(self.settings, s.name), b)
+            ev = StringEval(s.name, s.ups, rules_for(self.settings, s.name), b)
             self._evals[s.name] = ev
         return ev
 
@@ -276,7 +311,11 @@ class AlarmEngine:
         if not self.settings.enabled or a.rule not in RULES:
             return None
         scope = RULES[a.rule].scope
-        if scope == "ups":
+        if scope == "gateway":
+            if a.rule != HISTORY_RULE or not self._history_rule.enabled:
+                return None
+            tracker, rule, key = self._gateway, self._history_rule, (a.rule, 0)
+        elif scope == "ups":
             ups = a.path.ups
             if ups is None or ups not in plant.ups or not self._ups_rule.enabled:
                 return None
@@ -319,13 +358,17 @@ class AlarmEngine:
             tracker = self._ups[ups] = Tracker()
         return tracker
 
-    def _commit(self, out: list[Transition], learned: list[BaselineRow]) -> None:
+    def _commit(self, out: list[Transition], learned: list[BaselineRow], detail: str = "") -> None:
+        """Write and emit the transitions; ``detail`` goes into the text of the
+        alarms raised (what a flag alarm's value cannot say: why)."""
         events: list[AlarmEvent] = []
         upsert: list[ActiveAlarm] = []
         delete: list[str] = []
         for kind, c, t in out:
             if kind is EventKind.RAISED:
                 c.raised_at, c.message = t, _message(c, raised=True)
+                if detail:
+                    c.message = f"{c.message} ({detail})"
                 self._active[c.alarm_id] = c
                 upsert.append(c.to_active())
                 events.append(self._event(kind, c, t, c.message))
@@ -429,10 +472,17 @@ class AlarmEngine:
             by=c.acknowledged_by if kind is EventKind.ACKNOWLEDGED else None,
         )  # fmt: skip
 
+    def _active_now(self) -> ActiveAlarms:
+        return tuple(sorted((c.to_active() for c in self._active.values()), key=_order))
+
     def _publish(self, events: list[AlarmEvent]) -> None:
+        """Emit one commit's events, each with the alarms active after it."""
+        if not events:
+            return
+        active = self._active_now()
         for e in events:
             try:
-                self._emit(e)
+                self._emit(e, active)
             except Exception:  # a consumer's failure must not stop the next alarm
                 log.exception("alarm event consumer failed for %s %s", e.alarm_id, e.kind)
 
@@ -461,7 +511,7 @@ class AlarmEngine:
     def _apply(self, req: inbox.Request) -> tuple[bool, str]:
         a = req.args
         if req.kind == inbox.ACK:
-            if self.acknowledge(str(a["alarm_id"]), str(a["by"])):
+            if self.acknowledge(str(a["alarm_id"]), str(a["by"])) is not None:
                 return True, f"{a['alarm_id']} acknowledged by {a['by']}"
             return False, f"no active alarm {a['alarm_id']!r}"
         string = str(a["string"])

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from ..alarm_types import ActiveAlarm, AlarmEvent, EventKind, ObjectPath, Severity
@@ -129,7 +130,7 @@ class EventLog:
                     self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 finally:
                     self._db.close()
-                    self._db = None  # type: ignore[assignment]
+                    self._db = None  # type: ignore[assignment]  # closed: a use after close is a bug, and fails loudly
 
     # --- writing ----------------------------------------------------------------
     def commit(
@@ -231,7 +232,7 @@ class EventLog:
             rows = self._db.execute(sql, args).fetchall()
         return [_event(r) for r in rows]
 
-    def read(self, sql: str, args: Sequence[object] = ()) -> list[tuple]:  # type: ignore[type-arg]
+    def read(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
@@ -249,7 +250,7 @@ class EventLog:
 
     def integrity_ok(self) -> bool:
         with self._lock:
-            return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            return bool(self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
 
     def verify(self) -> None:
         """Raise EventLogError naming the file if its pages are damaged."""
@@ -407,7 +408,7 @@ def _filters(
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
 
 
-def _event(r: tuple) -> AlarmEvent:  # type: ignore[type-arg]
+def _event(r: tuple[Any, ...]) -> AlarmEvent:
     return AlarmEvent(
         seq=r[0], at=r[1], kind=EventKind(r[2]), alarm_id=r[3], rule=r[4],
         severity=Severity(r[5]), path=ObjectPath(r[6], r[7], r[8]), value=r[9],
@@ -415,7 +416,7 @@ def _event(r: tuple) -> AlarmEvent:  # type: ignore[type-arg]
     )  # fmt: skip
 
 
-def _active(r: tuple) -> ActiveAlarm:  # type: ignore[type-arg]
+def _active(r: tuple[Any, ...]) -> ActiveAlarm:
     return ActiveAlarm(
         alarm_id=r[0], rule=r[1], severity=Severity(r[2]), path=ObjectPath(r[3], r[4], r[5]),
         value=r[6], limit=r[7], unit=r[8], message=r[9], raised_at=r[10],

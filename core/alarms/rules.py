@@ -1,5 +1,6 @@
 """The rule table (one row per alarm kind, with its defaults) and the
-threshold state machine every rule shares.
+threshold state machine every rule shares. How the ``[alarms]`` section
+changes the defaults for a string is config.py's (``rules_for``).
 
 Voltage limits are written in volts per cell (VPC), the unit lead-acid
 datasheets use, and scaled by the block type (2 V = 1 cell, 12 V = 6 cells)
@@ -10,20 +11,21 @@ default is in docs/alarms.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass
+from typing import Literal
 
 from ..alarm_types import ObjectPath, Severity
 from ..model import StringAlarm
 
-if TYPE_CHECKING:
-    from .config import AlarmsSection
-
 Scope = Literal["cell", "string", "ups", "gateway"]
+BlockType = Literal["2V", "6V", "12V"]
 Kind = Literal["high", "low", "flag"]
 Scale = Literal["none", "block", "string"]
 
 SEVERITIES = {"warning": Severity.WARNING, "alarm": Severity.ALARM, "critical": Severity.CRITICAL}
+#: Lead-acid cells in series per block: limits are written in volts per cell
+#: (VPC, the unit battery datasheets use) and scaled by this for each block type.
+CELLS_PER_BLOCK: dict[BlockType, int] = {"2V": 1, "6V": 3, "12V": 6}
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,7 @@ _TABLE: list[tuple[str, Scope, Kind, str, float, float, float, float, Severity, 
     ("string_comm_lost", "string", "flag", "", 0.0, 0.0, 0, 0, A, "none"),
     ("ups_string_error", "ups", "flag", "strings", 0.0, 0.0, 0, 0, A, "none"),
     ("event_log_failing", "gateway", "flag", "", 0.0, 0.0, 0, 0, A, "none"),
+    ("history_paused", "gateway", "flag", "", 0.0, 0.0, 0, 0, W, "none"),
 ]
 _TEXT = {
     "cell_voltage_high": "voltage high",
@@ -122,6 +125,7 @@ _TEXT = {
     "string_comm_lost": "communication lost",
     "ups_string_error": "a string of this UPS is in error",
     "event_log_failing": "event log cannot be written",
+    "history_paused": "history not recording",
 }
 #: off by default: string SOH is derived from the weakest cell, which cell_soh_low covers
 _DISABLED = {"string_soh_low"}
@@ -145,73 +149,6 @@ for _name, _bit in ALARM_WORD_RULES.items():
 
 RULES: dict[str, Rule] = {r.name: r for r in _DEFAULTS}
 CELL_RULES = [r.name for r in _DEFAULTS if r.scope == "cell"]
-
-
-def resolve(settings: AlarmsSection, string: str | None) -> dict[str, Rule]:
-    """Every rule with the global and (if given) the string's overrides applied."""
-    per_string = settings.strings.get(string) if string else None
-    cpb = _cells_per_block(settings.block_for(string) if string else settings.block)
-    layers = [settings.rules, per_string.rules if per_string else {}]
-    out: dict[str, Rule] = {}
-    for d in RULES.values():
-        values = {
-            "enabled": d.enabled,
-            "limit": d.limit,
-            "hysteresis": d.hysteresis,
-            "on_delay_s": d.on_delay_s,
-            "off_delay_s": d.off_delay_s,
-            "severity": d.severity,
-        }
-        for layer in layers:
-            o = layer.get(d.name)
-            if o is None:
-                continue
-            for key, val in o.model_dump(exclude_none=True).items():
-                values[key] = SEVERITIES[val] if key == "severity" else val
-        factor = cpb if d.scale != "none" else 1
-        values["limit"] = round(values["limit"] * factor, 6)
-        values["hysteresis"] = round(values["hysteresis"] * factor, 6)
-        out[d.name] = replace(d, **values)
-    return out
-
-
-def _cells_per_block(block: str) -> int:
-    from .config import CELLS_PER_BLOCK
-
-    return CELLS_PER_BLOCK[block]
-
-
-def check_limits(settings: AlarmsSection) -> str | None:
-    """Catch limits that can never work (high below low, a band wider than the
-    gap) at config time rather than as alarms that never clear."""
-    for where in [None, *settings.strings]:
-        rules = resolve(settings, where)
-        prefix = f"strings.{where}: " if where else ""
-        for hi, lo in (
-            ("cell_voltage_high", "cell_voltage_low"),
-            ("string_voltage_high", "string_voltage_low"),
-        ):
-            if rules[hi].limit <= rules[lo].limit:
-                return (
-                    f"{prefix}{hi}.limit ({rules[hi].limit:g}) above "
-                    f"{lo}.limit ({rules[lo].limit:g})"
-                )
-        for name, what in (
-            ("cell_resistance_warning", "% above baseline"),
-            ("cell_resistance_alarm", "% above baseline"),
-            ("cell_resistance_median_warning", "% above the string median"),
-            ("cell_resistance_median_alarm", "% above the string median"),
-            ("cell_temperature_vs_median", "C above the median cell"),
-            ("cell_temperature_vs_ambient", "C above ambient"),
-            ("string_thermal_runaway", "C rise over the window"),
-        ):
-            r = rules[name]
-            if r.limit <= 0 or r.hysteresis >= r.limit:
-                return (
-                    f"{prefix}{name}.limit ({what}, {r.limit:g}) above 0 "
-                    f"and above its hysteresis ({r.hysteresis:g})"
-                )
-    return None
 
 
 def alarm_id(rule: str, path: ObjectPath) -> str:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..alarms.baseline import BaselineRow
-from ..alarms.rules import Rule, resolve
+from ..alarms.config import rules_for
+from ..alarms.rules import Rule
 from .resistance import Trend, percent_over, trends
 
 
@@ -104,7 +105,7 @@ def live(gateway: Any, string: str) -> StringHealth | None:
         return None
     r = snap.reading
     latest = {c.index: c.resistance_mohm for c in r.cells} if r else {}
-    rules = resolve(gateway.settings.alarms, string)
+    rules = rules_for(gateway.settings.alarms, string)
     return judge(
         string,
         latest,
@@ -138,7 +139,7 @@ def from_files(
             rows = baseline.load(log.db, string)
         finally:
             log.close()
-    rules = resolve(settings.alarms, string)
+    rules = rules_for(settings.alarms, string)
     a = settings.analytics
     recent = {
         cell: (t[t >= now - a.trend_days * 86400], v[t >= now - a.trend_days * 86400])

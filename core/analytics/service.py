@@ -27,6 +27,8 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..alarm_types import ObjectPath
+from ..alarms.config import rules_for
+from ..alarms.rules import CELLS_PER_BLOCK
 from ..model import Quality, StringReading, StringSnapshot
 from .capture import IDLE, Capture, DischargeSummary
 from .config import AnalyticsSection
@@ -229,8 +231,6 @@ class AnalyticsService:
         return st
 
     def _cells_per_block(self, name: str) -> int:
-        from ..alarms.config import CELLS_PER_BLOCK
-
         return CELLS_PER_BLOCK[self.alarm_settings.block_for(name)]
 
     # --- discharge events ----------------------------------------------------------------------
@@ -292,9 +292,7 @@ class AnalyticsService:
             self._strings[name].trends = found
 
     def alarm_pct(self, string: str | None = None) -> float:
-        from ..alarms.rules import resolve
-
-        return resolve(self.alarm_settings, string)["cell_resistance_alarm"].limit
+        return rules_for(self.alarm_settings, string)["cell_resistance_alarm"].limit
 
     def trends_of(self, name: str) -> dict[int, Trend]:
         st = self._strings.get(name)

@@ -1,18 +1,25 @@
-"""Writing a backup archive: the config file and everything under data_dir.
+"""Writing a backup archive: the config file, the files it names, and
+everything under data_dir.
 
 One ``.tar.gz`` whose first member is ``manifest.json`` (format, version,
-time, and each file's size and sha256), then ``config/<name>`` and
-``data/<path under data_dir>``. SQLite databases (found by their header,
+time, and each file's size and sha256), then ``config/<name>``,
+``refs/<n>/<name>`` (the files the config names that the gateway reads to
+run: register-override files, TLS certificates and keys, see
+references.py; the manifest records the path as the config gives it, where
+it was read from, the keys naming it and its mode) and ``data/<path under
+data_dir>``. SQLite databases (found by their header,
 whatever their name: the event log with the learned baselines, and any
 other store a plugin keeps there) are copied through SQLite's online backup
 API, which reads one consistent snapshot while the gateway goes on writing
 (WAL lets it); their ``-wal``/``-shm``/``-journal`` files are never copied,
 the snapshot already holds what they held. Other regular files are copied
 as they are. The lock file and earlier restores' set-aside folders are left
-out.
+out. A named file that cannot be archived (missing, or relative to the
+gateway's working directory) is listed in the manifest's ``not_archived``
+with why, and the backup goes on: it is what the site has.
 
-The archive holds the config and so its secrets (SNMP keys): it is created
-readable by its owner only.
+The archive holds the config and so its secrets (SNMP keys, TLS private
+keys): it is created readable by its owner only.
 """
 
 from __future__ import annotations
@@ -27,13 +34,18 @@ import sqlite3
 import tarfile
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from ..datadir import LOCK_NAME
 from ..version import __version__
+from .references import Reference
 
-FORMAT = 1
+#: 2: referenced files (``refs/``, kind "referenced"); format 1 archives are read too
+FORMAT = 2
+READABLE_FORMATS = (1, 2)
 MANIFEST = "manifest.json"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SIDE_FILE_SUFFIXES = ("-wal", "-shm", "-journal")
@@ -48,11 +60,28 @@ class BackupError(Exception):
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where a referenced file came from, as its manifest entry's ``ref``."""
+
+    path: str  # as the config names it: relative to the config's folder, or absolute
+    absolute: str  # the file it was read from
+    keys: tuple[str, ...]  # the config's keys naming it ("strings[1].register_overrides")
+    mode: int  # its permission bits (a private key's 0600, 0640 for a group)
+
+
+@dataclass(frozen=True)
 class Entry:
-    name: str  # the member's name in the archive: config/..., data/...
-    kind: str  # "config", "sqlite" or "file"
+    name: str  # the member's name in the archive: config/..., refs/..., data/...
+    kind: str  # "config", "referenced", "sqlite" or "file"
     size: int
     sha256: str
+    ref: Origin | None = None  # kind "referenced" only
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {k: getattr(self, k) for k in ("name", "kind", "size", "sha256")}
+        if self.ref is not None:
+            out["ref"] = {**asdict(self.ref), "keys": list(self.ref.keys)}
+        return out
 
 
 def is_sqlite(path: Path) -> bool:
@@ -99,17 +128,54 @@ def copy_sqlite(source: Path, target: Path) -> None:
         src.close()
 
 
-def collect(config: Path, data_dir: Path, staging: Path) -> list[tuple[Entry, Path]]:
+def referenced(references: Sequence[Reference]) -> tuple[list[Origin], list[dict[str, str]]]:
+    """The files to archive (one per path as written, with every key naming
+    it), and the ones that cannot be, each with why."""
+    keys: dict[tuple[str, Path], list[str]] = {}
+    skipped = []
+    for ref in references:
+        if ref.path is None:
+            why = (
+                "relative to the gateway's working directory, which a backup cannot know: "
+                "give it as an absolute path"
+            )
+        elif not ref.path.exists():
+            why = f"{ref.path} does not exist"
+        elif not ref.path.is_file():
+            why = f"{ref.path} is not a regular file"
+        else:
+            keys.setdefault((ref.given, ref.path), []).append(ref.key)
+            continue
+        skipped.append({"key": ref.key, "path": ref.given, "why": why})
+    origins = [
+        Origin(given, str(path), tuple(names), path.stat().st_mode & 0o7777)
+        for (given, path), names in keys.items()
+    ]
+    return origins, skipped
+
+
+def collect(
+    config: Path, data_dir: Path, staging: Path, origins: list[Origin]
+) -> list[tuple[Entry, Path]]:
     """Copy what the archive will hold into ``staging``; (entry, staged file) each."""
     staged: list[tuple[Entry, Path]] = []
 
-    def add(name: str, kind: str, path: Path) -> None:
-        staged.append((Entry(name, kind, path.stat().st_size, sha256_of(path)), path))
+    def add(name: str, kind: str, path: Path, ref: Origin | None = None) -> None:
+        staged.append((Entry(name, kind, path.stat().st_size, sha256_of(path), ref), path))
 
     config_copy = staging / "config" / config.name
     config_copy.parent.mkdir(parents=True)
     config_copy.write_bytes(config.read_bytes())
     add(f"config/{config.name}", "config", config_copy)
+    for n, origin in enumerate(origins, start=1):
+        source = Path(origin.absolute)
+        name = f"refs/{n}/{source.name}"
+        (staging / name).parent.mkdir(parents=True)
+        try:
+            (staging / name).write_bytes(source.read_bytes())
+        except OSError as exc:
+            raise BackupError(f"{source} ({', '.join(origin.keys)}): cannot copy ({exc})") from exc
+        add(name, "referenced", staging / name, origin)
     for rel in data_files(data_dir) if data_dir.is_dir() else []:
         source, target = data_dir / rel, staging / "data" / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -126,7 +192,9 @@ def collect(config: Path, data_dir: Path, staging: Path) -> list[tuple[Entry, Pa
     return staged
 
 
-def manifest(config: Path, data_dir: Path, entries: list[Entry]) -> dict[str, object]:
+def manifest(
+    config: Path, data_dir: Path, entries: list[Entry], not_archived: list[dict[str, str]]
+) -> dict[str, Any]:
     now = dt.datetime.now(dt.UTC)
     return {
         "format": FORMAT,
@@ -136,19 +204,24 @@ def manifest(config: Path, data_dir: Path, entries: list[Entry]) -> dict[str, ob
         "host": socket.gethostname(),
         "config": os.path.abspath(config),
         "data_dir": os.path.abspath(data_dir),
-        "files": [asdict(e) for e in entries],
+        "files": [e.to_json() for e in entries],
+        "not_archived": not_archived,
     }
 
 
-def write_archive(config: Path, data_dir: Path, output: Path) -> dict[str, object]:
+def write_archive(
+    config: Path, data_dir: Path, output: Path, references: Sequence[Reference] = ()
+) -> dict[str, Any]:
     """Write the archive to ``output`` (atomically: a partial file never has
-    the final name); return its manifest."""
+    the final name); return its manifest. ``references``: the files the
+    config names (references.named_files)."""
     if not config.is_file():
         raise BackupError(f"{config}: no such config file")
     output.parent.mkdir(parents=True, exist_ok=True)
+    origins, not_archived = referenced(references)
     with tempfile.TemporaryDirectory(prefix="btms-backup-") as tmp:
-        staged = collect(config, data_dir, Path(tmp))
-        meta = manifest(config, data_dir, [e for e, _ in staged])
+        staged = collect(config, data_dir, Path(tmp), origins)
+        meta = manifest(config, data_dir, [e for e, _ in staged], not_archived)
         partial = output.with_name(output.name + ".partial")
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:

@@ -3,7 +3,8 @@
 Both find the data directory from the config file's ``gateway.data_dir``
 (only the ``[gateway]`` table is read, so a config that does not validate
 on this machine can still be backed up or restored over), or from
-``--data-dir`` as ``run`` takes it. See docs/deployment.md.
+``--data-dir`` as ``run`` takes it. The files the config names are found
+by references.py, from the raw file too. See docs/deployment.md.
 """
 
 from __future__ import annotations
@@ -12,30 +13,35 @@ import sys
 import time
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import click
 from pydantic import ValidationError
 
-from ..cli_options import folder_option
+from ..cli_options import EXIT_CONFIG, folder_option
 from ..config import GatewaySection
 from ..config_load import ConfigError, Problem, problems_from
 from .archive import BackupError, write_archive
+from .references import installed_sections, named_files
 from .restore import restore
 from .verify import read_manifest
 
-EXIT_CONFIG = 2
 
-
-def data_dir_of(config: Path) -> Path:
-    """``gateway.data_dir`` of a config file (ConfigError if it cannot be read)."""
+def parsed(config: Path) -> dict[str, Any]:
+    """The config file's TOML (ConfigError if it cannot be read)."""
     try:
-        data = tomllib.loads(config.read_text(encoding="utf-8"))
+        return tomllib.loads(config.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(
             str(config), [Problem("(file)", f"a readable file, found {exc.strerror}")]
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(config), [Problem("(syntax)", f"valid TOML, found {exc}")]) from None
+
+
+def data_dir_of(config: Path, data: dict[str, Any] | None = None) -> Path:
+    """``gateway.data_dir`` of a config file (ConfigError if it cannot be read)."""
+    data = parsed(config) if data is None else data
     try:
         section = GatewaySection.model_validate(data.get("gateway", {}))
     except ValidationError as exc:
@@ -67,22 +73,40 @@ data_dir_option = folder_option(
     "btms-gateway-backup-TIME.tar.gz here].",
 )
 def backup(config: Path, data_dir: Path | None, output: Path | None) -> None:
-    """Write the config and everything under data_dir (event log, baselines,
-    history, plugin stores) into one archive; safe while the gateway runs."""
+    """Write the config, the files it names (register-override files, TLS
+    certificates and keys) and everything under data_dir (event log,
+    baselines, history, plugin stores) into one archive; safe while the
+    gateway runs."""
     try:
-        source = data_dir or data_dir_of(config)
+        data = parsed(config)
+    except ConfigError as exc:
+        if data_dir is None:
+            click.echo(str(exc), err=True)
+            sys.exit(EXIT_CONFIG)
+        data = {}  # archived as it is, naming nothing that can be read
+    try:
+        source = data_dir or data_dir_of(config, data)
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_CONFIG)
     name = f"btms-gateway-backup-{time.strftime('%Y%m%d-%H%M%S')}.tar.gz"
     target = Path(name) if output is None else output / name if output.is_dir() else output
     try:
-        meta = write_archive(config, source, target)
+        meta = write_archive(
+            config, source, target, named_files(config, data, installed_sections())
+        )
     except BackupError as exc:
         raise click.ClickException(str(exc)) from None
-    for entry in meta["files"]:  # type: ignore[attr-defined]
-        click.echo(f"  {entry['name']:<40} {entry['kind']:<7} {entry['size']:>12,} bytes")
+    for entry in meta["files"]:
+        origin = f"  {entry['ref']['absolute']}" if "ref" in entry else ""
+        click.echo(f"  {entry['name']:<40} {entry['kind']:<10} {entry['size']:>12,} bytes{origin}")
     click.echo(f"wrote {target} ({target.stat().st_size:,} bytes, {source} and {config})")
+    for skipped in meta["not_archived"]:
+        click.echo(
+            f"warning: {config}: {skipped['key']} = {skipped['path']!r} not archived: "
+            f"{skipped['why']}",
+            err=True,
+        )
 
 
 @click.command("restore")
@@ -91,14 +115,28 @@ def backup(config: Path, data_dir: Path | None, output: Path | None) -> None:
 @data_dir_option
 @click.option("--keep-config", is_flag=True, help="Leave CONFIG as it is; restore only data.")
 @click.option("--force", is_flag=True, help="Restore even while a gateway holds the data_dir.")
+@click.option(
+    "--force-paths",
+    is_flag=True,
+    help="Also put back the files the config names outside CONFIG's folder "
+    "(e.g. /etc/ssl/...), where it names them.",
+)
 def restore_command(
-    archive: Path, config: Path, data_dir: Path | None, keep_config: bool, force: bool
+    archive: Path,
+    config: Path,
+    data_dir: Path | None,
+    keep_config: bool,
+    force: bool,
+    force_paths: bool,
 ) -> None:
     """Check ARCHIVE (manifest, sha256 of every file, integrity of every
-    database), then put it back: the archived config to CONFIG and the data
-    where it was backed up from (with --keep-config: into CONFIG's data_dir;
-    or into --data-dir). Refuses while a gateway runs on that data_dir. The
-    files replaced are kept in data_dir/restore-backup-TIME/."""
+    database), then put it back: the archived config to CONFIG with the
+    files it names in CONFIG's folder (override files, TLS certificates and
+    keys; those elsewhere with --force-paths), and the data where it was
+    backed up from (with --keep-config: into CONFIG's data_dir, CONFIG and
+    its files left as they are; or into --data-dir). Refuses while a gateway
+    runs on that data_dir. The files replaced are kept in
+    data_dir/restore-backup-TIME/."""
     try:
         if data_dir is not None:
             target = data_dir
@@ -107,7 +145,11 @@ def restore_command(
         else:  # where the data was when it was backed up, as the archived config says
             target = Path(str(read_manifest(archive)["data_dir"]))
         done = restore(
-            archive, data_dir=target, config=None if keep_config else config, force=force
+            archive,
+            data_dir=target,
+            config=None if keep_config else config,
+            force=force,
+            force_paths=force_paths,
         )
         configured = data_dir_of(config) if config.exists() else None
     except ConfigError as exc:
@@ -121,6 +163,14 @@ def restore_command(
             click.echo(f"  restored {path}")
     if done.config:
         click.echo(f"  {done.config}")
+    for line in done.referenced:
+        click.echo(f"  {line}")
+    for skipped in done.verified.manifest.get("not_archived") or []:
+        click.echo(
+            f"note: {skipped.get('key')} = {skipped.get('path')!r} was not in the backup: "
+            f"{skipped.get('why')}",
+            err=True,
+        )
     if done.aside is not None:
         click.echo(f"replaced files kept in {done.aside}")
     if configured is not None and configured.absolute() != target.absolute():

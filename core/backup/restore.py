@@ -10,6 +10,14 @@ files in. The data directory ends up holding exactly the archive's files:
 a stale ``-wal`` next to a restored database would otherwise be replayed
 into it. Run as root (a service's files belong to its own user), restored
 files are given the data directory's owner.
+
+The files the config names (override files, TLS certificates and keys) go
+where the restored config will look for them: a relative path from the
+config's new folder, an absolute one where it says. Those inside the
+config's folder are put back with the config; one outside it (``/etc/ssl``,
+``../shared``) is written only when asked (``force_paths``), otherwise
+reported with whether it is there, the same or different. A file replaced
+is kept in the set-aside folder, like the config.
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..datadir import LOCK_NAME, DataDirBusy, DataDirLock
-from .archive import ASIDE_PREFIX, STAGING_PREFIX, BackupError
+from .archive import ASIDE_PREFIX, STAGING_PREFIX, BackupError, Entry, Origin, sha256_of
+from .references import normalized
 from .verify import Verified, verify
 
 
@@ -31,6 +40,8 @@ class Restored:
     data_dir: Path
     files: list[Path] = field(default_factory=list)
     config: str = ""
+    #: what became of each file the config names, one line each
+    referenced: list[str] = field(default_factory=list)
     aside: Path | None = None
 
 
@@ -77,24 +88,85 @@ def _place_data(verified: Verified, data_dir: Path, aside: Path) -> tuple[list[P
     return made + placed, moved
 
 
+def _write(target: Path, data: bytes, mode: int, like: os.stat_result | None = None) -> None:
+    """Replace ``target`` with ``data`` at once (a partial file never has its
+    name), with ``mode``, and the owner and group of ``like`` (the file it
+    replaces) when run as root."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".restoring")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    os.chmod(partial, mode)
+    if like is not None and os.geteuid() == 0:
+        os.chown(partial, like.st_uid, like.st_gid)
+    os.replace(partial, target)
+
+
 def _place_config(verified: Verified, config: Path, aside: Path) -> str:
     archived = verified.path(verified.config).read_bytes()
     if config.exists() and config.read_bytes() == archived:
         return f"{config} unchanged (the same as the archived one)"
-    mode = config.stat().st_mode & 0o777 if config.exists() else 0o600
+    like = config.stat() if config.exists() else None
+    mode = like.st_mode & 0o777 if like is not None else 0o600
     kept = ""
     if config.exists():
         (aside / "config").mkdir(parents=True, exist_ok=True)
         shutil.copy2(config, aside / "config" / config.name)
         kept = f" (the previous one is in {aside / 'config'})"
-    config.parent.mkdir(parents=True, exist_ok=True)
-    partial = config.with_name(config.name + ".restoring")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as out:
-        out.write(archived)
-    os.chmod(partial, mode)
-    os.replace(partial, config)
+    _write(config, archived, mode, like)
     return f"restored {config}{kept}"
+
+
+def target_of(ref: Origin, config: Path) -> Path:
+    """Where the restored ``config`` looks for a file it names."""
+    path = Path(ref.path)
+    return normalized(path if path.is_absolute() else config.absolute().parent / path)
+
+
+def is_inside(target: Path, folder: Path) -> bool:
+    """Whether ``target`` lies in ``folder`` or below, links followed (a
+    link in the folder to elsewhere is elsewhere)."""
+    real_folder = Path(os.path.realpath(folder))
+    real = Path(os.path.realpath(target.parent))
+    return real == real_folder or real_folder in real.parents
+
+
+def _place_referenced(
+    verified: Verified, entry: Entry, config: Path, aside: Path, force_paths: bool
+) -> str:
+    assert entry.ref is not None
+    target = target_of(entry.ref, config)
+    named = f"{', '.join(entry.ref.keys)} = {entry.ref.path!r}"
+    if target == config.absolute():
+        return f"not restored: {named} is the config file itself"
+    if target.is_dir():
+        return f"not restored: {named} is a folder here, {target}"
+    if target.is_file() and sha256_of(target) == entry.sha256:
+        return f"{target} unchanged (the same as the archived one)"
+    if not force_paths and not is_inside(target, config.parent):
+        where = "" if Path(entry.ref.path).is_absolute() else f" ({target})"
+        state = "differs from the archived one, kept" if target.exists() else "is missing"
+        return (
+            f"not restored, outside {config.parent}: {named}{where} {state}; "
+            "--force-paths puts the archived one there"
+        )
+    kept = ""
+    mode, like = entry.ref.mode, None
+    if target.exists():
+        like = target.stat()  # a key given to a group stays so
+        mode = like.st_mode & 0o7777
+        keep = aside / entry.name
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(target, keep)
+        kept = f" (the previous one is in {keep.parent})"
+    try:
+        _write(target, verified.path(entry).read_bytes(), mode, like)
+    except OSError as exc:
+        raise BackupError(
+            f"cannot restore {target} ({named}): {exc}; the data and the config were restored"
+        ) from None
+    return f"restored {target}{kept}"
 
 
 def restore(
@@ -103,8 +175,11 @@ def restore(
     data_dir: Path,
     config: Path | None,
     force: bool = False,
+    force_paths: bool = False,
 ) -> Restored:
-    """Restore ``archive`` into ``data_dir`` (and its config to ``config`` unless None)."""
+    """Restore ``archive`` into ``data_dir``, and its config to ``config`` with
+    the files it names (unless None: those are left as they are);
+    ``force_paths``: also those outside the config's folder."""
     lock: DataDirLock | None = None
     try:
         lock = DataDirLock.acquire(data_dir, purpose="restore")
@@ -121,9 +196,19 @@ def restore(
         verified = verify(archive, staging)
         placed, moved = _place_data(verified, data_dir, aside)
         result = Restored(verified, data_dir, placed, aside=aside if moved else None)
+        if config is None:
+            result.referenced = [
+                f"not restored (--keep-config): {', '.join(e.ref.keys)} = {e.ref.path!r}"
+                for e in verified.referenced
+                if e.ref is not None
+            ]
         if config is not None:
             aside.mkdir(exist_ok=True)
             result.config = _place_config(verified, config, aside)
+            result.referenced = [
+                _place_referenced(verified, entry, config, aside, force_paths)
+                for entry in verified.referenced
+            ]
             result.aside = aside
             if not any(aside.iterdir()):
                 aside.rmdir()

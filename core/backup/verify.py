@@ -4,7 +4,10 @@ Every member is unpacked into a staging folder and checked against the
 manifest (the same names, each size and sha256), and every database passes
 ``PRAGMA integrity_check``, before restore touches a single file in place.
 Only regular files with the names the manifest lists are accepted: no
-links, no absolute paths or ``..``, nothing extra.
+links, no absolute paths or ``..``, nothing extra. A referenced file (an
+override file, a TLS key) must be named, at the path the manifest records,
+by the keys it lists in the archived config itself: an archive cannot
+bring a file its config does not use.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import os
 import re
 import sqlite3
 import tarfile
+import tomllib
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,9 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .archive import CHUNK, FORMAT, MANIFEST, BackupError, Entry
+from .archive import CHUNK, MANIFEST, READABLE_FORMATS, BackupError, Entry, Origin
+from .references import value_at
 
-KINDS = {"config", "sqlite", "file"}
+KINDS = {"config", "referenced", "sqlite", "file"}
+AREAS = ("config", "refs", "data")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -45,7 +51,11 @@ class Verified:
 
     @property
     def data(self) -> list[Entry]:
-        return [e for e in self.entries if e.kind != "config"]
+        return [e for e in self.entries if e.kind in ("sqlite", "file")]
+
+    @property
+    def referenced(self) -> list[Entry]:
+        return [e for e in self.entries if e.kind == "referenced"]
 
     def describe(self) -> str:
         m = self.manifest
@@ -56,15 +66,36 @@ class Verified:
 
 
 def safe_name(name: object) -> str | None:
-    """The member name if it is a plain relative path under config/ or data/."""
+    """The member name if it is a plain relative path under config/, refs/ or data/."""
     if not isinstance(name, str):
         return None
     path = PurePosixPath(name)
     if path.is_absolute() or ".." in path.parts or path.as_posix() != name:
         return None
-    if len(path.parts) < 2 or path.parts[0] not in ("config", "data"):
+    if len(path.parts) < 2 or path.parts[0] not in AREAS:
         return None
     return name
+
+
+def origin(raw: object) -> Origin | None:
+    """A referenced file's ``ref``, None unless whole and well-formed."""
+    if not isinstance(raw, dict):
+        return None
+    path, absolute, keys, mode = (raw.get(k) for k in ("path", "absolute", "keys", "mode"))
+    if not (
+        isinstance(path, str)
+        and path
+        and "\0" not in path
+        and isinstance(absolute, str)
+        and os.path.isabs(absolute)
+        and isinstance(keys, list)
+        and keys
+        and all(isinstance(k, str) and k for k in keys)
+        and isinstance(mode, int)
+        and 0 <= mode <= 0o7777
+    ):
+        return None
+    return Origin(path, absolute, tuple(keys), mode)
 
 
 def parse_manifest(raw: bytes) -> tuple[dict[str, Any], list[Entry]]:
@@ -74,19 +105,25 @@ def parse_manifest(raw: bytes) -> tuple[dict[str, Any], list[Entry]]:
         raise BackupError(f"{MANIFEST} is not JSON ({exc})") from None
     if not isinstance(meta, dict) or meta.get("product") != "btms-gateway":
         raise BackupError(f"{MANIFEST} is not a btms-gateway backup manifest")
-    if meta.get("format") != FORMAT:
-        raise BackupError(f"{MANIFEST}: format {meta.get('format')!r}, this version reads {FORMAT}")
+    if meta.get("format") not in READABLE_FORMATS:
+        raise BackupError(
+            f"{MANIFEST}: format {meta.get('format')!r}, this version reads "
+            f"{' and '.join(map(str, READABLE_FORMATS))}"
+        )
     if not isinstance(meta.get("data_dir"), str) or not meta["data_dir"]:
         raise BackupError(f"{MANIFEST}: no data_dir (where the data was backed up from)")
     entries = []
     for i, item in enumerate(meta.get("files") or []):
         try:
-            entry = Entry(item["name"], item["kind"], item["size"], item["sha256"])
-        except (KeyError, TypeError):
+            ref = origin(item.get("ref"))
+            entry = Entry(item["name"], item["kind"], item["size"], item["sha256"], ref)
+        except (KeyError, TypeError, AttributeError):
             raise BackupError(f"{MANIFEST}: files[{i}] lacks name, kind, size or sha256") from None
         if (
             safe_name(entry.name) is None
             or entry.kind not in KINDS
+            or (entry.kind == "referenced") != (ref is not None)
+            or entry.name.startswith("refs/") != (entry.kind == "referenced")
             or not isinstance(entry.size, int)
             or entry.size < 0
             or not isinstance(entry.sha256, str)
@@ -198,4 +235,28 @@ def verify(archive: Path, staging: Path) -> Verified:
                     f"{archive}: {entry.name}: the database fails its integrity check "
                     f"({problem}); nothing was restored"
                 )
-    return Verified(meta, staging, entries)
+    verified = Verified(meta, staging, entries)
+    problem = unused_reference(verified)
+    if problem is not None:
+        raise BackupError(f"{archive}: {problem}; nothing was restored")
+    return verified
+
+
+def unused_reference(verified: Verified) -> str | None:
+    """Why a referenced file is not one the archived config names as the
+    manifest says (None when each is)."""
+    if not verified.referenced:
+        return None
+    try:
+        config = tomllib.loads(verified.path(verified.config).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return f"{verified.config.name}: not a readable TOML file ({exc})"
+    for entry in verified.referenced:
+        assert entry.ref is not None
+        for key in entry.ref.keys:
+            if value_at(config, key) != entry.ref.path:
+                return (
+                    f"{entry.name}: the manifest says {key} = {entry.ref.path!r}, the archived "
+                    "config does not: the archive was altered"
+                )
+    return None

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import click
 
-from ..cli_options import folder_option
+from ..cli_options import EXIT_CONFIG, folder_option
 from ..config_load import ConfigError, LoadedConfig
+from ..plugin_manager import create_manager
+from ..registry import load_config, validate_config
 from .install import (
     DEFAULT_CONFIG,
     DEFAULT_UNIT_DIR,
@@ -21,8 +23,6 @@ from .install import (
     uninstall,
 )
 from .unit import render
-
-EXIT_CONFIG = 2
 
 config_option = click.option(
     "-c",
@@ -48,16 +48,10 @@ exec_option = click.option(
 
 
 def load(path: Path) -> LoadedConfig:
-    from ..plugin_manager import create_manager
-    from ..registry import load_config
-
     return load_config(path, create_manager())
 
 
 def load_sample() -> LoadedConfig:
-    from ..plugin_manager import create_manager
-    from ..registry import validate_config
-
     return validate_config(tomllib.loads(sample_config()), "<sample>", create_manager())
 
 

@@ -53,7 +53,10 @@ def cysystemd_sender() -> Send:
     from cysystemd.daemon import Notification, notify
 
     def send(field: str, value: str | None = None) -> None:
-        notify(Notification[field], value, return_exceptions=False)
+        if value is None:  # its default; cysystemd's annotation leaves None out
+            notify(Notification[field], return_exceptions=False)
+        else:
+            notify(Notification[field], value, return_exceptions=False)
 
     return send
 

@@ -9,15 +9,15 @@ read history only through ``gateway.history.queries``.
 from __future__ import annotations
 
 from .config import HistorySection
-from .quantities import BY_KEY, QUANTITIES, Quantity
+from .quantities import QUANTITIES, RECORDED, Recorded
 from .query import Column, Discharge, HistoryQueries, QueryError, Series
 from .service import HistoryService, HistoryStatus, history_for
 from .store import FILE_NAME, TIERS, StoreDamaged
 
 __all__ = [
-    "BY_KEY",
     "FILE_NAME",
     "QUANTITIES",
+    "RECORDED",
     "TIERS",
     "Column",
     "Discharge",
@@ -25,8 +25,8 @@ __all__ = [
     "HistorySection",
     "HistoryService",
     "HistoryStatus",
-    "Quantity",
     "QueryError",
+    "Recorded",
     "Series",
     "StoreDamaged",
     "history_for",

@@ -8,7 +8,6 @@ CSV is written with the standard library; Parquet needs pyarrow (the
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -110,7 +109,8 @@ def _csv(out: Path | IO[str], columns: Sequence[str], chunks: Iterator[dict[str,
 
 def _plain(a: np.ndarray) -> list[Any]:
     """repr-exact floats (the shortest text that reads back equal)."""
-    return a.tolist()
+    values: list[Any] = a.tolist()
+    return values
 
 
 def _parquet(out: Path, columns: Sequence[str], chunks: Iterator[dict[str, Any]]) -> int:
@@ -147,10 +147,3 @@ def _parquet(out: Path, columns: Sequence[str], chunks: Iterator[dict[str, Any]]
 
 def _arrow(a: np.ndarray) -> Any:
     return a.tolist() if a.dtype == object else a
-
-
-def to_text(queries: HistoryQueries, **kw: Any) -> str:
-    """The CSV as a string (tests)."""
-    buf = io.StringIO()
-    export(queries, buf, "csv", **kw)
-    return buf.getvalue()

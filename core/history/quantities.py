@@ -1,5 +1,6 @@
-"""The quantities history records, each once: its API name, where it is read
-from, and the integer scale it is stored at.
+"""The quantities history records, each once: its code on disk, and the plant
+quantity (core/quantities.py) it records, from which its API name, its unit
+and the integer scale it is stored at follow.
 
 Values are stored as integers at the BM-SM's own resolution (1 mV, 1 uOhm,
 0.1 C, 1 %, ...): a reading decoded from registers is an exact multiple of it,
@@ -14,22 +15,53 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Literal
 
-Level = Literal["string", "cell"]
+from .. import quantities as plant
+from ..quantities import Level
+
 Kind = Literal["measure", "bits", "enum"]
 
 
 @dataclass(frozen=True, slots=True)
-class Quantity:
+class Recorded:
     """One recorded quantity. ``code`` is its number on disk: never reuse one."""
 
     code: int
-    key: str
-    level: Level
-    attr: str  #: the attribute of StringReading / CellReading
-    scale: int  #: stored integer = round(value * scale)
-    unit: str
-    kind: Kind
-    description: str
+    quantity: plant.Quantity
+
+    @property
+    def level(self) -> Level:
+        return self.quantity.level
+
+    @property
+    def attr(self) -> str:
+        """The attribute of StringReading / CellReading it is read from."""
+        return self.quantity.json_key
+
+    @property
+    def key(self) -> str:
+        """Its API name: the reading's JSON key, ``cell_`` + the cell's for cells."""
+        q = self.quantity
+        return f"cell_{q.json_key}" if q.level is Level.CELL else q.json_key
+
+    @property
+    def scale(self) -> int:
+        """Stored integer = round(value * scale)."""
+        return self.quantity.scale
+
+    @property
+    def unit(self) -> str:
+        return self.quantity.unit
+
+    @property
+    def kind(self) -> Kind:
+        k = self.quantity.kind
+        if k == "bits" or k == "enum":
+            return k
+        return "measure"
+
+    @property
+    def description(self) -> str:
+        return self.quantity.description
 
     @property
     def digits(self) -> int:
@@ -37,58 +69,36 @@ class Quantity:
         return len(str(self.scale)) - 1
 
 
-QUANTITIES: tuple[Quantity, ...] = (
-    Quantity(1, "voltage_v", "string", "voltage_v", 100, "V", "measure", "string voltage"),
-    Quantity(2, "current_a", "string", "current_a", 100, "A", "measure", "+ charge, - discharge"),
-    Quantity(3, "soc_pct", "string", "soc_pct", 1, "%", "measure", "string state of charge"),
-    Quantity(4, "balance_pct", "string", "balance_pct", 100, "%", "measure", "string balance"),
-    Quantity(5, "state", "string", "state", 1, "", "enum", "BM-SM string state (HR 7)"),
-    Quantity(
-        6,
-        "ambient_temperature_c",
-        "string",
-        "ambient_temperature_c",
-        10,
-        "C",
-        "measure",
-        "ambient temperature",
-    ),
-    Quantity(
-        7,
-        "ambient_humidity_pct",
-        "string",
-        "ambient_humidity_pct",
-        10,
-        "%RH",
-        "measure",
-        "ambient humidity",
-    ),
-    Quantity(8, "alarms", "string", "alarms", 1, "", "bits", "BM-SM alarm word (HR 13)"),
-    Quantity(21, "cell_voltage_v", "cell", "voltage_v", 1000, "V", "measure", "cell voltage"),
-    Quantity(
-        22,
-        "cell_resistance_mohm",
-        "cell",
-        "resistance_mohm",
-        1000,
-        "mOhm",
-        "measure",
-        "cell internal resistance",
-    ),
-    Quantity(
-        23, "cell_temperature_c", "cell", "temperature_c", 10, "C", "measure", "cell temperature"
-    ),
-    Quantity(24, "cell_soc_pct", "cell", "soc_pct", 1, "%", "measure", "cell state of charge"),
-    Quantity(25, "cell_soh_pct", "cell", "soh_pct", 1, "%", "measure", "cell state of health"),
-    Quantity(26, "cell_status", "cell", "status", 1, "", "bits", "1 sensor lost, 2 balancing"),
+def _r(code: int, level: Level, key: str) -> Recorded:
+    return Recorded(code, plant.quantity(level, key))
+
+
+S, C = Level.STRING, Level.CELL
+#: codes are the file format: a new quantity gets a new code, never a reused one
+QUANTITIES: tuple[Recorded, ...] = (
+    _r(1, S, "voltage"),
+    _r(2, S, "current"),
+    _r(3, S, "soc"),
+    _r(4, S, "balance"),
+    _r(5, S, "state"),
+    _r(6, S, "ambient_temperature"),
+    _r(7, S, "ambient_humidity"),
+    _r(8, S, "alarm_word"),
+    _r(21, C, "voltage"),
+    _r(22, C, "resistance"),
+    _r(23, C, "temperature"),
+    _r(24, C, "soc"),
+    _r(25, C, "soh"),
+    _r(26, C, "flags"),
 )
 
-BY_KEY: dict[str, Quantity] = {q.key: q for q in QUANTITIES}
-BY_CODE: dict[int, Quantity] = {q.code: q for q in QUANTITIES}
-STRING_QUANTITIES: tuple[Quantity, ...] = tuple(q for q in QUANTITIES if q.level == "string")
-CELL_QUANTITIES: tuple[Quantity, ...] = tuple(q for q in QUANTITIES if q.level == "cell")
-RESISTANCE = BY_KEY["cell_resistance_mohm"]
-CURRENT = BY_KEY["current_a"]
+#: the recorded quantities by API name (what ``series`` and the REST API take)
+RECORDED: dict[str, Recorded] = {q.key: q for q in QUANTITIES}
+BY_CODE: dict[int, Recorded] = {q.code: q for q in QUANTITIES}
+STRING_QUANTITIES: tuple[Recorded, ...] = tuple(q for q in QUANTITIES if q.level is S)
+CELL_QUANTITIES: tuple[Recorded, ...] = tuple(q for q in QUANTITIES if q.level is C)
+RESISTANCE = RECORDED["cell_resistance_mohm"]
+CURRENT = RECORDED["current_a"]
 
 
 def column_count(cells: int) -> int:
@@ -98,9 +108,9 @@ def column_count(cells: int) -> int:
 
 
 @cache
-def columns_of(q: Quantity, cells: int) -> slice:
+def columns_of(q: Recorded, cells: int) -> slice:
     """Where quantity ``q`` sits in a row of a ``cells``-cell string."""
-    if q.level == "string":
+    if q.level is S:
         i = STRING_QUANTITIES.index(q)
         return slice(i, i + 1)
     start = len(STRING_QUANTITIES) + CELL_QUANTITIES.index(q) * cells

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import codec
 from .config import HistorySection
-from .quantities import BY_CODE, BY_KEY, RESISTANCE, Quantity, columns_of
+from .quantities import BY_CODE, RECORDED, RESISTANCE, Recorded, columns_of
 from .rollup import rollup_stats
 from .store import HOUR, MINUTE, RAW, TIER_BY_NAME, TIERS, TIME, Tier, connect
 
@@ -39,7 +39,7 @@ class QueryError(ValueError):
 
 @dataclass(frozen=True)
 class Column:
-    quantity: Quantity
+    quantity: Recorded
     cell: int | None  #: None for a string quantity
 
 
@@ -152,10 +152,10 @@ class HistoryQueries:
             _si(stats, scales, raw=step_ms == 0),
         )
 
-    def _quantity(self, key: str) -> Quantity:
-        q = BY_KEY.get(key)
+    def _quantity(self, key: str) -> Recorded:
+        q = RECORDED.get(key)
         if q is None:
-            raise QueryError(f"quantities: one of {', '.join(BY_KEY)}, found {key!r}")
+            raise QueryError(f"quantities: one of {', '.join(RECORDED)}, found {key!r}")
         return q
 
     @staticmethod
@@ -197,7 +197,7 @@ class HistoryQueries:
         db: sqlite3.Connection,
         tier: Tier,
         sid: int,
-        qs: list[Quantity],
+        qs: list[Recorded],
         cells: Sequence[int] | None,
         a: int,
         b: int,
@@ -471,7 +471,7 @@ def _fit(plist: list[tuple[np.ndarray, np.ndarray]], rows: int, width: int) -> n
 
 def _raw_values(
     parts: dict[int, list[tuple[np.ndarray, np.ndarray]]],
-    qs: list[Quantity],
+    qs: list[Recorded],
     widths: list[int],
     rows: int,
 ) -> np.ndarray:
@@ -516,6 +516,7 @@ __all__ = [
     "Discharge",
     "HistoryQueries",
     "QueryError",
+    "Recorded",
     "Series",
     "parse_cells",
 ]

@@ -27,7 +27,7 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -242,7 +242,9 @@ class HistoryStore:
             )
         ]
 
-    def _segments(self, tier: Tier, sid: int, start: int) -> tuple[list[int], list[tuple]]:
+    def _segments(
+        self, tier: Tier, sid: int, start: int
+    ) -> tuple[list[int], list[tuple[Any, ...]]]:
         assert self.db is not None
         rowids, parts = [], []
         for rowid, data in self.db.execute(
@@ -260,7 +262,7 @@ class HistoryStore:
 
     def _gathered(
         self, tier: Tier, sid: int, start: int
-    ) -> tuple[list[int], list[tuple], int, np.ndarray] | None:
+    ) -> tuple[list[int], list[tuple[Any, ...]], int, np.ndarray] | None:
         """The segments of one period: (row ids, parts, widest cell count,
         times), or None (and the unreadable ones deleted) when none is left."""
         rowids, parts = self._segments(tier, sid, start)

@@ -12,13 +12,14 @@ hooks the object-level COV criteria use, so the image's fast path
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from bacpypes3.apdu import SimpleAckPDU
 from bacpypes3.errors import ExecutionError
 from bacpypes3.local.cov import DetectionAlgorithm
 
-from .bacobjects import property_values, send_notification
+from .cov_notify import property_values, send_notification
 
 WATCHABLE = ("presentValue", "statusFlags", "reliability", "eventState", "outOfService")
 #: what can change a watched property (status-flags is computed from these)
@@ -94,10 +95,16 @@ class PropertyCOVServices:
 
     _property_detections: dict[tuple[Any, str], PropertyDetection]
 
+    if TYPE_CHECKING:  # bacpypes3's Application's and CovLimits', which this mixes with
+        get_object_id: Callable[[Any], Any]
+        response: Callable[[Any], Awaitable[None]]
+        check_room: Callable[[Any], None]
+        granted_lifetime: Callable[[int | None], int]
+
     async def do_SubscribeCOVPropertyRequest(self, apdu: Any) -> None:
         if not hasattr(self, "_property_detections"):
             self._property_detections = {}
-        obj = self.get_object_id(apdu.monitoredObjectIdentifier)  # type: ignore[attr-defined]
+        obj = self.get_object_id(apdu.monitoredObjectIdentifier)
         if obj is None:
             raise ExecutionError(errorClass="object", errorCode="unknownObject")
         ref = apdu.monitoredPropertyIdentifier
@@ -120,14 +127,14 @@ class PropertyCOVServices:
         if cancel:
             if existing is not None:
                 existing.cancel()
-            await self.response(SimpleAckPDU(context=apdu))  # type: ignore[attr-defined]
+            await self.response(SimpleAckPDU(context=apdu))
             return
         if existing is None:
-            self.check_room(apdu.pduSource)  # type: ignore[attr-defined]
+            self.check_room(apdu.pduSource)
         if detection is None:
             detection = self._property_detections[key] = PropertyDetection(obj, prop)
         increment = None if apdu.covIncrement is None else float(apdu.covIncrement)
-        lifetime = self.granted_lifetime(apdu.lifetime)  # type: ignore[attr-defined]
+        lifetime = self.granted_lifetime(apdu.lifetime)
         if existing is not None:
             existing.renew(lifetime)
             existing.increment = increment
@@ -138,7 +145,7 @@ class PropertyCOVServices:
                 bool(apdu.issueConfirmedNotifications), lifetime, increment,
             )  # fmt: skip
             detection.subscriptions.append(sub)
-        await self.response(SimpleAckPDU(context=apdu))  # type: ignore[attr-defined]
+        await self.response(SimpleAckPDU(context=apdu))
         asyncio.get_running_loop().call_soon(detection.send, sub, True)
 
     def drop_property_subscription(self, sub: PropertySubscription) -> None:

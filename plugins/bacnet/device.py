@@ -36,12 +36,12 @@ from bacpypes3.local.device import DeviceObject
 from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.pdu import Address
 from bacpypes3.primitivedata import ObjectIdentifier
-from btms_gateway.core.version import __version__
+from btms_gateway.core.api import __version__
 
-from .bacobjects import OBJECT_TYPES, property_list, text
 from .cov_property import PropertyCOVServices
 from .guard import CovLimits, GuardedASAP, install_allowlist
 from .image import Image
+from .object_views import OBJECT_TYPES, property_list, text
 from .objects import Point
 from .rpm import SlicedReadPropertyMultiple
 from .settings import BacnetSettings
@@ -55,7 +55,7 @@ SERVED_TYPES = ("device", "analogInput", "binaryInput", "multiStateInput", "stru
                 "networkPort")  # fmt: skip
 
 
-class ObjectList(ArrayOfObjectIdentifier):  # type: ignore[misc,valid-type]
+class ObjectList(ArrayOfObjectIdentifier):  # type: ignore[misc,valid-type]  # ArrayOf() makes the class at run time
     """The device's object-list, each identifier made when it is read (an
     index read makes one; the stock device rebuilt the whole array of
     23,600 for every read, even of one element)."""
@@ -64,7 +64,7 @@ class ObjectList(ArrayOfObjectIdentifier):  # type: ignore[misc,valid-type]
     def over(cls, head: list[Any], image: Image) -> ObjectList:
         lst = list.__new__(cls)
         lst.__dict__.update(_head=head, _image=image)
-        return lst  # type: ignore[no-any-return]
+        return lst
 
     def __len__(self) -> int:
         return len(self._head) + len(self._image.points)
@@ -137,7 +137,7 @@ class ObjectTable(MutableMapping[Any, Any]):
 
 class StandardPropertyList:
     """Mixin for bacpypes3's own object classes: a Property_List without the
-    four properties the standard leaves out (see bacobjects.property_list)."""
+    four properties the standard leaves out (see object_views.property_list)."""
 
     @property
     def propertyList(self) -> Any:
@@ -148,18 +148,18 @@ class StandardPropertyList:
         """Ignored: computed from the served properties."""
 
 
-class GatewayNetworkPort(StandardPropertyList, NetworkPortObject):  # type: ignore[misc]
+class GatewayNetworkPort(StandardPropertyList, NetworkPortObject):
     """The B/IP network port object, with a standard Property_List."""
 
 
-class GatewayDevice(StandardPropertyList, DeviceObject):  # type: ignore[misc]
+class GatewayDevice(StandardPropertyList, DeviceObject):
     """The device object, with an object list made element by element from
     the table (the stock one rebuilds the whole array on every read, even of
     one element), services/object types that say what this device really
     does, and a standard Property_List."""
 
     @property
-    def objectList(self) -> Any:  # type: ignore[override]
+    def objectList(self) -> Any:
         table = self._app.objectIdentifier if self._app else {self.objectIdentifier: self}
         if isinstance(table, ObjectTable):
             return table.object_list()
@@ -170,7 +170,7 @@ class GatewayDevice(StandardPropertyList, DeviceObject):  # type: ignore[misc]
         """Ignored: the list follows the application's objects."""
 
     @property
-    def protocolServicesSupported(self) -> ServicesSupported:  # type: ignore[override]
+    def protocolServicesSupported(self) -> ServicesSupported:
         """The stock version names unconfirmed services by their confirmed
         numbers (Who-Is shows up as remove-list-element): do it by type."""
         supported = ServicesSupported([])
@@ -190,7 +190,7 @@ class GatewayDevice(StandardPropertyList, DeviceObject):  # type: ignore[misc]
         """Ignored: computed from the application."""
 
     @property
-    def protocolObjectTypesSupported(self) -> ObjectTypesSupported:  # type: ignore[override]
+    def protocolObjectTypesSupported(self) -> ObjectTypesSupported:
         bits = ObjectTypesSupported([])
         for name in SERVED_TYPES:
             bits[getattr(bits, name)] = 1
@@ -200,11 +200,11 @@ class GatewayDevice(StandardPropertyList, DeviceObject):  # type: ignore[misc]
     def protocolObjectTypesSupported(self, value: Any) -> None:
         """Ignored: fixed by this plugin."""
 
-    async def write_property(self, attr: Any, value: Any, index: Any = None, priority: Any = None):  # type: ignore[no-untyped-def]
+    async def write_property(self, attr: Any, value: Any, index: Any = None, priority: Any = None):
         raise ExecutionError(errorClass="property", errorCode="writeAccessDenied")
 
 
-class GatewayApplication(CovLimits, SlicedReadPropertyMultiple, PropertyCOVServices, Application):  # type: ignore[misc]
+class GatewayApplication(CovLimits, SlicedReadPropertyMultiple, PropertyCOVServices, Application):
     """A read-only device: every write is refused with write-access-denied,
     before bacpypes3 tries to decode the value against a property type.
     Adds SubscribeCOVProperty (cov_property.py), a real active-cov-subscriptions,

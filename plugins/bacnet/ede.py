@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 from bacpypes3.basetypes import EngineeringUnits
 from bacpypes3.primitivedata import ObjectType
-from btms_gateway.core.version import __version__
+from btms_gateway.core.api import __version__
 
 from .objects import Point, Quantity
 from .settings import BacnetSettings
@@ -53,9 +53,11 @@ def _num(v: float | None) -> str:
 
 
 def state_text_table(points: Iterable[Point]) -> dict[tuple[str, ...], int]:
-    """Distinct state-text tuples, numbered from 1 in first-use order."""
+    """Distinct state-text tuples, numbered from 1 in first-use order: the first
+    release's objects first, then those added later (``Quantity.later``), so an
+    added object never renumbers the references of the others."""
     refs: dict[tuple[str, ...], int] = {}
-    for p in points:
+    for p in sorted(points, key=lambda p: p.quantity is not None and p.quantity.later):
         if p.quantity is not None and p.quantity.states:
             refs.setdefault(p.quantity.states, len(refs) + 1)
     return refs

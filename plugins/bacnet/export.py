@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import click
-from btms_gateway.core.exported_plant import ExportedPlant, exported_plant, plant_options
+from btms_gateway.core.api import ExportedPlant, exported_plant, plant_options
 
 from .ede import ede_lines, state_text_lines
 from .listing import objects_csv, objects_markdown
@@ -27,7 +27,7 @@ def plant_points(config: Path | None, demo: bool = False) -> tuple[BacnetSetting
 def points_of(plant: ExportedPlant) -> tuple[BacnetSettings, list[Point]]:
     settings = plant.settings("bacnet", BacnetSettings)
     try:
-        return settings, points_for(settings, Layout(plant.ups, plant.strings))
+        return settings, points_for(settings, Layout(plant.ups, plant.strings), plant)
     except TableError as exc:
         click.echo(f"{plant.source}: {exc}", err=True)
         sys.exit(2)

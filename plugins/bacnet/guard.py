@@ -28,7 +28,8 @@ Here, around its stack:
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from bacpypes3.apdu import (
     APDU,
@@ -41,13 +42,13 @@ from bacpypes3.apdu import (
 )
 from bacpypes3.appservice import ApplicationServiceAccessPoint, ServerSSM
 from bacpypes3.errors import ExecutionError
-from btms_gateway.core.netguard import ClientAllowlist
+from btms_gateway.core.api import ClientAllowlist
 
 #: a request up to this long is decoded on the loop (about 14 ms at most)
 DECODE_INLINE_BYTES = 512
 
 
-class GuardedServerSSM(ServerSSM):  # type: ignore[misc]
+class GuardedServerSSM(ServerSSM):
     """bacpypes3's server transaction, decoding a long request in a thread."""
 
     async def request(self, apdu: Any) -> None:
@@ -67,7 +68,7 @@ class GuardedServerSSM(ServerSSM):  # type: ignore[misc]
         await self.ssmSAP.sap_request(decoded)
 
 
-class GuardedASAP(ApplicationServiceAccessPoint):  # type: ignore[misc]
+class GuardedASAP(ApplicationServiceAccessPoint):
     """bacpypes3's application service access point, checking each confirmed
     request before a transaction is made for it (see the module docstring)."""
 
@@ -139,6 +140,10 @@ class CovLimits:
     cov_max_subscriptions_per_client = 2000
     cov_max_lifetime_s: int | None = 86400
 
+    if TYPE_CHECKING:  # bacpypes3's Application's and PropertyCOVServices', mixed in with it
+        _cov_detections: dict[Any, Any]
+        property_subscriptions: Callable[[], list[Any]]
+
     def granted_lifetime(self, asked: int | None) -> int:
         """The lifetime to grant (0 = indefinite, only without a maximum)."""
         most = self.cov_max_lifetime_s
@@ -158,12 +163,8 @@ class CovLimits:
 
     def subscribers(self) -> list[Any]:
         """The address of every subscription, object and property level."""
-        found = [
-            c.client_addr
-            for d in self._cov_detections.values()  # type: ignore[attr-defined]
-            for c in d.cov_subscriptions
-        ]
-        return found + [s.client_addr for s in self.property_subscriptions()]  # type: ignore[attr-defined]
+        found = [c.client_addr for d in self._cov_detections.values() for c in d.cov_subscriptions]
+        return found + [s.client_addr for s in self.property_subscriptions()]
 
 
 def _host(address: Any) -> Any:

@@ -3,7 +3,7 @@
 Runs on the gateway's event loop (the plugin's hooks are ``async def``).
 
 The image holds the table rows (objects.py) and, per string, what the last
-readings said; a BACnet object (bacobjects.py) is a view that resolves its
+readings said; a BACnet object (object_views.py) is a view that resolves its
 properties here when a request reads them. Applying a reading therefore
 copies nothing per object:
 
@@ -12,10 +12,8 @@ copies nothing per object:
   value not measured, fewer cells than objects) makes the image keep an
   explicit copy, so that such an object still serves its last measured
   value (values are never invented) with reliability no-sensor,
-* a string's own 18 values (two of them derived by analytics: remaining
-  runtime and depth of discharge, no-sensor while no discharge runs), the
-  cell summaries and the UPS values (a few dozen per string) are copied
-  eagerly,
+* a string's own 16 values, the cell summaries and the UPS values (a few
+  dozen per string) are copied eagerly,
 * objects under COV subscription are views the image keeps alive; after
   every change they compare what they serve now with what they served
   before and tell their property monitors (bacpypes3's COV detection), so
@@ -30,10 +28,11 @@ Every non-normal reliability sets the fault status flag.
 from __future__ import annotations
 
 import logging
+import time
 from array import array
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import chain
 from operator import attrgetter
 from statistics import fmean
@@ -41,9 +40,9 @@ from typing import Any
 
 from bacpypes3.basetypes import EventState, Reliability
 from bacpypes3.primitivedata import ObjectType
-from btms_gateway.core.model import SENSOR_LOST_BIT, Quality
+from btms_gateway.core.api import SENSOR_LOST_BIT, ActiveAlarm, Quality
 
-from .bacobjects import OBJECT_TYPES, VIEW_CLASSES, Constants, object_identifier
+from .object_views import OBJECT_TYPES, VIEW_CLASSES, Constants, object_identifier
 from .objects import ALARM_TARGETS, CELL_QUANTITIES, SUMMARY_STATS, Point
 
 log = logging.getLogger("btms_gateway.plugins.bacnet")
@@ -161,12 +160,13 @@ class Cells:
 
 
 class StringState:
-    __slots__ = ("cells", "derived", "fault", "own", "summary")
+    __slots__ = ("cells", "fault", "own", "status", "summary")
 
     def __init__(self) -> None:
         self.fault: Reliability | None = COMM_FAILURE  # never read
-        self.own: list[tuple[int, Callable[[Any], Any]]] = []
-        self.derived: list[tuple[int, str]] = []  # (k, key of StringSnapshot.derived)
+        self.own: list[tuple[int, Callable[[Any], Any]]] = []  # of the snapshot
+        #: status objects (quality, status): applied whether the string was read or not
+        self.status: list[tuple[int, Callable[[Any], Any]]] = []
         self.summary: list[tuple[int, str, str]] = []  # (k, reading field, stat)
         self.cells: Cells | None = None
 
@@ -187,6 +187,9 @@ class Image:
         self.live: dict[int, list[Any]] = {}  # views bound to COV detection
         self._live_groups: dict[Any, set[int]] = defaultdict(set)
         self._constants: dict[int, Constants] = {}
+        #: data-age objects -> their UPS ("ups", name) or string; read_at of each
+        self.ages: dict[int, Any] = {}
+        self.read_at: dict[Any, float | None] = {}
         cell_counts: dict[str, int] = defaultdict(int)
         for k, p in enumerate(points):
             q = p.quantity
@@ -199,16 +202,20 @@ class Image:
                 continue
             if p.scope == "ups":
                 assert p.ups is not None
-                self.ups.setdefault(p.ups, []).append((k, _getter(q.source)))
+                if q.age:
+                    self.ages[k] = ("ups", p.ups)
+                else:
+                    self.ups.setdefault(p.ups, []).append((k, _getter(q.source)))
                 continue
             assert p.string is not None
             st = self.strings.get(p.string)
             if st is None:
                 st = self.strings[p.string] = StringState()
-            if p.scope == "string" and q.derived:
-                st.derived.append((k, q.derived))
-            elif p.scope == "string":
-                st.own.append((k, _getter(q.source)))
+            if p.scope == "string":
+                if q.age:
+                    self.ages[k] = p.string
+                else:
+                    (st.status if q.status else st.own).append((k, _getter(q.source)))
             elif p.scope == "cell":
                 assert p.cell is not None
                 cell_counts[p.string] = max(cell_counts[p.string], p.cell)
@@ -262,24 +269,32 @@ class Image:
         """The last measured value (None: never measured)."""
         p = self.points[k]
         if p.scope == "cell":
-            cells = self.strings[p.string].cells  # type: ignore[index]
-            return cells.value(p.cell, p.quantity.offset)  # type: ignore[union-attr]
+            # a cell point has its string, cell and quantity (objects.py), and its
+            # string's cells are set with the string (apply_string)
+            cells = self.strings[p.string].cells  # type: ignore[index]  # p.string: set (above)
+            return cells.value(p.cell, p.quantity.offset)  # type: ignore[union-attr,arg-type]  # (above)
+        group = self.ages.get(k)
+        if group is not None:
+            read_at = self.read_at.get(group)
+            return None if read_at is None else float(int(max(0.0, time.time() - read_at)))
         return self.vals.get(k)
 
     def reliability(self, k: int) -> Reliability:
         p = self.points[k]
         if p.scope == "gateway":
             return NO_FAULT
+        if p.quantity is not None and p.quantity.status and self.value(k) is not None:
+            return NO_FAULT  # a status value is current whatever its string's quality
         if p.scope == "ups":
-            fault = self.ups_fault.get(p.ups, COMM_FAILURE)  # type: ignore[arg-type]
+            fault = self.ups_fault.get(p.ups, COMM_FAILURE)  # type: ignore[arg-type]  # a UPS point has p.ups
             if fault is not None:
                 return fault
             return NO_SENSOR if k in self.nosensor else NO_FAULT
-        st = self.strings[p.string]  # type: ignore[index]
+        st = self.strings[p.string]  # type: ignore[index]  # string and cell points have p.string
         if st.fault is not None:
             return st.fault
         if p.scope == "cell":
-            lost = st.cells.no_sensor(p.cell, p.quantity.offset)  # type: ignore[union-attr,arg-type]
+            lost = st.cells.no_sensor(p.cell, p.quantity.offset)  # type: ignore[union-attr,arg-type]  # as in value()
             return NO_SENSOR if lost else NO_FAULT
         return NO_SENSOR if k in self.nosensor else NO_FAULT
 
@@ -299,26 +314,13 @@ class Image:
         if st is None:
             return
         r = string.reading
+        self.read_at[string.name] = None if r is None else r.read_at
+        self._put(st.status, string)
         if r is None:
             st.fault = COMM_FAILURE  # never read: values stay as they are
         else:
             st.fault = QUALITY_RELIABILITY[string.quality]
-            vals, nosensor = self.vals, self.nosensor
-            for k, get in st.own:
-                v = get(r)
-                if v is None:
-                    nosensor.add(k)
-                else:
-                    vals[k] = v
-                    nosensor.discard(k)
-            derived = string.derived
-            for k, key in st.derived:
-                v = derived.get(key)
-                if v is None:  # no discharge running: no estimate, like a value not measured
-                    nosensor.add(k)
-                else:
-                    vals[k] = v
-                    nosensor.discard(k)
+            self._put(st.own, string)
             if st.cells is not None:
                 st.cells.update(r.cells)
             if st.summary:
@@ -326,6 +328,17 @@ class Image:
         live = self._live_groups.get(string.name)
         if live:
             self._refresh(live)
+
+    def _put(self, items: list[tuple[int, Callable[[Any], Any]]], obj: Any) -> None:
+        """Each object's value read from ``obj`` (a snapshot); None: not measured now."""
+        vals, nosensor = self.vals, self.nosensor
+        for k, get in items:
+            v = get(obj)
+            if v is None:
+                nosensor.add(k)
+            else:
+                vals[k] = v
+                nosensor.discard(k)
 
     def _apply_summary(self, st: StringState, r: Any) -> None:
         stats: dict[str, tuple[float, float, float] | None] = {}
@@ -341,17 +354,12 @@ class Image:
                 self.nosensor.discard(k)
 
     def apply_ups(self, ups: Any) -> None:
-        items = self.ups.get(ups.name)
-        if items is None:
-            return
+        items = self.ups.get(ups.name, [])
         self.ups_fault[ups.name] = QUALITY_RELIABILITY[ups.quality]
-        for k, get in items:
-            v = get(ups)
-            if v is None:
-                self.nosensor.add(k)
-            else:
-                self.vals[k] = v
-                self.nosensor.discard(k)
+        # as the Modbus data-age register: none while a string of it was never read
+        never = any(self.read_at.get(name) is None for name in ups.strings)
+        self.read_at[("ups", ups.name)] = None if never else ups.read_at
+        self._put(items, ups)
         live = self._live_groups.get(("ups", ups.name))
         if live:
             self._refresh(live)
@@ -410,6 +418,16 @@ class Image:
                 found.append(k)
         return found
 
+    def set_alarms(self, active: Iterable[ActiveAlarm]) -> None:
+        """Make the objects' alarm state that of ``active`` (the alarms active
+        after a commit, as delivered): what left it is cleared, what is new raised."""
+        wanted = {a.alarm_id: a for a in active}
+        for alarm_id in [i for i in self._alarm_objects if i not in wanted]:
+            self.clear_alarm(alarm_id)
+        for alarm_id, a in wanted.items():
+            if alarm_id not in self._alarm_objects:
+                self.raise_alarm(alarm_id, a.rule, a.path)
+
     def raise_alarm(self, alarm_id: str, rule: str, path: Any) -> None:
         ks = self.objects_for(rule, path)
         self._alarm_objects[alarm_id] = ks
@@ -457,7 +475,7 @@ def _event_state(rule: str) -> EventState:
     object serves (a discharge-current alarm is a low limit of the signed
     current), flags as offnormal."""
     try:
-        from btms_gateway.core.alarms.rules import RULES
+        from btms_gateway.core.api import RULES
 
         kind = RULES[rule].side
     except (ImportError, KeyError):

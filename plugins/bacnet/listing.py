@@ -36,7 +36,7 @@ _SCOPES = (
     ("The gateway itself (active while its gateway alarm is: docs/alarms.md)", "Gateway",
      "{o}", "gateway.{k}", GATEWAY_QUANTITIES),
     ("UPS u (u = UPS index 1..32)", "UPS", "100000 + 100*u + {o}", "{{ups}}.{k}", UPS_QUANTITIES),
-    ("String s (s = string index 1..32)", "String", "200000 + 100*s + {o}", "{{string}}.{k}",
+    ("String s (s = string index 1..128)", "String", "200000 + 100*s + {o}", "{{string}}.{k}",
      STRING_QUANTITIES),
     ("Cell c of string s (c = 1..120)", "Cell", "1000000 + 10000*s + 10*c + {o}",
      "{{string}}.cell{{c:03}}.{k}", CELL_QUANTITIES),

@@ -20,11 +20,12 @@ so ``analog-input 1031172`` reads as "string 3, cell 117, quantity 2".
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
-from btms_gateway.core.model import StringAlarm, StringState
+from btms_gateway.core import api
 
 ObjectKind = Literal["analogInput", "binaryInput", "multiStateInput", "structuredView"]
 Scope = Literal["gateway", "ups", "string", "cell", "summary", "view"]
@@ -32,7 +33,7 @@ Scope = Literal["gateway", "ups", "string", "cell", "summary", "view"]
 
 @dataclass(frozen=True, slots=True)
 class Quantity:
-    """One measured or derived value, as every object of its row shows it."""
+    """One object row: a plant quantity (core's table) as every object of its row shows it."""
 
     key: str  # stable name part: "voltage"
     offset: int  # instance offset inside its scope block
@@ -45,29 +46,218 @@ class Quantity:
     min_value: float | None = None  # docs/device.md measurement range (EDE min/max)
     max_value: float | None = None
     states: tuple[str, ...] = ()  # multi-state texts / binary (inactive, active)
-    #: value source: a reading field name, or a function of the reading
+    #: value source: a reading field name (cells), or a function of the level's snapshot
     source: str | Callable[[Any], Any] = ""
-    #: or a key of what analytics derived for the string (StringSnapshot.derived,
-    #: docs/analytics.md); None there is served like a value the device lacks
-    derived: str = ""
+    #: the present value is the snapshot's data age when the object is read
+    age: bool = False
+    #: a status value (quality, data age): served with no fault while its string is not GOOD
+    status: bool = False
+    #: a row the first release of the table did not have (see ``Placement.later``)
+    later: bool = False
 
 
-def _alarm_bit(bit: StringAlarm) -> Callable[[Any], bool]:
-    mask = int(bit)  # int arithmetic: IntFlag's own & builds a flag member per call
-    return lambda r: bool(int(r.alarms) & mask)
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """What is fixed on the wire for one plant quantity: its offset (and so its
+    instance numbers), its name part and label, and the presentation core's table
+    does not hold (COV increment, the device's measurement range, binary texts).
+    ``bits`` spreads a bit word over one binary input a bit, from ``offset`` on."""
+
+    offset: int
+    key: str = ""  # name part, when not the quantity's key
+    label: str = ""  # description, when not the quantity's
+    cov_increment: float | None = None
+    min_value: float | None = None
+    max_value: float | None = None
+    states: tuple[str, ...] = ()
+    bits: bool = False
+    #: added after the first release (a filled gap, a plugin's quantity): the EDE file
+    #: numbers its state texts after the first release's, so those references stay
+    later: bool = False
 
 
-#: StringState -> multi-state present value (1-based, as BACnet requires)
-STATE_VALUES: dict[StringState, int] = {
-    StringState.FLOAT_CHARGE: 1,
-    StringState.EQUALIZE_CHARGE: 2,
-    StringState.DISCHARGE: 3,
-    StringState.IDLE: 4,
-    StringState.ABNORMAL: 5,
-    StringState.UNKNOWN: 6,
+#: the unit of core's table -> bacpypes3 EngineeringUnits attribute name
+UNITS: dict[str, str] = {
+    "V": "volts",
+    "A": "amperes",
+    "%": "percent",
+    "%RH": "percentRelativeHumidity",
+    "C": "degreesCelsius",
+    "mOhm": "milliohms",
+    "s": "seconds",
+    "": "noUnits",
 }
-STATE_TEXTS = ("float charge", "equalize charge", "discharge", "idle", "abnormal", "unknown")
+KIND_OBJECTS: dict[str, ObjectKind] = {
+    "number": "analogInput",
+    "count": "analogInput",
+    "enum": "multiStateInput",
+    "bool": "binaryInput",
+}
 ALARM_STATES = ("normal", "alarm")
+U, S, C = api.Level.UPS, api.Level.STRING, api.Level.CELL
+
+# fmt: off
+#: today's objects, keyed by (level, key) of core's table: instance numbers never move
+PLACEMENTS: dict[tuple[api.Level, str], Placement] = {
+    (U, "voltage"): Placement(1, label="voltage (mean of its strings)", cov_increment=0.5,
+                              min_value=20, max_value=1000),
+    (U, "current"): Placement(2, label="current (sum of its strings, + charge)",
+                              cov_increment=1.0, min_value=-32000, max_value=32000),
+    (U, "soc"): Placement(3, label="state of charge (mean of its strings)", cov_increment=1.0,
+                          min_value=0, max_value=100),
+    # gaps filled by the quantity table (issue 25): these offsets are fixed from now on
+    (U, "status"): Placement(4, label="status (error if any of its strings errs)", later=True),
+    (U, "quality"): Placement(5, label="data quality (the worst of its strings)", later=True),
+    (U, "string_count"): Placement(6, label="strings in this UPS", cov_increment=1.0, later=True),
+    (U, "data_age"): Placement(7, label="data age: of its oldest string values",
+                               cov_increment=5.0, later=True),
+    (S, "voltage"): Placement(1, label="voltage", cov_increment=0.5, min_value=20,
+                              max_value=1000),
+    (S, "current"): Placement(2, label="current (+ charge, - discharge)", cov_increment=1.0,
+                              min_value=-1000, max_value=1000),
+    (S, "soc"): Placement(3, label="state of charge", cov_increment=1.0, min_value=0,
+                          max_value=100),
+    (S, "balance"): Placement(4, label="balance", cov_increment=0.5, min_value=0, max_value=100),
+    (S, "ambient_temperature"): Placement(5, label="ambient temperature (BM-TH)",
+                                          cov_increment=0.5, min_value=-40, max_value=80),
+    (S, "ambient_humidity"): Placement(6, label="ambient humidity (BM-TH)", cov_increment=1.0,
+                                       min_value=0, max_value=100),
+    (S, "state"): Placement(7, label="string state"),
+    (S, "relay_closed"): Placement(8, key="relay", label="relay", states=("open", "closed")),
+    (S, "aux_input_on"): Placement(9, key="aux", label="auxiliary input", states=("off", "on")),
+    (S, "alarm_word"): Placement(10, key="alarm", label="BM-SM alarm", bits=True),
+    # gaps filled by the quantity table (issue 25): these offsets are fixed from now on
+    (S, "status"): Placement(17, label="status (error: data not GOOD, state abnormal or any "
+                             "alarm bit)", later=True),
+    (S, "quality"): Placement(18, label="data quality (good: its values are current)", later=True),
+    (S, "data_age"): Placement(19, label="data age: seconds since its values were read",
+                               cov_increment=5.0, later=True),
+    (S, "soh"): Placement(20, label="state of health (the lowest cell SOH)", cov_increment=1.0,
+                          min_value=0, max_value=100, later=True),
+    (S, "cell_count"): Placement(21, label="cells found by auto-addressing", cov_increment=1.0,
+                                 min_value=0, max_value=120, later=True),
+    (S, "runtime_remaining"): Placement(
+        22, label="estimated runtime left to the end voltage (while discharging)",
+        cov_increment=60.0, min_value=0, max_value=360_000, later=True),
+    (S, "depth_of_discharge"): Placement(
+        23, label="depth of discharge of the running discharge", cov_increment=1.0,
+        min_value=0, max_value=100, later=True),
+    (C, "voltage"): Placement(0, label="voltage", cov_increment=0.005, min_value=1.6,
+                              max_value=15.6),
+    (C, "resistance"): Placement(1, label="internal resistance", cov_increment=0.05,
+                                 min_value=0.1, max_value=50),
+    (C, "temperature"): Placement(2, label="temperature", cov_increment=0.5, min_value=-20,
+                                  max_value=85),
+    (C, "soc"): Placement(3, label="state of charge", cov_increment=1.0, min_value=0,
+                          max_value=100),
+    (C, "soh"): Placement(4, label="state of health", cov_increment=1.0, min_value=0,
+                          max_value=100),
+}
+# fmt: on
+
+#: quantities the objects do not serve, and why (docs/bacnet.md): a BACnet client sees
+#: an alarm as the event state of the objects it concerns, and a cell's status as its
+#: objects' reliability (no-sensor, communication-failure)
+NOT_SERVED: dict[tuple[api.Level, str], str] = {
+    (U, "active_alarms"): "event state of each object",
+    (U, "alarm_severity"): "event state of each object",
+    (S, "active_alarms"): "event state of each object",
+    (S, "alarm_severity"): "event state of each object",
+    (C, "status"): "reliability of the cell's objects",
+    (C, "flags"): "reliability of the cell's objects (sensor lost: no-sensor)",
+}
+#: a level's block holds offsets 1..99 (UPS, string) or 0..9 (cell: 10 a cell)
+OFFSET_LIMIT = {U: 100, S: 100, C: 10}
+
+
+def state_texts(q: api.Quantity) -> tuple[str, ...]:
+    """A multi-state object's texts: the quantity's value names, as words."""
+    return tuple(name.replace("_", " ") for name in q.values.values())
+
+
+def _state_of(q: api.Quantity) -> Callable[[Any], Any]:
+    """Present value of a multi-state object: 1-based position of the value among
+    the quantity's values (BACnet numbers states from 1)."""
+    read = q.read
+    assert read is not None
+    position = {value: n for n, value in enumerate(q.values, start=1)}
+    unknown = len(position)
+
+    def state(obj: Any) -> int | None:
+        v = read(obj)
+        return None if v is None else position.get(int(v), unknown)
+
+    return state
+
+
+def _bit_of(q: api.Quantity, bit: int) -> Callable[[Any], Any]:
+    read = q.read
+    assert read is not None
+    mask = 1 << bit
+
+    def flag(obj: Any) -> bool | None:
+        v = read(obj)
+        return None if v is None else bool(int(v) & mask)
+
+    return flag
+
+
+def _rows(q: api.Quantity, place: Placement) -> list[Quantity]:
+    """The object rows of one quantity at its placement."""
+    key, label = place.key or q.key, place.label or q.description
+    if place.bits:
+        return [
+            Quantity(f"{key}_{name}", place.offset + n, "binaryInput",
+                     f"{label}: {name.replace('_', ' ')}", states=ALARM_STATES,
+                     source=_bit_of(q, bit), later=place.later)
+            for n, (bit, name) in enumerate(q.values.items())
+        ]  # fmt: skip
+    kind = KIND_OBJECTS[q.kind]
+    source: str | Callable[[Any], Any]
+    if q.level is C:
+        source = q.json_key  # the image reads cells by field (image.Cells)
+    elif kind == "multiStateInput":
+        source = _state_of(q)
+    else:
+        source = q.read or ""
+    states = place.states or (
+        state_texts(q) if kind == "multiStateInput" else ("false", "true") if kind == "binaryInput"
+        else ()
+    )  # fmt: skip
+    analog = kind == "analogInput"
+    return [
+        Quantity(key, place.offset, kind, label,
+                 UNITS.get(q.unit, "noUnits") if analog else "noUnits", q.unit,
+                 place.cov_increment if place.cov_increment is not None or not analog
+                 else q.resolution or 1.0,
+                 q.resolution if analog else None, place.min_value, place.max_value, states,
+                 source, age=q.key == "data_age" and q.read is None,
+                 status=q.role is api.Role.STATUS, later=place.later)
+    ]  # fmt: skip
+
+
+def object_rows(
+    level: api.Level, table: Iterable[api.Quantity] = api.QUANTITIES
+) -> tuple[Quantity, ...]:
+    """The object rows of one level derived from the quantity table: each quantity
+    at its placement, one without a placement at the next free offset of its
+    block (its object type by kind: analog, multi-state or binary input)."""
+    chosen = [
+        (q, place)
+        for q, place in api.placed(level, table, PLACEMENTS, NOT_SERVED)
+        if place is not None or level is not C  # a new cell object needs the image's columns
+    ]
+    rows = [row for q, place in chosen if place is not None for row in _rows(q, place)]
+    free = max((r.offset for r in rows), default=0) + 1
+    for q, place in chosen:
+        if place is None:
+            made = _rows(q, Placement(free, bits=q.kind == "bits", later=True))
+            rows += made
+            free += len(made)
+    if free > OFFSET_LIMIT[level]:
+        raise TableError(f"BACnet {level.value} objects: more than {OFFSET_LIMIT[level]} a block")
+    return tuple(sorted(rows, key=lambda r: r.offset))
+
 
 #: objects about the gateway itself; their present value is whether the
 #: gateway alarm of the same name is active (image.py), so they have no source
@@ -75,62 +265,20 @@ GATEWAY_QUANTITIES: tuple[Quantity, ...] = (
     Quantity("event_log_failing", 1, "binaryInput",
              "event log failing: alarm events are delivered but not written",
              states=("normal", "failing")),
+    Quantity("history_paused", 2, "binaryInput",
+             "history paused: readings are not being recorded (disk full, file read-only)",
+             states=("normal", "paused")),
 )  # fmt: skip
 
-UPS_QUANTITIES: tuple[Quantity, ...] = (
-    Quantity("voltage", 1, "analogInput", "voltage (mean of its strings)", "volts", "V",
-             0.5, 0.01, 20, 1000, source="voltage_v"),
-    Quantity("current", 2, "analogInput", "current (sum of its strings, + charge)", "amperes",
-             "A", 1.0, 0.01, -32000, 32000, source="current_a"),
-    Quantity("soc", 3, "analogInput", "state of charge (mean of its strings)", "percent", "%",
-             1.0, 1, 0, 100, source="soc_pct"),
-)  # fmt: skip
 
-STRING_QUANTITIES: tuple[Quantity, ...] = (
-    Quantity("voltage", 1, "analogInput", "voltage", "volts", "V", 0.5, 0.01, 20, 1000,
-             source="voltage_v"),
-    Quantity("current", 2, "analogInput", "current (+ charge, - discharge)", "amperes", "A",
-             1.0, 0.01, -1000, 1000, source="current_a"),
-    Quantity("soc", 3, "analogInput", "state of charge", "percent", "%", 1.0, 1, 0, 100,
-             source="soc_pct"),
-    Quantity("balance", 4, "analogInput", "balance", "percent", "%", 0.5, 0.01, 0, 100,
-             source="balance_pct"),
-    Quantity("ambient_temperature", 5, "analogInput", "ambient temperature (BM-TH)",
-             "degreesCelsius", "C", 0.5, 0.1, -40, 80, source="ambient_temperature_c"),
-    Quantity("ambient_humidity", 6, "analogInput", "ambient humidity (BM-TH)",
-             "percentRelativeHumidity", "%RH", 1.0, 0.1, 0, 100, source="ambient_humidity_pct"),
-    Quantity("state", 7, "multiStateInput", "string state", states=STATE_TEXTS,
-             source=lambda r: STATE_VALUES[r.state]),
-    Quantity("relay", 8, "binaryInput", "relay", states=("open", "closed"),
-             source="relay_closed"),
-    Quantity("aux", 9, "binaryInput", "auxiliary input", states=("off", "on"),
-             source="aux_input_on"),
-    *(
-        Quantity(f"alarm_{(bit.name or '').lower()}", 10 + n, "binaryInput",
-                 "BM-SM alarm: " + (bit.name or "").lower().replace("_", " "),
-                 states=ALARM_STATES, source=_alarm_bit(bit))
-        for n, bit in enumerate(b for b in StringAlarm if b is not StringAlarm.NONE)
-    ),
-    Quantity("runtime_remaining", 20, "analogInput",
-             "estimated runtime left to the end voltage (while discharging)", "seconds", "s",
-             60.0, 1, 0, 360_000, derived="runtime_remaining_s"),
-    Quantity("depth_of_discharge", 21, "analogInput",
-             "depth of discharge of the running discharge", "percent", "%", 1.0, 0.1, 0, 100,
-             derived="dod_pct"),
-)  # fmt: skip
+class TableError(ValueError):
+    """The layout and settings cannot give a consistent object table."""
 
-CELL_QUANTITIES: tuple[Quantity, ...] = (
-    Quantity("voltage", 0, "analogInput", "voltage", "volts", "V", 0.005, 0.001, 1.6, 15.6,
-             source="voltage_v"),
-    Quantity("resistance", 1, "analogInput", "internal resistance", "milliohms", "mOhm",
-             0.05, 0.001, 0.1, 50, source="resistance_mohm"),
-    Quantity("temperature", 2, "analogInput", "temperature", "degreesCelsius", "C", 0.5, 0.1,
-             -20, 85, source="temperature_c"),
-    Quantity("soc", 3, "analogInput", "state of charge", "percent", "%", 1.0, 1, 0, 100,
-             source="soc_pct"),
-    Quantity("soh", 4, "analogInput", "state of health", "percent", "%", 1.0, 1, 0, 100,
-             source="soh_pct"),
-)  # fmt: skip
+
+#: the rows of core's own table (the docs' listing; a gateway's table is built per plant)
+UPS_QUANTITIES = object_rows(U)
+STRING_QUANTITIES = object_rows(S)
+CELL_QUANTITIES = object_rows(C)
 
 SUMMARY_STATS = ("min", "max", "mean")
 
@@ -182,6 +330,14 @@ class Point:
         return (self.kind, self.instance)
 
 
+class Rows(NamedTuple):
+    """The object rows of each level, as one plant's table derives them."""
+
+    ups: tuple[Quantity, ...]
+    string: tuple[Quantity, ...]
+    cell: tuple[Quantity, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Layout:
     """What the table is expanded over: UPS (name, index) and strings
@@ -204,10 +360,6 @@ class Layout:
             tuple(sorted(((u.name, u.index) for u in cfg.ups), key=lambda x: x[1])),
             tuple(sorted(((s.name, s.index, s.ups) for s in cfg.strings), key=lambda x: x[1])),
         )
-
-
-class TableError(ValueError):
-    """The layout and settings cannot give a consistent object table."""
 
 
 def cell_strings(layout: Layout, cells: str | list[str]) -> set[str]:
@@ -233,8 +385,13 @@ def build_points(
     cells_per_string: int = 120,
     structured_views: bool = True,
     plant_name: str = "plant",
+    table: Iterable[api.Quantity] = api.QUANTITIES,
 ) -> list[Point]:
-    """Expand the table over a plant, in browse order (UPS, its strings, their cells)."""
+    """Expand the table over a plant, in browse order (UPS, its strings, their cells).
+    ``table`` is the gateway's quantity table (``gateway.quantities``: core's and the
+    plugins'), from which the object rows derive."""
+    table = tuple(table)
+    rows = Rows(object_rows(U, table), object_rows(S, table), object_rows(C, table))
     with_cells = cell_strings(layout, cells)
     points: list[Point] = []
     ups_names = {u for u, _ in layout.ups}
@@ -246,11 +403,13 @@ def build_points(
         own = [
             Point(q.kind, ups_instance(u, q.offset), f"{ups}.{q.key}", f"UPS {ups} {q.label}",
                   "ups", q, ups=ups)
-            for q in UPS_QUANTITIES
+            for q in rows.ups
         ]  # fmt: skip
         points.extend(own)
         members = [s for s in layout.strings if s[2] == ups]
-        views = [_string_points(points, s, with_cells, cells, cells_per_string) for s in members]
+        views = [
+            _string_points(points, rows, s, with_cells, cells, cells_per_string) for s in members
+        ]
         if structured_views:
             view = Point("structuredView", ups_instance(u), ups, f"UPS {ups} (battery system)",
                          "view", ups=ups, children=(*(p.oid for p in own), *views),
@@ -259,7 +418,9 @@ def build_points(
             root_children.append(view.oid)
     for s in layout.strings:
         if s[2] is None:
-            root_children.append(_string_points(points, s, with_cells, cells, cells_per_string))
+            root_children.append(
+                _string_points(points, rows, s, with_cells, cells, cells_per_string)
+            )
     for q in GATEWAY_QUANTITIES:
         p = Point(q.kind, gateway_instance(q.offset), f"gateway.{q.key}", f"Gateway {q.label}",
                   "gateway", q)  # fmt: skip
@@ -272,8 +433,7 @@ def build_points(
         )  # fmt: skip
     if not structured_views:
         points = [p for p in points if p.kind != "structuredView"]
-    seen: set[str] = set()
-    twice = sorted({p.name for p in points if p.name in seen or seen.add(p.name)})
+    twice = sorted(name for name, n in Counter(p.name for p in points).items() if n > 1)
     if twice:
         raise TableError(
             f"BACnet object names must be unique; rename strings/UPS, found {twice[:5]}"
@@ -283,6 +443,7 @@ def build_points(
 
 def _string_points(
     points: list[Point],
+    rows: Rows,
     string: tuple[str, int, str | None],
     with_cells: set[str],
     cells: str | list[str],
@@ -293,12 +454,12 @@ def _string_points(
     own = [
         Point(q.kind, string_instance(s, q.offset), f"{name}.{q.key}",
               f"String {name} {q.label}", "string", q, ups=ups, string=name)
-        for q in STRING_QUANTITIES
+        for q in rows.string
     ]  # fmt: skip
     points.extend(own)
     children: list[tuple[ObjectKind, int]] = [p.oid for p in own]
     if cells == "summary":
-        for q in CELL_QUANTITIES:
+        for q in rows.cell:
             for k, stat in enumerate(SUMMARY_STATS):
                 p = Point(q.kind, summary_instance(s, q, k), f"{name}.cells.{q.key}.{stat}",
                           f"String {name} {stat} cell {q.label}", "summary", q, ups=ups,
@@ -311,7 +472,7 @@ def _string_points(
                 Point(q.kind, cell_instance(s, c, q.offset), f"{name}.cell{c:03d}.{q.key}",
                       f"String {name} cell {c} {q.label}", "cell", q, ups=ups, string=name,
                       cell=c)
-                for q in CELL_QUANTITIES
+                for q in rows.cell
             ]  # fmt: skip
             points.extend(cell_points)
             view = Point(
@@ -344,8 +505,7 @@ def _string_points(
 
 
 #: alarm rule -> (scope, quantity keys) of the objects that show it as in-alarm.
-#: Rules left out: communication lost shows as reliability/fault instead, and
-#: string SOH low has no object (BACnet serves no string SOH): NOT_SHOWN.
+#: Rules left out (communication lost) show as reliability/fault instead.
 ALARM_TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "cell_voltage_high": ("cell", ("voltage",)),
     "cell_voltage_low": ("cell", ("voltage",)),
@@ -367,10 +527,6 @@ ALARM_TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "string_thermal_runaway": ("string", ("current",)),
     "ups_string_error": ("ups", ("voltage", "current", "soc")),
     "event_log_failing": ("gateway", ("event_log_failing",)),
-    **{
-        f"bmsm_{(b.name or '').lower()}": ("string", (f"alarm_{(b.name or '').lower()}",))
-        for b in StringAlarm
-        if b is not StringAlarm.NONE
-    },
+    "history_paused": ("gateway", ("history_paused",)),
+    **{f"bmsm_{name}": ("string", (f"alarm_{name}",)) for name in api.ALARM_BIT_NAMES.values()},
 }
-NOT_SHOWN = frozenset({"string_comm_lost", "string_soh_low"})

@@ -9,12 +9,17 @@ bacpypes3 lives.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import click
-from btms_gateway.core import hookimpl
-from btms_gateway.core.model import PlantSnapshot, StringSnapshot
-from btms_gateway.core.plugin_services import PerGateway, add_export_commands
+from btms_gateway.core.api import (
+    ActiveAlarms,
+    Gateway,
+    PerGateway,
+    PlantSnapshot,
+    StringSnapshot,
+    add_export_commands,
+    hookimpl,
+)
 
 from .export import bacnet_objects_command, ede_command
 from .service import BacnetService
@@ -24,7 +29,7 @@ NAME = "bacnet"
 _services: PerGateway[BacnetService] = PerGateway()
 
 
-def service(gateway: Any) -> BacnetService:
+def service(gateway: Gateway) -> BacnetService:
     """The running device of ``gateway`` (tests and benchmarks read it)."""
     return _services[gateway]
 
@@ -40,28 +45,30 @@ def register_commands(cli: click.Group) -> None:
 
 
 @hookimpl
-async def startup(gateway: Any) -> None:
+async def startup(gateway: Gateway) -> None:
     settings = gateway.plugin_config(NAME)
     assert isinstance(settings, BacnetSettings)
     svc = BacnetService(settings)
-    await svc.start(gateway.store.snapshot, list(gateway.alarms.active()))
+    await svc.start(
+        gateway.store.snapshot, gateway.alarms.active(), gateway
+    )  # then from each event
     _services.add(gateway, svc)
 
 
 @hookimpl
-async def shutdown(gateway: Any) -> None:
+async def shutdown(gateway: Gateway) -> None:
     svc = _services.pop(gateway)
     if svc is not None:
         svc.stop()
 
 
 @hookimpl
-async def string_reading(string: StringSnapshot, plant: PlantSnapshot, gateway: Any) -> None:
+async def string_reading(string: StringSnapshot, plant: PlantSnapshot, gateway: Gateway) -> None:
     if (svc := _services.get(gateway)) is not None:
         svc.on_reading(string, plant)
 
 
 @hookimpl
-async def alarm_event(event: Any, gateway: Any) -> None:
+async def alarm_event(active: ActiveAlarms, gateway: Gateway) -> None:
     if (svc := _services.get(gateway)) is not None:
-        svc.on_alarm(event)
+        svc.on_alarm(active)

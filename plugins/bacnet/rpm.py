@@ -30,7 +30,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from bacpypes3.apdu import (
     AbortPDU,
@@ -81,16 +82,21 @@ class SlicedReadPropertyMultiple:
     max_response_segments: int = 128
     _rpm_lock: asyncio.Lock | None = None
 
+    if TYPE_CHECKING:  # the application's (bacpypes3's Application, which this mixes into)
+        device_object: Any
+        get_object_id: Callable[[Any], Any]
+        response: Callable[[Any], Awaitable[None]]
+
     async def do_ReadPropertyMultipleRequest(self, apdu: Any) -> None:
         specs = apdu.listOfReadAccessSpecs
-        device = self.device_object  # type: ignore[attr-defined]
+        device = self.device_object
         slicer = Slicer()
         targets = []
         for spec in specs:
             oid = spec.objectIdentifier
             if oid == WILDCARD_DEVICE and device is not None:
                 oid = device.objectIdentifier
-            targets.append((oid, self.get_object_id(oid)))  # type: ignore[attr-defined]
+            targets.append((oid, self.get_object_id(oid)))
             await slicer.tick()
         if not any(obj for _, obj in targets):
             raise ObjectError("unknown-object")
@@ -111,14 +117,14 @@ class SlicedReadPropertyMultiple:
                 if size > limit:
                     # sent here, not raised: bacpypes3 sends a raised abort with
                     # the server flag clear, which clients take for another's
-                    await self.response(AbortPDU(True, reason=too_long, context=apdu))  # type: ignore[attr-defined]
+                    await self.response(AbortPDU(True, reason=too_long, context=apdu))
                     return
                 pieces.append(bytes(data))
                 await slicer.tick()
         ack = ComplexAckPDU(context=apdu)
         ack.apduService = ConfirmedServiceChoice.readPropertyMultiple
         ack.put_data(b"".join(pieces))
-        await self.response(ack)  # type: ignore[attr-defined]
+        await self.response(ack)
 
 
 async def _read(obj: Any, ref: Any, slicer: Slicer) -> list[Any]:

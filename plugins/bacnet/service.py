@@ -5,26 +5,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from btms_gateway.core.alarm_types import EventKind
+from btms_gateway.core.api import ActiveAlarm, ActiveAlarms, table_of
 
+from .decode_failures import DecodeFailures
 from .device import start_device
 from .image import Image
-from .noise import DecodeNoise
 from .objects import Layout, Point, build_points
 from .settings import BacnetSettings
 
 log = logging.getLogger("btms_gateway.plugins.bacnet")
 
 
-def points_for(settings: BacnetSettings, layout: Layout) -> list[Point]:
+def points_for(settings: BacnetSettings, layout: Layout, source: Any = None) -> list[Point]:
+    """The objects of a plant; ``source`` is the gateway (or the exporter's plant)
+    whose quantity table (``quantities(level)``) the objects derive from; None:
+    core's own table."""
     return build_points(
         layout,
         cells=settings.cells,
         cells_per_string=settings.cells_per_string,
         structured_views=settings.structured_views,
+        table=table_of(source),
     )
 
 
@@ -38,19 +42,22 @@ class BacnetService:
         self.image: Image | None = None
         self.startup_s = 0.0
         self.last_apply_s = 0.0
-        self.noise = DecodeNoise()
+        self.decode_failures = DecodeFailures()
         #: datagrams dropped because their sender is not in ``allow``
         self.refused_allowlist = 0
+        self._applied: ActiveAlarms | None = None  # the active tuple the image shows
 
-    async def start(self, plant: Any, active_alarms: list[Any]) -> None:
+    async def start(
+        self, plant: Any, active_alarms: Iterable[ActiveAlarm], quantities: Any = None
+    ) -> None:
+        """``quantities``: what has the plant's quantity table (the gateway)."""
         started = time.perf_counter()
-        self.points = points_for(self.settings, Layout.from_plant(plant))
+        self.points = points_for(self.settings, Layout.from_plant(plant), quantities)
         self.app, self.image = await start_device(self.settings, self.points, self._refused)
         self.objects = self.image.objects
-        self.noise.install(asyncio.get_running_loop())
+        self.decode_failures.install(asyncio.get_running_loop())
         self.image.apply_plant(plant)
-        for alarm in active_alarms:
-            self.image.raise_alarm(alarm.alarm_id, alarm.rule, alarm.path)
+        self.image.set_alarms(active_alarms)
         self.startup_s = time.perf_counter() - started
         log.info(
             "BACnet/IP device %d %r on %s: %d objects, ready in %.2f s",
@@ -65,7 +72,7 @@ class BacnetService:
         self.refused_allowlist += 1
 
     def stop(self) -> None:
-        self.noise.uninstall()
+        self.decode_failures.uninstall()
         if self.app is not None:
             self.app.close()
             self.app = None
@@ -79,10 +86,10 @@ class BacnetService:
             self.image.apply_ups(plant.ups[string.ups])
         self.last_apply_s = time.perf_counter() - started
 
-    def on_alarm(self, event: Any) -> None:
-        if self.image is None:
+    def on_alarm(self, active: ActiveAlarms) -> None:
+        """``active``: the alarms active after an event's commit, as delivered
+        (one tuple for every event of a commit: applied once)."""
+        if self.image is None or active is self._applied:
             return
-        if event.kind == EventKind.RAISED:
-            self.image.raise_alarm(event.alarm_id, event.rule, event.path)
-        elif event.kind == EventKind.CLEARED:
-            self.image.clear_alarm(event.alarm_id)
+        self._applied = active
+        self.image.set_alarms(active)

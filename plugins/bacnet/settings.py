@@ -5,12 +5,11 @@ from __future__ import annotations
 import ipaddress
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from btms_gateway.core.config_base import PluginSection, Problem
-from btms_gateway.core.netguard import AllowList
+from btms_gateway.core.api import AllowList, PluginSection, Problem
 from pydantic import Field, ValidationInfo, field_validator
 
 if TYPE_CHECKING:
-    from btms_gateway.core.config import GatewayConfig
+    from btms_gateway.core.api import GatewayConfig
 
 #: BACnet device instances are 22 bits; 4194303 is the "any device" wildcard.
 MAX_INSTANCE = 4_194_302

@@ -17,17 +17,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
-from btms_gateway.core.exported_plant import ExportedPlant, exported_plant, plant_options
-from btms_gateway.core.version import __version__
+from btms_gateway.core.api import (
+    ExportedPlant,
+    __version__,
+    exported_plant,
+    plant_options,
+    table_of,
+)
 
 from .map import (
-    CELL_POINTS,
     CELL_STRIDE,
     MAX_CELLS,
     POINTS,
-    STRING_POINTS,
-    UPS_POINTS,
     Point,
+    RegisterMap,
     cell_register,
     string_unit,
     ups_unit,
@@ -90,6 +93,7 @@ def tag_rows(
     """Every value of ``plant`` as the server serves it: UPS units by index,
     then each string's unit, its string block and cell positions 1..``cells``."""
     order = settings.word_order
+    rmap = RegisterMap(table_of(plant))  # with the quantities its plugins register
 
     def row(
         tag: str, unit: int, register: int, p: Point, ups: str, string: str, cell: int | str
@@ -100,14 +104,14 @@ def tag_rows(
         )  # fmt: skip
 
     for name, index in plant.ups:
-        for p in UPS_POINTS:
+        for p in rmap.ups_points:
             yield row(f"{name}.{p.name}", ups_unit(index), p.offset, p, name, "", "")
     for name, index, ups in plant.strings:
         unit = string_unit(index)
-        for p in STRING_POINTS:
+        for p in rmap.string_points:
             yield row(f"{name}.{p.name}", unit, p.offset, p, ups or "", name, "")
         for ci in range(1, cells + 1):
-            for p in CELL_POINTS:
+            for p in rmap.cell_points:
                 tag = f"{name}.cell{ci:03}.{p.name}"
                 yield row(tag, unit, cell_register(ci, p.offset), p, ups or "", name, ci)
 
@@ -141,7 +145,7 @@ def tags_csv(plant: ExportedPlant, settings: ModbusTcpSettings, cells: int = MAX
 
 TITLES = {
     "ups": "UPS (battery system) data: unit id = UPS index 1..32",
-    "string": "String data: unit id = 100 + string index (101..132)",
+    "string": "String data: unit id = 100 + string index (101..228)",
     "cell": (
         f"Cell data: unit id = 100 + string index, register {CELL_STRIDE}*ci + k, "
         f"ci = 1..{MAX_CELLS}"
@@ -168,6 +172,11 @@ def to_markdown() -> str:
         "(UPS 0..29; string 0..29 and 100..12099) read as 0; any other address",
         "answers exception 02. See docs/modbus-scada-guide.md; the tag list of one",
         "plant (every unit id and register) is `--format csv -c FILE` (or `--demo`).",
+        "",
+        "Unit ids: strings 1..32 are on 101..132 exactly as on the BM-GW; a plant of",
+        "more strings (up to 128, four BM-GWs' worth) carries the same rule on, string",
+        "33 on unit id 133 up to string 128 on 228. No unit id is shared: UPS are on",
+        "1..32, and every id stays below 248 (Modbus's reserved ids).",
     ]
     for block, title in TITLES.items():
         lines += [

@@ -19,24 +19,19 @@ from __future__ import annotations
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from btms_gateway.core.model import PlantSnapshot, Quality, StringSnapshot, UpsSnapshot
+from btms_gateway.core.api import ActiveAlarm, PlantSnapshot, Quality, StringSnapshot, UpsSnapshot
 
 from .map import (
-    AGE_REGISTER,
     CELL_ALARM_BITS,
-    CELL_POINTS,
     CELL_STRIDE,
+    CORE_MAP,
     MAX_CELLS,
     OTHER_CELL_ALARM_BIT,
-    STRING_MEASURED,
-    STRING_POINTS,
-    STRING_SIZE,
-    UPS_MEASURED,
-    UPS_POINTS,
-    UPS_SIZE,
     CellView,
     Point,
+    RegisterMap,
     StringView,
     UpsView,
     cell_register,
@@ -60,6 +55,9 @@ class UnitImage:
     age_register: int
 
 
+K = TypeVar("K")
+
+
 @dataclass(frozen=True, slots=True)
 class AlarmSummary:
     """The active gateway alarms, indexed the way the map needs them."""
@@ -69,7 +67,7 @@ class AlarmSummary:
     cell_bits: dict[tuple[str, int], int] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, active: Iterable[object], plant: PlantSnapshot) -> AlarmSummary:
+    def of(cls, active: Iterable[ActiveAlarm], plant: PlantSnapshot) -> AlarmSummary:
         ups_of = {s.name: s.ups for s in plant.strings.values()}
         by_string: dict[str, tuple[int, int]] = {}
         by_ups: dict[str, tuple[int, int]] = {}
@@ -80,7 +78,7 @@ class AlarmSummary:
             table[key] = (count + 1, max(worst, severity))
 
         for alarm in active:
-            path, severity = alarm.path, int(alarm.severity)  # type: ignore[attr-defined]
+            path, severity = alarm.path, int(alarm.severity)
             if path.is_gateway:  # no gateway unit in the map: every unit counts it
                 for name in ups_of:
                     add(by_string, name, severity)
@@ -91,12 +89,22 @@ class AlarmSummary:
             if path.string:
                 add(by_string, path.string, severity)
                 if path.cell is not None:
-                    bit = CELL_ALARM_BITS.get(alarm.rule, OTHER_CELL_ALARM_BIT)  # type: ignore[attr-defined]
+                    bit = CELL_ALARM_BITS.get(alarm.rule, OTHER_CELL_ALARM_BIT)
                     key = (path.string, path.cell)
                     cell_bits[key] = cell_bits.get(key, 0) | 1 << bit
             if ups:
                 add(by_ups, ups, severity)
         return cls(by_string, by_ups, cell_bits)
+
+    def differing(self, before: AlarmSummary) -> tuple[set[str], set[str]]:
+        """The strings and the UPS whose registers differ from ``before``'s."""
+        strings = _differing(self.by_string, before.by_string)
+        strings.update(s for s, _ in _differing(self.cell_bits, before.cell_bits))
+        return strings, _differing(self.by_ups, before.by_ups)
+
+
+def _differing(a: Mapping[K, object], b: Mapping[K, object]) -> set[K]:
+    return {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
 
 
 def _put(regs: array, base: int, p: Point, view: object, high_first: bool) -> None:
@@ -121,12 +129,13 @@ def ups_image(
     high_first: bool,
     honest: bool,
     read_at: float | None,
+    rmap: RegisterMap = CORE_MAP,
 ) -> UnitImage:
     """``read_at`` feeds the data-age register: see :func:`ups_read_at`."""
-    regs = array("H", bytes(2 * UPS_SIZE))
+    regs = array("H", bytes(2 * rmap.ups_size))
     count, worst = alarms.by_ups.get(ups.name, (0, 0))
     view = UpsView(ups, count, worst)
-    for p in UPS_POINTS:
+    for p in rmap.ups_points:
         _put(regs, p.offset, p, view, high_first)
     good = ups.quality is Quality.GOOD and ups.read_at is not None
     return UnitImage(
@@ -134,18 +143,22 @@ def ups_image(
         regs,
         good or not honest,
         read_at,
-        UPS_MEASURED,
-        AGE_REGISTER["ups"],
+        rmap.ups_measured,
+        rmap.age_register["ups"],
     )
 
 
 def string_image(
-    string: StringSnapshot, alarms: AlarmSummary, high_first: bool, honest: bool
+    string: StringSnapshot,
+    alarms: AlarmSummary,
+    high_first: bool,
+    honest: bool,
+    rmap: RegisterMap = CORE_MAP,
 ) -> UnitImage:
-    regs = array("H", bytes(2 * STRING_SIZE))
+    regs = array("H", bytes(2 * rmap.string_size))
     count, worst = alarms.by_string.get(string.name, (0, 0))
     view = StringView(string, count, worst)
-    for p in STRING_POINTS:
+    for p in rmap.string_points:
         _put(regs, p.offset, p, view, high_first)
     reading = string.reading
     good = string.quality is Quality.GOOD and reading is not None
@@ -159,7 +172,7 @@ def string_image(
         )
         for ci in range(1, MAX_CELLS + 1)
     ]
-    for p in CELL_POINTS:
+    for p in rmap.cell_points:
         columns = encode_column(p, [p.read(v) for v in views], high_first)
         for word, column in enumerate(columns):
             first = cell_register(1, p.offset + word)
@@ -169,8 +182,8 @@ def string_image(
         regs,
         good or not honest,
         reading.read_at if reading is not None else None,
-        STRING_MEASURED,
-        AGE_REGISTER["string"],
+        rmap.string_measured,
+        rmap.age_register["string"],
     )
 
 
@@ -181,7 +194,10 @@ class ImageStore:
     a reading or an alarm marked it out of date since it was last built.
     """
 
-    def __init__(self, high_first: bool = True, honest: bool = True) -> None:
+    def __init__(
+        self, high_first: bool = True, honest: bool = True, rmap: RegisterMap = CORE_MAP
+    ) -> None:
+        self.rmap = rmap  # the map of the gateway's quantity table
         self.high_first = high_first
         self.honest = honest
         self.alarms = AlarmSummary()
@@ -204,14 +220,18 @@ class ImageStore:
         for u in plant.ups.values():
             self._mark_ups(u, plant)
 
-    def update_alarms(self, alarms: AlarmSummary, plant: PlantSnapshot, string: str | None) -> None:
-        """An alarm changed: the string it concerns (or only the UPS units) is out of date."""
+    def update_alarms(self, alarms: AlarmSummary, plant: PlantSnapshot) -> None:
+        """The active alarms changed: the units whose alarm registers differ are
+        out of date (found by comparing, so a change without an event of its
+        own, such as one whose event the plugin's queue dropped, is served too)."""
+        strings, ups = alarms.differing(self.alarms)
         self.alarms = alarms
-        if string is not None and string in plant.strings:
-            self.update_string(plant.strings[string], plant)
-            return
-        for u in plant.ups.values():
-            self._mark_ups(u, plant)
+        for name in strings:
+            if (s := plant.strings.get(name)) is not None:
+                self._mark_string(s)
+        for name in ups:
+            if (u := plant.ups.get(name)) is not None:
+                self._mark_ups(u, plant)
 
     def update_string(self, string: StringSnapshot, plant: PlantSnapshot) -> None:
         """A reading arrived: that string's unit and its UPS's unit are out of date."""
@@ -222,13 +242,13 @@ class ImageStore:
     # the alarms are taken when the image is built, so it has the newest
     def _mark_string(self, string: StringSnapshot) -> None:
         self._pending[string_unit(string.index)] = lambda: string_image(
-            string, self.alarms, self.high_first, self.honest
+            string, self.alarms, self.high_first, self.honest, self.rmap
         )
 
     def _mark_ups(self, ups: UpsSnapshot, plant: PlantSnapshot) -> None:
         read_at = ups_read_at(ups, plant)
         self._pending[ups_unit(ups.index)] = lambda: ups_image(
-            ups, self.alarms, self.high_first, self.honest, read_at
+            ups, self.alarms, self.high_first, self.honest, read_at, self.rmap
         )
 
 

@@ -7,12 +7,17 @@ third-party plugin; enabled by a ``[plugins.modbus_tcp]`` table.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import click
-from btms_gateway.core import hookimpl
-from btms_gateway.core.model import PlantSnapshot, StringSnapshot
-from btms_gateway.core.plugin_services import PerGateway, add_export_commands
+from btms_gateway.core.api import (
+    ActiveAlarms,
+    Gateway,
+    PerGateway,
+    PlantSnapshot,
+    StringSnapshot,
+    add_export_commands,
+    hookimpl,
+)
 
 from .export import modbus_map_command
 from .service import ModbusService
@@ -22,7 +27,7 @@ NAME = "modbus_tcp"
 _services: PerGateway[ModbusService] = PerGateway()
 
 
-def service(gateway: Any) -> ModbusService:
+def service(gateway: Gateway) -> ModbusService:
     """The running service of ``gateway`` (tests and benchmarks read its port and stats)."""
     return _services[gateway]
 
@@ -38,7 +43,7 @@ def register_commands(cli: click.Group) -> None:
 
 
 @hookimpl
-async def startup(gateway: Any) -> None:
+async def startup(gateway: Gateway) -> None:
     settings = gateway.plugin_config(NAME)
     assert isinstance(settings, ModbusTcpSettings)
     svc = ModbusService(settings, gateway)
@@ -47,7 +52,7 @@ async def startup(gateway: Any) -> None:
 
 
 @hookimpl
-async def shutdown(gateway: Any) -> None:
+async def shutdown(gateway: Gateway) -> None:
     svc = _services.pop(gateway)
     if svc is not None:
         await svc.stop()
@@ -56,12 +61,12 @@ async def shutdown(gateway: Any) -> None:
 # async def, so both run on the gateway's loop, where the image store is used
 # (marking an image out of date is all they do: it is built on the next request)
 @hookimpl
-async def string_reading(string: StringSnapshot, plant: PlantSnapshot, gateway: Any) -> None:
+async def string_reading(string: StringSnapshot, plant: PlantSnapshot, gateway: Gateway) -> None:
     if (svc := _services.get(gateway)) is not None:
         svc.on_reading(string, plant)
 
 
 @hookimpl
-async def alarm_event(event: Any, gateway: Any) -> None:
+async def alarm_event(active: ActiveAlarms, gateway: Gateway) -> None:
     if (svc := _services.get(gateway)) is not None:
-        svc.on_alarm(event)
+        svc.on_alarm(active)

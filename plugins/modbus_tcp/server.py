@@ -1,9 +1,10 @@
-"""The listener: a hardened pymodbus TCP/TLS server that answers reads itself.
+"""The listener: a hardened Modbus TCP/TLS server that answers every request itself.
 
-The listener subclasses pymodbus's TCP/TLS servers only to hand each
-connection a :class:`GuardedHandler`: the allowlist and the connection slots
-(per address and in total, evicting the least recently active connection
-rather than refusing a new one) on accept, before any byte is read; a
+The listener is pymodbus's TCP/TLS server (through pymodbus_adapter.py, the
+one module that touches pymodbus) handing each connection a
+:class:`GuardedHandler`: the allowlist and the connection slots (per
+address and in total, evicting the least recently active connection rather
+than refusing a new one) on accept, before any byte is read; a
 deadline for each request from its first byte; an activity stamp for the
 idle sweeper that only whole requests move; flow control instead of a
 buffer cap; and an MBAP header check so a malformed frame is counted and its
@@ -11,25 +12,25 @@ connection dropped (a byte stream cannot resynchronise after a bad header)
 while the server serves others. Refusals and closes are counted
 (:class:`ServerStats`, :class:`ListenerStats`) and logged once with a count.
 
-Direct reads. A well-formed FC 03/04 request (a 12-byte ADU, count 1..125)
-to a configured unit id is answered where its frame is checked, inside the
-``data_received`` callback: :meth:`UnitAction.read_wire` makes the decision
-:meth:`UnitAction.read` makes and gives the registers as wire bytes; a
-packed 9-byte header (or the 9-byte exception answer) goes in front and the
-ADU is written straight to the transport. pymodbus's route for the same
-request costs a framer and decoder pass, ``handle_request`` in a Task,
-``pdu_send`` -> ``buildFrame`` -> ``ModbusProtocol.send`` and its frame
-logging: about 70 of the 110..130 us of server CPU a 125-register read cost
-at one connection on the 2-core VM; a direct read's Python is 5..10 us of
-the 40..50 left, the rest the kernel's send/recv and the event loop
-(bench/bench_modbus.py --against-head). The bytes are the same:
-pymodbus answers count 0 or over 125 with 03 from its decoder, so those
-(and every other function code, unknown unit ids, FC 0x2B, frames of
-another length) still take pymodbus's route. A test compares both routes
-byte for byte over a socket, with the counters (tests/test_modbus_direct.py).
+The answers (``fast_path``, the default). Every whole frame is answered
+where it is checked, inside the ``data_received`` callback: the fast path's
+:meth:`Answerer.reply` (answer.py) computes the response PDU from the
+register image, the request's MBAP header goes in front and the ADU is
+written straight to the transport. pymodbus's route for the same request
+costs a framer and decoder pass, ``handle_request`` in a Task, ``pdu_send``
+-> ``buildFrame`` -> ``ModbusProtocol.send`` and its frame logging: about 70
+of the 110..130 us of server CPU a 125-register read cost at one connection
+on the 2-core VM; the fast path's Python is 5..10 us of the 40..50 left, the
+rest the kernel's send/recv and the event loop (bench/bench_modbus.py).
 
-Order. Answers leave in request order: while answers through pymodbus are
-queued or being made, a direct read queues behind them. One callback
+The library path (``fast_path = false``). Every frame goes to pymodbus's
+decoder, request handling and ``SimCore`` datastore (pymodbus_adapter.py),
+after the same guard; only a function the gateway does not serve is
+refused (01) before decoding. The bytes and the counters are the same
+either way: tests/test_modbus_direct.py compares both over sockets.
+
+Order. Answers leave in request order: while answers are queued (or, on
+the library path, being made by pymodbus), a new frame queues behind them. One callback
 decides at most :data:`ANSWERS_PER_CALLBACK` frames; the rest wait in the
 queue, whose task yields to the loop as often, so a client that pipelines
 hundreds of requests in one segment cannot hold the event loop (the
@@ -47,7 +48,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from btms_gateway.core.netguard import (
+from btms_gateway.core.api import (
     FD_RESERVE,
     ClientAllowlist,
     ConnectionSlots,
@@ -55,45 +56,24 @@ from btms_gateway.core.netguard import (
     may_accept,
     peer_host,
 )
-from pymodbus.constants import ExcCodes
-from pymodbus.exceptions import ModbusIOException
-from pymodbus.logging import Log
-from pymodbus.pdu import ExceptionResponse
-from pymodbus.server import ModbusTcpServer, ModbusTlsServer
-from pymodbus.server.requesthandler import ServerRequestHandler
-from pymodbus.simulator import SimDevice
-from pymodbus.transaction import TransactionManager
 
-from .datastore import (
-    CUSTOM_PDUS,
-    READ_FUNCTIONS,
-    FastReads,
-    ServerStats,
-    UnitAction,
-    build_devices,
-)
+from .answer import ALLOWED_FUNCTIONS, Answerer, Exc, ServerStats, UnitRegisters
+from .pymodbus_adapter import Connection, Listener, TcpListener, TlsListener, Undecodable
 
 if TYPE_CHECKING:
     from .settings import ModbusTcpSettings
 
 __all__ = [
-    "CUSTOM_PDUS",
-    "FastReads",
     "GatewayTcpServer",
     "GatewayTlsServer",
     "Guard",
     "GuardedHandler",
     "ListenerStats",
     "ServerStats",
-    "UnitAction",
-    "build_devices",
 ]
 
 log = logging.getLogger("btms_gateway.plugins.modbus_tcp")
-_PYMODBUS_LOG = logging.getLogger("pymodbus.logging")  # pymodbus's Log._logger
 
-#: everything else answers 01 before decoding: 1/2 reach the action (no coils: 01)
-ALLOWED_FUNCTIONS = frozenset((1, 2, 3, 4, 0x2B))
 MAX_MBAP_LENGTH = 254  # unit id + PDU (253 bytes): a 260-byte ADU
 #: requests a connection may have waiting for their answers before it stops reading
 MAX_BACKLOG = 32
@@ -102,65 +82,29 @@ REQUEST_TIMEOUT_S = 5.0
 LOG_EVERY_S = 10.0
 #: how far below every connection that sent a valid request one that did not ranks
 NEVER_SERVED = 1e9
-MAX_READ_COUNT = 125  # pymodbus's ReadHoldingRegistersRequest.MAX_COUNT (its decoder's limit)
 #: answers one loop callback makes before it leaves the rest to the next one
 ANSWERS_PER_CALLBACK = 16
 
-#: MBAP (transaction id, protocol 0, length, unit id) and two bytes: a read's
-#: function code and byte count (the registers follow), or an exception
-#: answer's function code | 0x80 and exception code (the whole answer)
-_ANSWER_HEAD = struct.Struct(">HHHBBB")
-
-
-def direct_answer(
-    action: UnitAction, tid: int, unit: int, function_code: int, address: int, count: int
-) -> bytes:
-    """The whole response ADU to a read of ``count`` (1..125) registers: the
-    bytes pymodbus's route builds from the same decision (:meth:`UnitAction.read`)."""
-    registers = action.read_wire(address, count)
-    if type(registers) is bytes:
-        size = 2 * count
-        return _ANSWER_HEAD.pack(tid, 0, 3 + size, unit, function_code, size) + registers
-    return _ANSWER_HEAD.pack(tid, 0, 3, unit, function_code | 0x80, registers)
-
-
-@dataclass(frozen=True, slots=True)
-class _DirectRead:
-    """A direct read that must wait for the answers queued before it."""
-
-    action: UnitAction
-    tid: int
-    unit: int
-    function_code: int
-    address: int
-    count: int
-
-    def answer(self) -> bytes:
-        return direct_answer(
-            self.action, self.tid, self.unit, self.function_code, self.address, self.count
-        )
+#: the response's MBAP length and unit id (transaction and protocol id are the request's)
+_LENGTH_UNIT = struct.Struct(">HB")
 
 
 @dataclass(frozen=True, slots=True)
 class _Frame:
-    """A whole frame past one callback's share, decided in its turn."""
+    """A whole frame past one callback's share (or behind earlier answers),
+    decided in its turn."""
 
     frame: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class _Refusal:
-    """An exception answer decided without pymodbus's request handling."""
+    """An exception answer decided without pymodbus's request handling (library path)."""
 
-    response: ExceptionResponse
-
-
-def _refusal(function_code: int, code: ExcCodes, unit: int, tid: int) -> _Refusal:
-    return _Refusal(
-        ExceptionResponse(
-            function_code & 0x7F, exception_code=code, device_id=unit, transaction=tid
-        )
-    )
+    function_code: int
+    code: Exc
+    unit: int
+    tid: int
 
 
 @dataclass(slots=True)
@@ -234,9 +178,11 @@ class Guard:
         self.tally.note(kind, message, *args)
 
 
-class GuardedHandler(ServerRequestHandler):
-    """pymodbus's per-connection handler plus admission, deadlines, flow
-    control, frame checks and direct reads.
+class GuardedHandler(Connection):
+    """A connection (pymodbus_adapter.Connection) with admission, deadlines,
+    flow control, frame checks and the answers: every frame by the fast
+    path's :meth:`Answerer.reply`, or (``fast_path = false``) by pymodbus's
+    request handling.
 
     Deadlines. A request must be complete ``request_timeout_s`` after its
     first byte arrived (a timer armed when a frame is left partial, never
@@ -253,16 +199,21 @@ class GuardedHandler(ServerRequestHandler):
     bounded memory; a client that never reads is closed after
     ``request_timeout_s``."""
 
-    def __init__(self, owner: Any, guard: Guard, direct: dict[int, UnitAction]) -> None:
-        super().__init__(owner, None, None, None)
+    #: pymodbus declares BaseTransport; a listener's connections are stream
+    #: transports (write, pause_reading, resume_reading, abort)
+    transport: asyncio.Transport
+
+    def __init__(self, owner: Any, guard: Guard, answerer: Answerer | None) -> None:
+        super().__init__(owner)
         self.guard = guard
         self.admitted = False
         self.host = ""
         self.last_seen = self._connected_at = time.monotonic()  # or the last whole request
         self._valid_at: float | None = None  # the last valid request (eviction rank)
         self._valid = False  # _request decided a valid request since the last stamp
-        self._direct = direct  # unit id -> its action, for the reads answered here
-        self._pending: deque[tuple[Any, tuple | None]] = deque()
+        self._answerer = answerer  # the fast path; None: pymodbus answers (library path)
+        self.buffer = b""  # received bytes not yet decided (a partial frame, the backlog)
+        self._pending: deque[Any] = deque()
         self._answering = False
         self._deadline: asyncio.TimerHandle | None = None  # the partial request's
         self._stall: asyncio.TimerHandle | None = None  # answers left unread
@@ -305,13 +256,14 @@ class GuardedHandler(ServerRequestHandler):
             return
         self.admitted = True
         self.guard.stats.connections += 1
-        sslctx = getattr(self.server, "tls_context", None)
+        sslctx = self.listener_server.tls_context
         if sslctx is not None:
             self._handshaking = True
             transport.pause_reading()  # the TLS layer reads from here on
             self._tls_task = self.loop.create_task(self._start_tls(transport, sslctx))
 
     async def _start_tls(self, raw: Any, sslctx: ssl.SSLContext) -> None:
+        failure: BaseException | None = None
         try:
             tls = await self.loop.start_tls(
                 raw, self, sslctx, server_side=True,
@@ -319,8 +271,6 @@ class GuardedHandler(ServerRequestHandler):
             )  # fmt: skip
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             tls, failure = None, exc
-        else:
-            failure = None
         if tls is None or not self.admitted:
             # the TLS layer never calls connection_lost for a connection whose
             # handshake did not complete: release it and pymodbus's entry here
@@ -336,7 +286,7 @@ class GuardedHandler(ServerRequestHandler):
             return
         self.transport = tls
         self._handshaking = False
-        if self.recv_buffer:  # arrived with the handshake's last flight
+        if self.buffer:  # arrived with the handshake's last flight
             self._feed()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -350,9 +300,9 @@ class GuardedHandler(ServerRequestHandler):
             self._stall = None
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)  # the answering task sees the transport gone
-        if self.recv_buffer:
+        if self.buffer:
             self.guard.stats.truncated += 1
-            self.recv_buffer = b""
+            self.buffer = b""
         self.guard.slots.remove(self)
         if self.admitted:
             self.admitted = False
@@ -373,9 +323,8 @@ class GuardedHandler(ServerRequestHandler):
         here reading pauses instead (see the class docstring)."""
         if not self.admitted:
             return
-        if _PYMODBUS_LOG.isEnabledFor(logging.DEBUG):
-            Log.transport_dump(Log.RECV_DATA, data, self.recv_buffer)
-        self.recv_buffer = self.recv_buffer + data if self.recv_buffer else data
+        self.dump_received(data, self.buffer)
+        self.buffer = self.buffer + data if self.buffer else data
         if not self._handshaking and not self._backlogged:
             self._feed()
 
@@ -383,11 +332,11 @@ class GuardedHandler(ServerRequestHandler):
         """Decide the whole frames buffered, then watch what is left: a
         partial frame gets a deadline, whole frames past the backlog pause
         reading until the answering task has caught up."""
-        buffer = self.recv_buffer
-        cut = self.callback_data(buffer)
+        buffer = self.buffer
+        cut = self.decide_frames(buffer)
         if not self.admitted:  # dropped: a bad header
             return
-        rest = self.recv_buffer = buffer[cut:]
+        rest = self.buffer = buffer[cut:]
         if not rest:
             self._cancel_deadline()
         elif len(rest) >= 6 and len(rest) >= 6 + (rest[4] << 8 | rest[5]):
@@ -425,7 +374,7 @@ class GuardedHandler(ServerRequestHandler):
         self.guard.note(counter, message, self.host, self.guard.request_timeout_s)
         self.drop()
 
-    def callback_data(self, data: bytes, addr: tuple | None = None) -> int:
+    def decide_frames(self, data: bytes) -> int:
         """Every complete frame in ``data``, in order, up to the backlog; a
         partial one stays buffered.
 
@@ -450,7 +399,7 @@ class GuardedHandler(ServerRequestHandler):
                     "%d, length %d)",
                     self.host, data[used + 2] << 8 | data[used + 3], length,
                 )  # fmt: skip
-                self.recv_buffer = b""
+                self.buffer = b""
                 self.drop()
                 return len(data)
             end = used + 6 + length
@@ -459,11 +408,11 @@ class GuardedHandler(ServerRequestHandler):
             if budget:
                 budget -= 1
                 direct = not self._answering and self._writable is None
-                item = self._request(data[used:end], addr, direct=direct)
+                item = self._request(data[used:end], direct=direct)
             else:
                 item = _Frame(data[used:end])
             if item is not None:
-                self._queue(item, addr)
+                self._queue(item)
             used = end
         if used:
             self.last_seen = time.monotonic()
@@ -475,48 +424,52 @@ class GuardedHandler(ServerRequestHandler):
             self._valid = False
             self._valid_at = self.last_seen
 
-    def _request(self, frame: bytes, addr: tuple | None, direct: bool) -> Any:
-        """One whole frame, decided: None when answered here (a direct read, if
-        ``direct``), else what to answer in its turn: a direct read, a refusal
-        (01 without decoding; an exception for an undecodable PDU), or
-        pymodbus's decoded request."""
-        tid, unit, function_code = frame[0] << 8 | frame[1], frame[6], frame[7]
-        if (
-            len(frame) == 12
-            and function_code in READ_FUNCTIONS
-            and (action := self._direct.get(unit)) is not None
-            and 1 <= (count := frame[10] << 8 | frame[11]) <= MAX_READ_COUNT
-        ):
-            address = frame[8] << 8 | frame[9]
-            self._valid = True
+    def _request(self, frame: bytes, direct: bool) -> Any:
+        """One whole frame, decided. Fast path: answered now if ``direct``
+        (None), else a :class:`_Frame` answered in its turn. Library path: a
+        refusal (01 without decoding; an exception for an undecodable PDU) or
+        pymodbus's decoded request, answered in its turn."""
+        if self._answerer is not None:
             if not direct:  # behind earlier answers
-                return _DirectRead(action, tid, unit, function_code, address, count)
-            self.transport.write(direct_answer(action, tid, unit, function_code, address, count))
+                return _Frame(frame)
+            self.transport.write(self._reply(frame))
             return None
+        tid, unit, function_code = frame[0] << 8 | frame[1], frame[6], frame[7]
         if function_code not in ALLOWED_FUNCTIONS:
             # a read-only gateway offers no writes and no diagnostics that change
             # pymodbus's global state (FC 08 counters, ...)
             self.guard.stats.refused_function += 1
-            return _refusal(function_code, ExcCodes.ILLEGAL_FUNCTION, unit, tid)
-        answering = self.last_pdu  # decoding sets last_pdu: keep the one being answered
+            return _Refusal(function_code, Exc.ILLEGAL_FUNCTION, unit, tid)
         try:
-            TransactionManager.callback_data(self, frame, addr)
-            self._valid = True
-            return self.last_pdu
-        except ModbusIOException as exc:
+            request = self.decode(frame)
+        except Undecodable as exc:
             # pymodbus's decoder refuses a read of 0 or more than 125 registers
             # (03, as the spec orders before any address check) and any PDU of
             # a known function it cannot decode (03); an unknown one is 01
             self.guard.stats.malformed_pdu += 1
-            self.guard.note("pdu", "answered an undecodable request from %s with 01/03", self.host)
-            known = (function_code & 0x7F) in self.server.known_functions
-            code = ExcCodes.ILLEGAL_VALUE if known else ExcCodes.ILLEGAL_FUNCTION
-            return _refusal(function_code, code, exc.dev_id, exc.transaction_id)
-        finally:
-            self.last_pdu = answering
+            self._undecodable()
+            return _Refusal(function_code, exc.code, exc.unit, exc.tid)
+        self._valid = True
+        return request
 
-    def _queue(self, item: Any, addr: tuple | None) -> None:
-        self._pending.append((item, addr))
+    def _reply(self, frame: bytes) -> bytes:
+        """The fast path's response ADU to one whole frame (:meth:`Answerer.reply`)."""
+        assert self._answerer is not None
+        stats = self.guard.stats
+        malformed = stats.malformed_pdu
+        unit = frame[6]
+        pdu = self._answerer.reply(unit, frame[7:])
+        if stats.malformed_pdu != malformed:
+            self._undecodable()
+        elif frame[7] in ALLOWED_FUNCTIONS:
+            self._valid = True
+        return frame[:4] + _LENGTH_UNIT.pack(len(pdu) + 1, unit) + pdu
+
+    def _undecodable(self) -> None:
+        self.guard.note("pdu", "answered an undecodable request from %s with 01/03", self.host)
+
+    def _queue(self, item: Any) -> None:
+        self._pending.append(item)
         if not self._answering:
             self._answering = True
             # a task on the running loop: pymodbus's run_coroutine_threadsafe costs
@@ -542,17 +495,18 @@ class GuardedHandler(ServerRequestHandler):
                         self._pending.clear()
                         return
                     answered += 1
-                    item, addr = self._pending.popleft()
+                    item = self._pending.popleft()
                     if isinstance(item, _Frame):  # its turn: decided now
-                        item = self._request(item.frame, addr, direct=False)
+                        if self._answerer is not None:
+                            self.transport.write(self._reply(item.frame))
+                            self._stamp_valid()
+                            continue
+                        item = self._request(item.frame, direct=False)
                         self._stamp_valid()
-                    if isinstance(item, _DirectRead):
-                        self.transport.write(item.answer())
-                    elif isinstance(item, _Refusal):
-                        self.server_send(item.response, addr)
+                    if isinstance(item, _Refusal):
+                        self.refuse(item.function_code, item.code, item.unit, item.tid)
                     elif item is not None:
-                        self.last_pdu, self.last_addr = item, addr
-                        await self.handle_request()
+                        await self.answer(item)
                 if not self._backlogged or self.transport is None or not self.admitted:
                     return
                 await asyncio.sleep(0)  # what is decided next is a new callback's share
@@ -565,14 +519,6 @@ class GuardedHandler(ServerRequestHandler):
                     self.transport.resume_reading()
         finally:
             self._answering = False
-
-    def send(self, data: bytes, addr: tuple | None = None) -> None:
-        """pymodbus's send also empties the receive buffer (right for a client,
-        which drops a stale answer before asking again); a server would lose
-        the start of the next pipelined request with it."""
-        buffered = self.recv_buffer
-        super().send(data, addr)
-        self.recv_buffer = buffered
 
     # --- writing ------------------------------------------------------------------
     def pause_writing(self) -> None:
@@ -602,54 +548,38 @@ class GuardedHandler(ServerRequestHandler):
         )
 
 
-class _Guarded:
-    """Mixin for pymodbus servers: hand every connection a GuardedHandler, and
-    answer register reads through :class:`FastReads`.
-
-    ``direct_reads=False`` (tests and the bench only) answers every read
-    through pymodbus's request handling, the reference the direct path is
-    compared with."""
+class _Guarded(Listener):
+    """Mixin for the listeners: hand every connection a GuardedHandler, with the
+    fast path's :class:`Answerer` (``fast_path``) or none (pymodbus answers)."""
 
     guard: Guard
-    context: Any
-    direct_reads: bool
-    #: TLS is started by each handler once its connection is admitted (TLS listener)
-    tls_context: ssl.SSLContext | None = None
+    answerer: Answerer | None
 
-    def _fast_reads(self, devices: list[SimDevice]) -> None:
-        """Once pymodbus has built its SimCore from ``devices``, put FastReads in front."""
-        self.context = FastReads(self.context, devices)
+    def _setup(self, units: dict[int, UnitRegisters], guard: Guard, fast_path: bool) -> None:
+        self.guard = guard
+        self.answerer = Answerer(units, guard.stats) if fast_path else None
 
-    def callback_new_connection(self) -> GuardedHandler:
-        context = self.context
-        direct = context.units if self.direct_reads and isinstance(context, FastReads) else {}
-        return GuardedHandler(self, self.guard, direct)
-
-    @property
-    def known_functions(self) -> frozenset[int]:
-        return frozenset(self.decoder.list_function_codes())  # type: ignore[attr-defined]
+    def new_connection(self) -> GuardedHandler:
+        return GuardedHandler(self, self.guard, self.answerer)
 
     def handlers(self) -> list[GuardedHandler]:
-        return list(self.active_connections.values())  # type: ignore[attr-defined]
-
-    @property
-    def bound_port(self) -> int:
-        return int(self.transport.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+        return self.connections()
 
 
-class GatewayTcpServer(_Guarded, ModbusTcpServer):
+class GatewayTcpServer(_Guarded, TcpListener):
+    """``units``: the configured unit ids' registers (answer.unit_registers)."""
+
     def __init__(
-        self, devices: list[SimDevice], guard: Guard, *, direct_reads: bool = True, **kwargs: Any
-    ) -> None:
-        self.guard = guard
-        self.direct_reads = direct_reads
-        super().__init__(devices, custom_pdu=CUSTOM_PDUS, **kwargs)
-        self._fast_reads(devices)
+        self, units: dict[int, UnitRegisters], guard: Guard, *, fast_path: bool = True,
+        **kwargs: Any,
+    ) -> None:  # fmt: skip
+        self._setup(units, guard, fast_path)
+        super().__init__(units, guard.stats, **kwargs)
 
 
-class GatewayTlsServer(_Guarded, ModbusTlsServer):
+class GatewayTlsServer(_Guarded, TlsListener):
     """The same handler on TLS: pymodbus's TLS framer reads the same MBAP
-    frames (the header check above cuts them), so direct reads apply as is.
+    frames (the header check above cuts them), so the fast path applies as is.
 
     The socket listens as plain TCP and each handler starts TLS itself once
     its connection is admitted (``loop.start_tls``, the handshake bounded by
@@ -661,15 +591,8 @@ class GatewayTlsServer(_Guarded, ModbusTlsServer):
     not report its loss to the protocol, so pymodbus kept its handler)."""
 
     def __init__(
-        self, devices: list[SimDevice], guard: Guard, *, direct_reads: bool = True, **kwargs: Any
-    ) -> None:
-        self.guard = guard
-        self.direct_reads = direct_reads
-        super().__init__(devices, custom_pdu=CUSTOM_PDUS, **kwargs)
-        self._fast_reads(devices)
-
-    def init_setup_connect_listen(self, host: str, port: int) -> None:
-        """pymodbus's listener without ``ssl=``: see the class docstring."""
-        self.tls_context = self.comm_params.sslctx
-        self.comm_params.sslctx = None
-        super().init_setup_connect_listen(host, port)
+        self, units: dict[int, UnitRegisters], guard: Guard, *, fast_path: bool = True,
+        **kwargs: Any,
+    ) -> None:  # fmt: skip
+        self._setup(units, guard, fast_path)
+        super().__init__(units, guard.stats, **kwargs)

@@ -14,13 +14,13 @@ import ssl
 import time
 from typing import Any
 
-from btms_gateway.core.model import PlantSnapshot, StringSnapshot
-from btms_gateway.core.version import PRODUCT, VENDOR, __version__
-from pymodbus.pdu.device import ModbusDeviceIdentification
+from btms_gateway.core.api import ActiveAlarms, Gateway, PlantSnapshot, StringSnapshot, table_of
 
+from .answer import ServerStats, unit_registers
 from .image import AlarmSummary, ImageStore
-from .map import string_unit, ups_unit
-from .server import GatewayTcpServer, GatewayTlsServer, Guard, ServerStats, build_devices
+from .map import RegisterMap, string_unit, ups_unit
+from .pymodbus_adapter import PYMODBUS_LOG
+from .server import GatewayTcpServer, GatewayTlsServer, Guard
 from .settings import ModbusTcpSettings, TlsSettings
 
 log = logging.getLogger("btms_gateway.plugins.modbus_tcp")
@@ -54,22 +54,6 @@ class QuietDecodeErrors(logging.Filter):
         return not str(record.msg).startswith("Unable to decode frame")
 
 
-PYMODBUS_LOG = logging.getLogger("pymodbus.logging")
-
-
-def identity() -> ModbusDeviceIdentification:
-    """FC 0x2B/0x0E answers: vendor, product code, version (core/version.py)."""
-    return ModbusDeviceIdentification(
-        info_name={
-            "VendorName": VENDOR,
-            "ProductCode": PRODUCT,
-            "MajorMinorRevision": __version__,
-            "ProductName": f"{PRODUCT} Modbus TCP server (BM-GW v2 compatible map)",
-            "ModelName": PRODUCT,
-        }
-    )
-
-
 def tls_context(tls: TlsSettings) -> ssl.SSLContext:
     """TLS 1.2+ server context; with require_client_cert, a client must present
     a certificate signed by ``cafile`` (Modbus/TCP Security's mutual auth)."""
@@ -86,12 +70,14 @@ def tls_context(tls: TlsSettings) -> ssl.SSLContext:
 
 
 class ModbusService:
-    def __init__(self, settings: ModbusTcpSettings, gateway: Any) -> None:
+    def __init__(self, settings: ModbusTcpSettings, gateway: Gateway) -> None:
         self.settings = settings
         self.gateway = gateway
         self.stats = ServerStats()
         self.store = ImageStore(
-            high_first=settings.high_word_first, honest=settings.stale_behaviour == "exception"
+            high_first=settings.high_word_first,
+            honest=settings.stale_behaviour == "exception",
+            rmap=RegisterMap(table_of(gateway)),
         )
         self.guard = Guard.from_settings(settings, self.stats)
         self.tcp: GatewayTcpServer | None = None
@@ -102,30 +88,33 @@ class ModbusService:
         #: marks images from it, never from a newer store snapshot whose readings
         #: are still on their way, so no image steps back when they arrive
         self.plant: PlantSnapshot = gateway.store.snapshot
+        #: the last delivered active tuple and plant, and their summary
+        self._summarized: tuple[ActiveAlarms, PlantSnapshot, AlarmSummary] | None = None
 
     # --- image -------------------------------------------------------------------
-    def _alarms(self, plant: PlantSnapshot) -> AlarmSummary:
+    def rebuild(self) -> None:
+        """Every image from the plant and the alarms active now (at start; then
+        each alarm event brings the active alarms after its commit)."""
         try:
-            active = self.gateway.alarms.active()
+            alarms = AlarmSummary.of(self.gateway.alarms.active(), self.plant)
         except Exception:  # the alarm engine's trouble must not stop serving values
             log.exception("could not read active alarms")
-            return self.store.alarms
-        return AlarmSummary.of(active, plant)
-
-    def rebuild(self) -> None:
-        self.store.rebuild_all(self.plant, self._alarms(self.plant))
+            alarms = self.store.alarms
+        self.store.rebuild_all(self.plant, alarms)
 
     def on_reading(self, string: StringSnapshot, plant: PlantSnapshot) -> None:
         """The plugin channel delivers plants in time order (docs/plugin_hooks.md)."""
         self.plant = plant
         self.store.update_string(string, plant)
 
-    def on_alarm(self, event: Any) -> None:
+    def on_alarm(self, active: ActiveAlarms) -> None:
+        """``active``: the alarms active after an event's commit, as delivered
+        (one tuple for every event of a commit: summarized once)."""
         plant = self.plant
-        if event.path.is_gateway:  # a gateway alarm counts on every unit
-            self.store.rebuild_all(plant, self._alarms(plant))
-            return
-        self.store.update_alarms(self._alarms(plant), plant, event.path.string)
+        last = self._summarized
+        if last is None or last[0] is not active or last[1] is not plant:
+            last = self._summarized = (active, plant, AlarmSummary.of(active, plant))
+            self.store.update_alarms(last[2], plant)
 
     # --- listeners ---------------------------------------------------------------
     async def start(self) -> None:
@@ -144,20 +133,25 @@ class ModbusService:
         ups_units = [ups_unit(u.index) for u in plant.ups.values()]
         string_units = [string_unit(s.index) for s in plant.strings.values()]
         s = self.settings
+        units = unit_registers(
+            ups_units,
+            string_units,
+            self.store,
+            self.stats,
+            (self.store.rmap.ups_extent,),
+            self.store.rmap.string_extents,
+        )
         self.tcp = GatewayTcpServer(
-            build_devices(ups_units, string_units, self.store, self.stats),
-            self.guard,
-            address=(s.host, s.port),
-            identity=identity(),
+            units, self.guard, fast_path=s.fast_path, address=(s.host, s.port)
         )
         await self._listen(self.tcp, s.host, s.port)
         if s.tls.enabled:
             host = s.tls.host or s.host
             self.tls = GatewayTlsServer(
-                build_devices(ups_units, string_units, self.store, self.stats),
+                units,
                 self.guard,
+                fast_path=s.fast_path,
                 address=(host, s.tls.port),
-                identity=identity(),
                 sslctx=tls_context(s.tls),
             )
             await self._listen(self.tls, host, s.tls.port)
@@ -216,7 +210,7 @@ class ModbusService:
                 await self._sweeper
         served = False
         for server in (self.tcp, self.tls):
-            if server is not None and server.transport is not None:
+            if server is not None and server.listening:
                 served = True
                 await server.shutdown()
         PYMODBUS_LOG.removeFilter(self._quiet)

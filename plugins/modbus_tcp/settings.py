@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from btms_gateway.core.config_base import PluginSection, StrictModel
-from btms_gateway.core.netguard import AllowList, ClientAllowlist
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from btms_gateway.core.api import AllowList, ClientAllowlist, PluginSection, StrictModel
+from pydantic import Field, JsonValue, ValidationInfo, field_validator, model_validator
 
 Port = Annotated[int, Field(ge=0, le=65535)]  # 0 = any free port (tests)
+#: marks a key naming a file the gateway reads to run: `btms-gateway backup`
+#: archives it (docs/plugin_hooks.md, register_config_sections)
+SITE_FILE: dict[str, JsonValue] = {"backup": "file"}
 
 
 class TlsSettings(StrictModel):
@@ -18,9 +20,9 @@ class TlsSettings(StrictModel):
     enabled: bool = False
     host: str | None = None  # None: the same address as the plain listener
     port: Port = 802
-    certfile: Path | None = None
-    keyfile: Path | None = None
-    cafile: Path | None = None
+    certfile: Path | None = Field(default=None, json_schema_extra=SITE_FILE)
+    keyfile: Path | None = Field(default=None, json_schema_extra=SITE_FILE)
+    cafile: Path | None = Field(default=None, json_schema_extra=SITE_FILE)
     require_client_cert: bool = True
 
     @field_validator("certfile", "keyfile", "cafile")
@@ -66,6 +68,11 @@ class ModbusTcpSettings(PluginSection):
     request_timeout_s: Annotated[float, Field(gt=0, le=300)] = 5.0
     idle_timeout_s: Annotated[float, Field(gt=0, le=86400)] | None = 120.0
     tls: TlsSettings = TlsSettings()
+    # true: every request is answered by the plugin's own code from the register
+    # image (answer.py); false: by pymodbus's request handling and datastore, the
+    # reference it is tested against byte for byte (docs/modbus-scada-guide.md,
+    # "Fast path"): slower, for ruling the fast path out when a client misbehaves
+    fast_path: bool = True
 
     @field_validator("max_connections_per_address")
     @classmethod

@@ -124,7 +124,7 @@ class DiskBuffer:
                 self.bytes -= size
 
     def pending(self, sink: str | None = None, kind: str | None = None) -> int:
-        sql, args = "SELECT COUNT(*) FROM queue WHERE 1", []
+        sql, args = "SELECT COUNT(*) FROM queue WHERE 1", list[str]()
         if sink is not None:
             sql, args = sql + " AND sink = ?", [*args, sink]
         if kind is not None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from btms_gateway.core.model import StringSnapshot
+from btms_gateway.core.api import StringSnapshot
 
 from .exception import Delta, ExceptionFilter
 
@@ -34,8 +34,10 @@ class Message:
 @dataclass
 class PlantView:
     """What the codecs read of the plant: the reported values (the exception
-    filter), the newest snapshot of each string, the active alarm counts, and
-    facts about the gateway."""
+    filter), the newest snapshot of each string (as offered to the plugin,
+    set on the gateway's loop: see session.Inbox; read it with ``get`` or a
+    copy, never by iterating it), the active alarm counts, and facts about
+    the gateway."""
 
     filter: ExceptionFilter
     latest: dict[str, StringSnapshot] = field(default_factory=dict)

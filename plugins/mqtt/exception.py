@@ -8,22 +8,29 @@ every value again (a host re-marks each metric), and so does the first
 reading of a string or a change of its cell count (the metric set changed:
 Sparkplug needs a new DBIRTH).
 
-At full scale this runs 32 times a second over 120 cells, so a cell whose
-values equal the ones last reported is skipped with one tuple comparison.
+At full scale this runs 32 times a second over 120 cells, so it compares a
+reading with the string's previous one a quantity at a time, in C, and holds
+against the deadbands only the few values that changed since (see
+``_Reported``); the string's own values likewise.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import compress
+from operator import ne
 from typing import Any
 
-from btms_gateway.core.model import Quality, StringSnapshot
+from btms_gateway.core.api import Quality, StringSnapshot
 
-from .quantities import CELL, CELL_STRIDE, STRING, cell_values, string_values
+from .quantities import CELL, CELL_STRIDE, STRING, cell_index, cell_quantities, string_values
 
 QUALITY_SLOT = 0
 CELL_COUNT_SLOT = next(i for i, q in enumerate(STRING) if q.key == "cell_count")
+SOH_SLOT = next(i for i, q in enumerate(STRING) if q.key == "soh_pct")
+CELL_SOH = next(i for i, q in enumerate(CELL) if q.key == "soh_pct")
+CELL_STATUS = next(i for i, q in enumerate(CELL) if q.key == "status")
 
 
 @dataclass(slots=True)
@@ -85,11 +92,32 @@ class Delta:
 
 @dataclass(slots=True)
 class _Reported:
-    """What was last reported of one string."""
+    """What was last reported of one string, and what was last read of it.
+
+    ``columns`` (per ``CELL`` quantity, the last reading's values in cell
+    order) and ``indices`` (its cells' numbers) let the next reading skip
+    every value that did not change at all since: it was already held
+    against its deadband then. A column is a list of the reading's own
+    value objects: a reading allocates a handful of lists, not an object
+    per cell (fewer objects for the garbage collector to count and walk).
+    """
 
     top: list[Any]
-    cells: dict[int, tuple[Any, ...]] = field(default_factory=dict)
-    max_cell: int = 0
+    cells: dict[int, list[Any]] = field(default_factory=dict)
+    read_top: tuple[Any, ...] = ()
+    indices: list[int] = field(default_factory=list)
+    columns: list[list[Any]] = field(default_factory=list)
+
+
+def _slot(change: tuple[int, Any]) -> int:
+    return change[0]
+
+
+def _cell_values(columns: list[list[Any]], i: int) -> list[Any]:
+    """The values of the ``i``-th cell of a reading's columns, as reported."""
+    values = [column[i] for column in columns]
+    values[CELL_STATUS] = int(values[CELL_STATUS])
+    return values
 
 
 def _moved(new: Any, old: Any, band: float | None) -> bool:
@@ -115,75 +143,121 @@ class ExceptionFilter:
         r = string.reading
         if r is None:
             return None
-        values = string_values(string)
-        at_ms = int(r.read_at * 1000)
-        changed_ms = int(string.changed_at * 1000)
+        indices = list(map(cell_index, r.cells))
+        columns = [list(map(get, r.cells)) for get in cell_quantities]
         seen = self._reported.get(string.name)
-        if seen is None or seen.top[QUALITY_SLOT] != values[QUALITY_SLOT] or not self.by_exception:
+        quality = string.quality.name.lower()
+        full = seen is None or seen.top[QUALITY_SLOT] != quality or not self.by_exception
+        if full:
+            values = string_values(string, r.soh_pct)
             rebirth = seen is None or seen.top[CELL_COUNT_SLOT] != values[CELL_COUNT_SLOT]
-            quality_changed = seen is not None and seen.top[QUALITY_SLOT] != values[QUALITY_SLOT]
-            seen = self._remember(string, values)
-            return Delta(
-                string.name,
-                string.index,
-                string.quality,
-                at_ms,
-                changed_ms,
-                list(self.current(string.name)),
-                full=True,
-                rebirth=rebirth,
-                quality_changed=quality_changed,
-            )
-        changes: list[tuple[int, Any]] = []
-        top, bands = seen.top, self._top_bands
-        for q, new in enumerate(values):
-            if _moved(new, top[q], bands[q]):
-                top[q] = new
-                changes.append((q, new))
-        rebirth = any(q == CELL_COUNT_SLOT for q, _ in changes)  # the metric set changed
-        cell_bands, reported = self._cell_bands, seen.cells
-        for c in r.cells:
-            now = cell_values(c)
-            old = reported.get(c.index)
-            if old == now:
-                continue
-            base = c.index * CELL_STRIDE
-            if old is None:
-                reported[c.index] = now
-                changes.extend((base + q, v) for q, v in enumerate(now))
-                seen.max_cell = max(seen.max_cell, c.index)
-                rebirth = True
-                continue
-            kept = list(old)
-            for q, new in enumerate(now):
-                if _moved(new, old[q], cell_bands[q]):
-                    kept[q] = new
-                    changes.append((base + q, new))
-            reported[c.index] = tuple(kept)
-        if rebirth and len(reported) > len(r.cells):  # sensors removed: forget their cells
-            present = {c.index for c in r.cells}
-            for index in [i for i in reported if i not in present]:
-                del reported[index]
-        if not changes:
-            return None
+            quality_changed = seen is not None and seen.top[QUALITY_SLOT] != quality
+            self._remember(string.name, values, indices, columns)
+            changes = list(self.current(string.name))
+        else:
+            assert seen is not None
+            quality_changed = False
+            changes, rebirth = self._changes(seen, string, indices, columns)
+            if not changes:
+                return None
         return Delta(
             string.name,
             string.index,
             string.quality,
-            at_ms,
-            changed_ms,
+            int(r.read_at * 1000),
+            int(string.changed_at * 1000),
             changes,
+            full=full,
             rebirth=rebirth,
+            quality_changed=quality_changed,
         )
 
-    def _remember(self, string: StringSnapshot, values: tuple[Any, ...]) -> _Reported:
+    def _changes(
+        self,
+        seen: _Reported,
+        string: StringSnapshot,
+        indices: list[int],
+        columns: list[list[Any]],
+    ) -> tuple[list[tuple[int, Any]], bool]:
+        """The slots that moved past their deadband since last reported (which
+        are then remembered as reported), and whether the metric set changed."""
         assert string.reading is not None
-        cells = {c.index: cell_values(c) for c in string.reading.cells}
-        old = self._reported.get(string.name)
-        top = max(cells, default=0)
-        seen = _Reported(list(values), cells, max(top, old.max_cell if old else 0))
-        self._reported[string.name] = seen
-        return seen
+        cells, rebirth, soh_moved = self._cell_changes(seen, indices, columns)
+        # the string's SOH is the lowest cell SOH: derived again only when one moved
+        soh = string.reading.soh_pct if soh_moved else seen.read_top[SOH_SLOT]
+        values = string_values(string, soh)
+        changes: list[tuple[int, Any]] = []
+        if values != seen.read_top:
+            top, bands = seen.top, self._top_bands
+            for q, new in enumerate(values):
+                if _moved(new, top[q], bands[q]):
+                    top[q] = new
+                    changes.append((q, new))
+            seen.read_top = values
+            rebirth |= any(q == CELL_COUNT_SLOT for q, _ in changes)  # the metric set changed
+        if rebirth and len(seen.cells) > len(indices):  # sensors removed: forget their cells
+            present = set(indices)
+            for index in [i for i in seen.cells if i not in present]:
+                del seen.cells[index]
+        changes += cells
+        return changes, rebirth
+
+    def _cell_changes(
+        self, seen: _Reported, indices: list[int], columns: list[list[Any]]
+    ) -> tuple[list[tuple[int, Any]], bool, bool]:
+        """The cells' part of ``_changes`` (in slot order), and whether any
+        cell's SOH changed."""
+        old_indices, old_columns = seen.indices, seen.columns
+        seen.indices, seen.columns = indices, columns
+        if indices != old_indices:  # cells came, went or moved: hold every value
+            return self._all_cell_changes(seen, indices, columns)
+        changes: list[tuple[int, Any]] = []
+        soh_moved = False
+        bands, reported = self._cell_bands, seen.cells
+        for q, (column, old) in enumerate(zip(columns, old_columns, strict=True)):
+            if column == old:
+                continue
+            band = bands[q]
+            # only a value that changed since the last reading can have moved
+            for i in compress(range(len(column)), map(ne, column, old)):
+                soh_moved = soh_moved or q == CELL_SOH
+                index, new = indices[i], column[i]
+                last = reported[index]
+                if _moved(new, last[q], band):
+                    last[q] = value = int(new) if q == CELL_STATUS else new
+                    changes.append((index * CELL_STRIDE + q, value))
+        changes.sort(key=_slot)
+        return changes, False, soh_moved
+
+    def _all_cell_changes(
+        self, seen: _Reported, indices: list[int], columns: list[list[Any]]
+    ) -> tuple[list[tuple[int, Any]], bool, bool]:
+        """``_cell_changes`` for a reading whose cells are not the last one's:
+        every value against the one last reported; a new cell is all reported
+        and asks for a birth."""
+        changes: list[tuple[int, Any]] = []
+        rebirth = False
+        bands, reported = self._cell_bands, seen.cells
+        for i, index in enumerate(indices):
+            base = index * CELL_STRIDE
+            now = _cell_values(columns, i)
+            last = reported.get(index)
+            if last is None:
+                reported[index] = now
+                changes.extend((base + q, v) for q, v in enumerate(now))
+                rebirth = True
+                continue
+            for q, new in enumerate(now):
+                if _moved(new, last[q], bands[q]):
+                    last[q] = new
+                    changes.append((base + q, new))
+        return changes, rebirth, True
+
+    def _remember(
+        self, name: str, values: tuple[Any, ...], indices: list[int], columns: list[list[Any]]
+    ) -> None:
+        cells = {index: _cell_values(columns, i) for i, index in enumerate(indices)}
+        self._reported[name] = _Reported(list(values), cells, values, indices, columns)
 
     def current(self, name: str) -> Iterator[tuple[int, Any]]:
         """Every slot of a string as last reported, in slot order (for a birth)."""
@@ -198,9 +272,3 @@ class ExceptionFilter:
 
     def names(self) -> list[str]:
         return list(self._reported)
-
-    def max_cell(self, name: str) -> int:
-        return self._reported[name].max_cell
-
-    def quality(self, name: str) -> str:
-        return str(self._reported[name].top[QUALITY_SLOT])

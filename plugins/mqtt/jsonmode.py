@@ -17,8 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from btms_gateway.core.model import StringSnapshot
-from btms_gateway.core.serialize import string_dict
+from btms_gateway.core.api import StringSnapshot, string_dict
 
 from .codec import Message, PlantView
 from .exception import Delta
@@ -119,7 +118,7 @@ class JsonTree:
     def connected(self) -> list[Message]:
         self._connected = True
         out = [self._status(True)]
-        for string in self.plant.latest.values():
+        for string in list(self.plant.latest.values()):  # (the loop adds strings)
             if self.homeassistant:
                 out.extend(self.discovery(string))
             if self.state and string.reading is not None:

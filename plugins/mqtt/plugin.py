@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
 
 import click
-from btms_gateway.core import hookimpl
-from btms_gateway.core.alarm_types import AlarmEvent
-from btms_gateway.core.model import StringSnapshot
-from btms_gateway.core.plugin_services import PerGateway
-from btms_gateway.core.serialize import event_dict
-from btms_gateway.core.version import __version__
+from btms_gateway.core.api import (
+    ActiveAlarms,
+    AlarmEvent,
+    Gateway,
+    PerGateway,
+    StringSnapshot,
+    __version__,
+    event_dict,
+    hookimpl,
+)
 
 from .commands import mqtt_group
 from .session import MqttSession
@@ -31,7 +34,7 @@ STOP_TIMEOUT_S = 1.2
 _sessions: PerGateway[MqttSession] = PerGateway()
 
 
-def session(gateway: Any) -> MqttSession:
+def session(gateway: Gateway) -> MqttSession:
     """The running session of ``gateway`` (tests and benches read its status)."""
     return _sessions[gateway]
 
@@ -47,15 +50,15 @@ def register_commands(cli: click.Group) -> None:
 
 
 @hookimpl
-async def startup(gateway: Any) -> None:
+async def startup(gateway: Gateway) -> None:
     settings = gateway.plugin_config(NAME)
     assert isinstance(settings, MqttSettings)
     svc = MqttSession(
         settings,
-        gateway_name=gateway.settings.gateway.name,
+        gateway_name=gateway.name,
         data_dir=gateway.data_dir,
         version=__version__,
-        active=gateway.alarms.active(),
+        active=tuple(gateway.alarms.active()),  # at start; then each event brings its own
     )
     svc.plant.configured = frozenset(gateway.store.snapshot.strings)
     svc.start()
@@ -63,19 +66,19 @@ async def startup(gateway: Any) -> None:
 
 
 @hookimpl
-async def shutdown(gateway: Any) -> None:
+async def shutdown(gateway: Gateway) -> None:
     svc = _sessions.pop(gateway)
     if svc is not None:
         await asyncio.to_thread(svc.stop, STOP_TIMEOUT_S)
 
 
 @hookimpl
-async def string_reading(string: StringSnapshot, gateway: Any) -> None:
+async def string_reading(string: StringSnapshot, gateway: Gateway) -> None:
     if (svc := _sessions.get(gateway)) is not None:
         svc.offer_reading(string)
 
 
 @hookimpl
-async def alarm_event(event: AlarmEvent, gateway: Any) -> None:
+async def alarm_event(event: AlarmEvent, active: ActiveAlarms, gateway: Gateway) -> None:
     if (svc := _sessions.get(gateway)) is not None:
-        svc.offer_event(event_dict(event))
+        svc.offer_event(event_dict(event), active)

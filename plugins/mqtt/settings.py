@@ -16,12 +16,15 @@ import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
-from btms_gateway.core.config_base import PluginSection, StrictModel
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from btms_gateway.core.api import PluginSection, StrictModel
+from pydantic import Field, JsonValue, SecretStr, ValidationInfo, field_validator, model_validator
 
 #: an MQTT topic level of ours: no wildcard, no separator, nothing a broker mangles
 TopicLevel = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 Mode = Literal["sparkplug", "json"]
+#: marks a key naming a file the gateway reads to run: `btms-gateway backup`
+#: archives it (docs/plugin_hooks.md, register_config_sections)
+SITE_FILE: dict[str, JsonValue] = {"backup": "file"}
 
 
 def default_node_id(gateway_name: str) -> str:
@@ -33,10 +36,10 @@ class TlsSettings(StrictModel):
     """``[plugins.mqtt.tls]``: present means TLS (the broker's port is then usually 8883)."""
 
     #: CA bundle that signed the broker's certificate; None: the system's CAs
-    ca_file: Path | None = None
+    ca_file: Path | None = Field(default=None, json_schema_extra=SITE_FILE)
     #: client certificate and key, for brokers that authenticate clients by certificate
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    cert_file: Path | None = Field(default=None, json_schema_extra=SITE_FILE)
+    key_file: Path | None = Field(default=None, json_schema_extra=SITE_FILE)
     key_password: SecretStr | None = None
     #: true skips certificate and host name checks: for a lab, never a site
     insecure: bool = False
@@ -111,7 +114,7 @@ class MqttSettings(PluginSection):
     """Defaults reach a broker on this machine; the demo runs the plugin only
     when a broker answers there (or one is configured)."""
 
-    mode: list[Mode] = Field(default_factory=lambda: ["sparkplug"], min_length=1)
+    mode: list[Mode] = Field(default_factory=lambda: list[Mode](["sparkplug"]), min_length=1)
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 1883
     protocol: Literal["3.1.1", "5"] = "3.1.1"

@@ -35,7 +35,7 @@ from typing import Any
 from .buffer import READING, DiskBuffer
 from .codec import Codec, Message
 from .exception import Delta
-from .link import Link, Post
+from .link import CONNECT_FAILED, Link, Post
 from .settings import MqttSettings
 
 log = logging.getLogger("btms_gateway.mqtt")
@@ -102,6 +102,15 @@ class Uplink:
     def ready(self) -> bool:
         return self.connected and self.codec.ready()
 
+    def awaits_broker(self) -> bool:
+        """Whether the broker's next word must wake the session thread: before
+        data may flow (the CONNACK; a Sparkplug primary host's STATE) and
+        while a replay waits for acknowledgements to go on. Otherwise it waits
+        for the thread's next pass (at most ``BATCH_S`` while readings come,
+        1 s when idle): acknowledgements are bookkeeping, and a command or a
+        host's going offline is handled that much later."""
+        return not self.ready() or self.backlog
+
     # -- the connection ---------------------------------------------------------------
     def tick(self, now: float) -> float:
         """Connect when due, replay a step when allowed; the next time to look again."""
@@ -133,7 +142,8 @@ class Uplink:
             self._ended(f"could not start a session: {exc}")
 
     def _tagged(self, item: tuple[Any, ...]) -> None:
-        """paho's thread: hand a callback to the session thread, naming this uplink."""
+        """A paho callback (or the connect thread): to the session thread's inbox,
+        naming this uplink."""
         self._post((self.sink, *item))
 
     def handle(self, item: tuple[Any, ...]) -> None:
@@ -141,11 +151,9 @@ class Uplink:
         kind, generation = item[0], item[1]
         if generation != self.generation or self.link is None:
             return  # a finished session's late word
-        if kind != "ended" or item[2] != "could not connect":
+        if kind != "ended" or not item[2].startswith(CONNECT_FAILED):
             self._connect_sent = True  # paho sends CONNECT once the socket is up
-        if kind == "ack":
-            self._acked(item[2])
-        elif kind == "connected":
+        if kind == "connected":
             failed, reason = item[2], item[3]
             if failed:
                 self._ended(f"broker refused the connection: {reason}")
@@ -268,6 +276,14 @@ class Uplink:
             self._inflight_rows.add(row)
         else:
             self._acked_rows.append(row)  # nothing to wait for
+
+    def take_acks(self) -> None:
+        """What the broker acknowledged, as paho read it in this pass (called
+        right after the link's ``serve``, so before an "ended" it posted)."""
+        if self.link is not None:
+            acked = self.link.acked
+            while acked:
+                self._acked(acked.popleft())
 
     def _acked(self, mid: int) -> None:
         t = self.unacked.pop(mid, None)

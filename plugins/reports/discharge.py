@@ -8,8 +8,7 @@ import time
 from typing import Any
 
 import numpy as np
-from btms_gateway.core.analytics import DischargeSummary
-from btms_gateway.core.reports import Report, ReportError, ReportSource
+from btms_gateway.core.api import DischargeSummary, Report, ReportError, ReportSource
 
 from .pages import Document, Table, render, utc
 

@@ -8,8 +8,7 @@ import time
 from typing import Any
 
 import numpy as np
-from btms_gateway.core.analytics.health import StringHealth
-from btms_gateway.core.reports import Report, ReportError, ReportSource
+from btms_gateway.core.api import Report, ReportError, ReportSource, StringHealth
 
 from .pages import Document, Table, render, utc
 

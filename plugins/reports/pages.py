@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from btms_gateway.core.reports import Report, ReportError
+from btms_gateway.core.api import Report, ReportError
 
 A4 = (8.27, 11.69)
 ROWS_PER_PAGE = 52

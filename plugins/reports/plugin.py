@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from btms_gateway.core import hookimpl
-from btms_gateway.core.reports import ReportError, ReportSource
+from btms_gateway.core.api import ReportError, ReportSource, hookimpl
 
 from .discharge import discharge_report
 from .health import health_report
@@ -26,9 +25,7 @@ def register_reports(register: Callable[[str, Callable[..., Any]], None]) -> Non
 
 
 def _write(kind: str, subject: str, config: Path, output: Path, formats: tuple[str, ...]) -> None:
-    from btms_gateway.core.analytics.cli import load_settings
-
-    source = ReportSource.from_files(load_settings(config))
+    source = ReportSource.from_config_file(config)
     output.mkdir(parents=True, exist_ok=True)
     for fmt in formats:
         try:

@@ -15,17 +15,16 @@ import logging
 import socket
 from typing import Any
 
-from btms_gateway.core.netguard import LOOPBACK, ClientAllowlist, LogTally, TokenBuckets
-from btms_gateway.core.version import __version__
+from btms_gateway.core.api import LOOPBACK, ClientAllowlist, LogTally, TokenBuckets, __version__
 from pysnmp.carrier.asyncio.dgram import udp, udp6
 from pysnmp.entity import config, engine
 from pysnmp.entity.rfc3413 import context
 from pysnmp.proto import rfc1902
 
 from . import responders
+from .controller import BtmsController
 from .direct import DirectReads
 from .image import AgentStats, ServeContext, build_index
-from .instrum import BtmsController
 from .settings import SnmpSettings, UserSettings
 
 log = logging.getLogger("btms_gateway.plugins.snmp")
@@ -123,7 +122,7 @@ class AllowlistUdp(udp.UdpAsyncioTransport):
         """pysnmp lets some decoder errors (TypeError, IndexError...) escape;
         count and drop such datagrams instead of logging a traceback each."""
         try:
-            self._callback_function(self, address, datagram)  # type: ignore[misc]
+            self._callback_function(self, address, datagram)
         except Exception as exc:
             if self.stats is not None:
                 self.stats.bad_datagrams += 1
@@ -174,13 +173,14 @@ class Agent:
             lambda previous, changed: build_index(base, ctx, previous, changed),
         )
         snmp_context = context.SnmpContext(self.engine)
-        snmp_context.context_names[b""] = self.controller  # type: ignore[assignment]
+        snmp_context.context_names[b""] = self.controller
         self.get = responders.GetResponder(self.engine, snmp_context)
         self.next = responders.NextResponder(self.engine, snmp_context)
         self.bulk = responders.BulkResponder(self.engine, snmp_context)
         self.bulk.max_varbinds = settings.max_bulk_varbinds  # pysnmp's default is 64
         for responder in (self.get, self.next, self.bulk):
             responder.max_response_bytes = settings.max_response_bytes
+            responder.fast = settings.fast_path
         responders.SetResponder(self.engine, snmp_context)
         self.direct = (
             DirectReads(
@@ -192,7 +192,7 @@ class Agent:
                 settings.max_bulk_varbinds,
                 settings.max_response_bytes,
             )
-            if settings.v2c and settings.community is not None
+            if settings.fast_path and settings.v2c and settings.community is not None
             else None
         )
         ctx.stats.auth_failures = self._auth_failures

@@ -5,10 +5,25 @@ the generator so a value's encoding is defined once."""
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
 
-from btms_gateway.core.model import CellStatus, Quality, StringAlarm, StringState
+from btms_gateway.core.api import QUALITY_NAMES, STATE_NAMES
 
 from .smi import TC
+
+
+def position(values: Mapping[int, str]) -> dict[int, int]:
+    """An enumeration's value -> its number in the MIB: its position in the
+    quantity table's order, from 1 (SMI enumerations start at 1 here)."""
+    return {value: n for n, value in enumerate(values, start=1)}
+
+
+def mib_name(name: str, upper: bool = False) -> str:
+    """``current_high_charge`` -> ``currentHighCharge`` (``CurrentHighCharge``)."""
+    first, *rest = name.split("_")
+    head = first[:1].upper() + first[1:] if upper else first
+    return head + "".join(w[:1].upper() + w[1:] for w in rest)
+
 
 TCS = (
     TC("BtmsCentiValue", "Integer32", "A value in hundredths of its UNITS.", "d-2"),
@@ -22,7 +37,7 @@ TCS = (
         "or no poll result came within the gateway's stale_after_s; offline = the "
         "configured number of polls failed in a row, or never read. Values of a "
         "stale or offline string are the last good ones; see the data age column.",
-        enums=(("good", 1), ("stale", 2), ("offline", 3)),
+        enums=tuple((name, n) for n, name in enumerate(QUALITY_NAMES.values(), start=1)),
     ),
     TC(
         "BtmsDeviceStatus",
@@ -35,14 +50,7 @@ TCS = (
         "BtmsChargeState",
         "INTEGER",
         "The string master's state register.",
-        enums=(
-            ("floatCharge", 1),
-            ("equalizeCharge", 2),
-            ("discharge", 3),
-            ("idle", 4),
-            ("abnormal", 5),
-            ("unknown", 6),
-        ),
+        enums=tuple((mib_name(name), n) for n, name in enumerate(STATE_NAMES.values(), start=1)),
     ),
     TC(
         "BtmsSeverity",
@@ -52,28 +60,10 @@ TCS = (
     ),
 )
 
-QUALITY = {Quality.GOOD: 1, Quality.STALE: 2, Quality.OFFLINE: 3}
 DEVICE_STATUS = {0: 3, 1: 1, 2: 2}  # model DeviceStatus -> BtmsDeviceStatus
-STATE = {
-    StringState.FLOAT_CHARGE: 1,
-    StringState.EQUALIZE_CHARGE: 2,
-    StringState.DISCHARGE: 3,
-    StringState.IDLE: 4,
-    StringState.ABNORMAL: 5,
-    StringState.UNKNOWN: 6,
-}
-STRING_ALARM_BITS = (
-    ("currentHighCharge", 0),
-    ("currentHighDischarge", 1),
-    ("voltageHigh", 2),
-    ("voltageLow", 3),
-    ("socLow", 4),
-    ("sohLow", 5),
-    ("hallSensorDisconnected", 6),
-)
-CELL_FLAG_BITS = (("sensorLost", 0), ("balancing", 1))
-assert len(STRING_ALARM_BITS) == len(StringAlarm)
-assert len(CELL_FLAG_BITS) == len(CellStatus)
+
+
+QUALITY = position(QUALITY_NAMES)
 
 
 def date_and_time(ts: float | None) -> bytes | None:

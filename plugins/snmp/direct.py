@@ -35,7 +35,7 @@ from pysnmp.error import PySnmpError
 from pysnmp.proto import rfc1902, rfc1905
 
 from . import ber, limits
-from .instrum import BtmsController
+from .controller import BtmsController
 from .views import ViewTree
 
 log = logging.getLogger("btms_gateway.plugins.snmp")

@@ -32,9 +32,7 @@ from itertools import chain, pairwise
 from operator import attrgetter
 from typing import Any
 
-from btms_gateway.core.alarm_types import ActiveAlarm
-from btms_gateway.core.counters import CommCounters
-from btms_gateway.core.model import PlantSnapshot
+from btms_gateway.core.api import ActiveAlarm, CommCounters, PlantSnapshot
 from pysnmp.proto import rfc1902
 
 from . import ber
@@ -77,6 +75,8 @@ class ServeContext:
     counters: Callable[[str], CommCounters | None]
     stats: AgentStats = field(default_factory=AgentStats)
     alarms: dict[str, tuple[int, ActiveAlarm]] = field(default_factory=dict)
+    #: the MIB's tables of the gateway's quantity table (tables.mib_tables)
+    tables: tuple[Table, ...] = TABLES
 
     @property
     def now(self) -> float:
@@ -187,9 +187,11 @@ def table_rows(t: Table, ctx: ServeContext, previous: Rows | None = None) -> Row
 
 
 @cache
-def _objects(base: tuple[int, ...]) -> dict[str, tuple[tuple[int, ...], bytes]]:
+def _objects(
+    base: tuple[int, ...], tables: tuple[Table, ...]
+) -> dict[str, tuple[tuple[int, ...], bytes]]:
     """Every scalar's and column's OID and its BER content octets."""
-    return {name: (oid, ber.oid_content(oid)) for name, oid in object_oids(base).items()}
+    return {name: (oid, ber.oid_content(oid)) for name, oid in object_oids(base, tables).items()}
 
 
 def build_index(
@@ -200,9 +202,9 @@ def build_index(
 ) -> Index:
     """The index for the current shape. With ``previous``, only tables whose
     ``source`` is in ``changed`` are re-listed; the others keep their rows."""
-    names = _objects(base)
+    names = _objects(base, ctx.tables)
     tables: dict[str, Rows] = {}
-    for t in TABLES:
+    for t in ctx.tables:
         kept = None if previous is None else previous.tables.get(t.name)
         if kept is not None and changed is not None and t.source not in changed:
             tables[t.name] = kept
@@ -214,7 +216,7 @@ def build_index(
         oid, prefix = names[s.name]
         segments.append(Segment(start, s, None, oid, prefix, SCALAR_ROWS))
         start += 1
-    for t in TABLES:
+    for t in ctx.tables:
         rows = tables[t.name]
         for col in t.columns:
             if col.access == "not-accessible" or not rows.suffixes:
@@ -225,7 +227,7 @@ def build_index(
     oids = [g.oid for g in segments]
     if any(a >= b or a == b[: len(a)] for a, b in pairwise(oids)):
         raise AssertionError("the MIB's scalars and columns are not in ascending OID order")
-    every = (*SCALARS, *(c for t in TABLES for c in t.columns))
+    every = (*SCALARS, *(c for t in ctx.tables for c in t.columns))
     objects = frozenset(names[o.name][0] for o in every)
     return Index(base, segments, oids, [g.start for g in segments], start, tables, objects)
 
@@ -283,9 +285,9 @@ def raw_at(index: Index, pos: int, ctx: ServeContext) -> Any:
 
 def _raw(seg: Segment, row: int, ctx: ServeContext) -> Any:
     if seg.table is None:
-        return seg.obj.get(None, ctx)  # type: ignore[misc]
+        return seg.obj.get(None, ctx)  # type: ignore[misc]  # every served object has a getter (tables.py)
     obj = seg.table.resolve(ctx, seg.rows.keys[row])
-    return None if obj is None else seg.obj.get(obj, ctx)  # type: ignore[misc]
+    return None if obj is None else seg.obj.get(obj, ctx)  # type: ignore[misc]  # (see above)
 
 
 def value_at(index: Index, pos: int, ctx: ServeContext) -> Any:
@@ -311,7 +313,7 @@ def values(seg: Segment, pos: int, ctx: ServeContext) -> Iterator[tuple[int, Any
     position ``pos``; each getter runs once, and no bisection per value."""
     get = seg.obj.get
     if seg.table is None:
-        raw = get(None, ctx)  # type: ignore[misc]
+        raw = get(None, ctx)  # type: ignore[misc]  # every served object has a getter (tables.py)
         if raw is not None:
             yield 0, raw
         return
@@ -319,7 +321,7 @@ def values(seg: Segment, pos: int, ctx: ServeContext) -> Iterator[tuple[int, Any
     for row in range(max(pos - seg.start, 0), len(keys)):
         obj = resolve(ctx, keys[row])
         if obj is not None:
-            raw = get(obj, ctx)  # type: ignore[misc]
+            raw = get(obj, ctx)  # type: ignore[misc]  # (see above)
             if raw is not None:
                 yield row, raw
 

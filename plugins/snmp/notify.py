@@ -15,8 +15,7 @@ import logging
 import time
 from typing import Any
 
-from btms_gateway.core.alarm_types import AlarmEvent, EventKind
-from btms_gateway.core.model import StringSnapshot
+from btms_gateway.core.api import AlarmEvent, EventKind, StringSnapshot
 from pysnmp.hlapi.v3arch.asyncio import (
     CommunityData,
     ContextData,

@@ -9,24 +9,33 @@ not say which gateway a reading belongs to).
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import replace
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import click
-from btms_gateway.core import hookimpl
-from btms_gateway.core.alarm_types import ActiveAlarm, AlarmEvent, EventKind
-from btms_gateway.core.model import PlantSnapshot, Quality, StringSnapshot
-from btms_gateway.core.plugin_services import add_export_commands
-from btms_gateway.core.version import __version__
+from btms_gateway.core.api import (
+    ActiveAlarm,
+    ActiveAlarms,
+    AlarmEvent,
+    Gateway,
+    PlantSnapshot,
+    Quality,
+    StringSnapshot,
+    __version__,
+    add_export_commands,
+    hookimpl,
+    table_of,
+)
 
 from .agent import Agent
 from .image import AgentStats, ServeContext, same_shape
 from .mibgen import generate
 from .notify import Notifier
 from .settings import SnmpSettings
-from .tables import DEFAULT_BASE, parse_oid
+from .tables import DEFAULT_BASE, mib_tables, parse_oid
 
 log = logging.getLogger("btms_gateway.plugins.snmp")
 NAME = "snmp"
@@ -35,22 +44,24 @@ NAME = "snmp"
 class SnmpPlugin:
     """The running agent and notifier of one gateway."""
 
-    def __init__(self, gateway: Any, settings: SnmpSettings) -> None:
+    def __init__(self, gateway: Gateway, settings: SnmpSettings) -> None:
         self.gateway = gateway
         self.settings = settings
         self.base = parse_oid(settings.enterprise_base)
         self.stats = AgentStats()
         self._next_alarm_index = 1
+        self._tabled: ActiveAlarms | None = None  # the tuple btmsAlarmTable shows
         self.ctx = ServeContext(
             plant=gateway.store.snapshot,
-            gateway_name=gateway.settings.gateway.name,
+            gateway_name=gateway.name,
             version=__version__,
             uptime_s=gateway.uptime_s,
             counters=self._counters,
             stats=self.stats,
             alarms=self._seed_alarms(gateway),
+            tables=mib_tables(table_of(gateway)),
         )
-        sys_name = settings.sys_name or gateway.settings.gateway.name
+        sys_name = settings.sys_name or gateway.name
         self.agent = Agent(settings, self.base, self.ctx, sys_name)
         self.notifier = Notifier(settings, self.base, self.agent.engine_id, self.stats)
         self.announced_offline: set[str] = set()
@@ -61,15 +72,27 @@ class SnmpPlugin:
         except Exception:
             return None
 
-    def _seed_alarms(self, gateway: Any) -> dict[str, tuple[int, ActiveAlarm]]:
-        alarms: dict[str, tuple[int, ActiveAlarm]] = {}
-        for a in sorted(gateway.alarms.active(), key=lambda a: a.raised_at):
-            alarms[a.alarm_id] = (self._next_alarm_index, a)
-            self._next_alarm_index += 1
-        return alarms
+    def _seed_alarms(self, gateway: Gateway) -> dict[str, tuple[int, ActiveAlarm]]:
+        """The alarms active at start (then each event brings the active ones)."""
+        return self._rows(sorted(gateway.alarms.active(), key=lambda a: a.raised_at), {})
+
+    def _rows(
+        self, active: Iterable[ActiveAlarm], rows: Mapping[str, tuple[int, ActiveAlarm]]
+    ) -> dict[str, tuple[int, ActiveAlarm]]:
+        """btmsAlarmTable's rows for ``active``: an alarm keeps the index it was
+        given while it stays active; one not seen before gets the next."""
+        out: dict[str, tuple[int, ActiveAlarm]] = {}
+        for a in active:
+            known = rows.get(a.alarm_id)
+            if known is None:
+                index, self._next_alarm_index = self._next_alarm_index, self._next_alarm_index + 1
+            else:
+                index = known[0]
+            out[a.alarm_id] = (index, a)
+        return out
 
     async def start(self) -> None:
-        await self.agent.start(self.gateway.loop)
+        await self.agent.start(asyncio.get_running_loop())  # startup runs on the gateway's loop
         try:
             self.notifier.start()
         except BaseException:
@@ -108,38 +131,14 @@ class SnmpPlugin:
             self.announced_offline.discard(string.name)
             self.notifier.string_quality(string, offline=False)
 
-    def on_alarm(self, event: AlarmEvent) -> None:
-        alarms = dict(self.ctx.alarms)
-        if event.kind is EventKind.CLEARED:
-            alarms.pop(event.alarm_id, None)
-        elif event.kind is EventKind.RAISED:
-            index = alarms[event.alarm_id][0] if event.alarm_id in alarms else None
-            if index is None:
-                index, self._next_alarm_index = self._next_alarm_index, self._next_alarm_index + 1
-            alarms[event.alarm_id] = (index, _active(event))
-        elif event.alarm_id in alarms:
-            index, active = alarms[event.alarm_id]
-            acked = replace(
-                active, acknowledged=True, acknowledged_by=event.by, acknowledged_at=event.at
-            )
-            alarms[event.alarm_id] = (index, acked)
-        self.ctx.alarms = alarms
-        self.agent.controller.invalidate("alarms")
+    def on_alarm(self, event: AlarmEvent, active: ActiveAlarms) -> None:
+        """``active``: the alarms active after the event's commit, as delivered;
+        the table is rebuilt from it once per commit (its events share it)."""
+        if active is not self._tabled:
+            self._tabled = active
+            self.ctx.alarms = self._rows(active, self.ctx.alarms)
+            self.agent.controller.invalidate("alarms")
         self.notifier.alarm(event)
-
-
-def _active(event: AlarmEvent) -> ActiveAlarm:
-    return ActiveAlarm(
-        alarm_id=event.alarm_id,
-        rule=event.rule,
-        severity=event.severity,
-        path=event.path,
-        value=event.value,
-        limit=event.limit,
-        unit=event.unit,
-        message=event.message,
-        raised_at=event.at,
-    )
 
 
 RUNNING: list[SnmpPlugin] = []
@@ -156,32 +155,33 @@ def register_config_sections(register: Any) -> None:
 
 
 @hookimpl
-async def startup(gateway: Any) -> None:
+async def startup(gateway: Gateway) -> None:
     settings = gateway.plugin_config(NAME)
+    assert isinstance(settings, SnmpSettings)  # registered for this section: validated by it
     plugin = SnmpPlugin(gateway, settings)
     await plugin.start()
     RUNNING.append(plugin)
 
 
 @hookimpl
-async def shutdown(gateway: Any) -> None:
+async def shutdown(gateway: Gateway) -> None:
     for plugin in [p for p in RUNNING if p.gateway is gateway]:
         RUNNING.remove(plugin)
         await plugin.stop()
 
 
 @hookimpl
-async def string_reading(string: StringSnapshot, plant: PlantSnapshot, gateway: Any) -> None:
+async def string_reading(string: StringSnapshot, plant: PlantSnapshot, gateway: Gateway) -> None:
     for plugin in RUNNING:
         if plugin.gateway is gateway:
             plugin.on_string(string, plant)
 
 
 @hookimpl
-async def alarm_event(event: AlarmEvent, gateway: Any) -> None:
+async def alarm_event(event: AlarmEvent, active: ActiveAlarms, gateway: Gateway) -> None:
     for plugin in RUNNING:
         if plugin.gateway is gateway:
-            plugin.on_alarm(event)
+            plugin.on_alarm(event, active)
 
 
 @click.command("mib")

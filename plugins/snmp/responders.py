@@ -13,13 +13,13 @@ repeaters' chains come from one ``read_bulk`` call of our controller instead
 of ``max-repetitions`` calls of ``read_next_variables``, interleaved as
 pysnmp's loop would; if that call raises (the access function refused the
 requester), the request is answered through pysnmp's loop after all, so
-errors carry pysnmp's own status and index. ``fast = False`` keeps pysnmp's
-loop for every request and one ``univ.Any`` per varbind (the tests' reference
-path).
+errors carry pysnmp's own status and index. ``fast = False`` (``[plugins.snmp]
+fast_path = false``) keeps pysnmp's loop for every request and one
+``univ.Any`` per varbind (the library path, the tests' reference).
 
 Request parsing, error handling, message processing and USM are pysnmp's own
-(7.1.x; the private ``__pendingReqs`` it keeps per request is read here,
-hence the version pin in pyproject).
+(7.1.x; the private ``__pendingReqs`` it keeps per request is read through
+pysnmp_adapter.py, whose version test pins what is read).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from pysnmp.smi import error as smi_error
 
 from . import ber, limits
 from .ber import Prebuilt
+from .pysnmp_adapter import pending_request
 
 UNCHECKED = {"verifyConstraints": False, "matchTags": False, "matchConstraints": False}
 
@@ -45,7 +46,7 @@ def varbind_ber(name: Any, value: Any) -> bytes:
     """What pyasn1 writes for one varbind of the list (pysnmp's objects)."""
     vb = rfc1905.VarBind()
     v2c.apiVarBind.set_oid_value(vb, (name, value))
-    return encoder.encode(vb)  # type: ignore[no-any-return]
+    return encoder.encode(vb)
 
 
 def encode_varbinds(varbinds: list[Any]) -> list[bytes] | None:
@@ -101,14 +102,10 @@ class _Prebuilt(cmdrsp.CommandResponderBase):
     max_response_bytes = 65507
     too_big = 0  # responses answered tooBig because they would not fit
 
-    def _pending(self, stateReference: Any) -> Any:
-        return self._CommandResponderBase__pendingReqs[stateReference]  # type: ignore[attr-defined]
-
     def send_varbinds(
         self, snmpEngine: Any, stateReference: Any, errorStatus: Any, errorIndex: Any, varBinds: Any
     ) -> None:
-        pending = self._pending(stateReference)
-        pdu = pending[7]
+        model, pdu = pending_request(self, stateReference)
         parts = encode_varbinds(varBinds)
         if errorStatus in (0, "noError") and parts is not None:
             request = snmpEngine.observer.get_execution_context("rfc3412.receiveMessage:request")
@@ -125,7 +122,7 @@ class _Prebuilt(cmdrsp.CommandResponderBase):
         v2c.apiPDU.set_error_status(pdu, errorStatus)
         v2c.apiPDU.set_error_index(pdu, errorIndex)
         # SNMPv1 (message processing model 0) converts values: give it objects
-        set_varbinds(pdu, varBinds, expand=pending[0] == 0, whole=self.fast, parts=parts)
+        set_varbinds(pdu, varBinds, expand=model == 0, whole=self.fast, parts=parts)
         self.send_pdu(snmpEngine, stateReference, pdu)
 
     def _fit(self, sizes: list[int], budget: int, request: Any) -> int | None:
@@ -155,7 +152,7 @@ class BulkResponder(_Prebuilt, cmdrsp.BulkCommandResponder):
     ) -> None:
         instrum = self.snmpContext.get_mib_instrum(contextName)
         bulk = getattr(instrum, "read_bulk", None)
-        if not self.fast or bulk is None or self._pending(stateReference)[0] == 0:
+        if not self.fast or bulk is None or pending_request(self, stateReference)[0] == 0:
             return super().handle_management_operation(snmpEngine, stateReference, contextName, PDU)
         # rfc1905: 4.2.3, as pysnmp 7.1.30 computes N, M and R
         nonRepeaters = v2c.apiBulkPDU.get_non_repeaters(PDU)

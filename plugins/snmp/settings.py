@@ -9,14 +9,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from btms_gateway.core.config_base import PluginSection, Problem, StrictModel
-from btms_gateway.core.netguard import LOOPBACK, AllowList, ClientAllowlist
+from btms_gateway.core.api import (
+    LOOPBACK,
+    AllowList,
+    ClientAllowlist,
+    PluginSection,
+    Problem,
+    StrictModel,
+)
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from .tables import DEFAULT_BASE, parse_oid
 
 if TYPE_CHECKING:
-    from btms_gateway.core.config import GatewayConfig
+    from btms_gateway.core.api import GatewayConfig
 
 AuthProtocol = Literal["SHA", "SHA-224", "SHA-256", "SHA-384", "SHA-512"]
 PrivProtocol = Literal["AES", "AES-128", "AES-192", "AES-256"]
@@ -89,6 +95,12 @@ class SnmpSettings(PluginSection):
     sys_name: str | None = None  # default: the gateway's name
     receivers: list[ReceiverSettings] = []
     cold_start: bool = True
+    # true: v2c reads of our subtree answered straight from the datagram
+    # (direct.py) and GETBULK in one pass with the varbinds encoded as one
+    # block (responders.py); false: pysnmp's message path and command
+    # responder loop for every request, the reference they are tested against
+    # (docs/snmp.md, "Fast path"): slower, for ruling them out
+    fast_path: bool = True
 
     @field_validator("enterprise_base")
     @classmethod

@@ -13,17 +13,17 @@ manager shows 2.251 V where the wire carries 2251.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from btms_gateway.core.model import Quality
+from btms_gateway.core.api import QUANTITIES, Level, Quality, Quantity, placed
 
 from .conventions import (
-    CELL_FLAG_BITS,
     DEVICE_STATUS,
-    QUALITY,
-    STATE,
-    STRING_ALARM_BITS,
     date_and_time,
+    mib_name,
+    position,
     text,
     truth,
 )
@@ -32,16 +32,6 @@ from .smi import Notification, Obj, Table, bits_value, scaled
 MODULE = "BTMS-GATEWAY-MIB"
 DEFAULT_BASE = "1.3.6.1.4.1.8072.9999.9999"
 COUNTER_WRAP = 1 << 32
-
-
-def _r(f: Any) -> Any:
-    """Getter over a string's reading: absent when the string was never read."""
-    return lambda s, ctx: None if s.reading is None else f(s.reading)
-
-
-def _derived(key: str, factor: int) -> Any:
-    """Getter over what analytics derived (docs/analytics.md): absent when unknown."""
-    return lambda s, ctx: scaled(s.derived.get(key), factor)
 
 
 def _counter(field: str) -> Any:
@@ -54,6 +44,173 @@ def _counter(field: str) -> Any:
 
 def _s(name: str, sub: int, syntax: str, base: str, desc: str, **kw: Any) -> Obj:
     return Obj(name, sub, syntax, base, desc, **kw)
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """Where one plant quantity (core's table, keyed by level and key) sits in its
+    MIB table: column name, sub-identifier, syntax, the MIB's own description and
+    units text. ``get`` replaces the getter derived from the table's read (a data
+    age, computed when asked); ``numbers`` an enumeration's numbering from 1 in the
+    table's order (the device status keeps the BM-GW's)."""
+
+    name: str
+    subid: int
+    syntax: str
+    description: str
+    units: str | None = None
+    get: Callable[[Any, Any], Any] | None = None
+    numbers: Mapping[int, int] | None = None
+
+
+#: the SMI base type of each kind of quantity
+BASES = {"number": "Integer32", "count": "Gauge32", "enum": "INTEGER", "bits": "BITS",
+         "bool": "INTEGER"}  # fmt: skip
+#: a number's syntax by its scale (counts per unit): the DISPLAY-HINT conventions
+SCALED_SYNTAX = {100: "BtmsCentiValue", 1000: "BtmsMilliValue", 10: "BtmsDeciValue"}
+#: units the MIB spells out
+UNITS_TEXT = {"C": "degrees Celsius", "s": "seconds"}
+
+
+def _string_age(s: Any, c: Any) -> int | None:
+    return None if s.reading is None else int(s.age_s(c.now) or 0)
+
+
+def _ups_age(u: Any, c: Any) -> int | None:
+    """As the Modbus data-age register: absent while a string of it was never read."""
+    strings = c.plant.strings
+    if u.read_at is None or any(strings[n].reading is None for n in u.strings if n in strings):
+        return None
+    return int(max(0.0, c.now - u.read_at))
+
+
+U, S, C = Level.UPS, Level.STRING, Level.CELL
+PCT = "Integer32 (0..100)"
+# fmt: off
+#: today's columns, keyed by (level, key) of the quantity table: they never move
+COLUMNS: dict[tuple[Level, str], Column] = {
+    (U, "status"): Column("btmsUpsStatus", 3, "BtmsDeviceStatus", "Error if any string errs.",
+                          numbers=DEVICE_STATUS),
+    (U, "quality"): Column("btmsUpsQuality", 4, "BtmsQuality", "Worst quality of its strings."),
+    (U, "voltage"): Column("btmsUpsVoltage", 5, "BtmsCentiValue", "Mean of string voltages.",
+                           "V"),
+    (U, "current"): Column("btmsUpsCurrent", 6, "BtmsCentiValue",
+                           "Sum of string currents, positive = charging.", "A"),
+    (U, "soc"): Column("btmsUpsSoc", 7, PCT, "Mean of string SOC.", "%"),
+    (U, "string_count"): Column("btmsUpsStringCount", 8, "Gauge32", "Strings in this UPS."),
+    # a gap filled by the quantity table (issue 25): fixed from now on
+    (U, "data_age"): Column("btmsUpsDataAge", 9, "Gauge32",
+                            "Seconds since its oldest string values were read; absent while "
+                            "a string of it was never read.", "seconds", _ups_age),
+    (S, "quality"): Column("btmsStringQuality", 5, "BtmsQuality",
+                           "Whether the values are current."),
+    (S, "data_age"): Column("btmsStringDataAge", 6, "Gauge32",
+                            "Seconds since the values were read; absent if never read.",
+                            "seconds", _string_age),
+    (S, "status"): Column("btmsStringStatus", 7, "BtmsDeviceStatus", "BM-GW string status.",
+                          numbers=DEVICE_STATUS),
+    (S, "voltage"): Column("btmsStringVoltage", 8, "BtmsCentiValue", "String voltage.", "V"),
+    (S, "current"): Column("btmsStringCurrent", 9, "BtmsCentiValue",
+                           "String current, positive = charging.", "A"),
+    (S, "soc"): Column("btmsStringSoc", 10, PCT, "String state of charge.", "%"),
+    (S, "soh"): Column("btmsStringSoh", 11, PCT,
+                       "String state of health, derived by the gateway as the lowest cell SOH.",
+                       "%"),
+    (S, "balance"): Column("btmsStringBalance", 12, "BtmsCentiValue", "String balance.", "%"),
+    (S, "state"): Column("btmsStringState", 13, "BtmsChargeState", "String state."),
+    (S, "alarm_word"): Column("btmsStringAlarms", 14, "BITS",
+                              "The string master's own alarm word; currentHighCharge and "
+                              "currentHighDischarge are its over-current alarms while charging "
+                              "and while discharging."),
+    (S, "cell_count"): Column("btmsStringCellCount", 15, "Gauge32",
+                              "Cells found by auto-addressing."),
+    (S, "ambient_temperature"): Column("btmsStringAmbientTemp", 16, "BtmsDeciValue",
+                                       "Ambient temperature; absent when no sensor is fitted.",
+                                       "degrees Celsius"),
+    (S, "ambient_humidity"): Column("btmsStringAmbientHumidity", 17, "BtmsDeciValue",
+                                    "Ambient humidity; absent when no sensor is fitted.", "%RH"),
+    (S, "relay_closed"): Column("btmsStringRelayClosed", 18, "TruthValue", "Relay closed."),
+    (S, "aux_input_on"): Column("btmsStringAuxInputOn", 19, "TruthValue",
+                                "Auxiliary input on."),
+    (S, "runtime_remaining"): Column(
+        "btmsStringRuntimeRemaining", 22, "Gauge32",
+        "Estimated runtime left to the end voltage while a discharge runs, derived by the "
+        "gateway (Peukert-corrected charge counting against the rated capacity); absent "
+        "while no discharge runs, no rated capacity is configured, or the string is not good.",
+        "seconds"),
+    (S, "depth_of_discharge"): Column(
+        "btmsStringDepthOfDischarge", 23, "BtmsDeciValue",
+        "Depth of discharge of the running discharge, corrected for Peukert's law, derived "
+        "by the gateway; absent as btmsStringRuntimeRemaining is.", "%"),
+    (C, "status"): Column("btmsCellStatus", 2, "BtmsDeviceStatus", "Error if the sensor is lost.",
+                          numbers=DEVICE_STATUS),
+    (C, "voltage"): Column("btmsCellVoltage", 3, "BtmsMilliValue", "Cell voltage.", "V"),
+    (C, "resistance"): Column("btmsCellResistance", 4, "BtmsMilliValue", "Internal resistance.",
+                              "mOhm"),
+    (C, "temperature"): Column("btmsCellTemperature", 5, "BtmsDeciValue", "Cell temperature.",
+                               "degrees Celsius"),
+    (C, "soc"): Column("btmsCellSoc", 6, PCT, "Cell state of charge.", "%"),
+    (C, "soh"): Column("btmsCellSoh", 7, PCT, "Cell state of health.", "%"),
+    (C, "flags"): Column("btmsCellFlags", 8, "BITS", "Cell status bits."),
+}
+# fmt: on
+
+#: quantities the MIB does not carry as columns, and why: btmsAlarmTable lists every
+#: active alarm with the object it concerns (and btmsGwActiveAlarms counts them)
+NOT_SERVED: dict[tuple[Level, str], str] = {
+    (U, "active_alarms"): "btmsAlarmTable",
+    (U, "alarm_severity"): "btmsAlarmTable",
+    (S, "active_alarms"): "btmsAlarmTable",
+    (S, "alarm_severity"): "btmsAlarmTable",
+}
+TABLE_NAMES = {U: "btmsUps", S: "btmsString", C: "btmsCell"}
+
+
+def _getter(q: Quantity, numbers: Mapping[int, int] | None = None) -> Callable[[Any, Any], Any]:
+    """A column's getter from the table's read of the row (a UPS, a string, a cell),
+    encoded by kind: a number scaled to its resolution, an enumeration numbered
+    from 1 in the table's order, bits as BITS, a bool as TruthValue."""
+    read = q.read
+    assert read is not None
+    if q.kind == "number":
+        factor = q.scale
+        return lambda row, c: scaled(read(row), factor)
+    if q.kind == "enum":
+        by_value = numbers or position(q.values)
+        return lambda row, c: None if (v := read(row)) is None else by_value[int(v)]
+    if q.kind == "bits":
+        width = len(q.values)
+        return lambda row, c: None if (v := read(row)) is None else bits_value(int(v), width)
+    if q.kind == "bool":
+        return lambda row, c: truth(read(row))  # type: ignore[arg-type]
+    return lambda row, c: read(row)
+
+
+def _column(q: Quantity, col: Column) -> Obj:
+    bits = (
+        tuple((mib_name(name), bit) for bit, name in q.values.items()) if q.kind == "bits" else ()
+    )
+    return Obj(col.name, col.subid, col.syntax, BASES[q.kind], col.description,
+               units=col.units, get=col.get or _getter(q, col.numbers), bits=bits)  # fmt: skip
+
+
+def quantity_columns(level: Level, table: Iterable[Quantity], after: int) -> list[Obj]:
+    """The columns of one level's quantities: each at its placement; one without a
+    placement at the next sub-identifier after ``after`` (the table's last),
+    its syntax by kind and scale."""
+    out: list[Obj] = []
+    for q, col in placed(level, table, COLUMNS, NOT_SERVED):
+        if col is None:
+            after += 1
+            syntax = (
+                SCALED_SYNTAX.get(q.scale, "Integer32") if q.kind == "number"
+                else "TruthValue" if q.kind == "bool" else BASES[q.kind]
+            )  # fmt: skip
+            words = q.description[:1].upper() + q.description[1:]
+            col = Column(f"{TABLE_NAMES[level]}{mib_name(q.key, upper=True)}", after, syntax,
+                         f"{words}.", UNITS_TEXT.get(q.unit, q.unit or None))  # fmt: skip
+        out.append(_column(q, col))
+    return out
 
 
 SCALARS = (
@@ -103,33 +260,11 @@ def _ups_rows(ctx: Any) -> list[tuple[tuple[int, ...], Any]]:
     return [((u.index,), name) for name, u in ctx.plant.ups.items()]
 
 
-UPS_TABLE = Table(
-    name="btmsUps",
-    subid=2,
-    description="Battery systems (UPS): the aggregate of their strings.",
-    entry_description="One battery system.",
-    index=("btmsUpsIndex",),
-    rows=_ups_rows,
-    resolve=lambda ctx, key: ctx.plant.ups.get(key),
-    columns=(
-        _s("btmsUpsIndex", 1, "Integer32 (1..32)", "Integer32", "UPS index, as on the BM-GW.",
-           access="not-accessible"),
-        _s("btmsUpsName", 2, "DisplayString", "OCTET STRING", "Configured UPS name.",
-           get=lambda u, c: u.name),
-        _s("btmsUpsStatus", 3, "BtmsDeviceStatus", "INTEGER", "Error if any string errs.",
-           get=lambda u, c: DEVICE_STATUS[int(u.status)]),
-        _s("btmsUpsQuality", 4, "BtmsQuality", "INTEGER", "Worst quality of its strings.",
-           get=lambda u, c: QUALITY[u.quality]),
-        _s("btmsUpsVoltage", 5, "BtmsCentiValue", "Integer32", "Mean of string voltages.",
-           units="V", get=lambda u, c: scaled(u.voltage_v, 100)),
-        _s("btmsUpsCurrent", 6, "BtmsCentiValue", "Integer32",
-           "Sum of string currents, positive = charging.",
-           units="A", get=lambda u, c: scaled(u.current_a, 100)),
-        _s("btmsUpsSoc", 7, "Integer32 (0..100)", "Integer32", "Mean of string SOC.",
-           units="%", get=lambda u, c: scaled(u.soc_pct, 1)),
-        _s("btmsUpsStringCount", 8, "Gauge32", "Gauge32", "Strings in this UPS.",
-           get=lambda u, c: len(u.strings)),
-    ),
+UPS_IDENTITY = (
+    _s("btmsUpsIndex", 1, "Integer32 (1..32)", "Integer32", "UPS index, as on the BM-GW.",
+       access="not-accessible"),
+    _s("btmsUpsName", 2, "DisplayString", "OCTET STRING", "Configured UPS name.",
+       get=lambda u, c: u.name),
 )  # fmt: skip
 
 
@@ -137,77 +272,19 @@ def _string_rows(ctx: Any) -> list[tuple[tuple[int, ...], Any]]:
     return [((s.index,), name) for name, s in ctx.plant.strings.items()]
 
 
-STRING_TABLE = Table(
-    name="btmsString",
-    subid=3,
-    description="Battery strings (one BM-SM string master each).",
-    entry_description="One string. Value columns of a string never read are absent; "
-    "those of a stale or offline string hold the last good values (see "
-    "btmsStringQuality and btmsStringDataAge).",
-    index=("btmsStringIndex",),
-    rows=_string_rows,
-    resolve=lambda ctx, key: ctx.plant.strings.get(key),
-    columns=(
-        _s("btmsStringIndex", 1, "Integer32 (1..32)", "Integer32",
-           "String index, as on the BM-GW.", access="not-accessible"),
-        _s("btmsStringName", 2, "DisplayString", "OCTET STRING", "Configured string name.",
-           get=lambda s, c: s.name),
-        _s("btmsStringUpsIndex", 3, "Integer32 (0..32)", "Integer32",
-           "btmsUpsIndex of its UPS, 0 = none.", get=lambda s, c: s.ups_index),
-        _s("btmsStringSlaveId", 4, "Integer32 (1..247)", "Integer32",
-           "Modbus slave id of its string master.", get=lambda s, c: s.slave_id),
-        _s("btmsStringQuality", 5, "BtmsQuality", "INTEGER", "Whether the values are current.",
-           get=lambda s, c: QUALITY[s.quality]),
-        _s("btmsStringDataAge", 6, "Gauge32", "Gauge32",
-           "Seconds since the values were read; absent if never read.", units="seconds",
-           get=lambda s, c: None if s.reading is None else int(s.age_s(c.now) or 0)),
-        _s("btmsStringStatus", 7, "BtmsDeviceStatus", "INTEGER", "BM-GW string status.",
-           get=lambda s, c: DEVICE_STATUS[int(s.device_status)]),
-        _s("btmsStringVoltage", 8, "BtmsCentiValue", "Integer32", "String voltage.",
-           units="V", get=_r(lambda r: scaled(r.voltage_v, 100))),
-        _s("btmsStringCurrent", 9, "BtmsCentiValue", "Integer32",
-           "String current, positive = charging.", units="A",
-           get=_r(lambda r: scaled(r.current_a, 100))),
-        _s("btmsStringSoc", 10, "Integer32 (0..100)", "Integer32", "String state of charge.",
-           units="%", get=_r(lambda r: scaled(r.soc_pct, 1))),
-        _s("btmsStringSoh", 11, "Integer32 (0..100)", "Integer32",
-           "String state of health, derived by the gateway as the lowest cell SOH.",
-           units="%", get=_r(lambda r: scaled(r.soh_pct, 1))),
-        _s("btmsStringBalance", 12, "BtmsCentiValue", "Integer32", "String balance.",
-           units="%", get=_r(lambda r: scaled(r.balance_pct, 100))),
-        _s("btmsStringState", 13, "BtmsChargeState", "INTEGER", "String state.",
-           get=_r(lambda r: STATE[r.state])),
-        _s("btmsStringAlarms", 14, "BITS", "BITS",
-           "The string master's own alarm word; currentHighCharge and currentHighDischarge "
-           "are its over-current alarms while charging and while discharging.",
-           bits=STRING_ALARM_BITS, get=_r(lambda r: bits_value(int(r.alarms), 7))),
-        _s("btmsStringCellCount", 15, "Gauge32", "Gauge32", "Cells found by auto-addressing.",
-           get=_r(lambda r: r.cell_count)),
-        _s("btmsStringAmbientTemp", 16, "BtmsDeciValue", "Integer32",
-           "Ambient temperature; absent when no sensor is fitted.", units="degrees Celsius",
-           get=_r(lambda r: scaled(r.ambient_temperature_c, 10))),
-        _s("btmsStringAmbientHumidity", 17, "BtmsDeciValue", "Integer32",
-           "Ambient humidity; absent when no sensor is fitted.", units="%RH",
-           get=_r(lambda r: scaled(r.ambient_humidity_pct, 10))),
-        _s("btmsStringRelayClosed", 18, "TruthValue", "INTEGER", "Relay closed.",
-           get=_r(lambda r: truth(r.relay_closed))),
-        _s("btmsStringAuxInputOn", 19, "TruthValue", "INTEGER", "Auxiliary input on.",
-           get=_r(lambda r: truth(r.aux_input_on))),
-        _s("btmsStringPolls", 20, "Counter32", "Counter32", "Polls of this string.",
-           get=_counter("polls")),
-        _s("btmsStringPollsFailed", 21, "Counter32", "Counter32", "Failed polls of this string.",
-           get=_counter("polls_failed")),
-        _s("btmsStringRuntimeRemaining", 22, "Gauge32", "Gauge32",
-           "Estimated runtime left to the end voltage while a discharge runs, derived by "
-           "the gateway (Peukert-corrected charge counting against the rated capacity); "
-           "absent while no discharge runs or no rated capacity is configured.",
-           units="seconds", get=_derived("runtime_remaining_s", 1)),
-        _s("btmsStringDepthOfDischarge", 23, "BtmsDeciValue", "Integer32",
-           "Depth of discharge of the running discharge, corrected for Peukert's law, "
-           "derived by the gateway; absent while no discharge runs or no rated capacity "
-           "is configured.",
-           units="%", get=_derived("dod_pct", 10)),
-    ),
+STRING_IDENTITY = (
+    _s("btmsStringIndex", 1, "Integer32 (1..128)", "Integer32",
+       "String index, as on the BM-GW.", access="not-accessible"),
+    _s("btmsStringName", 2, "DisplayString", "OCTET STRING", "Configured string name.",
+       get=lambda s, c: s.name),
+    _s("btmsStringUpsIndex", 3, "Integer32 (0..32)", "Integer32",
+       "btmsUpsIndex of its UPS, 0 = none.", get=lambda s, c: s.ups_index),
+    _s("btmsStringSlaveId", 4, "Integer32 (1..247)", "Integer32",
+       "Modbus slave id of its string master.", get=lambda s, c: s.slave_id),
+    _s("btmsStringPolls", 20, "Counter32", "Counter32", "Polls of this string.",
+       get=_counter("polls")),
+    _s("btmsStringPollsFailed", 21, "Counter32", "Counter32", "Failed polls of this string.",
+       get=_counter("polls_failed")),
 )  # fmt: skip
 
 
@@ -236,34 +313,50 @@ def _resolve_cell(ctx: Any, key: tuple[str, int]) -> Any:
     return s.reading.cells[key[1]]
 
 
-CELL_TABLE = Table(
-    name="btmsCell",
-    subid=4,
-    description="Cells (BM-CS sensors) of every string that has been read.",
-    entry_description="One cell, indexed by its string's index and its own index.",
-    index=("btmsStringIndex", "btmsCellIndex"),
-    rows=_cell_rows,
-    blocks=_cell_blocks,
-    resolve=_resolve_cell,
-    columns=(
-        _s("btmsCellIndex", 1, "Integer32 (1..120)", "Integer32", "Cell index in its string.",
-           access="not-accessible"),
-        _s("btmsCellStatus", 2, "BtmsDeviceStatus", "INTEGER", "Error if the sensor is lost.",
-           get=lambda c, x: DEVICE_STATUS[int(c.device_status)]),
-        _s("btmsCellVoltage", 3, "BtmsMilliValue", "Integer32", "Cell voltage.", units="V",
-           get=lambda c, x: scaled(c.voltage_v, 1000)),
-        _s("btmsCellResistance", 4, "BtmsMilliValue", "Integer32", "Internal resistance.",
-           units="mOhm", get=lambda c, x: scaled(c.resistance_mohm, 1000)),
-        _s("btmsCellTemperature", 5, "BtmsDeciValue", "Integer32", "Cell temperature.",
-           units="degrees Celsius", get=lambda c, x: scaled(c.temperature_c, 10)),
-        _s("btmsCellSoc", 6, "Integer32 (0..100)", "Integer32", "Cell state of charge.",
-           units="%", get=lambda c, x: scaled(c.soc_pct, 1)),
-        _s("btmsCellSoh", 7, "Integer32 (0..100)", "Integer32", "Cell state of health.",
-           units="%", get=lambda c, x: scaled(c.soh_pct, 1)),
-        _s("btmsCellFlags", 8, "BITS", "BITS", "Cell status bits.", bits=CELL_FLAG_BITS,
-           get=lambda c, x: bits_value(int(c.status), 2)),
-    ),
+CELL_IDENTITY = (
+    _s("btmsCellIndex", 1, "Integer32 (1..120)", "Integer32", "Cell index in its string.",
+       access="not-accessible"),
 )  # fmt: skip
+
+
+def _columns(level: Level, identity: tuple[Obj, ...], table: Iterable[Quantity]) -> tuple[Obj, ...]:
+    placed = (col.subid for (lv, _), col in COLUMNS.items() if lv is level)
+    after = max(*(c.subid for c in identity), *placed)
+    columns = (*identity, *quantity_columns(level, table, after))
+    return tuple(sorted(columns, key=lambda c: c.subid))
+
+
+# fmt: off
+#: each level's table: (level, sub-id, its identity columns, description, entry
+#: description, index, rows, resolve, blocks); the columns come from the quantities
+LEVEL_TABLES: tuple[tuple[Any, ...], ...] = (
+    (U, 2, UPS_IDENTITY, "Battery systems (UPS): the aggregate of their strings.",
+     "One battery system.", ("btmsUpsIndex",), _ups_rows,
+     lambda ctx, key: ctx.plant.ups.get(key), None),
+    (S, 3, STRING_IDENTITY, "Battery strings (one BM-SM string master each).",
+     "One string. Value columns of a string never read are absent; those of a stale or "
+     "offline string hold the last good values (see btmsStringQuality and btmsStringDataAge).",
+     ("btmsStringIndex",), _string_rows, lambda ctx, key: ctx.plant.strings.get(key), None),
+    (C, 4, CELL_IDENTITY, "Cells (BM-CS sensors) of every string that has been read.",
+     "One cell, indexed by its string's index and its own index.",
+     ("btmsStringIndex", "btmsCellIndex"), _cell_rows, _resolve_cell, _cell_blocks),
+)
+# fmt: on
+
+
+def quantity_tables(table: Iterable[Quantity] = QUANTITIES) -> tuple[Table, ...]:
+    """The UPS, string and cell tables of one quantity table (a gateway's:
+    core's and the plugins' quantities)."""
+    table = tuple(table)
+    return tuple(
+        Table(TABLE_NAMES[level], subid, description, entry, index,
+              _columns(level, identity, table), rows, resolve, blocks=blocks)
+        for level, subid, identity, description, entry, index, rows, resolve, blocks
+        in LEVEL_TABLES
+    )  # fmt: skip
+
+
+UPS_TABLE, STRING_TABLE, CELL_TABLE = quantity_tables()
 
 
 def _alarm_rows(ctx: Any) -> list[tuple[tuple[int, ...], Any]]:
@@ -309,7 +402,14 @@ ALARM_TABLE = Table(
     ),
 )  # fmt: skip
 
+#: the tables of core's own quantity table (the MIB text, the docs); an agent serves
+#: ``mib_tables(table_of(gateway))``
 TABLES = (UPS_TABLE, STRING_TABLE, CELL_TABLE, ALARM_TABLE)
+
+
+def mib_tables(table: Iterable[Quantity] = QUANTITIES) -> tuple[Table, ...]:
+    return (*quantity_tables(table), ALARM_TABLE)
+
 
 NOTIF_OBJECTS = (
     _s("btmsNotifAlarmId", 1, "DisplayString", "OCTET STRING", "Alarm id.",
@@ -393,11 +493,13 @@ def parse_oid(text_oid: str) -> tuple[int, ...]:
     return oid
 
 
-def object_oids(base: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+def object_oids(
+    base: tuple[int, ...], tables: tuple[Table, ...] = TABLES
+) -> dict[str, tuple[int, ...]]:
     """Every named object's OID (scalars without .0, columns without index)."""
     objects = (*base, OBJECTS_ARC)
     out = {s.name: (*objects, GATEWAY_ARC, s.subid) for s in SCALARS}
-    for t in TABLES:
+    for t in tables:
         entry = (*objects, t.subid, 1)
         out.update({c.name: (*entry, c.subid) for c in t.columns})
     out.update({o.name: (*objects, NOTIF_OBJECTS_ARC, o.subid) for o in NOTIF_OBJECTS})

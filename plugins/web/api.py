@@ -15,11 +15,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from btms_gateway.core.history import QueryError
+from btms_gateway.core.api import QueryError
 from prometheus_client.exposition import choose_encoder
 
 from . import batteries, data, events, history
-from .jsontext import LIVE, REST
+from .json_cache import LIVE, REST
 from .live import Client, serve_client, sse, sse_text
 from .openapi import openapi_document
 from .security import CSRF_HEADER, SESSION_COOKIE, client_address
@@ -101,7 +101,7 @@ class Handlers:
         # the live plant event last composed: (hub generation, loop time, bytes)
         self._plant_event: tuple[int, float, bytes] | None = None
 
-    # --- plant data (text from jsontext: the same JSON as data.plant() & co.) ------------
+    # --- plant data (text from json_cache: the same JSON as data.plant() & co.) ----------
     async def plant(self, request: web.Request) -> web.Response:
         snap = self.gw.store.snapshot
         await self.cache.prepare(snap, REST)
@@ -310,8 +310,9 @@ class Handlers:
             out.append(sse_text("string", text if text is not None else "null"))
         if client.alarms:
             client.alarms = False
+            # the events and the alarms active after the newest of them, as delivered
             new, client.position = self.svc.ring.since(client.position)
-            active = await _blocking(data.active_alarms, self.gw)
+            active = data.alarms_json(self.svc.active)
             out.append(sse("alarms", {"active": active, "events": data.events_json(new)}))
         return out
 
@@ -388,7 +389,7 @@ class Handlers:
 
     # --- machine endpoints ---------------------------------------------------------------
     async def openapi(self, request: web.Request) -> web.Response:
-        return _json(openapi_document())
+        return _json(openapi_document(data.registered(self.gw)))
 
     async def metrics(self, request: web.Request) -> web.Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
@@ -402,6 +403,10 @@ class Handlers:
 
     async def ready(self, request: web.Request) -> web.Response:
         ok, reason = data.readiness(self.gw, self.svc.settings.ready_when)
-        body = {"status": "ready" if ok else "not_ready", "reason": reason, "at": time.time()}
+        body: dict[str, Any] = {
+            "status": "ready" if ok else "not_ready",
+            "reason": reason,
+            "at": time.time(),
+        }
         body["event_log"] = data.event_log_health(self.gw)
         return _json(body, 200 if ok else 503)

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from btms_gateway.core.analytics.health import live
-from btms_gateway.core.reports import Report, ReportError
+from btms_gateway.core.api import Report, ReportError
 
 #: how many discharges a list answers at most
 MAX_LIST = 500
@@ -35,7 +34,7 @@ def discharge(gateway: Any, event_id: int) -> dict[str, Any] | None:
 
 
 def resistance(gateway: Any, name: str) -> dict[str, Any] | None:
-    h = live(gateway, name)
+    h = gateway.string_health(name)
     return None if h is None else h.to_json()
 
 

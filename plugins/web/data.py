@@ -3,7 +3,7 @@ objects with core.serialize, so the web, exports and JSON-lines agree.
 
 The dict functions (``plant``, ``ups``, ``string``) are the plain statement
 of each answer; the handlers serve the ``*_text`` twins, which give the same
-JSON text from pieces cached per immutable snapshot (see jsontext; the tests
+JSON text from pieces cached per immutable snapshot (see json_cache.py; the tests
 hold the two equal).
 
 Everything here runs on the event loop and only reads: the plant snapshot is
@@ -15,15 +15,28 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from btms_gateway.core.alarm_types import AlarmEvent, EventLogHealth
-from btms_gateway.core.model import PlantSnapshot, Quality
-from btms_gateway.core.serialize import event_dict, plant_dict, string_dict, ups_dict
-from btms_gateway.core.version import __version__
+from btms_gateway.core.api import (
+    QUANTITIES,
+    ActiveAlarm,
+    AlarmEvent,
+    EventLogHealth,
+    EventLogReader,
+    Gateway,
+    Level,
+    PlantSnapshot,
+    Quality,
+    Quantity,
+    event_dict,
+    plant_dict,
+    string_dict,
+    table_of,
+    ups_dict,
+)
 
-from .jsontext import JsonCache, Style
+from .json_cache import JsonCache, Style
 
 #: display bands when the alarm engine is off or a rule is disabled (2 V lead-acid
 #: per cell, scaled by the block type like the rules themselves)
@@ -36,51 +49,78 @@ CELL_RULES = {
 }
 
 
-def gateway_info(gateway: Any) -> dict[str, Any]:
+def gateway_info(gateway: Gateway) -> dict[str, Any]:
     return {
-        "name": gateway.settings.gateway.name,
-        "version": __version__,
+        "name": gateway.name,
+        "version": gateway.version,
         "uptime_s": round(gateway.uptime_s(), 3),
-        "demo": bool(getattr(gateway, "demo", False)),
+        "demo": gateway.demo,
         "alarm_engine": alarm_engine_present(gateway),
         "event_log": event_log(gateway) is not None,
     }
 
 
-def alarm_engine_present(gateway: Any) -> bool:
-    return gateway.event_log is not None
+def alarm_engine_present(gateway: Gateway) -> bool:
+    return gateway.events is not None
 
 
-def event_log(gateway: Any) -> Any | None:
-    """The gateway's SQLite event log if it has one (``gateway.event_log`` or the
-    alarm engine's ``log``); None means only this plugin's in-memory ring."""
-    log = gateway.event_log
-    return log if log is not None and hasattr(log, "events") else None
+def event_log(gateway: Gateway) -> EventLogReader | None:
+    """The gateway's event log if it has one; None means only this plugin's
+    in-memory ring."""
+    return gateway.events
 
 
-def plant(gateway: Any) -> dict[str, Any]:
+def plant(gateway: Gateway) -> dict[str, Any]:
     out = plant_dict(gateway.store.snapshot, cells=False)
     out["gateway"] = gateway_info(gateway)
     return out
 
 
-def ups(gateway: Any, name: str) -> dict[str, Any] | None:
+#: core quantities the JSON shapes carry under no key of their own, and where
+#: they show instead (every other one is its ``json_key``)
+ELSEWHERE: dict[tuple[Level, str], str] = {
+    (Level.UPS, "string_count"): "the length of strings",
+    (Level.UPS, "data_age"): "read_at (of its oldest string)",
+    (Level.UPS, "active_alarms"): "/api/alarms",
+    (Level.UPS, "alarm_severity"): "/api/alarms",
+    (Level.STRING, "active_alarms"): "/api/alarms",
+    (Level.STRING, "alarm_severity"): "/api/alarms",
+    (Level.CELL, "status"): "the cell's status bits (sensor_lost)",
+    (Level.STRING, "runtime_remaining"): "derived.runtime_remaining_s",
+    (Level.STRING, "depth_of_discharge"): "derived.dod_pct",
+}
+
+
+def registered(gateway: Gateway, level: Level | None = None) -> tuple[Quantity, ...]:
+    """The quantities plugins registered (at ``level``; every level for None):
+    core's are in the JSON shapes already."""
+    table = table_of(gateway) if level is None else gateway.quantities(level)
+    return tuple(q for q in table if q not in QUANTITIES)
+
+
+def quantity_values(gateway: Gateway, level: Level, obj: Any) -> dict[str, Any]:
+    """The registered quantities' values of ``obj`` (a UPS or string snapshot), by key."""
+    return {q.key: q.read(obj) for q in registered(gateway, level) if q.read is not None}
+
+
+def ups(gateway: Gateway, name: str) -> dict[str, Any] | None:
     snap = gateway.store.snapshot
     u = snap.ups.get(name)
     if u is None:
         return None
     out = ups_dict(u)
     out["string_details"] = [string_dict(snap.strings[s], False, snap.taken_at) for s in u.strings]
-    return out
+    return out | quantity_values(gateway, Level.UPS, u)
 
 
-def string(gateway: Any, name: str, cells: bool = True) -> dict[str, Any] | None:
+def string(gateway: Gateway, name: str, cells: bool = True) -> dict[str, Any] | None:
     snap = gateway.store.snapshot
     s = snap.strings.get(name)
     if s is None:
         return None
     out = string_dict(s, cells, time.time())
     out["ups_index"] = s.ups_index
+    out.update(quantity_values(gateway, Level.STRING, s))
     if cells:
         count = s.reading.cell_count if s.reading else 0
         out["limits"] = cell_limits(gateway, name)
@@ -99,25 +139,26 @@ def derived(s: Any, cells: bool) -> dict[str, Any]:
 
 
 def plant_text(
-    gateway: Any, cache: JsonCache, style: Style, snap: PlantSnapshot, **extra: Any
+    gateway: Gateway, cache: JsonCache, style: Style, snap: PlantSnapshot, **extra: Any
 ) -> str:
     """``plant()`` of the plant snapshot ``snap`` (plus ``extra`` keys after it)."""
     opened = cache.plant_open(snap, style)
     return cache.extend(opened, style, {"gateway": gateway_info(gateway), **extra})
 
 
-def ups_text(gateway: Any, cache: JsonCache, style: Style, name: str) -> str | None:
+def ups_text(gateway: Gateway, cache: JsonCache, style: Style, name: str) -> str | None:
     snap = gateway.store.snapshot
     u = snap.ups.get(name)
     if u is None:
         return None
     now = snap.taken_at
     details = style.item.join(cache.string(snap.strings[s], style, False, now) for s in u.strings)
-    return f"{cache.ups(u, style)[:-1]}{style.field('string_details')}[{details}]}}"
+    opened = f"{cache.ups(u, style)[:-1]}{style.field('string_details')}[{details}]"
+    return cache.extend(opened, style, quantity_values(gateway, Level.UPS, u))
 
 
 def string_text(
-    gateway: Any,
+    gateway: Gateway,
     cache: JsonCache,
     style: Style,
     name: str,
@@ -129,6 +170,7 @@ def string_text(
     if s is None:
         return None
     extra: dict[str, Any] = {"ups_index": s.ups_index}
+    extra.update(quantity_values(gateway, Level.STRING, s))
     if cells:
         count = s.reading.cell_count if s.reading else 0
         extra["limits"] = (limits or cell_limits)(gateway, name)
@@ -137,13 +179,13 @@ def string_text(
     return cache.extend(cache.string(s, style, cells, time.time())[:-1], style, extra)
 
 
-def cell_limits(gateway: Any, name: str) -> dict[str, Any]:
+def cell_limits(gateway: Gateway, name: str) -> dict[str, Any]:
     """The limits the alarm engine applies to this string's cells (overrides and
     block type resolved), so the chart marks exactly what would alarm."""
-    from btms_gateway.core.alarms.rules import resolve
+    from btms_gateway.core.api import rules_for
 
     settings = gateway.settings.alarms
-    rules = resolve(settings, name)
+    rules = rules_for(settings, name)
     engine_on = alarm_engine_present(gateway) and settings.enabled
     out: dict[str, Any] = {}
     for quantity, (low, high) in CELL_RULES.items():
@@ -166,7 +208,7 @@ class LimitsCache:
     def __init__(self) -> None:
         self._by_name: dict[str, tuple[Any, bool, dict[str, Any]]] = {}
 
-    def __call__(self, gateway: Any, name: str) -> dict[str, Any]:
+    def __call__(self, gateway: Gateway, name: str) -> dict[str, Any]:
         settings, on = gateway.settings.alarms, alarm_engine_present(gateway)
         entry = self._by_name.get(name)
         if entry is None or entry[0] is not settings or entry[1] != on:
@@ -174,14 +216,14 @@ class LimitsCache:
         return entry[2]
 
 
-def baselines(gateway: Any, name: str, count: int) -> list[float | None]:
+def baselines(gateway: Gateway, name: str, count: int) -> list[float | None]:
     """Per-cell resistance baselines (index 0 = cell 1); None where a cell has
     none yet (still learning, or no alarm engine)."""
     values = gateway.alarms.baselines(name)
     return [values.get(i) for i in range(1, count + 1)]
 
 
-def buses(gateway: Any) -> list[dict[str, Any]]:
+def buses(gateway: Gateway) -> list[dict[str, Any]]:
     snap = gateway.store.snapshot
     out = []
     for b in gateway.bus_status():
@@ -200,38 +242,35 @@ def buses(gateway: Any) -> list[dict[str, Any]]:
     return out
 
 
-def active_alarms(gateway: Any) -> list[dict[str, Any]]:
-    return [event_dict(a) for a in gateway.alarms.active()]
+def active_alarms(gateway: Gateway) -> list[dict[str, Any]]:
+    return alarms_json(gateway.alarms.active())
 
 
-def log_health(gateway: Any) -> EventLogHealth:
-    """How the event log is doing (AlarmService.log_health; healthy for an
-    alarm service that predates it)."""
-    get = getattr(gateway.alarms, "log_health", None)
-    return get() if get is not None else EventLogHealth()
+def alarms_json(active: Iterable[ActiveAlarm]) -> list[dict[str, Any]]:
+    return [event_dict(a) for a in active]
 
 
-def event_log_health(gateway: Any) -> dict[str, Any]:
+def log_health(gateway: Gateway) -> EventLogHealth:
+    """How the event log is doing."""
+    return gateway.alarms.log_health()
+
+
+def event_log_health(gateway: Gateway) -> dict[str, Any]:
     return dataclasses.asdict(log_health(gateway))
 
 
-def acknowledge(gateway: Any, alarm_id: str, user: str) -> str | None:
+def acknowledge(gateway: Gateway, alarm_id: str, user: str) -> str | None:
     """Acknowledge as ``user``; who the alarm engine has recorded (the first
     to acknowledge), or None if no such alarm is active. Blocking (the event
     log's commit): call it in an executor."""
-    if not gateway.alarms.acknowledge(alarm_id, user):
-        return None
-    alarm = next((a for a in gateway.alarms.active() if a.alarm_id == alarm_id), None)
-    if alarm is None or alarm.acknowledged_by is None:  # cleared in between
-        return user
-    return str(alarm.acknowledged_by)
+    return gateway.alarms.acknowledge(alarm_id, user)
 
 
-def readiness(gateway: Any, ready_when: str) -> tuple[bool, str]:
+def readiness(gateway: Gateway, ready_when: str) -> tuple[bool, str]:
     """Ready means values worth serving, alarms recorded: the gateway runs,
     its event log is being written, and (any | all) strings have GOOD data.
     The reason names what holds it back."""
-    if not gateway.ready.is_set():
+    if not gateway.is_ready:
         return False, "gateway is starting"
     log = log_health(gateway)
     if log.failing:

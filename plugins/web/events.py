@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from btms_gateway.core.alarm_types import AlarmEvent, EventKind, Severity
+from btms_gateway.core.api import AlarmEvent, EventKind, Severity
 
 from .history import EventRing
 

@@ -19,9 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from btms_gateway.core.alarm_types import AlarmEvent
-from btms_gateway.core.history import BY_KEY, QueryError, Series
-from btms_gateway.core.history.query import RESOLUTIONS, parse_cells
+from btms_gateway.core.api import RECORDED, RESOLUTIONS, AlarmEvent, QueryError, Series, parse_cells
 
 DEFAULT_QUANTITIES = ("voltage_v", "current_a", "soc_pct")
 DEFAULT_SPAN_S = 3600.0
@@ -89,9 +87,9 @@ def parse(q: Mapping[str, str], now: float) -> HistoryRequest:
         raise QueryError("to: expected a time after from")
     names = tuple(x.strip() for x in q.get("quantities", "").split(",") if x.strip())
     names = names or DEFAULT_QUANTITIES
-    unknown = [x for x in names if x not in BY_KEY]
+    unknown = [x for x in names if x not in RECORDED]
     if unknown:
-        raise QueryError(f"quantities: expected some of {', '.join(BY_KEY)}, found {unknown}")
+        raise QueryError(f"quantities: expected some of {', '.join(RECORDED)}, found {unknown}")
     resolution = q.get("resolution", "auto")
     if resolution not in RESOLUTIONS:
         raise QueryError(

@@ -9,8 +9,8 @@ every other metric (and every protocol) carries on.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
+from btms_gateway.core.api import Gateway
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -24,7 +24,7 @@ DROPPED = {
 
 
 class HistoryCollector(Collector):
-    def __init__(self, gateway: Any) -> None:
+    def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
 
     def describe(self) -> list[Metric]:

@@ -43,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from btms_gateway.core.netguard import FD_RESERVE_WEB, ClientAllowlist, may_accept
+from btms_gateway.core.api import FD_RESERVE_WEB, ClientAllowlist, may_accept
 
 log = logging.getLogger("btms_gateway.web")
 

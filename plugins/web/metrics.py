@@ -13,51 +13,18 @@ series at full scale).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
-from btms_gateway.core.model import DeviceStatus, Quality, StringAlarm, StringState
-from btms_gateway.core.version import __version__
+from btms_gateway.core.api import DeviceStatus, Gateway, Level, Quality, table_of
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from .data import log_health
 from .history import EventRing
+from .series import Family, families
 
 G, C = GaugeMetricFamily, CounterMetricFamily
-QUALITIES = [q.name.lower() for q in Quality]
-STATES = [s.name.lower() for s in StringState]
-ALARM_BITS = [(b.name.lower(), b) for b in StringAlarm if b and b.name]
-
-
-def _ratio(pct: float | None) -> float | None:
-    return None if pct is None else pct / 100.0
-
-
-def _same(value: float | None) -> float | None:
-    return value
-
-
-#: metric, help, reading attribute, conversion to the metric's unit
-STRING_VALUES: list[tuple[str, str, str, Callable[[float | None], float | None]]] = [
-    ("btms_string_voltage_volts", "String voltage.", "voltage_v", _same),
-    ("btms_string_current_amperes", "String current, + charge, - discharge.", "current_a", _same),
-    ("btms_string_soc_ratio", "String state of charge (0..1).", "soc_pct", _ratio),
-    ("btms_string_soh_ratio", "String SOH: the lowest cell SOH (0..1).", "soh_pct", _ratio),
-    ("btms_string_balance_ratio", "String balance (0..1).", "balance_pct", _ratio),
-    ("btms_string_cells", "Cells found by auto-addressing.", "cell_count", _same),
-    (
-        "btms_string_ambient_temperature_celsius",
-        "Ambient temperature.",
-        "ambient_temperature_c",
-        _same,
-    ),
-    (
-        "btms_string_ambient_humidity_ratio",
-        "Ambient relative humidity (0..1).",
-        "ambient_humidity_pct",
-        _ratio,
-    ),
-]
 
 
 #: metric, help, derived key (StringSnapshot.derived), conversion factor
@@ -67,18 +34,6 @@ DERIVED_VALUES: list[tuple[str, str, str, float]] = [
         "btms_string_discharge_ampere_hours",
         "Ah delivered since the running discharge started.",
         "discharge_ah",
-        1.0,
-    ),
-    (
-        "btms_string_depth_of_discharge_ratio",
-        "Depth of discharge of the running discharge (0..1, Peukert-corrected).",
-        "dod_pct",
-        0.01,
-    ),
-    (
-        "btms_string_runtime_remaining_seconds",
-        "Estimated runtime left to the end voltage while discharging.",
-        "runtime_remaining_s",
         1.0,
     ),
     (
@@ -116,11 +71,15 @@ DERIVED_CELL_VALUES = [
 
 
 class GatewayCollector(Collector):
-    def __init__(self, gateway: Any, ring: EventRing, cell_metrics: bool, web: Any) -> None:
+    def __init__(self, gateway: Gateway, ring: EventRing, cell_metrics: bool, web: Any) -> None:
         self.gateway = gateway
         self.ring = ring
         self.cell_metrics = cell_metrics
         self.web = web  # live stats of the web server itself (clients, refusals)
+        table = table_of(gateway)  # the plant's series derive from the gateway's quantities
+        self.ups_families = families(Level.UPS, table)
+        self.string_families = families(Level.STRING, table)
+        self.cell_families = families(Level.CELL, table)
 
     def describe(self) -> list[Metric]:
         return []  # do not collect at registration time (before the gateway runs)
@@ -134,7 +93,7 @@ class GatewayCollector(Collector):
     def _gateway(self) -> Iterator[Metric]:
         g = self.gateway
         info = G("btms_gateway_info", "Gateway name and version.", labels=["name", "version"])
-        info.add_metric([g.settings.gateway.name, __version__], 1)
+        info.add_metric([g.name, g.version], 1)
         yield info
         yield G("btms_gateway_uptime_seconds", "Seconds since the gateway started.", g.uptime_s())
         failures = C(
@@ -142,7 +101,7 @@ class GatewayCollector(Collector):
             "Calls of a plugin hook that raised (plugin isolated, gateway carries on).",
             labels=["plugin", "hook"],
         )
-        for (plugin, hook), n in sorted(g.failures.counts.items()):
+        for (plugin, hook), n in sorted(g.plugin_failures().items()):
             failures.add_metric([plugin, hook], n)
         yield failures
         yield G("btms_web_live_clients", "Browsers connected to the live stream.", self.web.clients)
@@ -156,7 +115,7 @@ class GatewayCollector(Collector):
         yield refused
 
     def _buses(self) -> Iterator[Metric]:
-        fam = {
+        fam: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
             "req": C("btms_bus_requests", "Modbus requests sent on the bus.", labels=["bus"]),
             "resp": C("btms_bus_responses", "Valid responses received.", labels=["bus"]),
             "err": C("btms_bus_errors", "Failed transactions by kind.", labels=["bus", "kind"]),
@@ -203,12 +162,6 @@ class GatewayCollector(Collector):
             "String identity (value 1).",
             labels=[*lbl, "ups", "bus", "slave_id", "index"],
         )
-        quality = G("btms_string_quality", "Data quality state set.", labels=[*lbl, "quality"])
-        read_ts = G(
-            "btms_string_last_read_timestamp_seconds",
-            "When the values were last read successfully (age = now - this).",
-            labels=lbl,
-        )
         polls = C("btms_string_polls", "Polls of the string.", labels=lbl)
         failed = C(
             "btms_string_polls_failed", "Polls that failed, by cause.", labels=[*lbl, "cause"]
@@ -221,32 +174,30 @@ class GatewayCollector(Collector):
                 values[name] = G(name, doc, labels=labels)
             return values[name]
 
+        own = [(f, G(f.series.name, f.series.help, labels=[*lbl, *f.labels]))
+               for f in self.string_families]  # fmt: skip
         for s in snap.strings.values():
             info.add_metric([s.name, s.ups or "", s.bus, str(s.slave_id), str(s.index)], 1)
-            for q in Quality:
-                quality.add_metric([s.name, q.name.lower()], 1 if s.quality is q else 0)
             counters = self.gateway.string_counters(s.name)
             polls.add_metric([s.name], counters.polls)
             for kind, n in counters.polls_failed_by.items():
                 failed.add_metric([s.name, kind.value], n)
             for kind, n in counters.errors.items():
                 errors.add_metric([s.name, kind.value], n)
-            r = s.reading
-            if r is None:
-                continue
-            read_ts.add_metric([s.name], r.read_at)
-            if s.quality is not Quality.GOOD:
-                continue
-            self._string_values(s.name, r, gauge)
-            self._derived(s, gauge)
-        yield from (info, quality, read_ts, polls, failed, errors, *values.values())
+            good = s.quality is Quality.GOOD and s.reading is not None
+            _add(own, s, [s.name], good)
+            if good:
+                self._cell_values(s.name, s.reading, gauge)
+                self._derived(s, gauge)
+        # a measured family without a sample (no string GOOD) is left out, as before
+        shown = [m for f, m in own if not f.measured or m.samples]
+        yield from (info, *shown, polls, failed, errors, *values.values())
         yield from self._ups(snap)
 
-    def _string_values(self, name: str, r: Any, gauge: Callable[..., GaugeMetricFamily]) -> None:
-        put = [
-            (name, doc, scale(getattr(r, attr)) if attr else None)
-            for name, doc, attr, scale in STRING_VALUES
-        ]
+    def _cell_values(self, name: str, r: Any, gauge: Callable[..., GaugeMetricFamily]) -> None:
+        """The string's presentation of its cells: extremes, lost sensors, and
+        (``cell_metrics``) every cell's own series."""
+        put = []
         volts = [c.voltage_v for c in r.cells if c.voltage_v is not None]
         temps = [c.temperature_c for c in r.cells if c.temperature_c is not None]
         ohms = [c.resistance_mohm / 1000 for c in r.cells if c.resistance_mohm is not None]
@@ -262,18 +213,16 @@ class GatewayCollector(Collector):
         lost = sum(1 for c in r.cells if c.device_status is DeviceStatus.ERROR)
         put.append(("btms_string_cell_sensors_lost", "Cells without a reading.", lost))
         for metric, doc, value in put:
-            if value is not None:
-                gauge(metric, doc).add_metric([name], float(value))
-        state = gauge("btms_string_state", "String state set.", ["string", "state"])
-        for st in STATES:
-            state.add_metric([name, st], 1 if r.state.name.lower() == st else 0)
-        bits = gauge(
-            "btms_string_device_alarm", "BM-SM alarm word bits (1 = set).", ["string", "alarm"]
-        )
-        for bit_name, bit in ALARM_BITS:
-            bits.add_metric([name, bit_name], 1 if r.alarms & bit else 0)
+            gauge(metric, doc).add_metric([name], float(value))
         if self.cell_metrics:
-            self._cells(name, r, gauge)
+            lbl = ["string", "cell"]
+            for c in r.cells:
+                labels = [name, str(c.index)]
+                for f in self.cell_families:
+                    for extra, v in f.samples(c):
+                        gauge(f.series.name, f.series.help, [*lbl, *f.labels]).add_metric(
+                            [*labels, *extra], v
+                        )
 
     def _derived(self, s: Any, gauge: Callable[..., GaugeMetricFamily]) -> None:
         """What analytics derived (docs/analytics.md); absent while not known."""
@@ -294,42 +243,15 @@ class GatewayCollector(Collector):
                 if v is not None:
                     fam.add_metric([s.name, str(c.index)], v / 100.0)
 
-    @staticmethod
-    def _cells(name: str, r: Any, gauge: Callable[..., GaugeMetricFamily]) -> None:
-        lbl = ["string", "cell"]
-        specs = [
-            ("btms_cell_voltage_volts", "Cell voltage.", "voltage_v", 1.0),
-            ("btms_cell_resistance_ohms", "Cell internal resistance.", "resistance_mohm", 1e-3),
-            ("btms_cell_temperature_celsius", "Cell temperature.", "temperature_c", 1.0),
-            ("btms_cell_soc_ratio", "Cell state of charge (0..1).", "soc_pct", 0.01),
-            ("btms_cell_soh_ratio", "Cell state of health (0..1).", "soh_pct", 0.01),
-        ]
-        lost = gauge("btms_cell_sensor_lost", "1 when the cell sensor is lost.", lbl)
-        for c in r.cells:
-            labels = [name, str(c.index)]
-            for metric, doc, attr, scale in specs:
-                v = getattr(c, attr)
-                if v is not None:
-                    gauge(metric, doc, lbl).add_metric(labels, v * scale)
-            lost.add_metric(labels, 1 if c.device_status is DeviceStatus.ERROR else 0)
-
     def _ups(self, snap: Any) -> Iterator[Metric]:
         lbl = ["ups"]
-        quality = G(
-            "btms_ups_quality", "Worst quality of the UPS's strings.", labels=[*lbl, "quality"]
-        )
-        volts = G("btms_ups_voltage_volts", "UPS voltage: mean of string voltages.", labels=lbl)
-        amps = G("btms_ups_current_amperes", "UPS current: sum of string currents.", labels=lbl)
-        soc = G("btms_ups_soc_ratio", "UPS state of charge: mean of strings (0..1).", labels=lbl)
+        own = [(f, G(f.series.name, f.series.help, labels=[*lbl, *f.labels]))
+               for f in self.ups_families]  # fmt: skip
         for u in snap.ups.values():
-            for q in Quality:
-                quality.add_metric([u.name, q.name.lower()], 1 if u.quality is q else 0)
-            if u.quality is not Quality.GOOD:
-                continue
-            for fam, value in ((volts, u.voltage_v), (amps, u.current_a), (soc, _ratio(u.soc_pct))):
-                if value is not None:
-                    fam.add_metric([u.name], value)
-        yield from (quality, volts, amps, soc)
+            if any(snap.strings[n].reading is None for n in u.strings if n in snap.strings):
+                u = replace(u, read_at=None)  # no data age while a string was never read
+            _add(own, u, [u.name], u.quality is Quality.GOOD)
+        yield from (m for _, m in own)
 
     def _alarms(self) -> Iterator[Metric]:
         active = G(
@@ -385,3 +307,14 @@ def registry_for(collector: GatewayCollector) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
     return registry
+
+
+def _add(
+    own: list[tuple[Family, GaugeMetricFamily]], obj: Any, labels: list[str], good: bool
+) -> None:
+    """``obj``'s samples of each family; a measured value only while ``good``."""
+    for family, metric in own:
+        if family.measured and not good:
+            continue
+        for extra, value in family.samples(obj):
+            metric.add_metric([*labels, *extra], value)

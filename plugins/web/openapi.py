@@ -7,9 +7,10 @@ validate against these schemas, so the description cannot drift unnoticed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from btms_gateway.core.version import __version__
+from btms_gateway.core.api import Level, Quantity, __version__
 
 
 def _n(kind: str, **extra: Any) -> dict[str, Any]:
@@ -340,7 +341,9 @@ ERR = _ok(_ref("Error"), "error")
 NAME = {"in": "path", "required": True, "schema": STR}
 
 
-def _get(summary: str, schema: dict[str, Any], params: list[Any] | None = None, **more: Any):
+def _get(
+    summary: str, schema: dict[str, Any], params: list[Any] | None = None, /, **more: Any
+) -> dict[str, Any]:
     responses = {"200": _ok(schema), **more}
     return {"get": {"summary": summary, "parameters": params or [], "responses": responses}}
 
@@ -349,7 +352,36 @@ def _q(name: str, schema: dict[str, Any], text: str) -> dict[str, Any]:
     return {"in": "query", "name": name, "required": False, "schema": schema, "description": text}
 
 
-def openapi_document() -> dict[str, Any]:
+#: the JSON type of each kind of quantity
+KIND_TYPES = {"number": "number", "count": "integer", "enum": "integer", "bits": "integer",
+              "bool": "boolean"}  # fmt: skip
+#: the detail schema that carries the quantities plugins register, by level
+DETAIL = {Level.STRING: "StringDetail", Level.UPS: "UpsDetail"}
+
+
+def quantity_property(q: Quantity) -> dict[str, Any]:
+    """A registered quantity as a property of its level's detail schema."""
+    unit = f" ({q.unit})" if q.unit else ""
+    return {"type": [KIND_TYPES[q.kind], "null"], "description": f"{q.description}{unit}"}
+
+
+def _schemas(registered: Iterable[Quantity]) -> dict[str, Any]:
+    """SCHEMAS with the registered quantities added to the detail schemas (a
+    property each, in the schema's last ``allOf`` part)."""
+    out = dict(SCHEMAS)
+    for level, name in DETAIL.items():
+        props = {q.key: quantity_property(q) for q in registered if q.level is level}
+        if props:
+            parts = list(out[name]["allOf"])
+            last = parts[-1]
+            parts[-1] = {**last, "properties": {**last["properties"], **props}}
+            out[name] = {**out[name], "allOf": parts}
+    return out
+
+
+def openapi_document(registered: Iterable[Quantity] = ()) -> dict[str, Any]:
+    """The document; ``registered``: the quantities plugins registered (a gateway's
+    table beyond core's), each a property of its level's detail schema."""
     events_params = [
         _q("since", NUM, "events at or after (epoch seconds)"),
         _q("until", NUM, "events before (epoch seconds)"),
@@ -526,7 +558,7 @@ def openapi_document() -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": _schemas(tuple(registered)),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "basic": {"type": "http", "scheme": "basic"},

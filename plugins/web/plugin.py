@@ -7,13 +7,16 @@ third-party plugin; enabled by a ``[plugins.web]`` table.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import click
-from btms_gateway.core import hookimpl
-from btms_gateway.core.alarm_types import AlarmEvent
-from btms_gateway.core.model import StringSnapshot
-from btms_gateway.core.plugin_services import PerGateway
+from btms_gateway.core.api import (
+    ActiveAlarms,
+    AlarmEvent,
+    Gateway,
+    PerGateway,
+    StringSnapshot,
+    hookimpl,
+)
 
 from .commands import web_group
 from .service import WebService
@@ -23,7 +26,7 @@ NAME = "web"
 _services: PerGateway[WebService] = PerGateway()
 
 
-def service(gateway: Any) -> WebService:
+def service(gateway: Gateway) -> WebService:
     """The running service of ``gateway`` (tests read its port and URL)."""
     return _services[gateway]
 
@@ -39,7 +42,7 @@ def register_commands(cli: click.Group) -> None:
 
 
 @hookimpl
-async def startup(gateway: Any) -> None:
+async def startup(gateway: Gateway) -> None:
     settings = gateway.plugin_config(NAME)
     assert isinstance(settings, WebSettings)
     svc = WebService(settings, gateway)
@@ -48,14 +51,14 @@ async def startup(gateway: Any) -> None:
 
 
 @hookimpl
-async def shutdown(gateway: Any) -> None:
+async def shutdown(gateway: Gateway) -> None:
     svc = _services.pop(gateway)
     if svc is not None:
         await svc.stop()
 
 
 @hookimpl
-async def string_reading(string: StringSnapshot, gateway: Any) -> None:
+async def string_reading(string: StringSnapshot, gateway: Gateway) -> None:
     # on the gateway's loop (both hooks are async def): a history sample at most
     # and a note to the live hub, too little to be worth a thread switch per reading
     if (svc := _services.get(gateway)) is not None:
@@ -63,6 +66,6 @@ async def string_reading(string: StringSnapshot, gateway: Any) -> None:
 
 
 @hookimpl
-async def alarm_event(event: AlarmEvent, gateway: Any) -> None:
+async def alarm_event(event: AlarmEvent, active: ActiveAlarms, gateway: Gateway) -> None:
     if (svc := _services.get(gateway)) is not None:
-        svc.on_alarm(event)
+        svc.on_alarm(event, active)

@@ -77,7 +77,9 @@ class HostCheck:
         if address.is_loopback:
             return True
         local = request.transport.get_extra_info("sockname") if request.transport else None
-        return bool(local) and bare == _bare(str(local[0]))
+        if not local:
+            return False
+        return bare == _bare(str(local[0]))
 
 
 def _bare(host: str) -> str:
@@ -104,7 +106,7 @@ def guard_middleware(hosts: HostCheck, stats: Any, listener: Any) -> Any:
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         listener.request_started(request.transport)
         try:
-            response = _screen(request, hosts, stats)
+            response: web.StreamResponse | None = _screen(request, hosts, stats)
             if response is None:
                 try:
                     response = await handler(request)

@@ -17,13 +17,13 @@ from typing import Any
 
 from aiohttp import log as web_log
 from aiohttp import web
-from btms_gateway.core.netguard import raise_open_file_limit
+from btms_gateway.core.api import ActiveAlarms, AlarmEvent, Gateway, raise_open_file_limit
 
 from . import api
 from .auth import Authenticator
 from .history import EventRing
 from .history_metrics import HistoryCollector
-from .jsontext import JsonCache
+from .json_cache import JsonCache
 from .listener import ConnectionLimits, Listener
 from .live import LiveHub
 from .metrics import GatewayCollector, registry_for
@@ -50,10 +50,13 @@ class Stats:
 
 
 class WebService:
-    def __init__(self, settings: WebSettings, gateway: Any) -> None:
+    def __init__(self, settings: WebSettings, gateway: Gateway) -> None:
         self.settings = settings
         self.gateway = gateway
         self.ring = EventRing()
+        #: the alarms active after the newest event the ring holds (as delivered
+        #: with it; at start, the gateway's): the live stream sends them together
+        self.active: ActiveAlarms = ()
         self.stats = Stats()
         self.auth = Authenticator(
             settings.users, settings.tokens, settings.session_ttl_s, settings.max_failed_logins
@@ -84,6 +87,7 @@ class WebService:
 
     async def start(self) -> None:
         settings = self.settings
+        self.active = tuple(self.gateway.alarms.active())
         raise_open_file_limit()
         self.hub = LiveHub(asyncio.get_running_loop(), self._changed)
         self.stats.hub = self.hub
@@ -146,8 +150,9 @@ class WebService:
         if self.hub is not None:
             self.hub.string_changed(string.name)
 
-    def on_alarm(self, event: Any) -> None:
+    def on_alarm(self, event: AlarmEvent, active: ActiveAlarms) -> None:
         self.ring.add(event)
+        self.active = active
         if self.hub is not None:
             self.hub.alarm_changed()
 

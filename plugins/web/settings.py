@@ -6,13 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from btms_gateway.core.config_base import PluginSection
-from btms_gateway.core.netguard import AllowList
-from pydantic import Field, field_validator, model_validator
+from btms_gateway.core.api import AllowList, PluginSection
+from pydantic import Field, JsonValue, field_validator, model_validator
 
 from .auth import is_password_hash, is_token_hash
 
 Port = Annotated[int, Field(ge=0, le=65535)]  # 0 = any free port (tests)
+#: marks a key naming a file the gateway reads to run: `btms-gateway backup`
+#: archives it (docs/plugin_hooks.md, register_config_sections)
+SITE_FILE: dict[str, JsonValue] = {"backup": "file"}
 
 
 class WebSettings(PluginSection):
@@ -56,8 +58,8 @@ class WebSettings(PluginSection):
     #: a dashboard, a metrics scraper or a SCADA polling the API writes a line
     #: per request into the log that is there for what the gateway itself does
     access_log: bool = False
-    tls_certfile: Path | None = None
-    tls_keyfile: Path | None = None
+    tls_certfile: Path | None = Field(default=None, json_schema_extra=SITE_FILE)
+    tls_keyfile: Path | None = Field(default=None, json_schema_extra=SITE_FILE)
 
     @field_validator("users")
     @classmethod

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from btms_gateway.core.config_load import ConfigError
+from btms_gateway.core.api import ConfigError
 
 from .overrides import load_map
 from .regmap import DEFAULT_MAP, RegisterMap

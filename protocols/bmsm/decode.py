@@ -20,17 +20,18 @@ from array import array
 from collections.abc import Mapping, Sequence
 from itertools import repeat
 from operator import truediv
-from typing import Any
+from typing import Any, cast
 
-from btms_gateway.core.model import (
+from btms_gateway.core.api import (
     SENSOR_LOST_BIT,
     CellReading,
     CellStatus,
+    ErrorKind,
+    PollError,
     StringAlarm,
     StringReading,
     StringState,
 )
-from btms_gateway.core.profiles import ErrorKind, PollError
 
 from .registers import (
     MAX_CELLS,
@@ -180,8 +181,10 @@ def _check_columns(
             continue
         spans = arr.valid
         if not lost and arr.no_sensor is None:
-            lo, hi = min(col), max(col)  # type: ignore[type-var]
-            if any(a <= lo and hi <= b for a, b in spans):  # type: ignore[operator]
+            # no None in it: without a lost sensor or a no-sensor marker every cell has a value
+            measured = cast("list[float]", col)
+            lo, hi = min(measured), max(measured)
+            if any(a <= lo and hi <= b for a, b in spans):
                 continue
         for i, x in enumerate(col):
             if x is not None and not inside(x, spans) and not raw[i] & SENSOR_LOST_BIT:
@@ -219,7 +222,7 @@ def decode_cells(
     lost = any(x & SENSOR_LOST_BIT for x in raw)
     if check:
         _check_columns(columns, raw, lost, regmap.column_checks)
-    cells = []
+    cells: list[CellReading] = []
     append = cells.append
     for i, x in enumerate(raw):
         c = _new_cell(CellReading)

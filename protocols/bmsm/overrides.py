@@ -31,13 +31,12 @@ import difflib
 import itertools
 import os
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from btms_gateway.core.config_base import Problem, StrictModel
-from btms_gateway.core.config_load import ConfigError, problems_from, read_text
+from btms_gateway.core.api import ConfigError, Problem, StrictModel, problems_from, read_text
 from btms_gateway.protocols.rtu.framing import MAX_READ_COUNT
 from pydantic import Field, ValidationError, field_validator
 
@@ -225,13 +224,15 @@ def effective_map(
     for name, o in doc.string.items():
         new, found = _apply(block[name], o, f"string.{name}", source)
         problems += found
-        block[name] = new  # type: ignore[assignment]
+        assert isinstance(new, Register)  # _apply returns a row of its row's own type
+        block[name] = new
         changes[f"string.{name}"] = _describe(_default_row(f"string.{name}"), new)
     cells = {a.field: a for a in CELL_ARRAYS}
     for name, c in doc.cell.items():
         new, found = _apply(cells[name], c, f"cell.{name}", source)
         problems += found
-        cells[name] = new  # type: ignore[assignment]
+        assert isinstance(new, CellArray)
+        cells[name] = new
         changes[f"cell.{name}"] = _describe(_default_row(f"cell.{name}"), new)
     rows = _with_reserved(list(block.values()))
     if whole and not problems:
@@ -302,7 +303,7 @@ def _apply(
                 _problem(
                     source,
                     f"{key}.word_order",
-                    f"no word order for the 16-bit type {rtype}, found {o.word_order!r}",
+                    f"no word order for the 16-bit type {rtype}, found {order.value!r}",
                 )
             )
         update["word_order"] = order or WordOrder.NONE
@@ -312,7 +313,7 @@ def _apply(
         update["no_sensor"] = None if o.no_sensor == "none" else o.no_sensor
     if o.valid is not None:
         update["valid"] = merged_spans(o.valid)
-    new = replace(row, **update)  # type: ignore[type-var]
+    new = replace(row, **update)
     if not problems:
         problems += _marker_problems(new, o, key, source)
     return new, problems
@@ -367,13 +368,14 @@ def _marker_problems(
 def _describe(old: Register | CellArray, new: Register | CellArray) -> str:
     """What an override changed in a row: ``address 16 (was 11), scale 0.01 (was 0.001)``."""
     out = []
+    formats: dict[str, Callable[[Any], str]] = {"no_sensor": _marker_text, "valid": spans_text}
     for name in ("address", "base", "type", "word_order", "scale", "no_sensor", "valid"):
         if not hasattr(old, name) or (name == "address" and isinstance(old, CellArray)):
             continue
         a, b = getattr(old, name), getattr(new, name)
         if a == b:
             continue
-        text = {"no_sensor": _marker_text, "valid": spans_text}.get(name, _plain)
+        text = formats.get(name, _plain)
         out.append(f"{name.replace('_', ' ')} {text(b)} (was {text(a)})")
     return ", ".join(out)
 

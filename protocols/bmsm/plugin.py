@@ -9,13 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
-from btms_gateway.core import hookimpl
-from btms_gateway.core.config_base import Problem
-from btms_gateway.core.config_load import ConfigError
-from btms_gateway.core.profiles import DeviceProfile
+from btms_gateway.core.api import ConfigError, DeviceProfile, Problem, exported_plant, hookimpl
 
 from .cli_options import EXIT_USAGE, map_or_exit, overrides_option
-from .profile import BmsmProfile
+from .profile import BmsmProfile, map_for
 from .regmap import RegisterMap
 
 
@@ -48,12 +45,8 @@ def export_registers(config: Path | None, overrides: Path | None) -> None:
 def _config_maps(config: Path) -> str:
     """Each distinct register map of the file's BM-SM strings, once, with
     the strings it is used by (the default table too, when some use it)."""
-    from btms_gateway.core.plugin_manager import create_manager
-    from btms_gateway.core.registry import load_config
-
-    from .profile import map_for
-
-    loaded = load_config(config, create_manager())
+    loaded = exported_plant(config, demo=False).loaded
+    assert loaded is not None  # a file's plant always has its configuration
     groups: dict[int, tuple[RegisterMap, list[str]]] = {}
     for s in loaded.gateway.strings:
         if s.profile != BmsmProfile.name:

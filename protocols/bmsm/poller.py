@@ -36,8 +36,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from btms_gateway.core.model import StringReading
-from btms_gateway.core.profiles import BusLink, ErrorKind, PollError
+from btms_gateway.core.api import BusLink, ErrorKind, PollError, StringReading
 
 from .decode import decode_block, decode_cells
 from .planner import ReadRange

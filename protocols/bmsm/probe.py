@@ -24,8 +24,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from btms_gateway.core.model import SENSOR_LOST_BIT, StringAlarm, StringState
-from btms_gateway.core.profiles import BusLink, ErrorKind, PollError
+from btms_gateway.core.api import (
+    SENSOR_LOST_BIT,
+    BusLink,
+    ErrorKind,
+    PollError,
+    StringAlarm,
+    StringState,
+)
 
 from .decode import inside, raw_value, value_of
 from .planner import ReadRange, merge

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from btms_gateway.core.config import BAUD_RATES, BusConfig
-from btms_gateway.core.profiles import PollError
+from btms_gateway.core.api import BAUD_RATES, BusConfig, PollError
 from btms_gateway.protocols.rtu import open_link
 
 from .cli_options import map_or_exit, overrides_option
@@ -103,8 +102,8 @@ def probe_command(
     bus = BusConfig(
         name="probe",
         transport="serial" if port else "rtu-over-tcp",
-        port=port, host=host, tcp_port=tcp_port, baudrate=int(baud), parity=parity,  # type: ignore[arg-type]
-        stopbits=int(stopbits),  # type: ignore[arg-type]
+        port=port, host=host, tcp_port=tcp_port, baudrate=int(baud), parity=parity,  # type: ignore[arg-type]  # click.Choice-checked, typed str
+        stopbits=int(stopbits),  # type: ignore[arg-type]  # click.Choice-checked: 1 or 2, typed int
         timeout_s=timeout or (SCAN_TIMEOUT_S if do_scan else PROBE_TIMEOUT_S),
         # a scan moves on to the next id after a frame gap, not a guard window:
         # a late reply then shows as a garbled one at the next id, said so
@@ -155,7 +154,7 @@ def _text(result: ProbeResult, where: str, line: str) -> str:
         for a in result.arrays:
             if a.rows or a.failure:
                 out += _array_table(a.array, a.rows, a.failure, regmap)
-        zeros = sorted({r.cell for r in result.rows() if ZERO_FILLED in r.flags})
+        zeros = sorted({r.cell for r in result.rows() if ZERO_FILLED in r.flags and r.cell})
         if zeros:
             out += [f"! cell(s) {', '.join(map(str, zeros))}: {ZERO_FILLED}", ""]
     if result.error:

@@ -12,11 +12,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from btms_gateway.core.alarms.config import CELLS_PER_BLOCK
-from btms_gateway.core.config import BusConfig, GatewayConfig, StringConfig
-from btms_gateway.core.config_base import Problem
-from btms_gateway.core.config_load import ConfigError
-from btms_gateway.core.profiles import BusLink
+from btms_gateway.core.api import (
+    CELLS_PER_BLOCK,
+    BlockType,
+    BusConfig,
+    BusLink,
+    ConfigError,
+    GatewayConfig,
+    Problem,
+    StringConfig,
+)
 
 from .overrides import load_map
 from .poller import BmsmPoller
@@ -54,7 +59,7 @@ def map_for(string: StringConfig) -> RegisterMap:
     return load_map(string.register_overrides)
 
 
-def block_volts(block: str) -> tuple[float, float]:
+def block_volts(block: BlockType) -> tuple[float, float]:
     """What a block of this type reads (the datasheet's 2 V range per cell in
     series): 2V 1.6..2.6, 6V 4.8..7.8, 12V 9.6..15.6 V."""
     n = CELLS_PER_BLOCK[block]

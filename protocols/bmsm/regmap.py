@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-from btms_gateway.core.model import CellReading
+from btms_gateway.core.api import CellReading
 
 from .planner import ReadRange, merge
 from .registers import (

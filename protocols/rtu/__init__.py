@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from .link import RtuLink
 
 if TYPE_CHECKING:
-    from btms_gateway.core.config import BusConfig
+    from btms_gateway.core.api import BusConfig
 
 __all__ = ["RtuLink", "open_link"]
 

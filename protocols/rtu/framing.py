@@ -15,7 +15,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from btms_gateway.core.profiles import ErrorKind, PollError
+from btms_gateway.core.api import ErrorKind, PollError
 from fastcrc.crc16 import modbus as modbus_crc
 from pymodbus.pdu.exceptionresponse import ExceptionResponse
 from pymodbus.pdu.register_message import (

@@ -28,9 +28,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from btms_gateway.core.config import BusConfig
-from btms_gateway.core.counters import CommCounters
-from btms_gateway.core.profiles import ErrorKind, PollError
+from btms_gateway.core.api import BusConfig, CommCounters, ErrorKind, PollError
 from fastcrc.crc16 import modbus as _crc
 
 from . import framing

@@ -25,8 +25,7 @@ from typing import Any
 
 import serial
 import serial.rs485
-from btms_gateway.core.config import BusConfig
-from btms_gateway.core.profiles import ErrorKind, PollError
+from btms_gateway.core.api import BusConfig, ErrorKind, PollError
 
 _PARITY = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD}
 _READABLE = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
@@ -51,7 +50,7 @@ class Transport:
         self._fd: int | None = None
         self._poll: select.poll | None = None
         self._error: str | None = None
-        self.pending = self.raw_read = self.raw_write = _closed  # type: ignore[assignment]
+        self.pending = self.raw_read = self.raw_write = _closed
 
     @property
     def is_open(self) -> bool:
@@ -80,7 +79,7 @@ class Transport:
     def close(self) -> None:
         self._fd = None
         self._poll = None
-        self.pending = self.raw_read = self.raw_write = _closed  # type: ignore[assignment]
+        self.pending = self.raw_read = self.raw_write = _closed
         self._close_port()
 
     def _opened(self, fd: int) -> None:
@@ -232,7 +231,7 @@ class SerialTransport(Transport):
         self.raw_write = functools.partial(os.write, fd)
 
     def _read_chunk(self) -> bytes:
-        return os.read(self._fd, 4096)  # type: ignore[arg-type]
+        return os.read(self._fd, 4096)  # type: ignore[arg-type]  # called only while open: _fd is set
 
     def _write_all(self, data: bytes) -> None:
         # os.write first: a request is 8 bytes and the port's buffer is empty
@@ -240,7 +239,7 @@ class SerialTransport(Transport):
         # select() per call to honour write_timeout; it only runs for the rest
         # of a short write.
         try:
-            sent = os.write(self._fd, data)  # type: ignore[arg-type]
+            sent = os.write(self._fd, data)  # type: ignore[arg-type]  # only while open: _fd is set
         except BlockingIOError:
             sent = 0
         if sent < len(data):

@@ -4,8 +4,8 @@ import json
 import subprocess
 import sys
 
-from btms_gateway.core.model import Quality
-from btms_gateway.core.testing import GatewayHarness, make_reading, plant_config
+from btms_gateway.core.api import Quality
+from btms_gateway.kit.testing import GatewayHarness, make_reading, plant_config
 
 
 async def test_every_reading_becomes_a_json_line(tmp_path):

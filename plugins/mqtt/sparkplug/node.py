@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from btms_gateway.core.model import Quality
+from btms_gateway.core.api import Quality
 
 from ..codec import Message, PlantView
 from ..exception import Delta

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from btms_gateway.core.model import Quality
+from btms_gateway.core.api import Quality
 
 from ..quantities import CELL_STRIDE, STRING, DataType, metric_name, unslot
 from . import sparkplug_b_pb2 as pb
@@ -60,8 +60,8 @@ ALARM_METRICS = (
     ("Active/Warning", 83, UINT32),
     ("Active/Unacknowledged", 84, UINT32),
 )
-_EVENT_KEYS = ("seq", "kind", "alarm_id", "rule", "severity", "path", "value", "limit", "unit")
-_EVENT_KEYS = (*_EVENT_KEYS, "message", "by")
+_EVENT_KEYS: tuple[str, ...] = ("seq", "kind", "alarm_id", "rule", "severity", "path", "value")
+_EVENT_KEYS = (*_EVENT_KEYS, "limit", "unit", "message", "by")
 _ACTIVE_KEYS = ("total", "critical", "alarm", "warning", "unacknowledged")
 
 

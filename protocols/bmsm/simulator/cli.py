@@ -13,10 +13,10 @@ import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
-from btms_gateway.core.config import BAUD_RATES
+from btms_gateway.core.api import BAUD_RATES
 
 from ..cli_options import map_or_exit, overrides_option
 from .control import FORCINGS, ControlServer, Target, request
@@ -117,10 +117,12 @@ def _duration(flag: str, default: float, most: float, help: str) -> Callable[[F]
 )
 def simulate(
     slaves: str, cells: int, baud: str, parity: str, stopbits: str, use_pty: bool,
-    link: str | None, port: str | None, tcp: str | None, mode: str, seed: int,
+    link: str | None, port: str | None, tcp: str | None,
+    mode: Literal["float", "discharge"], seed: int,
     faults: tuple[str, ...], vanish_s: float, late_ms: float, reply_delay_ms: float,
-    unmeasured_s: float, past_count: str, frozen: bool, weak_cells: list[int] | None,
-    rated_ah: float, control: Path | None, overrides: Path | None, duration: float | None,
+    unmeasured_s: float, past_count: Literal["zero", "exception"], frozen: bool,
+    weak_cells: list[int] | None, rated_ah: float, control: Path | None,
+    overrides: Path | None, duration: float | None,
 ) -> None:  # fmt: skip
     """Simulate BM-SM string masters speaking Modbus RTU at real wire speed."""
     if sum(bool(x) for x in (use_pty, port, tcp)) > 1:
@@ -141,7 +143,7 @@ def simulate(
         seed=seed, mode=mode, transport="tcp" if tcp else "serial" if port else "pty",
         port=port, link=link, host=host, tcp_port=tcp_port, rates=rates, vanish_s=vanish_s,
         late_s=late_ms / 1000, unmeasured_s=unmeasured_s, reply_delay_s=reply_delay_ms / 1000,
-        past_count=past_count, frozen=frozen, regmap=regmap,  # type: ignore[arg-type]
+        past_count=past_count, frozen=frozen, regmap=regmap,
         weak_cells=weak_cells, rated_ah=rated_ah,
     )  # fmt: skip
     try:

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from btms_gateway.core.model import CellReading, CellStatus, StringReading
+from btms_gateway.core.api import CellStatus, StringReading
 
 from ..decode import decode_reading, encode_block, encode_value
 from ..registers import MAX_CELLS
@@ -298,7 +298,7 @@ class StringModel:
         """Set string-block values (StringReading field names); derived ones are
         recomputed from the cells unless given here."""
         self.string.update(values)
-        derived = {k: values[k] for k in ("voltage_v", "balance_pct") if k in values}
+        derived = {k: v for k, v in values.items() if k in ("voltage_v", "balance_pct")}
         self._derive()
         self.string.update(derived)
 
@@ -390,9 +390,6 @@ class StringModel:
         block = [img.get(a, 0) for a in range(regmap.block_read.address, regmap.block_read.end)]
         arrays = {a.base: [img[a.base + i] for i in range(n)] for a in regmap.cells}
         return decode_reading(block, arrays, read_at, regmap)
-
-    def expected_cells(self) -> tuple[CellReading, ...]:
-        return self.expected_reading().cells
 
 
 def use_total(cells: Sequence[CellTruth]) -> float:

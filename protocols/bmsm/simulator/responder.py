@@ -87,24 +87,24 @@ class Responder:
         late: bool = False,
     ) -> bytes | None:  # fmt: skip
         fault = inj.fault if inj else None
-        if fault is Fault.VANISH:
-            self.vanished_until[req.slave] = now + inj.seconds  # type: ignore[union-attr]
+        if inj is not None and fault is Fault.VANISH:  # (a fault comes with its injection)
+            self.vanished_until[req.slave] = now + inj.seconds
             self._record(req, None, fault)
             return None
         if fault is Fault.NO_REPLY:
             self._record(req, None, fault)
             return None
-        if fault is Fault.CELL_COUNT:
-            n = inj.cells  # type: ignore[union-attr]
+        if inj is not None and fault is Fault.CELL_COUNT:
+            n = inj.cells
             if n is None:
                 n = len(model.cells) + self.rng.choice((-3, -1, 1, 3))
-            model.set_cell_count(n, inj.unmeasured_s)  # type: ignore[union-attr]
+            model.set_cell_count(n, inj.unmeasured_s)
             fault = None  # the reply itself is good
         if fault is Fault.LATE:
             fault = None  # the reply is good, only late (recorded as such below)
-        if fault is Fault.EXCEPTION:
-            self._record(req, None, fault, inj.code)  # type: ignore[union-attr]
-            return framing.exception_reply(req.slave, req.function, inj.code)  # type: ignore[union-attr]
+        if inj is not None and fault is Fault.EXCEPTION:
+            self._record(req, None, fault, inj.code)
+            return framing.exception_reply(req.slave, req.function, inj.code)
         if req.function != framing.READ_HOLDING:
             self._record(req, None, None, ILLEGAL_FUNCTION)
             return framing.exception_reply(req.slave, req.function, ILLEGAL_FUNCTION)

@@ -13,6 +13,7 @@ longer, as a slow device would (requests that arrive meanwhile wait their turn).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import queue
 import random
@@ -23,8 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, Literal
 
-from btms_gateway.core.config import BusConfig
-from btms_gateway.core.model import StringReading
+from btms_gateway.core.api import BusConfig, StringReading
 from btms_gateway.protocols.rtu import framing
 
 from ..regmap import DEFAULT_MAP, RegisterMap
@@ -156,8 +156,11 @@ class Simulator:
     def port(self) -> str:
         """The serial path a client opens (the pty's slave or its symlink), or
         HOST:PORT for TCP."""
+        return self._started().client_path
+
+    def _started(self) -> Endpoint:
         assert self.endpoint is not None, "start() the simulator first"
-        return self.endpoint.client_path
+        return self.endpoint
 
     @property
     def tcp_address(self) -> tuple[str, int]:
@@ -204,7 +207,7 @@ class Simulator:
     def freeze(self, frozen: bool = True) -> None:
         """Stop (or restart) the slow dynamics so values stay exactly as set."""
         for m in self.responder.models.values():
-            self._locked(lambda m=m: setattr(m, "frozen", frozen))
+            self._locked(functools.partial(setattr, m, "frozen", frozen))
 
     def poke(self, slave: int, address: int, words: Sequence[int | None]) -> None:
         """Serve these raw words from ``address`` on instead of the truth's (a
@@ -280,10 +283,10 @@ class Simulator:
 
     def unplug(self) -> None:
         """Pull the "adapter": the pty (and its symlink) disappears."""
-        self._call(lambda: self.endpoint.unplug())  # type: ignore[union-attr]
+        self._call(lambda: self._started().unplug())
 
     def replug(self) -> None:
-        self._call(lambda: self.endpoint.replug())  # type: ignore[union-attr]
+        self._call(lambda: self._started().replug())
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         if self._thread is None:
@@ -327,8 +330,12 @@ class Simulator:
                     self._send_paced(ep, reply, start + delay)
                 first_at = time.monotonic()
             if now >= next_step:
-                self._locked(lambda: [m.step(self.step_s) for m in self.responder.models.values()])
+                self._locked(self._step_models)
                 next_step = now + self.step_s
+
+    def _step_models(self) -> None:
+        for m in self.responder.models.values():
+            m.step(self.step_s)
 
     def _run_calls(self) -> None:
         while True:

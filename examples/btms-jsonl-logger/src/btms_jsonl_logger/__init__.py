@@ -19,9 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
-from btms_gateway.core import hookimpl
-from btms_gateway.core.config_base import PluginSection
-from btms_gateway.core.serialize import event_dict, string_dict
+from btms_gateway.core.api import PluginSection, event_dict, hookimpl, string_dict
 
 NAME = "jsonl"
 
