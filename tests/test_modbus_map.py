@@ -274,7 +274,7 @@ def test_a_quantity_without_a_placement_gets_the_next_free_extension_register() 
     ]  # fmt: skip
     rmap = RegisterMap((*QUANTITIES, *extra))
     assert [(p.block, p.offset, p.kind, p.scale) for p in rmap.points if p.name.endswith(
-        ("_runtime", "_drift"))] == [("ups", 25, "u16", 1), ("string", 26, "u16", 1),
+        ("_runtime", "_drift"))] == [("ups", 25, "u16", 1), ("string", 29, "u16", 1),
                                     ("cell", 8, "s16", 0.001)]  # fmt: skip
     assert {(p.block, p.offset, p.name) for p in POINTS} < {
         (p.block, p.offset, p.name) for p in rmap.points
