@@ -523,6 +523,7 @@ ALARM_TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "string_current_charge_high": ("string", ("current",)),
     "string_current_discharge_high": ("string", ("current",)),
     "string_soc_low": ("string", ("soc",)),
+    "string_soh_low": ("string", ("soh",)),
     # the runaway signature is the float current rising while the cells warm
     "string_thermal_runaway": ("string", ("current",)),
     "ups_string_error": ("ups", ("voltage", "current", "soc")),
@@ -530,3 +531,5 @@ ALARM_TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "history_paused": ("gateway", ("history_paused",)),
     **{f"bmsm_{name}": ("string", (f"alarm_{name}",)) for name in api.ALARM_BIT_NAMES.values()},
 }
+#: rules no object shows as in-alarm: communication lost is reliability/fault instead
+NOT_SHOWN = frozenset({"string_comm_lost"})
