@@ -200,7 +200,7 @@ async def test_runtime_and_depth_of_discharge_on_modbus_snmp_and_bacnet(tmp_path
                 assert regs[28] in {round(v * 10) for v in _held(seen, "dod_pct")}
 
                 lines, seen = await _with_samples(h, _snmp)
-                m = re.fullmatch(r"Gauge32: (\d+) seconds", lines[0])
+                m = re.fullmatch(r"INTEGER: (\d+) seconds", lines[0])
                 assert m, lines
                 assert int(m[1]) in {round(v) for v in _held(seen, "runtime_remaining_s")}
                 m = re.fullmatch(r"INTEGER: (\d*\.\d) %", lines[1])

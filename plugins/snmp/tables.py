@@ -133,7 +133,7 @@ COLUMNS: dict[tuple[Level, str], Column] = {
     (S, "aux_input_on"): Column("btmsStringAuxInputOn", 19, "TruthValue",
                                 "Auxiliary input on."),
     (S, "runtime_remaining"): Column(
-        "btmsStringRuntimeRemaining", 22, "Gauge32",
+        "btmsStringRuntimeRemaining", 22, "Integer32 (0..2147483647)",
         "Estimated runtime left to the end voltage while a discharge runs, derived by the "
         "gateway (Peukert-corrected charge counting against the rated capacity); absent "
         "while no discharge runs, no rated capacity is configured, or the string is not good.",
