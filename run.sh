@@ -10,9 +10,9 @@ VENV=${BTMS_VENV:-.venv}
 PY=${PYTHON:-python3}
 # Independent protocol peers the tests talk to, from Debian.
 DEBIAN_PEERS=(snmp snmpd snmptrapd smitools mbpoll libmodbus-dev gcc socat chromium
-              mosquitto mosquitto-clients protobuf-compiler systemd)
+              mosquitto mosquitto-clients protobuf-compiler systemd poppler-utils)
 PEER_COMMANDS=(snmpget snmpd snmptrapd smilint mbpoll /usr/include/modbus/modbus.h gcc socat chromium
-               /usr/sbin/mosquitto mosquitto_sub protoc systemd-analyze)
+               /usr/sbin/mosquitto mosquitto_sub protoc systemd-analyze pdftoppm)
 
 say() { printf '\033[1m%s\033[0m\n' "$*" >&2; }
 
@@ -28,7 +28,7 @@ python_env() {
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
         say "installing btms-gateway and the example plugins into $VENV"
         "$VENV/bin/python" -m pip install -q --upgrade pip
-        "$VENV/bin/python" -m pip install -q -e '.[test]' -e ./examples/btms-jsonl-logger \
+        "$VENV/bin/python" -m pip install -q -e '.[test,reports]' -e ./examples/btms-jsonl-logger \
             -e ./examples/btms-linefeed
         echo "$want" > "$stamp"
     fi

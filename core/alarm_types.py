@@ -25,6 +25,9 @@ class EventKind(enum.StrEnum):
     RAISED = "raised"
     CLEARED = "cleared"
     ACKNOWLEDGED = "acknowledged"
+    #: a record that is no alarm (a discharge, a baseline re-taken, with who did
+    #: it): written to the event log only, never delivered to ``alarm_event``
+    NOTE = "note"
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import getpass
 import json
 import re
 import sqlite3
@@ -309,6 +310,9 @@ def baseline_show(ctx: click.Context, /, string: str | None, **a: Any) -> None:
 @click.argument("string")
 @click.option("--cell", type=click.IntRange(1, 120), help="Only this cell (1-based).")
 @click.option("--mohm", type=click.FloatRange(min=0, min_open=True), help="The baseline value.")
+@click.option(
+    "--by", default=None, help="Who re-takes it (recorded in the event log; default: your login)."
+)
 @click.option("--timeout", type=float, default=10.0, show_default=True)
 @_db_options
 @click.pass_context
@@ -318,15 +322,18 @@ def baseline_set(
     string: str,
     cell: int | None,
     mohm: float | None,
+    by: str | None,
     timeout: float,
     **a: Any,
 ) -> None:
     """Set baselines: with --mohm (and --cell) to a value, written at once and
-    picked up by a running gateway; without --mohm from the string's current
-    readings, which needs the running gateway."""
+    picked up by a running gateway; without --mohm re-taken from the string's
+    current readings (after a cell is replaced), which needs the running
+    gateway and is recorded in the event log with who did it (--by)."""
     with open_log(*_where(ctx, a["config"], a["db"]), must_exist=mohm is None) as log:
         if mohm is None:
-            _request(log, inbox.BASELINE_CAPTURE, timeout, string=string, cell=cell)
+            who = by or f"cli:{getpass.getuser()}"
+            _request(log, inbox.BASELINE_CAPTURE, timeout, string=string, cell=cell, by=who)
             return
         if cell is None:
             raise click.UsageError("--mohm needs --cell (baselines are per cell)")

@@ -28,6 +28,8 @@ from .alarm_types import (
 )
 from .alarms.config import rules_for
 from .alarms.rules import CELLS_PER_BLOCK, RULES, BlockType, Rule
+from .analytics import CellSummary, DischargeSummary
+from .analytics.health import CellHealth, StringHealth
 from .config import BAUD_RATES, BusConfig, GatewayConfig, StringConfig
 from .config_base import PluginSection, Problem, StrictModel
 from .config_load import ConfigError, problems_from, read_text
@@ -90,6 +92,7 @@ from .quantities import (
     quantity,
     table_of,
 )
+from .reports import Report, ReportError, ReportSource
 from .serialize import (
     cell_dict,
     event_dict,
@@ -137,8 +140,10 @@ __all__ = [
     "BusConfig",
     "BusLink",
     "BusStatusView",
+    "CellHealth",
     "CellReading",
     "CellStatus",
+    "CellSummary",
     "ClientAllowlist",
     "CommCounters",
     "ConfigError",
@@ -146,6 +151,7 @@ __all__ = [
     "DeviceProfile",
     "DeviceStatus",
     "Discharge",
+    "DischargeSummary",
     "ErrorKind",
     "EventKind",
     "EventLogHealth",
@@ -169,6 +175,9 @@ __all__ = [
     "Quantity",
     "QueryError",
     "Recorded",
+    "Report",
+    "ReportError",
+    "ReportSource",
     "Role",
     "Rule",
     "Series",
@@ -178,6 +187,7 @@ __all__ = [
     "StringAlarm",
     "StringChecks",
     "StringConfig",
+    "StringHealth",
     "StringPoller",
     "StringReading",
     "StringSnapshot",

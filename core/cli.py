@@ -15,6 +15,7 @@ import pluggy
 from .alarms import storage
 from .alarms.eventlog import EventLogError
 from .alarms_cli import add_to as add_alarm_commands
+from .analytics_cli import add_to as add_analytics_commands
 from .backup.cli import add_to as add_backup_commands
 from .cli_options import EXIT_CONFIG, load_or_exit
 from .config_load import ConfigError, LoadedConfig
@@ -163,6 +164,7 @@ def build_cli() -> click.Group:
     logged and skipped, so one broken plugin cannot take the CLI down)."""
 
     add_alarm_commands(cli)
+    add_analytics_commands(cli)
     add_backup_commands(cli)
     add_service_commands(cli)
     cli.add_command(history)

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from .affinity import allowed_cpus, cpu_list
 from .alarms.config import AlarmsSection
+from .analytics.config import AnalyticsSection
 from .config_base import PluginSection, StrictModel
 from .history.config import HistorySection
 from .model import MAX_STRINGS, MAX_UPS
@@ -154,6 +155,7 @@ class GatewayConfig(StrictModel):
     strings: list[StringConfig] = []
     alarms: AlarmsSection = AlarmsSection()
     history: HistorySection = HistorySection()
+    analytics: AnalyticsSection = AnalyticsSection()
     plugins: dict[str, dict[str, Any]] = {}
 
     def with_indexes(self) -> GatewayConfig:

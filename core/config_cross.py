@@ -161,16 +161,17 @@ def cross_check(data: Mapping[str, Any]) -> list[Problem]:
             slaves[(bus, slave)] = str(s.get("name"))
     if not strings:
         problems.append(Problem("strings", "at least one [[strings]] entry, found none"))
-    alarms = data.get("alarms")
-    per_string = alarms.get("strings") if isinstance(alarms, dict) else None
-    for name in per_string if isinstance(per_string, dict) else ():
-        if name not in string_names:
-            problems.append(
-                Problem(
-                    f"alarms.strings.{name}",
-                    f"the name of a [[strings]] entry {string_names}, found {name!r}",
+    for section in ("alarms", "analytics"):
+        table = data.get(section)
+        per_string = table.get("strings") if isinstance(table, dict) else None
+        for name in per_string if isinstance(per_string, dict) else ():
+            if name not in string_names:
+                problems.append(
+                    Problem(
+                        f"{section}.strings.{name}",
+                        f"the name of a [[strings]] entry {string_names}, found {name!r}",
+                    )
                 )
-            )
     for i, bus in enumerate(buses):
         port_problem = serial_port_problem(bus)
         if port_problem:

@@ -92,6 +92,8 @@ def demo_config(
             for name, slave, _, _ in strings
         ],
         "plugins": plugins,
+        # the simulator's strings: 100 Ah to 1.75 V/cell at the 10-hour rate (docs/analytics.md)
+        "analytics": {"rated_ah": 100.0, "rated_hours": 10.0},
     }
 
 

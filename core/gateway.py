@@ -23,6 +23,8 @@ from pydantic import BaseModel
 from .alarm_types import ActiveAlarm, ActiveAlarms, AlarmEvent, EventLogHealth
 from .alarms.engine import AlarmEngine
 from .alarms.eventlog import EventLog
+from .analytics import AnalyticsService
+from .analytics.health import StringHealth, live
 from .config_load import LoadedConfig
 from .counters import CommCounters
 from .datadir import DataDirBusy, DataDirLock
@@ -35,6 +37,7 @@ from .plugin_manager import FailureLog, call_each, implementations
 from .profiles import LinkFactory
 from .quantities import Level, Quantity, of_level
 from .registry import bus_transports, device_profiles, quantity_table
+from .reports import Report, ReportError, ReportSource, report_generators
 from .store import SnapshotStore
 from .version import __version__
 
@@ -89,6 +92,15 @@ class NoAlarms:
     def baselines(self, string: str) -> dict[int, float]:
         return {}
 
+    def baseline_rows(self, string: str) -> list[Any]:
+        return []
+
+    def note(self, rule: str, path: Any, message: str, **kw: Any) -> None:
+        pass
+
+    def retake_baseline(self, string: str, cell: int | None, by: str) -> tuple[bool, str]:
+        return False, "no alarm engine: baselines are not kept"
+
     def log_health(self) -> EventLogHealth:
         return EventLogHealth()
 
@@ -119,6 +131,15 @@ class Gateway:
         self.alarms: AlarmEngine | NoAlarms = self._create_alarms() if alarms else NoAlarms()
         #: the history store (docs/history.md); None when ``[history] enabled = false``
         self.history: HistoryService | None = history_for(self.settings.history, self.data_dir)
+        #: battery analytics (docs/analytics.md): derived values, discharges, trends
+        self.analytics = AnalyticsService(
+            self.settings.analytics,
+            self.settings.alarms,
+            self.data_dir,
+            baselines=self.alarms.baselines,
+            note=self.alarms.note,
+            history=self.history,
+        )
         self.engine = Engine(
             self.settings,
             self.store,
@@ -126,6 +147,8 @@ class Gateway:
             self._publish,
             bus_transports(pm, self.failures) if links is None else links,
         )
+        #: report kind -> generator, from every plugin's register_reports
+        self.reports = report_generators(pm, self.failures)
         #: core's quantities and those the plugins registered (core/quantities.py)
         self.quantity_table = quantity_table(pm, self.failures)
         self._stop = asyncio.Event()
@@ -175,6 +198,30 @@ class Gateway:
     def uptime_s(self) -> float:
         return time.time() - self.started_at
 
+    def string_health(self, string: str) -> StringHealth | None:
+        """A string's resistance health now (docs/analytics.md): each cell
+        against its baseline and the string median, trends; None if unknown."""
+        return live(self, string)
+
+    def report_source(self) -> ReportSource:
+        """What reports are made from, live: history, discharges, health now."""
+        return ReportSource(
+            site=self.settings.gateway.name,
+            settings=self.settings,
+            history=self.history.queries if self.history is not None else None,
+            discharges=self.analytics.store,
+            health=self.string_health,
+        )
+
+    def make_report(self, kind: str, subject: str, fmt: str) -> Report:
+        """Run a registered report generator (blocking: call it in an executor).
+        Raises ReportError for an unknown kind or what the generator refuses."""
+        generator = self.reports.get(kind)
+        if generator is None:
+            known = ", ".join(sorted(self.reports)) or "none installed"
+            raise ReportError(f"report kind: one of {known}, found {kind!r}")
+        return generator(self.report_source(), subject, fmt)
+
     # --- lifecycle -----------------------------------------------------------
     def request_stop(self) -> None:
         self._stop.set()
@@ -191,6 +238,7 @@ class Gateway:
         self.alarms.restore(self.store.snapshot)
         if self.history is not None:
             self.history.start()
+        self.analytics.start()
         await self._startup()
         engine = asyncio.create_task(self.engine.run(), name="engine")
         ticker = asyncio.create_task(self._tick(), name="alarm-tick")
@@ -256,6 +304,7 @@ class Gateway:
                 log.warning("%d plugin(s) did not shut down within %.1f s", len(late), budget)
         for channel in self.channels.values():
             channel.stop(timeout=0.2)
+        self.analytics.close()
         self.alarms.close()
         if self.history is not None:
             await asyncio.to_thread(self.history.close)
@@ -285,6 +334,10 @@ class Gateway:
             self.channels[name] = open_channel(name, hooks, self.loop, self.failures, self)
 
     def _publish(self, string: StringSnapshot) -> None:
+        try:  # derived values first: the store, alarms and plugins see them
+            string = self.analytics.update(string)
+        except Exception:
+            log.exception("analytics failed for string %s", string.name)
         plant = self.store.publish(string)
         try:
             self.alarms.on_string(string, plant)

@@ -87,6 +87,20 @@ def register_commands(cli: click.Group) -> None:
 
 
 @hookspec
+def register_reports(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Offer a report (an HTML page, a PDF) the dashboard and CLI can make.
+
+    Call ``register(kind, generator)``; ``generator(source, subject, fmt)``
+    gets a :class:`btms_gateway.core.reports.ReportSource` (history,
+    discharges, resistance health, settings), what the report is about (a
+    discharge id, a string name) and ``"html"`` or ``"pdf"``, and returns a
+    :class:`btms_gateway.core.reports.Report`, or raises ``ReportError``. The
+    gateway runs it for a plugin that asks (``gateway.make_report``), in the
+    caller's thread: it may block.
+    """
+
+
+@hookspec
 def startup(gateway: Gateway) -> Awaitable[Any] | None:
     """The gateway is configured and about to poll: start serving.
 

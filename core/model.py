@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
 
 #: The plant's address space: strings are numbered 1..MAX_STRINGS and UPS
 #: 1..MAX_UPS, and every northbound protocol derives its addresses from those
@@ -144,6 +147,18 @@ class StringReading:
         return min(values) if values else None
 
 
+#: no derived values (the default of StringSnapshot.derived and cell_derived)
+NO_DERIVED: Mapping[str, Any] = MappingProxyType({})
+
+
+def _no_values() -> Mapping[str, float | None]:
+    return NO_DERIVED
+
+
+def _no_cell_values() -> Mapping[str, tuple[float | None, ...]]:
+    return NO_DERIVED
+
+
 @dataclass(frozen=True, slots=True)
 class StringSnapshot:
     """A configured string as northbound protocols see it: identity, quality, values.
@@ -151,6 +166,15 @@ class StringSnapshot:
     ``reading`` is the last good reading (None if the string was never read);
     ``quality`` says whether it is current. ``changed_at`` is when quality last
     changed, for "since" displays and transition logs.
+
+    ``derived`` holds what the gateway derives from the readings (core/analytics:
+    remaining runtime, depth of discharge, the cells' medians...), key -> value
+    in the unit the key's suffix says, None when it cannot be said now;
+    ``cell_derived`` holds per-cell derived values, key -> one value per cell
+    in the order of ``reading.cells``. Both are read-only mappings, empty when
+    analytics is off; the keys, units and resolutions are listed in
+    docs/analytics.md ("Derived values"). Like the reading, they describe the
+    last GOOD reading: serve them as current only while ``quality`` is GOOD.
     """
 
     name: str
@@ -162,6 +186,8 @@ class StringSnapshot:
     quality: Quality
     reading: StringReading | None
     changed_at: float
+    derived: Mapping[str, float | None] = field(default_factory=_no_values)
+    cell_derived: Mapping[str, tuple[float | None, ...]] = field(default_factory=_no_cell_values)
 
     def age_s(self, now: float | None = None) -> float | None:
         """Seconds since the values were read, or None if never read."""

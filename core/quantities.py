@@ -134,6 +134,16 @@ class Quantity:
         return 1 if self.resolution is None else round(1 / self.resolution)
 
 
+def _derived(key: str) -> Reader:
+    """What analytics derived for a string (``StringSnapshot.derived``), only
+    while the string is GOOD."""
+
+    def read(s: StringSnapshot) -> Value:
+        return s.derived.get(key) if s.quality is Quality.GOOD else None
+
+    return read
+
+
 def _reading(attr: str) -> Reader:
     def read(s: StringSnapshot) -> Value:
         r = s.reading
@@ -238,6 +248,15 @@ QUANTITIES: tuple[Quantity, ...] = (
              _reading("relay_closed"), json_key="relay_closed"),
     Quantity("aux_input_on", S, "", None, False, "bool", M, "auxiliary input on",
              _reading("aux_input_on"), json_key="aux_input_on"),
+    Quantity("runtime_remaining", S, "s", 1, False, "number", M,
+             "estimated runtime left to the end voltage while a discharge runs "
+             "(docs/analytics.md); none outside one, without a rated capacity, or while the "
+             "string is not GOOD (an estimate of the time left is never served stale)",
+             _derived("runtime_remaining_s"), source="derived"),
+    Quantity("depth_of_discharge", S, "%", 0.1, False, "number", M,
+             "depth of discharge of the running discharge, Peukert-corrected "
+             "(docs/analytics.md); none as for runtime_remaining",
+             _derived("dod_pct"), source="derived"),
     *_alarm_summary(S, "the string and its cells"),
     # --- cell: a BM-CS cell sensor ----------------------------------------------------
     Quantity("status", C, "", None, False, "enum", ST,

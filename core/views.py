@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
@@ -61,6 +61,12 @@ class AlarmService(Protocol):
 
     def log_health(self) -> EventLogHealth:
         """Whether alarm events are being written to the event log."""
+        ...
+
+    def retake_baseline(self, string: str, cell: int | None, by: str) -> tuple[bool, str]:
+        """Re-take the resistance baselines of ``string`` (or one cell) from its
+        current reading, after a replacement; recorded in the event log with
+        ``by``. (done, message). Blocking: call it in an executor."""
         ...
 
 
@@ -201,3 +207,21 @@ class Gateway(Protocol):
         ...
 
     def uptime_s(self) -> float: ...
+
+    @property
+    def analytics(self) -> Any:
+        """The battery analytics (docs/analytics.md): ``store`` (the discharge
+        summaries: ``list``, ``get``; None when ``[analytics] enabled = false``)
+        and ``trends_of(string)``."""
+        ...
+
+    def string_health(self, string: str) -> Any:
+        """A string's resistance health now (an ``api.StringHealth``); None for an
+        unknown string."""
+        ...
+
+    def make_report(self, kind: str, subject: str, fmt: str) -> Any:
+        """Run a registered report (``register_reports``): an ``api.Report``;
+        raises ``api.ReportError``.
+        Blocking: call it in an executor."""
+        ...

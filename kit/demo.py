@@ -36,6 +36,7 @@ from btms_gateway.core.plugin_manager import create_manager
 from btms_gateway.core.registry import validate_config
 from btms_gateway.core.runner import run_until_signalled
 from btms_gateway.protocols.bmsm.simulator import Simulator
+from btms_gateway.protocols.bmsm.simulator.control import ControlServer, Target
 
 log = logging.getLogger("btms_gateway.demo")
 
@@ -152,7 +153,14 @@ def run_demo(seed: int, duration: float | None, data_dir: Path | None, folder: P
     """The demo in ``folder``, a temporary folder the caller removes; the exit status."""
     pm = create_manager()
     sims, buses = start_simulators(seed, folder)
+    control = None
     try:
+        targets = {
+            name: Target(sim, slave)
+            for sim, (_, _, _, strings) in zip(sims, PLANT, strict=True)
+            for name, slave, _, _ in strings
+        }
+        control = ControlServer(folder / "control.sock", targets).start()
         left_out: dict[str, str] = {}
         data = demo_config(buses, str(data_dir or folder / "var"), pm, left_out)
         pm.register(StatusPrinter(), name="demo-status")
@@ -172,8 +180,14 @@ def run_demo(seed: int, duration: float | None, data_dir: Path | None, folder: P
             click.echo(line)
         for name, reason in sorted(left_out.items()):
             click.echo(f"  {name:<12} off: {reason}")
+        click.echo(
+            f"simulator control: btms-gateway simulate-control --socket {control.path} "
+            "discharge --string A1 --current 50   (or force-alarm, stop, status)"
+        )
         click.echo("Ctrl-C stops.")
         return run_until_signalled(gateway, stop_after=duration)
     finally:
+        if control is not None:
+            control.stop()
         for sim in sims:
             sim.stop()

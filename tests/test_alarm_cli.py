@@ -174,7 +174,7 @@ def test_baseline_set_show_learn_and_capture(tmp_path: Path):
     engine.tick(time.time())
     assert 7 not in ev.baselines.values and ev.learn_pending
     code, out = serve_until_exit(engine, cli_process("--db", str(db), "baseline", "set", "A"))
-    assert code == 0 and "120 cell(s)" in out, out
+    assert code == 0 and "baselines of 120 cells re-taken by cli:" in out, out  # who: the login
     assert ev.baselines.values[7] == 0.5
     rows = engine.log.read("SELECT COUNT(*) FROM baseline WHERE string='A' AND source='set'")
     assert rows == [(120,)]

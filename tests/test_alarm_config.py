@@ -19,7 +19,7 @@ def test_defaults_for_2v_and_12v_blocks():
     assert (two["cell_voltage_high"].limit, twelve["cell_voltage_high"].limit) == (2.4, 14.4)
     assert (two["cell_voltage_low"].limit, twelve["cell_voltage_low"].limit) == (1.9, 11.4)
     assert twelve["cell_voltage_high"].hysteresis == pytest.approx(0.12)
-    assert two["cell_resistance_warning"].limit == twelve["cell_resistance_warning"].limit == 20
+    assert two["cell_resistance_warning"].limit == twelve["cell_resistance_warning"].limit == 25
     assert two["cell_resistance_alarm"].limit == 50
     assert not two["string_soh_low"].enabled
     assert len([r for r in RULES if r.startswith("bmsm_")]) == 7

@@ -244,3 +244,16 @@ def test_added_objects_never_renumber_the_first_releases_state_texts() -> None:
     assert list(refs)[: len(first)] == first
     assert list(refs.values()) == list(range(1, len(refs) + 1))
     assert ("disabled", "ok", "error") in refs and ("good", "stale", "offline") in refs
+
+
+def test_every_alarm_rule_marks_objects_or_is_said_not_to() -> None:
+    """A rule added to the alarm engine shows on the objects it concerns
+    (event state, in-alarm flag), or is listed as shown another way: the
+    thermal and median rules of the battery analytics showed nowhere."""
+    from btms_gateway.core.alarms.rules import RULES
+    from btms_gateway.plugins.bacnet.objects import ALARM_TARGETS, NOT_SHOWN
+
+    assert set(RULES) == set(ALARM_TARGETS) | NOT_SHOWN
+    assert not set(ALARM_TARGETS) & NOT_SHOWN
+    for rule, (scope, _keys) in ALARM_TARGETS.items():
+        assert scope == RULES[rule].scope, rule

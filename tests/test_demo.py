@@ -4,6 +4,7 @@ plugin that runs on its defaults, prints the endpoints and a line per poll."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -56,7 +57,8 @@ DEMO = [*CLI, "--log-level", "WARNING", "demo"]
 def test_ctrl_c_leaves_no_folder_in_the_temporary_directory(tmp_path: Path) -> None:
     """Each run used to leave btms-demo-* (the pty's link) and btms-demo-var-*
     (the event log) behind. The demo says where its event log is, and removes
-    its folder when stopped with Ctrl-C."""
+    its folder when stopped with Ctrl-C. Its simulator control socket (in that
+    folder) starts a discharge from the command line, as the demo prints."""
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
     # the demo's ports are fixed: another demo on this machine must have let go of them
@@ -66,6 +68,12 @@ def test_ctrl_c_leaves_no_folder_in_the_temporary_directory(tmp_path: Path) -> N
         log_line = next(line for line in lines if "event log" in line)
         assert str(tmpdir) in log_line and "removed at exit" in log_line
         assert [p.name[:10] for p in tmpdir.iterdir()] == ["btms-demo-"]  # while it runs
+        control = next(line for line in lines if "simulator control:" in line)
+        argv = control.split("simulator control: btms-gateway ", 1)[1].split("   ")[0].split()
+        started = subprocess.run([*CLI, *argv], capture_output=True, text=True, timeout=30)
+        assert started.returncode == 0 and "A1: discharging at 50 A" in started.stdout
+        status = subprocess.run([*CLI, *argv[:3], "status"], capture_output=True, text=True)
+        assert json.loads(status.stdout)["A1"]["discharging"] is True
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
         assert "Traceback" not in proc.stderr.read()  # type: ignore[union-attr]

@@ -110,6 +110,9 @@ def truth(row: dict[str, str], h: GatewayHarness, sims: dict[str, Any]) -> Any:
         "relay_status": None if r.relay_closed is None else int(r.relay_closed),
         "aux_input": None if r.aux_input_on is None else int(r.aux_input_on),
         "string_soh": r.soh_pct,
+        # the simulator runs no discharge here: no estimate (analytics.md)
+        "string_runtime_remaining": None,
+        "string_depth_of_discharge": None,
     }
     return values[name] if name in values else _made_up(name)
 
@@ -279,7 +282,7 @@ async def test_the_demos_tag_list_is_what_its_modbus_server_serves(tmp_path: Pat
     text = export("modbus-map", "--format", "csv", "--demo")
     assert "positions 1..120 of every string" in text  # the cell rule, said in the file
     rows = tags(text)
-    assert len(rows) == 2 * 9 + 4 * (18 + 120 * 7)  # points: UPS 9, string 18, cell 7
+    assert len(rows) == 2 * 9 + 4 * (20 + 120 * 7)  # points: UPS 9, string 20, cell 7
     async with demo_gateway(tmp_path) as (h, sims):
         port = port_of(h)
         check_rows(rows, await read_all(port, rows), h, sims)  # every row, every cell position
@@ -324,7 +327,7 @@ async def test_a_config_files_exports_are_what_its_gateway_serves(tmp_path: Path
         path.write_text(_toml(h.config_data))
         # 12 positions: S3's cells 11 and 12 are past its count (10)
         rows = tags(export("modbus-map", "--format", "csv", "-c", str(path), "--cells", "12"))
-        assert len(rows) == 2 * 9 + 3 * (18 + 12 * 7)
+        assert len(rows) == 2 * 9 + 3 * (20 + 12 * 7)
         assert {r["unit_id"] for r in rows} == {"1", "2", "101", "102", "107"}
         assert {r["word_order"] for r in rows if r["words"] == "2"} == {"low_first"}
         sims = {

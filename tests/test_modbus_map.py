@@ -210,6 +210,39 @@ def test_quality_rule_is_decided_from_the_table_roles() -> None:
     assert string_image(_snapshot(Quality.STALE), AlarmSummary(), True, False).good  # BM-GW mode
 
 
+@pytest.mark.parametrize("high_first", [True, False])
+def test_runtime_and_depth_of_discharge_are_served_only_while_known_and_good(
+    high_first: bool,
+) -> None:
+    """Registers 26-27 (s) and 28 (0.1 %) of the string block carry the running
+    discharge's estimate; "no value" (all ones) outside a discharge and while the
+    string is not GOOD, also in BM-GW mode where its other values stay readable."""
+    derived = {"runtime_remaining_s": 5432.6, "dod_pct": 48.37}
+    running = dataclasses.replace(_snapshot(), derived=derived)
+    img = string_image(running, AlarmSummary(), high_first, True)
+    runtime, dod = point("string_runtime_remaining"), point("string_depth_of_discharge")
+    assert decode(runtime, list(img.regs[26:28]), high_first) == 5433
+    assert decode(dod, [img.regs[28]], high_first) == pytest.approx(48.4)
+    idle = dataclasses.replace(running, derived={"runtime_remaining_s": None, "dod_pct": None})
+    stale = dataclasses.replace(running, quality=Quality.STALE)
+    for snap in (idle, stale, _snapshot()):
+        regs = string_image(snap, AlarmSummary(), high_first, False).regs
+        assert list(regs[26:29]) == [0xFFFF, 0xFFFF, 0xFFFF]
+    assert string_image(stale, AlarmSummary(), high_first, False).regs[6] != 0xFFFF  # SOC kept
+
+
+def test_every_cell_alarm_rule_has_its_own_bit() -> None:
+    """A cell rule added to the alarm engine gets a bit of its own in cell +7
+    (the thermal and median rules of issue 27 fell into b15 "other")."""
+    from btms_gateway.core.alarms.rules import RULES
+    from btms_gateway.plugins.modbus_tcp.map import CELL_ALARM_BITS
+
+    cell_rules = {name for name, rule in RULES.items() if rule.scope == "cell"}
+    assert set(CELL_ALARM_BITS) == cell_rules
+    bits = list(CELL_ALARM_BITS.values())
+    assert len(set(bits)) == len(bits) and not set(bits) & {0, 1, 15}  # BM-SM bits, "other"
+
+
 def test_bad_settings_are_named_by_key_path() -> None:
     cfg = plant_config(plugins={"modbus_tcp": {"allow": ["10.0.0.0/8", "not-an-ip"]}})
     with pytest.raises(ConfigError, match=r"plugins\.modbus_tcp\.allow"):
@@ -241,7 +274,7 @@ def test_a_quantity_without_a_placement_gets_the_next_free_extension_register() 
     ]  # fmt: skip
     rmap = RegisterMap((*QUANTITIES, *extra))
     assert [(p.block, p.offset, p.kind, p.scale) for p in rmap.points if p.name.endswith(
-        ("_runtime", "_drift"))] == [("ups", 25, "u16", 1), ("string", 26, "u16", 1),
+        ("_runtime", "_drift"))] == [("ups", 25, "u16", 1), ("string", 29, "u16", 1),
                                     ("cell", 8, "s16", 0.001)]  # fmt: skip
     assert {(p.block, p.offset, p.name) for p in POINTS} < {
         (p.block, p.offset, p.name) for p in rmap.points

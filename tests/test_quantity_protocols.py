@@ -157,38 +157,39 @@ async def test_a_registered_quantity_is_read_over_every_protocol(start_gateway: 
     want_s, want_u = _string_runtime(s1), _ups_runtime(ups)
     assert (want_s, want_u) == (3601.0, 7201.0)
 
-    # Modbus: the next free extension register of each block (string 26, UPS 25)
     cell2 = h.gateway.store.string("S2").reading.cells[1]  # type: ignore[union-attr]
     assert (cell2.index, _cell_balancing(cell2)) == (2, 502.0)
 
-    # Modbus: the next free extension register of each block (string 26, UPS 25, cell 8:
-    # register 100 * ci + 8 of the string's unit)
+    # Modbus: the next free extension register of each block (string 29: 26-28 hold
+    # core's remaining runtime and depth of discharge; UPS 25; cell 8: register
+    # 100 * ci + 8 of the string's unit)
     rmap = modbus.RegisterMap(api.table_of(h.gateway))
     ours = ("_remaining_runtime", "_balancing_time")
     at = {p.block: p.offset for p in rmap.points if p.name.endswith(ours)}
-    assert at == {"string": 26, "ups": 25, "cell": 8}
+    assert at == {"string": 29, "ups": 25, "cell": 8}
     port = h.port("modbus_tcp")
-    rc, values, text = await mbpoll(port, string_unit(1), 26, 1)
-    assert rc == 0 and values == {26: 3601}, text
+    rc, values, text = await mbpoll(port, string_unit(1), 29, 1)
+    assert rc == 0 and values == {29: 3601}, text
     rc, values, text = await mbpoll(port, ups_unit(1), 25, 1)
     assert rc == 0 and values == {25: 7201}, text
     rc, values, text = await mbpoll(port, string_unit(2), 208, 1)
     assert rc == 0 and values == {208: 502}, text
 
-    # SNMP: the next column of each table (string 22, UPS 10, cell 9: string 2, cell 2)
+    # SNMP: the next column of each table (string 24, after core's 22 and 23; UPS 10;
+    # cell 9: string 2, cell 2)
     base = DEFAULT_BASE
     cell_table = snmp.quantity_tables(api.table_of(h.gateway))[2]
     assert {c.name: c.subid for c in cell_table.columns}["btmsCellBalancingTime"] == 9
-    assert await _snmpget(h.port("snmp"), f"{base}.1.3.1.22.1") == "3601"
+    assert await _snmpget(h.port("snmp"), f"{base}.1.3.1.24.1") == "3601"
     assert await _snmpget(h.port("snmp"), f"{base}.1.2.1.10.1") == "7201"
     assert await _snmpget(h.port("snmp"), f"{base}.1.4.1.9.2.2") == "502"
 
-    # BACnet: an analog input at the next offset of each block (string 22, UPS 8; cell 5:
-    # 1000000 + 10000 * s + 10 * c + 5)
+    # BACnet: an analog input at the next offset of each block (string 24, after core's
+    # 22 and 23; UPS 8; cell 5: 1000000 + 10000 * s + 10 * c + 5)
     async with rb.BACnetClient(interface="127.0.0.1", port=0,
                                broadcast_address="127.255.255.255") as client:  # fmt: skip
         address = f"127.0.0.1:{h.port('bacnet')}"
-        for instance, want in ((200122, 3601.0), (100108, 7201.0), (1020025, 502.0)):
+        for instance, want in ((200124, 3601.0), (100108, 7201.0), (1020025, 502.0)):
             oid = rb.ObjectIdentifier(rb.ObjectType.ANALOG_INPUT, instance)
             value = await client.read_property(address, oid, rb.PropertyIdentifier.PRESENT_VALUE)
             assert float(getattr(value, "value", value)) == want, (instance, value)

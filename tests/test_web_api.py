@@ -39,7 +39,13 @@ async def test_rest_answers_equal_the_gateway_values(tmp_path: Path) -> None:
         assert body["limits"]["voltage_v"]["high"] == pytest.approx(2.40)
         expected = string_dict(h.gateway.store.string("S1"))
         assert {k: v for k, v in body.items() if k not in ("age_s", "limits", "baseline_mohm",
-                "ups_index")} == {k: v for k, v in expected.items() if k != "age_s"}  # fmt: skip
+                "ups_index", "derived", "cell_derived")} == {
+                k: v for k, v in expected.items() if k != "age_s"}  # fmt: skip
+        snap = h.gateway.store.string("S1")
+        assert body["derived"] == dict(snap.derived) and snap.derived["discharging"] == 0.0
+        assert body["cell_derived"]["resistance_vs_median_pct"] == list(
+            snap.cell_derived["resistance_vs_median_pct"]
+        )
 
         status, plant = await get_json(svc.url + "/api/plant")
         assert status == 200
@@ -218,8 +224,12 @@ async def test_docs_list_exactly_the_exported_metrics(tmp_path: Path) -> None:
     documented = set(
         re.findall(r"^\| `(btms_[a-z_]+)` \|", (DOCS / "web.md").read_text(), re.MULTILINE)
     )
-    async with web_gateway(tmp_path, web={"cell_metrics": True}) as (h, svc):
-        h.publish("S1", reading(3), Quality.GOOD)
+    # a discharge running (no start delay, a rated capacity): every derived value is known
+    analytics = {"start_delay_s": 0, "rated_ah": 100}
+    async with web_gateway(tmp_path, web={"cell_metrics": True}, analytics=analytics) as (h, svc):
+        now = time.time()
+        h.publish("S1", reading(3, read_at=now - 1), Quality.GOOD)
+        h.publish("S1", reading(3, read_at=now), Quality.GOOD)
         async with aiohttp.ClientSession() as s, s.get(svc.url + "/metrics") as r:
             families = list(text_string_to_metric_families(await r.text()))
     exported = {f.name + ("_total" if f.type == "counter" else "") for f in families}

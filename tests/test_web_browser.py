@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -172,3 +173,36 @@ async def test_the_dashboard_follows_hash_changes_and_back(tmp_path: Path) -> No
         await page.go_forward()
         await expect(title).to_have_text("String S3", timeout=TIMEOUT_MS)
         await expect(bars).to_have_count(12, timeout=TIMEOUT_MS)
+
+
+async def test_a_discharge_on_the_dashboard_runtime_depth_and_its_report(tmp_path: Path) -> None:
+    """While the simulator discharges S1 the string's KPIs show the remaining
+    runtime and depth of discharge the gateway estimates; once it ends, the
+    battery-health panel lists the discharge with its report links."""
+    analytics = {"start_delay_s": 0.5, "end_delay_s": 0.5, "rated_ah": 100}
+    async with (
+        sim_gateway(tmp_path, {1: 12}, ups=1, analytics=analytics) as (gw, svc, sim),
+        chromium(tmp_path) as page,
+    ):
+        sim.start_discharge(1, 200.0)
+        derived = lambda: gw.store.string("S1").derived  # noqa: E731
+        await GatewayHarness.wait_until(
+            lambda: (derived().get("dod_pct") or 0) >= 0.5, 20, what="a depth of discharge"
+        )
+        await page.goto(svc.url + "/#S1/voltage")
+        runtime = page.locator(".kpi", has_text="Runtime left").locator(".v")
+        depth = page.locator(".kpi", has_text="Depth of discharge").locator(".v")
+        await expect(runtime).to_have_text(re.compile(r"^\d+min$"), timeout=TIMEOUT_MS)
+        shown = int((await runtime.inner_text()).removesuffix("min"))
+        assert abs(shown - derived()["runtime_remaining_s"] / 60) <= 1
+        await expect(depth).to_have_text(re.compile(r"^\d+%$"))
+        assert abs(int((await depth.inner_text()).removesuffix("%")) - derived()["dod_pct"]) <= 1
+
+        sim.stop_discharge(1)
+        rows = page.locator("#discharges tbody tr")
+        await expect(rows).to_have_count(1, timeout=TIMEOUT_MS)
+        (summary,) = gw.analytics.store.list("S1")
+        await expect(rows.locator("a", has_text="PDF")).to_have_attribute(
+            "href", f"/api/reports/discharge/{summary.id}?format=pdf"
+        )
+        await expect(page.locator(".kpi", has_text="Runtime left")).to_have_count(0)

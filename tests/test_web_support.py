@@ -49,10 +49,12 @@ async def web_gateway(
     web: dict[str, Any] | None = None,
     alarms: dict[str, Any] | None = None,
     extra_plugins: dict[str, object] | None = None,
+    analytics: dict[str, Any] | None = None,
 ) -> AsyncIterator[tuple[GatewayHarness, Any]]:
     """(harness, web service). ``alarms``: an ``[alarms]`` table to run the
     real alarm engine with (None: no alarm engine); ``extra_plugins``: more
-    plugin objects by name (one that registers quantities, say)."""
+    plugin objects by name (one that registers quantities, say); ``analytics``:
+    an ``[analytics]`` table."""
     from btms_gateway.plugins.web.plugin import service
 
     config = plant_config(
@@ -63,6 +65,8 @@ async def web_gateway(
     )
     if alarms is not None:
         config["alarms"] = alarms
+    if analytics is not None:
+        config["analytics"] = analytics
     async with GatewayHarness(config, alarms=alarms is not None, extra_plugins=extra_plugins) as h:
         yield h, service(h.gateway)
 
@@ -85,6 +89,7 @@ async def sim_gateway(
     ups: int = 2,
     web: dict[str, Any] | None = None,
     alarms: dict[str, Any] | None = None,
+    analytics: dict[str, Any] | None = None,
 ) -> AsyncIterator[tuple[Any, Any, Any]]:
     """(gateway, web service, simulator): the BM-SM simulator on a real
     pseudo-terminal, polled by the real RTU link, poller and engine, with the
@@ -100,6 +105,8 @@ async def sim_gateway(
         stale_after_s=3.0,
     )
     config["alarms"] = alarms or {}
+    if analytics is not None:
+        config["analytics"] = analytics
     per_string = {f"S{slave}": n for slave, n in cells.items()}
     async with GatewayHarness(config, simulate=True, alarms=True, cells=per_string) as h:
         yield h.gateway, service(h.gateway), h.sim

@@ -134,11 +134,19 @@ def check_limits(settings: AlarmsSection) -> str | None:
                     f"{prefix}{hi}.limit ({rules[hi].limit:g}) above "
                     f"{lo}.limit ({rules[lo].limit:g})"
                 )
-        for name in ("cell_resistance_warning", "cell_resistance_alarm"):
+        for name, what in (
+            ("cell_resistance_warning", "% above baseline"),
+            ("cell_resistance_alarm", "% above baseline"),
+            ("cell_resistance_median_warning", "% above the string median"),
+            ("cell_resistance_median_alarm", "% above the string median"),
+            ("cell_temperature_vs_median", "C above the median cell"),
+            ("cell_temperature_vs_ambient", "C above ambient"),
+            ("string_thermal_runaway", "C rise over the window"),
+        ):
             r = rules[name]
             if r.limit <= 0 or r.hysteresis >= r.limit:
                 return (
-                    f"{prefix}{name}.limit (% above baseline, {r.limit:g}) above 0 "
+                    f"{prefix}{name}.limit ({what}, {r.limit:g}) above 0 "
                     f"and above its hysteresis ({r.hysteresis:g})"
                 )
     return None

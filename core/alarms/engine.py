@@ -39,6 +39,7 @@ from ..alarm_types import (
     EventKind,
     EventLogHealth,
     ObjectPath,
+    Severity,
 )
 from ..model import PlantSnapshot, Quality, StringSnapshot
 from . import baseline, inbox
@@ -201,6 +202,78 @@ class AlarmEngine:
             )
             self._write([event], upsert=[c.to_active()])
             return by
+
+    def note(
+        self,
+        rule: str,
+        path: ObjectPath,
+        message: str,
+        *,
+        value: float | None = None,
+        at: float | None = None,
+        by: str | None = None,
+    ) -> None:
+        """Write a NOTE event (a discharge, a baseline re-taken): in the event
+        log only, never delivered to plugins (they expect alarm transitions).
+        While the log cannot be written it waits with the alarm events."""
+        t = time.time() if at is None else at
+        event = AlarmEvent(
+            seq=0, kind=EventKind.NOTE, alarm_id=alarm_id(rule, path), rule=rule,
+            severity=Severity.WARNING, path=path, value=value, limit=None, unit="",
+            message=message, at=t, by=by,
+        )  # fmt: skip
+        with self._lock:
+            if self.outage.failing:
+                self.outage.keep([event], [])
+                return
+            try:
+                self.log.commit([event])
+            except Exception as exc:
+                self.outage.keep([event], [])
+                self._failing(exc, time.time())
+
+    def retake_baseline(self, string: str, cell: int | None, by: str) -> tuple[bool, str]:
+        """Set the baselines of ``string`` (or one cell) from its current GOOD
+        reading, as an operator does after replacing a cell; recorded in the
+        event log as a note with who did it. Blocking (a commit)."""
+        with self._lock:
+            snap = self._plant.strings.get(string) if self._plant else None
+            if snap is None or snap.quality is not Quality.GOOD or snap.reading is None:
+                return False, f"string {string!r} has no current (GOOD) reading"
+            now = time.time()
+            old = {r.cell: r for r in baseline.load(self.log.db, string)}
+            rows = [
+                BaselineRow(string, c.index, c.resistance_mohm, "set", now)
+                for c in snap.reading.cells
+                if c.resistance_mohm is not None and (cell is None or c.index == cell)
+            ]
+            if not rows:
+                what = f"cell {cell}" if cell is not None else "any cell"
+                return False, f"string {string!r} has no resistance reading of {what}"
+            with self.log.transaction() as db:
+                baseline.save(db, rows)
+            self._reload(string)
+            if cell is not None:
+                before = old.get(cell)
+                was = f"was {before.mohm:.3f} mOhm, {before.source}" if before else "none before"
+                text = (
+                    f"string {string} cell {cell}: resistance baseline re-taken by {by}: "
+                    f"{rows[0].mohm:.3f} mOhm ({was})"
+                )
+                value: float | None = rows[0].mohm
+            else:
+                text = (
+                    f"string {string}: resistance baselines of {len(rows)} cells re-taken by {by}"
+                )
+                value = None
+            ups = snap.ups
+            self.note("baseline", ObjectPath(ups, string, cell), text, value=value, at=now, by=by)
+            return True, text
+
+    def baseline_rows(self, string: str) -> list[BaselineRow]:
+        """The baselines of ``string`` with their source (learned or set) and time."""
+        with self._lock:
+            return baseline.load(self.log.db, string)
 
     def baselines(self, string: str) -> dict[int, float]:
         """Cell index -> resistance baseline (mOhm) of ``string``, as the rules use it."""
@@ -443,21 +516,9 @@ class AlarmEngine:
             return False, f"no active alarm {a['alarm_id']!r}"
         string = str(a["string"])
         if req.kind == inbox.BASELINE_CAPTURE:
-            snap = self._plant.strings.get(string) if self._plant else None
-            if snap is None or snap.quality is not Quality.GOOD or snap.reading is None:
-                return False, f"string {string!r} has no current (GOOD) reading"
             cell = a.get("cell")
-            rows = [
-                BaselineRow(string, c.index, c.resistance_mohm, "set", time.time())
-                for c in snap.reading.cells
-                if c.resistance_mohm is not None and (cell is None or c.index == cell)
-            ]
-            with self.log.transaction() as db:
-                baseline.save(db, rows)
-            self._reload(string)
-            return (
-                True,
-                f"baseline of {len(rows)} cell(s) of {string} set from the current readings",
+            return self.retake_baseline(
+                string, None if cell is None else int(cell), str(a.get("by") or "cli")
             )
         if req.kind == inbox.BASELINE_RELOAD:
             self._reload(string)

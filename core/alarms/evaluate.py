@@ -11,7 +11,7 @@ through the generic state machine. No object is allocated for a healthy cell.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ..alarm_types import EventKind, ObjectPath
 from ..model import (
@@ -37,6 +37,15 @@ CELL_VALUE_RULES = (
     ("cell_soc_low", "soc_pct"),
     ("cell_soh_low", "soh_pct"),
 )
+#: cell rules on a per-cell value analytics derives (StringSnapshot.cell_derived)
+CELL_DERIVED_RULES = (
+    ("cell_resistance_median_warning", "resistance_vs_median_pct"),
+    ("cell_resistance_median_alarm", "resistance_vs_median_pct"),
+    ("cell_temperature_vs_median", "temperature_vs_median_c"),
+    ("cell_temperature_vs_ambient", "temperature_vs_ambient_c"),
+)
+#: string rules on a value analytics derives (StringSnapshot.derived)
+STRING_DERIVED_RULES = (("string_thermal_runaway", "thermal_rise_c"),)
 WORD_BITS = [(name, int(bit)) for name, bit in ALARM_WORD_RULES.items()]
 COMM_LOST = "string_comm_lost"
 
@@ -133,6 +142,13 @@ class StringEval:
         ]
         self.r_factor = 1 + min((r.limit for r in self.r_rules), default=INF) / 100
         self.r_on: dict[int, float] = {}
+        #: (rule, cell_derived key) of the enabled derived cell rules, and per key
+        #: the lowest raise limit (the fast path's one comparison per key and cell)
+        self.d_rules = [(rules[n], key) for n, key in CELL_DERIVED_RULES if rules[n].enabled]
+        self.d_on: dict[str, float] = {}
+        for rule, key in self.d_rules:
+            self.d_on[key] = min(self.d_on.get(key, INF), rule.limit)
+        self.cell_derived: Mapping[str, Sequence[float | None]] = {}
         self.refresh_baselines()
 
     @property
@@ -174,14 +190,30 @@ class StringEval:
             self.cell_total = len(r.cells)
             self.learn_pending = bool(self.r_rules)
         t = r.read_at
-        self._string(r, t, out)
+        self.cell_derived = s.cell_derived
+        self._string(r, t, out, s.derived)
         self._cells(r.cells, t, out)
         if self.learn_pending:
             self._learn(r.cells, t, learned)
 
     # --- string rules --------------------------------------------------------------
-    def _string(self, r: StringReading, t: float, out: list[Transition]) -> None:
+    def _string(
+        self,
+        r: StringReading,
+        t: float,
+        out: list[Transition],
+        derived: Mapping[str, float | None],
+    ) -> None:
         rules, tr, path = self.rules, self.tracker, self.path
+        for name, key in STRING_DERIVED_RULES:
+            rule = rules[name]
+            if not rule.enabled:
+                continue
+            x = derived.get(key)
+            if x is None:
+                tr.hold((name, 0))
+            else:
+                tr.feed((name, 0), rule, path, x, rule.limit, rule.hysteresis, t, out)
         n = r.cell_count or len(r.cells)
         for name, value in (
             ("string_voltage_high", r.voltage_v),
@@ -215,31 +247,36 @@ class StringEval:
     def _cells(self, cells: Sequence[CellReading], t: float, out: list[Transition]) -> None:
         busy, r_on, slow = self.busy, self.r_on, self._cell_slow
         v_hi, v_lo, t_hi, soc_lo, soh_lo = self.v_hi, self.v_lo, self.t_hi, self.soc_lo, self.soh_lo
-        for c in cells:
-            if c.index in busy:
-                slow(c, t, out)
+        beyond: set[int] = set()  # positions past a derived rule's limit
+        for key, limit in self.d_on.items():
+            values = self.cell_derived.get(key)
+            if values is not None:
+                beyond.update(p for p, x in enumerate(values) if x is not None and x > limit)
+        for pos, c in enumerate(cells):
+            if c.index in busy or pos in beyond:
+                slow(c, t, out, pos)
                 continue
             x = c.voltage_v
             if x is not None and (x > v_hi or x < v_lo):
-                slow(c, t, out)
+                slow(c, t, out, pos)
                 continue
             x = c.temperature_c
             if x is not None and x > t_hi:
-                slow(c, t, out)
+                slow(c, t, out, pos)
                 continue
             x = c.soc_pct
             if x is not None and x < soc_lo:
-                slow(c, t, out)
+                slow(c, t, out, pos)
                 continue
             x = c.soh_pct
             if x is not None and x < soh_lo:
-                slow(c, t, out)
+                slow(c, t, out, pos)
                 continue
             x = c.resistance_mohm
             if x is not None and x > r_on.get(c.index, INF):
-                slow(c, t, out)
+                slow(c, t, out, pos)
 
-    def _cell_slow(self, c: CellReading, t: float, out: list[Transition]) -> None:
+    def _cell_slow(self, c: CellReading, t: float, out: list[Transition], pos: int) -> None:
         i, tr, rules = c.index, self.tracker, self.rules
         path = ObjectPath(self.ups, self.name, i)
         lost = bool(int(c.status) & SENSOR_LOST_BIT)
@@ -260,6 +297,14 @@ class StringEval:
             else:
                 pct = round((r / base - 1.0) * 100.0, 3)
                 tr.feed((rule.name, i), rule, path, pct, rule.limit, rule.hysteresis, t, out)
+        derived = self.cell_derived
+        for rule, key in self.d_rules:
+            values = derived.get(key)
+            x = values[pos] if values is not None and pos < len(values) else None
+            if x is None or lost:
+                tr.hold((rule.name, i))
+            else:
+                tr.feed((rule.name, i), rule, path, x, rule.limit, rule.hysteresis, t, out)
         if any((name, i) in tr.conds for name in CELL_RULES):
             self.busy.add(i)
         else:

@@ -136,6 +136,12 @@ PLACEMENTS: dict[tuple[api.Level, str], Placement] = {
                           min_value=0, max_value=100, later=True),
     (S, "cell_count"): Placement(21, label="cells found by auto-addressing", cov_increment=1.0,
                                  min_value=0, max_value=120, later=True),
+    (S, "runtime_remaining"): Placement(
+        22, label="estimated runtime left to the end voltage (while discharging)",
+        cov_increment=60.0, min_value=0, max_value=360_000, later=True),
+    (S, "depth_of_discharge"): Placement(
+        23, label="depth of discharge of the running discharge", cov_increment=1.0,
+        min_value=0, max_value=100, later=True),
     (C, "voltage"): Placement(0, label="voltage", cov_increment=0.005, min_value=1.6,
                               max_value=15.6),
     (C, "resistance"): Placement(1, label="internal resistance", cov_increment=0.05,
@@ -502,6 +508,10 @@ ALARM_TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "cell_voltage_low": ("cell", ("voltage",)),
     "cell_resistance_warning": ("cell", ("resistance",)),
     "cell_resistance_alarm": ("cell", ("resistance",)),
+    "cell_resistance_median_warning": ("cell", ("resistance",)),
+    "cell_resistance_median_alarm": ("cell", ("resistance",)),
+    "cell_temperature_vs_median": ("cell", ("temperature",)),
+    "cell_temperature_vs_ambient": ("cell", ("temperature",)),
     "cell_temperature_high": ("cell", ("temperature",)),
     "cell_soc_low": ("cell", ("soc",)),
     "cell_soh_low": ("cell", ("soh",)),
@@ -510,8 +520,13 @@ ALARM_TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "string_current_charge_high": ("string", ("current",)),
     "string_current_discharge_high": ("string", ("current",)),
     "string_soc_low": ("string", ("soc",)),
+    "string_soh_low": ("string", ("soh",)),
+    # the runaway signature is the float current rising while the cells warm
+    "string_thermal_runaway": ("string", ("current",)),
     "ups_string_error": ("ups", ("voltage", "current", "soc")),
     "event_log_failing": ("gateway", ("event_log_failing",)),
     "history_paused": ("gateway", ("history_paused",)),
     **{f"bmsm_{name}": ("string", (f"alarm_{name}",)) for name in api.ALARM_BIT_NAMES.values()},
 }
+#: rules no object shows as in-alarm: communication lost is reliability/fault instead
+NOT_SHOWN = frozenset({"string_comm_lost"})

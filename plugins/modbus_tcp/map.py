@@ -49,6 +49,10 @@ NO_VALUE_S16 = 0x8000
 #: the BM-SM's own cell status bits. Keyed by rule name so that the alarm engine's
 #: rule table and this map can evolve apart; an unknown cell rule sets OTHER_CELL_ALARM_BIT.
 CELL_ALARM_BITS: dict[str, int] = {
+    "cell_resistance_median_warning": 2,
+    "cell_resistance_median_alarm": 3,
+    "cell_temperature_vs_median": 4,
+    "cell_temperature_vs_ambient": 5,
     "cell_voltage_high": 8,
     "cell_voltage_low": 9,
     "cell_resistance_warning": 10,
@@ -222,6 +226,16 @@ PLACEMENTS: dict[tuple[Level, str], Placement] = {
     (St, "soh"): Placement(25, "string_soh", "u16", EXT,
                            "derived by the gateway: the lowest cell SOH (the device has no "
                            "string SOH)"),
+    (St, "runtime_remaining"): Placement(
+        26, "string_runtime_remaining", "u32", EXT,
+        "derived by the gateway: estimated runtime left to the end voltage while a discharge "
+        "runs (docs/analytics.md); 4294967295 = no value (no discharge running, no rated "
+        "capacity configured, or the string not GOOD)", missing=NO_VALUE_U16),
+    (St, "depth_of_discharge"): Placement(
+        28, "string_depth_of_discharge", "u16", EXT,
+        "derived by the gateway: depth of discharge of the running discharge, "
+        "Peukert-corrected (docs/analytics.md); 65535 = no value (as above)",
+        missing=NO_VALUE_U16),
     # --- cell block: unit id = 100 + string index, register 100*ci + k, ci = 1..120 --
     (C, "status"): Placement(0, "cell_status", "enum", GW,
                              f"{STATUS_TEXT} (0: no such cell; 2: sensor lost or string data "

@@ -28,9 +28,24 @@ from .tables import (
     parse_oid,
 )
 
-REVISION = "202611250000Z"
+#: the module's revisions, newest first (LAST-UPDATED is the newest)
+REVISIONS = (
+    (
+        "202612040000Z",
+        "btmsStringRuntimeRemaining and btmsStringDepthOfDischarge: the running "
+        "discharge's estimate.",
+    ),
+    ("202611250000Z", "Initial version."),
+)
+REVISION = REVISIONS[0][0]
 SMI_TYPES = ("Integer32", "Unsigned32", "Gauge32", "Counter32", "TimeTicks")
 TC_TYPES = ("DisplayString", "TruthValue", "DateAndTime")
+
+
+def _revisions() -> str:
+    return "\n".join(
+        f'    REVISION "{when}"\n    DESCRIPTION\n{_text(what)}' for when, what in REVISIONS
+    )
 
 
 def _text(body: str, indent: int = 8) -> str:
@@ -166,9 +181,7 @@ btmsGatewayMIB MODULE-IDENTITY
         "btms-gateway project; see docs/snmp.md of the distribution."
     DESCRIPTION
 {_text(about)}
-    REVISION "{REVISION}"
-    DESCRIPTION
-        "Initial version."
+{_revisions()}
     ::= {_root(base)}
 """
     parts = [header]

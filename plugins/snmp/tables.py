@@ -132,6 +132,16 @@ COLUMNS: dict[tuple[Level, str], Column] = {
     (S, "relay_closed"): Column("btmsStringRelayClosed", 18, "TruthValue", "Relay closed."),
     (S, "aux_input_on"): Column("btmsStringAuxInputOn", 19, "TruthValue",
                                 "Auxiliary input on."),
+    (S, "runtime_remaining"): Column(
+        "btmsStringRuntimeRemaining", 22, "Integer32 (0..2147483647)",
+        "Estimated runtime left to the end voltage while a discharge runs, derived by the "
+        "gateway (Peukert-corrected charge counting against the rated capacity); absent "
+        "while no discharge runs, no rated capacity is configured, or the string is not good.",
+        "seconds"),
+    (S, "depth_of_discharge"): Column(
+        "btmsStringDepthOfDischarge", 23, "BtmsDeciValue",
+        "Depth of discharge of the running discharge, corrected for Peukert's law, derived "
+        "by the gateway; absent as btmsStringRuntimeRemaining is.", "%"),
     (C, "status"): Column("btmsCellStatus", 2, "BtmsDeviceStatus", "Error if the sensor is lost.",
                           numbers=DEVICE_STATUS),
     (C, "voltage"): Column("btmsCellVoltage", 3, "BtmsMilliValue", "Cell voltage.", "V"),

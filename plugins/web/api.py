@@ -18,7 +18,7 @@ from aiohttp import web
 from btms_gateway.core.api import QueryError
 from prometheus_client.exposition import choose_encoder
 
-from . import data, events, history
+from . import batteries, data, events, history
 from .json_cache import LIVE, REST
 from .live import Client, serve_client, sse, sse_text
 from .openapi import openapi_document
@@ -69,6 +69,11 @@ def add_routes(app: web.Application, svc: WebService) -> None:
         ("/api/strings", h.strings),
         ("/api/strings/{name}", h.string),
         ("/api/strings/{name}/history", h.history),
+        ("/api/strings/{name}/resistance", h.resistance),
+        ("/api/discharges", h.discharges),
+        ("/api/discharges/{id}", h.discharge),
+        ("/api/reports", h.reports),
+        ("/api/reports/{kind}/{subject}", h.report),
         ("/api/history", h.history_info),
         ("/api/buses", h.buses),
         ("/api/alarms", h.alarms),
@@ -82,6 +87,7 @@ def add_routes(app: web.Application, svc: WebService) -> None:
     ):
         r.add_get(path, handler)
     r.add_post("/api/alarms/{alarm_id}/acknowledge", h.acknowledge)
+    r.add_post("/api/strings/{name}/baseline", h.retake_baseline)
     r.add_post("/api/login", h.login)
     r.add_post("/api/logout", h.logout)
 
@@ -154,6 +160,72 @@ class Handlers:
 
     async def buses(self, request: web.Request) -> web.Response:
         return _json(data.buses(self.gw))
+
+    # --- battery health (batteries.py; everything in an executor) ------------------------
+    async def resistance(self, request: web.Request) -> web.Response:
+        out = await _blocking(batteries.resistance, self.gw, request.match_info["name"])
+        return _json(out) if out is not None else _not_found("string")
+
+    async def discharges(self, request: web.Request) -> web.Response:
+        string = request.query.get("string") or None
+        try:
+            limit = int(request.query.get("limit", "50"))
+        except ValueError:
+            return _json({"error": "limit: expected an integer 1..500"}, 400)
+        if not 1 <= limit <= batteries.MAX_LIST:
+            return _json({"error": "limit: expected an integer 1..500"}, 400)
+        rows = await _blocking(batteries.discharges, self.gw, string, limit)
+        return _json({"discharges": rows})
+
+    async def discharge(self, request: web.Request) -> web.Response:
+        try:
+            event_id = int(request.match_info["id"])
+        except ValueError:
+            return _json({"error": "a discharge id is a number"}, 400)
+        out = await _blocking(batteries.discharge, self.gw, event_id)
+        return _json(out) if out is not None else _not_found("discharge")
+
+    async def retake_baseline(self, request: web.Request) -> web.Response:
+        user = await self.svc.gate.user(request)
+        name = request.match_info["name"]
+        if name not in self.gw.store.snapshot.strings:
+            return _not_found("string")
+        cell = None
+        if request.can_read_body:
+            if request.content_type != "application/json":
+                return _json({"error": "expected Content-Type: application/json"}, 415)
+            try:
+                body = await request.json()
+                cell = body.get("cell") if isinstance(body, dict) else None
+                if cell is not None and (not isinstance(cell, int) or cell < 1):
+                    raise ValueError
+            except ValueError:
+                return _json({"error": 'expected JSON {"cell": N} (or no body: every cell)'}, 400)
+        ok, message = await _blocking(batteries.retake, self.gw, name, cell, user)
+        if not ok:
+            return _json({"error": message}, 409)
+        log.info("%s", message)
+        return _json({"string": name, "cell": cell, "by": user, "message": message})
+
+    async def reports(self, request: web.Request) -> web.Response:
+        return _json({"kinds": batteries.report_kinds(self.gw)})
+
+    async def report(self, request: web.Request) -> web.Response:
+        fmt = request.query.get("format", "pdf")
+        if fmt not in ("pdf", "html"):
+            return _json({"error": f"format: pdf or html, found {fmt!r}"}, 400)
+        kind, subject = request.match_info["kind"], request.match_info["subject"]
+        try:
+            made = await _blocking(batteries.report, self.gw, kind, subject, fmt)
+        except batteries.ReportError as exc:
+            status = 503 if "not installed" in str(exc) else 404
+            return _json({"error": str(exc)}, status)
+        return web.Response(
+            body=made.data,
+            content_type=made.media_type.split(";")[0],
+            charset="utf-8" if made.media_type.startswith("text/") else None,
+            headers={"Content-Disposition": f'attachment; filename="{made.filename}"'},
+        )
 
     # --- alarms and events -----------------------------------------------------------
     async def alarms(self, request: web.Request) -> web.Response:

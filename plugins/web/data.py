@@ -87,6 +87,8 @@ ELSEWHERE: dict[tuple[Level, str], str] = {
     (Level.STRING, "active_alarms"): "/api/alarms",
     (Level.STRING, "alarm_severity"): "/api/alarms",
     (Level.CELL, "status"): "the cell's status bits (sensor_lost)",
+    (Level.STRING, "runtime_remaining"): "derived.runtime_remaining_s",
+    (Level.STRING, "depth_of_discharge"): "derived.dod_pct",
 }
 
 
@@ -137,6 +139,16 @@ def string(gateway: Gateway, name: str, cells: bool = True) -> dict[str, Any] | 
         count = s.reading.cell_count if s.reading else 0
         out["limits"] = cell_limits(gateway, name)
         out["baseline_mohm"] = baselines(gateway, name, count)
+    out |= derived(s, cells)
+    return out
+
+
+def derived(s: Any, cells: bool) -> dict[str, Any]:
+    """What analytics derived (docs/analytics.md): ``derived`` always, the
+    per-cell ``cell_derived`` (lists in the order of the cells) with the cells."""
+    out: dict[str, Any] = {"derived": dict(s.derived)}
+    if cells:
+        out["cell_derived"] = {k: list(v) for k, v in s.cell_derived.items()}
     return out
 
 
@@ -177,6 +189,7 @@ def string_text(
         count = s.reading.cell_count if s.reading else 0
         extra["limits"] = (limits or cell_limits)(gateway, name)
         extra["baseline_mohm"] = baselines(gateway, name, count)
+    extra |= derived(s, cells)
     return cache.extend(cache.string(s, style, cells, time.time())[:-1], style, extra)
 
 

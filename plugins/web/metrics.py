@@ -27,6 +27,49 @@ from .series import Family, families
 G, C = GaugeMetricFamily, CounterMetricFamily
 
 
+#: metric, help, derived key (StringSnapshot.derived), conversion factor
+DERIVED_VALUES: list[tuple[str, str, str, float]] = [
+    ("btms_string_discharging", "1 while a discharge is captured.", "discharging", 1.0),
+    (
+        "btms_string_discharge_ampere_hours",
+        "Ah delivered since the running discharge started.",
+        "discharge_ah",
+        1.0,
+    ),
+    (
+        "btms_string_cell_resistance_median_ohms",
+        "Median cell internal resistance.",
+        "resistance_median_mohm",
+        1e-3,
+    ),
+    (
+        "btms_string_cell_temperature_median_celsius",
+        "Median cell temperature.",
+        "temperature_median_c",
+        1.0,
+    ),
+    (
+        "btms_string_thermal_rise_celsius",
+        "Hottest cell's rise over the runaway window while the float current rose.",
+        "thermal_rise_c",
+        1.0,
+    ),
+]
+#: per-cell derived percentages, served as ratios (with cell_metrics)
+DERIVED_CELL_VALUES = [
+    (
+        "btms_cell_resistance_over_baseline_ratio",
+        "Cell resistance rise over its baseline (0.25 = +25 %).",
+        "resistance_vs_baseline_pct",
+    ),
+    (
+        "btms_cell_resistance_over_median_ratio",
+        "Cell resistance over the string median (0.25 = +25 %).",
+        "resistance_vs_median_pct",
+    ),
+]
+
+
 class GatewayCollector(Collector):
     def __init__(self, gateway: Gateway, ring: EventRing, cell_metrics: bool, web: Any) -> None:
         self.gateway = gateway
@@ -145,6 +188,7 @@ class GatewayCollector(Collector):
             _add(own, s, [s.name], good)
             if good:
                 self._cell_values(s.name, s.reading, gauge)
+                self._derived(s, gauge)
         # a measured family without a sample (no string GOOD) is left out, as before
         shown = [m for f, m in own if not f.measured or m.samples]
         yield from (info, *shown, polls, failed, errors, *values.values())
@@ -179,6 +223,25 @@ class GatewayCollector(Collector):
                         gauge(f.series.name, f.series.help, [*lbl, *f.labels]).add_metric(
                             [*labels, *extra], v
                         )
+
+    def _derived(self, s: Any, gauge: Callable[..., GaugeMetricFamily]) -> None:
+        """What analytics derived (docs/analytics.md); absent while not known."""
+        d = s.derived
+        for metric, doc, key, scale in DERIVED_VALUES:
+            value = d.get(key)
+            if value is not None:
+                gauge(metric, doc).add_metric([s.name], value * scale)
+        if not self.cell_metrics or s.reading is None:
+            return
+        lbl = ["string", "cell"]
+        for metric, doc, key in DERIVED_CELL_VALUES:
+            values = s.cell_derived.get(key)
+            if values is None:
+                continue
+            fam = gauge(metric, doc, lbl)
+            for c, v in zip(s.reading.cells, values, strict=False):
+                if v is not None:
+                    fam.add_metric([s.name, str(c.index)], v / 100.0)
 
     def _ups(self, snap: Any) -> Iterator[Metric]:
         lbl = ["ups"]

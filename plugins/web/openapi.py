@@ -82,6 +82,7 @@ PLACEMENTS: dict[tuple[Level, str], Property] = {
 NUM, INT, STR, BOOL = ({"type": t} for t in ("number", "integer", "string", "boolean"))
 SEVERITY = {"type": "string", "enum": ["warning", "alarm", "critical"]}
 BAND = {"type": "object", "additionalProperties": True}
+RETAKEN = _obj({"string": STR, "cell": _n("integer"), "by": STR, "message": STR})
 
 SCHEMAS: dict[str, Any] = {
     "Error": _obj({"error": STR}),
@@ -138,11 +139,79 @@ SCHEMAS: dict[str, Any] = {
                     "ups_index": INT,
                     "limits": {"type": "object", "additionalProperties": BAND},
                     "baseline_mohm": _arr(_n("number")),
+                    "derived": {
+                        "type": "object",
+                        "description": "derived values (docs/analytics.md): key -> value or null",
+                        "additionalProperties": _n("number"),
+                    },
+                    "cell_derived": {
+                        "type": "object",
+                        "description": "per-cell derived values, in the order of the cells",
+                        "additionalProperties": _arr(_n("number")),
+                    },
                 },
-                required=["ups_index"],
+                required=["ups_index", "derived"],
             ),
         ]
     },
+    "DischargeCell": _obj(
+        {
+            "cell": INT,
+            "rank": {"type": "integer", "description": "1 = the weakest"},
+            "start_v": NUM,
+            "lowest_v": NUM,
+            "end_v": NUM,
+            "drop_v_per_h": _n("number"),
+            "cutoff_s": _n("number", description="seconds from the start to the cutoff"),
+        }
+    ),
+    "Discharge": _obj(
+        {
+            "id": INT,
+            "string": STR,
+            "start": NUM,
+            "end": NUM,
+            "duration_s": NUM,
+            "ah": NUM,
+            "wh": NUM,
+            "mean_current_a": NUM,
+            "start_voltage_v": NUM,
+            "lowest_voltage_v": NUM,
+            "end_voltage_v": NUM,
+            "cutoff_v": NUM,
+            "string_cutoff_v": NUM,
+            "reached_cutoff": BOOL,
+            "dod_pct": _n("number"),
+            "weakest": _arr(INT),
+        }
+    ),
+    "CellHealth": _obj(
+        {
+            "cell": INT,
+            "mohm": _n("number"),
+            "baseline_mohm": _n("number"),
+            "baseline_source": _n("string"),
+            "baseline_set_at": _n("number"),
+            "vs_baseline_pct": _n("number"),
+            "vs_median_pct": _n("number"),
+            "trend_mohm_per_month": _n("number"),
+            "limit_mohm": _n("number"),
+            "crosses_at": _n("number"),
+            "status": {"type": "string", "enum": ["ok", "learning", "warning", "alarm"]},
+        }
+    ),
+    "Resistance": _obj(
+        {
+            "string": STR,
+            "at": NUM,
+            "median_mohm": _n("number"),
+            "warning_pct": NUM,
+            "alarm_pct": NUM,
+            "median_warning_pct": NUM,
+            "median_alarm_pct": NUM,
+            "cells": _arr(_ref("CellHealth")),
+        }
+    ),
     "Ups": _obj(
         {
             "name": STR,
@@ -446,6 +515,58 @@ def openapi_document(registered: Iterable[Quantity] = ()) -> dict[str, Any]:
             [{**NAME, "name": "name"}, *history_params],
             **{"404": ERR, "400": ERR},
         ),
+        "/api/strings/{name}/resistance": _get(
+            "Each cell's resistance against its baseline and the string median, trends",
+            _ref("Resistance"),
+            [{**NAME, "name": "name"}],
+            **{"404": ERR},
+        ),
+        "/api/strings/{name}/baseline": {
+            "post": {
+                "summary": "Re-take resistance baselines from the current reading (needs "
+                "credentials; recorded in the event log with who did it)",
+                "parameters": [{**NAME, "name": "name"}],
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": _obj({"cell": INT}, [])}},
+                },
+                "security": [{"bearer": []}, {"basic": []}, {"session": [], "csrf": []}],
+                "responses": {
+                    "200": _ok(RETAKEN),
+                    **{code: ERR for code in ("400", "401", "403", "404", "409", "415", "429")},
+                },
+            }
+        },
+        "/api/discharges": _get(
+            "Captured discharges, newest first (no cells)",
+            _obj({"discharges": _arr(_ref("Discharge"))}),
+            [_q("string", STR, "only this string's"), _q("limit", INT, "at most (50; 1..500)")],
+            **{"400": ERR},
+        ),
+        "/api/discharges/{id}": _get(
+            "One discharge with every cell, weakest first",
+            {"allOf": [_ref("Discharge"), _obj({"cells": _arr(_ref("DischargeCell"))})]},
+            [{**NAME, "name": "id"}],
+            **{"400": ERR, "404": ERR},
+        ),
+        "/api/reports": _get("The report kinds installed", _obj({"kinds": _arr(STR)})),
+        "/api/reports/{kind}/{subject}": {
+            "get": {
+                "summary": "Make a report (a discharge id, a string name) as PDF or HTML",
+                "parameters": [
+                    {**NAME, "name": "kind"},
+                    {**NAME, "name": "subject"},
+                    _q("format", {"type": "string", "enum": ["pdf", "html"]}, "pdf (default)"),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the report, as an attachment",
+                        "content": {"application/pdf": {}, "text/html": {}},
+                    },
+                    **{code: ERR for code in ("400", "404", "503")},
+                },
+            }
+        },
         "/api/history": _get(
             "The history store: state (recording, paused, read_only) and what it holds",
             _ref("HistoryInfo"),

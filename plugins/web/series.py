@@ -61,6 +61,12 @@ PLACEMENTS: dict[tuple[Level, str], Series] = {
                            "String current, + charge, - discharge."),
     (S, "soc"): Series("btms_string_soc_ratio", "String state of charge (0..1).", 0.01),
     (S, "soh"): Series("btms_string_soh_ratio", "String SOH: the lowest cell SOH (0..1).", 0.01),
+    (S, "runtime_remaining"): Series(
+        "btms_string_runtime_remaining_seconds",
+        "Estimated runtime left to the end voltage while discharging."),
+    (S, "depth_of_discharge"): Series(
+        "btms_string_depth_of_discharge_ratio",
+        "Depth of discharge of the running discharge (0..1, Peukert-corrected).", 0.01),
     (S, "balance"): Series("btms_string_balance_ratio", "String balance (0..1).", 0.01),
     (S, "cell_count"): Series("btms_string_cells", "Cells found by auto-addressing."),
     (S, "ambient_temperature"): Series("btms_string_ambient_temperature_celsius",

@@ -68,9 +68,10 @@ def _config_maps(config: Path) -> str:
 @hookimpl
 def register_commands(cli: click.Group) -> None:
     from .probe_cli import probe_command
-    from .simulator.cli import simulate
+    from .simulator.cli import simulate, simulate_control
 
     cli.add_command(simulate)
+    cli.add_command(simulate_control)
     cli.add_command(probe_command, "probe")
     export = cli.commands.get("export")
     if isinstance(export, click.Group):

@@ -107,11 +107,70 @@ function renderDetail() {
     kpi("Voltage", fmt(r?.voltage_v, 2), "V"), kpi("Current", fmt(r?.current_a, 2), "A"),
     kpi("SOC", fmt(r?.soc_pct, 0), "%"), kpi("SOH (min cell)", fmt(r?.soh_pct, 0), "%"),
     kpi("Balance", fmt(r?.balance_pct, 1), "%"), kpi("Cells", r ? String(r.cell_count) : "\u2014", ""),
-    kpi("Ambient", fmt(r?.ambient_temperature_c, 1), "\u00b0C"), kpi("Humidity", fmt(r?.ambient_humidity_pct, 0), "%RH"));
+    kpi("Ambient", fmt(r?.ambient_temperature_c, 1), "\u00b0C"), kpi("Humidity", fmt(r?.ambient_humidity_pct, 0), "%RH"),
+    ...dischargeKpis(st.derived || {}));
   renderTabs();
   renderChart();
   if (typeof Trends !== "undefined") Trends.update(st);  // the history panel (trends.js)
 }
+// ---------- battery health (discharges, resistance, reports) ----------
+function dischargeKpis(d) {
+  if (d.discharging !== 1) return [];
+  const left = d.runtime_remaining_s;
+  return [
+    kpi("Runtime left", left === null || left === undefined ? "\u2014" : (left / 60).toFixed(0), "min"),
+    kpi("Depth of discharge", fmt(d.dod_pct, 0), "%"),
+    kpi("Discharged", fmt(d.discharge_ah, 1), "Ah"),
+  ];
+}
+function reportLinks(kind, subject) {
+  const base = `/api/reports/${kind}/${encodeURIComponent(subject)}`;
+  return [h("a", { href: `${base}?format=pdf`, download: "" }, "PDF"), " ",
+    h("a", { href: `${base}?format=html`, download: "" }, "HTML")];
+}
+async function loadHealth() {
+  const name = S.sel;
+  if (!name) return;
+  $("#health-reports").replaceChildren(h("span", { class: "muted" }, "Health report: "), ...reportLinks("health", name));
+  try {
+    const [d, res] = await Promise.all([
+      api(`/api/discharges?string=${encodeURIComponent(name)}&limit=10`),
+      api(`/api/strings/${encodeURIComponent(name)}/resistance`)]);
+    if (name !== S.sel) return;
+    renderDischarges(d.discharges); renderResistance(res);
+    $("#health-note").textContent = "";
+  } catch (err) { $("#health-note").textContent = `Battery health unavailable: ${err.message}`; }
+}
+function renderDischarges(list) {
+  $("#discharges tbody").replaceChildren(...list.map((e) => h("tr", {},
+    h("td", {}, dateTime(e.start)), h("td", { class: "num" }, fmt(e.duration_s / 60, 1)),
+    h("td", { class: "num" }, fmt(e.ah, 2)), h("td", { class: "num" }, fmt(e.lowest_voltage_v, 2)),
+    h("td", {}, e.weakest.slice(0, 5).join(", ")), h("td", {}, ...reportLinks("discharge", String(e.id))))));
+  $("#discharges-empty").hidden = list.length > 0;
+}
+function renderResistance(res) {
+  const shown = res.cells.filter((c) => c.status === "warning" || c.status === "alarm");
+  $("#resistance tbody").replaceChildren(...shown.map((c) => h("tr", { class: `sev-${c.status === "alarm" ? "alarm" : "warning"}` },
+    h("td", {}, String(c.cell)), h("td", { class: "num" }, fmt(c.mohm, 3)), h("td", { class: "num" }, fmt(c.baseline_mohm, 3)),
+    h("td", { class: "num" }, c.vs_baseline_pct === null ? "\u2014" : `${fmt(c.vs_baseline_pct, 1)} %`),
+    h("td", { class: "num" }, c.vs_median_pct === null ? "\u2014" : `${fmt(c.vs_median_pct, 1)} %`),
+    h("td", { class: "num" }, fmt(c.trend_mohm_per_month, 4)), h("td", {}, c.status),
+    h("td", {}, h("button", { class: "btn btn-ghost", type: "button", title: "After replacing this cell",
+      onclick: () => retake(c.cell) }, "Re-take baseline")))));
+  $("#resistance-empty").hidden = shown.length > 0;
+}
+async function retake(cell) {
+  if (!S.session.user) { openLogin(); return; }
+  const what = cell ? `cell ${cell} of ${S.sel}` : `every cell of ${S.sel}`;
+  if (!confirm(`Re-take the resistance baseline of ${what} from the current reading (after a replacement)?`)) return;
+  try {
+    const r = await api(`/api/strings/${encodeURIComponent(S.sel)}/baseline`, {
+      method: "POST", headers: { [S.session.csrf_header]: S.session.csrf, "Content-Type": "application/json" },
+      body: JSON.stringify(cell ? { cell } : {}) });
+    $("#retake-msg").textContent = r.message; loadHealth();
+  } catch (err) { $("#retake-msg").textContent = `Not re-taken: ${err.message}`; }
+}
+
 function renderTabs() {
   $("#tabs").replaceChildren(...Object.entries(METRICS).map(([id, m]) => h("button", {
     class: `tab${id === S.metric ? " on" : ""}`, role: "tab", type: "button", "data-metric": id,
@@ -348,7 +407,7 @@ function select(name, push = true) {
   S.sel = name; saveHash(push);
   if (S.plant) renderTree();
   api(`/api/strings/${encodeURIComponent(name)}`).then((st) => {
-    if (st.name === S.sel) { S.string = st; renderDetail(); }
+    if (st.name === S.sel) { S.string = st; renderDetail(); loadHealth(); }
   }).catch(() => { S.sel = null; S.string = null; connect(); });  // e.g. a stale link
   connect();
 }
@@ -380,7 +439,13 @@ function connect() {
     if (!S.sel && S.plant.strings.length) { select(S.plant.strings[0].name, false); return; }
     renderTree(); renderComm(S.plant.buses);
   });
-  es.addEventListener("string", (e) => { const st = JSON.parse(e.data); if (st.name === S.sel) { S.string = st; renderDetail(); } });
+  es.addEventListener("string", (e) => {
+    const st = JSON.parse(e.data);
+    if (st.name !== S.sel) return;
+    const ended = S.string?.derived?.discharging === 1 && st.derived?.discharging !== 1;
+    S.string = st; renderDetail();
+    if (ended) loadHealth();  // a discharge just ended: list it with its reports now
+  });
   es.addEventListener("alarms", (e) => {
     const d = JSON.parse(e.data);
     S.alarms = d.active; renderAlarms(); mergeEvents(d.events);
@@ -395,6 +460,8 @@ async function start() {
   $("#login-cancel").addEventListener("click", () => { S.pendingAck = null; $("#login-dlg").close(); });
   $("#login-btn").addEventListener("click", () => (S.session.user ? logout() : openLogin()));
   window.addEventListener("resize", () => renderChart());
+  $("#retake-all").addEventListener("click", () => retake(null));
+  setInterval(loadHealth, 60000);
   window.addEventListener("hashchange", followHash);
   window.addEventListener("popstate", followHash);
   try { Object.assign(S.session, await api("/api/session")); } catch { /* read-only */ }

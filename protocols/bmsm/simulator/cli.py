@@ -1,9 +1,15 @@
 """``btms-gateway simulate``: BM-SM string masters for bench-testing a gateway
-or a SCADA without hardware. Runs until interrupted (or for --duration)."""
+or a SCADA without hardware. Runs until interrupted (or for --duration).
+``btms-gateway simulate-control``: start a discharge or force an alarm in a
+running simulator or demo (control.py)."""
 
 from __future__ import annotations
 
+import json
+import os
 import signal
+import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +19,7 @@ import click
 from btms_gateway.core.api import BAUD_RATES
 
 from ..cli_options import map_or_exit, overrides_option
+from .control import FORCINGS, ControlServer, Target, request
 from .faults import Fault, parse_rates
 from .server import Simulator
 
@@ -27,6 +34,18 @@ def _slaves(value: str) -> list[int]:
     if not ids or any(not 1 <= i <= 247 for i in ids) or len(set(ids)) != len(ids):
         raise click.BadParameter(f"expected distinct slave ids 1..247, found {value!r}")
     return ids
+
+
+def _cells(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        cells = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected cells like 17,58, found {value!r}") from None
+    if any(not 1 <= c <= 120 for c in cells):
+        raise click.BadParameter(f"expected cells 1..120, found {value!r}")
+    return cells
 
 
 def _duration(flag: str, default: float, most: float, help: str) -> Callable[[F], F]:
@@ -77,6 +96,18 @@ def _duration(flag: str, default: float, most: float, help: str) -> Callable[[F]
     help="Registers past the cell count read 0 or answer exception 02.",
 )
 @click.option("--frozen", is_flag=True, help="No slow dynamics: values stay as generated.")
+@click.option(
+    "--weak-cells", type=_cells, default=None,
+    help="Weak cells (1-based, e.g. 17,58): less capacity, more resistance (default: one drawn).",
+)  # fmt: skip
+@click.option(
+    "--rated-ah", type=click.FloatRange(0.1, 10_000), default=100.0, show_default=True,
+    help="Each string's capacity to 1.75 V at the 10-hour rate (discharges run from it).",
+)  # fmt: skip
+@click.option(
+    "--control", type=click.Path(dir_okay=False, path_type=Path),
+    help="A UNIX socket for `btms-gateway simulate-control` (strings named by slave id).",
+)  # fmt: skip
 @overrides_option("Serve the register map of this override file (a firmware that differs).")
 @click.option(
     "--duration",
@@ -90,6 +121,7 @@ def simulate(
     mode: Literal["float", "discharge"], seed: int,
     faults: tuple[str, ...], vanish_s: float, late_ms: float, reply_delay_ms: float,
     unmeasured_s: float, past_count: Literal["zero", "exception"], frozen: bool,
+    weak_cells: list[int] | None, rated_ah: float, control: Path | None,
     overrides: Path | None, duration: float | None,
 ) -> None:  # fmt: skip
     """Simulate BM-SM string masters speaking Modbus RTU at real wire speed."""
@@ -112,11 +144,21 @@ def simulate(
         port=port, link=link, host=host, tcp_port=tcp_port, rates=rates, vanish_s=vanish_s,
         late_s=late_ms / 1000, unmeasured_s=unmeasured_s, reply_delay_s=reply_delay_ms / 1000,
         past_count=past_count, frozen=frozen, regmap=regmap,
+        weak_cells=weak_cells, rated_ah=rated_ah,
     )  # fmt: skip
     try:
         sim.start()
     except OSError as exc:
         raise click.ClickException(f"cannot start the simulator: {exc}") from None
+    server = None
+    if control is not None:
+        targets = {str(s): Target(sim, s) for s in _slaves(slaves)}
+        try:
+            server = ControlServer(control, targets).start()
+        except OSError as exc:
+            sim.stop()
+            raise click.ClickException(f"cannot listen on {control}: {exc}") from None
+        click.echo(f"control: btms-gateway simulate-control --socket {control} ... --string 1")
     where = "RTU over TCP on" if tcp else "serial port"
     click.echo(f"BM-SM simulator: slaves {slaves}, {cells} cells, {baud} {parity}{8}{stopbits}")
     if not regmap.is_default:
@@ -131,7 +173,96 @@ def simulate(
     try:
         stop.wait(duration)
     finally:
+        if server is not None:
+            server.stop()
         sim.stop()
         r = sim.responder
         faults_seen = {f.value: n for f, n in r.faults.items() if n}
         click.echo(f"served {r.requests} requests; faults {faults_seen or 'none'}")
+
+
+def _find_socket(path: Path | None) -> Path:
+    """The socket given, $BTMS_SIM_CONTROL, or the one running demo's."""
+    if path is not None:
+        return path
+    env = os.environ.get("BTMS_SIM_CONTROL")
+    if env:
+        return Path(env)
+    found = sorted(Path(tempfile.gettempdir()).glob("btms-demo-*/control.sock"))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise click.UsageError("no running demo found: give --socket PATH (the demo prints it)")
+    raise click.UsageError(f"{len(found)} demos are running: give --socket PATH")
+
+
+def _send(ctx: click.Context, req: dict[str, Any]) -> None:
+    path = _find_socket(ctx.obj.get("socket"))
+    try:
+        answer = request(path, req)
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach the simulator at {path}: {exc}") from None
+    if "strings" in answer:
+        click.echo(json.dumps(answer["strings"], indent=2))
+    else:
+        click.echo(answer.get("result") or answer.get("error") or answer)
+    if not answer.get("ok"):
+        sys.exit(1)
+
+
+@click.group("simulate-control")
+@click.option(
+    "--socket", "socket_path", type=click.Path(dir_okay=False, path_type=Path),
+    help="The control socket (default: $BTMS_SIM_CONTROL, or the running demo's).",
+)  # fmt: skip
+@click.pass_context
+def simulate_control(ctx: click.Context, socket_path: Path | None) -> None:
+    """Drive a running simulator or demo: discharges, forced alarms."""
+    ctx.ensure_object(dict)["socket"] = socket_path
+
+
+@simulate_control.command("status")
+@click.pass_context
+def control_status(ctx: click.Context) -> None:
+    """Each simulated string: voltage, current, weak cells, a discharge running."""
+    _send(ctx, {"command": "status"})
+
+
+@simulate_control.command("discharge")
+@click.option("--string", "name", required=True, help="The string (demo name, or slave id).")
+@click.option("--current", type=click.FloatRange(0, 1000, min_open=True), required=True,
+              help="Discharge current, A.")  # fmt: skip
+@click.option("--duration", type=click.FloatRange(0, min_open=True),
+              help="Stop after this many seconds (default: at the end voltage).")  # fmt: skip
+@click.option("--cutoff-v", type=click.FloatRange(1.6, 2.0), default=1.75, show_default=True,
+              help="End voltage per cell: stops when the string reaches cells x this.")  # fmt: skip
+@click.pass_context
+def control_discharge(
+    ctx: click.Context, name: str, current: float, duration: float | None, cutoff_v: float
+) -> None:
+    """Start a lead-acid discharge at a constant current (the mains fail)."""
+    req = {"command": "discharge", "string": name, "current_a": current, "cutoff_v": cutoff_v}
+    if duration is not None:
+        req["duration_s"] = duration
+    _send(ctx, req)
+
+
+@simulate_control.command("stop")
+@click.option("--string", "name", required=True)
+@click.pass_context
+def control_stop(ctx: click.Context, name: str) -> None:
+    """End the running discharge (the mains are back)."""
+    _send(ctx, {"command": "stop", "string": name})
+
+
+@simulate_control.command("force-alarm")
+@click.argument("alarm", type=click.Choice(sorted(FORCINGS)))
+@click.option("--string", "name", required=True)
+@click.option("--cell", type=click.IntRange(1, 120), default=1, show_default=True)
+@click.option("--clear", is_flag=True, help="Put the values back.")
+@click.pass_context
+def control_force(ctx: click.Context, alarm: str, name: str, cell: int, clear: bool) -> None:
+    """Set the simulated values past the gateway's default limit of ALARM
+    (a rule name), or put them back with --clear."""
+    _send(ctx, {"command": "force-alarm", "string": name, "alarm": alarm, "cell": cell,
+                "clear": clear})  # fmt: skip

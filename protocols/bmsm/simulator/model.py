@@ -5,6 +5,14 @@ Dynamics are slow on purpose (as a real battery room): temperature and SOC
 drift, one weak cell's resistance creeps up. ``frozen`` stops them so a test
 can compare exact values.
 
+Each cell also has its own capacity (seeded, from a random stream of its
+own, so the values the first draws give are what they always were), and
+weak cells (``weak_cells``, 1-based; by default one drawn at random) have
+less capacity and more resistance. ``start_discharge`` runs a lead-acid
+discharge at a constant current (discharge.py): a commanded scenario, so it
+advances even when the model is frozen; its truth (Ah, Wh, when each cell
+reached the cutoff) is kept in ``runs``.
+
 Auto-addressing (``set_cell_count``) keeps each cell's values: a sensor that
 drops out and is found again is the same cell, so a cell's truth does not
 depend on how often the count changed. Cells it adds can be "not yet
@@ -34,8 +42,18 @@ from btms_gateway.core.api import CellStatus, StringReading
 from ..decode import decode_reading, encode_block, encode_value
 from ..registers import MAX_CELLS
 from ..regmap import DEFAULT_MAP, RegisterMap
+from .discharge import DischargeRun, cell_voltage, charge_for
 
 Mode = Literal["float", "discharge"]
+#: the weak cell drawn by default: +35 % resistance (what every seed has always given)
+DRAWN_RESISTANCE = 1.35
+#: an injected weak cell (weak_cells): +45 % resistance, 80 % capacity; +45 % keeps it
+#: clear of the +25 % median limit even when its own draw was 3 sigma low
+WEAK_RESISTANCE = 1.45
+WEAK_CAPACITY = 0.80
+RUNAWAY_A_PER_S = 0.002
+RUNAWAY_C_PER_S = 0.01
+CAPACITY_SPREAD = 0.02  # relative standard deviation of healthy cells' capacity
 
 
 @dataclass(slots=True)
@@ -46,6 +64,11 @@ class CellTruth:
     soc_pct: float
     soh_pct: float
     status: int = 0
+    #: Ah to 1.75 V at the string's rated rate (the truth a capacity test finds)
+    capacity_ah: float = 100.0
+    #: the charge Q of its discharge curve, and what the running discharge used of it
+    charge_ah: float = 0.0
+    used_ah: float = 0.0
 
 
 @dataclass(slots=True)
@@ -60,6 +83,16 @@ class StringModel:
     past_count: Literal["zero", "exception"] = "zero"
     frozen: bool = False
     weak_cell: int = 0  # 0-based index of the cell whose resistance drifts up
+    #: 0-based indexes of the weak cells (less capacity, more resistance)
+    weak: frozenset[int] = frozenset()
+    explicit_weak: bool = False  # weak cells given (else the one drawn: weak_cell)
+    rated_ah: float = 100.0  # to 1.75 V at the rated_hours rate
+    rated_hours: float = 10.0
+    peukert: float = 1.12
+    run: DischargeRun | None = None
+    #: 1-based cell heating up in a thermal runaway (float current rising with it)
+    runaway: int | None = None
+    runs: list[DischargeRun] = field(default_factory=list)
     #: cells removed by a smaller count, last removed last: found again as they were
     spares: list[CellTruth] = field(default_factory=list)
     #: 0-based indexes of cells added but not measured yet (their registers read 0)
@@ -73,14 +106,35 @@ class StringModel:
 
     @classmethod
     def create(
-        cls, slave: int, cells: int, seed: int, mode: Mode = "float", **kw: Any
+        cls,
+        slave: int,
+        cells: int,
+        seed: int,
+        mode: Mode = "float",
+        weak_cells: Sequence[int] | None = None,
+        **kw: Any,
     ) -> StringModel:
+        """``weak_cells``: 1-based indexes of the weak cells; None: one drawn at
+        random (what every seed has always given)."""
         m = cls(slave=slave, rng=random.Random(seed * 1000 + slave), mode=mode, **kw)
         m.cells = [m._new_cell() for _ in range(cells)]
         m.weak_cell = m.rng.randrange(cells) if cells else 0
-        if cells:
-            c = m.cells[m.weak_cell]
-            c.resistance_mohm = round(c.resistance_mohm * 1.35, 3)
+        if weak_cells is None:
+            weak = {m.weak_cell} if cells else set()
+        else:
+            weak = {i - 1 for i in weak_cells if 1 <= i <= cells}
+            m.weak_cell = min(weak) if weak else m.weak_cell
+            m.explicit_weak = True
+        m.weak = frozenset(weak)
+        factor = DRAWN_RESISTANCE if weak_cells is None else WEAK_RESISTANCE
+        for i in sorted(weak):
+            c = m.cells[i]
+            c.resistance_mohm = round(c.resistance_mohm * factor, 3)
+        capacities = random.Random(seed * 1000 + slave + 7_919_000)
+        for i, c in enumerate(m.cells):
+            c.capacity_ah = m.rated_ah * (1 + capacities.gauss(0, CAPACITY_SPREAD))
+            if i in weak:
+                c.capacity_ah *= WEAK_CAPACITY
         m.string = {
             "soc_pct": 100.0 if mode == "float" else 80.0,
             "state": 0 if mode == "float" else 2,
@@ -116,7 +170,13 @@ class StringModel:
         self._image = None
 
     def step(self, dt: float) -> None:
-        """Advance the slow dynamics by dt seconds (no-op when frozen)."""
+        """Advance the slow dynamics by dt seconds (no-op when frozen), or the
+        running discharge (frozen or not: it was commanded)."""
+        if self.run is not None:
+            self._discharge_step(dt)
+            return
+        if self.runaway is not None:
+            self._runaway_step(dt)
         if self.frozen or not self.cells:
             return
         r, s = self.rng, self.string
@@ -124,13 +184,109 @@ class StringModel:
         for c in self.cells:
             c.temperature_c += r.gauss(0, 0.01) * dt
             c.voltage_v += r.gauss(0, 0.0003) * dt
-        weak = self.cells[self.weak_cell]
-        weak.resistance_mohm *= 1 + 0.0002 * dt  # about +1 % a minute
+        for i in sorted(self.weak) if self.explicit_weak else [self.weak_cell]:
+            if i < len(self.cells):
+                self.cells[i].resistance_mohm *= 1 + 0.0002 * dt  # about +1 % a minute
         if self.mode == "discharge":
             s["soc_pct"] = max(0.0, s["soc_pct"] - 0.01 * dt)
             for c in self.cells:
                 c.soc_pct = s["soc_pct"]
         s["ambient_temperature_c"] += r.gauss(0, 0.005) * dt
+        self._derive()
+
+    # --- a discharge run ---------------------------------------------------------------
+    @property
+    def rated_current_a(self) -> float:
+        return self.rated_ah / self.rated_hours
+
+    def start_discharge(
+        self,
+        current_a: float,
+        *,
+        duration_s: float | None = None,
+        cutoff_v: float = 1.75,
+        stop_at_cutoff: bool = True,
+        now: float | None = None,
+    ) -> DischargeRun:
+        """Discharge at ``current_a`` (a magnitude, A) until the string voltage
+        reaches cells x ``cutoff_v`` (if ``stop_at_cutoff``), ``duration_s``
+        has passed, or ``stop_discharge``; the string then returns to float."""
+        if not self.cells:
+            raise ValueError("a string without cells cannot discharge")
+        if current_a <= 0:
+            raise ValueError(f"a discharge current above 0 A, found {current_a:g}")
+        if self.run is not None:
+            self.stop_discharge()
+        rated = self.rated_current_a
+        for c in self.cells:
+            c.charge_ah = charge_for(c.capacity_ah, rated, c.resistance_mohm)
+            c.used_ah = 0.0
+        run = DischargeRun(
+            current_a, time.time() if now is None else now, duration_s, cutoff_v, stop_at_cutoff
+        )
+        run.before = {
+            "string": dict(self.string),
+            "cells": [(c.voltage_v, c.soc_pct) for c in self.cells],
+        }
+        self.run = run
+        self.runs.append(run)
+        self.string.update(state=2, current_a=-current_a)
+        self._discharge_step(0.0)
+        return run
+
+    def stop_discharge(self) -> DischargeRun | None:
+        """End the running discharge: the charger takes over (float values back)."""
+        run, self.run = self.run, None
+        if run is None:
+            return None
+        run.ended = True
+        before = run.before
+        self.string.update(before["string"])
+        for c, (v, soc) in zip(self.cells, before["cells"], strict=False):
+            c.voltage_v, c.soc_pct, c.used_ah = v, soc, 0.0
+        self._derive()
+        return run
+
+    def _discharge_step(self, dt: float) -> None:
+        """One step of the run; it ends one step after its end condition, so
+        the reading at the end voltage (or the end of the duration) is served."""
+        run = self.run
+        assert run is not None
+        done = run.duration_s is not None and run.elapsed_s >= run.duration_s
+        if done or (run.stop_at_cutoff and run.string_cutoff_s is not None):
+            self.stop_discharge()
+            return
+        current, rated = run.current_a, self.rated_current_a
+        use = current * (current / rated) ** (self.peukert - 1) * dt / 3600.0
+        volts = 0.0
+        for i, c in enumerate(self.cells, start=1):
+            c.used_ah += use
+            f = c.used_ah / c.charge_ah if c.charge_ah else 1.0
+            c.voltage_v = cell_voltage(f, current, rated, c.resistance_mohm)
+            c.soc_pct = float(max(0, round(100 * (1 - c.used_ah / c.capacity_ah))))
+            volts += c.voltage_v
+            if c.voltage_v <= run.cutoff_v and i not in run.cutoff_s:
+                run.cutoff_s[i] = run.elapsed_s
+        start_v = self.string.get("voltage_v", volts)
+        run.ah += current * dt / 3600.0
+        run.wh += current * (start_v + volts) / 2 * dt / 3600.0
+        run.elapsed_s += dt
+        run.lowest_string_v = min(run.lowest_string_v, volts)
+        self.string["soc_pct"] = float(
+            max(0, round(100 * (1 - use_total(self.cells) / self.rated_ah)))
+        )
+        self._derive()
+        end_v = run.cutoff_v * len(self.cells)
+        if self.string["voltage_v"] <= end_v and run.string_cutoff_s is None:
+            run.string_cutoff_s = run.elapsed_s
+
+    def _runaway_step(self, dt: float) -> None:
+        """Thermal runaway on float: the current the charger pushes rises with
+        the temperature (+0.12 A and +0.6 C a minute at the hot cell)."""
+        self.string["current_a"] = round(self.string["current_a"] + RUNAWAY_A_PER_S * dt, 4)
+        for i, c in enumerate(self.cells, start=1):
+            rise = RUNAWAY_C_PER_S if i == self.runaway else RUNAWAY_C_PER_S / 5
+            c.temperature_c = round(c.temperature_c + rise * dt, 4)
         self._derive()
 
     def set_cell(self, index: int, **values: Any) -> None:
@@ -234,3 +390,8 @@ class StringModel:
         block = [img.get(a, 0) for a in range(regmap.block_read.address, regmap.block_read.end)]
         arrays = {a.base: [img[a.base + i] for i in range(n)] for a in regmap.cells}
         return decode_reading(block, arrays, read_at, regmap)
+
+
+def use_total(cells: Sequence[CellTruth]) -> float:
+    """The mean charge the cells have used (Ah at the rated rate)."""
+    return sum(c.used_ah for c in cells) / len(cells) if cells else 0.0

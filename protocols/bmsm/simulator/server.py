@@ -28,6 +28,7 @@ from btms_gateway.core.api import BusConfig, StringReading
 from btms_gateway.protocols.rtu import framing
 
 from ..regmap import DEFAULT_MAP, RegisterMap
+from .discharge import DischargeRun
 from .endpoints import Endpoint, PtyEndpoint, SerialEndpoint, TcpEndpoint
 from .faults import Fault, FaultPlan, Injected
 from .model import Mode, StringModel
@@ -48,7 +49,10 @@ class Simulator:
 
     ``regmap``: the register map the slaves serve (one for all, or one per
     slave id; the default table when not given), e.g. an override's effective
-    map, to serve a firmware whose registers are elsewhere.
+    map, to serve a firmware whose registers are elsewhere. ``weak_cells``
+    (1-based; for all slaves or per slave id): the weak cells, less capacity
+    and more resistance (None: one drawn per slave, as always); ``rated_ah``:
+    each string's capacity to 1.75 V at its 10-hour rate.
     """
 
     def __init__(
@@ -77,6 +81,8 @@ class Simulator:
         step_s: float = 1.0,
         log_size: int = 10_000,
         regmap: RegisterMap | Mapping[int, RegisterMap] | None = None,
+        weak_cells: Sequence[int] | Mapping[int, Sequence[int]] | None = None,
+        rated_ah: float = 100.0,
     ) -> None:
         self.baud, self.parity, self.stopbits, self.bytesize = baud, parity, stopbits, bytesize
         self.transport: Transport = transport
@@ -90,9 +96,10 @@ class Simulator:
         for s in slaves:
             n = cells[s] if isinstance(cells, dict) else cells
             served = regmap.get(s, DEFAULT_MAP) if isinstance(regmap, Mapping) else regmap
+            weak = weak_cells.get(s) if isinstance(weak_cells, Mapping) else weak_cells
             models[s] = StringModel.create(
-                s, n, seed, mode, past_count=past_count, frozen=frozen,
-                regmap=served or DEFAULT_MAP,
+                s, n, seed, mode, weak, past_count=past_count, frozen=frozen,
+                regmap=served or DEFAULT_MAP, rated_ah=rated_ah,
             )  # fmt: skip
             plans[s] = FaultPlan(
                 random.Random(seed * 7919 + s), dict(rates or {}), vanish_s, late_s, unmeasured_s
@@ -245,6 +252,21 @@ class Simulator:
                 plan.unmeasured_s = unmeasured_s
 
         self._locked(apply)
+
+    def start_discharge(self, slave: int, current_a: float, **kw: Any) -> DischargeRun:
+        """Run a lead-acid discharge on ``slave`` (StringModel.start_discharge)."""
+        return self._locked(lambda: self.model(slave).start_discharge(current_a, **kw))
+
+    def stop_discharge(self, slave: int) -> DischargeRun | None:
+        return self._locked(lambda: self.model(slave).stop_discharge())
+
+    def set_runaway(self, slave: int, cell: int | None) -> None:
+        """Start (a 1-based cell) or end (None) a thermal runaway on float charge."""
+        self._locked(lambda: setattr(self.model(slave), "runaway", cell))
+
+    def runs(self, slave: int) -> list[DischargeRun]:
+        """The discharges ``slave`` ran (the last one may still run): their truth."""
+        return self._locked(lambda: list(self.model(slave).runs))
 
     def vanish(self, slave: int, seconds: float | None = None) -> None:
         """The slave stops answering (for ``seconds``, or until restore())."""
