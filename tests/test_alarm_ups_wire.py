@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from btms_gateway.core.model import Quality, StringAlarm
 from btms_gateway.kit.testing import GatewayHarness, plant_config
-from test_snmp_support import V2C, TrapReceiver, agent_address, net_snmp, snmp_settings
+from snmp_support import V2C, TrapReceiver, agent_address, net_snmp, snmp_settings
 
 pytestmark = pytest.mark.peer
 

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import pytest
+from bacnet_support import PI, _by_name, device, next_for, poll, rid, rusty, sim, truth
 from bacpypes3.apdu import SimpleAckPDU, SubscribeCOVPropertyRequest
 from bacpypes3.pdu import Address
 from bacpypes3.service.cov import SubscriptionContextManager
@@ -27,21 +28,8 @@ from btms_gateway.core.model import CellStatus, Quality, StringAlarm, StringStat
 from btms_gateway.kit.testing import GatewayHarness
 from btms_gateway.plugins.bacnet.client import free_udp_port, make_client, oid
 from btms_gateway.plugins.bacnet.plugin import service
-from test_bacnet_device import PI, _by_name, device, poll, rid, rusty, sim, truth
 
 IN_ALARM, FAULT = 0x80, 0x40
-
-
-async def next_for(it: Any, monitored: Any, timeout: float = 3.0) -> dict[str, Any]:
-    """The next notification about ``monitored``: {property name: value}."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"no COV notification for {monitored} within {timeout} s")
-        n = await asyncio.wait_for(it.__anext__(), left)
-        if n.monitored_object_identifier == monitored:
-            return {str(v["property_id"]).split(".")[-1]: v["value"].value for v in n.values}
 
 
 def flags(values: dict[str, Any]) -> int:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import rusty_bacnet as rb
 from attack.bacnet import Raw, read_property, subscribe_cov
+from bacnet_support import DEVICE, PI, _by_name, device, rid
 from bacpypes3.apdu import (
     AbortPDU,
     APCISequence,
@@ -29,7 +30,6 @@ from bacpypes3.service.object import ReadWritePropertyMultipleServices
 from btms_gateway.plugins.bacnet import rpm
 from btms_gateway.plugins.bacnet.client import free_udp_port, oid
 from btms_gateway.plugins.bacnet.plugin import service
-from test_bacnet_device import DEVICE, PI, _by_name, device, rid
 
 APDU_TIMEOUT_MS = 2000
 REJECT, ABORT, SEGMENT_ACK = 0x6, 0x7, 0x4

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from bmsm_support import SHIFTED
 from btms_gateway.core.config_base import Problem
 from btms_gateway.core.config_load import ConfigError, profile_checks
 from btms_gateway.core.model import Quality
@@ -28,7 +29,6 @@ from cli_support import CLI
 from conftest import wait_for
 
 #: a firmware that numbers its cells from 1: cell i (0-based) at base + i + 1
-SHIFTED = "".join(f"[cell.{a.field}]\nbase = {a.base + 1}\n" for a in CELL_ARRAYS)
 STRING_NAMES = (
     "['voltage_v', 'current_a', 'soc_pct', 'balance_pct', 'state', 'cell_count', "
     "'ambient_temperature_c', 'ambient_humidity_pct', 'alarms', 'relay_closed', 'aux_input_on']"
@@ -442,7 +442,7 @@ async def test_default_gateway_refuses_a_shifted_map_the_override_reads_it_exact
     matching override: GOOD, and what REST serves for it equals the
     simulator's truth, every cell."""
     from btms_gateway.plugins.web.plugin import service
-    from test_web_support import get_json
+    from web_support import get_json
 
     (tmp_path / "fw.toml").write_text(SHIFTED)
     shifted = load_map(tmp_path / "fw.toml")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bmsm_support import SHIFTED
 from btms_gateway.core.cli import build_cli
 from btms_gateway.core.model import CellStatus
 from btms_gateway.core.profiles import ErrorKind
@@ -25,7 +26,6 @@ from btms_gateway.protocols.rtu import open_link
 from cli_support import CLI
 from click.testing import CliRunner, Result
 
-SHIFTED = "".join(f"[cell.{a.field}]\nbase = {a.base + 1}\n" for a in CELL_ARRAYS)
 BAUD = "115200"
 
 

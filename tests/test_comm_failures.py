@@ -23,8 +23,8 @@ from btms_gateway.core import commlog
 from btms_gateway.core.model import Quality
 from btms_gateway.kit.testing import GatewayHarness, plant_config
 from prometheus_client.parser import text_string_to_metric_families
-from test_snmp_support import V2C, agent_address, net_snmp, snmp_settings
-from test_web_support import get_json
+from snmp_support import V2C, agent_address, net_snmp, snmp_settings
+from web_support import get_json
 
 ENGINE = "btms_gateway.engine"
 

@@ -17,11 +17,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from browser_support import TIMEOUT_MS, chromium
 from btms_gateway.core.history import HistorySection, HistoryService
 from btms_gateway.core.model import Quality, StringState
 from btms_gateway.kit.testing import GatewayHarness, plant_config
 from playwright.async_api import expect
-from test_web_browser import TIMEOUT_MS, chromium
 
 DAYS = 3
 STEP_S = 60

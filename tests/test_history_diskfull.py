@@ -18,7 +18,7 @@ from btms_gateway.core.history import HistorySection
 from btms_gateway.core.history.store import FILE_NAME, HistoryStore
 from btms_gateway.core.model import Quality
 from btms_gateway.kit.testing import GatewayHarness, plant_config
-from test_web_support import get_json
+from web_support import get_json
 
 
 @contextlib.contextmanager

@@ -14,8 +14,8 @@ import pytest
 from btms_gateway.core.gateway import GatewayStartError
 from btms_gateway.kit.testing import GatewayHarness
 from btms_gateway.plugins.modbus_tcp import plugin
+from modbus_support import good_read, mbpoll, modbus_config, port_of
 from pymodbus.client import AsyncModbusTcpClient
-from test_modbus_support import good_read, mbpoll, modbus_config, port_of
 
 FUZZ_FRAMES = 10_000
 FUZZ_DEADLINE_S = 90.0

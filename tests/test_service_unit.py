@@ -32,7 +32,7 @@ from btms_gateway.core.registry import validate_config
 from btms_gateway.kit.testing import GatewayHarness, plant_config
 from click.testing import CliRunner
 from conftest import require_tool, wait_for
-from test_snmp_support import AUTH_KEY, PRIV_KEY, USER, USERS, free_udp_port
+from snmp_support import AUTH_KEY, PRIV_KEY, USER, USERS, free_udp_port
 
 EXEC = Path(sys.executable).parent / "btms-gateway"  # the installed console script
 UNIT = "etc/systemd/system/btms-gateway.service"

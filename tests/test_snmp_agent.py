@@ -15,7 +15,7 @@ from btms_gateway.core.model import Quality
 from btms_gateway.core.version import __version__
 from btms_gateway.kit.testing import GatewayHarness, make_reading, plant_config
 from btms_gateway.plugins.snmp import plugin
-from test_snmp_support import (
+from snmp_support import (
     AUTH_KEY,
     BOTH_PATHS,
     COMMUNITY,

@@ -28,7 +28,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
     USM_PRIV_CFB128_AES,
     UsmUserData,
 )
-from test_snmp_rig import (
+from snmp_rig import (
     BASE,
     OIDS,
     AgentThread,
@@ -40,7 +40,7 @@ from test_snmp_rig import (
     rig_config,
     v2c_exchange,
 )
-from test_snmp_support import AUTH_KEY, COMMUNITY, PRIV_KEY, USER
+from snmp_support import AUTH_KEY, COMMUNITY, PRIV_KEY, USER
 
 pytestmark = pytest.mark.peer
 

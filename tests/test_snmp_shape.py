@@ -28,9 +28,8 @@ from btms_gateway.plugins.snmp.image import ENCODERS
 from btms_gateway.plugins.snmp.tables import DEFAULT_BASE, object_oids, parse_oid
 from pyasn1.codec.ber import encoder
 from pysnmp.entity import config
-from test_snmp_index import model
-from test_snmp_rig import Answer, V2cEndpoint
-from test_snmp_support import COMMUNITY, snmp_settings
+from snmp_rig import Answer, V2cEndpoint, model
+from snmp_support import COMMUNITY, snmp_settings
 
 pytestmark = pytest.mark.peer
 

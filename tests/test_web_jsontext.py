@@ -38,7 +38,7 @@ from btms_gateway.plugins.web import data
 from btms_gateway.plugins.web.jsontext import LIVE, PIECES_PER_STEP, REST, JsonCache
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_web_support import reading, web_gateway
+from web_support import reading, web_gateway
 
 STYLES = {"rest": (REST, lambda o: json.dumps(o, default=str)),
           "live": (LIVE, lambda o: json.dumps(o, separators=(",", ":")))}  # fmt: skip

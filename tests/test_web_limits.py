@@ -27,8 +27,8 @@ from attack.web import close_held, open_idle, open_stream
 from btms_gateway.core.netguard import FD_RESERVE
 from btms_gateway.protocols.bmsm.simulator import Simulator
 from conftest import require_tool
-from test_modbus_support import mbpoll
-from test_web_support import get_json, web_gateway
+from modbus_support import mbpoll
+from web_support import get_json, web_gateway
 
 NOFILE = 256
 IDLE = 300

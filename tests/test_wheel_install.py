@@ -293,8 +293,8 @@ def test_demo_from_the_wheel_serves_every_protocol_and_stops_cleanly(
 
 def dashboard_version() -> str:
     """What headless Chromium shows in the dashboard's header as the version."""
+    from browser_support import CHROMIUM_FLAGS, TIMEOUT_MS
     from playwright.sync_api import expect, sync_playwright
-    from test_web_browser import CHROMIUM_FLAGS, TIMEOUT_MS
 
     chromium = require_tool("chromium", "chromium")
     with sync_playwright() as p:
