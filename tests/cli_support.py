@@ -19,9 +19,7 @@ from typing import Any
 from btms_gateway.core.demo_plant import demo_config
 from btms_gateway.core.plugin_manager import FailureLog, create_manager
 from btms_gateway.core.registry import config_sections
-from btms_gateway.kit.ports import free_tcp_port, listen_port
-
-__all__ = ["free_tcp_port"]  # for the tests that start `btms-gateway run` on a free port
+from btms_gateway.kit.ports import listen_port
 
 CLI = [sys.executable, "-m", "btms_gateway.core"]
 #: `btms-gateway demo` with every listener on a free port (`--free-ports`):

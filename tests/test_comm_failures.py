@@ -21,6 +21,7 @@ import aiohttp
 import pytest
 from btms_gateway.core import commlog
 from btms_gateway.core.model import Quality
+from btms_gateway.kit.ports import free_tcp_port
 from btms_gateway.kit.testing import GatewayHarness, plant_config
 from prometheus_client.parser import text_string_to_metric_families
 from snmp_support import V2C, agent_address, net_snmp, snmp_settings
@@ -48,12 +49,6 @@ def _plant(
     for i, s in enumerate(data["strings"]):
         s["bus"], s["slave_id"] = buses[i // per_bus]["name"], i % per_bus + 1
     return data
-
-
-def _free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -237,7 +232,7 @@ async def test_a_dead_converter_says_so_once_then_summaries(
     """Nothing listens at the converter's address: before, nothing at all was
     logged (the strings start OFFLINE, so no transition either)."""
     caplog.set_level(logging.INFO, logger=ENGINE)
-    port = _free_tcp_port()
+    port = free_tcp_port()
     data = _plant([_tcp_bus("dead", port)])
     async with GatewayHarness(data, simulate=True, unsimulated=["dead"]) as h:
         await _run_for(h, "dead", 25)

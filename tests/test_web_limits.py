@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import aiohttp
 from attack.net import closed_by_server, closed_unread, connect
 from attack.web import close_held, open_idle, open_stream
 from btms_gateway.core.netguard import FD_RESERVE
+from btms_gateway.kit.ports import FreePorts
 from btms_gateway.protocols.bmsm.simulator import Simulator
 from conftest import require_tool
 from modbus_support import mbpoll
@@ -36,12 +36,6 @@ CLI = [sys.executable, "-m", "btms_gateway.core"]
 STRING_QUALITY = 20  # string unit register: 0 GOOD, 1 STALE, 2 OFFLINE (always readable)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def _limited_gateway(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, int, Any]]:
     """(process, web port, Modbus port, simulator): a gateway limited to
@@ -49,7 +43,8 @@ def _limited_gateway(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], in
     prlimit = require_tool("prlimit", "util-linux")
     sim = Simulator([1], {1: 12}, baud=115200, seed=1, frozen=True, link=str(tmp_path / "tty-b"))
     sim.start()
-    web, modbus = _free_port(), _free_port()
+    ports = FreePorts()
+    web, modbus = ports.tcp(), ports.tcp()
     config = tmp_path / "gw.toml"
     config.write_text(f"""
 [gateway]
