@@ -86,6 +86,7 @@ async def get_text(url: str) -> str:
         return await r.text()
 
 
+@pytest.mark.slow  # ~7 s on a shared 2-core box
 async def test_disk_full_alarms_reach_every_output_then_the_log_catches_up(tmp_path):
     out = tmp_path / "alarms.jsonl"
     bacnet_port = free_udp_port()

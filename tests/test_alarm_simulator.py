@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from alarm_support import harness, show
 from btms_gateway.core.alarm_types import EventKind
 from btms_gateway.core.alarms import baseline
@@ -13,6 +14,7 @@ from btms_gateway.core.alarms.eventlog import EventLog
 from btms_gateway.core.model import Quality
 
 
+@pytest.mark.slow  # ~4 s on a shared 2-core box
 async def test_voltage_crossing_raises_once_after_on_delay_wobble_is_silent_one_clear(tmp_path):
     rule = {"limit": 2.40, "hysteresis": 0.05, "on_delay_s": 1.0, "off_delay_s": 0.5}
     h, rec = harness(tmp_path, {"cell_voltage_high": rule})

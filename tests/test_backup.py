@@ -74,6 +74,7 @@ async def run_cli(*args: str) -> tuple[int, str]:
     return proc.returncode or 0, out.decode()
 
 
+@pytest.mark.slow  # ~5 s on a shared 2-core box
 async def test_backup_while_running_restores_events_alarms_baselines_and_stores(tmp_path):
     live, fresh = tmp_path / "live", tmp_path / "fresh"
     cfg = config_file(tmp_path / "gw.toml", live)
@@ -138,6 +139,7 @@ async def test_backup_while_running_restores_events_alarms_baselines_and_stores(
         log2.close()
 
 
+@pytest.mark.slow  # ~3 s on a shared 2-core box
 async def test_restore_refuses_while_a_gateway_runs_on_the_data_dir(tmp_path):
     source = tmp_path / "source"
     source.mkdir()

@@ -53,6 +53,7 @@ def served(h: GatewayHarness, name: str, attr: str = "presentValue") -> Any:
     return getattr(svc.objects[point.oid], attr)
 
 
+@pytest.mark.slow  # ~4 s on a shared 2-core box
 async def test_cov_on_value_past_increment_and_on_quality_changes() -> None:
     async with device() as (h, address), rusty() as c:
         volts = rid(*_by_name(h)["S1.voltage"].oid)
@@ -257,6 +258,7 @@ async def _subscribe_property(
     return scm
 
 
+@pytest.mark.slow  # ~5 s on a shared 2-core box
 async def test_value_and_quality_changes_are_served_subscribed_or_not() -> None:
     """A subscribed object (kept alive, its monitors told) and an unsubscribed
     one (a view made per request) serve the same truth after every change:

@@ -17,6 +17,7 @@ from dataclasses import replace
 from statistics import fmean
 from typing import Any
 
+import pytest
 from bacpypes3.primitivedata import ObjectIdentifier
 from btms_gateway.core.alarm_types import ObjectPath
 from btms_gateway.core.model import CellReading, CellStatus, Quality, StringSnapshot
@@ -128,6 +129,7 @@ def snapshots(draw: Any) -> StringSnapshot:
 @given(
     st.sampled_from([POINTS, SUMMARY]), st.lists(snapshots(), min_size=1, max_size=12), st.data()
 )
+@pytest.mark.slow  # ~3 s on a shared 2-core box
 def test_every_object_serves_what_the_reference_rule_gives(
     points: list[Any], steps: list[Any], data: Any
 ) -> None:

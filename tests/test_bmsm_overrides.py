@@ -260,6 +260,7 @@ def check_config(tmp: Path, s1: str = "", s2: str = "", rest: str = "") -> tuple
     return r.returncode, r.stderr.splitlines()
 
 
+@pytest.mark.slow  # ~5 s on a shared 2-core box
 def test_check_config_reports_the_override_file_under_its_own_name(tmp_path: Path) -> None:
     (tmp_path / "fw2.toml").write_text("[cell.resistance_mohm]\nbase = 1300\n")
     over = 'register_overrides = "fw2.toml"'  # relative to site.toml's folder
@@ -318,6 +319,7 @@ SIX_VOLT = (
 )
 
 
+@pytest.mark.slow  # ~4 s on a shared 2-core box
 def test_six_volt_blocks_need_an_override_that_widens_the_cell_voltage_range(
     tmp_path: Path,
 ) -> None:
@@ -368,6 +370,7 @@ def test_six_volt_blocks_need_an_override_that_widens_the_cell_voltage_range(
 # -- the export ------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # ~4 s on a shared 2-core box
 def test_export_with_a_config_prints_each_effective_map_with_the_overridden_rows_marked(
     tmp_path: Path,
 ) -> None:

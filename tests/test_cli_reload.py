@@ -104,6 +104,7 @@ def test_sighup_reloads_a_good_file_and_keeps_the_running_config_on_a_bad_one(
     assert gw.proc.poll() is None
 
 
+@pytest.mark.slow  # ~5 s on a shared 2-core box
 def test_a_reload_that_cannot_start_brings_the_previous_config_back(
     running: tuple[RunningGateway, Path, int, int],
 ) -> None:

@@ -200,6 +200,7 @@ def _summaries(lines: list[str], bus: str) -> list[str]:
     return [x for x in lines if x.startswith(f"bus {bus}: in the last ")]
 
 
+@pytest.mark.slow  # ~5 s on a shared 2-core box
 async def test_a_converter_that_accepts_and_closes_logs_its_cause_once_then_summaries(
     caplog: pytest.LogCaptureFixture, quick_summary: float
 ) -> None:
@@ -226,6 +227,7 @@ async def test_a_converter_that_accepts_and_closes_logs_its_cause_once_then_summ
     assert len(lines) == 1 + len(summaries), lines  # nothing else: no line per poll
 
 
+@pytest.mark.slow  # ~5 s on a shared 2-core box
 async def test_a_dead_converter_says_so_once_then_summaries(
     caplog: pytest.LogCaptureFixture, quick_summary: float
 ) -> None:
@@ -248,6 +250,7 @@ async def test_a_dead_converter_says_so_once_then_summaries(
     assert len(lines) == 1 + len(summaries), lines
 
 
+@pytest.mark.slow  # ~9 s on a shared 2-core box
 async def test_a_string_that_never_answers_says_so_once_then_summaries(
     caplog: pytest.LogCaptureFixture, quick_summary: float
 ) -> None:

@@ -11,10 +11,12 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
+import pytest
 from cli_support import CLI, DEMO, demo_default_ports, demo_endpoints, occupying, reading_stdout
 from conftest import wait_for
 
 
+@pytest.mark.slow  # ~9 s on a shared 2-core box
 def test_demo_polls_four_strings_in_two_ups_and_prints_endpoints(tmp_path):
     result = subprocess.run(
         [*DEMO, "--duration", "6", "--data-dir", str(tmp_path)],
@@ -66,6 +68,7 @@ def test_demo_with_its_default_ports_taken_serves_on_free_ones(tmp_path: Path) -
     assert "Traceback" not in proc.stderr.read()  # type: ignore[union-attr]
 
 
+@pytest.mark.slow  # ~3 s on a shared 2-core box
 def test_ctrl_c_leaves_no_folder_in_the_temporary_directory(tmp_path: Path) -> None:
     """Each run used to leave btms-demo-* (the pty's link) and btms-demo-var-*
     (the event log) behind. The demo says where its event log is, and removes
@@ -83,6 +86,7 @@ def test_ctrl_c_leaves_no_folder_in_the_temporary_directory(tmp_path: Path) -> N
     assert list(tmpdir.iterdir()) == []
 
 
+@pytest.mark.slow  # ~5 s on a shared 2-core box
 def test_a_failed_start_leaves_no_folder_either(tmp_path: Path) -> None:
     """The Modbus TCP port is taken (by this test, or by another demo), the
     demo told to use its defaults: the gateway cannot start, the demo exits 1,

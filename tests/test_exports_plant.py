@@ -275,6 +275,7 @@ async def demo_gateway(tmp_path: Path) -> AsyncIterator[tuple[GatewayHarness, di
             sim.stop()
 
 
+@pytest.mark.slow  # ~3 s on a shared 2-core box
 async def test_the_demos_tag_list_is_what_its_modbus_server_serves(tmp_path: Path) -> None:
     text = export("modbus-map", "--format", "csv", "--demo")
     assert "positions 1..120 of every string" in text  # the cell rule, said in the file

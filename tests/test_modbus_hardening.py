@@ -30,6 +30,7 @@ async def _closed_by_server(reader: asyncio.StreamReader, timeout: float) -> boo
         return False
 
 
+@pytest.mark.slow  # ~3 s on a shared 2-core box
 async def test_a_client_outside_the_allowlist_is_refused() -> None:
     async with GatewayHarness(modbus_config(2, 1, allow=["127.0.0.2", "10.0.0.0/8"])) as h:
         port, svc = port_of(h), plugin.service(h.gateway)
@@ -149,6 +150,7 @@ def _fuzz(port: int, frames: int, deadline: float, stop: threading.Event) -> int
     return sent
 
 
+@pytest.mark.slow  # ~8 s on a shared 2-core box
 async def test_ten_thousand_malformed_frames_leave_the_server_serving_others() -> None:
     async with GatewayHarness(modbus_config(2, 1, idle_timeout_s=5.0)) as h:
         port, svc = port_of(h), plugin.service(h.gateway)

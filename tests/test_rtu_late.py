@@ -234,6 +234,7 @@ def _differs(served: list[tuple[Any, ...]], truth: list[tuple[Any, ...]]) -> boo
     )
 
 
+@pytest.mark.slow  # ~12 s on a shared 2-core box
 @pytest.mark.peer
 async def test_late_replies_never_serve_a_shifted_value_as_good() -> None:
     """Issue 23 item 1, the way it was seen: S1 on a pty, S2 behind an RTU over

@@ -355,6 +355,7 @@ class NotifySocket:
         self.sock.close()
 
 
+@pytest.mark.slow  # ~3 s on a shared 2-core box
 @pytest.mark.peer
 def test_gateway_under_mdwe_notifies_ready_watchdog_status_and_stopping(tmp_path):
     from btms_gateway.protocols.bmsm.simulator import Simulator

@@ -126,6 +126,7 @@ WHO = st.sampled_from(["v2c", USER, LIMITED])
           suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
 @given(who=WHO, start=st.lists(oids(), min_size=1, max_size=4),
        n=st.integers(0, 5), m=st.sampled_from([0, 1, 2, 7, 50, 80, 120]))  # fmt: skip
+@pytest.mark.slow  # ~4 s on a shared 2-core box
 def test_fast_getbulk_answers_what_pysnmps_loop_answers(
     rig: Any, who: str, start: list[tuple[int, ...]], n: int, m: int
 ) -> None:

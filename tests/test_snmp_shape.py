@@ -104,6 +104,7 @@ class Plant:
         return f"alarm {n} {kind.value}"
 
 
+@pytest.mark.slow  # ~12 s on a shared 2-core box
 async def test_every_answer_after_a_change_of_shape_is_of_the_new_shape() -> None:
     rng = random.Random(20240611)
     cfg = plant_config(

@@ -15,6 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
 from browser_support import TIMEOUT_MS, chromium
 from btms_gateway.core.model import Quality, StringState
 from btms_gateway.kit.testing import GatewayHarness
@@ -24,6 +25,7 @@ from web_support import ALARMS, PASSWORD, USERS, sim_gateway
 CELLS = {1: 24, 2: 12, 3: 24, 4: 12}  # UPS1 = S1 + S3, UPS2 = S2 + S4
 
 
+@pytest.mark.slow  # ~5 s on a shared 2-core box
 async def test_dashboard_live_chart_alarm_and_acknowledge(tmp_path: Path) -> None:
     web = {"users": USERS, "live_interval_s": 0.1}
     async with (

@@ -160,6 +160,7 @@ def plants(draw: Any) -> PlantSnapshot:
 CACHE = JsonCache()
 
 
+@pytest.mark.slow  # ~4 s on a shared 2-core box
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(plant=plants(), cells=st.booleans(), now=st.none() | st.floats())
 def test_cached_text_equals_plain_serialization(

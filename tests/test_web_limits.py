@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from attack.net import closed_by_server, closed_unread, connect
 from attack.web import close_held, open_idle, open_stream
 from btms_gateway.core.netguard import FD_RESERVE
@@ -101,6 +102,7 @@ async def _until(fetch: Any, want: Any, what: str, timeout: float = 20.0) -> Non
         await asyncio.sleep(0.2)
 
 
+@pytest.mark.slow  # ~4 s on a shared 2-core box
 async def test_idle_connections_leave_descriptors_for_modbus_and_the_serial_port(
     tmp_path: Path,
 ) -> None:
