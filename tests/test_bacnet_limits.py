@@ -163,6 +163,7 @@ def _values(ack: Any) -> dict[tuple[Any, str], bytes]:
     return out
 
 
+@pytest.mark.slow  # ~4 s on a shared 2-core box
 async def test_read_property_multiple_is_answered_in_slices_as_bacpypes3_would() -> None:
     async with device() as (h, _):
         svc = service(h.gateway)

@@ -233,6 +233,7 @@ def test_scan_asks_each_id_once_without_retries() -> None:
     assert link.counters.requests == 8 and link.counters.errors[ErrorKind.TIMEOUT] == 6
 
 
+@pytest.mark.slow  # ~5 s on a shared 2-core box
 def test_scan_text_says_the_time_per_id_and_its_progress() -> None:
     with Simulator([5], cells=12, baud=int(BAUD), frozen=True) as sim:
         r = subprocess.run(

@@ -75,6 +75,7 @@ def assert_config_error(path: Path, expected: str) -> None:
         assert err.splitlines() == [f"{path}: {expected}"], (args, err)
 
 
+@pytest.mark.slow  # ~3 s on a shared 2-core box
 def test_two_buses_on_one_serial_device(tmp_path: Path, case_file: Any) -> None:
     """The second bus names the device through a by-id style symlink."""
     (tmp_path / "by-id").symlink_to(tmp_path / "ttyA")
@@ -111,6 +112,7 @@ def test_a_number_that_is_not_finite(
     assert_config_error(path, f"{key}: expected a finite number, found {value}")
 
 
+@pytest.mark.slow  # ~4 s on a shared 2-core box
 def test_a_ups_and_a_string_of_one_name_with_bacnet(tmp_path: Path, case_file: Any) -> None:
     path = case_file(config(tmp_path, rest='[[ups]]\nname = "S1"\n[plugins.bacnet]\n'))
     assert_config_error(

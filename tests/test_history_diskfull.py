@@ -46,6 +46,7 @@ def _fill(path: Path, leave: int) -> Path:
     return filler
 
 
+@pytest.mark.slow  # ~7 s on a shared 2-core box
 async def test_disk_full_pauses_history_and_it_resumes_by_itself(tmp_path: Path) -> None:
     with small_disk(tmp_path / "small", "8m") as disk:
         config = plant_config(strings=2, ups=1, data_dir=str(disk),

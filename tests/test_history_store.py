@@ -106,6 +106,7 @@ def test_a_year_of_hourly_readings_in_seconds_and_retention_per_tier(tmp_path: P
         assert len(changes[2][0]) > 5
 
 
+@pytest.mark.slow  # ~3 s on a shared 2-core box
 def test_discharge_periods_stay_raw_past_the_raw_retention(tmp_path: Path) -> None:
     rng = random.Random(4)
     readings = []

@@ -12,6 +12,7 @@ from bisect import bisect_right
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from btms_gateway.core.alarm_types import ActiveAlarm, ObjectPath, Severity
 from btms_gateway.core.model import (
     DeviceStatus,
@@ -111,6 +112,7 @@ def same(index: Any, ctx: ServeContext) -> None:
         assert decoded[1].getComponent(True) == ENCODERS[seg.obj.base](raw)
 
 
+@pytest.mark.slow  # ~3 s on a shared 2-core box
 @settings(max_examples=200, deadline=None)
 @given(plants, alarm_sets, st.lists(oids, max_size=20))
 def test_index_finds_what_the_sorted_list_of_instances_finds(

@@ -108,6 +108,7 @@ async def _screenshot(page: Page, tmp_path: Path) -> None:
         shutil.copyfile(shot, target)
 
 
+@pytest.mark.slow  # ~4 s on a shared 2-core box
 async def test_the_dashboard_follows_hash_changes_and_back(tmp_path: Path) -> None:
     async with (
         sim_gateway(tmp_path, {1: 16, 2: 14, 3: 12}) as (gw, svc, _),
