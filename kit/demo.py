@@ -32,11 +32,13 @@ from btms_gateway.core.demo_plant import PLANT, bus_section, demo_config
 from btms_gateway.core.gateway import Gateway
 from btms_gateway.core.hookspecs import hookimpl
 from btms_gateway.core.model import StringSnapshot
-from btms_gateway.core.plugin_manager import create_manager
-from btms_gateway.core.registry import validate_config
+from btms_gateway.core.plugin_manager import FailureLog, create_manager
+from btms_gateway.core.registry import config_sections, validate_config
 from btms_gateway.core.runner import run_until_signalled
 from btms_gateway.protocols.bmsm.simulator import Simulator
 from btms_gateway.protocols.bmsm.simulator.control import ControlServer, Target
+
+from .ports import FreePorts, with_free_ports
 
 log = logging.getLogger("btms_gateway.demo")
 
@@ -135,22 +137,32 @@ def endpoints(loaded: Any) -> list[str]:
     default=None,
     help="Where the event log goes (default: a temporary folder, removed at exit).",
 )
-def demo(seed: int, duration: float | None, data_dir: str | None) -> None:
+@click.option(
+    "--free-ports",
+    is_flag=True,
+    help="Every listener on a free port of 127.0.0.1 instead of its default "
+    "(another gateway or demo holds the defaults); the ports are printed.",
+)
+def demo(seed: int, duration: float | None, data_dir: str | None, free_ports: bool) -> None:
     """Run the gateway on simulated strings: 2 UPS, 4 strings (one of 120 cells),
-    every plugin on its demo port on 127.0.0.1."""
+    every plugin on its demo port on 127.0.0.1 (or on free ports)."""
     folder = Path(tempfile.mkdtemp(prefix="btms-demo-"))
     # pysnmp keeps its engine's boot count under gettempdir() (__pysnmp/ENGINE-ID/):
     # in the demo's folder, it goes with the rest
     tempdir, tempfile.tempdir = tempfile.tempdir, str(folder)
     try:
-        sys.exit(run_demo(seed, duration, Path(data_dir) if data_dir else None, folder))
+        data = Path(data_dir) if data_dir else None
+        sys.exit(run_demo(seed, duration, data, folder, free_ports))
     finally:
         tempfile.tempdir = tempdir
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def run_demo(seed: int, duration: float | None, data_dir: Path | None, folder: Path) -> int:
-    """The demo in ``folder``, a temporary folder the caller removes; the exit status."""
+def run_demo(
+    seed: int, duration: float | None, data_dir: Path | None, folder: Path, free_ports: bool = False
+) -> int:
+    """The demo in ``folder``, a temporary folder the caller removes; the exit status.
+    ``free_ports``: the listeners the demo would put on their defaults get free ports."""
     pm = create_manager()
     sims, buses = start_simulators(seed, folder)
     control = None
@@ -163,6 +175,16 @@ def run_demo(seed: int, duration: float | None, data_dir: Path | None, folder: P
         control = ControlServer(folder / "control.sock", targets).start()
         left_out: dict[str, str] = {}
         data = demo_config(buses, str(data_dir or folder / "var"), pm, left_out)
+        if free_ports:
+            sections = config_sections(pm, FailureLog())
+            # a plugin that may be left out of the demo (``demo_unavailable``) is a
+            # client: its port is its server's, not one to move
+            listeners = {
+                name: section
+                for name, section in data["plugins"].items()
+                if not hasattr(sections.get(name), "demo_unavailable")
+            }
+            data["plugins"] |= with_free_ports(listeners, sections, FreePorts())
         pm.register(StatusPrinter(), name="demo-status")
         data["plugins"]["demo-status"] = {}
         loaded = validate_config(data, "<demo>", pm)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -12,17 +14,65 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+from btms_gateway.core.demo_plant import demo_config
+from btms_gateway.core.plugin_manager import FailureLog, create_manager
+from btms_gateway.core.registry import config_sections
+from btms_gateway.kit.ports import listen_port
+
 CLI = [sys.executable, "-m", "btms_gateway.core"]
-#: the ports `btms-gateway demo` serves on (fixed: its plugins' defaults)
-DEMO_PORTS = (("tcp", 5020), ("udp", 1161), ("udp", 47808), ("tcp", 8080))
+#: `btms-gateway demo` with every listener on a free port (`--free-ports`):
+#: its defaults (8080, 5020, ...) may be held by a gateway or demo on this machine
+DEMO = [*CLI, "--log-level", "WARNING", "demo", "--free-ports"]
+#: the port in an endpoint line of the demo's "serving:" list
+ENDPOINT_PORT = re.compile(r"\bport=(\d+)|\baddress=\S+:(\d+)")
 
 
-def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def demo_default_ports() -> set[int]:
+    """The ports the demo's listeners take when not told `--free-ports`: each
+    plugin's default ``port`` or BACnet/IP ``address`` port."""
+    pm = create_manager()
+    sections = config_sections(pm, FailureLog())
+    ports = set()
+    for name, section in demo_config([], "/nonexistent", pm)["plugins"].items():
+        if hasattr(sections[name], "demo_unavailable"):
+            continue  # a client: its port is a server's
+        values = sections[name].model_validate(section).model_dump()
+        with contextlib.suppress(KeyError):
+            ports.add(listen_port({k: v for k, v in values.items() if k in ("port", "address")}))
+    return ports
+
+
+def demo_endpoints(lines: list[str]) -> dict[str, int]:
+    """{plugin: port} from the demo's "serving:" list among its output ``lines``."""
+    served = {}
+    for line in lines[lines.index("serving:\n") + 1 :]:
+        if not line.startswith("  "):
+            break
+        name, _, where = line.strip().partition(" ")
+        match = ENDPOINT_PORT.search(where)
+        if match:
+            served[name] = int(match[1] or match[2])
+    return served
+
+
+@contextmanager
+def occupying(ports: set[int]) -> Iterator[set[int]]:
+    """Holds each of ``ports`` of 127.0.0.1 for TCP and UDP while the block runs
+    (one already held by someone else is as good): the ports it holds."""
+    with contextlib.ExitStack() as stack:
+        held = set()
+        for port in ports:
+            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                s = stack.enter_context(socket.socket(socket.AF_INET, kind))
+                with contextlib.suppress(OSError):
+                    s.bind(("127.0.0.1", port))
+                    if kind == socket.SOCK_STREAM:
+                        s.listen()
+                    held.add(port)
+        yield held
 
 
 def port_free(kind: str, port: int) -> bool:
@@ -110,3 +160,12 @@ class RunningGateway:
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
+
+
+def check(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "btms_gateway.core", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tls_support import make_pki
 
 # bench/attack/: the hostile clients bench/attack.py runs, shared with the tests'
 # short versions of its attacks (import attack.modbus, attack.web, ...)
@@ -65,3 +66,10 @@ slave_id = 1
 path = "{tmp_path / "out.jsonl"}"
 """)
     return path
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> dict[str, str]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate
+    (paths, see ``tls_support.make_pki``), in the test's ``tmp_path``."""
+    return make_pki(tmp_path)

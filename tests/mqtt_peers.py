@@ -34,18 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from btms_gateway.kit.ports import FreePorts
 from conftest import require_tool, wait_for
 
 HERE = Path(__file__).resolve().parent
 PYSPARKPLUG = "pysparkplug==0.6.1"
 USER, PASSWORD = "gateway", "s3cret-pa55"
 OBSERVER, OBSERVER_PASSWORD = "observer", "watch-1t-all"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- a test PKI ------------------------------------------------------------------------
@@ -137,8 +132,9 @@ class Mosquitto:
         self.exe = str(sbin) if sbin.exists() else require_tool("mosquitto", "mosquitto")
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.tls_port = free_port() if tls else None
+        ports = FreePorts()
+        self.port = ports.tcp()
+        self.tls_port = ports.tcp() if tls else None
         self.pki = make_pki(workdir) if tls else None
         passwd = workdir / "passwd"
         tool = require_tool("mosquitto_passwd", "mosquitto")

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from btms_gateway.core.alarm_types import EventKind
 from btms_gateway.core.alarms import inbox
 from btms_gateway.core.alarms.config import AlarmsSection
@@ -125,6 +126,7 @@ slave_id = 1
     assert "cell_voltage_high:A:3" not in r.output
 
 
+@pytest.mark.slow  # ~4 s on a shared 2-core box
 def test_ack_from_another_process_reaches_the_running_engine(tmp_path: Path):
     db = tmp_path / "events.sqlite"
     engine, seen = running_engine(db)

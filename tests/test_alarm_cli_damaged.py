@@ -12,6 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from btms_gateway.core.alarm_types import AlarmEvent, EventKind, ObjectPath, Severity
 from btms_gateway.core.alarms.eventlog import EventLog
 from cli_support import CLI
@@ -65,6 +66,7 @@ def run_all(path: Path, commands: list[list[str]]) -> list[tuple[list[str], int,
     return out
 
 
+@pytest.mark.slow  # ~9 s on a shared 2-core box
 def test_a_file_that_is_not_sqlite_is_named_by_every_command(tmp_path: Path) -> None:
     path = tmp_path / "events.sqlite"
     path.write_bytes(bytes(range(256)) * 64)
@@ -74,6 +76,7 @@ def test_a_file_that_is_not_sqlite_is_named_by_every_command(tmp_path: Path) -> 
         ), args  # fmt: skip
 
 
+@pytest.mark.slow  # ~8 s on a shared 2-core box
 def test_a_damaged_page_met_while_reading_is_named(tmp_path: Path) -> None:
     path = damaged_in_the_middle(tmp_path)
     for args, status, err in run_all(path, COMMANDS):

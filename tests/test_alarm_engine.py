@@ -9,47 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
+from alarm_support import Rig, settings
 from btms_gateway.core.alarm_types import AlarmEvent, EventKind, Severity
 from btms_gateway.core.alarms.config import AlarmsSection
 from btms_gateway.core.alarms.engine import AlarmEngine
 from btms_gateway.core.alarms.eventlog import EventLog
-from btms_gateway.core.model import PlantSnapshot, Quality, StringAlarm
+from btms_gateway.core.model import Quality, StringAlarm
 from btms_gateway.kit import synthetic as sy
-
-
-class Rig:
-    """One engine + log + the events it emitted, with a plant of strings A (and B)."""
-
-    def __init__(self, path: Path, settings: AlarmsSection, names: tuple[str, ...] = ("A",)):
-        self.path = path
-        self.settings = settings
-        self.log = EventLog(path)
-        self.events = sy.Emitted()
-        self.engine = AlarmEngine(settings, self.log, self.events)
-        self.plant: PlantSnapshot = sy.plant(
-            *(sy.string(n, None, quality=Quality.OFFLINE, index=i + 1) for i, n in enumerate(names))
-        )
-        self.engine.restore(self.plant)
-
-    def feed(self, at: float, name: str = "A", quality: Quality = Quality.GOOD, **kw: object):
-        alarms = kw.pop("alarms", StringAlarm.NONE)
-        current = kw.pop("current", 0.5)
-        r = sy.reading(at, sy.cells(**kw), alarms=alarms, current=current)  # type: ignore[arg-type]
-        self.publish(name, r, quality, changed_at=0.0)
-
-    def publish(self, name: str, r, quality: Quality, changed_at: float) -> None:
-        old = self.plant.strings[name]
-        s = sy.string(name, r, quality=quality, index=old.index, changed_at=changed_at)
-        self.plant = sy.with_string(self.plant, s)
-        self.engine.on_string(s, self.plant)
-
-    def kinds(self, alarm_id: str) -> list[EventKind]:
-        return [e.kind for e in self.events if e.alarm_id == alarm_id]
-
-
-def settings(**rules: dict) -> AlarmsSection:
-    return AlarmsSection.model_validate({"rules": rules, "baseline_readings": 3})
-
 
 V17 = "cell_voltage_high:A:17"
 NOW = {"on_delay_s": 0, "off_delay_s": 0}

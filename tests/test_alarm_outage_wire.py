@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bacnet_support import PI, rid, rusty
 from btms_gateway.core import hookimpl
 from btms_gateway.core.alarm_types import AlarmEvent, EventKind
 from btms_gateway.core.model import Quality
@@ -25,11 +26,10 @@ from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.modbus_tcp import plugin as modbus_plugin
 from btms_gateway.plugins.web.plugin import service as web_service
 from fs_support import fill, tmpfs
+from modbus_support import mbpoll
 from prometheus_client.parser import text_string_to_metric_families
-from test_bacnet_device import PI, rid, rusty
-from test_modbus_support import mbpoll
-from test_snmp_support import V2C, TrapReceiver, agent_address, net_snmp, snmp_settings
-from test_web_support import get_json
+from snmp_support import V2C, TrapReceiver, agent_address, net_snmp, snmp_settings
+from web_support import get_json
 
 pytestmark = pytest.mark.peer
 
@@ -89,6 +89,7 @@ async def get_text(url: str) -> str:
         return await r.text()
 
 
+@pytest.mark.slow  # ~7 s on a shared 2-core box
 async def test_disk_full_alarms_reach_every_output_then_the_log_catches_up(tmp_path):
     out = tmp_path / "alarms.jsonl"
     bacnet_port = free_udp_port()

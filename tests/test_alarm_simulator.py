@@ -5,57 +5,16 @@ events through the ``alarm_event`` hook."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
-from btms_gateway.core import hookimpl
-from btms_gateway.core.alarm_types import AlarmEvent, EventKind
+import pytest
+from alarm_support import harness, show
+from btms_gateway.core.alarm_types import EventKind
 from btms_gateway.core.alarms import baseline
 from btms_gateway.core.alarms.eventlog import EventLog
 from btms_gateway.core.model import Quality
-from btms_gateway.kit.testing import GatewayHarness, plant_config
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[AlarmEvent] = []
-
-    @hookimpl
-    def alarm_event(self, event):
-        self.events.append(event)
-
-    def of(self, alarm_id: str) -> list[EventKind]:
-        return [e.kind for e in self.events if e.alarm_id == alarm_id]
-
-
-def harness(tmp_path: Path, rules: dict, **alarms: object) -> tuple[GatewayHarness, Recorder]:
-    bus = {"name": "bus1", "port": "/placeholder", "baudrate": 115200, "timeout_s": 0.15}
-    data = plant_config(
-        strings=1, ups=1, buses=[bus], plugins={"rec": {}}, data_dir=str(tmp_path),
-        poll_interval_s=0.2, offline_after_failures=2,
-    )  # fmt: skip
-    data["alarms"] = {"rules": rules, **alarms}
-    recorder = Recorder()
-    h = GatewayHarness(data, simulate=True, alarms=True, extra_plugins={"rec": recorder})
-    return h, recorder
-
-
-async def show(h: GatewayHarness, cell: int, field: str, value: float) -> None:
-    """Set a cell in the simulator and wait until the gateway has evaluated a
-    poll that carries it (the store is updated in the same call that
-    evaluates alarms), then one more poll, so the value was seen at least twice."""
-    sim, slave = h.sim_for("S1")
-    sim.set_cell(slave, cell, **{field: value})
-
-    def read_at_with_value() -> float | None:
-        r = h.gateway.store.string("S1").reading
-        return r.read_at if r is not None and getattr(r.cells[cell - 1], field) == value else None
-
-    first = await h.wait_until(read_at_with_value, what=f"cell {cell} {field} = {value}")
-    await h.wait_until(
-        lambda: (read_at_with_value() or 0) > first, what=f"a second poll with {field} = {value}"
-    )
-
-
+@pytest.mark.slow  # ~4 s on a shared 2-core box
 async def test_voltage_crossing_raises_once_after_on_delay_wobble_is_silent_one_clear(tmp_path):
     rule = {"limit": 2.40, "hysteresis": 0.05, "on_delay_s": 1.0, "off_delay_s": 0.5}
     h, rec = harness(tmp_path, {"cell_voltage_high": rule})

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from btms_gateway.core.model import Quality, StringAlarm
 from btms_gateway.kit.testing import GatewayHarness, plant_config
-from test_snmp_support import V2C, TrapReceiver, agent_address, net_snmp, snmp_settings
+from snmp_support import V2C, TrapReceiver, agent_address, net_snmp, snmp_settings
 
 pytestmark = pytest.mark.peer
 
@@ -31,6 +31,7 @@ async def cycles(h: GatewayHarness, n: int) -> None:
     )
 
 
+@pytest.mark.slow  # ~9 s on a shared 2-core box
 async def test_two_faulty_ups_one_alarm_each_no_flapping_cleared_per_ups() -> None:
     async with TrapReceiver() as rx:
         snmp = snmp_settings(receivers=[rx.receiver("noc")], engine_id=ENGINE_ID)

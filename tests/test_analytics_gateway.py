@@ -20,7 +20,7 @@ from btms_gateway.core.model import Quality
 from btms_gateway.kit.testing import GatewayHarness, plant_config
 from click.testing import CliRunner
 from conftest import waiting_gateway_config
-from test_web_support import PASSWORD, USERS, get_json
+from web_support import PASSWORD, USERS, get_json
 
 FAST = {"on_delay_s": 0.5, "off_delay_s": 0.5}
 

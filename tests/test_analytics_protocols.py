@@ -32,9 +32,9 @@ from btms_gateway.plugins.bacnet.plugin import service as bacnet_service
 from btms_gateway.plugins.modbus_tcp.map import point
 from btms_gateway.plugins.web.plugin import service as web_service
 from btms_gateway.protocols.bmsm.simulator.control import ControlServer, Target
+from modbus_support import mbpoll, port_of
 from prometheus_client.parser import text_string_to_metric_families
-from test_modbus_support import mbpoll, port_of
-from test_snmp_support import V2C, agent_address, net_snmp, snmp_settings
+from snmp_support import V2C, agent_address, net_snmp, snmp_settings
 
 pytestmark = pytest.mark.peer
 

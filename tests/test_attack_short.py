@@ -27,6 +27,7 @@ _spec.loader.exec_module(attack_bench)
 pytestmark = pytest.mark.peer  # prlimit
 
 
+@pytest.mark.slow  # ~65 s: every hostile client in turn
 async def test_every_attack_leaves_the_plant_served() -> None:
     # strings of 12 cells: the device measures 20..800 V, so fewer would never be GOOD
     result = await attack_bench.run(strings=2, cells=12, seconds=2.0, log=lambda *a: None)

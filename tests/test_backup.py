@@ -19,15 +19,14 @@ import threading
 from pathlib import Path
 
 import pytest
+from alarm_support import harness, show
+from backup_support import cli, snapshot
 from btms_gateway.core.alarms import baseline
 from btms_gateway.core.alarms.eventlog import EventLog
-from btms_gateway.core.cli import build_cli
 from btms_gateway.core.datadir import LOCK_NAME
 from btms_gateway.core.gateway import GatewayStartError
 from btms_gateway.core.model import Quality
 from btms_gateway.kit.testing import GatewayHarness, plant_config
-from click.testing import CliRunner
-from test_alarm_simulator import harness, show
 
 RULES = {"cell_voltage_high": {"on_delay_s": 0, "off_delay_s": 0}}
 HIGH = "cell_voltage_high:S1:3"
@@ -36,21 +35,6 @@ HIGH = "cell_voltage_high:S1:3"
 def config_file(path: Path, data_dir: Path) -> Path:
     path.write_text(f'[gateway]\nname = "backup test"\ndata_dir = "{data_dir}"\n')
     return path
-
-
-def cli(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(build_cli(), list(args))
-    return result.exit_code, result.output
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file under ``folder`` with its bytes (to show a refusal changed
-    nothing), but the lock file, which restore takes as a gateway would."""
-    return {
-        str(p.relative_to(folder)): p.read_bytes()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != LOCK_NAME
-    }
 
 
 class StoreWriter:
@@ -90,6 +74,7 @@ async def run_cli(*args: str) -> tuple[int, str]:
     return proc.returncode or 0, out.decode()
 
 
+@pytest.mark.slow  # ~5 s on a shared 2-core box
 async def test_backup_while_running_restores_events_alarms_baselines_and_stores(tmp_path):
     live, fresh = tmp_path / "live", tmp_path / "fresh"
     cfg = config_file(tmp_path / "gw.toml", live)
@@ -154,6 +139,7 @@ async def test_backup_while_running_restores_events_alarms_baselines_and_stores(
         log2.close()
 
 
+@pytest.mark.slow  # ~3 s on a shared 2-core box
 async def test_restore_refuses_while_a_gateway_runs_on_the_data_dir(tmp_path):
     source = tmp_path / "source"
     source.mkdir()

@@ -17,9 +17,9 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from backup_support import cli, snapshot
+from bmsm_support import SHIFTED
 from btms_gateway.core.backup.references import installed_sections, named_files, value_at
-from test_backup import cli, snapshot
-from test_bmsm_overrides import SHIFTED
 
 #: a second firmware: its ambient temperature reads 0x7FFF without a sensor
 FW_ABS = "[string.ambient_temperature_c]\nno_sensor = 0x7FFF\n"

@@ -7,11 +7,11 @@ low-limit of it and a charge-current alarm a high-limit."""
 from __future__ import annotations
 
 import pytest
+from bacnet_support import PI, SIM_CELLS, _by_name, config, rid, rusty
 from btms_gateway.core.alarms.rules import RULES
 from btms_gateway.core.model import Quality
 from btms_gateway.kit.ports import free_udp_port
 from btms_gateway.kit.testing import GatewayHarness
-from test_bacnet_device import PI, SIM_CELLS, _by_name, config, rid, rusty
 
 pytestmark = pytest.mark.peer
 

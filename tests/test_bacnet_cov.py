@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from bacnet_support import PI, _by_name, device, next_for, poll, rid, rusty, sim, truth
 from bacpypes3.apdu import SimpleAckPDU, SubscribeCOVPropertyRequest
 from bacpypes3.pdu import Address
 from bacpypes3.service.cov import SubscriptionContextManager
@@ -30,21 +31,8 @@ from btms_gateway.kit.events import active_alarm
 from btms_gateway.kit.ports import free_udp_port
 from btms_gateway.kit.testing import GatewayHarness
 from btms_gateway.plugins.bacnet.plugin import service
-from test_bacnet_device import PI, _by_name, device, poll, rid, rusty, sim, truth
 
 IN_ALARM, FAULT = 0x80, 0x40
-
-
-async def next_for(it: Any, monitored: Any, timeout: float = 3.0) -> dict[str, Any]:
-    """The next notification about ``monitored``: {property name: value}."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"no COV notification for {monitored} within {timeout} s")
-        n = await asyncio.wait_for(it.__anext__(), left)
-        if n.monitored_object_identifier == monitored:
-            return {str(v["property_id"]).split(".")[-1]: v["value"].value for v in n.values}
 
 
 def flags(values: dict[str, Any]) -> int:
@@ -68,6 +56,7 @@ def served(h: GatewayHarness, name: str, attr: str = "presentValue") -> Any:
     return getattr(svc.objects[point.oid], attr)
 
 
+@pytest.mark.slow  # ~4 s on a shared 2-core box
 async def test_cov_on_value_past_increment_and_on_quality_changes() -> None:
     async with device() as (h, address), rusty() as c:
         volts = rid(*_by_name(h)["S1.voltage"].oid)
@@ -292,6 +281,7 @@ async def _subscribe_property(
     return scm
 
 
+@pytest.mark.slow  # ~5 s on a shared 2-core box
 async def test_value_and_quality_changes_are_served_subscribed_or_not() -> None:
     """A subscribed object (kept alive, its monitors told) and an unsubscribed
     one (a view made per request) serve the same truth after every change:

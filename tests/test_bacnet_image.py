@@ -18,6 +18,7 @@ from dataclasses import replace
 from statistics import fmean
 from typing import Any
 
+import pytest
 from bacpypes3.primitivedata import ObjectIdentifier
 from btms_gateway.core import api
 from btms_gateway.core.alarm_types import ObjectPath
@@ -157,6 +158,7 @@ def snapshots(draw: Any) -> StringSnapshot:
     st.lists(snapshots(), min_size=1, max_size=12),
     st.data(),
 )
+@pytest.mark.slow  # ~3 s on a shared 2-core box
 def test_every_object_serves_what_the_reference_rule_gives(
     points: list[Any], steps: list[Any], data: Any
 ) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import rusty_bacnet as rb
 from attack.bacnet import Raw, read_property, subscribe_cov
+from bacnet_support import DEVICE, PI, _by_name, device, rid
 from bacpypes3.apdu import (
     AbortPDU,
     APCISequence,
@@ -30,7 +31,6 @@ from btms_gateway.kit.bacnet_client import oid
 from btms_gateway.kit.ports import free_udp_port
 from btms_gateway.plugins.bacnet import rpm
 from btms_gateway.plugins.bacnet.plugin import service
-from test_bacnet_device import DEVICE, PI, _by_name, device, rid
 
 APDU_TIMEOUT_MS = 2000
 REJECT, ABORT, SEGMENT_ACK = 0x6, 0x7, 0x4
@@ -164,6 +164,7 @@ def _values(ack: Any) -> dict[tuple[Any, str], bytes]:
     return out
 
 
+@pytest.mark.slow  # ~4 s on a shared 2-core box
 async def test_read_property_multiple_is_answered_in_slices_as_bacpypes3_would() -> None:
     async with device() as (h, _):
         svc = service(h.gateway)

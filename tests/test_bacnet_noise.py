@@ -9,8 +9,8 @@ import logging
 import random
 import socket
 
+from bacnet_support import DEVICE, PI, device, rid, rusty
 from btms_gateway.plugins.bacnet.plugin import service
-from test_bacnet_device import DEVICE, PI, device, rid, rusty
 
 
 def hostile(rng: random.Random) -> bytes:

@@ -11,11 +11,10 @@ the UPS voltage and reads it after each burst.
 from __future__ import annotations
 
 import pytest
+from bacnet_support import PI, next_for, rid, rusty
 from btms_gateway.kit.ports import free_udp_port
 from btms_gateway.kit.testing import GatewayHarness, make_reading, plant_config
 from btms_gateway.plugins.bacnet.plugin import service
-from test_bacnet_cov import next_for
-from test_bacnet_device import PI, rid, rusty
 
 BURSTS = 5
 STEP_V = 10.0  # far above the UPS voltage's COV increment (0.5 V)

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from bmsm_support import SHIFTED
 from btms_gateway.core.config_base import Problem
 from btms_gateway.core.config_load import ConfigError, profile_checks
 from btms_gateway.core.model import Quality
@@ -28,7 +29,6 @@ from cli_support import CLI
 from conftest import wait_for
 
 #: a firmware that numbers its cells from 1: cell i (0-based) at base + i + 1
-SHIFTED = "".join(f"[cell.{a.field}]\nbase = {a.base + 1}\n" for a in CELL_ARRAYS)
 STRING_NAMES = (
     "['voltage_v', 'current_a', 'soc_pct', 'balance_pct', 'state', 'cell_count', "
     "'ambient_temperature_c', 'ambient_humidity_pct', 'alarms', 'relay_closed', 'aux_input_on']"
@@ -260,6 +260,7 @@ def check_config(tmp: Path, s1: str = "", s2: str = "", rest: str = "") -> tuple
     return r.returncode, r.stderr.splitlines()
 
 
+@pytest.mark.slow  # ~5 s on a shared 2-core box
 def test_check_config_reports_the_override_file_under_its_own_name(tmp_path: Path) -> None:
     (tmp_path / "fw2.toml").write_text("[cell.resistance_mohm]\nbase = 1300\n")
     over = 'register_overrides = "fw2.toml"'  # relative to site.toml's folder
@@ -318,6 +319,7 @@ SIX_VOLT = (
 )
 
 
+@pytest.mark.slow  # ~4 s on a shared 2-core box
 def test_six_volt_blocks_need_an_override_that_widens_the_cell_voltage_range(
     tmp_path: Path,
 ) -> None:
@@ -368,6 +370,7 @@ def test_six_volt_blocks_need_an_override_that_widens_the_cell_voltage_range(
 # -- the export ------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # ~4 s on a shared 2-core box
 def test_export_with_a_config_prints_each_effective_map_with_the_overridden_rows_marked(
     tmp_path: Path,
 ) -> None:
@@ -442,7 +445,7 @@ async def test_default_gateway_refuses_a_shifted_map_the_override_reads_it_exact
     matching override: GOOD, and what REST serves for it equals the
     simulator's truth, every cell."""
     from btms_gateway.plugins.web.plugin import service
-    from test_web_support import get_json
+    from web_support import get_json
 
     (tmp_path / "fw.toml").write_text(SHIFTED)
     shifted = load_map(tmp_path / "fw.toml")

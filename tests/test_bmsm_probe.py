@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bmsm_support import SHIFTED
 from btms_gateway.core.cli import build_cli
 from btms_gateway.core.model import CellStatus
 from btms_gateway.core.profiles import ErrorKind
@@ -25,7 +26,6 @@ from btms_gateway.protocols.rtu import open_link
 from cli_support import CLI
 from click.testing import CliRunner, Result
 
-SHIFTED = "".join(f"[cell.{a.field}]\nbase = {a.base + 1}\n" for a in CELL_ARRAYS)
 BAUD = "115200"
 
 
@@ -233,6 +233,7 @@ def test_scan_asks_each_id_once_without_retries() -> None:
     assert link.counters.requests == 8 and link.counters.errors[ErrorKind.TIMEOUT] == 6
 
 
+@pytest.mark.slow  # ~5 s on a shared 2-core box
 def test_scan_text_says_the_time_per_id_and_its_progress() -> None:
     with Simulator([5], cells=12, baud=int(BAUD), frozen=True) as sim:
         r = subprocess.run(

@@ -177,6 +177,7 @@ WORDS = st.one_of(st.sampled_from([0, 1, 0x7FFF, 0x8000, 0xFFFF]), st.integers(0
     words=st.lists(st.lists(WORDS, min_size=120, max_size=120), min_size=5, max_size=5),
     statuses=st.lists(st.sampled_from([0, 0, 0, 1, 2, 3, 4, 0x101]), min_size=120, max_size=120),
 )
+@pytest.mark.slow  # ~6 s on a shared 2-core box
 def test_cells_decode_as_one_register_at_a_time(
     count: int, words: list[list[int]], statuses: list[int]
 ) -> None:

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from btms_gateway.core.version import __version__
 from conftest import waiting_gateway_config
 
@@ -41,6 +42,7 @@ def test_a_plugin_adds_a_command(tmp_path):
     assert result.stdout.splitlines() == ["alarm:alarm\t1", "reading:A1\t1"]
 
 
+@pytest.mark.slow  # ~3 s on a shared 2-core box
 def test_sigterm_and_sigint_stop_the_gateway_cleanly_within_2_s(tmp_path):
     config = waiting_gateway_config(tmp_path)
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -31,6 +31,7 @@ def test_run_takes_the_file_both_ways(tmp_path: Path, form: list[str]) -> None:
         assert gw.stop() == 0, "\n".join(gw.log)
 
 
+@pytest.mark.slow  # ~12 s on a shared 2-core box
 @pytest.mark.parametrize("command", ["check-config", "run"])
 def test_no_file_or_two_files_is_a_usage_error(tmp_path: Path, command: str) -> None:
     config = waiting_gateway_config(tmp_path)

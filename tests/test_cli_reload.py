@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import RunningGateway, free_tcp_port
+from btms_gateway.kit.ports import FreePorts
+from cli_support import RunningGateway
 from conftest import waiting_gateway_config
 from pymodbus.client import ModbusTcpClient
 
@@ -42,7 +43,8 @@ def running(tmp_path: Path) -> Iterator[tuple[RunningGateway, Path, int, int]]:
     """`btms-gateway run FILE` with string A1 polled every 0.5 s, web and
     Modbus on free ports: (process, FILE, web port, Modbus port). It must
     still stop cleanly at the end."""
-    web, modbus = free_tcp_port(), free_tcp_port()
+    ports = FreePorts()
+    web, modbus = ports.tcp(), ports.tcp()
     config = write_config(tmp_path, string="A1", interval=0.5, web=web, modbus=modbus)
     gw = RunningGateway(str(config))
     try:
@@ -102,6 +104,7 @@ def test_sighup_reloads_a_good_file_and_keeps_the_running_config_on_a_bad_one(
     assert gw.proc.poll() is None
 
 
+@pytest.mark.slow  # ~5 s on a shared 2-core box
 def test_a_reload_that_cannot_start_brings_the_previous_config_back(
     running: tuple[RunningGateway, Path, int, int],
 ) -> None:

@@ -21,10 +21,11 @@ import aiohttp
 import pytest
 from btms_gateway.core import commlog
 from btms_gateway.core.model import Quality
+from btms_gateway.kit.ports import free_tcp_port
 from btms_gateway.kit.testing import GatewayHarness, plant_config
 from prometheus_client.parser import text_string_to_metric_families
-from test_snmp_support import V2C, agent_address, net_snmp, snmp_settings
-from test_web_support import get_json
+from snmp_support import V2C, agent_address, net_snmp, snmp_settings
+from web_support import get_json
 
 ENGINE = "btms_gateway.engine"
 
@@ -48,12 +49,6 @@ def _plant(
     for i, s in enumerate(data["strings"]):
         s["bus"], s["slave_id"] = buses[i // per_bus]["name"], i % per_bus + 1
     return data
-
-
-def _free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -205,6 +200,7 @@ def _summaries(lines: list[str], bus: str) -> list[str]:
     return [x for x in lines if x.startswith(f"bus {bus}: in the last ")]
 
 
+@pytest.mark.slow  # ~5 s on a shared 2-core box
 async def test_a_converter_that_accepts_and_closes_logs_its_cause_once_then_summaries(
     caplog: pytest.LogCaptureFixture, quick_summary: float
 ) -> None:
@@ -231,13 +227,14 @@ async def test_a_converter_that_accepts_and_closes_logs_its_cause_once_then_summ
     assert len(lines) == 1 + len(summaries), lines  # nothing else: no line per poll
 
 
+@pytest.mark.slow  # ~5 s on a shared 2-core box
 async def test_a_dead_converter_says_so_once_then_summaries(
     caplog: pytest.LogCaptureFixture, quick_summary: float
 ) -> None:
     """Nothing listens at the converter's address: before, nothing at all was
     logged (the strings start OFFLINE, so no transition either)."""
     caplog.set_level(logging.INFO, logger=ENGINE)
-    port = _free_tcp_port()
+    port = free_tcp_port()
     data = _plant([_tcp_bus("dead", port)])
     async with GatewayHarness(data, simulate=True, unsimulated=["dead"]) as h:
         await _run_for(h, "dead", 25)
@@ -253,6 +250,7 @@ async def test_a_dead_converter_says_so_once_then_summaries(
     assert len(lines) == 1 + len(summaries), lines
 
 
+@pytest.mark.slow  # ~9 s on a shared 2-core box
 async def test_a_string_that_never_answers_says_so_once_then_summaries(
     caplog: pytest.LogCaptureFixture, quick_summary: float
 ) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -11,6 +9,7 @@ import pytest
 from btms_gateway.core.config_load import ConfigError
 from btms_gateway.core.plugin_manager import create_manager
 from btms_gateway.core.registry import load_config
+from cli_support import check
 
 GOOD = """
 [gateway]
@@ -48,15 +47,6 @@ def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "gateway.toml"
     path.write_text(textwrap.dedent(text))
     return path
-
-
-def check(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "btms_gateway.core", "check-config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def problems(path: Path) -> list[str]:

@@ -75,6 +75,7 @@ def assert_config_error(path: Path, expected: str) -> None:
         assert err.splitlines() == [f"{path}: {expected}"], (args, err)
 
 
+@pytest.mark.slow  # ~3 s on a shared 2-core box
 def test_two_buses_on_one_serial_device(tmp_path: Path, case_file: Any) -> None:
     """The second bus names the device through a by-id style symlink."""
     (tmp_path / "by-id").symlink_to(tmp_path / "ttyA")
@@ -101,6 +102,7 @@ def test_two_buses_on_one_converter_port(tmp_path: Path, case_file: Any) -> None
         ("rest", "[plugins.modbus_tcp]", "plugins.modbus_tcp.idle_timeout_s", "-inf"),
     ],
 )
+@pytest.mark.slow  # ~3 s on a shared 2-core box
 def test_a_number_that_is_not_finite(
     tmp_path: Path, case_file: Any, section: str, where: str, key: str, value: str
 ) -> None:
@@ -110,6 +112,7 @@ def test_a_number_that_is_not_finite(
     assert_config_error(path, f"{key}: expected a finite number, found {value}")
 
 
+@pytest.mark.slow  # ~4 s on a shared 2-core box
 def test_a_ups_and_a_string_of_one_name_with_bacnet(tmp_path: Path, case_file: Any) -> None:
     path = case_file(config(tmp_path, rest='[[ups]]\nname = "S1"\n[plugins.bacnet]\n'))
     assert_config_error(
@@ -119,6 +122,7 @@ def test_a_ups_and_a_string_of_one_name_with_bacnet(tmp_path: Path, case_file: A
     )
 
 
+@pytest.mark.slow  # ~6 s on a shared 2-core box
 def test_names_too_long_for_snmp(tmp_path: Path, case_file: Any) -> None:
     name = f'name = "{"g" * 256}"'
     path = case_file(config(tmp_path, gateway=name, rest="[plugins.snmp]\nport = 0"))
@@ -155,6 +159,7 @@ def test_the_plugin_checks_hold_only_while_the_plugin_is_on(
     ],
     ids=["binary", "utf-16", "latin-1"],
 )  # fmt: skip
+@pytest.mark.slow  # ~4 s on a shared 2-core box
 def test_a_file_that_is_not_utf8_text_is_named(
     case_file: Callable[[str | bytes], Path], content: bytes, found: str
 ) -> None:
@@ -178,6 +183,7 @@ def taken_port() -> Iterator[int]:
         yield held.getsockname()[1]
 
 
+@pytest.mark.slow  # ~4 s on a shared 2-core box
 def test_a_taken_port_is_one_error_line_and_exit_1(
     tmp_path: Path, case_file: Callable[[str | bytes], Path], taken_port: int
 ) -> None:

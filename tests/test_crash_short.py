@@ -7,6 +7,8 @@ import sqlite3
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 import crash
@@ -43,6 +45,7 @@ def test_checks_catch_lost_doubled_and_reraised_events(tmp_path: Path) -> None:
     assert crash.check_after_kill(got, seen=[(1, "raised", "a")]) == []
 
 
+@pytest.mark.slow  # ~30 s: kill -9 rounds
 def test_short_kill9_rounds_keep_the_event_log_whole() -> None:
     r = crash.run(rounds=5, strings=2, cells=40, log=lambda *a: None)
     s = r["stats"]

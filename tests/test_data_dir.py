@@ -120,6 +120,7 @@ def test_a_full_disk(tmp_path):
         assert os.listdir(data_dir) == ["filler"]
 
 
+@pytest.mark.slow  # ~3 s on a shared 2-core box
 def test_a_damaged_event_log(tmp_path):
     data_dir = tmp_path / "var"
     data_dir.mkdir()

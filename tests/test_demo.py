@@ -3,34 +3,24 @@ plugin that runs on its defaults, prints the endpoints and a line per poll."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import signal
 import socket
 import subprocess
-import sys
+import urllib.request
 from pathlib import Path
 
-from cli_support import CLI, DEMO_PORTS, port_free, reading_stdout
+import pytest
+from cli_support import CLI, DEMO, demo_default_ports, demo_endpoints, occupying, reading_stdout
 from conftest import wait_for
 
 
+@pytest.mark.slow  # ~9 s on a shared 2-core box
 def test_demo_polls_four_strings_in_two_ups_and_prints_endpoints(tmp_path):
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "btms_gateway.core",
-            "--log-level",
-            "WARNING",
-            "demo",
-            "--duration",
-            "6",
-            "--data-dir",
-            str(tmp_path),
-        ],
+        [*DEMO, "--duration", "6", "--data-dir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=90,
@@ -38,7 +28,7 @@ def test_demo_polls_four_strings_in_two_ups_and_prints_endpoints(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     assert "bus demo-pty" in out and "bus demo-tcp" in out
-    assert re.search(r"modbus_tcp\s+host=127\.0\.0\.1 port=5020", out)
+    assert re.search(r"modbus_tcp\s+host=127\.0\.0\.1 port=\d+", out)
     polls = re.findall(r"^\d\d:\d\d:\d\d  (A1|A2|B1|B2)\s+GOOD .* (\d+) cells", out, flags=re.M)
     assert {name for name, _ in polls} == {"A1", "A2", "B1", "B2"}
     assert ("A1", "120") in polls
@@ -51,9 +41,35 @@ def _demo_env(tmpdir: Path) -> dict[str, str]:
     return {**os.environ, "TMPDIR": str(tmpdir), "PYTHONUNBUFFERED": "1"}
 
 
-DEMO = [*CLI, "--log-level", "WARNING", "demo"]
+def test_demo_with_its_default_ports_taken_serves_on_free_ones(tmp_path: Path) -> None:
+    """Another gateway or demo holds 8080, 5020, 1161, 47808...: `--free-ports`
+    puts every listener elsewhere, says where, and each answers there."""
+    defaults = demo_default_ports()
+    assert {8080, 5020, 1161, 47808} <= defaults
+    with (
+        occupying(defaults) as held,
+        reading_stdout([*DEMO, "--data-dir", str(tmp_path)]) as (proc, lines),
+    ):
+        wait_for(
+            lambda: proc.poll() is not None or any(" GOOD " in line for line in lines),
+            60,
+            "a GOOD poll line",
+        )
+        assert proc.poll() is None, proc.stderr.read()[-3000:]  # type: ignore[union-attr]
+        served = demo_endpoints(lines)
+        assert {"web", "modbus_tcp", "snmp", "bacnet"} <= served.keys(), lines
+        assert not set(served.values()) & (defaults | held), served
+        url = f"http://127.0.0.1:{served['web']}/health/ready"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.status == 200
+        with socket.create_connection(("127.0.0.1", served["modbus_tcp"]), timeout=10):
+            pass
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    assert "Traceback" not in proc.stderr.read()  # type: ignore[union-attr]
 
 
+@pytest.mark.slow  # ~3 s on a shared 2-core box
 def test_ctrl_c_leaves_no_folder_in_the_temporary_directory(tmp_path: Path) -> None:
     """Each run used to leave btms-demo-* (the pty's link) and btms-demo-var-*
     (the event log) behind. The demo says where its event log is, and removes
@@ -61,8 +77,6 @@ def test_ctrl_c_leaves_no_folder_in_the_temporary_directory(tmp_path: Path) -> N
     folder) starts a discharge from the command line, as the demo prints."""
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
-    # the demo's ports are fixed: another demo on this machine must have let go of them
-    wait_for(lambda: all(port_free(k, p) for k, p in DEMO_PORTS), 60, f"demo ports {DEMO_PORTS}")
     with reading_stdout(DEMO, env=_demo_env(tmpdir)) as (proc, lines):
         wait_for(lambda: any(" GOOD " in line for line in lines), 60, "a GOOD poll line")
         log_line = next(line for line in lines if "event log" in line)
@@ -80,17 +94,16 @@ def test_ctrl_c_leaves_no_folder_in_the_temporary_directory(tmp_path: Path) -> N
     assert list(tmpdir.iterdir()) == []
 
 
+@pytest.mark.slow  # ~5 s on a shared 2-core box
 def test_a_failed_start_leaves_no_folder_either(tmp_path: Path) -> None:
-    """The Modbus TCP port is taken (by this test, or by another demo): the
-    gateway cannot start, the demo exits 1, and its folder goes all the same."""
+    """The Modbus TCP port is taken (by this test, or by another demo), the
+    demo told to use its defaults: the gateway cannot start, the demo exits 1,
+    and its folder goes all the same."""
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
-    with socket.socket() as taken:
-        with contextlib.suppress(OSError):  # already taken by someone else: as good
-            taken.bind(("127.0.0.1", 5020))
-            taken.listen()
+    with occupying({5020}):
         proc = subprocess.Popen(
-            [*DEMO, "--duration", "30"],
+            [*CLI, "--log-level", "WARNING", "demo", "--duration", "30"],
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             text=True,

@@ -137,6 +137,7 @@ async def test_stale_then_offline_keeps_old_values_and_logs_each_transition_once
     ]
 
 
+@pytest.mark.slow  # ~4 s on a shared 2-core box
 async def test_a_dead_slave_costs_its_bus_at_most_one_timeout_per_cycle():
     harness, recorder = rec_harness(3, retries=2)
     async with harness as h:
@@ -267,6 +268,7 @@ class TimedProfile:
         return self.pollers[-1]
 
 
+@pytest.mark.slow  # ~5 s on a shared 2-core box
 async def test_cycles_keep_to_a_fixed_grid_and_do_not_drift():
     """A wake-up comes a little late (the kernel's timer slack, a busy
     interpreter). Counted from each late wake-up, every cycle inherited the
@@ -296,6 +298,7 @@ async def test_cycles_keep_to_a_fixed_grid_and_do_not_drift():
     assert abs(slope) < 0.000_01, (slope, [round(d * 1e3, 2) for d in drift])
 
 
+@pytest.mark.slow  # ~9 s on a shared 2-core box
 async def test_a_slow_poll_does_not_shift_the_other_strings_readings():
     """Each string polls in its own slot of the interval, so when S1's poll is
     slow every other cycle (a time-out and its retry: +0.15 s), S3's readings

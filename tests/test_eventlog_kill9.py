@@ -72,6 +72,7 @@ def run_child_and_kill(path: Path, start: float, sync: str, rng: random.Random) 
     return [line for line in out.splitlines() if line]
 
 
+@pytest.mark.slow  # ~5 s on a shared 2-core box
 @pytest.mark.parametrize("sync", ["full", "normal"])
 def test_kill9_during_a_burst_loses_and_doubles_nothing(tmp_path: Path, sync: str):
     """NORMAL is only weaker against power loss, not against a killed process."""

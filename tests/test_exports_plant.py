@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bacnet_support import OT, PI, _toml, rusty
 from btms_gateway.core.cli import build_cli
 from btms_gateway.core.demo_plant import demo_config, demo_plant
 from btms_gateway.core.model import Quality
@@ -29,9 +30,8 @@ from btms_gateway.kit.demo import start_simulators
 from btms_gateway.kit.ports import free_udp_port
 from btms_gateway.kit.testing import GatewayHarness, plant_config
 from click.testing import CliRunner
+from modbus_support import port_of
 from pymodbus.client import AsyncModbusTcpClient
-from test_bacnet_device import OT, PI, _toml, rusty
-from test_modbus_support import port_of
 
 GATEWAY_BUSY = 0x0B
 NO_VALUE = {0, 0x8000, 0xFFFF}  # what a register without a value may hold (map.py "missing")
@@ -278,6 +278,7 @@ async def demo_gateway(tmp_path: Path) -> AsyncIterator[tuple[GatewayHarness, di
             sim.stop()
 
 
+@pytest.mark.slow  # ~3 s on a shared 2-core box
 async def test_the_demos_tag_list_is_what_its_modbus_server_serves(tmp_path: Path) -> None:
     text = export("modbus-map", "--format", "csv", "--demo")
     assert "positions 1..120 of every string" in text  # the cell rule, said in the file

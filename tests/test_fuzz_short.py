@@ -8,6 +8,8 @@ import random
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 import fuzz_northbound as fuzz
@@ -24,6 +26,7 @@ def test_generators_are_seeded_and_hostile() -> None:
     assert any(mutate(random.Random(i), frame) != frame for i in range(10))
 
 
+@pytest.mark.slow  # ~15 s: every protocol fuzzed
 def test_short_fuzz_keeps_every_protocol_serving() -> None:
     r = fuzz.run(count=1500, batch=500, max_s=40.0, log=lambda *a: None)
     assert r["alive"]

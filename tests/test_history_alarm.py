@@ -15,6 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from alarm_support import Rig, settings
+from bacnet_support import PI, rid, rusty
 from btms_gateway.core.alarm_types import EventKind, Severity
 from btms_gateway.core.model import Quality
 from btms_gateway.kit.ports import free_udp_port
@@ -23,11 +25,9 @@ from btms_gateway.plugins.modbus_tcp import plugin as modbus_plugin
 from btms_gateway.plugins.modbus_tcp.map import string_unit
 from btms_gateway.plugins.web.plugin import service as web_service
 from fs_support import fill_but, tmpfs
-from test_alarm_engine import Rig, settings
-from test_bacnet_device import PI, rid, rusty
-from test_modbus_support import mbpoll
-from test_snmp_support import V2C, TrapReceiver, agent_address, net_snmp, snmp_settings
-from test_web_support import get_json
+from modbus_support import mbpoll
+from snmp_support import V2C, TrapReceiver, agent_address, net_snmp, snmp_settings
+from web_support import get_json
 
 ALARM = "history_paused:gateway"
 RAISED, CLEARED = "btmsTrapAlarmRaised", "btmsTrapAlarmCleared"

@@ -17,11 +17,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+from browser_support import TIMEOUT_MS, chromium
 from btms_gateway.core.history import HistorySection, HistoryService
 from btms_gateway.core.model import Quality, StringState
 from btms_gateway.kit.testing import GatewayHarness, plant_config
 from playwright.async_api import expect
-from test_web_browser import TIMEOUT_MS, chromium
 
 DAYS = 3
 STEP_S = 60
@@ -62,6 +63,7 @@ def _fill(data_dir: Path, sim: object, now: float) -> None:
     svc.close()
 
 
+@pytest.mark.slow  # ~7 s on a shared 2-core box
 async def test_history_panel_draws_trends_and_heatmaps(tmp_path: Path) -> None:
     config = plant_config(strings=2, ups=1, data_dir=str(tmp_path),
                           plugins={"web": {"port": 0, "live_interval_s": 0.2}})  # fmt: skip

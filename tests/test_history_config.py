@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from btms_gateway.kit.testing import GatewayHarness, plant_config
 
 BIN = Path(sys.executable).parent / "btms-gateway"
@@ -20,6 +21,7 @@ def test_history_is_on_by_default_under_data_dir(tmp_path: Path) -> None:
     assert GatewayHarness(config).gateway.history is None
 
 
+@pytest.mark.slow  # ~5 s on a shared 2-core box
 def test_bad_history_settings_are_reported_with_their_key(tmp_path: Path) -> None:
     path = tmp_path / "gw.toml"
     path.write_text(

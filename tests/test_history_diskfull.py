@@ -18,7 +18,7 @@ from btms_gateway.core.history.store import FILE_NAME, HistoryStore
 from btms_gateway.core.model import Quality
 from btms_gateway.kit.testing import GatewayHarness, plant_config
 from fs_support import fill_but
-from test_web_support import get_json
+from web_support import get_json
 
 
 @contextlib.contextmanager
@@ -34,6 +34,7 @@ def small_disk(path: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
+@pytest.mark.slow  # ~7 s on a shared 2-core box
 async def test_disk_full_pauses_history_and_it_resumes_by_itself(tmp_path: Path) -> None:
     with small_disk(tmp_path / "small", "8m") as disk:
         config = plant_config(strings=2, ups=1, data_dir=str(disk),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from btms_gateway.core.model import Quality, StringSnapshot
 from btms_gateway.kit.testing import GatewayHarness, plant_config
 
@@ -17,6 +18,7 @@ def _harness(tmp_path: Path) -> GatewayHarness:
     return GatewayHarness(config, simulate=True, cells=12, frozen=False)
 
 
+@pytest.mark.slow  # ~3 s on a shared 2-core box
 async def test_good_readings_only_and_a_vanished_string_is_a_gap(tmp_path: Path) -> None:
     offered: list[tuple[str, Quality, float | None, int]] = []
     h = _harness(tmp_path)

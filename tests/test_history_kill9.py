@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from btms_gateway.core.history import HistorySection
 from btms_gateway.core.history.query import HistoryQueries
 from btms_gateway.core.history.store import FILE_NAME, HistoryStore
@@ -47,6 +48,7 @@ def _run_and_kill(data_dir: Path, first: int, seconds: float) -> tuple[dict[int,
     return written, killed_at
 
 
+@pytest.mark.slow  # ~11 s: kill -9 rounds
 def test_kill9_loses_at_most_the_last_commit_and_never_corrupts(tmp_path: Path) -> None:
     first = 0
     windows = []

@@ -49,6 +49,7 @@ def test_raw_readings_come_back_exactly_with_gaps_as_gaps(tmp_path: Path) -> Non
         assert got == pytest.approx(want), col
 
 
+@pytest.mark.slow  # ~18 s: months of readings rolled up
 def test_rollups_are_exact_against_the_raw_data(tmp_path: Path) -> None:
     rng = random.Random(2)
     # 30 hours at 10 s, with a cell added after 20 h (auto-addressing) and a sensor lost
@@ -78,6 +79,7 @@ def test_rollups_are_exact_against_the_raw_data(tmp_path: Path) -> None:
                         assert np.isnan(agg.stats["mean"][i, j])
 
 
+@pytest.mark.slow  # ~11 s: a year of readings
 def test_a_year_of_hourly_readings_in_seconds_and_retention_per_tier(tmp_path: Path) -> None:
     rng = random.Random(3)
     settings = {"raw_retention_hours": 72, "minute_retention_days": 30, "hour_retention_days": 200}
@@ -104,6 +106,7 @@ def test_a_year_of_hourly_readings_in_seconds_and_retention_per_tier(tmp_path: P
         assert len(changes[2][0]) > 5
 
 
+@pytest.mark.slow  # ~3 s on a shared 2-core box
 def test_discharge_periods_stay_raw_past_the_raw_retention(tmp_path: Path) -> None:
     rng = random.Random(4)
     readings = []
@@ -216,6 +219,7 @@ def test_only_good_new_readings_are_offered(tmp_path: Path) -> None:
     assert s.t.tolist() == [T0]
 
 
+@pytest.mark.slow  # ~12 s: a store filled to its budget
 def test_budget_deletes_the_least_valuable_oldest_data_first(tmp_path: Path) -> None:
     rng = random.Random(7)
     readings = [reading_at(T0 + 10 * i, rng, cells=16, current_a=0.8) for i in range(4 * 8640)]

@@ -17,7 +17,7 @@ from btms_gateway.core.history import FILE_NAME
 from click.testing import CliRunner
 from history_support import T0, reading_at, service, write_all
 from openapi_schema_validator import OAS31Validator
-from test_web_support import get_json, web_gateway
+from web_support import get_json, web_gateway
 
 SPAN = 3 * 3600
 

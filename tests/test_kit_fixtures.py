@@ -12,6 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from btms_gateway.core.api import EventKind, Quality, Severity, event_dict
 from btms_gateway.core.plugin_manager import FailureLog, create_manager
 from btms_gateway.core.registry import config_sections
@@ -119,6 +120,7 @@ def test_the_gateway_was_stopped_when_the_test_ended():
 """
 
 
+@pytest.mark.slow  # ~4 s on a shared 2-core box
 def test_a_third_partys_tests_get_the_fixtures_from_the_entry_point(tmp_path):
     """What a plugin author's repository has: a test file, pytest-asyncio in its
     default strict mode, no conftest and no import of the kit."""

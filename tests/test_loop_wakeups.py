@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from btms_gateway.kit.ports import free_udp_port
 from btms_gateway.kit.testing import GatewayHarness, plant_config
 
@@ -22,6 +23,7 @@ WINDOW_S = 4.0
 MAX_WAKES_PER_S = 4.0
 
 
+@pytest.mark.slow  # ~4 s on a shared 2-core box
 async def test_an_idle_gateway_with_every_plugin_wakes_its_loop_a_few_times_a_second() -> None:
     plugins = {
         "modbus_tcp": {"port": 0},

@@ -14,8 +14,8 @@ from btms_gateway.core.model import Quality
 from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.modbus_tcp import plugin
 from btms_gateway.plugins.modbus_tcp.map import AGE_REGISTER, NO_VALUE_U16, string_unit, ups_unit
+from modbus_support import BOTH_PATHS, mbpoll
 from pymodbus.client import AsyncModbusTcpClient
-from test_modbus_support import BOTH_PATHS, mbpoll
 
 UPS_AGE, STRING_AGE = AGE_REGISTER["ups"], AGE_REGISTER["string"]
 

@@ -21,9 +21,9 @@ from btms_gateway.kit.testing import GatewayHarness, make_reading
 from btms_gateway.plugins.modbus_tcp import plugin
 from btms_gateway.plugins.modbus_tcp.map import POINTS, Role
 from conftest import require_tool
+from modbus_support import BOTH_PATHS, mbpoll, modbus_config, port_of
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.pdu import DecodePDU, ExceptionResponse
-from test_modbus_support import BOTH_PATHS, mbpoll, modbus_config, port_of
 
 pytestmark = pytest.mark.peer
 

@@ -49,7 +49,6 @@ from btms_gateway.plugins.modbus_tcp.server import (
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pymodbus.simulator.simcore import SimCore
-from test_modbus_tls import pki  # noqa: F401 (a fixture)
 
 UPS_UNITS = [1, 2]  # UPS 2 configured, no image (the plant has one UPS)
 STRING_UNITS = [101, 102, 103]  # S1 GOOD, S2 STALE, string 3 configured without an image
@@ -441,7 +440,7 @@ def tls_context(files: dict[str, str]) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     return server, client
 
 
-def test_the_tls_listener_answers_by_the_fast_path_and_alike(pki: dict[str, str]) -> None:  # noqa: F811
+def test_the_tls_listener_answers_by_the_fast_path_and_alike(pki: dict[str, str]) -> None:
     """GatewayTlsServer hands out the same handler: over TLS the fast server
     answers like the library server, byte for byte, without pymodbus's request
     handling (pymodbus's TLS framer reads the same MBAP frames)."""

@@ -36,14 +36,13 @@ from btms_gateway.plugins.modbus_tcp.map import AGE_REGISTER, STRING_EXTENTS, UP
 from btms_gateway.plugins.modbus_tcp.pymodbus_adapter import identity, library_devices
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from modbus_support import _publish_good, modbus_config, port_of
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.constants import ExcCodes
 from pymodbus.pdu import DecodePDU, ExceptionResponse
 from pymodbus.pdu.device import ModbusControlBlock
 from pymodbus.pdu.register_message import ReadHoldingRegistersResponse
 from pymodbus.simulator.simcore import SimCore
-from test_modbus_server import _publish_good
-from test_modbus_support import modbus_config, port_of
 
 UPS_UNITS = [1, 2]  # UPS 2 configured, no image (the plant has one UPS)
 STRING_UNITS = [101, 102, 103]  # string 3 configured, no image

@@ -14,8 +14,8 @@ import pytest
 from btms_gateway.core.gateway import GatewayStartError
 from btms_gateway.kit.testing import GatewayHarness
 from btms_gateway.plugins.modbus_tcp import plugin
+from modbus_support import good_read, mbpoll, modbus_config, port_of
 from pymodbus.client import AsyncModbusTcpClient
-from test_modbus_support import good_read, mbpoll, modbus_config, port_of
 
 FUZZ_FRAMES = 10_000
 FUZZ_DEADLINE_S = 90.0
@@ -30,6 +30,7 @@ async def _closed_by_server(reader: asyncio.StreamReader, timeout: float) -> boo
         return False
 
 
+@pytest.mark.slow  # ~3 s on a shared 2-core box
 async def test_a_client_outside_the_allowlist_is_refused() -> None:
     async with GatewayHarness(modbus_config(2, 1, allow=["127.0.0.2", "10.0.0.0/8"])) as h:
         port, svc = port_of(h), plugin.service(h.gateway)
@@ -149,6 +150,7 @@ def _fuzz(port: int, frames: int, deadline: float, stop: threading.Event) -> int
     return sent
 
 
+@pytest.mark.slow  # ~8 s on a shared 2-core box
 async def test_ten_thousand_malformed_frames_leave_the_server_serving_others() -> None:
     async with GatewayHarness(modbus_config(2, 1, idle_timeout_s=5.0)) as h:
         port, svc = port_of(h), plugin.service(h.gateway)

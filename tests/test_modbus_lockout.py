@@ -25,9 +25,8 @@ from attack.net import attacker, closed_by_server, connect
 from btms_gateway.kit.testing import GatewayHarness
 from btms_gateway.plugins.modbus_tcp import plugin
 from btms_gateway.plugins.modbus_tcp.server import MAX_BACKLOG
+from modbus_support import _publish_good, good_read, mbpoll, modbus_config, port_of
 from pymodbus.client import AsyncModbusTcpClient
-from test_modbus_server import _publish_good
-from test_modbus_support import good_read, mbpoll, modbus_config, port_of
 
 SCADA = [1, 2]  # string 1's registers 0..1 (UPS index 1, status 2: never read)
 

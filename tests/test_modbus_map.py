@@ -101,6 +101,7 @@ def test_committed_map_doc_is_the_generated_one() -> None:
     )
 
 
+@pytest.mark.slow  # ~3 s on a shared 2-core box
 def test_export_command_prints_a_tag_list_as_csv() -> None:
     """Without -c or --demo, the tag list of the reference plant: every point
     of UPS1 (unit 1) and of S1 (unit 101) with all 120 cell positions."""

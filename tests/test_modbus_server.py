@@ -16,31 +16,14 @@ from btms_gateway.kit.events import active_alarm, make_event
 from btms_gateway.kit.testing import GatewayHarness, make_reading
 from btms_gateway.plugins.modbus_tcp import plugin
 from btms_gateway.plugins.modbus_tcp.map import cell_register
+from modbus_support import BOTH_PATHS, _publish_good, mbpoll, modbus_config, port_of
 from pymodbus.client import AsyncModbusTcpClient
-from test_modbus_support import BOTH_PATHS, mbpoll, modbus_config, port_of
-
-GOOD_120 = dict(cells=120, current_a=-123.45, soc_pct=76.0)
 
 
 async def _client(port: int) -> AsyncModbusTcpClient:
     client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=3, retries=0)
     assert await client.connect()
     return client
-
-
-async def _publish_good(h: GatewayHarness) -> None:
-    """S1: 120 cells discharging; S2 (same UPS): 4 cells charging."""
-    h.publish("S1", make_reading(**GOOD_120), Quality.GOOD)
-    h.publish("S2", make_reading(4, current_a=20.5), Quality.GOOD)
-    svc = plugin.service(h.gateway)
-
-    def units() -> dict:
-        return svc.store.units
-
-    await h.wait_until(
-        lambda: units()[101].regs[1] == units()[102].regs[1] == units()[1].regs[0] == 1,
-        what="status OK in the images of S1, S2 and UPS1",
-    )
 
 
 @BOTH_PATHS

@@ -13,8 +13,8 @@ from btms_gateway.core.model import Quality, StringReading
 from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.modbus_tcp import plugin
 from btms_gateway.plugins.modbus_tcp.map import cell_register
+from modbus_support import BOTH_PATHS, close_to, mbpoll, wire
 from pymodbus.client import AsyncModbusTcpClient
-from test_modbus_support import BOTH_PATHS, close_to, mbpoll, wire
 
 CELLS = {"S1": 120, "S2": 12}
 STALE_AFTER_S = 2.0

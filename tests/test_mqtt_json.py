@@ -49,6 +49,7 @@ def retained(broker: Mosquitto, topic: str) -> dict[str, Any]:
     return json.loads(out.stdout)
 
 
+@pytest.mark.slow  # ~3 s on a shared 2-core box
 async def test_json_tree_with_mosquitto_sub_and_the_schema(tmp_path: Path) -> None:
     broker = Mosquitto(tmp_path / "broker").start()
     sub = Sub(broker, "site/#")

@@ -50,6 +50,7 @@ def bdseq(db: Path) -> int:
         con.close()
 
 
+@pytest.mark.slow  # ~25 s: kill -9 rounds
 def test_buffer_survives_kill9_and_replays_in_order(tmp_path: Path) -> None:
     workdir = tempfile.mkdtemp(prefix="btms-mqtt-kill9-")
     broker = Mosquitto(tmp_path / "broker")  # made, not started: the uplink is down

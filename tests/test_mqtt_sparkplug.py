@@ -63,6 +63,7 @@ async def settled(h: GatewayHarness, host: SparkplugHost, names: list[str], t: f
         raise
 
 
+@pytest.mark.slow  # ~7 s on a shared 2-core box
 async def test_host_checks_every_seq_and_value_through_a_broker_restart(
     broker: Mosquitto,
 ) -> None:
@@ -143,6 +144,7 @@ async def test_primary_host_offline_buffers_then_replays_as_historical(
         host.close()
 
 
+@pytest.mark.slow  # ~5 s on a shared 2-core box
 async def test_string_death_birth_rebirth_command_and_alarm_events(broker: Mosquitto) -> None:
     host = SparkplugHost(broker, "plant")
     try:

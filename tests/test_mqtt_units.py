@@ -349,6 +349,7 @@ def test_settings_errors_name_the_key_and_never_echo_a_secret(tmp_path: Path) ->
     assert plain.plugin("mqtt").allow_plaintext_password
 
 
+@pytest.mark.slow  # ~3 s on a shared 2-core box
 def test_check_config_shows_no_secret(tmp_path: Path) -> None:
     toml = tmp_path / "gw.toml"
     toml.write_text(

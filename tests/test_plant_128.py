@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from bacnet_support import PI, rid, rusty
 from btms_gateway.core.config_load import ConfigError
 from btms_gateway.core.model import MAX_STRINGS, MAX_UPS, Quality
 from btms_gateway.core.plugin_manager import create_manager
@@ -35,10 +36,9 @@ from btms_gateway.plugins.modbus_tcp.map import (
     string_unit,
     ups_unit,
 )
-from test_bacnet_device import PI, rid, rusty
-from test_config import check
-from test_modbus_support import mbpoll, wire
-from test_snmp_support import V2C, agent_address, net_snmp, snmp_settings
+from cli_support import check
+from modbus_support import mbpoll, wire
+from snmp_support import V2C, agent_address, net_snmp, snmp_settings
 
 BUSES = 4
 

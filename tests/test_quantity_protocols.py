@@ -28,7 +28,7 @@ from btms_gateway.plugins.snmp.tables import DEFAULT_BASE
 from btms_gateway.plugins.web import data, openapi, series
 from btms_gateway.plugins.web.openapi import openapi_document
 from conftest import require_tool
-from test_modbus_support import mbpoll
+from modbus_support import mbpoll
 
 COMMUNITY = "quantity-table"
 

@@ -18,8 +18,8 @@ from btms_gateway.plugins.modbus_tcp.map import cell_register
 from btms_gateway.protocols.bmsm.simulator import Fault, Simulator
 from btms_gateway.protocols.rtu import open_link
 from btms_gateway.protocols.rtu.link import RtuLink
-from test_snmp_support import V2C, agent_address, net_snmp, snmp_settings
-from test_web_support import get_json
+from snmp_support import V2C, agent_address, net_snmp, snmp_settings
+from web_support import get_json
 
 CELLS = 16
 #: cell arrays of the same length: a reply to one fits a request for another
@@ -198,8 +198,8 @@ async def _bacnet_served_good(
     object's present value, reliability and status flags; a value is served
     as current when its reliability is no-fault-detected and its fault flag
     clear (the others are left out: None)."""
+    from bacnet_support import PI, rid
     from btms_gateway.plugins.bacnet.plugin import service
-    from test_bacnet_device import PI, rid
 
     points = {p.name: p.oid for p in service(h.gateway).points}
     props = [(PI.PRESENT_VALUE, None), (PI.RELIABILITY, None), (PI.STATUS_FLAGS, None)]
@@ -234,6 +234,7 @@ def _differs(served: list[tuple[Any, ...]], truth: list[tuple[Any, ...]]) -> boo
     )
 
 
+@pytest.mark.slow  # ~12 s on a shared 2-core box
 @pytest.mark.peer
 async def test_late_replies_never_serve_a_shifted_value_as_good() -> None:
     """Issue 23 item 1, the way it was seen: S1 on a pty, S2 behind an RTU over
@@ -243,11 +244,11 @@ async def test_late_replies_never_serve_a_shifted_value_as_good() -> None:
     (rusty-bacnet) served as GOOD, equals what the simulators hold (frozen);
     before, cell arrays shifted by one transaction were served as GOOD (a cell
     voltage read as its resistance)."""
+    from bacnet_support import rusty
     from btms_gateway.kit.ports import free_udp_port
     from btms_gateway.plugins.modbus_tcp import plugin as modbus
     from btms_gateway.plugins.web.plugin import service
     from pymodbus.client import AsyncModbusTcpClient
-    from test_bacnet_device import rusty
 
     buses = [
         {"name": "bus1", "port": "/placeholder", "baudrate": 115200, "timeout_s": 0.2},

@@ -101,6 +101,7 @@ async def test_fault_kind_counter_and_recovery(fault: Fault, kind: ErrorKind) ->
         assert err.value.exception_code == 4
 
 
+@pytest.mark.slow  # ~6 s on a shared 2-core box
 async def test_bad_frames_are_never_decoded_even_when_they_hold_data() -> None:
     """Each bad reply carries real register words (see the truth log's
     requests); the link raises instead of returning any of them."""

@@ -38,6 +38,7 @@ def test_buses_are_sized_by_wire_time() -> None:
     assert names == [f"S{i}" for i in range(1, 33)]
 
 
+@pytest.mark.slow  # ~30 s: a plant of many buses and clients
 async def test_short_scale_run_serves_every_client() -> None:
     r = await scale_bench.run(
         minutes=0.3,

@@ -29,10 +29,11 @@ from btms_gateway.core.deploy.notify import ServiceNotifier
 from btms_gateway.core.deploy.unit import listening_ports, render, serial_device_classes
 from btms_gateway.core.plugin_manager import create_manager
 from btms_gateway.core.registry import validate_config
+from btms_gateway.kit.ports import free_tcp_port, free_udp_port
 from btms_gateway.kit.testing import GatewayHarness, plant_config
 from click.testing import CliRunner
 from conftest import require_tool, wait_for
-from test_snmp_support import AUTH_KEY, PRIV_KEY, USER, USERS, free_udp_port
+from snmp_support import AUTH_KEY, PRIV_KEY, USER, USERS
 
 EXEC = Path(sys.executable).parent / "btms-gateway"  # the installed console script
 UNIT = "etc/systemd/system/btms-gateway.service"
@@ -354,12 +355,7 @@ class NotifySocket:
         self.sock.close()
 
 
-def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
+@pytest.mark.slow  # ~3 s on a shared 2-core box
 @pytest.mark.peer
 def test_gateway_under_mdwe_notifies_ready_watchdog_status_and_stopping(tmp_path):
     from btms_gateway.protocols.bmsm.simulator import Simulator

@@ -15,7 +15,7 @@ from btms_gateway.core.model import Quality
 from btms_gateway.core.version import __version__
 from btms_gateway.kit.testing import GatewayHarness, make_reading, plant_config
 from btms_gateway.plugins.snmp import plugin
-from test_snmp_support import (
+from snmp_support import (
     AUTH_KEY,
     BOTH_PATHS,
     COMMUNITY,
@@ -302,6 +302,7 @@ async def test_allowlist_drops_other_sources_and_counts_them() -> None:
         assert r.returncode == 0 and "btms-gateway" in r.stdout
 
 
+@pytest.mark.slow  # ~5 s on a shared 2-core box
 async def test_ten_thousand_malformed_datagrams_leave_the_agent_answering() -> None:
     async with harness(rate_limit_per_s=0) as h:  # every datagram reaches the decoder
         await publish_and_wait(h, "S1", 2)

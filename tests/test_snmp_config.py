@@ -15,8 +15,8 @@ from btms_gateway.plugins.snmp import plugin
 from btms_gateway.plugins.snmp.settings import SnmpSettings
 from click.testing import CliRunner
 from pydantic import ValidationError
-from test_snmp_support import AUTH_KEY, COMMUNITY, OLD_AUTH, OLD_PRIV, PRIV_KEY, free_udp_port
-from test_snmp_support import snmp_settings as base_settings
+from snmp_support import AUTH_KEY, COMMUNITY, OLD_AUTH, OLD_PRIV, PRIV_KEY, free_udp_port
+from snmp_support import snmp_settings as base_settings
 
 SECRETS = (COMMUNITY, AUTH_KEY, PRIV_KEY, OLD_AUTH, OLD_PRIV)
 

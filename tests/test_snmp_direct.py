@@ -20,7 +20,7 @@ from btms_gateway.plugins.snmp.direct import Decline
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pysnmp.entity import config
-from test_snmp_rig import (
+from snmp_rig import (
     BASE,
     OIDS,
     RIG_MAX_RESPONSE,
@@ -33,7 +33,7 @@ from test_snmp_rig import (
     publish_plant,
     rig_config,
 )
-from test_snmp_support import COMMUNITY, V2C, net_snmp
+from snmp_support import COMMUNITY, V2C, net_snmp
 
 pytestmark = pytest.mark.peer
 
@@ -285,7 +285,7 @@ def test_many_mutated_requests_still_reach_the_direct_path(rig: Any) -> None:
 
 
 async def test_a_net_snmp_bulkwalk_reads_the_same_table_either_way(rig: Any) -> None:
-    from test_snmp_support import agent_address
+    from snmp_support import agent_address
 
     async def walk() -> str:
         r = await net_snmp(

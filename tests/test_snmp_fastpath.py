@@ -28,7 +28,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
     USM_PRIV_CFB128_AES,
     UsmUserData,
 )
-from test_snmp_rig import (
+from snmp_rig import (
     BASE,
     OIDS,
     AgentThread,
@@ -40,7 +40,7 @@ from test_snmp_rig import (
     rig_config,
     v2c_exchange,
 )
-from test_snmp_support import AUTH_KEY, COMMUNITY, PRIV_KEY, USER
+from snmp_support import AUTH_KEY, COMMUNITY, PRIV_KEY, USER
 
 pytestmark = pytest.mark.peer
 
@@ -126,6 +126,7 @@ WHO = st.sampled_from(["v2c", USER, LIMITED])
           suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
 @given(who=WHO, start=st.lists(oids(), min_size=1, max_size=4),
        n=st.integers(0, 5), m=st.sampled_from([0, 1, 2, 7, 50, 80, 120]))  # fmt: skip
+@pytest.mark.slow  # ~4 s on a shared 2-core box
 def test_fast_getbulk_answers_what_pysnmps_loop_answers(
     rig: Any, who: str, start: list[tuple[int, ...]], n: int, m: int
 ) -> None:

@@ -12,6 +12,7 @@ from bisect import bisect_right
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from btms_gateway.core.alarm_types import ActiveAlarm, ObjectPath, Severity
 from btms_gateway.core.model import (
     DeviceStatus,
@@ -33,32 +34,15 @@ from btms_gateway.plugins.snmp.image import (
     segment_of,
     values,
 )
-from btms_gateway.plugins.snmp.tables import DEFAULT_BASE, SCALARS, TABLES, object_oids, parse_oid
+from btms_gateway.plugins.snmp.tables import DEFAULT_BASE, object_oids, parse_oid
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyasn1.codec.ber import decoder
 from pysnmp.proto import rfc1905
+from snmp_rig import model
 
 BASE = parse_oid(DEFAULT_BASE)
 NAMES = object_oids(BASE)
-
-
-def model(ctx: ServeContext) -> list[tuple[tuple[int, ...], Any, str]]:
-    """(instance OID, value, base type) of every present value, sorted by OID."""
-    out = []
-    for s in SCALARS:
-        raw = s.get(None, ctx)  # type: ignore[misc]
-        if raw is not None:
-            out.append(((*NAMES[s.name], 0), raw, s.base))
-    for t in TABLES:
-        for sfx, key in t.rows(ctx):
-            row = t.resolve(ctx, key)
-            for col in t.columns:
-                if col.access != "not-accessible" and row is not None:
-                    raw = col.get(row, ctx)  # type: ignore[misc]
-                    if raw is not None:
-                        out.append(((*NAMES[col.name], *sfx), raw, col.base))
-    return sorted(out, key=lambda kv: kv[0])
 
 
 def string(index: int, cells: list[int] | None, hole: int) -> StringSnapshot:
@@ -128,6 +112,7 @@ def same(index: Any, ctx: ServeContext) -> None:
         assert decoded[1].getComponent(True) == ENCODERS[seg.obj.base](raw)
 
 
+@pytest.mark.slow  # ~3 s on a shared 2-core box
 @settings(max_examples=200, deadline=None)
 @given(plants, alarm_sets, st.lists(oids, max_size=20))
 def test_index_finds_what_the_sorted_list_of_instances_finds(

@@ -17,8 +17,8 @@ from attack.snmp import burst, v2c_message
 from btms_gateway.core.model import Quality
 from btms_gateway.kit.testing import GatewayHarness, make_reading, plant_config
 from btms_gateway.plugins.snmp import plugin
-from test_snmp_rig import OIDS, decode_v2c
-from test_snmp_support import COMMUNITY, QUICK, V2C, V3, agent_address, net_snmp, snmp_settings
+from snmp_rig import OIDS, decode_v2c
+from snmp_support import COMMUNITY, QUICK, V2C, V3, agent_address, net_snmp, snmp_settings
 
 pytestmark = pytest.mark.peer
 

@@ -18,7 +18,7 @@ from btms_gateway.plugins.snmp.mibgen import generate, objects_markdown
 from btms_gateway.plugins.snmp.tables import DEFAULT_BASE, object_oids, parse_oid
 from click.testing import CliRunner
 from conftest import require_tool
-from test_snmp_support import MIB_ARGS, ROOT, TESTS
+from snmp_support import MIB_ARGS, ROOT, TESTS
 
 SHIPPED = ROOT / "docs" / "mib" / "BTMS-GATEWAY-MIB.txt"
 ERROR_SEVERITY = re.compile(r": \[([0-9])\] ")

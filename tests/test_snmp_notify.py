@@ -14,7 +14,7 @@ from btms_gateway.core.alarm_types import AlarmEvent, EventKind, ObjectPath, Sev
 from btms_gateway.kit.events import active_alarm
 from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.snmp import plugin
-from test_snmp_support import (
+from snmp_support import (
     V2C,
     TrapReceiver,
     agent_address,

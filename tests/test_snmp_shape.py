@@ -29,9 +29,8 @@ from btms_gateway.plugins.snmp.image import ENCODERS
 from btms_gateway.plugins.snmp.tables import DEFAULT_BASE, object_oids, parse_oid
 from pyasn1.codec.ber import encoder
 from pysnmp.entity import config
-from test_snmp_index import model
-from test_snmp_rig import Answer, V2cEndpoint
-from test_snmp_support import COMMUNITY, snmp_settings
+from snmp_rig import Answer, V2cEndpoint, model
+from snmp_support import COMMUNITY, snmp_settings
 
 pytestmark = pytest.mark.peer
 
@@ -110,6 +109,7 @@ class Plant:
         return f"alarm {n} {kind.value}"
 
 
+@pytest.mark.slow  # ~12 s on a shared 2-core box
 async def test_every_answer_after_a_change_of_shape_is_of_the_new_shape() -> None:
     rng = random.Random(20240611)
     cfg = plant_config(

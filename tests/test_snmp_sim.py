@@ -7,7 +7,7 @@ import pytest
 from btms_gateway.core.model import Quality
 from btms_gateway.kit.testing import GatewayHarness, plant_config
 from btms_gateway.plugins.snmp import plugin
-from test_snmp_support import (
+from snmp_support import (
     BOTH_PATHS,
     V2C,
     V3,

@@ -17,6 +17,7 @@ import soak
 from conftest import require_tool
 
 
+@pytest.mark.slow  # ~80 s: a short soak of every protocol
 @pytest.mark.peer
 async def test_short_soak_serves_no_wrong_or_stale_values() -> None:
     require_tool("snmpget", "snmp")

@@ -14,7 +14,7 @@ from btms_gateway.core.serialize import cell_dict, string_dict, ups_dict
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
-from test_web_support import get_json, reading, web_gateway
+from web_support import get_json, reading, web_gateway
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

@@ -11,55 +11,22 @@ screenshot in the docs from this run.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+from browser_support import TIMEOUT_MS, chromium
 from btms_gateway.core.model import Quality, StringState
 from btms_gateway.kit.testing import GatewayHarness
-from conftest import require_tool
-from playwright.async_api import Page, async_playwright, expect
-from test_web_support import PASSWORD, USERS, sim_gateway
+from playwright.async_api import Page, expect
+from web_support import ALARMS, PASSWORD, USERS, sim_gateway
 
-FAST = {"on_delay_s": 0, "off_delay_s": 0}
-ALARMS = {"rules": {"cell_voltage_high": FAST}}
 CELLS = {1: 24, 2: 12, 3: 24, 4: 12}  # UPS1 = S1 + S3, UPS2 = S2 + S4
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-TIMEOUT_MS = 15_000
 
 
-@contextlib.asynccontextmanager
-async def chromium(tmp_path: Path) -> AsyncIterator[Page]:
-    executable = require_tool("chromium", "chromium")
-    async with async_playwright() as p:
-        context = await p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),  # a fresh user-data-dir per test
-            executable_path=executable,
-            headless=True,
-            args=CHROMIUM_FLAGS,
-            viewport={"width": 1440, "height": 1000},
-        )
-        try:
-            page = await context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            yield page
-            assert errors == [], f"JavaScript errors in the dashboard: {errors}"
-        finally:
-            await context.close()
-
-
+@pytest.mark.slow  # ~5 s on a shared 2-core box
 async def test_dashboard_live_chart_alarm_and_acknowledge(tmp_path: Path) -> None:
     web = {"users": USERS, "live_interval_s": 0.1}
     async with (
@@ -142,6 +109,7 @@ async def _screenshot(page: Page, tmp_path: Path) -> None:
         shutil.copyfile(shot, target)
 
 
+@pytest.mark.slow  # ~4 s on a shared 2-core box
 async def test_the_dashboard_follows_hash_changes_and_back(tmp_path: Path) -> None:
     async with (
         sim_gateway(tmp_path, {1: 16, 2: 14, 3: 12}) as (gw, svc, _),

@@ -38,7 +38,7 @@ from btms_gateway.plugins.web import data
 from btms_gateway.plugins.web.json_cache import LIVE, PIECES_PER_STEP, REST, JsonCache
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_web_support import reading, web_gateway
+from web_support import reading, web_gateway
 
 STYLES = {"rest": (REST, lambda o: json.dumps(o, default=str)),
           "live": (LIVE, lambda o: json.dumps(o, separators=(",", ":")))}  # fmt: skip
@@ -160,6 +160,7 @@ def plants(draw: Any) -> PlantSnapshot:
 CACHE = JsonCache()
 
 
+@pytest.mark.slow  # ~4 s on a shared 2-core box
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(plant=plants(), cells=st.booleans(), now=st.none() | st.floats())
 def test_cached_text_equals_plain_serialization(

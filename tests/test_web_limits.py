@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,24 +21,20 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from attack.net import closed_by_server, closed_unread, connect
 from attack.web import close_held, open_idle, open_stream
 from btms_gateway.core.netguard import FD_RESERVE
+from btms_gateway.kit.ports import FreePorts
 from btms_gateway.protocols.bmsm.simulator import Simulator
 from conftest import require_tool
-from test_modbus_support import mbpoll
-from test_web_support import get_json, web_gateway
+from modbus_support import mbpoll
+from web_support import get_json, web_gateway
 
 NOFILE = 256
 IDLE = 300
 CLI = [sys.executable, "-m", "btms_gateway.core"]
 STRING_QUALITY = 20  # string unit register: 0 GOOD, 1 STALE, 2 OFFLINE (always readable)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -49,7 +44,8 @@ def _limited_gateway(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], in
     prlimit = require_tool("prlimit", "util-linux")
     sim = Simulator([1], {1: 12}, baud=115200, seed=1, frozen=True, link=str(tmp_path / "tty-b"))
     sim.start()
-    web, modbus = _free_port(), _free_port()
+    ports = FreePorts()
+    web, modbus = ports.tcp(), ports.tcp()
     config = tmp_path / "gw.toml"
     config.write_text(f"""
 [gateway]
@@ -106,6 +102,7 @@ async def _until(fetch: Any, want: Any, what: str, timeout: float = 20.0) -> Non
         await asyncio.sleep(0.2)
 
 
+@pytest.mark.slow  # ~4 s on a shared 2-core box
 async def test_idle_connections_leave_descriptors_for_modbus_and_the_serial_port(
     tmp_path: Path,
 ) -> None:

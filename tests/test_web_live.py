@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,32 +14,7 @@ import aiohttp
 from btms_gateway.core.alarm_types import AlarmEvent, EventKind, ObjectPath, Severity
 from btms_gateway.core.model import Quality
 from btms_gateway.kit.events import active_alarm
-from test_web_support import reading, web_gateway
-
-
-async def _events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, Any]]:
-    name, data = None, None
-    async for raw in response.content:
-        line = raw.decode().rstrip("\n")
-        if line.startswith("event: "):
-            name = line[7:]
-        elif line.startswith("data: "):
-            data = json.loads(line[6:])
-        elif line == "" and name is not None:
-            yield name, data
-            name, data = None, None
-
-
-async def _until(stream: AsyncIterator[tuple[str, Any]], predicate: Any) -> Any:
-    """The first event for which predicate(name, data) holds (5 s deadline)."""
-
-    async def scan() -> Any:
-        async for name, data in stream:
-            if predicate(name, data):
-                return data
-        raise AssertionError("stream ended")
-
-    return await asyncio.wait_for(scan(), 5.0)
+from web_support import _events, _until, reading, web_gateway
 
 
 async def test_stream_pushes_state_changes_and_alarms(tmp_path: Path) -> None:

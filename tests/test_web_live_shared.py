@@ -13,8 +13,7 @@ import aiohttp
 from btms_gateway.core.model import Quality
 from btms_gateway.plugins.web import api, data
 from btms_gateway.plugins.web.json_cache import LIVE, JsonCache
-from test_web_live import _events, _until
-from test_web_support import reading, web_gateway
+from web_support import _events, _until, reading, web_gateway
 
 
 def _timeless(body: Any) -> Any:

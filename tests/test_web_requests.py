@@ -16,8 +16,19 @@ from typing import Any
 from attack.web import close_held, login_flood, open_stream
 from btms_gateway.core.model import Quality
 from conftest import require_tool
-from test_web_security import ALARM_ID, ALARMS, _basic, _raise_alarm
-from test_web_support import PASSWORD, TOKEN, TOKENS, USERS, get_json, post_json, web_gateway
+from web_support import (
+    ALARM_ID,
+    ALARMS,
+    PASSWORD,
+    TOKEN,
+    TOKENS,
+    USERS,
+    _basic,
+    _raise_alarm,
+    get_json,
+    post_json,
+    web_gateway,
+)
 
 SECURITY_HEADERS = ("Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options")
 
@@ -140,7 +151,7 @@ async def test_unknown_paths_and_methods_answer_json_with_security_headers(
 
 async def test_bad_query_values_are_refused_with_400(tmp_path: Path) -> None:
     async with web_gateway(tmp_path) as (h, svc):
-        from test_web_support import reading
+        from web_support import reading
 
         h.publish("S1", reading(4), Quality.GOOD)
         base = svc.url + "/api/strings/S1"

@@ -4,7 +4,6 @@ limits: test_web_limits.py; request checks: test_web_requests.py)."""
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import logging
 from pathlib import Path
@@ -12,40 +11,25 @@ from pathlib import Path
 import aiohttp
 import pytest
 from btms_gateway.core.config_load import ConfigError
-from btms_gateway.core.model import Quality
 from btms_gateway.core.registry import validate_config
 from btms_gateway.kit.testing import plant_config
 from btms_gateway.plugins.web.auth import hash_password, verify_password
 from btms_gateway.plugins.web.commands import web_group
 from click.testing import CliRunner
-from test_web_support import (
+from web_support import (
+    ALARM_ID,
+    ALARMS,
     PASSWORD,
     TOKEN,
     TOKENS,
     USERS,
+    _basic,
+    _raise_alarm,
     get_json,
     manager,
     post_json,
-    reading,
     web_gateway,
 )
-
-FAST = {"on_delay_s": 0, "off_delay_s": 0}
-ALARMS = {"rules": {"cell_voltage_high": FAST}}
-ALARM_ID = "cell_voltage_high:S1:3"
-
-
-def _basic(user: str, password: str) -> dict[str, str]:
-    raw = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {raw}"}
-
-
-async def _raise_alarm(h) -> None:  # type: ignore[no-untyped-def]
-    h.publish("S1", reading(4, cell_3={"voltage_v": 2.61}), Quality.GOOD)
-    await h.wait_until(
-        lambda: [a for a in h.gateway.alarms.active() if a.alarm_id == ALARM_ID],
-        what="the alarm engine raises the cell alarm",
-    )
 
 
 def _acked(h) -> bool:  # type: ignore[no-untyped-def]

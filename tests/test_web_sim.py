@@ -12,7 +12,7 @@ from btms_gateway.core.model import Quality
 from btms_gateway.core.serialize import reading_dict
 from btms_gateway.kit.testing import GatewayHarness
 from prometheus_client.parser import text_string_to_metric_families
-from test_web_support import get_json, sim_gateway
+from web_support import get_json, sim_gateway
 
 CELLS = {1: 24, 2: 16, 3: 12}
 
@@ -105,7 +105,7 @@ async def test_simulated_alarm_acknowledge_needs_credentials_and_answers_match_o
     from btms_gateway.core.model import StringAlarm
     from openapi_schema_validator import OAS31Validator
     from openapi_spec_validator import validate
-    from test_web_support import TOKEN, TOKENS, post_json
+    from web_support import TOKEN, TOKENS, post_json
 
     web = {"tokens": TOKENS}
     async with sim_gateway(tmp_path, {1: 12, 2: 12}, ups=1, web=web) as (gw, svc, sim):

@@ -28,13 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cli_support import DEMO_PORTS, port_free, reading_stdout
+from cli_support import demo_endpoints, reading_stdout
 from conftest import require_tool, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 VERSION = re.search(r'__version__ = "([^"]+)"', (ROOT / "core/version.py").read_text())[1]  # type: ignore[index]
-WEB = "http://127.0.0.1:8080"
 
 slow = pytest.mark.slow  # and peer: mbpoll, net-snmp, systemd-analyze, chromium
 
@@ -213,35 +212,49 @@ def test_service_unit_from_the_wheel_verifies(installed: Installed) -> None:
     assert (verify.returncode, verify.stdout + verify.stderr) == (0, "")
 
 
-def http_get(path: str) -> tuple[int, bytes]:
+@dataclass
+class Demo:
+    """The installed demo, running: its process, its output so far, where each plugin listens."""
+
+    proc: subprocess.Popen[str]
+    lines: list[str]
+    ports: dict[str, int]
+
+    @property
+    def web(self) -> str:
+        return f"http://127.0.0.1:{self.ports['web']}"
+
+
+def http_get(url: str) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(WEB + path, timeout=5) as r:
+        with urllib.request.urlopen(url, timeout=5) as r:
             return r.status, r.read()
     except OSError:
         return 0, b""
 
 
 @pytest.fixture
-def demo(installed: Installed) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
-    # the demo's ports are fixed: another demo on this machine must have let go of them
-    wait_for(lambda: all(port_free(k, p) for k, p in DEMO_PORTS), 60, f"demo ports {DEMO_PORTS}")
+def demo(installed: Installed) -> Iterator[Demo]:
+    """The installed demo on free ports (its defaults may be held on this machine)."""
     with reading_stdout(
-        [str(installed.command), "demo", "--data-dir", str(installed.work / "var")],
+        [str(installed.command), "demo", "--free-ports", "--data-dir", str(installed.work / "var")],
         cwd=installed.work,
         env=clean_env(),
-    ) as running:
-        yield running
+    ) as (proc, lines):
+        wait_for(lambda: "Ctrl-C stops.\n" in lines or proc.poll() is not None, 90, "the endpoints")
+        assert proc.poll() is None, proc.stderr.read()[-3000:]  # type: ignore[union-attr]
+        yield Demo(proc, lines, demo_endpoints(lines))
 
 
 @slow
 @pytest.mark.peer
 def test_demo_from_the_wheel_serves_every_protocol_and_stops_cleanly(
-    installed: Installed, demo: tuple[subprocess.Popen[str], list[str]], tmp_path: Path
+    installed: Installed, demo: Demo, tmp_path: Path
 ) -> None:
-    proc, lines = demo
+    proc, lines, web = demo.proc, demo.lines, demo.web
     mbpoll = require_tool("mbpoll", "mbpoll")
     snmpget = require_tool("snmpget", "snmp")
-    wait_for(lambda: http_get("/health/ready")[0] == 200, 90, "the demo's web /health/ready")
+    wait_for(lambda: http_get(web + "/health/ready")[0] == 200, 90, "the demo's web /health/ready")
     wait_for(
         lambda: (
             {"A1", "A2", "B1", "B2"}
@@ -252,8 +265,8 @@ def test_demo_from_the_wheel_serves_every_protocol_and_stops_cleanly(
     )
     # Modbus TCP: string A1's cell count (BM-GW unit 101, address 10 = mbpoll's reference 11)
     modbus = subprocess.run(
-        [mbpoll, "-m", "tcp", "-p", "5020", "-a", "101", "-r", "11", "-c", "1", "-t", "4", "-1",
-         "127.0.0.1"],
+        [mbpoll, "-m", "tcp", "-p", str(demo.ports["modbus_tcp"]), "-a", "101", "-r", "11",
+         "-c", "1", "-t", "4", "-1", "127.0.0.1"],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert modbus.returncode == 0, modbus.stdout + modbus.stderr
@@ -264,7 +277,7 @@ def test_demo_from_the_wheel_serves_every_protocol_and_stops_cleanly(
     assert installed.run("export", "mib", "-o", str(mibs / "BTMS-GATEWAY-MIB.txt")).returncode == 0
     snmp = subprocess.run(
         [snmpget, "-v2c", "-c", "public", "-M", f"{ROOT / 'tests/mibs'}:{mibs}",
-         "-m", "SNMPv2-MIB:BTMS-GATEWAY-MIB", "127.0.0.1:1161",
+         "-m", "SNMPv2-MIB:BTMS-GATEWAY-MIB", f"127.0.0.1:{demo.ports['snmp']}",
          "BTMS-GATEWAY-MIB::btmsStringCellCount.1", "SNMPv2-MIB::sysDescr.0"],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
@@ -278,30 +291,30 @@ def test_demo_from_the_wheel_serves_every_protocol_and_stops_cleanly(
         ("/static/app.css", b".muted"),
         ("/static/favicon.svg", b"<svg"),
     ):
-        status, body = http_get(path)
+        status, body = http_get(web + path)
         assert status == 200 and marker in body, f"GET {path}: {status}"
-    status, body = http_get("/api/plant")
+    status, body = http_get(web + "/api/plant")
     assert status == 200
     assert json.loads(body)["gateway"]["version"] == VERSION
-    assert http_get("/api/openapi.json")[0] == 200
-    assert dashboard_version() == f"v{VERSION}"
+    assert http_get(web + "/api/openapi.json")[0] == 200
+    assert dashboard_version(web) == f"v{VERSION}"
     proc.send_signal(signal.SIGINT)
     assert proc.wait(30) == 0
     stderr = proc.stderr.read()  # type: ignore[union-attr]
     assert "Traceback" not in stderr, stderr[-3000:]
 
 
-def dashboard_version() -> str:
+def dashboard_version(web: str) -> str:
     """What headless Chromium shows in the dashboard's header as the version."""
+    from browser_support import CHROMIUM_FLAGS, TIMEOUT_MS
     from playwright.sync_api import expect, sync_playwright
-    from test_web_browser import CHROMIUM_FLAGS, TIMEOUT_MS
 
     chromium = require_tool("chromium", "chromium")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page()
-            page.goto(WEB + "/")
+            page.goto(web + "/")
             shown = page.locator("#gw-version")
             expect(shown).to_have_text(re.compile(r"^v\S+"), timeout=TIMEOUT_MS)
             return shown.inner_text()

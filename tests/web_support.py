@@ -7,14 +7,17 @@ so alarm tests go through the same path as production.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from btms_gateway.core.model import StringReading
+from btms_gateway.core.model import Quality, StringReading
 from btms_gateway.core.plugin_manager import create_manager
 from btms_gateway.kit.testing import GatewayHarness, make_reading, plant_config
 from btms_gateway.plugins.web.auth import hash_password, hash_token
@@ -110,3 +113,47 @@ async def sim_gateway(
     per_string = {f"S{slave}": n for slave, n in cells.items()}
     async with GatewayHarness(config, simulate=True, alarms=True, cells=per_string) as h:
         yield h.gateway, service(h.gateway), h.sim
+
+
+#: alarms raised and cleared at once, for tests that act on an alarm
+FAST = {"on_delay_s": 0, "off_delay_s": 0}
+ALARMS = {"rules": {"cell_voltage_high": FAST}}
+ALARM_ID = "cell_voltage_high:S1:3"
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    raw = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
+async def _raise_alarm(h) -> None:  # type: ignore[no-untyped-def]
+    h.publish("S1", reading(4, cell_3={"voltage_v": 2.61}), Quality.GOOD)
+    await h.wait_until(
+        lambda: [a for a in h.gateway.alarms.active() if a.alarm_id == ALARM_ID],
+        what="the alarm engine raises the cell alarm",
+    )
+
+
+async def _events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, Any]]:
+    name, data = None, None
+    async for raw in response.content:
+        line = raw.decode().rstrip("\n")
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            data = json.loads(line[6:])
+        elif line == "" and name is not None:
+            yield name, data
+            name, data = None, None
+
+
+async def _until(stream: AsyncIterator[tuple[str, Any]], predicate: Any) -> Any:
+    """The first event for which predicate(name, data) holds (5 s deadline)."""
+
+    async def scan() -> Any:
+        async for name, data in stream:
+            if predicate(name, data):
+                return data
+        raise AssertionError("stream ended")
+
+    return await asyncio.wait_for(scan(), 5.0)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import tempfile
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from btms_gateway.kit.ports import free_udp_port
 from conftest import require_tool
 
 TESTS = Path(__file__).resolve().parent
@@ -65,12 +65,6 @@ async def net_snmp(tool: str, *args: str, timeout: float = 60) -> subprocess.Com
     return await asyncio.to_thread(
         subprocess.run, cmd, capture_output=True, text=True, timeout=timeout
     )
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class TrapReceiver:

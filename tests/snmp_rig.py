@@ -22,7 +22,14 @@ from btms_gateway.core.model import Quality
 from btms_gateway.kit.events import active_alarm
 from btms_gateway.kit.testing import GatewayHarness, make_reading, plant_config
 from btms_gateway.plugins.snmp import plugin
-from btms_gateway.plugins.snmp.tables import DEFAULT_BASE, object_oids, parse_oid
+from btms_gateway.plugins.snmp.image import ServeContext
+from btms_gateway.plugins.snmp.tables import (
+    DEFAULT_BASE,
+    SCALARS,
+    TABLES,
+    object_oids,
+    parse_oid,
+)
 from hypothesis import strategies as st
 from pyasn1.codec.ber import decoder, encoder
 from pysnmp.entity.engine import SnmpEngine
@@ -31,6 +38,7 @@ from pysnmp.hlapi.v3arch.asyncio import ContextData, UdpTransportTarget, UsmUser
 from pysnmp.hlapi.v3arch.asyncio.lcd import CommandGeneratorLcdConfigurator
 from pysnmp.proto import rfc1902
 from pysnmp.proto.api import v2c
+from snmp_support import snmp_settings
 
 Varbinds = list[tuple[tuple[int, ...], str, bytes]]  # (name, value type, value BER)
 Answer = tuple[str | None, int, int, Varbinds]  # (error indication, status, index, varbinds)
@@ -274,8 +282,6 @@ def rig_config() -> dict[str, Any]:
     """Four strings, two UPS, readings that never go stale, GETBULK up to 300
     varbinds and 4,096 bytes (so that either bound may cut it), no rate limit
     (hypothesis sends hundreds of requests a second)."""
-    from test_snmp_support import snmp_settings
-
     return plant_config(
         strings=4, ups=2, stale_after_s=3600,
         plugins={"snmp": snmp_settings(
@@ -285,3 +291,21 @@ def rig_config() -> dict[str, Any]:
 
 
 RIG_MAX_RESPONSE = 4096
+
+
+def model(ctx: ServeContext) -> list[tuple[tuple[int, ...], Any, str]]:
+    """(instance OID, value, base type) of every present value, sorted by OID."""
+    out = []
+    for s in SCALARS:
+        raw = s.get(None, ctx)  # type: ignore[misc]
+        if raw is not None:
+            out.append(((*OIDS[s.name], 0), raw, s.base))
+    for t in TABLES:
+        for sfx, key in t.rows(ctx):
+            row = t.resolve(ctx, key)
+            for col in t.columns:
+                if col.access != "not-accessible" and row is not None:
+                    raw = col.get(row, ctx)  # type: ignore[misc]
+                    if raw is not None:
+                        out.append(((*OIDS[col.name], *sfx), raw, col.base))
+    return sorted(out, key=lambda kv: kv[0])

@@ -12,7 +12,8 @@ import re
 from typing import Any
 
 import pytest
-from btms_gateway.kit.testing import plant_config
+from btms_gateway.core.model import Quality
+from btms_gateway.kit.testing import GatewayHarness, make_reading, plant_config
 from btms_gateway.plugins.modbus_tcp import plugin
 from btms_gateway.plugins.modbus_tcp.map import Point, decode, point
 from conftest import require_tool
@@ -85,3 +86,18 @@ def close_to(value: float | int, expected: float | None, name: str) -> bool:
     assert expected is not None, f"{name}: the gateway holds no value"
     tolerance = (p.scale or 1) / 2 + 1e-9
     return abs(value - expected) <= tolerance
+
+
+async def _publish_good(h: GatewayHarness) -> None:
+    """S1: 120 cells discharging; S2 (same UPS): 4 cells charging."""
+    h.publish("S1", make_reading(cells=120, current_a=-123.45, soc_pct=76.0), Quality.GOOD)
+    h.publish("S2", make_reading(4, current_a=20.5), Quality.GOOD)
+    svc = plugin.service(h.gateway)
+
+    def units() -> dict:
+        return svc.store.units
+
+    await h.wait_until(
+        lambda: units()[101].regs[1] == units()[102].regs[1] == units()[1].regs[0] == 1,
+        what="status OK in the images of S1, S2 and UPS1",
+    )
