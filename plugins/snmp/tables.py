@@ -182,7 +182,7 @@ def _getter(q: Quantity, numbers: Mapping[int, int] | None = None) -> Callable[[
         width = len(q.values)
         return lambda row, c: None if (v := read(row)) is None else bits_value(int(v), width)
     if q.kind == "bool":
-        return lambda row, c: truth(read(row))  # type: ignore[arg-type]
+        return lambda row, c: truth(read(row))  # type: ignore[arg-type]  # a bool quantity reads bool | None
     return lambda row, c: read(row)
 
 
