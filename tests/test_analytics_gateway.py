@@ -7,6 +7,8 @@ in the event log with who did it."""
 
 from __future__ import annotations
 
+import pytest
+
 import asyncio
 import base64
 import json
@@ -48,6 +50,7 @@ def _notes(tmp_path: Path, rule: str) -> list:  # type: ignore[type-arg]
         log.close()
 
 
+@pytest.mark.slow  # ~12 s on a shared 2-core box
 async def test_weak_cell_discharge_reports_and_baseline_retake(tmp_path: Path) -> None:
     async with _harness(tmp_path) as h:
         await h.wait_quality(Quality.GOOD)

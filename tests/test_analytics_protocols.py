@@ -162,6 +162,7 @@ def _held(seen: list[dict[str, Any]], key: str) -> list[float]:
     return [d[key] for d in seen if d.get(key) is not None]
 
 
+@pytest.mark.slow  # ~10 s on a shared 2-core box
 async def test_runtime_and_depth_of_discharge_on_modbus_snmp_and_bacnet(tmp_path: Path) -> None:
     bacnet_port = free_udp_port()
     address = f"127.0.0.1:{bacnet_port}"

@@ -121,6 +121,7 @@ def active_ids(h: GatewayHarness) -> set[str]:
 
 
 @pytest.mark.peer
+@pytest.mark.slow  # ~8 s on a shared 2-core box
 async def test_a_disk_under_min_free_raises_history_paused_everywhere_and_it_clears(
     tmp_path: Path,
 ) -> None:

@@ -140,6 +140,7 @@ def config_128(bacnet_port: int) -> dict:
 
 
 @pytest.mark.peer
+@pytest.mark.slow  # ~3.5 s on a shared 2-core box
 async def test_string_128_is_read_on_its_own_address_by_independent_clients() -> None:
     bacnet_port = free_udp_port()
     h = GatewayHarness(config_128(bacnet_port), simulate=True, cells=12)

@@ -143,6 +143,7 @@ async def test_the_dashboard_follows_hash_changes_and_back(tmp_path: Path) -> No
         await expect(bars).to_have_count(12, timeout=TIMEOUT_MS)
 
 
+@pytest.mark.slow  # ~10 s on a shared 2-core box
 async def test_a_discharge_on_the_dashboard_runtime_depth_and_its_report(tmp_path: Path) -> None:
     """While the simulator discharges S1 the string's KPIs show the remaining
     runtime and depth of discharge the gateway estimates; once it ends, the
