@@ -7,14 +7,13 @@ in the event log with who did it."""
 
 from __future__ import annotations
 
-import pytest
-
 import asyncio
 import base64
 import json
 from pathlib import Path
 
 import aiohttp
+import pytest
 from btms_gateway.core.alarm_types import EventKind
 from btms_gateway.core.alarms.eventlog import EventLog
 from btms_gateway.core.cli import build_cli
