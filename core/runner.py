@@ -33,6 +33,9 @@ from .gateway import Gateway, GatewayStartError
 
 log = logging.getLogger("btms_gateway")
 
+#: allocations between two collections of the youngest generation (CPython: 700)
+GC_YOUNG_THRESHOLD = 10_000
+
 
 @dataclass(frozen=True)
 class ConfigSource:
@@ -51,9 +54,20 @@ def freeze_startup_objects() -> None:
     yet every full collection walked them all: 110 ms measured at full scale,
     a stall of the event loop that stretched bus cycles and so the age of the
     served data. Objects made later are collected as usual; refcounting still
-    frees frozen objects that are dropped."""
+    frees frozen objects that are dropped.
+
+    Then the youngest generation is collected every ``GC_YOUNG_THRESHOLD``
+    allocations, not CPython's 700. A reading's cells live one poll interval,
+    until the next replaces them: at 700, collections came so often that the
+    readings in hand were still alive at those of the middle generation and
+    were promoted to the oldest, which full collections (run from the bus
+    threads that allocate the cells) then walked. Measured with 64 strings:
+    194 collections in 30 s taking 0.20 s of CPU (0.0067 of a core), against
+    5 taking 0.04 s."""
     gc.collect()
     gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, oldest)
 
 
 class Runner:

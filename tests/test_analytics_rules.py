@@ -6,15 +6,17 @@ its delay and hysteresis."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from analytics_support import T0
+from analytics_support import T0, rig
 from btms_gateway.core.alarm_types import AlarmEvent, EventKind
 from btms_gateway.core.alarms.config import AlarmsSection
 from btms_gateway.core.alarms.engine import AlarmEngine
 from btms_gateway.core.alarms.eventlog import EventLog
 from btms_gateway.core.analytics import AnalyticsSection, AnalyticsService
+from btms_gateway.core.analytics.resistance import percent_over
 from btms_gateway.core.model import PlantSnapshot, Quality, StringSnapshot
 from btms_gateway.protocols.bmsm.simulator.model import StringModel
 
@@ -168,3 +170,33 @@ def test_the_demos_weak_cell_is_flagged(tmp_path: Path) -> None:
     assert p.raised("cell_resistance_median_warning") == [weak]
     assert snap.cell_derived["resistance_vs_median_pct"][weak - 1] > 25.0  # the limit
     assert abs(snap.cell_derived["resistance_vs_baseline_pct"][weak - 1]) < 1.0
+
+
+def test_resistance_comparisons_follow_a_new_baseline_and_a_new_resistance() -> None:
+    """The comparisons are reused while their inputs are equal: a baseline
+    learned (changed in place) or one cell's new resistance must show at once."""
+    baselines = {2: 1.0}
+    rg = rig(cells=24, baselines=baselines)
+    first = rg.feed()
+    assert first.reading is not None
+    assert first.cell_derived["resistance_vs_baseline_pct"][:3] == (
+        None,
+        percent_over(first.reading.cells[1].resistance_mohm, 1.0),
+        None,
+    )
+    r1 = first.reading.cells[0].resistance_mohm
+    assert r1 is not None
+    baselines[1] = r1 / 2  # learned since: the same mapping, now with cell 1
+    second = rg.feed(replace(first.reading, read_at=first.reading.read_at + 1))
+    assert second.cell_derived["resistance_vs_baseline_pct"][0] == percent_over(r1, r1 / 2)
+    cells = list(first.reading.cells)
+    cells[2] = replace(cells[2], resistance_mohm=r1 * 3)
+    third = rg.feed(replace(first.reading, cells=tuple(cells), read_at=first.reading.read_at + 2))
+    median = third.derived["resistance_median_mohm"]
+    assert third.cell_derived["resistance_vs_median_pct"] == tuple(
+        percent_over(c.resistance_mohm, median) for c in cells
+    )
+    assert (
+        third.cell_derived["resistance_vs_median_pct"][2]
+        != (first.cell_derived["resistance_vs_median_pct"][2])
+    )

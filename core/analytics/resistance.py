@@ -35,6 +35,16 @@ def percent_over(value: float | None, reference: float | None) -> float | None:
     return round((value / reference - 1.0) * 100.0, 3)
 
 
+def percents_over(
+    values: Sequence[float | None], reference: float | None
+) -> tuple[float | None, ...]:
+    """``percent_over`` of every value against one reference, in one pass (every
+    cell of every poll: no call per cell)."""
+    if not reference:
+        return (None,) * len(values)
+    return tuple(None if v is None else round((v / reference - 1.0) * 100.0, 3) for v in values)
+
+
 @dataclass(frozen=True, slots=True)
 class Trend:
     """One cell's resistance trend; ``crosses_at`` None: not heading for the

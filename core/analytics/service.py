@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..alarm_types import ObjectPath
 from ..alarms.config import rules_for
 from ..alarms.rules import CELLS_PER_BLOCK
-from ..model import Quality, StringReading, StringSnapshot
+from ..model import CellReading, Quality, StringReading, StringSnapshot
 from .capture import IDLE, Capture, DischargeSummary
 from .config import AnalyticsSection
-from .resistance import Trend, median_resistance, percent_over, trends
+from .resistance import Trend, median_resistance, percent_over, percents_over, trends
 from .runtime import RuntimeEstimator
 from .store import FILE_NAME, DischargeStore
-from .thermal import RunawayWatch, median_temperature
+from .thermal import RunawayWatch, differences, median_temperature
 
 if TYPE_CHECKING:
     from ..alarms.config import AlarmsSection
@@ -79,6 +79,12 @@ class _String:
     derived: Mapping[str, float | None] = field(default_factory=dict)
     cell_derived: Mapping[str, tuple[float | None, ...]] = field(default_factory=dict)
     trends: dict[int, Trend] = field(default_factory=dict)
+    #: the resistance comparisons of the last reading, with what they were made
+    #: from (resistances, cell numbers, median, baselines): reused while those
+    #: are equal, as they are for most polls (a BM-SM measures resistance
+    #: seldom), which saves two roundings a cell a poll (0.25 of _derive)
+    resistance_made: tuple[Any, ...] = ()
+    resistance_pct: tuple[tuple[float | None, ...], tuple[float | None, ...]] = ((), ())
 
 
 class AnalyticsService:
@@ -182,34 +188,41 @@ class AnalyticsService:
                 "thermal_rise_c": st.runaway.feed(r),
             }
         )
-        base = self._baselines(name)
-        amb = r.ambient_temperature_c
         tr = st.trends
+        temperature = [c.temperature_c for c in cells]
+        vs_baseline, vs_median = self._resistance_pct(name, st, cells, med_r)
         st.cell_derived = MappingProxyType(
             {
-                "resistance_vs_baseline_pct": tuple(
-                    percent_over(c.resistance_mohm, base.get(c.index)) for c in cells
-                ),
-                "resistance_vs_median_pct": tuple(
-                    percent_over(c.resistance_mohm, med_r) for c in cells
-                ),
-                "temperature_vs_median_c": tuple(
-                    None
-                    if c.temperature_c is None or med_t is None
-                    else round(c.temperature_c - med_t, 3)
-                    for c in cells
-                ),
-                "temperature_vs_ambient_c": tuple(
-                    None
-                    if c.temperature_c is None or amb is None
-                    else round(c.temperature_c - amb, 3)
-                    for c in cells
-                ),
+                "resistance_vs_baseline_pct": vs_baseline,
+                "resistance_vs_median_pct": vs_median,
+                "temperature_vs_median_c": differences(temperature, med_t),
+                "temperature_vs_ambient_c": differences(temperature, r.ambient_temperature_c),
                 "resistance_trend_mohm_per_month": tuple(
                     t.mohm_per_month if (t := tr.get(c.index)) is not None else None for c in cells
-                ),
+                )
+                if tr
+                else (None,) * len(cells),
             }
         )
+
+    def _resistance_pct(
+        self, name: str, st: _String, cells: tuple[CellReading, ...], med_r: float | None
+    ) -> tuple[tuple[float | None, ...], tuple[float | None, ...]]:
+        """Each cell's resistance against its baseline and against the median,
+        the last reading's tuples again when made from equal inputs."""
+        base = self._baselines(name)
+        made = ([c.resistance_mohm for c in cells], [c.index for c in cells], med_r, base)
+        if made == st.resistance_made:
+            return st.resistance_pct
+        resistance, index = made[0], made[1]
+        st.resistance_made = (*made[:3], dict(base))
+        st.resistance_pct = (
+            tuple(map(percent_over, resistance, map(base.get, index)))
+            if base
+            else (None,) * len(cells),
+            percents_over(resistance, med_r),
+        )
+        return st.resistance_pct
 
     def _state(self, name: str) -> _String:
         st = self._strings.get(name)

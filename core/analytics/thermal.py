@@ -26,6 +26,17 @@ def median_temperature(cells: Sequence[CellReading]) -> float | None:
     return cell_median(cells, "temperature_c")
 
 
+def differences(
+    values: Sequence[float | None], reference: float | None
+) -> tuple[float | None, ...]:
+    """Each cell's temperature against one reference (the string's median, the
+    room's), to the millidegree; None where either is unknown. One pass for
+    every cell of every poll."""
+    if reference is None:
+        return (None,) * len(values)
+    return tuple(None if v is None else round(v - reference, 3) for v in values)
+
+
 def hottest(cells: Sequence[CellReading]) -> float | None:
     values = [c.temperature_c for c in cells if c.temperature_c is not None]
     return max(values) if values else None
