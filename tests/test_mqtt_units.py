@@ -1,43 +1,32 @@
-"""The MQTT plugin's parts without a broker: report by exception, the disk
-buffer, settings, and the Sparkplug payloads as Debian's protoc (C++
-libprotobuf, not the Python runtime that encoded them) decodes them against
-Tahu's sparkplug_b.proto."""
+"""The MQTT plugin's parts without a broker: report by exception, the inbox
+and the disk buffer (settings: test_mqtt_settings.py; the payloads as protoc
+decodes them: test_mqtt_protoc.py)."""
 
 from __future__ import annotations
 
 import json
 import random
 import socket
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pytest
 from btms_gateway.core.alarm_types import Severity
-from btms_gateway.core.config_load import ConfigError
-from btms_gateway.core.demo_plant import demo_config
 from btms_gateway.core.model import CellStatus, Quality, StringSnapshot
-from btms_gateway.core.plugin_manager import create_manager
-from btms_gateway.core.registry import validate_config
 from btms_gateway.core.serialize import event_dict
 from btms_gateway.kit.events import active_alarm, make_event
-from btms_gateway.kit.testing import make_reading, plant_config
+from btms_gateway.kit.testing import make_reading
 from btms_gateway.plugins.mqtt.buffer import EVENT, READING, DiskBuffer
 from btms_gateway.plugins.mqtt.exception import Delta, ExceptionFilter, _moved
 from btms_gateway.plugins.mqtt.quantities import (
     CELL,
     CELL_STRIDE,
-    metric_name,
     string_values,
     unslot,
 )
 from btms_gateway.plugins.mqtt.session import Inbox, MqttSession
 from btms_gateway.plugins.mqtt.settings import MqttSettings
-from btms_gateway.plugins.mqtt.sparkplug import payloads
-from btms_gateway.plugins.mqtt.sparkplug.generate import PROTO
-from conftest import require_tool, wait_for
+from conftest import wait_for
 
 DEADBANDS = MqttSettings().deadbands()
 
@@ -313,187 +302,3 @@ def test_bdseq_counts_across_restarts_and_wraps_at_256(tmp_path: Path) -> None:
     seen = [buf.next_bdseq() for _ in range(253)]
     assert seen[-1] == 0 and seen[-2] == 255
     buf.close()
-
-
-# -- settings ----------------------------------------------------------------------------
-def validate(section: dict[str, Any], strings: int = 1) -> Any:
-    return validate_config(plant_config(strings, 1, plugins={"mqtt": section}), "<t>", PM)
-
-
-PM = create_manager()
-
-
-def test_settings_errors_name_the_key_and_never_echo_a_secret(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError) as exc:
-        validate({"host": "broker.example", "username": "u", "password": "hunter2-secret"})
-    text = str(exc.value)
-    assert "plugins.mqtt" in text and "tls" in text and "hunter2" not in text
-    with pytest.raises(ConfigError) as exc:
-        validate({"password": 12345678, "username": "u"})
-    assert "12345678" not in str(exc.value) and "plugins.mqtt.password" in str(exc.value)
-    with pytest.raises(ConfigError) as exc:
-        validate({"sparkplug": {"alarms_device": "S1"}})
-    assert "alarms_device" in str(exc.value)
-    with pytest.raises(ConfigError) as exc:
-        validate({"tls": {"ca_file": str(tmp_path / "nope.pem")}})
-    assert "ca_file" in str(exc.value) and "does not exist" in str(exc.value)
-    with pytest.raises(ConfigError) as exc:
-        validate({"mode": ["json", "json"]})
-    assert "each mode once" in str(exc.value)
-    ok = validate({"host": "localhost", "username": "u", "password": "hunter2-secret"})
-    settings = ok.plugin("mqtt")
-    assert "hunter2" not in repr(settings) and settings.tls is None
-    assert settings.password.get_secret_value() == "hunter2-secret"
-    plain = validate({"host": "10.1.2.3", "username": "u", "password": "pw-secret-1",
-                      "allow_plaintext_password": True})  # fmt: skip
-    assert plain.plugin("mqtt").allow_plaintext_password
-
-
-@pytest.mark.slow  # ~3 s on a shared 2-core box
-def test_check_config_shows_no_secret(tmp_path: Path) -> None:
-    toml = tmp_path / "gw.toml"
-    toml.write_text(
-        f'[gateway]\ndata_dir = "{tmp_path}"\n[[buses]]\nname = "b"\nport = "/dev/null"\n'
-        '[[strings]]\nname = "A1"\nbus = "b"\nslave_id = 1\n'
-        '[plugins.mqtt]\nhost = "192.0.2.1"\nusername = "u"\npassword = "hunter2-secret"\n'
-        "[plugins.mqtt.tls]\ninsecure = true\n"
-    )
-    exe = Path(sys.executable).parent / "btms-gateway"
-    out = subprocess.run([exe, "check-config", str(toml)], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert "mqtt" in out.stdout and "hunter2" not in out.stdout + out.stderr
-
-
-def test_demo_runs_the_plugin_only_when_a_broker_answers(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refused(*a: Any, **k: Any) -> Any:
-        raise ConnectionRefusedError
-
-    monkeypatch.setattr(socket, "create_connection", refused)
-    left_out: dict[str, str] = {}
-    plugins = demo_config([], "/tmp/x", PM, left_out)["plugins"]
-    assert "mqtt" not in plugins and "127.0.0.1:1883" in left_out["mqtt"]
-
-    class Answered:
-        def __enter__(self) -> Answered:
-            return self
-
-        def __exit__(self, *a: Any) -> None:
-            pass
-
-    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: Answered())
-    plugins = demo_config([], "/tmp/x", PM, {})["plugins"]
-    assert plugins["mqtt"] == {"mode": ["sparkplug", "json"]}
-
-
-# -- payloads through Debian's protoc ------------------------------------------------------------
-def protoc_decode(payload: bytes) -> dict[str, Any]:
-    """``protoc --decode`` (C++ libprotobuf) of a payload, its text format
-    read into nested dicts (repeated fields as lists)."""
-    protoc = require_tool("protoc", "protobuf-compiler")
-    out = subprocess.run(
-        [protoc, f"--proto_path={PROTO.parent}", "--decode=org.eclipse.tahu.protobuf.Payload",
-         PROTO.name], input=payload, capture_output=True, check=True,
-    ).stdout.decode()  # fmt: skip
-    stack: list[dict[str, Any]] = [{}]
-    for raw in out.splitlines():
-        line = raw.strip()
-        if line.endswith("{"):
-            child: dict[str, Any] = {}
-            stack[-1].setdefault(line[:-1].strip(), []).append(child)
-            stack.append(child)
-        elif line == "}":
-            stack.pop()
-        elif line:
-            key, _, value = line.partition(": ")
-            stack[-1].setdefault(key, []).append(text_value(value))
-    return stack[0]
-
-
-def text_value(value: str) -> Any:
-    """A scalar of protoc's text format (numbers, true/false, quoted strings)."""
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value  # an enum name
-
-
-def one(d: dict[str, Any], key: str) -> Any:
-    (value,) = d[key]
-    return value
-
-
-def test_device_birth_and_data_as_protoc_decodes_them() -> None:
-    f = ExceptionFilter(DEADBANDS)
-    r = make_reading(cells=2)
-    f.update(snapshot(r))
-    values = list(f.current("S1"))
-    raw = payloads.device_birth(5000, 7, 3, values, Quality.GOOD, 4000, 3000)
-    p = protoc_decode(raw)
-    assert one(p, "seq") == 7 and one(p, "timestamp") == 5000
-    metrics = {one(m, "name"): m for m in p["metrics"]}
-    assert set(metrics) == {metric_name(s) for s, _ in values}
-    v = metrics["Voltage"]
-    assert one(v, "alias") == 3 << 12 | 2 and one(v, "datatype") == 9
-    assert one(v, "float_value") == pytest.approx(r.voltage_v, rel=1e-6)
-    assert one(v, "timestamp") == 4000
-    props = one(v, "properties")
-    assert props["keys"] == ["engUnit", "Quality"]
-    assert [one(x, "type") for x in props["values"]] == [12, 3]
-    assert one(props["values"][0], "string_value") == "V"
-    assert one(props["values"][1], "int_value") == 192
-    q = metrics["Quality"]
-    assert one(q, "string_value") == "good" and one(q, "timestamp") == 3000
-    cell = metrics["Cells/002/Resistance"]
-    assert one(cell, "float_value") == pytest.approx(r.cells[1].resistance_mohm, rel=1e-6)
-    assert one(cell, "datatype") == 9 and "Quality" in one(cell, "properties")["keys"]
-    assert one(metrics["Relay Closed"], "boolean_value") is False
-    assert one(metrics["Alarm Word"], "datatype") == 6
-    # a historical DDATA of one stale value: alias only, no name, no datatype
-    raw = payloads.device_data(6000, 8, 3, [(2, 48.5)], 4500, 3000, Quality.STALE, True)
-    p = protoc_decode(raw)
-    (m,) = p["metrics"]
-    assert "name" not in m and "datatype" not in m
-    assert one(m, "alias") == 3 << 12 | 2 and one(m, "is_historical") is True
-    assert one(m, "float_value") == 48.5
-    assert one(one(one(m, "properties"), "values"), "int_value") == 500
-    # a value that went away is null, not a number
-    p = protoc_decode(payloads.device_data(6000, 9, 3, [(18, None)], 4500, 3000))
-    assert one(one(p, "metrics"), "is_null") is True
-
-
-def test_node_birth_death_and_alarm_payloads_as_protoc_decodes_them() -> None:
-    p = protoc_decode(payloads.node_birth(1000, 42, {"Gateway": "room 1"}, 5, 2))
-    assert one(p, "seq") == 0
-    metrics = {one(m, "name"): m for m in p["metrics"]}
-    assert one(metrics["bdSeq"], "long_value") == 42 and one(metrics["bdSeq"], "datatype") == 4
-    assert one(metrics["Node Control/Rebirth"], "boolean_value") is False
-    assert one(metrics["Properties/Gateway"], "string_value") == "room 1"
-    assert one(metrics["Store and Forward/Dropped Readings"], "long_value") == 2
-    death = protoc_decode(payloads.node_death(2000, 42))
-    assert "seq" not in death
-    assert one(one(death, "metrics"), "long_value") == 42
-    event = {
-        "seq": 12, "kind": "raised", "alarm_id": "cell_voltage_high:A1:3", "rule": "r",
-        "severity": "alarm", "path": {"text": "UPS-A/A1/3"}, "value": 2.5, "limit": 2.4,
-        "unit": "V", "message": "high", "by": None, "at": 1234.5,
-    }  # fmt: skip
-    active = {"total": 3, "critical": 1, "alarm": 2, "warning": 0, "unacknowledged": 3}
-    p = protoc_decode(payloads.alarm_data(3000, 4, event, active, historical=True))
-    by_alias = {one(m, "alias"): m for m in p["metrics"]}
-    assert one(by_alias[64], "long_value") == 12 and one(by_alias[64], "timestamp") == 1234500
-    assert one(by_alias[66], "string_value") == "cell_voltage_high:A1:3"
-    assert one(by_alias[69], "string_value") == "UPS-A/A1/3"
-    assert one(by_alias[70], "double_value") == 2.5
-    assert one(by_alias[74], "is_null") is True
-    assert one(by_alias[82], "int_value") == 2
-    assert all(one(m, "is_historical") is True for m in p["metrics"])
-
-
-def test_generated_module_is_exactly_protocs_output() -> None:
-    require_tool("protoc", "protobuf-compiler")
-    out = subprocess.run(
-        [sys.executable, "-m", "btms_gateway.plugins.mqtt.sparkplug.generate", "--check"],
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode == 0, out.stderr
